@@ -1,0 +1,245 @@
+"""Inventory: scan a registry into a typed snapshot.
+
+repository -> tag -> digest -> manifest summary (kind, created, size, children, platforms),
+index children, signature/attestation tags linked to their subjects, push times from storage.
+
+Cost model (requests per tag): a tag whose digest is already known from the previous scan and
+cached costs one HEAD; an unknown tag costs one GET (bytes + digest in one call). Every digest's
+manifest and config is fetched at most once, ever (disk cache by digest). Configs (for
+``created``) are fetched only for tags without a storage push time unless ``created="always"``.
+"""
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+from .errors import NotFoundError, RegistryError, UnsupportedManifestError
+from .globs import select
+from .models import Inventory, Manifest, ManifestInfo, RepoInventory
+from .oci import RegistryClient
+from .storage import StorageReader
+from .util import bounded_map, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def manifest_info(m: Manifest) -> ManifestInfo:
+    return ManifestInfo(
+        digest=m.digest, media_type=m.media_type, kind=m.kind, size=m.size,
+        config_digest=m.config.digest if m.config else None,
+        blobs=m.blob_descriptors(), children=list(m.children),
+        subject=m.subject.digest if m.subject else None,
+        annotations=dict(m.annotations or {}), artifact_type=m.artifact_type,
+    )
+
+
+class _TagState:
+    """tag -> digest from the previous scan, so known tags cost a HEAD and new ones a GET."""
+
+    def __init__(self, client: RegistryClient):
+        self.path = None
+        self.data: dict[str, dict[str, str]] = {}
+        root = client.cache.root
+        if root:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{client.name}-{client.host}")
+            self.path = Path(root) / "tags" / f"{safe}.json"
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.data = {}
+
+    def known(self, repo: str, tag: str) -> str | None:
+        return self.data.get(repo, {}).get(tag)
+
+    def save(self, inv: Inventory, partial: bool) -> None:
+        if not self.path:
+            return
+        data = dict(self.data) if partial else {}
+        for name, r in inv.repositories.items():
+            data[name] = dict(r.tags)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
+
+def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
+         exclude: Iterable[str] | None = None, repositories: list[str] | None = None,
+         storage: StorageReader | None = None,
+         created: Literal["auto", "always", "never"] = "auto",
+         concurrency: int | None = None,
+         progress: Callable[[str], None] | None = None) -> Inventory:
+    """Scan the registry (or the repositories matching the globs) into an Inventory.
+
+    Per-tag problems (a tag deleted mid-scan, a schema1 manifest) are recorded in
+    ``RepoInventory.errors`` and the tag is left out; registry-wide failures raise."""
+    t0 = time.perf_counter()
+    workers = concurrency or client.concurrency
+    before = dict(client.stats)
+    hits0, misses0 = client.cache.hits, client.cache.misses
+    inc = list(include) if include else None
+    exc = list(exclude) if exclude else None
+    partial = bool(inc or exc or repositories)
+    if repositories is None:
+        repositories = [r for r in client.catalog() if select(r, inc, exc)]
+    inv = Inventory(registry=client.name, scanned_at=utcnow(),
+                    push_time_source=storage.kind if storage else "none")
+    state = _TagState(client)
+
+    # 1. tags of every repository
+    def list_repo(repo: str):
+        try:
+            return client.list_tags(repo)
+        except NotFoundError:
+            return []  # listed by _catalog but emptied: an empty repository
+
+    for repo, tags, err in bounded_map(list_repo, repositories, workers):
+        if err is not None:
+            raise err
+        inv.repositories[repo] = RepoInventory(name=repo)
+        inv.repositories[repo].tags = {t: "" for t in tags}
+    if progress:
+        progress(f"{len(inv.repositories)} repositories, {inv.tag_count} tags")
+
+    # 2. push times + untagged revisions from storage
+    revisions: dict[str, list[str]] = {}
+    if storage is not None:
+        def read_storage(repo: str):
+            return storage.push_times(repo), storage.revisions(repo)
+        for repo, res, err in bounded_map(read_storage, list(inv.repositories), workers):
+            if err is not None:
+                raise err
+            r = inv.repositories[repo]
+            times, revs = res
+            r.push_times = {t: v for t, v in times.items() if t in r.tags}
+            revisions[repo] = revs
+
+    # 3. resolve every tag to a digest: HEAD when known+cached, else GET by tag
+    manifests: dict[str, Manifest] = {}
+
+    def resolve(item: tuple[str, str]):
+        repo, tag = item
+        prev = state.known(repo, tag)
+        if prev and client.cache.get("manifests", prev) is not None:
+            head = client.head_manifest(repo, tag)
+            if head is None:
+                return None
+            if head.digest == prev:
+                return client.get_manifest(repo, prev)  # cache hit, no request
+            return client.get_manifest(repo, head.digest)
+        try:
+            return client.get_manifest(repo, tag)
+        except NotFoundError:
+            return None
+
+    pairs = [(repo, tag) for repo, r in inv.repositories.items() for tag in r.tags]
+    for (repo, tag), m, err in bounded_map(resolve, pairs, workers):
+        r = inv.repositories[repo]
+        if err is not None:
+            if isinstance(err, (UnsupportedManifestError,)) or (isinstance(err, RegistryError) and err.status in (400, 404)):
+                r.errors.append(f"{tag}: {err}")
+                del r.tags[tag]
+                continue
+            raise err
+        if m is None:  # deleted while we scanned
+            del r.tags[tag]
+            continue
+        r.tags[tag] = m.digest
+        manifests[m.digest] = m
+        r.manifests.setdefault(m.digest, manifest_info(m))
+
+    # 4. index children and untagged revisions (by digest: the cache answers known ones)
+    def need_children() -> list[tuple[str, str]]:
+        out = []
+        for repo, r in inv.repositories.items():
+            for info in list(r.manifests.values()):
+                for c in info.children:
+                    if c.digest not in r.manifests:
+                        out.append((repo, c.digest))
+            for d in revisions.get(repo, []):
+                if d not in r.manifests:
+                    out.append((repo, d))
+        return sorted(set(out))
+
+    def fetch(item):
+        repo, digest = item
+        try:
+            return client.get_manifest(repo, digest)
+        except NotFoundError:
+            return None
+
+    for _round in range(3):  # nested indexes are rare; three levels is plenty
+        todo = need_children()
+        if not todo:
+            break
+        for (repo, digest), m, err in bounded_map(fetch, todo, workers):
+            r = inv.repositories[repo]
+            if err is not None or m is None:
+                r.errors.append(f"{digest}: {err or 'referenced but missing (404)'}")
+                # remember it so the graph still knows the reference is dangling
+                r.manifests.setdefault(digest, ManifestInfo(digest=digest, media_type="", kind="image", size=0))
+                continue
+            manifests[m.digest] = m
+            r.manifests.setdefault(m.digest, manifest_info(m))
+    for r in inv.repositories.values():
+        revs = revisions.get(r.name)
+        if revs is not None:
+            referenced = set(r.tags.values())
+            for info in r.manifests.values():
+                referenced.update(c.digest for c in info.children)
+            r.untagged = sorted(d for d in revs if d not in referenced)
+
+    # 5. created times from image configs (cached by digest)
+    if created != "never":
+        todo = []
+        for repo, r in inv.repositories.items():
+            tagged_without_push = {d for t, d in r.tags.items() if t not in r.push_times}
+            children = {c.digest for p in r.manifests.values() for c in p.children}
+            for d, info in r.manifests.items():
+                if info.kind == "index" or not info.config_digest:
+                    continue
+                if created == "always" or d in tagged_without_push or d in r.untagged or d in children:
+                    todo.append((repo, d))
+
+        def get_created(item):
+            repo, d = item
+            m = manifests.get(d)
+            if m is None:
+                m = client.get_manifest(repo, d)
+            return client.image_created(repo, m)
+
+        for (repo, d), res, err in bounded_map(get_created, todo, workers):
+            info = inv.repositories[repo].manifests[d]
+            if err is not None:
+                inv.repositories[repo].errors.append(f"{d}: config unreadable: {err}")
+                continue
+            info.created, info.created_source = res
+        # an index is as old as its newest child
+        for r in inv.repositories.values():
+            for info in r.manifests.values():
+                if info.kind == "index" and info.created is None:
+                    times = [r.manifests[c.digest].created for c in info.children
+                             if c.digest in r.manifests and r.manifests[c.digest].created]
+                    if times:
+                        info.created, info.created_source = max(times), "config"
+                    else:
+                        from .models import CREATED_ANNOTATION, parse_time
+                        t = parse_time(info.annotations.get(CREATED_ANNOTATION))
+                        if t:
+                            info.created, info.created_source = t, "annotation"
+
+    state.save(inv, partial)
+    after = client.stats
+    inv.stats = {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "requests": {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)},
+        "cache_hits": client.cache.hits - hits0,
+        "cache_misses": client.cache.misses - misses0,
+        "repositories": len(inv.repositories),
+        "tags": inv.tag_count,
+    }
+    return inv

@@ -1,0 +1,227 @@
+"""Typed data shared by every job: descriptors, parsed manifests, and the registry inventory.
+
+Plain dataclasses (cheap to build by the ten thousand); the inventory converts to a pandas
+DataFrame / CSV / JSON for reports and the CLI.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field, asdict
+from datetime import datetime, timezone
+from typing import Literal
+
+# Manifest media types the registry must be asked for, in this order (Accept header).
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+MANIFEST_MEDIA_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
+INDEX_MEDIA_TYPES = (DOCKER_LIST, OCI_INDEX)
+IMAGE_MEDIA_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+
+# cosign-style tags: sha256-<64 hex>.sig / .att / .sbom
+SIGNATURE_TAG_RE = re.compile(r"^(sha256)-([0-9a-f]{64})\.(sig|att|sbom)$")
+
+ManifestKind = Literal["image", "index", "artifact"]
+
+
+def signature_subject(tag: str) -> tuple[str, str] | None:
+    """For a cosign-style tag return (subject digest, kind), else None."""
+    m = SIGNATURE_TAG_RE.match(tag)
+    if not m:
+        return None
+    return f"{m.group(1)}:{m.group(2)}", m.group(3)
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: str | None = None          # "linux/arm64/v8" for index children
+    artifact_type: str | None = None
+    annotations: dict | None = None
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Descriptor":
+        plat = d.get("platform")
+        p = None
+        if isinstance(plat, dict):
+            p = "/".join(x for x in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if x)
+        return cls(
+            media_type=d.get("mediaType", ""),
+            digest=d["digest"],
+            size=int(d.get("size", 0)),
+            platform=p,
+            artifact_type=d.get("artifactType"),
+            annotations=d.get("annotations") or None,
+        )
+
+
+@dataclass(slots=True)
+class Manifest:
+    """A parsed manifest (image or index) with the raw bytes it was parsed from."""
+
+    digest: str
+    media_type: str
+    kind: ManifestKind
+    raw: bytes
+    config: Descriptor | None = None
+    layers: list[Descriptor] = field(default_factory=list)
+    children: list[Descriptor] = field(default_factory=list)
+    subject: Descriptor | None = None
+    annotations: dict = field(default_factory=dict)
+    artifact_type: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    def blob_descriptors(self) -> list[Descriptor]:
+        """Config + layers (not children: those are manifests)."""
+        out = []
+        if self.config is not None:
+            out.append(self.config)
+        out.extend(self.layers)
+        return out
+
+    def referenced_manifests(self) -> list[str]:
+        return [c.digest for c in self.children]
+
+
+def _parse_time(value) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    v = value.strip()
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    # Go emits nanoseconds; Python handles up to microseconds.
+    m = re.match(r"^(.*\.\d{6})\d+(.*)$", v)
+    if m:
+        v = m.group(1) + m.group(2)
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    if dt.year < 1971:  # reproducible builds set created to the epoch: not a real time
+        return None
+    return dt
+
+
+parse_time = _parse_time
+
+
+@dataclass(slots=True)
+class ManifestInfo:
+    """What the inventory keeps per manifest digest in a repository."""
+
+    digest: str
+    media_type: str
+    kind: ManifestKind
+    size: int                                  # manifest bytes
+    config_digest: str | None = None
+    blobs: list[Descriptor] = field(default_factory=list)     # config + layers
+    children: list[Descriptor] = field(default_factory=list)  # index children
+    subject: str | None = None                 # OCI subject digest (referrers)
+    created: datetime | None = None            # image config `created` (or index: newest child)
+    created_source: str | None = None          # "config" | "annotation" | None
+    annotations: dict = field(default_factory=dict)
+    artifact_type: str | None = None
+
+    @property
+    def blob_bytes(self) -> int:
+        return sum(b.size for b in self.blobs)
+
+    @property
+    def platforms(self) -> list[str]:
+        return [c.platform for c in self.children if c.platform]
+
+
+@dataclass(slots=True)
+class RepoInventory:
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)                 # tag -> digest
+    manifests: dict[str, ManifestInfo] = field(default_factory=dict)   # digest -> info
+    push_times: dict[str, datetime] = field(default_factory=dict)      # tag -> push time (storage)
+    untagged: list[str] = field(default_factory=list)                  # digests known only from storage
+    errors: list[str] = field(default_factory=list)                    # per-tag scan problems
+
+    def tags_by_digest(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for t, d in self.tags.items():
+            out.setdefault(d, []).append(t)
+        return out
+
+    def signature_tags(self) -> dict[str, list[tuple[str, str]]]:
+        """subject digest -> [(tag, kind)] for cosign-style tags in this repository."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for t in self.tags:
+            s = signature_subject(t)
+            if s:
+                out.setdefault(s[0], []).append((t, s[1]))
+        return out
+
+
+@dataclass(slots=True)
+class Inventory:
+    registry: str
+    scanned_at: datetime
+    repositories: dict[str, RepoInventory] = field(default_factory=dict)
+    push_time_source: str = "none"     # "filesystem" | "s3" | "none"
+    stats: dict = field(default_factory=dict)   # scan counters (requests, cache hits, seconds)
+
+    @property
+    def tag_count(self) -> int:
+        return sum(len(r.tags) for r in self.repositories.values())
+
+    def rows(self) -> list[dict]:
+        """One row per tag, for tables, CSV and JSON."""
+        rows = []
+        for repo in sorted(self.repositories):
+            r = self.repositories[repo]
+            for tag in sorted(r.tags):
+                d = r.tags[tag]
+                m = r.manifests.get(d)
+                sig = signature_subject(tag)
+                rows.append({
+                    "repository": repo,
+                    "tag": tag,
+                    "digest": d,
+                    "kind": m.kind if m else None,
+                    "media_type": m.media_type if m else None,
+                    "created": m.created.isoformat() if m and m.created else None,
+                    "pushed": r.push_times[tag].isoformat() if tag in r.push_times else None,
+                    "size": (m.size + m.blob_bytes) if m else None,
+                    "platforms": ",".join(m.platforms) if m and m.platforms else "",
+                    "children": len(m.children) if m else 0,
+                    "signature_of": sig[0] if sig else "",
+                })
+        return rows
+
+    def to_dataframe(self):
+        import pandas as pd
+        cols = ["repository", "tag", "digest", "kind", "media_type", "created", "pushed", "size",
+                "platforms", "children", "signature_of"]
+        return pd.DataFrame(self.rows(), columns=cols)
+
+    def to_csv(self, path_or_buf=None):
+        return self.to_dataframe().to_csv(path_or_buf, index=False)
+
+    def to_json(self) -> str:
+        def enc(o):
+            if isinstance(o, datetime):
+                return o.isoformat()
+            raise TypeError(type(o))
+        return json.dumps({
+            "registry": self.registry,
+            "scanned_at": self.scanned_at.isoformat(),
+            "push_time_source": self.push_time_source,
+            "repositories": {k: asdict(v) for k, v in self.repositories.items()},
+        }, default=enc, indent=1)

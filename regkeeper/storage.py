@@ -1,0 +1,194 @@
+"""Direct read access to a distribution registry's storage (filesystem or S3).
+
+The HTTP API cannot say when a tag was pushed, nor list untagged manifests; the storage can:
+- push time of a tag = mtime (filesystem) / LastModified (S3) of
+  ``docker/registry/v2/repositories/<repo>/_manifests/tags/<tag>/current/link``;
+- every manifest a repository holds = ``_manifests/revisions/sha256/<hex>/link``;
+- an emptied repository can be removed so ``_catalog`` no longer lists it (only during the
+  reclamation window, with the registry read-only).
+"""
+
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import RegkeeperError
+
+log = logging.getLogger(__name__)
+
+V2 = "docker/registry/v2"
+
+
+class StorageReader:
+    kind = "none"
+
+    def push_times(self, repo: str) -> dict[str, datetime]:
+        raise NotImplementedError
+
+    def revisions(self, repo: str) -> list[str]:
+        raise NotImplementedError
+
+    def repositories(self) -> list[str]:
+        raise NotImplementedError
+
+    def repository_is_empty(self, repo: str) -> bool:
+        """True when the repository has no tags left in storage."""
+        return not self.push_times(repo)
+
+    def remove_repository(self, repo: str) -> None:
+        raise NotImplementedError
+
+
+class FilesystemStorage(StorageReader):
+    kind = "filesystem"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.base = self.root / V2
+
+    def _repo_dir(self, repo: str) -> Path:
+        if ".." in repo.split("/") or repo.startswith("/"):
+            raise RegkeeperError(f"repository name {repo!r} is not valid")
+        return self.base / "repositories" / repo
+
+    def check(self) -> None:
+        if not self.base.is_dir():
+            raise RegkeeperError(f"storage.path {self.root}: no {V2} directory there; point storage.path "
+                                 "at the registry's rootdirectory")
+
+    def push_times(self, repo: str) -> dict[str, datetime]:
+        tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
+        out: dict[str, datetime] = {}
+        try:
+            entries = list(os.scandir(tags_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for e in entries:
+            link = os.path.join(e.path, "current", "link")
+            try:
+                st = os.stat(link)
+            except FileNotFoundError:
+                continue
+            out[e.name] = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+        return out
+
+    def revisions(self, repo: str) -> list[str]:
+        rev = self._repo_dir(repo) / "_manifests" / "revisions"
+        out = []
+        try:
+            algos = list(os.scandir(rev))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for a in algos:
+            for h in os.scandir(a.path):
+                if os.path.exists(os.path.join(h.path, "link")):
+                    out.append(f"{a.name}:{h.name}")
+        return out
+
+    def repositories(self) -> list[str]:
+        root = self.base / "repositories"
+        out = []
+        for dirpath, dirnames, _ in os.walk(root):
+            if "_manifests" in dirnames:
+                out.append(os.path.relpath(dirpath, root))
+            dirnames[:] = [d for d in dirnames if not d.startswith("_")]
+        return sorted(out)
+
+    def remove_repository(self, repo: str) -> None:
+        d = self._repo_dir(repo)
+        if self.push_times(repo):
+            raise RegkeeperError(f"repository {repo!r} still has tags in storage; not removed")
+        if d.is_dir():
+            shutil.rmtree(d)
+            # drop now-empty parent namespaces so _catalog forgets them too
+            parent = d.parent
+            stop = self.base / "repositories"
+            while parent != stop and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+
+class S3Storage(StorageReader):
+    kind = "s3"
+
+    def __init__(self, client, bucket: str, root_directory: str = ""):
+        self.client = client
+        self.bucket = bucket
+        rd = root_directory.strip("/")
+        self.prefix = f"{rd}/{V2}" if rd else V2
+
+    def _list(self, prefix: str):
+        pag = self.client.get_paginator("list_objects_v2")
+        for page in pag.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", []) or []
+
+    def push_times(self, repo: str) -> dict[str, datetime]:
+        prefix = f"{self.prefix}/repositories/{repo}/_manifests/tags/"
+        out = {}
+        for obj in self._list(prefix):
+            rest = obj["Key"][len(prefix):]
+            parts = rest.split("/")
+            if len(parts) == 3 and parts[1] == "current" and parts[2] == "link":
+                out[parts[0]] = obj["LastModified"].astimezone(timezone.utc)
+        return out
+
+    def revisions(self, repo: str) -> list[str]:
+        prefix = f"{self.prefix}/repositories/{repo}/_manifests/revisions/"
+        out = []
+        for obj in self._list(prefix):
+            parts = obj["Key"][len(prefix):].split("/")
+            if len(parts) == 3 and parts[2] == "link":
+                out.append(f"{parts[0]}:{parts[1]}")
+        return out
+
+    def repositories(self) -> list[str]:
+        prefix = f"{self.prefix}/repositories/"
+        repos = set()
+        for obj in self._list(prefix):
+            rest = obj["Key"][len(prefix):]
+            if "/_manifests/" in rest:
+                repos.add(rest.split("/_manifests/")[0])
+        return sorted(repos)
+
+    def remove_repository(self, repo: str) -> None:
+        if self.push_times(repo):
+            raise RegkeeperError(f"repository {repo!r} still has tags in storage; not removed")
+        prefix = f"{self.prefix}/repositories/{repo}/"
+        keys = [{"Key": o["Key"]} for o in self._list(prefix)]
+        for i in range(0, len(keys), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+
+
+def s3_client(endpoint: str | None, access_key=None, secret_key=None, region: str = "us-east-1",
+              verify: bool | str | None = None, connect_timeout: float = 5, read_timeout: float = 30,
+              retries: int = 5):
+    """A boto3 S3 client with explicit timeouts and standard retries (used by storage, backup
+    and capacity)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+    kw = {}
+    if access_key is not None:
+        kw["aws_access_key_id"] = access_key.get() if hasattr(access_key, "get") else access_key
+        kw["aws_secret_access_key"] = secret_key.get() if hasattr(secret_key, "get") else secret_key
+    cfg = BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                     retries={"max_attempts": retries, "mode": "standard"},
+                     s3={"addressing_style": "path"})
+    if verify is None and endpoint and endpoint.startswith("http://"):
+        verify = False
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=cfg,
+                        verify=verify, **kw)
+
+
+def storage_for(rc) -> StorageReader | None:
+    """The storage reader for a ``config.RegistryConfig``, or None without storage access."""
+    st = rc.storage
+    if st is not None and st.type in ("directory", "filesystem"):
+        return FilesystemStorage(st.path)
+    if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
+        bucket = (st.bucket if st and st.bucket else rc.bucket)
+        root = st.root_directory if st else ""
+        client = s3_client(rc.endpoint, rc.access_key, rc.secret_key, rc.region)
+        return S3Storage(client, bucket, root)
+    return None

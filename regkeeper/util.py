@@ -1,0 +1,73 @@
+"""Small shared helpers: bounded concurrency, time, redaction."""
+
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timezone
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> list[tuple[T, R | None, BaseException | None]]:
+    """Run ``fn`` over ``items`` with at most ``max_workers`` threads.
+
+    Returns ``(item, result, error)`` in input order; one failure does not stop the others.
+    """
+    items = list(items)
+    if not items:
+        return []
+    out: list = [None] * len(items)
+    if max_workers <= 1 or len(items) == 1:
+        for i, it in enumerate(items):
+            try:
+                out[i] = (it, fn(it), None)
+            except Exception as e:  # noqa: BLE001 - collected for the caller
+                out[i] = (it, None, e)
+        return out
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items)), thread_name_prefix="rk") as ex:
+        futs = {ex.submit(fn, it): i for i, it in enumerate(items)}
+        for f in as_completed(futs):
+            i = futs[f]
+            try:
+                out[i] = (items[i], f.result(), None)
+            except Exception as e:  # noqa: BLE001
+                out[i] = (items[i], None, e)
+    return out
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def redact_url(url: str) -> str:
+    """``https://user:pw@hooks.slack.com/services/T/B/X`` -> ``https://hooks.slack.com/…``."""
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return "<url>"
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return f"{p.scheme}://{host}/…" if p.path not in ("", "/") or p.query else f"{p.scheme}://{host}"
+
+
+_SECRETISH = re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+|((?:password|token|secret|access_token)=)[^&\s]+")
+
+
+def scrub(text: str) -> str:
+    """Remove credential-looking fragments from free text (error bodies, log lines)."""
+    return _SECRETISH.sub(lambda m: (m.group(1) or m.group(3) or "") + "***", text)
+
+
+def human_bytes(n: float | int | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
