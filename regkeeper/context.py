@@ -1,0 +1,77 @@
+"""Run context: the loaded config plus one OCI client and storage reader per registry.
+
+Every job (CLI or Prefect flow) starts from ``load_context(config_path)``. Clients share the
+digest cache directory, so content fetched by one run is never fetched again by the next.
+"""
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from .cache import DigestCache
+from .config import Config, check_secrets, load_config
+from .errors import ConfigError
+from .oci import RegistryClient
+from .storage import StorageReader, storage_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_NAMES = ("regkeeper.yaml", "regkeeper.yml")
+
+
+def resolve_config_path(path: str | os.PathLike | None) -> Path:
+    """Explicit path, else $REGKEEPER_CONFIG, else ./regkeeper.yaml."""
+    if path:
+        return Path(path)
+    env = os.environ.get("REGKEEPER_CONFIG")
+    if env:
+        return Path(env)
+    for n in DEFAULT_CONFIG_NAMES:
+        if Path(n).exists():
+            return Path(n)
+    raise ConfigError("no config file: pass --config FILE (or the flow's config_path parameter), "
+                      "or set REGKEEPER_CONFIG, or create ./regkeeper.yaml")
+
+
+class RunContext:
+    def __init__(self, config: Config):
+        self.config = config
+        self.cache = DigestCache(config.cache_path())
+        self._clients: dict[str, RegistryClient] = {}
+        self._storages: dict[str, StorageReader | None] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> "RunContext":
+        return cls(load_config(resolve_config_path(path)))
+
+    def registry_name(self, name: str | None, section_default: str | None = None) -> str:
+        """The registry a run acts on: the parameter, else the section's, else the first."""
+        return self.config.registry(name or section_default).name
+
+    def client(self, name: str | None = None) -> RegistryClient:
+        rc = self.config.registry(name)
+        with self._lock:
+            if rc.name not in self._clients:
+                check_secrets(self.config, rc.name)
+                self._clients[rc.name] = RegistryClient.from_config(rc, cache=self.cache)
+            return self._clients[rc.name]
+
+    def storage(self, name: str | None = None) -> StorageReader | None:
+        rc = self.config.registry(name)
+        with self._lock:
+            if rc.name not in self._storages:
+                self._storages[rc.name] = storage_for(rc)
+            return self._storages[rc.name]
+
+    def reports_dir(self) -> Path:
+        return self.config.reports_dir()
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+
+
+def load_context(path: str | os.PathLike | None = None) -> RunContext:
+    return RunContext.load(path)

@@ -1,0 +1,69 @@
+"""Tasks every flow uses: publishing the report (files + artifacts) and job metrics."""
+
+import logging
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
+
+from regkeeper.errors import RegistryError
+from regkeeper.report import Report
+
+# Retry only what may pass: registry 5xx/429 and connection failures. Auth errors, 404s,
+# refusals and config errors fail at once.
+TRANSIENT_STATUSES = {None, 429, 500, 502, 503, 504}
+
+
+def retry_transient(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except RegistryError as e:
+        return e.status in TRANSIENT_STATUSES and type(e).__name__ in ("RegistryError",)
+    except (ConnectionError, TimeoutError, OSError):
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    return False
+
+
+def logger():
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run context
+        return logging.getLogger("regkeeper")
+
+
+@task(name="publish-report", retries=0)
+def publish_report(report: Report, reports_dir: str, table_rows: int = 200) -> dict:
+    """Write CSV/HTML/JSON report files and create the run's artifacts."""
+    if report.finished is None:
+        report.finish()
+    paths = report.write(reports_dir)
+    key = report.artifact_key
+    create_markdown_artifact(markdown=report.markdown(), key=key,
+                             description=f"{report.flow} report for {report.registry}")
+    if report.tables and report.tables[0].rows:
+        t = report.tables[0]
+        create_table_artifact(table=[{c: _cell(r.get(c)) for c in t.cols()} for r in t.rows[:table_rows]],
+                              key=f"{key}-table",
+                              description=f"{t.name} (first {min(table_rows, len(t.rows))} of {len(t.rows)} rows)")
+    logger().info("report written: %s", paths.get("html"))
+    return paths
+
+
+def _cell(v):
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    return str(v)
+
+
+@task(name="push-job-metrics", retries=1, retry_delay_seconds=2)
+def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success: bool,
+                     values: dict | None = None) -> bool:
+    """Job metrics every flow updates (last success, bytes reclaimed, items replicated/failed)."""
+    if not pushgateway:
+        return False
+    from regkeeper import metrics
+    metrics.push_job_metrics(pushgateway, flow=flow, registry=registry, success=success,
+                             values=values or {})
+    return True
