@@ -12,6 +12,7 @@ manifest and config is fetched at most once, ever (disk cache by digest). Config
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +38,9 @@ def manifest_info(m: Manifest) -> ManifestInfo:
     )
 
 
+_STATE_LOCK = threading.Lock()
+
+
 class _TagState:
     """tag -> digest from the previous scan, so known tags cost a HEAD and new ones a GET."""
 
@@ -58,13 +62,19 @@ class _TagState:
     def save(self, inv: Inventory, partial: bool) -> None:
         if not self.path:
             return
-        data = dict(self.data) if partial else {}
-        for name, r in inv.repositories.items():
-            data[name] = dict(r.tags)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        with _STATE_LOCK:  # batches of one run scan concurrently: merge, never overwrite
+            data: dict = {}
+            if partial:
+                try:
+                    data = json.loads(self.path.read_text())
+                except (OSError, ValueError):
+                    data = {}
+            for name, r in inv.repositories.items():
+                data[name] = dict(r.tags)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.path)
 
 
 def scan(client: RegistryClient, *, include: Iterable[str] | None = None,

@@ -177,6 +177,20 @@ class Inventory:
     push_time_source: str = "none"     # "filesystem" | "s3" | "none"
     stats: dict = field(default_factory=dict)   # scan counters (requests, cache hits, seconds)
 
+    def merge(self, other: "Inventory") -> "Inventory":
+        """Fold a batch's inventory into this one (batches scan disjoint repositories)."""
+        self.repositories.update(other.repositories)
+        for k, v in (other.stats or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.stats[k] = self.stats.get(k, 0) + v
+            elif isinstance(v, dict):
+                agg = self.stats.setdefault(k, {})
+                for kk, vv in v.items():
+                    agg[kk] = agg.get(kk, 0) + vv
+        if other.push_time_source != "none":
+            self.push_time_source = other.push_time_source
+        return self
+
     @property
     def tag_count(self) -> int:
         return sum(len(r.tags) for r in self.repositories.values())

@@ -1,0 +1,85 @@
+"""The shared gc/expire pipeline as a Prefect composition (used by flows/gc.py and
+flows/expire.py). plan -> (dry run: report and stop) -> execute -> reclaim -> verify -> report."""
+
+from prefect.states import Failed  # noqa: F401 - documented return type of failed runs
+
+from regkeeper import prune
+from regkeeper.context import RunContext
+from regkeeper.delete import DeleteResult
+from regkeeper.errors import RefusedError, RegkeeperError
+from regkeeper.models import Inventory
+from regkeeper.util import utcnow
+from tasks.common import logger, publish_report, push_job_metrics
+from tasks.prune import (delete_batch, list_repositories, read_kubernetes, reclaim_storage,
+                         scan_batch, verify_kept)
+
+SCAN_BATCH = 25      # repositories per scan task
+DELETE_BATCH = 25    # repositories per delete task
+
+
+def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) -> Inventory:
+    repos = list_repositories(ctx, registry, include, exclude)
+    futures = [scan_batch.submit(ctx, registry, b, label=f"{b[0]}..{b[-1]} ({len(b)})")
+               for b in prune.batches(repos, SCAN_BATCH)]
+    inv = Inventory(registry=registry, scanned_at=utcnow(),
+                    push_time_source=(ctx.storage(registry).kind if ctx.storage(registry) else "none"))
+    for f in futures:
+        inv.merge(f.result())
+    return inv
+
+
+def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, force: bool,
+                 make_plan) -> dict:
+    log = logger()
+    started = utcnow()
+    plan = inv = kstate = deleted = reclaimed = verified = None
+    refused = error = None
+    try:
+        inv = scan_registry(ctx, registry)
+        kstate = read_kubernetes(ctx, registry)
+        plan = make_plan(inv, kstate)
+        log.info("plan: %s", {k: v for k, v in plan.summary().items() if k != "per_repository"})
+        if not dry_run:
+            refused = prune.check_cap(plan, force)
+        if not dry_run and not refused:
+            items = plan.manifests_to_delete()
+            by_repo: dict[str, list] = {}
+            for repo, dg in items:
+                by_repo.setdefault(repo, []).append((repo, dg))
+            repo_batches = prune.batches(sorted(by_repo), DELETE_BATCH)
+            futures = [delete_batch.submit(ctx, registry, [it for r in b for it in by_repo[r]], inv,
+                                           label=f"{b[0]}..{b[-1]} ({len(b)})") for b in repo_batches]
+            deleted = DeleteResult()
+            for f in futures:
+                deleted.merge(f.result())
+            if deleted.stopped:
+                raise RegkeeperError(deleted.stopped)
+            reclaimed = reclaim_storage(ctx, registry, plan, bool(deleted.deleted))
+            verified = verify_kept(ctx, registry, inv, plan, everything=bool(reclaimed.ran))
+    except RefusedError as e:
+        refused = str(e)
+    except RegkeeperError as e:
+        error = str(e)
+    report = prune.build_report(flow, registry, plan, inv=inv, kstate=kstate, deleted=deleted,
+                                reclaimed=reclaimed, verified=verified, dry_run=dry_run,
+                                refused=refused, error=error, started=started)
+    publish_report(report, str(ctx.reports_dir()))
+    _metrics(ctx, flow, registry, report, reclaimed)
+    if report.status in ("failed", "refused"):
+        reason = refused or error or "; ".join(report.notes[-3:])
+        if refused:
+            raise RefusedError(f"{flow} on {registry} refused: {reason}")
+        raise RegkeeperError(f"{flow} on {registry} failed: {reason}")
+    return report.to_dict()
+
+
+def _metrics(ctx: RunContext, flow: str, registry: str, report, reclaimed) -> None:
+    cap = ctx.config.capacity
+    if not cap or not cap.pushgateway:
+        return
+    values = {"bytes_reclaimed": (reclaimed.bytes_freed or 0) if reclaimed else 0,
+              "items_failed": report.summary.get("deletes failed", 0)}
+    try:
+        push_job_metrics(cap.pushgateway, flow, registry, report.status in ("ok", "dry-run"), values)
+    except Exception as e:  # noqa: BLE001 - metrics never fail a run
+        logger().warning("job metrics not pushed: %s", e)

@@ -1,0 +1,39 @@
+"""expire: tier policies. temp repositories expire 72h after push (whole repositories removed),
+business keeps N/days, base never expires. Hourly by default."""
+
+from typing import Annotated, Optional
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows._prune import run_pipeline
+from regkeeper import prune
+from regkeeper.context import RunContext
+
+
+@flow(name="expire", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def expire(
+    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: expire.registry, else gc.registry)")] = None,
+    dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
+    force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Apply the tier policies from the config's `tiers` section.
+
+    Args:
+        registry: registry name (default: expire.registry, else gc.registry, else the first).
+        dry_run: plan and report only; delete nothing.
+        force: override the blast-radius cap.
+        config_path: the config file.
+    """
+    ctx = RunContext.load(config_path)
+    default = (ctx.config.expire.registry if ctx.config.expire else None) or \
+        (ctx.config.gc.registry if ctx.config.gc else None)
+    name = ctx.registry_name(registry, default)
+    try:
+        return run_pipeline("expire", ctx, name, dry_run=dry_run, force=force,
+                            make_plan=lambda inv, ks: prune.expire_plan(ctx, name, inv, ks))
+    finally:
+        ctx.close()

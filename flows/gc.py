@@ -1,0 +1,42 @@
+"""gc: delete image versions that no rule keeps and no Kubernetes workload uses, then reclaim
+blob storage. Nightly at 03:00 by default."""
+
+from typing import Annotated, Optional
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows._prune import run_pipeline
+from regkeeper import prune
+from regkeeper.context import RunContext
+
+
+@flow(name="gc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def gc(
+    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")] = None,
+    days: Annotated[Optional[int], Field(ge=0, le=3650, description="Delete versions older than this many days (default: gc.days)")] = None,
+    keep_last: Annotated[Optional[int], Field(ge=0, le=10000, description="Always keep the newest N per repository (default: gc.keepLast)")] = None,
+    dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
+    force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Kubernetes-aware garbage collection with an exact reclaim preview.
+
+    Args:
+        registry: registry name from mirrorRepositories (default: gc.registry, else the first).
+        days: delete versions older than this many days (default: gc.days).
+        keep_last: always keep the newest N versions per repository (default: gc.keepLast).
+        dry_run: plan and report only; delete nothing.
+        force: override the blast-radius cap.
+        config_path: the config file.
+    """
+    ctx = RunContext.load(config_path)
+    name = ctx.registry_name(registry, ctx.config.gc.registry if ctx.config.gc else None)
+    try:
+        return run_pipeline("gc", ctx, name, dry_run=dry_run, force=force,
+                            make_plan=lambda inv, ks: prune.gc_plan(ctx, name, inv, ks, days=days,
+                                                                    keep_last=keep_last))
+    finally:
+        ctx.close()

@@ -1,0 +1,269 @@
+"""The one delete path: every job that deletes (gc, expire, replicate's deleteExtraneous) uses it.
+
+- ``delete_manifests``: DELETE by digest with bounded concurrency, idempotent (404 = done),
+  in a safe order: signatures/referrers first, then indexes, then images — so a run cut short
+  never leaves an index pointing at deleted children or a signature without its subject.
+  A 405 (deletes disabled) stops everything at once and says so.
+- ``reclaim``: blob reclamation for a distribution registry: read-only, ``garbage-collect``
+  (never ``--delete-untagged``: it deletes the children of multi-arch indexes), remove emptied
+  repositories, read-write again (always), storage measured before and after.
+- ``verify_kept``: every kept tag still resolves to its digest and every blob answers HEAD 200.
+"""
+
+import logging
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from .errors import DeletesDisabledError, RegistryError, RegkeeperError
+from .models import Inventory, signature_subject
+from .oci import RegistryClient
+from .storage import StorageReader
+from .util import bounded_map
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[tuple[str, str]] = field(default_factory=list)        # (repo, digest)
+    already_gone: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)    # (repo, digest, reason)
+    stopped: str | None = None                                          # why the run stopped early
+
+    def merge(self, other: "DeleteResult") -> None:
+        self.deleted += other.deleted
+        self.already_gone += other.already_gone
+        self.failed += other.failed
+        self.stopped = self.stopped or other.stopped
+
+
+def delete_phase(inv: Inventory | None, repo: str, digest: str) -> int:
+    """0 = signature/referrer, 1 = index, 2 = image/other."""
+    if inv is None or repo not in inv.repositories:
+        return 2
+    r = inv.repositories[repo]
+    info = r.manifests.get(digest)
+    if info is not None and info.subject:
+        return 0
+    if any(signature_subject(t) for t, d in r.tags.items() if d == digest):
+        return 0
+    if info is not None and info.kind == "index":
+        return 1
+    return 2
+
+
+def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
+                     inventory: Inventory | None = None, max_workers: int | None = None) -> DeleteResult:
+    """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
+    fails is listed and does not stop the others. 405 stops the whole run."""
+    res = DeleteResult()
+    phases: dict[int, list[tuple[str, str]]] = {}
+    for it in items:
+        phases.setdefault(delete_phase(inventory, *it), []).append(it)
+    for ph in sorted(phases):
+        if res.stopped:
+            res.failed += [(r, d, f"not attempted: {res.stopped}") for r, d in phases[ph]]
+            continue
+
+        def one(item):
+            repo, digest = item
+            if res.stopped:
+                raise RegkeeperError(f"not attempted: {res.stopped}")
+            return client.delete_manifest(repo, digest)
+
+        for (repo, digest), ok, err in bounded_map(one, phases[ph], max_workers or client.concurrency):
+            if err is None:
+                (res.deleted if ok else res.already_gone).append((repo, digest))
+            elif isinstance(err, DeletesDisabledError):
+                res.stopped = str(err)
+                res.failed.append((repo, digest, str(err)))
+            else:
+                res.failed.append((repo, digest, str(err)))
+    return res
+
+
+# --------------------------------------------------------------------------- reclamation
+
+
+@dataclass
+class ReclaimResult:
+    mode: str
+    ran: bool = False
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    seconds: float = 0.0
+    repositories_removed: list[str] = field(default_factory=list)
+    output: str = ""
+    error: str | None = None
+
+    @property
+    def bytes_freed(self) -> int | None:
+        if self.bytes_before is None or self.bytes_after is None:
+            return None
+        return self.bytes_before - self.bytes_after
+
+
+def storage_bytes(storage: StorageReader | None) -> int | None:
+    """Physical bytes in the registry's storage (apparent sizes, like ``du -sb``)."""
+    if storage is None:
+        return None
+    if storage.kind == "filesystem":
+        total = 0
+        stack = [str(storage.root)]
+        while stack:
+            d = stack.pop()
+            try:
+                with os.scandir(d) as it:
+                    for e in it:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        elif e.is_file(follow_symlinks=False):
+                            total += e.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+        return total
+    if storage.kind == "s3":
+        return sum(o["Size"] for o in storage._list(storage.prefix))  # type: ignore[attr-defined]
+    return None
+
+
+def _check_gc_argv(argv: list[str]) -> None:
+    if any(a.startswith("--delete-untagged") or a == "-m" for a in argv):
+        raise RegkeeperError("reclaim.garbageCollect must not use --delete-untagged (-m): it deletes "
+                             "the untagged children of multi-arch indexes")
+
+
+def _run(argv: list[str], timeout: float, what: str) -> str:
+    log.info("reclaim: %s: %s", what, shlex.join(argv))
+    env = dict(os.environ)
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except FileNotFoundError:
+        raise RegkeeperError(f"reclaim.{what}: command not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise RegkeeperError(f"reclaim.{what}: timed out after {timeout:.0f}s") from None
+    out = (p.stdout or "") + (p.stderr or "")
+    if p.returncode != 0:
+        raise RegkeeperError(f"reclaim.{what} exited {p.returncode}: {out.strip()[-500:]}")
+    return out
+
+
+def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: list[str] | None = None,
+            client: RegistryClient | None = None) -> ReclaimResult:
+    """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``)."""
+    res = ReclaimResult(mode=reclaim_cfg.mode)
+    if reclaim_cfg.mode == "none":
+        return res
+    if reclaim_cfg.mode == "kubernetes-job":
+        res.error = ("reclaim mode kubernetes-job: run deployments/kubernetes/registry-gc-job.yaml "
+                     "(not started from here in this version)")
+        return res
+    _check_gc_argv(reclaim_cfg.garbage_collect)
+    timeout = reclaim_cfg.timeout.total_seconds()
+    t0 = time.perf_counter()
+    res.bytes_before = storage_bytes(storage)
+    read_only = False
+    try:
+        if reclaim_cfg.read_only:
+            res.output += _run(reclaim_cfg.read_only, timeout, "readOnly")
+            read_only = True
+            if client is not None:
+                _wait_ready(client, timeout=60)
+        for repo in remove_repositories or []:
+            if storage is None:
+                break
+            try:
+                storage.remove_repository(repo)
+                res.repositories_removed.append(repo)
+            except RegkeeperError as e:
+                log.warning("not removing repository %s: %s", repo, e)
+        res.output += _run(reclaim_cfg.garbage_collect, timeout, "garbageCollect")
+        res.ran = True
+    except RegkeeperError as e:
+        res.error = str(e)
+    finally:
+        if read_only or (reclaim_cfg.read_write and reclaim_cfg.read_only):
+            try:
+                res.output += _run(reclaim_cfg.read_write, timeout, "readWrite")
+                if client is not None:
+                    _wait_ready(client, timeout=60)
+            except RegkeeperError as e:
+                res.error = (res.error + "; " if res.error else "") + f"{e} (THE REGISTRY MAY STILL BE READ-ONLY)"
+    res.bytes_after = storage_bytes(storage)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _wait_ready(client: RegistryClient, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except RegistryError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class VerifyResult:
+    tags_checked: int = 0
+    blobs_checked: int = 0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)   # (repo, tag, problem)
+
+
+def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, str, str]],
+                max_workers: int | None = None) -> VerifyResult:
+    """For each kept (repo, tag, digest): the tag resolves to that digest, and every manifest
+    it needs (index children) and every blob answers HEAD 200."""
+    res = VerifyResult()
+    blob_checks: set[tuple[str, str]] = set()
+
+    def check_tag(item):
+        repo, tag, digest = item
+        head = client.head_manifest(repo, tag)
+        if head is None:
+            return f"tag missing (expected {digest})"
+        if head.digest != digest:
+            return f"tag now points to {head.digest}, expected {digest}"
+        return None
+
+    for (repo, tag, digest), problem, err in bounded_map(check_tag, kept, max_workers or client.concurrency):
+        res.tags_checked += 1
+        if err is not None:
+            res.problems.append((repo, tag, f"check failed: {err}"))
+        elif problem:
+            res.problems.append((repo, tag, problem))
+        r = inv.repositories.get(repo)
+        if r is None:
+            continue
+        stack = [digest]
+        seen = set()
+        while stack:
+            d = stack.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            info = r.manifests.get(d)
+            if info is None:
+                continue
+            for b in info.blobs:
+                blob_checks.add((repo, b.digest))
+            stack.extend(c.digest for c in info.children)
+
+    def check_blob(item):
+        repo, digest = item
+        return client.head_blob(repo, digest)
+
+    for (repo, digest), size, err in bounded_map(check_blob, sorted(blob_checks), max_workers or client.concurrency):
+        res.blobs_checked += 1
+        if err is not None or size is None:
+            res.problems.append((repo, "", f"blob {digest} unreadable: {err or 'HEAD 404'}"))
+    return res

@@ -1,0 +1,62 @@
+"""Tasks for gc and expire: scan a batch of repositories, read Kubernetes, delete a batch,
+reclaim, verify. Thin wrappers over regkeeper.inventory / regkeeper.prune."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from regkeeper import prune
+from regkeeper.context import RunContext
+from regkeeper.inventory import scan
+from regkeeper.models import Inventory
+from tasks.common import logger, retry_transient
+
+RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
+             cache_policy=NO_CACHE)
+
+
+@task(name="list-repositories", **RETRY)
+def list_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
+                      exclude: list[str] | None = None) -> list[str]:
+    from regkeeper.globs import select
+    repos = [r for r in ctx.client(registry).catalog() if select(r, include, exclude)]
+    logger().info("%s: %d repositories", registry, len(repos))
+    return repos
+
+
+@task(name="scan-batch", task_run_name="scan {registry} [{label}]", **RETRY)
+def scan_batch(ctx: RunContext, registry: str, repositories: list[str], label: str = "") -> Inventory:
+    return scan(ctx.client(registry), repositories=repositories, storage=ctx.storage(registry))
+
+
+@task(name="read-kubernetes", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
+    st = prune.read_kubernetes(ctx, registry)
+    for n in st.notes:
+        logger().info("kubernetes: %s", n)
+    return st
+
+
+@task(name="delete-batch", task_run_name="delete {registry} [{label}]", **RETRY)
+def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]], inv: Inventory,
+                 label: str = ""):
+    res = prune.delete_batch(ctx, registry, items, inv)
+    logger().info("%s [%s]: deleted %d, already gone %d, failed %d", registry, label,
+                  len(res.deleted), len(res.already_gone), len(res.failed))
+    return res
+
+
+@task(name="reclaim-storage", retries=0, cache_policy=NO_CACHE)
+def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool):
+    res = prune.run_reclaim(ctx, registry, plan, deleted_any)
+    if res.mode != "none":
+        logger().info("reclaim (%s): ran=%s freed=%s bytes in %.1fs%s", res.mode, res.ran,
+                      res.bytes_freed, res.seconds, f" error: {res.error}" if res.error else "")
+    return res
+
+
+@task(name="verify-kept", **RETRY)
+def verify_kept(ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool):
+    res = prune.run_verify(ctx, registry, inv, plan, everything)
+    logger().info("verified %d tags, %d blobs: %d problems", res.tags_checked, res.blobs_checked,
+                  len(res.problems))
+    return res
