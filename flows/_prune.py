@@ -77,7 +77,8 @@ def _metrics(ctx: RunContext, flow: str, registry: str, report, reclaimed) -> No
     cap = ctx.config.capacity
     if not cap or not cap.pushgateway:
         return
-    values = {"bytes_reclaimed": (reclaimed.bytes_freed or 0) if reclaimed else 0,
+    values = {"bytes_reclaimed": max(0, (reclaimed.bytes_freed or 0)) if reclaimed else 0,
+              "items_deleted": report.summary.get("deletes ok", 0),
               "items_failed": report.summary.get("deletes failed", 0)}
     try:
         push_job_metrics(cap.pushgateway, flow, registry, report.status in ("ok", "dry-run"), values)

@@ -512,6 +512,7 @@ class BatchResult:
     repositories: dict[str, dict] = field(default_factory=dict)   # repo -> {tags, manifests, errors}
     manifests: dict[str, dict] = field(default_factory=dict)      # digest -> description
     written: dict[str, int] = field(default_factory=dict)         # key -> bytes uploaded by us
+    would_write: list[str] = field(default_factory=list)          # dry run: keys to upload
     errors: list[str] = field(default_factory=list)
     requests: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -575,8 +576,13 @@ def begin_backup(store: ObjectStore, client: RegistryClient, *, registry: str | 
                     exclude=list(exclude) if exclude else None)
     store.put(inflight_key(reg, run.id), json.dumps({"id": run.id, "registry": reg,
                                                      "started": run.started}).encode())
-    run.existing = {**store.list("manifests/"), **store.list("blobs/")}
+    run.existing = list_existing(store)
     return run
+
+
+def list_existing(store: ObjectStore) -> dict[str, int]:
+    """Every content-addressed object on the target (key -> size): one LIST per prefix."""
+    return {**store.list("manifests/"), **store.list("blobs/")}
 
 
 def abort_backup(store: ObjectStore, run: BackupRun) -> None:
@@ -609,17 +615,18 @@ def _describe(info) -> dict:
 
 
 def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[str], *,
-                 existing: dict[str, int] | None = None, concurrency: int = 8) -> BatchResult:
+                 existing: dict[str, int] | None = None, concurrency: int = 8,
+                 dry_run: bool = False) -> BatchResult:
     """Scan these repositories and upload the manifests and configs the target lacks.
 
     ``existing`` is the run's LIST of the target (``begin_backup``); it is updated in place
     with what this batch wrote, so later batches of the same process skip it too. A tag that
     disappears mid-run (404) is left out and noted; any other failure raises, and no index is
-    written for the run."""
+    written for the run. ``dry_run``: scan and compare only; ``would_write`` lists the keys."""
     t0 = time.perf_counter()
     before = Counter(client.stats)
     if existing is None:
-        existing = {**store.list("manifests/"), **store.list("blobs/")}
+        existing = list_existing(store)
     res = BatchResult()
     inv = scan(client, repositories=list(repositories), created="never",
                concurrency=client.concurrency)
@@ -680,6 +687,9 @@ def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[
         store.put(key, data)
         return key, len(data)
 
+    if dry_run:
+        res.would_write = [object_key(kind, d) for kind, d, _repo in todo]
+        todo = []
     failures = []
     gone: set[str] = set()
     for (kind, digest, repo), out, err in bounded_map(upload, todo, concurrency):
@@ -825,25 +835,147 @@ def backup(client: RegistryClient, store: ObjectStore, *, registry: str | None =
         pruned=pruned)
 
 
-def repository_rows(snap: Snapshot) -> list[dict]:
-    """One row per repository of a snapshot (the backup report's main table)."""
+def repository_rows(snap_or_batches) -> list[dict]:
+    """One row per repository (the backup report's main table), from a Snapshot or from the
+    BatchResults of a run that wrote no index (dry run, failure)."""
+    if isinstance(snap_or_batches, Snapshot):
+        repos, mans = snap_or_batches.repositories, snap_or_batches.manifests
+    else:
+        repos, mans = {}, {}
+        for b in snap_or_batches:
+            repos.update(b.repositories)
+            mans.update(b.manifests)
     rows = []
-    mans = snap.manifests
-    for name, rec in sorted(snap.repositories.items()):
-        ds = rec.get("manifests") or []
-        layers = {l["digest"]: l["size"] for d in ds for l in (mans.get(d) or {}).get("layers", [])}
+    for name, rec in sorted(repos.items()):
+        ds = [d for d in rec.get("manifests") or [] if d in mans]
+        layers = {layer["digest"]: layer["size"] for d in ds for layer in mans[d].get("layers", [])}
         rows.append({
             "repository": name,
             "tags": len(rec.get("tags") or {}),
             "manifests": len(ds),
-            "indexes": sum(1 for d in ds if (mans.get(d) or {}).get("kind") == "index"),
-            "configs": len({(mans.get(d) or {}).get("config", {}) and mans[d]["config"]["digest"]
-                            for d in ds if (mans.get(d) or {}).get("config")}),
+            "indexes": sum(1 for d in ds if mans[d].get("kind") == "index"),
+            "configs": len({mans[d]["config"]["digest"] for d in ds if mans[d].get("config")}),
             "layers": len(layers),
             "layer_bytes": sum(layers.values()),
             "errors": "; ".join(rec.get("errors") or []),
         })
     return rows
+
+
+def backup_registries(cfg, registry: str | None = None) -> list[str]:
+    """The registries a backup run covers: the one asked for, else ``backup.registries``, else
+    every registry with an API URL."""
+    if registry:
+        return [cfg.registry(registry).name]
+    if cfg.backup is not None and cfg.backup.registries:
+        return list(cfg.backup.registries)
+    return [r.name for r in cfg.mirror_repositories if r.url]
+
+
+def require_backup_config(cfg):
+    if cfg.backup is None:
+        raise BackupError(f"{cfg.source or 'config'}: no backup section: set backup.target "
+                          "(s3://bucket/prefix or file:///path)")
+    return cfg.backup
+
+
+def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = None,
+                  batches: Iterable[BatchResult] = (), pruned: "PruneResult | None" = None,
+                  dry_run: bool = False, errors: Iterable[str] = (), started: datetime | None = None,
+                  requests: dict | None = None):
+    """The backup run's Report (main table: one row per repository)."""
+    from .report import Report
+    batches = list(batches)
+    rep = Report(flow="backup", registry=registry, title="Metadata backup")
+    if started:
+        rep.started = started
+    written = {k: v for b in batches for k, v in b.written.items()}
+    would = sorted({k for b in batches for k in b.would_write})
+    rep.summary["target"] = target
+    rep.summary["snapshot"] = snapshot.id if snapshot else ("(dry run: none written)" if dry_run
+                                                            else "(none: run failed)")
+    rows = repository_rows(snapshot if snapshot else batches)
+    rep.summary["repositories"] = len(rows)
+    rep.summary["tags"] = sum(r["tags"] for r in rows)
+    if snapshot:
+        c = snapshot.counts
+        rep.summary["manifests"] = c.get("manifests", 0)
+        rep.summary["configs"] = c.get("configs", 0)
+        rep.summary["layer descriptors"] = c.get("layers", 0)
+        rep.summary["layer bytes (described, not copied)"] = c.get("layer_bytes", 0)
+        rep.summary["objects in snapshot"] = c.get("objects", 0)
+    if dry_run:
+        rep.summary["objects to write"] = len(would)
+    else:
+        rep.summary["objects written"] = len(written)
+        rep.summary["bytes written"] = sum(written.values())
+    if pruned is not None:
+        rep.summary["snapshots kept"] = len(pruned.kept)
+        rep.summary["snapshots pruned" + (" (dry run)" if pruned.dry_run else "")] = len(pruned.deleted_snapshots)
+        rep.summary["objects pruned" + (" (dry run)" if pruned.dry_run else "")] = pruned.deleted_objects
+        rep.summary["bytes pruned" + (" (dry run)" if pruned.dry_run else "")] = pruned.deleted_bytes
+        if pruned.sweep_skipped:
+            rep.note(f"prune: {pruned.sweep_skipped}")
+        for key, why in pruned.invalid:
+            rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+    if requests:
+        rep.summary["registry requests"] = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+    rep.add_table("repositories", rows, ["repository", "tags", "manifests", "indexes", "configs",
+                                         "layers", "layer_bytes", "errors"])
+    problems = [e for b in batches for e in b.errors]
+    if problems:
+        rep.add_table("problems", [{"problem": p} for p in problems])
+        rep.note(f"{len(problems)} item(s) left out of the snapshot: see the problems table")
+    if pruned is not None and pruned.deleted_snapshots:
+        rep.add_table("pruned snapshots", [{"snapshot": k} for k in pruned.deleted_snapshots])
+    errs = list(errors)
+    for e in errs:
+        rep.note(e)
+    if errs and snapshot is None and not dry_run:
+        rep.note("no snapshot index was written: this run is not listed and cannot be restored; "
+                 "objects it uploaded are reused by the next run")
+    if errs:
+        rep.finish("failed")
+    else:
+        rep.finish("dry-run" if dry_run else "ok")
+    return rep
+
+
+RESTORE_COLUMNS = ["repository", "tag", "digest", "action", "reason", "state", "current",
+                   "missing_manifests", "missing_blobs"]
+
+
+def restore_report(registry: str, *, target: str, result: "RestoreResult | None",
+                   snapshot_registry: str | None = None, blob_source: str | None = None,
+                   errors: Iterable[str] = (), started: datetime | None = None):
+    """The restore run's Report (main table: one row per snapshot tag, with the action taken)."""
+    from .report import Report
+    rep = Report(flow="restore", registry=registry, title="Restore from backup")
+    if started:
+        rep.started = started
+    rep.summary["target"] = target
+    if snapshot_registry and snapshot_registry != registry:
+        rep.summary["snapshot of registry"] = snapshot_registry
+    rep.summary["blobSource"] = blob_source or "(none)"
+    if result is not None:
+        rep.summary.update(result.summary())
+        rep.add_table("tags", [r.to_dict() for r in result.rows], RESTORE_COLUMNS)
+        bad = result.failed
+        if bad:
+            rep.note(f"{len(bad)} tag(s) {'cannot be' if result.dry_run else 'could not be'} "
+                     f"restored, e.g. {bad[0].repository}:{bad[0].tag}: {bad[0].reason}")
+    errs = list(errors)
+    for e in errs:
+        rep.note(e)
+    if errs:
+        rep.finish("failed")
+    elif result is not None and result.dry_run:
+        rep.finish("dry-run")
+    elif result is not None and result.failed:
+        rep.finish("failed")
+    else:
+        rep.finish("ok")
+    return rep
 
 
 # =========================================================================== prune
@@ -910,7 +1042,7 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
         if t is not None and now - t < stale_after:
             live.append(key)
 
-    objects = {**store.list("manifests/"), **store.list("blobs/")}
+    objects = list_existing(store)
     orphans = sorted(k for k in objects if k not in used)
     if live:
         res.sweep_skipped = (f"backup in flight ({', '.join(sorted(live))}): objects are left "
@@ -937,6 +1069,7 @@ ACTION_MOVED = "moved back"
 ACTION_CANNOT = "cannot restore"
 ACTION_WOULD_RESTORE = "would restore"
 ACTION_WOULD_MOVE = "would move back"
+ACTION_LEFT_MOVED = "left moved"
 
 
 @dataclass
@@ -993,6 +1126,8 @@ class RestoreResult:
             s["configs uploaded from snapshot"] = self.stats.get("configs_uploaded", 0)
             s["bytes copied"] = self.stats.get("bytes_copied", 0)
         s["already present"] = c.get(ACTION_PRESENT, 0)
+        if c.get(ACTION_LEFT_MOVED):
+            s["left moved"] = c[ACTION_LEFT_MOVED]
         s["cannot restore"] = c.get(ACTION_CANNOT, 0)
         return s
 
@@ -1014,7 +1149,8 @@ class _Restorer:
     """One restore batch: phases run across every (repository, item) pair of the batch."""
 
     def __init__(self, client: RegistryClient, store: ObjectStore, snap: Snapshot, dry_run: bool,
-                 blob_source: RegistryClient | None, concurrency: int):
+                 blob_source: RegistryClient | None, concurrency: int, restore_moved: bool = True):
+        self.restore_moved = restore_moved
         self.c = client
         self.store = store
         self.snap = snap
@@ -1125,7 +1261,10 @@ class _Restorer:
                 row.state, row.action = "present", ACTION_PRESENT
             else:
                 row.state, row.current = "moved", head.digest
-        work = [r for r in rows.values() if r.state != "present"]
+                if not self.restore_moved:
+                    row.action = ACTION_LEFT_MOVED
+                    row.reason = f"tag now points to {head.digest}; moved tags are left as they are"
+        work = [r for r in rows.values() if r.state != "present" and not r.action]
 
         # 2. manifests the work needs (children first), and which the registry lacks
         needed: dict[tuple[str, str], None] = {}
@@ -1410,11 +1549,13 @@ def _err(e: BaseException) -> str:
 
 def restore_batch(client: RegistryClient, store: ObjectStore, snap: Snapshot,
                   repositories: list[str], *, dry_run: bool = True,
-                  blob_source: RegistryClient | None = None,
+                  blob_source: RegistryClient | None = None, restore_moved: bool = True,
                   concurrency: int | None = None) -> RestoreResult:
-    """Diff and (unless ``dry_run``) restore these repositories from the snapshot."""
+    """Diff and (unless ``dry_run``) restore these repositories from the snapshot.
+    ``restore_moved=False`` leaves tags that now point elsewhere as they are."""
     t0 = time.perf_counter()
-    r = _Restorer(client, store, snap, dry_run, blob_source, concurrency or client.concurrency)
+    r = _Restorer(client, store, snap, dry_run, blob_source, concurrency or client.concurrency,
+                  restore_moved)
     rows = r.run(list(repositories))
     rows.sort(key=lambda x: (x.repository, x.tag))
     return RestoreResult(snapshot=snap.id, registry=client.name, dry_run=dry_run, rows=rows,
@@ -1424,7 +1565,8 @@ def restore_batch(client: RegistryClient, store: ObjectStore, snap: Snapshot,
 def restore(client: RegistryClient, store: ObjectStore, *, snapshot: str = "latest",
             registry: str | None = None, repositories: str | Iterable[str] | None = None,
             dry_run: bool = True, blob_source: RegistryClient | None = None,
-            batch_size: int = 25, concurrency: int | None = None) -> RestoreResult:
+            restore_moved: bool = True, batch_size: int = 25,
+            concurrency: int | None = None) -> RestoreResult:
     """Restore a registry from a snapshot (``latest`` or an id) of ``registry`` (default: the
     client's name; pass another name to restore one registry's snapshot into another).
     Dry run (the default) reports the diff and changes nothing."""
@@ -1433,7 +1575,8 @@ def restore(client: RegistryClient, store: ObjectStore, *, snapshot: str = "late
     total = RestoreResult(snapshot=snap.id, registry=client.name, dry_run=dry_run)
     for i in range(0, len(repos), batch_size):
         total.merge(restore_batch(client, store, snap, repos[i:i + batch_size], dry_run=dry_run,
-                                  blob_source=blob_source, concurrency=concurrency))
+                                  blob_source=blob_source, restore_moved=restore_moved,
+                                  concurrency=concurrency))
     return total
 
 
@@ -1465,10 +1608,8 @@ def snapshot_rows(store: ObjectStore, registry: str | None = None) -> list[dict]
 def list_snapshots_cli(cfg, registry: str | None = None) -> list[dict]:
     """Rows for ``regkeeper snapshots list``: every index on the configured target (newest
     last), including ignored ones with the reason."""
-    if cfg.backup is None:
-        raise BackupError(f"{cfg.source or 'config'}: no backup section: set backup.target "
-                          "(s3://bucket/prefix or file:///path)")
+    bk = require_backup_config(cfg)
     if registry is not None:
         registry = cfg.registry(registry).name
-    store = open_target(cfg.backup.target, cfg.backup)
+    store = open_target(bk.target, bk)
     return snapshot_rows(store, registry)

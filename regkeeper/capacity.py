@@ -89,7 +89,8 @@ class StorageUsage:
 
 
 def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
-    """Apparent size (``du -sb`` style, st_size) and count of the regular files under ``root``,
+    """Apparent size (``du -sb``: files, directories and symlinks, st_size) and count of the
+    regular files under ``root``,
     plus the size / free space of its filesystem (statvfs; free = available to non-root).
 
     Iterative os.scandir walk; symlinks are not followed; a hard-linked file is counted once.
@@ -100,6 +101,7 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
     if not os.path.isdir(root):
         raise CapacityError(f"storage path {root}: not a directory (storage.path)")
     total = files = errors = 0
+    total += os.lstat(root).st_size       # du -sb counts directories' own sizes too
     seen_inodes: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -117,6 +119,9 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
+                        total += entry.stat(follow_symlinks=False).st_size
+                    elif entry.is_symlink():
+                        total += entry.stat(follow_symlinks=False).st_size
                     elif entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
                         if st.st_nlink > 1:
@@ -323,7 +328,7 @@ def next_level(ratio: float, t: Thresholds, previous: str) -> str:
     up = classify(ratio, t)
     if _RANK[up] >= _RANK[previous]:
         return up
-    sticky = classify(ratio + t.hysteresis, t)   # what the level is inside the hysteresis band
+    sticky = classify(round(ratio + t.hysteresis, 9), t)   # the level inside the hysteresis band
     return LEVELS[max(_RANK[up], min(_RANK[previous], _RANK[sticky]))]
 
 
@@ -710,14 +715,9 @@ class UsageHistory:
             kept = kept.copy()
             kept["timestamp"] = kept["timestamp"].map(_iso)
             cap = kept["capacity_bytes"]
-            kept["capacity_bytes"] = [("" if pd_isna(v) else int(v)) for v in cap]
+            kept["capacity_bytes"] = [("" if v != v else int(v)) for v in cap]   # NaN -> empty
             _atomic_write(self.path, kept[HISTORY_COLUMNS].to_csv(index=False))
         return dropped
-
-
-def pd_isna(v) -> bool:
-    import pandas as pd
-    return bool(pd.isna(v))
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,20 +111,8 @@ def storage_bytes(storage: StorageReader | None) -> int | None:
     if storage is None:
         return None
     if storage.kind == "filesystem":
-        total = 0
-        stack = [str(storage.root)]
-        while stack:
-            d = stack.pop()
-            try:
-                with os.scandir(d) as it:
-                    for e in it:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                        elif e.is_file(follow_symlinks=False):
-                            total += e.stat(follow_symlinks=False).st_size
-            except FileNotFoundError:
-                continue
-        return total
+        from .capacity import filesystem_usage
+        return filesystem_usage(storage.root).bytes_used
     if storage.kind == "s3":
         return sum(o["Size"] for o in storage._list(storage.prefix))  # type: ignore[attr-defined]
     return None

@@ -20,7 +20,8 @@ Rules (one :class:`RepoPolicy` per repository, chosen by a resolver):
     ``keepLast`` AND older than ``keepDays``. With only one of the two, only that one applies.
   * ``ttl`` (e.g. 72h): a tag is expired when its age exceeds the TTL. With
     ``deleteRepository: true``, a repository whose every tag is deleted by the plan is listed in
-    ``Plan.repositories_to_remove``.
+    ``Plan.repositories_to_remove``. The per-repository blast-radius cap does not apply to a
+    ttl repository (only the registry-wide cap does): see :func:`plan`.
 
 Ages: the push time when the storage knows it (``RepoInventory.push_times[tag]``, source
 ``push:filesystem`` / ``push:s3``), else the manifest's ``created`` (``created:config`` /
@@ -291,6 +292,7 @@ class Plan:
     manifests: list[ManifestDecision] = field(default_factory=list)
     repositories_to_remove: list[str] = field(default_factory=list)
     cap_tripped: list[CapBreach] = field(default_factory=list)
+    cap_exempt: list[CapBreach] = field(default_factory=list)       # over the fraction, exempt (ttl)
     kube_protection: bool = False
     max_delete_fraction: float = 0.5
     untagged_known: bool = False
@@ -362,6 +364,7 @@ class Plan:
             "repositories": len(self.policies),
             "repositories_to_remove": list(self.repositories_to_remove),
             "cap_tripped": [str(c) for c in self.cap_tripped],
+            "cap_exempt": [str(c) for c in self.cap_exempt],
             "max_delete_fraction": self.max_delete_fraction,
             "kube_protection": self.kube_protection,
             "untagged_known": self.untagged_known,
@@ -728,6 +731,7 @@ def _round(x: float | None) -> float | None:
 def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None,
          now: datetime, max_delete_fraction: float = 0.5,
          exempt_removed_repositories: bool = True,
+         exempt_ttl_repositories: bool = True,
          untagged_known: bool | None = None) -> Plan:
     """Plan what a gc / expire run would delete.
 
@@ -746,10 +750,21 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
 
     Blast-radius cap: ``cap_tripped`` lists every repository whose deleted tags exceed
     ``max_delete_fraction`` of its tags, and ``<registry>`` when the plan deletes more than that
-    fraction of all tags in the inventory. ``exempt_removed_repositories`` (default True): a
-    repository the tier policy removes whole (ttl + deleteRepository) is exempt from the
-    per-repository check, since going whole is the intent; its tags still count toward the
-    registry-wide fraction.
+    fraction of all tags in the inventory. The registry-wide check always applies, and every
+    repository's deleted tags count toward it. Two exemptions from the per-repository check:
+
+    - ``exempt_removed_repositories`` (default True): a repository the tier policy removes whole
+      (ttl + deleteRepository) is exempt, since going whole is the intent.
+    - ``exempt_ttl_repositories`` (default True): a repository governed by a ``ttl`` rule is
+      exempt. Under a TTL every tag's fate is its own age against a declared lifetime; that
+      most tags of a temp repository expire together (2 of 3 tags, say, while one fresh tag
+      stays) is the rule working, not a runaway rule. The per-repository cap exists to catch a
+      count/age rule (``keepLast``/``keepDays``/gc ``days``) wiping out one repository; a TTL
+      misapplied at scale (a glob that matches too much, a clock or ``created`` that is wrong)
+      shows up in the registry-wide fraction, which still applies.
+
+    Repositories an exemption spared that would otherwise have tripped are listed in
+    ``Plan.cap_exempt`` (for the report).
 
     ``untagged_known``: whether the inventory lists untagged manifests (default: it does when
     push times came from storage). Only then is a signature whose subject is absent deleted as
@@ -821,9 +836,14 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
         k = sum(1 for t in res.tags if t.action == DELETE)
         all_tags += n
         all_deleted += k
-        if exempt_removed_repositories and res.remove:
+        if not (n and k / n > max_delete_fraction):
             continue
-        if n and k / n > max_delete_fraction:
+        pol = resolve(name)
+        if exempt_removed_repositories and res.remove:
+            out.cap_exempt.append(CapBreach(name, k, n))
+        elif exempt_ttl_repositories and pol is not None and pol.ttl is not None:
+            out.cap_exempt.append(CapBreach(name, k, n))
+        else:
             out.cap_tripped.append(CapBreach(name, k, n))
     if all_tags and all_deleted / all_tags > max_delete_fraction:
         out.cap_tripped.append(CapBreach(REGISTRY_SCOPE, all_deleted, all_tags))

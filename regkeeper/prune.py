@@ -133,11 +133,14 @@ def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory 
             "manifests to delete" if dry_run or refused else "manifests deleted": s["manifests_deleted"],
             "bytes freed (preview)": s["bytes_freed"],
             "repositories to remove": len(s["repositories_to_remove"]),
-            "push time source": s["push_time_source"],
+            "push time source": _push_source_label(s["push_time_source"]),
             "kubernetes protection": s["kube_protection"],
         })
         if plan.cap_tripped:
             rep.summary["cap tripped"] = [str(c) for c in plan.cap_tripped]
+        if plan.cap_exempt:
+            rep.note("per-repository cap not applied (ttl tier / repository removed whole; the "
+                     "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt))
         rep.add_table("decisions", plan.tag_rows(), Plan.TAG_COLUMNS)
         rep.add_table("repositories", plan.repository_rows())
         rep.add_table("manifests", plan.manifest_rows())
@@ -197,6 +200,18 @@ def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory 
         status = "failed"
     rep.finish(status)
     return rep
+
+
+_PUSH_SOURCES = {
+    "filesystem": "storage: filesystem (tag link mtime; image config created where absent)",
+    "s3": "storage: s3 (tag link LastModified; image config created where absent)",
+}
+
+
+def _push_source_label(src: str | None) -> str:
+    """What ages are measured from, in words (the per-tag ``age_source`` column is exact)."""
+    return _PUSH_SOURCES.get(src or "none", f"storage: {src}" if src and src != "none"
+                             else "image config created (no storage access)")
 
 
 def refuse(reason: str) -> RefusedError:

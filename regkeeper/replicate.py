@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .config import ReplicationRule, TagFilter
 from .errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
-                     ReadOnlyError, RefusedError, RegistryError, UnsupportedManifestError)
+                     ReadOnlyError, RegistryError, UnsupportedManifestError)
 from .globs import match_any_tag, select
 from .models import INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
 from .oci import DEFAULT_CHUNK, RegistryClient
@@ -312,49 +312,64 @@ def _same_registry(a: RegistryClient, b: RegistryClient) -> bool:
     return a.url.rstrip("/") == b.url.rstrip("/")
 
 
+def scope_repositories(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule
+                       ) -> tuple[list[str], list[str], list[str]]:
+    """The rule's repositories: (source repositories in scope, source names of target
+    repositories under the prefix that the source no longer has (only with deleteExtraneous),
+    problems). The source catalog failing raises: nothing can be planned without it."""
+    prefix = (rule.prefix or "").strip("/")
+    same = _same_registry(src, dst)
+    errors: list[str] = []
+    if same and not prefix:
+        return [], [], [f"rule {rule.rule_name}: source and target are the same registry "
+                        f"({src.url}) without a prefix: nothing to replicate"]
+    repos = [r for r in src.catalog() if select(r, rule.include, rule.exclude)]
+    if same:  # never replicate our own replicas again (eu/eu/...)
+        repos = [r for r in repos if source_repository(prefix, r) is None]
+    removed: list[str] = []
+    if rule.delete_extraneous:
+        have = set(repos)
+        try:
+            for tr in dst.catalog():
+                sr = source_repository(prefix, tr)
+                if sr is None or sr in have or not select(sr, rule.include, rule.exclude):
+                    continue
+                if same and source_repository(prefix, sr) is not None:
+                    continue
+                removed.append(sr)
+        except RegistryError as e:
+            errors.append(f"target catalog unreadable, repositories removed from the source "
+                          f"are not checked for extraneous tags: {e}")
+    return sorted(repos), sorted(removed), errors
+
+
 def plan_replication(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule,
                      target_name: str | None = None, *, concurrency: int | None = None,
-                     repositories: list[str] | None = None) -> ReplicationPlan:
+                     repositories: list[str] | None = None,
+                     removed: list[str] | None = None) -> ReplicationPlan:
     """Compare the source and one target of a rule, tag by tag, by digest.
 
-    Reads only: the source catalog (unless ``repositories`` is given), the tags lists of both
-    sides, one HEAD per selected source tag and one per target tag that could be in sync (all
-    target tags when ``deleteExtraneous`` is on). Registry-wide failures (source catalog) raise;
-    a repository whose tags cannot be read is recorded in ``RepoPlan.errors`` and, in that
+    Reads only: the source catalog (unless ``repositories`` is given: then those source
+    repositories, plus ``removed`` ones the source no longer has), the tags lists of both
+    sides, one HEAD per source tag and one per target tag that could be in sync (all target
+    tags when ``deleteExtraneous`` is on). Registry-wide failures (source catalog) raise; a
+    repository whose tags cannot be read is recorded in ``RepoPlan.errors`` and, in that
     repository, nothing is copied or deleted."""
     t0 = time.perf_counter()
     workers = concurrency or rule.concurrency
     src_before, dst_before = Counter(src.stats), Counter(dst.stats)
     plan = ReplicationPlan(rule=rule.rule_name, source=src.name, target=target_name or dst.name,
                            prefix=rule.prefix, delete_extraneous=rule.delete_extraneous)
-    same = _same_registry(src, dst)
     prefix = (rule.prefix or "").strip("/")
-    if same and not prefix:
-        plan.errors.append(f"rule {rule.rule_name}: source and target are the same registry "
-                           f"({src.url}) without a prefix: nothing to replicate")
-        return plan
-
     if repositories is None:
-        repos = [r for r in src.catalog() if select(r, rule.include, rule.exclude)]
-        if same:  # never replicate our own replicas again (eu/eu/...)
-            repos = [r for r in repos if source_repository(prefix, r) is None]
+        repositories, removed, errors = scope_repositories(src, dst, rule)
+        plan.errors += errors
     else:
-        repos = [r for r in repositories if select(r, rule.include, rule.exclude)]
-    repo_plans: dict[str, RepoPlan] = {r: RepoPlan(r, target_repository(prefix, r)) for r in repos}
-
-    # repositories gone from the source but still on the target (deletes only)
-    if rule.delete_extraneous and repositories is None:
-        try:
-            for tr in dst.catalog():
-                sr = source_repository(prefix, tr)
-                if sr is None or sr in repo_plans or not select(sr, rule.include, rule.exclude):
-                    continue
-                if same and source_repository(prefix, sr) is not None:
-                    continue
-                repo_plans[sr] = RepoPlan(sr, tr, source_missing=True)
-        except RegistryError as e:
-            plan.errors.append(f"target catalog unreadable, repositories removed from the source "
-                               f"are not checked for extraneous tags: {e}")
+        repositories = [r for r in repositories if select(r, rule.include, rule.exclude)]
+    repo_plans: dict[str, RepoPlan] = {r: RepoPlan(r, target_repository(prefix, r)) for r in repositories}
+    if rule.delete_extraneous:
+        for r in removed or []:
+            repo_plans.setdefault(r, RepoPlan(r, target_repository(prefix, r), source_missing=True))
 
     # 1. tags lists, both sides
     jobs = [("src", r) for r, rp in repo_plans.items() if not rp.source_missing]
@@ -548,6 +563,8 @@ class Replicator:
         self._glock = threading.Lock()
         self._hints_path = Path(hints_path) if hints_path else None
         self._hints: dict[str, str] = self._load_hints()
+        # one bound per target, shared by every batch copied through this Replicator
+        self._slots = threading.BoundedSemaphore(self.concurrency)
 
     # ---------------------------------------------------------------- mount hints (optional)
 
@@ -774,7 +791,8 @@ class Replicator:
                         res.failed.append((c.tag, f"subject {s[0][:19]} was not replicated in this run"))
                     return
             acc: Counter = Counter()
-            reason = self._copy_with_retry(p, c, acc)
+            with self._slots:
+                reason = self._copy_with_retry(p, c, acc)
             with lock:
                 for k, v in acc.items():
                     setattr(res, k, getattr(res, k) + v)
@@ -839,6 +857,37 @@ def copy_repository(src: RegistryClient, dst: RegistryClient, repo_plan: RepoPla
     return copy_repositories(src, dst, [repo_plan], **kw)[0]
 
 
+def verify_copied(dst: RegistryClient, plans: list[RepoPlan], results: list[RepoResult], *,
+                  concurrency: int = 8) -> list[tuple[str, str, str]]:
+    """Read back every copied tag on the target (HEAD) and compare with the source digest.
+    Returns (repository, tag, problem) for each mismatch; also records it as a failure."""
+    want = {(p.target_repo, c.tag): (p, c.digest) for p in plans for c in p.to_copy}
+    by_target = {r.target_repo: r for r in results}
+    jobs = [(r.target_repo, t) for r in results for t in r.copied]
+
+    def head(job):
+        repo, tag = job
+        h = dst.head_manifest(repo, tag)
+        return h.digest if h else None
+
+    problems = []
+    for (repo, tag), got, err in bounded_map(head, jobs, concurrency):
+        p, expected = want.get((repo, tag), (None, None))
+        if expected is None:
+            continue
+        if err is not None:
+            why = f"read-back failed: {err}"
+        elif got != expected:
+            why = f"read-back digest {got} differs from the source digest {expected}"
+        else:
+            continue
+        res = by_target[repo]
+        res.copied.remove(tag)
+        res.failed.append((tag, why))
+        problems.append((p.source_repo, tag, why))
+    return problems
+
+
 # --------------------------------------------------------------------------- one target, end to end
 
 
@@ -893,7 +942,8 @@ class ReplicationResult:
 def replicate_target(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule,
                      target_name: str | None = None, *, dry_run: bool = False, force: bool = False,
                      max_delete_fraction: float = 0.5, attempts: int = 3, backoff: float = 0.5,
-                     hints_path: str | os.PathLike | None = None, **kw) -> ReplicationResult:
+                     hints_path: str | os.PathLike | None = None, verify: bool = False,
+                     **kw) -> ReplicationResult:
     """Plan, then (unless dry run) copy and delete, for one target of a rule. Used by the CLI
     path of the flow's tasks and by the benchmark; the flow splits the same steps into tasks."""
     t0 = time.perf_counter()
@@ -911,6 +961,8 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
                          hints_path=hints_path, **kw)
         result.repositories = rep.copy(plan.repositories)
         rep.save_hints()
+        if verify:
+            verify_copied(dst, plan.repositories, result.repositories, concurrency=rule.concurrency)
         if rule.delete_extraneous and not refused:
             by_repo = {r.source_repo: r for r in result.repositories}
             for p in plan.repositories:
@@ -937,10 +989,124 @@ def summary_line(result: ReplicationResult) -> str:
             f"in {t['seconds']}s")
 
 
+# --------------------------------------------------------------------------- flow helpers
+
+
+def select_rules(config, name: str | None = None) -> list[ReplicationRule]:
+    """The rules a run executes: the named one, or every rule. Errors name the config key."""
+    from .errors import ConfigError
+    rules = list(config.replication or [])
+    if not rules:
+        raise ConfigError(f"{config.source or 'config'}: replication: no rules configured "
+                          "(add e.g. replication: [{from: primary, to: [replica]}])")
+    if name is None:
+        names = [r.rule_name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"{config.source or 'config'}: replication: two rules are both named "
+                              f"{dupes[0]!r}: give them distinct `name:` keys")
+        return rules
+    for r in rules:
+        if r.rule_name == name:
+            return [r]
+    import difflib
+    known = [r.rule_name for r in rules]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+    raise ConfigError(f"{config.source or 'config'}: replication: no rule named {name!r}{hint}")
+
+
+def merge_plans(rule: ReplicationRule, source: str, target: str, parts: list[ReplicationPlan],
+                errors: list[str] | None = None) -> ReplicationPlan:
+    """One plan from the plans of several repository batches."""
+    plan = ReplicationPlan(rule=rule.rule_name, source=source, target=target, prefix=rule.prefix,
+                           delete_extraneous=rule.delete_extraneous, errors=list(errors or []))
+    stats: Counter = Counter()
+    for p in parts:
+        plan.repositories += p.repositories
+        plan.errors += p.errors
+        stats["seconds"] += p.stats.get("seconds", 0)
+        for side in ("source_requests", "target_requests"):
+            for k, v in (p.stats.get(side) or {}).items():
+                stats[f"{side}.{k}"] += v
+    plan.repositories.sort(key=lambda r: r.source_repo)
+    plan.stats = dict(stats)
+    return plan
+
+
+def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, source: str,
+                 target: str, label: str | None = None, error: str | None = None,
+                 started=None):
+    """The run report for one (rule, target): per-repository counts (the main table, also the
+    ``replication-<target>`` artifact), failed items, and the plan's decisions."""
+    from .report import Report
+    rep = Report(flow="replicate", registry=label or target, key=f"replication-{target}",
+                 title=f"replicate {rule.rule_name}: {source} → {target}")
+    if started is not None:
+        rep.started = started
+    rep.summary["rule"] = rule.rule_name
+    rep.summary["source"] = source
+    rep.summary["target"] = target
+    if rule.prefix:
+        rep.summary["prefix"] = rule.prefix
+    if result is None:
+        rep.note(error or "the run failed before planning")
+        rep.add_table("per repository", [], columns=_REPO_COLUMNS)
+        return rep.finish("failed")
+    t = result.totals()
+    plan = result.plan
+    rep.summary["dry run"] = result.dry_run
+    rep.summary["repositories"] = t["repositories"]
+    rep.summary["source tags in scope"] = plan.to_copy + plan.in_sync
+    rep.summary["to copy (plan)"] = plan.to_copy
+    rep.summary["copied"] = t["copied"]
+    rep.summary["in sync (skipped)"] = t["skipped"]
+    rep.summary["failed"] = t["failed"]
+    rep.summary["lag before (tags)"] = t["lag_before"]
+    rep.summary["lag (tags)"] = t["lag"]
+    if rule.delete_extraneous:
+        rep.summary["extraneous (plan)"] = plan.extraneous
+        rep.summary["deleted"] = t["deleted"]
+    rep.summary["bytes uploaded"] = t["bytes_uploaded"]
+    rep.summary["bytes mounted"] = t["bytes_mounted"]
+    rep.summary["blobs uploaded"] = t["blobs_uploaded"]
+    rep.summary["blobs mounted"] = t["blobs_mounted"]
+    rep.summary["seconds"] = result.seconds
+    if result.target_requests:
+        rep.summary["target requests"] = ", ".join(f"{k} {v}" for k, v in sorted(result.target_requests.items()))
+    if result.deletes_refused:
+        rep.note(f"deletes refused: {result.deletes_refused}")
+    for e in plan.errors:
+        rep.note(e)
+    if error:
+        rep.note(error)
+    vanished = [(r.source_repo, t_) for r in result.repositories for t_ in r.vanished]
+    if vanished:
+        rep.note(f"{len(vanished)} tag(s) vanished from the source during the run (not copied): "
+                 + ", ".join(f"{a}:{b}" for a, b in vanished[:10]))
+    rows = [r.row() for r in result.repositories]
+    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
+    rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
+                                   for a, b, c in result.failed_items],
+                  columns=["repository", "tag", "reason"])
+    rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
+                                                "reason", "digest", "target_digest"])
+    status = result.status
+    if error and status in ("ok", "dry-run"):
+        status = "failed"
+    return rep.finish(status)
+
+
+_REPO_COLUMNS = ["repository", "target_repository", "copied", "skipped", "failed", "deleted",
+                 "lag_before", "lag", "bytes_uploaded", "bytes_mounted", "blobs_uploaded",
+                 "blobs_mounted", "blobs_present", "retries", "errors"]
+
+
 __all__ = [
     "TagCopy", "RepoPlan", "ReplicationPlan", "RepoResult", "ReplicationResult", "Replicator",
     "plan_replication", "copy_repository", "copy_repositories", "replicate_target",
     "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
     "source_repository", "tag_matches", "copy_phases", "is_transient", "hints_file",
-    "summary_line", "RefusedError",
+    "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
+    "build_report",
 ]

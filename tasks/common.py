@@ -63,7 +63,18 @@ def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success:
     """Job metrics every flow updates (last success, bytes reclaimed, items replicated/failed)."""
     if not pushgateway:
         return False
-    from regkeeper import metrics
-    metrics.push_job_metrics(pushgateway, flow=flow, registry=registry, success=success,
-                             values=values or {})
+    from regkeeper.metrics import RunMetrics
+    v = values or {}
+    m = RunMetrics(flow, registry)
+    if "bytes_reclaimed" in v:
+        m.set_bytes_reclaimed(int(v["bytes_reclaimed"] or 0))
+    if "items_deleted" in v:
+        m.set_items_deleted(int(v["items_deleted"] or 0))
+    for target, n in (v.get("items_replicated") or {}).items():
+        m.set_items_replicated(target, int(n))
+    for target, n in (v.get("replication_lag") or {}).items():
+        m.set_replication_lag(target, int(n), source=registry)
+    m.set_items_failed(int(v.get("items_failed") or 0))
+    m.finish(success)
+    m.push(pushgateway)
     return True

@@ -448,10 +448,15 @@ def test_ttl_tier_removes_fully_expired_repository_exempt_from_repo_cap():
     assert t["old1"].action == "delete" and t["old1"].reason == "expired: older than ttl 3d"
     assert by_tag(p, "ci/build-1")[sig_tag("g1")].action == "delete"
     assert all(x.action == "keep" and x.reason == "keep forever" for x in p.tags if x.repository == "library/nginx")
-    # ci/build-1 goes whole (exempt); ci/build-2 deletes 2/3 -> trips; registry 5/12 does not
-    assert p.cap_tripped == [CapBreach("ci/build-2", 2, 3)]
+    # ci/build-1 goes whole (exempt); ci/build-2 deletes 2/3 under its ttl (exempt: expiring by
+    # TTL is the declared intent); registry-wide 5/12 is under the cap
+    assert p.cap_tripped == []
+    assert p.cap_exempt == [CapBreach("ci/build-1", 3, 3), CapBreach("ci/build-2", 2, 3)]
+    p_repo_cap = plan(inv(gone, fresh, base), tier_resolver(TIERS), now=NOW, max_delete_fraction=0.5,
+                      exempt_ttl_repositories=False)
+    assert p_repo_cap.cap_tripped == [CapBreach("ci/build-2", 2, 3)]
     p_strict = plan(inv(gone, fresh, base), tier_resolver(TIERS), now=NOW, max_delete_fraction=0.5,
-                    exempt_removed_repositories=False)
+                    exempt_removed_repositories=False, exempt_ttl_repositories=False)
     assert CapBreach("ci/build-1", 3, 3) in p_strict.cap_tripped
     assert p.summary()["per_repository"][0]["remove_repository"] is True
 

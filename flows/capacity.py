@@ -1,0 +1,141 @@
+"""capacity: storage metrics, threshold alerts (80% warn / 90% critical) and a days-to-full
+forecast. Every 5 minutes by default."""
+
+from typing import Annotated, Optional
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows._prune import scan_registry
+from regkeeper import capacity as cap
+from regkeeper.context import RunContext
+from regkeeper.errors import RegkeeperError
+from regkeeper.metrics import RunMetrics
+from regkeeper.report import Report
+from regkeeper.util import human_bytes
+from tasks.capacity import evaluate_and_alert, measure_storage, pull_latency
+from tasks.common import logger, publish_report
+
+
+@flow(name="capacity", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def capacity(
+    registry: Annotated[Optional[str], Field(description="Registry name (default: every registry in mirrorRepositories with a url)")] = None,
+    logical_usage: Annotated[bool, Field(description="Also scan the inventory for per-repository logical usage and image counts")] = True,
+    dry_run: Annotated[bool, Field(description="Measure and report, but send no alert and record no history")] = False,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Measure storage, push metrics, alert on threshold crossings, forecast days to full.
+
+    Args:
+        registry: one registry, or every registry with a url when empty.
+        logical_usage: scan the inventory for per-repository unique/shared bytes and image counts.
+        dry_run: measure and report only (no alerts, no history row, no state change).
+        config_path: the config file.
+    """
+    ctx = RunContext.load(config_path)
+    if ctx.config.capacity is None:
+        from regkeeper.config import CapacityConfig
+        ctx.config.capacity = CapacityConfig()
+    names = [ctx.registry_name(registry)] if registry else \
+        [r.name for r in ctx.config.mirror_repositories if r.url]
+    results, failures = {}, []
+    try:
+        for name in names:
+            try:
+                results[name] = _one(ctx, name, logical_usage, dry_run)
+            except RegkeeperError as e:
+                failures.append(f"{name}: {e}")
+                logger().error("capacity %s failed: %s", name, e)
+    finally:
+        ctx.close()
+    if failures:
+        raise RegkeeperError("capacity failed for " + "; ".join(failures))
+    return results[names[0]] if len(names) == 1 else {"registries": results}
+
+
+def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
+    cc = ctx.config.capacity
+    rep = Report(flow="capacity", registry=name, title="regkeeper capacity")
+    metrics = RunMetrics("capacity", name)
+    ok = False
+    try:
+        usage = measure_storage(ctx, name)
+        inv = scan_registry(ctx, name) if logical else None
+        check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
+        samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
+        latencies = pull_latency(ctx, name, samples) if samples else []
+
+        rep.summary["storage bytes"] = usage.bytes_used if usage else None
+        rep.summary["files"] = usage.files if usage else None
+        rep.summary["capacity bytes"] = check.capacity_bytes
+        rep.summary["capacity source"] = check.capacity_source
+        rep.summary["usage ratio"] = round(check.ratio, 4) if check.ratio is not None else None
+        rep.summary["level"] = check.level
+        if check.note:
+            rep.note(check.note)
+        fc = check.forecast
+        if fc is not None:
+            rep.summary["growth bytes/day"] = round(fc.slope_bytes_per_day) if fc.slope_bytes_per_day is not None else None
+            rep.summary["days to warn"] = _days(fc.days_to_warn)
+            rep.summary["days to critical"] = _days(fc.days_to_critical)
+            rep.summary["days to full"] = _days(fc.days_to_full)
+            if fc.reason:
+                rep.note(f"forecast: {fc.reason}")
+        if check.alert is not None:
+            rep.note(f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else ""))
+            for d in deliveries:
+                rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
+        if usage is not None:
+            metrics.set_storage(usage.bytes_used, check.capacity_bytes, check.ratio, usage.files)
+        if fc is not None:
+            metrics.set_days_to_full(fc.days_to_full)
+        if inv is not None:
+            images, manifests = cap.image_counts(inv)
+            metrics.set_image_count(images, manifests, len(inv.repositories))
+            rep.summary["images (tags)"] = images
+            rep.summary["manifests"] = manifests
+            rep.summary["repositories"] = len(inv.repositories)
+            rep.summary["logical bytes (deduplicated)"] = cap.deduplicated_bytes(inv)
+            df = cap.logical_usage(inv)
+            rep.add_table("repositories", df.sort_values("total_bytes", ascending=False).to_dict("records"))
+        for s in latencies:
+            metrics.observe_pull(s)
+        if latencies:
+            rep.summary["pull latency p50 s"] = round(sorted(latencies)[len(latencies) // 2], 4)
+        hist = cap.UsageHistory(ctx.reports_dir() / "capacity" / "history.csv").load(name)
+        if hist is not None and len(hist):
+            rep.extra_html = "<h2>Usage over time</h2>" + cap.render_usage_svg(
+                hist, check.capacity_bytes, cc.warn, cc.critical, registry=name)
+        if check.usage is None:
+            rep.note("no storage access configured for this registry (storage section): physical usage "
+                     "unknown; only logical usage is reported")
+        alerting = check.alert is not None and not dry_run and not all(d.ok for d in deliveries)
+        if alerting:
+            rep.note("an alert could not be delivered: it will be sent again on the next run")
+        ok = not alerting
+        rep.finish("dry-run" if dry_run else ("ok" if ok else "failed"))
+        logger().info("%s: %s used of %s (%s)", name, human_bytes(usage.bytes_used if usage else None),
+                      human_bytes(check.capacity_bytes), check.level)
+    except RegkeeperError as e:
+        rep.note(str(e))
+        rep.finish("failed")
+        raise
+    finally:
+        metrics.finish(ok)
+        if rep.finished is None:
+            rep.finish("failed")
+        publish_report(rep, str(ctx.reports_dir()))
+        if cc.pushgateway and not dry_run:
+            try:
+                metrics.push(cc.pushgateway)
+            except Exception as e:  # noqa: BLE001 - metrics never fail a run
+                logger().warning("metrics not pushed: %s", e)
+    if rep.status == "failed":
+        raise RegkeeperError(f"capacity {name}: " + "; ".join(rep.notes[-2:]))
+    return rep.to_dict()
+
+
+def _days(v):
+    return None if v is None else round(v, 1)

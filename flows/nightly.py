@@ -1,0 +1,219 @@
+"""nightly: backup -> gc -> expire -> replicate -> capacity, each as a subflow, then one combined
+report linking every job's own report.
+
+One job failing (or refusing) does not stop the next: backup failing must not keep gc from
+running, and a gc refusal must not keep capacity from alerting. A job whose config section is
+missing is skipped and the combined report says so. The nightly run ends Failed when any job
+failed or refused, after all of them ran.
+"""
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from regkeeper.config import Config, load_config
+from regkeeper.context import resolve_config_path
+from regkeeper.errors import RefusedError, RegkeeperError
+from regkeeper.report import Report, _fmt
+from tasks.common import logger, publish_report
+
+JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
+ORDER: tuple[str, ...] = ("backup", "gc", "expire", "replicate", "capacity")
+KEY_FIGURES = 4           # summary items per job shown in the combined report
+
+
+def _section(cfg: Config, job: str) -> Optional[str]:
+    """None when the job is configured; else why it is skipped."""
+    if job == "backup" and cfg.backup is None:
+        return "no backup section in the config"
+    if job == "gc" and cfg.gc is None:
+        return "no gc section in the config"
+    if job == "expire" and not cfg.tiers:
+        return "no tiers in the config"
+    if job == "replicate" and not cfg.replication:
+        return "no replication rules in the config"
+    if job == "capacity" and cfg.capacity is None:
+        return "no capacity section in the config"
+    return None
+
+
+def _kwargs(job: str, *, registry, dry_run, force, config_path) -> dict:
+    kw = {"dry_run": dry_run, "config_path": config_path}
+    if job != "replicate":
+        kw["registry"] = registry
+    if job in ("gc", "expire", "replicate"):
+        kw["force"] = force
+    return kw
+
+
+def _flow_fn(job: str):
+    return getattr(importlib.import_module(f"flows.{job}"), job)
+
+
+def _reports_since(reports_dir: Path, job: str, since_ns: int) -> list[dict]:
+    """The report JSON files this job wrote during this run (one per registry / target)."""
+    out = []
+    d = reports_dir / job
+    if not d.is_dir():
+        return out
+    import json
+    for j in sorted(d.glob("*.json")):
+        try:
+            if j.stat().st_mtime_ns < since_ns:
+                continue
+            data = json.loads(j.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("flow") == job:
+            data["_json"] = str(j)
+            data["_html"] = str(j.with_suffix(".html"))
+            out.append(data)
+    return out
+
+
+def _figures(summary: dict) -> str:
+    return "; ".join(f"{k}: {_fmt(k, v)}" for k, v in list(summary.items())[:KEY_FIGURES])
+
+
+def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
+    """Run one job as a subflow; never raises. Returns one row per report it wrote (at least one)."""
+    log = logger()
+    t0 = time.time()
+    since = time.time_ns() - 5_000_000       # 5 ms slack for coarse file timestamps
+    status, error, state = "ok", None, None
+    try:
+        fn = _flow_fn(job)
+        state = fn(**kw, return_state=True)
+        if state.is_completed():
+            status = "dry-run" if kw.get("dry_run") else "ok"
+        else:
+            exc = state.result(raise_on_failure=False)
+            status = "refused" if isinstance(exc, RefusedError) else "failed"
+            error = str(exc) if isinstance(exc, BaseException) else (state.message or state.name)
+    except ImportError as e:
+        status, error = "failed", f"flows.{job} cannot be imported: {e}"
+    except Exception as e:  # noqa: BLE001 - a job's failure is recorded; the next job runs
+        status = "refused" if isinstance(e, RefusedError) else "failed"
+        error = f"{type(e).__name__}: {e}"
+    seconds = round(time.time() - t0, 2)
+    if error:
+        log.warning("nightly: %s %s: %s", job, status, error)
+    else:
+        log.info("nightly: %s %s in %.1fs", job, status, seconds)
+    base = {"job": job, "status": status, "seconds": seconds,
+            "flow run": str(state.state_details.flow_run_id) if state is not None and
+            state.state_details and state.state_details.flow_run_id else ""}
+    reports = _reports_since(reports_dir, job, since)
+    if not reports:
+        return [{**base, "registry": kw.get("registry") or "", "key figures": "",
+                 "report": "", "error": error or ""}]
+    rows = []
+    for r in reports:
+        st = r.get("status") or status
+        if status in ("failed", "refused") and st in ("ok", "dry-run"):
+            st = status          # the job failed after writing a report that looked fine
+        rows.append({**base, "status": st, "registry": r.get("registry", ""),
+                     "key figures": _figures(r.get("summary") or {}),
+                     "report": r["_html"], "error": error or ""})
+    return rows
+
+
+def _links_html(rows: list[dict], nightly_html_dir: Path) -> str:
+    import html
+    e = html.escape
+    items = []
+    for r in rows:
+        label = f"{r['job']}" + (f" ({r['registry']})" if r.get("registry") else "")
+        if r.get("report"):
+            href = os.path.relpath(r["report"], nightly_html_dir)
+            link = f"<a href='{e(href)}'>{e(label)}</a>"
+        else:
+            link = e(label)
+        extra = r.get("key figures") or r.get("error") or ""
+        items.append(f"<li>{link}: <b class='{e(r['status'])}'>{e(r['status'])}</b>"
+                     + (f" — {e(extra)}" if extra else "") + "</li>")
+    return "<h2>Job reports</h2><ul>" + "".join(items) + "</ul>"
+
+
+@flow(name="nightly", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def nightly(
+    registry: Annotated[Optional[str], Field(description="Registry name for backup, gc, expire and capacity (default: each job's configured one)")] = None,
+    dry_run: Annotated[bool, Field(description="Every job plans and reports only; nothing is changed")] = False,
+    force: Annotated[bool, Field(description="Override the blast-radius cap of gc, expire and replicate")] = False,
+    jobs: Annotated[Optional[list[JobName]], Field(description="Which jobs to run, in the fixed order backup, gc, expire, replicate, capacity (default: all)")] = None,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Every job in order, as subflows; one failing does not stop the rest. Ends with a
+    combined report (reports/nightly/) linking each job's report.
+
+    Args:
+        registry: registry name for backup, gc, expire and capacity (default: each job's configured one).
+        dry_run: every job plans and reports only; nothing is changed.
+        force: override the blast-radius cap of gc, expire and replicate.
+        jobs: which jobs to run (default: all five); the order stays backup, gc, expire, replicate, capacity.
+        config_path: the config file.
+    """
+    log = logger()
+    path = str(resolve_config_path(config_path))
+    cfg = load_config(path)            # a bad config fails the run at once, naming the key
+    reports_dir = cfg.reports_dir()
+    wanted = set(jobs) if jobs else set(ORDER)
+    report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
+    rows: list[dict] = []
+    for job in ORDER:
+        if job not in wanted:
+            continue
+        why = _section(cfg, job)
+        if why:
+            report.note(f"{job}: skipped ({why})")
+            log.info("nightly: %s skipped: %s", job, why)
+            rows.append({"job": job, "status": "skipped", "seconds": 0, "flow run": "",
+                         "registry": "", "key figures": "", "report": "", "error": why})
+            continue
+        rows.extend(_run_job(job, reports_dir, _kwargs(job, registry=registry, dry_run=dry_run,
+                                                       force=force, config_path=path)))
+    for job in sorted(set(ORDER) - wanted, key=ORDER.index):
+        report.note(f"{job}: not selected (jobs parameter)")
+
+    # a job's status is the worst of its rows (one row per report it wrote)
+    rank = {"skipped": 0, "ok": 1, "dry-run": 1, "refused": 2, "failed": 3}
+    job_status: dict[str, str] = {}
+    job_seconds: dict[str, float] = {}
+    job_error: dict[str, str] = {}
+    for r in rows:
+        if rank[r["status"]] >= rank.get(job_status.get(r["job"], "skipped"), 0):
+            job_status[r["job"]] = r["status"]
+        job_seconds[r["job"]] = r["seconds"]
+        if r.get("error") and r["status"] != "skipped":
+            job_error.setdefault(r["job"], r["error"])
+    statuses = list(job_status.values())
+    report.summary["jobs run"] = sum(1 for s in statuses if s != "skipped")
+    report.summary["jobs ok"] = sum(1 for s in statuses if s in ("ok", "dry-run"))
+    report.summary["jobs failed"] = statuses.count("failed")
+    report.summary["jobs refused"] = statuses.count("refused")
+    report.summary["jobs skipped"] = statuses.count("skipped")
+    report.summary["seconds"] = round(sum(job_seconds.values()), 1)
+    bad = [(j, s) for j, s in job_status.items() if s in ("failed", "refused")]
+    for j, s in bad:
+        report.note(f"{j} {s}: {job_error.get(j) or 'see its report'}")
+    report.add_table("jobs", rows, ["job", "registry", "status", "seconds", "key figures",
+                                    "report", "flow run", "error"])
+    report.extra_html = _links_html(rows, reports_dir / "nightly")
+    report.finish("failed" if bad else ("dry-run" if dry_run else "ok"))
+    publish_report(report, str(reports_dir))
+    result = report.to_dict()
+    result["jobs"] = rows
+    if bad:
+        names = ", ".join(f"{j} ({s})" for j, s in bad)
+        where = report.paths.get("html")
+        if all(s == "refused" for _, s in bad):
+            raise RefusedError(f"nightly: {names}; every other job ran; report: {where}")
+        raise RegkeeperError(f"nightly: {names}; every other job ran; report: {where}")
+    return result

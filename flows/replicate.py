@@ -1,0 +1,222 @@
+"""replicate: copy images from a primary registry to replicas in other regions; skip what is
+already there. Every 15 minutes by default; one concurrent run per rule.
+
+plan (scope, then one task per batch of repositories: tags lists + HEADs, no writes) ->
+(dry run: report the plan and stop) -> copy (one task per batch of repositories; items retried
+inside) -> delete extraneous (opt-in, under the cap) -> verify (read back every copied tag) ->
+report (``reports/replicate/``, artifact ``replication-<target>``) per (rule, target)."""
+
+import time
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Annotated, Optional
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from regkeeper import replicate as core
+from regkeeper.context import RunContext
+from regkeeper.errors import RefusedError, RegkeeperError
+from regkeeper.util import utcnow
+from tasks.common import logger, publish_report, push_job_metrics
+from tasks.replicate import copy_batch, delete_batch, plan_batch, scope, verify_batch
+
+SCHEDULE_INTERVAL = timedelta(minutes=15)   # the default schedule (deployments use it)
+PLAN_BATCH = 50        # repositories per plan task
+COPY_BATCH = 25        # repositories (with something to copy) per copy task
+LOCK_WAIT_SECONDS = 30  # how long a run waits for another run of the same rule to finish
+
+
+def _batches(items: list, n: int) -> list[list]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def _label(batch: list, name=lambda x: x) -> str:
+    return f"{name(batch[0])}..{name(batch[-1])} ({len(batch)})" if batch else "empty"
+
+
+def _rule_lock(stack: ExitStack, rule_name: str) -> str | None:
+    """Hold the rule's global concurrency slot (limit 1, created on first use) for the run.
+    Returns None when held, else why the run must not go ahead."""
+    import re
+
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectNotFound
+    name = "replicate-rule-" + re.sub(r"[^a-z0-9-]+", "-", rule_name.lower()).strip("-")
+    try:
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+                try:
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+                except Exception:  # noqa: BLE001 - created concurrently by another run
+                    pass
+        stack.enter_context(concurrency(name, occupy=1, timeout_seconds=LOCK_WAIT_SECONDS, strict=True))
+    except TimeoutError:
+        return (f"another replicate run of rule {rule_name!r} is still in progress (waited "
+                f"{LOCK_WAIT_SECONDS}s for concurrency limit {name!r}); this run did nothing")
+    except Exception as e:  # noqa: BLE001 - no API to hold a lock: run unguarded, say so
+        logger().warning("rule %s: concurrency limit %s unavailable (%s): running without it",
+                         rule_name, name, e)
+    return None
+
+
+def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, force: bool,
+                      max_fraction: float) -> core.ReplicationResult:
+    t0 = time.perf_counter()
+    src, dst = ctx.client(rule.from_), ctx.client(target)
+    before = dict(dst.stats)
+    repos, removed, errors = scope(ctx, rule, target, rule_name=rule.rule_name)
+    # plan: one task per batch of repositories (removed ones go with the first batch)
+    batches = _batches(repos, PLAN_BATCH) or ([[]] if removed else [])
+    futures = [plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=_label(b))
+               for i, b in enumerate(batches)]
+    parts = []
+    for b, f in zip(batches, futures):
+        try:
+            parts.append(f.result())
+        except Exception as e:  # noqa: BLE001 - a failed batch does not stop the others
+            errors.append(f"planning {_label(b)} failed: {e}")
+    plan = core.merge_plans(rule, rule.from_, target, parts, errors)
+    result = core.ReplicationResult(plan=plan, dry_run=dry_run)
+    if rule.delete_extraneous:
+        result.deletes_refused = core.check_delete_cap(plan, max_fraction, force)
+    results = {p.source_repo: core.RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync),
+                                              lag_before=p.lag, errors=list(p.errors))
+               for p in plan.repositories}
+    if not dry_run:
+        rep = core.Replicator(src, dst, concurrency=rule.concurrency,
+                              hints_path=core.hints_file(ctx.cache.root, dst))
+        work = [p for p in plan.repositories if p.to_copy and not p.errors]
+        copy_batches = _batches(work, COPY_BATCH)
+        futures = [copy_batch.submit(ctx, rule, target, b, rep, label=_label(b, lambda p: p.source_repo))
+                   for b in copy_batches]
+        for b, f in zip(copy_batches, futures):
+            try:
+                for r in f.result():
+                    results[r.source_repo] = r
+            except Exception as e:  # noqa: BLE001
+                for p in b:
+                    results[p.source_repo].failed += [(c.tag, f"copy task failed: {e}") for c in p.to_copy]
+        rep.save_hints()
+        if rule.delete_extraneous and not result.deletes_refused:
+            dplans = [p for p in plan.repositories if p.extraneous and not p.errors]
+            dbatches = _batches(dplans, COPY_BATCH)
+            futures = [delete_batch.submit(ctx, target, b, [results[p.source_repo] for p in b], rep,
+                                           label=_label(b, lambda p: p.target_repo)) for b in dbatches]
+            for b, f in zip(dbatches, futures):
+                try:
+                    f.result()
+                except Exception as e:  # noqa: BLE001
+                    for p in b:
+                        results[p.source_repo].errors.append(f"delete task failed: {e}")
+        copied = [p for p in plan.repositories if results[p.source_repo].copied]
+        vbatches = _batches(copied, PLAN_BATCH)
+        futures = [verify_batch.submit(ctx, rule, target, b, [results[p.source_repo] for p in b],
+                                       label=_label(b, lambda p: p.source_repo)) for b in vbatches]
+        for b, f in zip(vbatches, futures):
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001
+                for p in b:
+                    results[p.source_repo].errors.append(f"verification failed: {e}")
+    result.repositories = [results[p.source_repo] for p in plan.repositories]
+    result.seconds = round(time.perf_counter() - t0, 3)
+    after = dst.stats
+    result.target_requests = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
+    return result
+
+
+def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -> None:
+    cap = ctx.config.capacity
+    if not cap or not cap.pushgateway:
+        return
+    t = result.totals() if result is not None else {}
+    values = {"target": target, "items_replicated": t.get("copied", 0),
+              "items_failed": t.get("failed", 0), "replication_lag_tags": t.get("lag", 0)}
+    try:
+        push_job_metrics(cap.pushgateway, "replicate", source, success, values)
+    except Exception as e:  # noqa: BLE001 - metrics never fail a run
+        logger().warning("job metrics not pushed: %s", e)
+
+
+@flow(name="replicate", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def replicate(
+    rule: Annotated[Optional[str], Field(description="Replication rule name (its `name:` key, else `<from>-to-<to+to>`); default: every rule")] = None,
+    dry_run: Annotated[bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")] = False,
+    force: Annotated[bool, Field(description="deleteExtraneous: override the maxDeleteFraction cap")] = False,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Copy what differs from each rule's source to its targets, byte for byte.
+
+    Args:
+        rule: the replication rule to run (its `name`, else `<from>-to-<to+to>`); default: all rules.
+        dry_run: plan and report only; write nothing to any target.
+        force: let deleteExtraneous delete more than maxDeleteFraction (gc's cap, default 0.5).
+        config_path: the config file.
+    """
+    log = logger()
+    ctx = RunContext.load(config_path)
+    try:
+        rules = core.select_rules(ctx.config, rule)
+        max_fraction = ctx.config.gc.max_delete_fraction if ctx.config.gc else 0.5
+        pairs = [(r, t) for r in rules for t in r.to]
+        targets = [t for _, t in pairs]
+        reports, failures, refusals = [], [], []
+        for r in rules:
+            with ExitStack() as stack:
+                busy = _rule_lock(stack, r.rule_name)
+                for target in r.to:
+                    label = target if targets.count(target) == 1 else f"{target}-{r.rule_name}"
+                    started = utcnow()
+                    result = error = None
+                    if busy:
+                        error = busy
+                    else:
+                        try:
+                            result = _replicate_target(ctx, r, target, dry_run=dry_run, force=force,
+                                                       max_fraction=max_fraction)
+                            log.info("%s", core.summary_line(result))
+                        except RegkeeperError as e:
+                            error = f"{type(e).__name__}: {e}"
+                    report = core.build_report(result, rule=r, source=r.from_, target=target,
+                                               label=label, error=error, started=started)
+                    if busy:
+                        report.finish("refused")
+                    publish_report(report, str(ctx.reports_dir()))
+                    _metrics(ctx, r.from_, target, result, report.status in ("ok", "dry-run"))
+                    reports.append(report)
+                    why = "; ".join(report.notes[-3:]) or f"{report.summary.get('failed', 0)} items failed"
+                    if report.status == "failed":
+                        failures.append(f"{r.rule_name} -> {target}: {why}")
+                    elif report.status == "refused":
+                        refusals.append(f"{r.rule_name} -> {target}: {why}")
+        out = _combined(reports)
+        if failures:
+            raise RegkeeperError("replicate failed: " + " | ".join(failures))
+        if refusals:
+            raise RefusedError("replicate refused: " + " | ".join(refusals))
+        return out
+    finally:
+        ctx.close()
+
+
+def _combined(reports: list) -> dict:
+    """The flow's return value: the first report's files, summed key figures, every report."""
+    order = {"failed": 3, "refused": 2, "dry-run": 1, "ok": 0}
+    status = max((r.status for r in reports), key=lambda s: order.get(s, 0), default="ok")
+    keys = ("copied", "in sync (skipped)", "failed", "lag (tags)", "deleted", "bytes uploaded",
+            "bytes mounted")
+    summary = {"targets": len(reports)}
+    for k in keys:
+        vals = [r.summary[k] for r in reports if isinstance(r.summary.get(k), int)]
+        if vals:
+            summary[k] = sum(vals)
+    return {"flow": "replicate", "status": status, "summary": summary,
+            "files": reports[0].paths if reports else {},
+            "reports": [r.to_dict() for r in reports]}

@@ -1,0 +1,69 @@
+"""Tasks for replicate: scope, plan a batch of repositories, copy a batch, delete a batch,
+verify a batch. Thin wrappers over regkeeper.replicate (all logic lives there)."""
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from regkeeper import replicate as core
+from regkeeper.config import ReplicationRule
+from regkeeper.context import RunContext
+from tasks.common import logger, retry_transient
+
+RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
+             cache_policy=NO_CACHE)
+
+
+@task(name="replication-scope", task_run_name="scope {rule_name} -> {target}", **RETRY)
+def scope(ctx: RunContext, rule: ReplicationRule, target: str, rule_name: str = "") -> tuple:
+    """(source repositories in scope, repositories gone from the source, problems)."""
+    repos, removed, errors = core.scope_repositories(ctx.client(rule.from_), ctx.client(target), rule)
+    logger().info("%s -> %s: %d repositories in scope%s", rule.rule_name, target, len(repos),
+                  f", {len(removed)} gone from the source" if removed else "")
+    return repos, removed, errors
+
+
+@task(name="replication-plan-batch", task_run_name="plan {target} [{label}]", **RETRY)
+def plan_batch(ctx: RunContext, rule: ReplicationRule, target: str, repositories: list[str],
+               removed: list[str], label: str = "") -> core.ReplicationPlan:
+    plan = core.plan_replication(ctx.client(rule.from_), ctx.client(target), rule, target,
+                                 repositories=repositories, removed=removed)
+    logger().info("%s [%s]: %d to copy, %d in sync, %d extraneous", target, label, plan.to_copy,
+                  plan.in_sync, plan.extraneous)
+    return plan
+
+
+@task(name="replication-copy-batch", task_run_name="copy {target} [{label}]", **RETRY)
+def copy_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
+               replicator: core.Replicator, label: str = "") -> list:
+    """Copy one batch of repositories. Item failures are recorded in the results (the task
+    succeeds); only an unexpected error fails the task."""
+    results = replicator.copy(plans)
+    copied = sum(len(r.copied) for r in results)
+    failed = sum(len(r.failed) for r in results)
+    logger().info("%s [%s]: %d copied, %d failed", target, label, copied, failed)
+    for r in results:
+        for tag, why in r.failed[:20]:
+            logger().warning("%s:%s -> %s: %s", r.source_repo, tag, target, why)
+    return results
+
+
+@task(name="replication-delete-batch", task_run_name="delete extraneous {target} [{label}]",
+      **RETRY)
+def delete_batch(ctx: RunContext, target: str, plans: list, results: list,
+                 replicator: core.Replicator, label: str = "") -> list:
+    by_repo = {r.source_repo: r for r in results}
+    for p in plans:
+        if p.extraneous and not p.errors:
+            replicator.delete(p, by_repo[p.source_repo])
+    n = sum(len(by_repo[p.source_repo].deleted) for p in plans)
+    logger().info("%s [%s]: deleted %d extraneous tags", target, label, n)
+    return results
+
+
+@task(name="replication-verify-batch", task_run_name="verify {target} [{label}]", **RETRY)
+def verify_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list, results: list,
+                 label: str = "") -> list:
+    problems = core.verify_copied(ctx.client(target), plans, results, concurrency=rule.concurrency)
+    for repo, tag, why in problems:
+        logger().error("%s:%s on %s: %s", repo, tag, target, why)
+    return problems

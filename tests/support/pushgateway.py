@@ -1,0 +1,79 @@
+"""A real Prometheus Pushgateway (Debian ``prometheus-pushgateway``) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.procs import ManagedProcess, free_port
+
+__all__ = ["PUSHGATEWAY_BIN", "Pushgateway"]
+
+PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway"
+
+
+class Pushgateway:
+    """In-memory pushgateway (``--persistence.file=""``, admin API on for :meth:`wipe`)."""
+
+    def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 20.0) -> None:
+        if not os.access(PUSHGATEWAY_BIN, os.X_OK):
+            raise RuntimeError(f"{PUSHGATEWAY_BIN} is missing: install the Debian package 'prometheus-pushgateway'")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        log_dir = Path(log_dir or tempfile.mkdtemp(prefix="pushgateway-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / "pushgateway.log"
+        self._proc = ManagedProcess(
+            [
+                PUSHGATEWAY_BIN,
+                f"--web.listen-address={self.host}",
+                "--persistence.file=",  # never touch the packaged service's /var/lib file
+                "--web.enable-admin-api",
+            ],
+            log_path=self.log_path,
+        ).start()
+        deadline = time.monotonic() + ready_timeout
+        last = None
+        while time.monotonic() < deadline:
+            self._proc.check_alive()
+            try:
+                r = requests.get(f"{self.url}/-/ready", timeout=2, verify=False)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = exc
+            time.sleep(0.05)
+        tail = self._proc.log_tail()
+        self.stop()
+        raise RuntimeError(f"pushgateway at {self.url} not ready after {ready_timeout}s ({last}); log:\n{tail}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def metrics_text(self) -> str:
+        r = requests.get(f"{self.url}/metrics", timeout=10, verify=False)
+        r.raise_for_status()
+        return r.text
+
+    def wipe(self) -> None:
+        """Delete every pushed group (admin API)."""
+        requests.put(f"{self.url}/api/v1/admin/wipe", timeout=10, verify=False).raise_for_status()
+
+    def stop(self) -> None:
+        self._proc.stop()
+
+    def __enter__(self) -> "Pushgateway":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Pushgateway(url={self.url!r}, pid={self.pid})"
