@@ -984,7 +984,7 @@ def _read_docs(path: Path, substitutions: Mapping[str, str] | None) -> list:
             return [json.loads(text)]
         import yaml
         return [d for d in yaml.safe_load_all(text) if d is not None]
-    except (ValueError, Exception) as e:  # json.JSONDecodeError / yaml.YAMLError
+    except Exception as e:  # noqa: BLE001 - json.JSONDecodeError, yaml.YAMLError
         raise KubeSnapshotError(f"Kubernetes snapshot {path} is not valid {path.suffix.lstrip('.').upper()}: "
                                 f"{str(e).splitlines()[0][:200]}") from None
 

@@ -342,3 +342,18 @@ def test_scan_from_config_snapshot_and_live(tmp_path, fresh_api):
     assert scan_from_config(KubernetesConfig.model_validate({"snapshot": str(snap)})).refs == scan.refs
     missing = scan_from_config(KubernetesConfig.model_validate({"snapshot": str(tmp_path / "nope.json")}))
     assert not missing.ok and "not found" in missing.errors[0].reason
+
+
+def test_gc_state_is_restored(kubeconfig, fresh_api):
+    import gc
+
+    assert gc.isenabled()
+    fresh_api.fail("daemonsets", 500, times=1)              # an error path inside a page, too
+    assert read_in_use(kubeconfig, ["prod"], **FAST).ok
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert read_in_use(kubeconfig, ["prod"], **FAST).ok
+        assert not gc.isenabled()                           # we never turn on what the caller turned off
+    finally:
+        gc.enable()

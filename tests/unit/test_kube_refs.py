@@ -119,6 +119,7 @@ def test_parse_rejects_non_string():
 
 def test_ref_properties():
     r = parse_image_ref("nginx")
+    assert r == ImageRef("docker.io", "library/nginx", "latest", None)
     assert r.familiar_name == "nginx" and r.reference == "latest" and r.canonical == "docker.io/library/nginx:latest"
     r = parse_image_ref(f"team-a/web:1@{D1}")
     assert r.familiar_name == "team-a/web" and r.reference == D1
