@@ -13,12 +13,12 @@ the other on the same machine:
   sync places ``SRC/a/b/c`` at ``DST/a/b/c`` when given ``DST/a/b`` (checked at the end).
 - regkeeper: the replication core (``replicate_target``) in a fresh Python process per run
   (interpreter start and imports included), concurrency = the rule's default (8).
-Cold = empty target; warm = the same command again right after. Both targets are checked to
+Cold = empty target; warm = the same command again (repeated, alternating the peers, medians). Both targets are checked to
 hold every source tag with the source digest; the warm runs' writes are counted from each
 target's access log. The CLI's fixed cost (``import prefect`` + Prefect's local server when no
 PREFECT_API_URL is set) is not part of the engine comparison; ``--cli`` measures it separately.
 
-    python bench/replicate.py [--repos 20] [--tags 10] [--repeat 1] [--cli]
+    python bench/replicate.py [--repos 20] [--tags 10] [--repeat 1] [--warm-repeat 5] [--cli]
 """
 
 import argparse
@@ -187,7 +187,7 @@ def writes(reg: RegistryServer) -> int:
 # ---------------------------------------------------------------- main
 
 
-def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool) -> dict:
+def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_repeat: int) -> dict:
     src = RegistryServer(tmp / "src")
     ours = RegistryServer(tmp / "dst-regkeeper")
     peer = RegistryServer(tmp / "dst-skopeo")
@@ -205,12 +205,18 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool) -> dic
             if got != want:
                 bad = [(r, t) for r in want for t in want[r] if got.get(r, {}).get(t) != want[r][t]]
                 raise RuntimeError(f"{name}: {len(bad)} tags differ after the cold run, e.g. {bad[:3]}")
-        peer.clear_access_log()
-        ours.clear_access_log()
-        sk_warm = run_skopeo(src, peer, wl["repositories"])
-        sk_warm_writes = writes(peer)
-        rk_warm, rk_warm_out = run_regkeeper(src, ours)
-        rk_warm_writes = writes(ours)
+        # warm runs are repeatable: alternate the peers and keep the medians
+        sk_w, rk_w = [], []
+        sk_warm_writes = rk_warm_writes = 0
+        for _ in range(warm_repeat):
+            peer.clear_access_log()
+            sk_w.append(run_skopeo(src, peer, wl["repositories"]))
+            sk_warm_writes = max(sk_warm_writes, writes(peer))
+            ours.clear_access_log()
+            w, rk_warm_out = run_regkeeper(src, ours)
+            rk_w.append(w)
+            rk_warm_writes = max(rk_warm_writes, writes(ours))
+        sk_warm, rk_warm = statistics.median(sk_w), statistics.median(rk_w)
         cli_s = run_cli_warm(tmp, src, ours) if cli else None
         return {"tags": wl["tags"], "repos": n_repos, "generate_s": gen_s,
                 "skopeo_cold": sk_cold, "skopeo_warm": sk_warm, "regkeeper_cold": rk_cold,
@@ -227,6 +233,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repos", type=int, default=20)
     ap.add_argument("--tags", type=int, default=10, help="image tags per repository")
     ap.add_argument("--repeat", type=int, default=1, help="rounds (fresh registries each); medians shown")
+    ap.add_argument("--warm-repeat", type=int, default=5, help="warm runs per peer (alternating); median")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--cli", action="store_true", help="also time `regkeeper run replicate` (warm)")
     args = ap.parse_args(argv)
@@ -237,7 +244,7 @@ def main(argv=None) -> int:
     for i in range(args.repeat):
         tmp = Path(tempfile.mkdtemp(prefix="rk-bench-repl-"))
         try:
-            rounds.append(one_round(tmp, args.repos, args.tags, args.seed + i, args.cli))
+            rounds.append(one_round(tmp, args.repos, args.tags, args.seed + i, args.cli, args.warm_repeat))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(r[k] for r in rounds)
@@ -250,7 +257,8 @@ def main(argv=None) -> int:
     print(f"workload: {r0['tags']} tags in {r0['repos']} repositories, 3 shared base layers "
           f"({sum(BASE_SIZES) // 2**20} MiB) + {UNIQUE_SIZE // 1024} KiB unique layer per image, "
           f"10 multi-arch indexes + 10 .sig tags (generated in {r0['generate_s']:.1f}s); "
-          f"{len(rounds)} round(s), medians; {sk_v}; {os.cpu_count()} CPUs")
+          f"{len(rounds)} cold round(s), {args.warm_repeat} warm runs each, medians; {sk_v}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'':22}{'skopeo sync':>14}{'regkeeper':>12}{'ratio':>9}")
     print(f"{'cold (empty target)':22}{med['skopeo_cold']:>13.2f}s{med['regkeeper_cold']:>11.2f}s{cold_ratio:>8.1f}x")
     print(f"{'warm (nothing to do)':22}{med['skopeo_warm']:>13.2f}s{med['regkeeper_warm']:>11.2f}s{warm_ratio:>8.1f}x")

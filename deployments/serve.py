@@ -111,6 +111,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                           for s in d.schedules) or "no schedule"
         print(f"serving {d.flow_name}/{d.name}: {sched}"
               + (f", concurrency {d.concurrency_limit}" if d.concurrency_limit else ""), file=sys.stderr)
+    from prefect.settings import PREFECT_API_URL
+    if not PREFECT_API_URL.value():
+        print("note: no PREFECT_API_URL: serving against a temporary Prefect server that lives as "
+              "long as this process. For a lasting setup run `prefect server start` and set "
+              "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
     if not os.environ.get("REGKEEPER_CONFIG"):
         print("note: REGKEEPER_CONFIG is not set; runs read ./regkeeper.yaml unless their "
               "config_path parameter says otherwise", file=sys.stderr)

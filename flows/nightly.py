@@ -25,7 +25,7 @@ from tasks.common import logger, publish_report
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
 ORDER: tuple[str, ...] = ("backup", "gc", "expire", "replicate", "capacity")
-KEY_FIGURES = 4           # summary items per job shown in the combined report
+KEY_FIGURES = 5           # summary items per job shown in the combined report
 
 
 def _section(cfg: Config, job: str) -> Optional[str]:
@@ -77,8 +77,32 @@ def _reports_since(reports_dir: Path, job: str, since_ns: int) -> list[dict]:
     return out
 
 
-def _figures(summary: dict) -> str:
-    return "; ".join(f"{k}: {_fmt(k, v)}" for k, v in list(summary.items())[:KEY_FIGURES])
+# The figures worth a glance per job, in order; other numeric figures fill up to KEY_FIGURES.
+PREFERRED = {
+    "backup": ("snapshot", "repositories", "tags", "objects written", "snapshots pruned"),
+    "gc": ("tags deleted", "tags to delete", "in use (kept)", "manifests deleted",
+           "manifests to delete", "bytes freed (measured)", "bytes freed (preview)"),
+    "expire": ("tags deleted", "tags to delete", "expired but in use", "repositories removed",
+               "repositories to remove", "bytes freed (measured)", "bytes freed (preview)"),
+    "replicate": ("target", "copied", "to copy (plan)", "in sync (skipped)", "failed", "lag (tags)"),
+    "capacity": ("level", "usage ratio", "storage bytes", "days to full"),
+}
+
+
+def _figures(job: str, summary: dict) -> str:
+    keys = [k for k in PREFERRED.get(job, ()) if k in summary and summary[k] not in (None, "", [])]
+    for measured, planned in (("bytes freed (measured)", "bytes freed (preview)"),
+                              ("repositories removed", "repositories to remove")):
+        if measured in keys and planned in keys:
+            keys.remove(planned)
+    keys = keys[:KEY_FIGURES]
+    for k, v in summary.items():
+        if len(keys) >= KEY_FIGURES:
+            break
+        if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                and "seconds" not in k:
+            keys.append(k)
+    return "; ".join(f"{k}: {_fmt(k, summary[k])}" for k in keys)
 
 
 def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
@@ -119,7 +143,7 @@ def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
         if status in ("failed", "refused") and st in ("ok", "dry-run"):
             st = status          # the job failed after writing a report that looked fine
         rows.append({**base, "status": st, "registry": r.get("registry", ""),
-                     "key figures": _figures(r.get("summary") or {}),
+                     "key figures": _figures(job, r.get("summary") or {}),
                      "report": r["_html"], "error": error or ""})
     return rows
 

@@ -85,9 +85,7 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
     result = core.ReplicationResult(plan=plan, dry_run=dry_run)
     if rule.delete_extraneous:
         result.deletes_refused = core.check_delete_cap(plan, max_fraction, force)
-    results = {p.source_repo: core.RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync),
-                                              lag_before=p.lag, errors=list(p.errors))
-               for p in plan.repositories}
+    results = {p.source_repo: core.new_result(p) for p in plan.repositories}
     if not dry_run:
         rep = core.Replicator(src, dst, concurrency=rule.concurrency,
                               hints_path=core.hints_file(ctx.cache.root, dst))
@@ -104,7 +102,7 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
                     results[p.source_repo].failed += [(c.tag, f"copy task failed: {e}") for c in p.to_copy]
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
-            dplans = [p for p in plan.repositories if p.extraneous and not p.errors]
+            dplans = [p for p in plan.repositories if p.extraneous and not p.errors and not p.no_deletes]
             dbatches = _batches(dplans, COPY_BATCH)
             futures = [delete_batch.submit(ctx, target, b, [results[p.source_repo] for p in b], rep,
                                            label=_label(b, lambda p: p.target_repo)) for b in dbatches]

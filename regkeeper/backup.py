@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -46,7 +46,6 @@ from .cache import verify_digest
 from .errors import NotFoundError, RegistryError, RegkeeperError
 from .globs import select
 from .inventory import scan
-from .models import INDEX_MEDIA_TYPES
 from .oci import RegistryClient
 from .util import bounded_map, human_bytes, scrub, utcnow
 
@@ -996,6 +995,23 @@ class PruneResult:
                 "objects pruned": self.deleted_objects, "bytes pruned": self.deleted_bytes}
 
 
+def _live_markers(store: ObjectStore, now: datetime,
+                  stale_after: timedelta) -> tuple[list[str], list[str]]:
+    """(live, stale) in-flight markers. An unreadable marker counts as live (fail safe; the
+    prune result names it so it can be removed by hand)."""
+    live, stale = [], []
+    for key in store.list("inflight/"):
+        try:
+            t = datetime.fromisoformat(json.loads(store.get(key)).get("started"))
+        except ObjectMissing:
+            continue
+        except (ValueError, TypeError, AttributeError):
+            live.append(key)
+            continue
+        (live if now - t < stale_after else stale).append(key)
+    return live, stale
+
+
 def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run: bool = False,
           now: datetime | None = None, stale_after: timedelta = INFLIGHT_STALE) -> PruneResult:
     """Keep the last ``keep`` snapshots of ``registry`` (of every registry when None), then
@@ -1029,21 +1045,11 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
             used.update(e.snapshot.objects)
     res.deleted_snapshots = sorted(drop)
 
-    # another backup in flight? its objects are not in any index yet
-    live = []
-    for key in store.list("inflight/"):
-        try:
-            started = json.loads(store.get(key)).get("started")
-            t = datetime.fromisoformat(started)
-        except ObjectMissing:
-            continue
-        except (ValueError, TypeError, AttributeError):
-            t = None
-        if t is not None and now - t < stale_after:
-            live.append(key)
-
     objects = list_existing(store)
     orphans = sorted(k for k in objects if k not in used)
+    # another backup in flight? its objects are not in any index yet, and it may count on
+    # objects that look orphaned. Checked after the object LIST, right before deleting.
+    live, stale = _live_markers(store, now, stale_after)
     if live:
         res.sweep_skipped = (f"backup in flight ({', '.join(sorted(live))}): objects are left "
                              "for the next prune")
@@ -1058,6 +1064,8 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
         store.delete(sorted(drop))
     if orphans:
         store.delete(orphans)
+    if stale:
+        store.delete(stale)       # markers of runs that died long ago
     return res
 
 
@@ -1159,7 +1167,6 @@ class _Restorer:
         self.workers = concurrency
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()
-        self._raw_lock = threading.Lock()
         self._raw: dict[str, bytes | None] = {}
         self._raw_why: dict[str, str] = {}
         self._holders: dict[str, list[str]] | None = None

@@ -89,8 +89,7 @@ class StorageUsage:
 
 
 def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
-    """Apparent size (``du -sb``: files, directories and symlinks, st_size) and count of the
-    regular files under ``root``,
+    """Apparent size (``du -sb`` style, st_size) and count of the regular files under ``root``,
     plus the size / free space of its filesystem (statvfs; free = available to non-root).
 
     Iterative os.scandir walk; symlinks are not followed; a hard-linked file is counted once.
@@ -101,7 +100,6 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
     if not os.path.isdir(root):
         raise CapacityError(f"storage path {root}: not a directory (storage.path)")
     total = files = errors = 0
-    total += os.lstat(root).st_size       # du -sb counts directories' own sizes too
     seen_inodes: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -119,9 +117,6 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
-                        total += entry.stat(follow_symlinks=False).st_size
-                    elif entry.is_symlink():
-                        total += entry.stat(follow_symlinks=False).st_size
                     elif entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
                         if st.st_nlink > 1:

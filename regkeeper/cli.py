@@ -18,6 +18,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 def _quiet_prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the temporary local server takes 6-10 s to start, much more on a loaded machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,8 +163,11 @@ def _run(args) -> int:
         from .errors import RegkeeperError
         if isinstance(e, RegkeeperError):
             raise
+        _stop_ephemeral_server()
         print(f"regkeeper: {args.flow} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        _stop_ephemeral_server()
     t_run = time.perf_counter() - t1
     print(f"regkeeper: {args.flow} finished (import prefect {t_import:.1f}s, run {t_run:.1f}s "
           "including Prefect's local server start when no PREFECT_API_URL is set)", file=sys.stderr)
@@ -179,6 +184,24 @@ def _run(args) -> int:
         if status == "refused":
             return EXIT_REFUSED
     return EXIT_OK
+
+
+def _stop_ephemeral_server() -> None:
+    """Stop Prefect's temporary local server now (it would otherwise stop at exit and log after
+    our last line, which must say why the run ended as it did)."""
+    try:  # flush Prefect's log and event workers first, so nothing talks to a stopped server
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+        for srv in list(SubprocessASGIServer._instances.values()):
+            srv.stop()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
 
 
 def _flow_fn(name: str):

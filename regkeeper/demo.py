@@ -38,10 +38,13 @@ import yaml
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 MARKER = ".regkeeper-demo"
-OWNED = ("registry", "replica", "backups", "reports", "cache", "capacity", "regkeeper.yaml",
+OWNED = ("registry", "replica", "backups", "reports", "cache", "regkeeper.yaml",
          "kube-snapshot.json")
 PRIMARY, REPLICA = "demo-registry", "demo-replica"
-SNAPSHOT_TEMPLATE = Path(__file__).resolve().parent.parent / "examples" / "demo" / "kube-snapshot.json"
+# the sample Kubernetes snapshot and the config template live in the source tree (examples/demo/)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo"
+SNAPSHOT_TEMPLATE = EXAMPLES / "kube-snapshot.json"
+CONFIG_TEMPLATE = EXAMPLES / "regkeeper.yaml"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -111,13 +114,6 @@ EXPECTED = {
     "replicated repositories": ["base/alpine", "team-a/app-service", "team-b/web"],
 }
 
-CONFIG_NOTE = """\
-# regkeeper demo config (written by `regkeeper demo`). Two local registries on 127.0.0.1, a
-# recorded Kubernetes snapshot instead of a cluster, backups and reports in this directory.
-# Demo only: garbage-collect runs without switching the registry read-only first, because
-# nothing pushes while the demo runs. In production configure reclaim.readOnly/readWrite
-# (see examples/regkeeper.yaml).
-"""
 
 
 # --------------------------------------------------------------------------- registries
@@ -202,8 +198,8 @@ class DemoRegistry:
             self._log = None
 
     def detach(self) -> None:
-        """Leave the process running after this program exits (--keep-running)."""
-        self.proc = None
+        """Leave the process running after this program exits (--keep-running); the pid file
+        stays, and :meth:`stop` still works from this process."""
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -353,35 +349,25 @@ def write_snapshot(template: Path, out: Path, host: str, pushed: dict) -> Path:
     return out
 
 
-def write_config(work: Path, primary: DemoRegistry, replica: DemoRegistry, snapshot: Path) -> Path:
-    def registry(reg: DemoRegistry, capacity: str, gc: bool) -> dict:
-        e = {"name": reg.name, "type": "local", "url": reg.url, "retries": 2, "timeout": "20s",
-             "storage": {"type": "directory", "path": str(reg.storage)}, "capacityBytes": capacity}
-        if gc:
-            e["reclaim"] = {"mode": "command", "timeout": "5m",
-                            "garbageCollect": [REGISTRY_BIN, "garbage-collect", str(reg.config_path)]}
-        return e
+def write_config(work: Path, primary: DemoRegistry, replica: DemoRegistry, snapshot: Path,
+                 template: Path = CONFIG_TEMPLATE) -> Path:
+    """``examples/demo/regkeeper.yaml`` with the registries and paths filled in, validated."""
+    from .config import load_config
 
-    doc = {
-        "mirrorRepositories": [registry(primary, "64Mi", True), registry(replica, "64Mi", False)],
-        "tiers": [
-            {"name": "base", "match": ["base/**", "library/**"], "keep": "forever"},
-            {"name": "business", "match": ["team-*/**"], "keepLast": 3, "keepDays": 30},
-            {"name": "temp", "match": ["ci/**", "tmp/**"], "ttl": "72h", "deleteRepository": True},
-        ],
-        "gc": {"registry": PRIMARY, "days": 30, "keepLast": 2, "protect": ["latest", "stable"],
-               "exclude": ["base/**"], "maxDeleteFraction": 0.5},
-        "expire": {"registry": PRIMARY},
-        "replication": [{"name": "to-replica", "from": PRIMARY, "to": [REPLICA],
-                         "include": ["team-*/**", "base/**"], "exclude": ["ci/**", "tmp/**"]}],
-        "backup": {"target": f"file://{work / 'backups'}", "keep": 14, "registries": [PRIMARY]},
-        "capacity": {"warn": 0.80, "critical": 0.90, "history": str(work / "capacity")},
-        "kubernetes": {"snapshot": str(snapshot), "failClosed": True},
-        "reports": {"directory": str(work / "reports")},
-        "cacheDir": str(work / "cache"),
-    }
+    values = {"PRIMARY_URL": primary.url, "PRIMARY_STORAGE": str(primary.storage),
+              "PRIMARY_REGISTRY_CONFIG": str(primary.config_path), "REPLICA_URL": replica.url,
+              "REPLICA_STORAGE": str(replica.storage), "KUBE_SNAPSHOT": str(snapshot),
+              "WORKDIR": str(work)}
+    text = template.read_text()
+    for k, v in values.items():
+        # JSON strings are YAML strings; WORKDIR sits inside quoted strings in the template
+        text = text.replace("{{" + k + "}}", json.dumps(v)[1:-1] if k == "WORKDIR" else json.dumps(v))
+    left = re.findall(r"\{\{[A-Z_]+\}\}", text)
+    if left:
+        raise ValueError(f"{template}: unknown placeholders {left}")
     path = work / "regkeeper.yaml"
-    path.write_text(CONFIG_NOTE + yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(text)
+    load_config(path)                     # the demo config must be valid, like any other
     return path
 
 
@@ -426,9 +412,13 @@ def demo(workdir: str | os.PathLike | None = None, keep_running: bool = False,
     unless ``keep_running``)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's temporary server gets 20 s to start by default; a busy laptop needs more
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not os.access(REGISTRY_BIN, os.X_OK):
         raise SystemExit(f"regkeeper demo: {REGISTRY_BIN} is missing; install the Debian package "
                          "docker-registry (sudo apt-get install docker-registry) or run `make demo`")
+    import logging
+    logging.getLogger("httpx").setLevel(logging.WARNING)      # one line per Prefect API call otherwise
     work = prepare_workdir(workdir)
     primary = DemoRegistry(work / "registry", PRIMARY)
     replica = DemoRegistry(work / "replica", REPLICA)

@@ -142,8 +142,11 @@ class RegistryClient:
             respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False,
         )
         self.session = requests.Session()
+        # ``concurrency`` bounds the requests in flight to this registry, however many tasks and
+        # thread pools share the client; the connection pool is sized to match.
+        self._inflight = threading.BoundedSemaphore(concurrency)
         adapter = HTTPAdapter(max_retries=self.retry, pool_connections=4,
-                              pool_maxsize=max(concurrency + 4, 10))
+                              pool_maxsize=concurrency + 2)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"regkeeper/{__version__}"
@@ -315,10 +318,11 @@ class RegistryClient:
             h = dict(hdrs)
             h.update(self._auth_headers(key))
             try:
-                resp = self.session.request(method, url, headers=h, data=data, params=params,
-                                            stream=stream, timeout=timeout or self.timeout,
-                                            verify=self.verify, cert=self.cert,
-                                            allow_redirects=method in ("GET", "HEAD"))
+                with self._inflight:
+                    resp = self.session.request(method, url, headers=h, data=data, params=params,
+                                                stream=stream, timeout=timeout or self.timeout,
+                                                verify=self.verify, cert=self.cert,
+                                                allow_redirects=method in ("GET", "HEAD"))
             except requests.exceptions.SSLError as e:
                 raise RegistryError(f"TLS verification failed for {self.host} ({_short(e)}); set "
                                     "tls.caFile to the registry's CA certificate", registry=self.name,

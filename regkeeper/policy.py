@@ -781,9 +781,10 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
                push_time_source=inventory.push_time_source)
 
     results: dict[str, _RepoResult] = {}
+    pols: dict[str, RepoPolicy | None] = {}
     for name in sorted(inventory.repositories):
         r = inventory.repositories[name]
-        pol = resolve(name)
+        pol = pols[name] = resolve(name)
         out.policies[name] = pol.name if pol else NO_POLICY
         res = _RepoPlanner(r, pol, in_use, now, inventory.push_time_source, untagged_known).run()
         results[name] = res
@@ -838,7 +839,7 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
         all_deleted += k
         if not (n and k / n > max_delete_fraction):
             continue
-        pol = resolve(name)
+        pol = pols[name]
         if exempt_removed_repositories and res.remove:
             out.cap_exempt.append(CapBreach(name, k, n))
         elif exempt_ttl_repositories and pol is not None and pol.ttl is not None:

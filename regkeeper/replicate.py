@@ -22,6 +22,7 @@ digest that a kept tag or a kept index on the target still references, and never
 ``max_delete_fraction`` of the in-scope target tags without ``force``.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -32,13 +33,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .config import ReplicationRule, TagFilter
 from .errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
                      ReadOnlyError, RegistryError, UnsupportedManifestError)
 from .globs import match_any_tag, select
-from .models import INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
-from .oci import DEFAULT_CHUNK, RegistryClient
+from .models import ACCEPT_MANIFESTS, INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
+from .oci import DEFAULT_CHUNK, ManifestHead, RegistryClient
 from .util import bounded_map, human_bytes
 
 log = logging.getLogger(__name__)
@@ -73,12 +75,14 @@ class RepoPlan:
     kept_extraneous: list[tuple[str, str]] = field(default_factory=list)  # (tag, why not deletable)
     scope_tags: int = 0               # target tags inside the rule's scope (cap denominator)
     source_missing: bool = False      # the repository is gone from the source (extraneous only)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)   # repository-level: nothing done here
+    unresolved: list[tuple[str, str]] = field(default_factory=list)  # (source tag, why no digest)
+    no_deletes: str | None = None     # why deletes are off in this repository (unknown digests)
 
     @property
     def lag(self) -> int:
-        """Source tags missing or different on the target."""
-        return len(self.to_copy)
+        """Source tags missing or different on the target (or not comparable this run)."""
+        return len(self.to_copy) + len(self.unresolved)
 
     @property
     def missing(self) -> int:
@@ -343,6 +347,77 @@ def scope_repositories(src: RegistryClient, dst: RegistryClient, rule: Replicati
     return sorted(repos), sorted(removed), errors
 
 
+class _Heads:
+    """HEAD manifests through the client's own urllib3 connection pool (the same keep-alive
+    connections, TLS settings, Retry policy and auth headers as ``RegistryClient.request``)
+    without requests' per-call overhead. A warm run is two HEADs per tag and is bound by client
+    CPU under the GIL; this path costs ~0.4 ms of CPU per HEAD instead of ~1 ms.
+
+    Only a clean 200 with a digest or a 404 is answered here; anything else (401 challenges,
+    errors after retries, missing digest header) goes through ``client.head_manifest``, which
+    owns auth and error semantics. Not used when an environment proxy applies to the registry
+    (requests would honour it) or when REGKEEPER_FAST_HEAD=0."""
+
+    def __init__(self, client: RegistryClient):
+        self.client = client
+        self.pool = None
+        if os.environ.get("REGKEEPER_FAST_HEAD", "1") == "0":
+            return
+        try:
+            import requests
+            import urllib3
+            if client.session.trust_env and requests.utils.get_environ_proxies(client.url):
+                return
+            req = requests.Request("HEAD", client.url + "/v2/").prepare()
+            adapter = client.session.get_adapter(client.url)
+            self.pool = adapter.get_connection_with_tls_context(req, client.verify, None, client.cert)
+            self.timeout = urllib3.Timeout(connect=client.timeout[0], read=client.timeout[1])
+            self.prefix = urlsplit(client.url).path.rstrip("/")
+            self.auth = client._auth_headers
+            self.scope = client._scope_key
+            self.count = client._count
+            self.inflight = getattr(client, "_inflight", None) or contextlib.nullcontext()
+        except Exception as e:  # noqa: BLE001 - an older requests/urllib3: use the slow path
+            log.debug("fast HEAD path unavailable for %s: %s", client.name, e)
+            self.pool = None
+
+    def __call__(self, repo: str, ref: str):
+        c = self.client
+        if self.pool is None:
+            return c.head_manifest(repo, ref)
+        import urllib3
+        headers = {"Accept": ACCEPT_MANIFESTS, "User-Agent": c.session.headers.get("User-Agent", "")}
+        headers.update(self.auth(self.scope("HEAD", repo, "")))
+        path = f"{self.prefix}/v2/{repo}/manifests/{ref}"
+        try:
+            with self.inflight:   # the client's bound on requests in flight to this registry
+                r = self.pool.urlopen("HEAD", path, headers=headers, retries=c.retry,
+                                      timeout=self.timeout, redirect=False, preload_content=False,
+                                      assert_same_host=False)
+                try:
+                    status = r.status
+                    digest = r.headers.get("Docker-Content-Digest")
+                    ctype = (r.headers.get("Content-Type") or "").split(";")[0]
+                    size = int(r.headers.get("Content-Length") or 0)
+                finally:
+                    r.drain_conn()
+                    r.release_conn()
+        except urllib3.exceptions.HTTPError as e:
+            raise RegistryError(f"HEAD {path}: cannot reach {c.host} after retries "
+                                f"({type(e).__name__})", registry=c.name, repository=repo) from None
+        if status == 200 and digest:
+            self.count("HEAD")
+            return ManifestHead(digest, ctype, size)
+        if status == 404:
+            self.count("HEAD")
+            return None
+        if status in (429, 502, 503, 504):   # the Retry policy already waited and retried
+            self.count("HEAD")
+            raise RegistryError(f"HEAD {path} failed (still failing after {c.retry.total} retries)",
+                                registry=c.name, repository=repo, status=status)
+        return c.head_manifest(repo, ref)
+
+
 def plan_replication(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule,
                      target_name: str | None = None, *, concurrency: int | None = None,
                      repositories: list[str] | None = None,
@@ -396,6 +471,9 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
         if rp.errors:
             continue
         stags = src_tags.get(r, []) if not rp.source_missing else []
+        # a tag the filter excludes needs no digest; signature tags follow their subjects, so
+        # they are resolved whatever the filter says
+        stags = [t for t in stags if signature_subject(t) or tag_matches(t, rule.tags)]
         heads += [("src", r, t) for t in stags]
         dtags = dst_tags.get(rp.target_repo, [])
         if rule.delete_extraneous:
@@ -405,19 +483,25 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
             sset = set(stags)
             heads += [("dst", rp.target_repo, t) for t in dtags if t in sset]
 
+    src_head, dst_head = _Heads(src), _Heads(dst)
+
     def head_job(job):
         side, repo, tag = job
-        h = (src if side == "src" else dst).head_manifest(repo, tag)
-        return h
+        return (src_head if side == "src" else dst_head)(repo, tag)
 
     src_dig: dict[str, dict[str, str]] = {}
     dst_dig: dict[str, dict[str, str]] = {}
     src_types: dict[tuple[str, str], str] = {}
     types: dict[str, str] = {}          # digest -> media type, from HEADs on either side
+    dst_unknown: dict[str, set[str]] = {}
     for (side, repo, tag), h, err in bounded_map(head_job, heads, workers):
         rp = repo_plans.get(repo) if side == "src" else by_target[repo]
         if err is not None:
-            rp.errors.append(f"{'source' if side == 'src' else 'target'} tag {tag}: {err}")
+            if side == "src":   # this tag cannot be compared: a failed item, the others go on
+                rp.unresolved.append((tag, f"source digest unreadable: {err}"))
+            else:               # unknown on the target: copy it again (idempotent), no deletes
+                dst_unknown.setdefault(repo, set()).add(tag)
+                rp.no_deletes = f"target tag {tag} unreadable ({err}): no deletes in this repository"
             continue
         if h is None:  # deleted between the list and the HEAD
             continue
@@ -460,7 +544,11 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
         rp.to_copy, rp.in_sync = diff_tags(selected, dtags)
         for c in rp.to_copy:
             c.media_type = src_types.get((r, c.tag), "")
-        if rule.delete_extraneous and dtags:
+        rp.unresolved.sort()
+        if rule.delete_extraneous and rp.unresolved and not rp.no_deletes:
+            rp.no_deletes = (f"{len(rp.unresolved)} source tag(s) unreadable: no deletes in this "
+                             "repository")
+        if rule.delete_extraneous and dtags and not rp.no_deletes:
             lookups = [(dst, rp.target_repo)] + ([] if rp.source_missing else [(src, r)])
             try:
                 rp.extraneous, rp.kept_extraneous, rp.scope_tags = extraneous_tags(
@@ -521,6 +609,12 @@ class RepoResult:
             "blobs_present": self.blobs_present, "retries": self.retries,
             "errors": "; ".join(self.errors + [f"{t}: {r}" for t, r in self.failed][:5]),
         }
+
+
+def new_result(p: RepoPlan) -> RepoResult:
+    """The result a repository starts from: in-sync tags skipped, unresolved tags failed."""
+    return RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync), lag_before=p.lag,
+                      errors=list(p.errors), failed=list(p.unresolved))
 
 
 def is_transient(e: BaseException) -> bool:
@@ -766,8 +860,7 @@ class Replicator:
 
         Ordinary tags first, then signature tags (a signature whose subject failed here fails
         too, naming the subject). A repository whose plan has errors is not touched."""
-        results = {id(p): RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync),
-                                     lag_before=p.lag, errors=list(p.errors)) for p in plans}
+        results = {id(p): new_result(p) for p in plans}
         t0 = time.perf_counter()
         failed_digests: dict[str, set[str]] = {}
         lock = threading.Lock()
@@ -953,9 +1046,7 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
     refused = check_delete_cap(plan, max_delete_fraction, force) if rule.delete_extraneous else None
     result.deletes_refused = refused
     if dry_run:
-        result.repositories = [RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync),
-                                          lag_before=p.lag, errors=list(p.errors))
-                               for p in plan.repositories]
+        result.repositories = [new_result(p) for p in plan.repositories]
     else:
         rep = Replicator(src, dst, concurrency=rule.concurrency, attempts=attempts, backoff=backoff,
                          hints_path=hints_path, **kw)
@@ -966,7 +1057,7 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
         if rule.delete_extraneous and not refused:
             by_repo = {r.source_repo: r for r in result.repositories}
             for p in plan.repositories:
-                if p.extraneous and not p.errors:
+                if p.extraneous and not p.errors and not p.no_deletes:
                     rep.delete(p, by_repo[p.source_repo])
     result.seconds = round(time.perf_counter() - t0, 3)
     result.target_requests = dict(Counter(dst.stats) - before)
@@ -1078,6 +1169,9 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
         rep.note(f"deletes refused: {result.deletes_refused}")
     for e in plan.errors:
         rep.note(e)
+    for p in plan.repositories:
+        if rule.delete_extraneous and p.no_deletes:
+            rep.note(f"{p.target_repo}: {p.no_deletes}")
     if error:
         rep.note(error)
     vanished = [(r.source_repo, t_) for r in result.repositories for t_ in r.vanished]
@@ -1108,5 +1202,5 @@ __all__ = [
     "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
     "source_repository", "tag_matches", "copy_phases", "is_transient", "hints_file",
     "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
-    "build_report",
+    "build_report", "new_result",
 ]

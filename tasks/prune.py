@@ -28,7 +28,7 @@ def scan_batch(ctx: RunContext, registry: str, repositories: list[str], label: s
     return scan(ctx.client(registry), repositories=repositories, storage=ctx.storage(registry))
 
 
-@task(name="read-kubernetes", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="read-kubernetes", retries=0, cache_policy=NO_CACHE)  # the kube client retries transient errors itself
 def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
     st = prune.read_kubernetes(ctx, registry)
     for n in st.notes:

@@ -53,7 +53,7 @@ def delete_batch(ctx: RunContext, target: str, plans: list, results: list,
                  replicator: core.Replicator, label: str = "") -> list:
     by_repo = {r.source_repo: r for r in results}
     for p in plans:
-        if p.extraneous and not p.errors:
+        if p.extraneous and not p.errors and not p.no_deletes:
             replicator.delete(p, by_repo[p.source_repo])
     n = sum(len(by_repo[p.source_repo].deleted) for p in plans)
     logger().info("%s [%s]: deleted %d extraneous tags", target, label, n)

@@ -18,7 +18,9 @@ def metric(text: str, name: str, registry: str) -> float | None:
 def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, webhook_receiver, tmp_path):
     from flows.capacity import capacity
     reg = registry_factory()
-    images.push_many(reg.url, n_repos=3, tags_per_repo=2, prefix="cap/app", seed=7)
+    # realistic sizes: directory entries (which du -sb also counts) stay well under 1%
+    images.push_many(reg.url, n_repos=3, tags_per_repo=2, prefix="cap/app", seed=7,
+                     base_layer_size=48 * 1024 * 1024, layer_size=8 * 1024 * 1024)
     du = int(subprocess.run(["du", "-sb", str(reg.root)], capture_output=True, text=True,
                             check=True).stdout.split()[0])
 

@@ -41,6 +41,14 @@ def report_json(tmp_path: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((tmp_path / "reports" / "replicate").glob("*.json"))]
 
 
+@pytest.fixture(autouse=True)
+def keep_harness_server(monkeypatch):
+    """The CLI stops Prefect's temporary servers when a run ends; called in-process here, that
+    would stop the session's test harness server too."""
+    import regkeeper.cli
+    monkeypatch.setattr(regkeeper.cli, "_stop_ephemeral_server", lambda: None, raising=False)
+
+
 def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
     from prefect.client.orchestration import get_client
 

@@ -448,3 +448,21 @@ def test_manifest_missing_from_target_cannot_be_restored(reg, target, tmp_path):
     after = truth(reg)
     assert ("team/gone", "t0") not in after
     assert after[("team/gone", "t1")] == p["gone"][1].digest
+
+
+def test_restore_can_leave_moved_tags_alone(reg, target, tmp_path):
+    a = images.push_image(reg.url, "app/x", "stable", seed="x1", created=CREATED, **V)
+    b = images.push_image(reg.url, "app/x", "next", seed="x2", created=CREATED, **V)
+    c = client(reg, tmp_path)
+    B.backup(c, target.store())
+    images.tag_existing(reg.url, "app/x", "stable", b.digest, **V)       # promoted on purpose
+    assert images.delete_manifest(reg.url, "app/x", a.digest, **V) == 202
+    res = B.restore(c, target.store(), dry_run=False, restore_moved=False)
+    rows = {r.tag: r for r in res.rows}
+    assert rows["stable"].action == B.ACTION_LEFT_MOVED and rows["stable"].current == b.digest
+    assert rows["next"].action == B.ACTION_PRESENT
+    assert truth(reg) == {("app/x", "stable"): b.digest, ("app/x", "next"): b.digest}
+    # with the default, the tag goes back to the snapshot's digest (its manifest re-created)
+    res = B.restore(c, target.store(), dry_run=False)
+    assert {r.tag: r.action for r in res.rows}["stable"] == B.ACTION_MOVED
+    assert truth(reg) == {("app/x", "stable"): a.digest, ("app/x", "next"): b.digest}

@@ -238,7 +238,10 @@ def test_transient_faults_are_retried_and_the_run_completes(src_reg, dst_reg, pr
     proxied.add_fault("status", status=500, method="POST", path_regex=r"/blobs/uploads/", times=1)
     src, dst = client(src_reg.url, "primary"), client(proxied.url, "replica")
 
-    res = replicate_target(src, dst, rule(), "replica", backoff=0.02, chunk_size=1024 * 1024)
+    # up to 3 item-level failures may land on the same item (2 PATCH resets + the POST 500;
+    # the rest is absorbed by the HTTP layer's retries): 4 attempts always suffice
+    res = replicate_target(src, dst, rule(), "replica", backoff=0.02, attempts=4,
+                           chunk_size=1024 * 1024)
 
     assert proxied.pending_faults() == 0                         # every fault was hit
     assert res.status == "ok", res.failed_items
@@ -293,6 +296,31 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     assert tags_of(dst_reg.url, "p/multi")[sig_tag] == sig.digest
 
 
+def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):
+    images.push_many(src_reg.url, n_repos=2, tags_per_repo=3, prefix="h/app", verify=False, seed=11)
+    r = rule(deleteExtraneous=True)
+    with FaultProxy(src_reg.url) as sproxy, FaultProxy(dst_reg.url) as dproxy:
+        src, dst = client(sproxy.url, "primary"), client(dproxy.url, "replica")
+        assert replicate_target(src, dst, r, "replica").status == "ok"
+        extra = images.push_image(dst_reg.url, "h/app-0001", "stale", verify=False, seed="x")
+        moved = images.push_image(src_reg.url, "h/app-0000", "build-0002", verify=False, seed="m")
+        # the source cannot say what build-0001 of app-0000 is; the target cannot say what
+        # build-0000 of app-0001 is
+        sproxy.add_fault("status", status=500, method="HEAD", path_regex=r"/h/app-0000/manifests/build-0001$", times=50)
+        dproxy.add_fault("status", status=500, method="HEAD", path_regex=r"/h/app-0001/manifests/build-0000$", times=50)
+        res = replicate_target(src, dst, r, "replica")
+    assert res.status == "failed"
+    assert [(a, b) for a, b, _ in res.failed_items] == [("h/app-0000", "build-0001")]
+    assert "source digest unreadable" in res.failed_items[0][2] and "HTTP 500" in res.failed_items[0][2]
+    by = {x.source_repo: x for x in res.repositories}
+    assert by["h/app-0000"].copied == ["build-0002"]                 # the others went on
+    assert tags_of(dst_reg.url, "h/app-0000")["build-0002"] == moved.digest
+    assert by["h/app-0001"].copied == ["build-0000"]                 # unknown on target: copied again
+    assert by["h/app-0001"].deleted == []                            # ... and no deletes there
+    assert tags_of(dst_reg.url, "h/app-0001")["stale"] == extra.digest
+    assert "no deletes" in (res.plan.repo("h/app-0001").no_deletes or "")
+
+
 def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="u/app", verify=False)
     src = client(src_reg.url, "primary")
@@ -306,6 +334,44 @@ def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
     assert [repo for repo, _ in failed] == ["u/app-0000", "u/app-0001"]
     assert all("target tags unreadable" in why and "cannot connect" in why and "replica" in why
                for _, why in failed)
+
+
+def test_authenticated_registries_basic_source_token_target(tmp_path):
+    """Basic auth on the source, the bearer-token flow on the target: cross-repository mounts
+    need a token for both repositories; the warm run's HEADs reuse cached tokens."""
+    from tests.support.tokenserver import TokenServer
+    user, pw = "replicator", "s3cret-pw"
+    tokens = TokenServer(tmp_path / "tok", users={user: pw})
+    src = RegistryServer(tmp_path / "asrc", htpasswd=(user, pw))
+    dst = RegistryServer(tmp_path / "adst", token=tokens.auth_config())
+    try:
+        images.push_many(src.url, n_repos=3, tags_per_repo=2, prefix="auth/app", verify=False,
+                         auth=(user, pw), base_layer_size=512 * 1024, seed=4)
+        sc = RegistryClient("primary", src.url, username=user, password=pw, verify=False, backoff=0.02)
+        dc = RegistryClient("replica", dst.url, username=user, password=pw, verify=False, backoff=0.02)
+        res = replicate_target(sc, dc, rule(), "replica")
+        assert res.status == "ok", res.failed_items
+        assert res.totals()["blobs_mounted"] == 2          # base layer mounted into 2 more repos
+        dauth = images.BearerAuth(user, pw, verify=False)
+        for repo in ("auth/app-0000", "auth/app-0001", "auth/app-0002"):
+            want = {t: images.head_manifest(src.url, repo, t, auth=(user, pw), verify=False)
+                    for t in images.list_tags(src.url, repo, auth=(user, pw), verify=False)}
+            got = {t: images.head_manifest(dst.url, repo, t, auth=dauth, verify=False)
+                   for t in images.list_tags(dst.url, repo, auth=dauth, verify=False)}
+            assert got == want and len(want) == 2
+        dst.clear_access_log()
+        tokens.clear()
+        warm = replicate_target(sc, dc, rule(), "replica")
+        assert warm.status == "ok" and warm.totals()["copied"] == 0
+        log = dst.access_log()
+        assert writes(log) == []
+        assert len([e for e in log if e.method == "HEAD" and e.status == 200]) == 6
+        assert len(tokens.requests) <= 3                     # cached per repository scope
+        assert pw not in repr(res.failed_items) + repr(dc)
+    finally:
+        src.stop()
+        dst.stop()
+        tokens.stop()
 
 
 # ---------------------------------------------------------------- deleteExtraneous

@@ -246,6 +246,12 @@ def test_prune_leaves_objects_of_an_in_flight_backup(tmp_path):
     res = B.prune(s, 1, registry="reg")
     assert res.sweep_skipped is None and res.deleted_objects == 1
     assert not s.exists(_k("fresh")) and s.exists(_k("a"))
+    assert s.list("inflight/") == {}                      # the stale marker is tidied away
+    # an unreadable marker is treated as live (fail safe) and named
+    s.put(_k("fresh2"), b"x")
+    s.put(B.inflight_key("reg", "run2"), b"{garbled")
+    res = B.prune(s, 1, registry="reg")
+    assert "inflight/reg/run2.json" in res.sweep_skipped and s.exists(_k("fresh2"))
 
 
 def test_prune_refuses_keep_below_one(tmp_path):

@@ -1,0 +1,51 @@
+# regkeeper: the commands the README names.
+#
+#   make demo    install what the demo needs, then run the nightly flow against a local
+#                registry full of sample images (see regkeeper/demo.py); prints where the
+#                reports are and how to open the Prefect UI
+#   make test    the test command CI runs (python -m pytest -q)
+#   make serve   serve every deployment from this process (deployments/serve.py)
+#   make deploy  register deployments/prefect.yaml with a Prefect server (Kubernetes work pool)
+#
+# Variables: PYTHON (default python3; e.g. PYTHON=.venv/bin/python), WORKDIR (demo directory,
+# default ./regkeeper-demo), KEEP_RUNNING=1 (leave the demo registries up afterwards).
+
+PYTHON ?= python3
+REGISTRY_BIN := /usr/bin/docker-registry
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test install registry-binary serve deploy work-pool clean-demo
+
+install:
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+# Debian's docker-registry (CNCF distribution 2.8). The package starts its own service on :5000;
+# the demo and the tests never use it (they run their own on free 127.0.0.1 ports), so stop it.
+registry-binary:
+	@if [ ! -x $(REGISTRY_BIN) ]; then \
+	  echo "installing docker-registry (Debian package) ..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker-registry >/dev/null && \
+	  { $(SUDO) systemctl stop docker-registry >/dev/null 2>&1 || $(SUDO) service docker-registry stop >/dev/null 2>&1 || true; }; \
+	fi
+
+demo: install registry-binary
+	$(PYTHON) -m regkeeper.cli demo $(if $(WORKDIR),--workdir $(WORKDIR)) $(if $(KEEP_RUNNING),--keep-running)
+
+test:
+	$(PYTHON) -m pytest -q
+
+serve:
+	$(PYTHON) -m regkeeper.cli serve
+
+work-pool:
+	$(PYTHON) -m prefect work-pool create regkeeper --type kubernetes --overwrite \
+	  --base-job-template deployments/kubernetes/base-job-template.json
+
+deploy:
+	$(PYTHON) -m prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+
+clean-demo:
+	rm -rf $(or $(WORKDIR),regkeeper-demo)
