@@ -1,8 +1,6 @@
 """The shared gc/expire pipeline as a Prefect composition (used by flows/gc.py and
 flows/expire.py). plan -> (dry run: report and stop) -> execute -> reclaim -> verify -> report."""
 
-from prefect.states import Failed  # noqa: F401 - documented return type of failed runs
-
 from regkeeper import prune
 from regkeeper.context import RunContext
 from regkeeper.delete import DeleteResult

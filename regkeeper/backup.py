@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from .errors import NotFoundError, RegistryError, RegkeeperError
 from .globs import select
 from .inventory import scan
 from .oci import RegistryClient
-from .util import bounded_map, human_bytes, scrub, utcnow
+from .util import atomic_write, bounded_map, human_bytes, scrub, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +131,8 @@ class FileStore(_Counting):
     def put(self, key: str, data: bytes) -> None:
         p = self._path(key)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
+            atomic_write(p, data, fsync=True)
         except OSError as e:
-            raise BackupError(f"{self.url}: cannot write {key}: {e.strerror or e}") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except OSError as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise BackupError(f"{self.url}: cannot write {key}: {e.strerror or e}") from None
         try:
             dfd = os.open(p.parent, os.O_RDONLY)

@@ -7,9 +7,10 @@ against their digest when read, so a torn or tampered file is a miss, not bad da
 
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
+
+from .util import atomic_write
 
 
 def sha256_digest(data: bytes) -> str:
@@ -79,19 +80,5 @@ class DigestCache:
         p = self._path(kind, digest)
         p.parent.mkdir(parents=True, exist_ok=True)
         if media_type:
-            self._atomic_write(p.with_suffix(".type"), media_type.encode())
-        self._atomic_write(p, data)
-
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            atomic_write(p.with_suffix(".type"), media_type)
+        atomic_write(p, data)

@@ -167,7 +167,6 @@ class RegistryClient:
             verify = rc.tls.ca_file
         cert = (rc.tls.cert_file, rc.tls.key_file) if rc.tls.cert_file and rc.tls.key_file else None
         creds = None
-        token = None
         if rc.auth and rc.auth.username is not None:
             u, p = rc.auth.username, rc.auth.password
             creds = lambda: (u.get(), p.get())  # noqa: E731 - resolved only when used

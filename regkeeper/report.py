@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .util import human_bytes, scrub, utcnow
+from .util import atomic_write, human_bytes, scrub, utcnow
 
 
 @dataclass
@@ -178,11 +178,11 @@ class Report:
             tslug = re.sub(r"[^a-z0-9]+", "-", t.name.lower()).strip("-")
             paths[f"csv:{t.name}"] = d / f"{stem}-{tslug}.csv"
         self.paths = {k: str(v) for k, v in paths.items()}
-        _atomic(paths["csv"], self.csv_text())
+        atomic_write(paths["csv"], self.csv_text())
         for t in self.tables[1:]:
-            _atomic(Path(self.paths[f"csv:{t.name}"]), self.csv_text(t))
-        _atomic(paths["html"], self.html())
-        _atomic(paths["json"], json.dumps(self.to_dict(), indent=1))
+            atomic_write(Path(self.paths[f"csv:{t.name}"]), self.csv_text(t))
+        atomic_write(paths["html"], self.html())
+        atomic_write(paths["json"], json.dumps(self.to_dict(), indent=1))
         write_index(root)
         return self.paths
 
@@ -217,14 +217,8 @@ def write_index(root: str | os.PathLike) -> Path:
             + "".join(rows) + "</table></body></html>")
     out = root / "index.html"
     root.mkdir(parents=True, exist_ok=True)
-    _atomic(out, page)
+    atomic_write(out, page)
     return out
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(key, v) -> str:
