@@ -206,7 +206,7 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_r
                 bad = [(r, t) for r in want for t in want[r] if got.get(r, {}).get(t) != want[r][t]]
                 raise RuntimeError(f"{name}: {len(bad)} tags differ after the cold run, e.g. {bad[:3]}")
         # warm runs are repeatable: alternate the peers and keep the medians
-        sk_w, rk_w = [], []
+        sk_w, rk_w, rk_engine = [], [], []
         sk_warm_writes = rk_warm_writes = 0
         for _ in range(warm_repeat):
             peer.clear_access_log()
@@ -215,12 +215,16 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_r
             ours.clear_access_log()
             w, rk_warm_out = run_regkeeper(src, ours)
             rk_w.append(w)
+            rk_engine.append(rk_warm_out["totals"]["seconds"])
             rk_warm_writes = max(rk_warm_writes, writes(ours))
         sk_warm, rk_warm = statistics.median(sk_w), statistics.median(rk_w)
+        rk_warm_engine = statistics.median(rk_engine)
         cli_s = run_cli_warm(tmp, src, ours) if cli else None
         return {"tags": wl["tags"], "repos": n_repos, "generate_s": gen_s,
                 "skopeo_cold": sk_cold, "skopeo_warm": sk_warm, "regkeeper_cold": rk_cold,
-                "regkeeper_warm": rk_warm, "skopeo_warm_writes": sk_warm_writes,
+                "regkeeper_warm": rk_warm, "regkeeper_warm_engine": rk_warm_engine,
+                "regkeeper_cold_engine": rk_cold_out["totals"]["seconds"],
+                "skopeo_warm_writes": sk_warm_writes,
                 "regkeeper_warm_writes": rk_warm_writes, "rk_cold": rk_cold_out, "rk_warm": rk_warm_out,
                 "cli_warm": cli_s}
     finally:
@@ -248,7 +252,8 @@ def main(argv=None) -> int:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(r[k] for r in rounds)
-           for k in ("skopeo_cold", "skopeo_warm", "regkeeper_cold", "regkeeper_warm")}
+           for k in ("skopeo_cold", "skopeo_warm", "regkeeper_cold", "regkeeper_warm",
+                     "regkeeper_cold_engine", "regkeeper_warm_engine")}
     r0 = rounds[0]
     t = r0["rk_cold"]["totals"]
     cold_ratio = med["skopeo_cold"] / med["regkeeper_cold"]
@@ -262,6 +267,11 @@ def main(argv=None) -> int:
     print(f"{'':22}{'skopeo sync':>14}{'regkeeper':>12}{'ratio':>9}")
     print(f"{'cold (empty target)':22}{med['skopeo_cold']:>13.2f}s{med['regkeeper_cold']:>11.2f}s{cold_ratio:>8.1f}x")
     print(f"{'warm (nothing to do)':22}{med['skopeo_warm']:>13.2f}s{med['regkeeper_warm']:>11.2f}s{warm_ratio:>8.1f}x")
+    print(f"{'  engine only (in-process, no interpreter start)':>22}")
+    print(f"{'  cold':22}{'':>14}{med['regkeeper_cold_engine']:>11.2f}s"
+          f"{med['skopeo_cold'] / med['regkeeper_cold_engine']:>8.1f}x")
+    print(f"{'  warm':22}{'':>14}{med['regkeeper_warm_engine']:>11.2f}s"
+          f"{med['skopeo_warm'] / med['regkeeper_warm_engine']:>8.1f}x")
     print(f"warm-run writes on the target: skopeo {r0['skopeo_warm_writes']}, regkeeper {r0['regkeeper_warm_writes']}")
     print(f"regkeeper cold: {t['copied']} tags copied, {t['blobs_uploaded']} blobs uploaded "
           f"({t['bytes_uploaded'] / 2**20:.1f} MiB), {t['blobs_mounted']} mounted "
@@ -271,8 +281,8 @@ def main(argv=None) -> int:
     if r0.get("cli_warm") is not None:
         print(f"`regkeeper run replicate` (warm, CLI incl. import prefect + Prefect local server): "
               f"{r0['cli_warm']:.1f}s; fixed cost ~{r0['cli_warm'] - med['regkeeper_warm']:.1f}s")
-    goal = cold_ratio >= 3 and warm_ratio >= 5
-    print(f"goal (>=3x cold, >=5x warm): {'met' if goal else 'NOT met'}")
+    print(f"goal >=3x cold: {'met' if cold_ratio >= 3 else 'NOT met'} ({cold_ratio:.1f}x); "
+          f">=5x warm: {'met' if warm_ratio >= 5 else 'NOT met'} ({warm_ratio:.1f}x process wall)")
     return 0
 
 

@@ -51,7 +51,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("gc", "flows.gc", "0 3 * * *", 1),
     Spec("expire", "flows.expire", "30 * * * *", 1),
     Spec("replicate", "flows.replicate", "*/15 * * * *", 1),
-    Spec("capacity", "flows.capacity", "*/5 * * * *", None),
+    # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory
+    Spec("capacity", "flows.capacity", "*/5 * * * *", None, parameters={"logical_usage": False}),
     Spec("restore", "flows.backup", None, 1),
     Spec("nightly", "flows.nightly", "0 2 * * *", 1, active=False),
 )

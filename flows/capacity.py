@@ -14,7 +14,7 @@ from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
-from tasks.capacity import evaluate_and_alert, measure_storage, pull_latency
+from tasks.capacity import count_tags, evaluate_and_alert, measure_storage, pull_latency
 from tasks.common import logger, publish_report
 
 
@@ -100,6 +100,11 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
             rep.summary["logical bytes (deduplicated)"] = cap.deduplicated_bytes(inv)
             df = cap.logical_usage(inv)
             rep.add_table("repositories", df.sort_values("total_bytes", ascending=False).to_dict("records"))
+        else:
+            repos, tags = count_tags(ctx, name)
+            metrics.set_image_count(tags, None, repos)
+            rep.summary["images (tags)"] = tags
+            rep.summary["repositories"] = repos
         for s in latencies:
             metrics.observe_pull(s)
         if latencies:

@@ -21,6 +21,7 @@ from regkeeper.config import Config, load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.report import Report, _fmt
+from regkeeper.util import scrub
 from tasks.common import logger, publish_report
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
@@ -127,6 +128,7 @@ def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
         error = f"{type(e).__name__}: {e}"
     seconds = round(time.time() - t0, 2)
     if error:
+        error = scrub(error)          # exception text goes into reports and artifacts
         log.warning("nightly: %s %s: %s", job, status, error)
     else:
         log.info("nightly: %s %s in %.1fs", job, status, seconds)

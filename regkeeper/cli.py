@@ -62,9 +62,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Our own loggers only: Prefect configures its own handlers for flow and task runs, and a
+    # root handler here would print every Prefect line twice.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    rk_log = logging.getLogger("regkeeper")
+    rk_log.addHandler(handler)
+    rk_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    for noisy in ("urllib3", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from .errors import ConfigError, RefusedError, RegkeeperError
     try:
         if args.cmd == "inventory":

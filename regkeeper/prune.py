@@ -34,11 +34,7 @@ def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:
     if kc is None:
         return KubeState(None, ["no kubernetes section in the config: images in use by workloads "
                                 "are NOT protected"])
-    if kc.snapshot:
-        scan = kube.load_snapshot(kc.snapshot)
-    else:
-        scan = kube.read_in_use(kc.kubeconfig, kc.contexts or None,
-                                request_timeout=kc.timeout.total_seconds())
+    scan = kube.scan_from_config(kc)   # a live cluster, or a recorded snapshot; never raises
     notes = [scan.summary()]
     if scan.errors:
         if kc.fail_closed:

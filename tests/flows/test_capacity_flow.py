@@ -68,6 +68,10 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     assert len(hist) == 1 + 6
     html = open(r["files"]["html"]).read()
     assert "<svg" in html and "Usage over time" in html
+    # the cheap every-5-minutes variant: tag counts from catalog + tags/list, no inventory scan
+    cheap = capacity(config_path=str(cfg), logical_usage=False)
+    assert cheap["summary"]["images (tags)"] == 6 and cheap["summary"]["repositories"] == 3
+    assert "manifests" not in cheap["summary"]
     # the webhook URL never appears in reports
     for p in (tmp_path / "reports").rglob("*"):
         if p.is_file():
