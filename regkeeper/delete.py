@@ -119,9 +119,16 @@ def storage_bytes(storage: StorageReader | None) -> int | None:
 
 
 def _check_gc_argv(argv: list[str]) -> None:
-    if any(a.startswith("--delete-untagged") or a == "-m" for a in argv):
-        raise RegkeeperError("reclaim.garbageCollect must not use --delete-untagged (-m): it deletes "
-                             "the untagged children of multi-arch indexes")
+    """Refuse ``garbage-collect --delete-untagged`` (``-m``): it deletes the untagged children of
+    multi-arch indexes. Checked in every argv and in shell strings (``sh -c "..."``)."""
+    words = [w for a in argv for w in str(a).split()]
+    after_gc = False
+    for w in words:
+        if w.startswith("--delete-untagged") or (after_gc and (w == "-m" or w.startswith("-m="))):
+            raise RegkeeperError("reclaim: garbage-collect must not use --delete-untagged (-m): it "
+                                 "deletes the untagged children of multi-arch indexes")
+        if w.endswith("garbage-collect"):
+            after_gc = True
 
 
 def _run(argv: list[str], timeout: float, what: str) -> str:
@@ -139,17 +146,93 @@ def _run(argv: list[str], timeout: float, what: str) -> str:
     return out
 
 
+def _job_commands(manifest: dict) -> list[list[str]]:
+    spec = ((manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out = []
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        out.append([str(x) for x in (c.get("command") or []) + (c.get("args") or [])])
+    return out
+
+
+def load_job_template(path: str) -> dict:
+    import yaml
+    try:
+        manifest = yaml.safe_load(open(os.path.expanduser(path)).read())
+    except OSError as e:
+        raise RegkeeperError(f"reclaim.jobTemplate {path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise RegkeeperError(f"reclaim.jobTemplate {path}: not valid YAML ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
+        raise RegkeeperError(f"reclaim.jobTemplate {path}: must be a batch/v1 Job manifest")
+    cmds = _job_commands(manifest)
+    if not cmds:
+        raise RegkeeperError(f"reclaim.jobTemplate {path}: the Job has no containers")
+    for argv in cmds:
+        _check_gc_argv(argv)
+    return manifest
+
+
+def run_gc_job(reclaim_cfg, kube_cfg, timeout: float, poll: float = 2.0) -> str:
+    """Create the garbage-collect Job from ``reclaim.jobTemplate`` and wait for it (official
+    kubernetes client; the kubeconfig and first context of the ``kubernetes`` section, else the
+    default kubeconfig / in-cluster service account). Every API call has its own timeout."""
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    manifest = load_job_template(reclaim_cfg.job_template)
+    ns = reclaim_cfg.namespace or (manifest.get("metadata") or {}).get("namespace") or "default"
+    manifest.setdefault("metadata", {}).pop("resourceVersion", None)
+    if not manifest["metadata"].get("name"):
+        manifest["metadata"].setdefault("generateName", "registry-garbage-collect-")
+    ctx = kube_cfg.contexts[0] if kube_cfg is not None and kube_cfg.contexts else None
+    try:
+        api_client = kconfig.new_client_from_config(
+            config_file=kube_cfg.kubeconfig if kube_cfg is not None else None, context=ctx,
+            persist_config=False)
+    except (ConfigException, OSError, TypeError):
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise RegkeeperError("reclaim kubernetes-job: no kubeconfig and not running in a cluster") from None
+        kconfig.load_incluster_config()
+        api_client = kclient.ApiClient()
+    batch = kclient.BatchV1Api(api_client)
+    rt = (5, 30)
+    try:
+        job = batch.create_namespaced_job(ns, manifest, _request_timeout=rt)
+        name = job.metadata.name
+        deadline = time.monotonic() + timeout
+        while True:
+            job = batch.read_namespaced_job_status(name, ns, _request_timeout=rt)
+            st = job.status
+            if st is not None and (st.succeeded or 0) >= 1:
+                return f"job {ns}/{name} succeeded"
+            limit = job.spec.backoff_limit if job.spec and job.spec.backoff_limit is not None else 6
+            if st is not None and (st.failed or 0) > limit:
+                raise RegkeeperError(f"reclaim job {ns}/{name} failed ({st.failed} failed pods): see "
+                                     f"`kubectl -n {ns} logs job/{name}`")
+            if time.monotonic() > deadline:
+                raise RegkeeperError(f"reclaim job {ns}/{name} did not finish within {timeout:.0f}s "
+                                     "(left running; the registry is switched back to read-write)")
+            time.sleep(poll)
+    except ApiException as e:
+        raise RegkeeperError(f"reclaim kubernetes-job in namespace {ns}: HTTP {e.status} {e.reason}") from None
+    finally:
+        api_client.close()
+
+
 def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: list[str] | None = None,
-            client: RegistryClient | None = None) -> ReclaimResult:
-    """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``)."""
+            client: RegistryClient | None = None, kube_cfg=None) -> ReclaimResult:
+    """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``):
+    ``readOnly`` command -> remove emptied repositories -> garbage-collect (a command, or a Job
+    created from ``jobTemplate``) -> ``readWrite`` command (always, also after a failure)."""
     res = ReclaimResult(mode=reclaim_cfg.mode)
     if reclaim_cfg.mode == "none":
         return res
-    if reclaim_cfg.mode == "kubernetes-job":
-        res.error = ("reclaim mode kubernetes-job: run deployments/kubernetes/registry-gc-job.yaml "
-                     "(not started from here in this version)")
-        return res
-    _check_gc_argv(reclaim_cfg.garbage_collect)
+    if reclaim_cfg.mode == "command":
+        _check_gc_argv(reclaim_cfg.garbage_collect)
+    else:
+        load_job_template(reclaim_cfg.job_template)   # refuse a bad template before read-only
     timeout = reclaim_cfg.timeout.total_seconds()
     t0 = time.perf_counter()
     res.bytes_before = storage_bytes(storage)
@@ -168,7 +251,10 @@ def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: 
                 res.repositories_removed.append(repo)
             except RegkeeperError as e:
                 log.warning("not removing repository %s: %s", repo, e)
-        res.output += _run(reclaim_cfg.garbage_collect, timeout, "garbageCollect")
+        if reclaim_cfg.mode == "command":
+            res.output += _run(reclaim_cfg.garbage_collect, timeout, "garbageCollect")
+        else:
+            res.output += run_gc_job(reclaim_cfg, kube_cfg, timeout)
         res.ran = True
     except RegkeeperError as e:
         res.error = str(e)

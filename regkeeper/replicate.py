@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MONOLITHIC_MAX = 4 * 1024 * 1024       # blobs up to this size: one in-memory PUT
+PREFETCH_MAX = 20_000                  # source manifests a plan keeps in memory for the copy
 
 
 # --------------------------------------------------------------------------- plan model
@@ -78,6 +79,9 @@ class RepoPlan:
     errors: list[str] = field(default_factory=list)   # repository-level: nothing done here
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (source tag, why no digest)
     no_deletes: str | None = None     # why deletes are off in this repository (unknown digests)
+    # source manifests fetched while planning (tags the target lacks: the copy needs the bytes
+    # anyway, so the plan GETs them instead of a HEAD); digest -> Manifest
+    prefetched: dict = field(default_factory=dict, repr=False)
 
     @property
     def lag(self) -> int:
@@ -464,9 +468,11 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
             continue
         (src_tags if side == "src" else dst_tags)[repo] = tags
 
-    # 2. digests: HEAD every source tag; HEAD target tags that may be in sync (or all of them
-    # when deletes are on)
+    # 2. digests: HEAD every source tag the target also lists (GET the ones it lacks: their
+    # bytes are needed to copy them); HEAD target tags that may be in sync (or all of them when
+    # deletes are on)
     heads = []
+    budget = [PREFETCH_MAX]   # manifests held in memory between plan and copy
     for r, rp in repo_plans.items():
         if rp.errors:
             continue
@@ -474,8 +480,10 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
         # a tag the filter excludes needs no digest; signature tags follow their subjects, so
         # they are resolved whatever the filter says
         stags = [t for t in stags if signature_subject(t) or tag_matches(t, rule.tags)]
-        heads += [("src", r, t) for t in stags]
         dtags = dst_tags.get(rp.target_repo, [])
+        dset = set(dtags)
+        heads += [("src" if t in dset or budget[0] <= 0 else "src-get", r, t) for t in stags]
+        budget[0] -= sum(1 for t in stags if t not in dset)
         if rule.delete_extraneous:
             heads += [("dst", rp.target_repo, t) for t in dtags]
         else:
@@ -487,6 +495,11 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
 
     def head_job(job):
         side, repo, tag = job
+        if side == "src-get":
+            try:
+                return src.get_manifest(repo, tag)
+            except NotFoundError:
+                return None
         return (src_head if side == "src" else dst_head)(repo, tag)
 
     src_dig: dict[str, dict[str, str]] = {}
@@ -495,6 +508,10 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
     types: dict[str, str] = {}          # digest -> media type, from HEADs on either side
     dst_unknown: dict[str, set[str]] = {}
     for (side, repo, tag), h, err in bounded_map(head_job, heads, workers):
+        if side == "src-get":
+            side = "src"
+            if isinstance(h, Manifest):
+                repo_plans[repo].prefetched[h.digest] = h
         rp = repo_plans.get(repo) if side == "src" else by_target[repo]
         if err is not None:
             if side == "src":   # this tag cannot be compared: a failed item, the others go on
@@ -819,7 +836,7 @@ class Replicator:
         A signature/attestation tag brings its subject along by digest when the target lacks
         it (a subject tagged on the source is copied first, by its own item; one that is
         untagged on the source is copied here so the signature never dangles)."""
-        m = self._source_manifest(plan.source_repo, item.digest)
+        m = plan.prefetched.get(item.digest) or self._source_manifest(plan.source_repo, item.digest)
         sig = signature_subject(item.tag)
         if sig:
             try:

@@ -469,6 +469,25 @@ def test_copy_repository_api(src_reg, dst_reg):
     assert r1.bytes_mounted == 1024 * 1024
 
 
+def test_mount_hints_carry_blob_locations_across_runs(src_reg, dst_reg, tmp_path):
+    """A later run needs a layer the target already holds in another repository (copied by an
+    earlier run): it is mounted from there, not uploaded again."""
+    layer = os.urandom(2 * 1024 * 1024)
+    images.push_image(src_reg.url, "hint/a", "v1", layers=[layer], verify=False, seed=1)
+    src, dst = client(src_reg.url, "primary"), client(dst_reg.url, "replica")
+    hints = tmp_path / "cache" / "replica.blobs.json"
+    assert replicate_target(src, dst, rule(), "replica", hints_path=hints).status == "ok"
+    assert hints.exists()
+    images.push_image(src_reg.url, "hint/b", "v1", layers=[layer], verify=False, seed=2)
+    dst_reg.clear_access_log()
+    res = replicate_target(src, dst, rule(), "replica", hints_path=hints)
+    b = [r for r in res.repositories if r.source_repo == "hint/b"][0]
+    assert b.blobs_mounted == 1 and b.bytes_mounted == len(layer)
+    layer_digest = images.sha256_digest(layer)
+    uploads = [e for e in dst_reg.access_log() if e.method == "PUT" and layer_digest in unquote(e.query)]
+    assert uploads == []
+
+
 # ---------------------------------------------------------------- 1 GiB in constant memory
 
 GIB = 1024 ** 3
