@@ -60,7 +60,8 @@ def authorized(role: dict, group: str, resource: str, verb: str) -> bool:
 def test_every_manifest_parses_with_kind_and_api_version():
     for f in sorted(K8S.glob("*.yaml")):
         for d in docs(f.name):
-            assert d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name"), f
+            meta = d.get("metadata", {})
+            assert d.get("apiVersion") and d.get("kind") and (meta.get("name") or meta.get("generateName")), f
     template = json.loads((K8S / "base-job-template.json").read_text())
     assert {"job_configuration", "variables"} <= template.keys()
 
