@@ -15,6 +15,28 @@ def metric(text: str, name: str, registry: str) -> float | None:
     return None
 
 
+def capacity_events(timeout: float = 30.0) -> list[str]:
+    import time
+
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+    from prefect.events.worker import EventsWorker
+    EventsWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + timeout
+    names: list[str] = []
+    import datetime as dt
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as c:
+            page = c.read_events(EventFilter(occurred=EventOccurredFilter(since=since),
+                                             event=EventNameFilter(prefix=["regkeeper.capacity."])), limit=50)
+        names = [e.event for e in sorted(page.events, key=lambda e: e.occurred)]
+        if len(names) >= 3:
+            break
+        time.sleep(0.5)
+    return names
+
+
 def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, webhook_receiver, tmp_path):
     from flows.capacity import capacity
     reg = registry_factory()
@@ -68,6 +90,10 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     assert len(hist) == 1 + 6
     html = open(r["files"]["html"]).read()
     assert "<svg" in html and "Usage over time" in html
+    # the same transitions went out as Prefect events, for automations
+    assert capacity_events() == ["regkeeper.capacity.warn", "regkeeper.capacity.critical",
+                                 "regkeeper.capacity.resolved"]
+
     # the cheap every-5-minutes variant: tag counts from catalog + tags/list, no inventory scan
     cheap = capacity(config_path=str(cfg), logical_usage=False)
     assert cheap["summary"]["images (tags)"] == 6 and cheap["summary"]["repositories"] == 3
