@@ -45,6 +45,9 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 DEFAULT_CHUNK = 16 * 1024 * 1024
 
 
+_SLOW = object()   # sentinel: the fast HEAD path declined, use the normal one
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestHead:
     digest: str
@@ -150,6 +153,7 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"regkeeper/{__version__}"
+        self._fast = None            # lazily: (urllib3 pool, timeout, path prefix) or False
         if verify is False:
             import urllib3
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -410,8 +414,67 @@ class RegistryClient:
             path = urljoin(self.url + "/", nxt) if nxt else None
         return tags
 
+    def _fast_pool(self):
+        """The session adapter's own urllib3 pool for this registry (same keep-alive connections,
+        TLS settings and Retry policy), or False when requests must do the call (an environment
+        proxy applies, or REGKEEPER_FAST_HEAD=0)."""
+        if self._fast is None:
+            import os
+            import urllib3
+            self._fast = False
+            try:
+                if os.environ.get("REGKEEPER_FAST_HEAD", "1") != "0" and not (
+                        self.session.trust_env and requests.utils.get_environ_proxies(self.url)):
+                    req = requests.Request("HEAD", self.url + "/v2/").prepare()
+                    adapter = self.session.get_adapter(self.url)
+                    pool = adapter.get_connection_with_tls_context(req, self.verify, None, self.cert)
+                    self._fast = (pool, urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1]),
+                                  urlsplit(self.url).path.rstrip("/"))
+            except Exception as e:  # noqa: BLE001 - an older requests/urllib3: the normal path
+                log.debug("fast HEAD path unavailable for %s: %s", self.name, e)
+        return self._fast
+
+    def _head_fast(self, repo: str, ref: str):
+        """HEAD a manifest without requests' per-call overhead (~0.4 ms of client CPU instead of
+        ~1 ms: warm scans and replication diffs are HEAD-bound). Answers only a clean 200 with
+        a digest or a 404; anything else (auth challenges, errors) returns ``_SLOW`` and goes
+        through ``request``, which owns auth and error semantics."""
+        fast = self._fast_pool()
+        if not fast:
+            return _SLOW
+        import urllib3
+        pool, timeout, prefix = fast
+        headers = {"Accept": ACCEPT_MANIFESTS, "User-Agent": self.session.headers.get("User-Agent", "")}
+        headers.update(self._auth_headers(self._scope_key("HEAD", repo, "")))
+        path = f"{prefix}/v2/{repo}/manifests/{ref}"
+        try:
+            with self._inflight:
+                r = pool.urlopen("HEAD", path, headers=headers, retries=self.retry, timeout=timeout,
+                                 redirect=False, preload_content=False, assert_same_host=False)
+                try:
+                    status, h = r.status, r.headers
+                    digest = h.get("Docker-Content-Digest")
+                    head = ManifestHead(digest, (h.get("Content-Type") or "").split(";")[0],
+                                        int(h.get("Content-Length") or 0)) if digest else None
+                finally:
+                    r.drain_conn()
+                    r.release_conn()
+        except urllib3.exceptions.HTTPError as e:   # the Retry policy already retried
+            raise RegistryError(f"HEAD {path}: cannot reach {self.host} after retries "
+                                f"({type(e).__name__})", registry=self.name, repository=repo) from None
+        if status == 200 and head is not None:
+            self._count("HEAD")
+            return head
+        if status == 404:
+            self._count("HEAD")
+            return None
+        return _SLOW
+
     def head_manifest(self, repo: str, ref: str) -> ManifestHead | None:
         """Digest, media type and size of a tag or digest; None when it does not exist."""
+        fast = self._head_fast(repo, ref)
+        if fast is not _SLOW:
+            return fast
         resp = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", repo=repo,
                             headers={"Accept": ACCEPT_MANIFESTS}, allow_404=True)
         if resp.status_code == 404:

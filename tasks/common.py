@@ -70,9 +70,16 @@ def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success:
         m.set_bytes_reclaimed(int(v["bytes_reclaimed"] or 0))
     if "items_deleted" in v:
         m.set_items_deleted(int(v["items_deleted"] or 0))
-    for target, n in (v.get("items_replicated") or {}).items():
+    # replicate: {"target": name, "items_replicated": n, "replication_lag_tags": n}, or
+    # per-target mappings {"items_replicated": {target: n}, "replication_lag": {target: n}}
+    rep, lag = v.get("items_replicated"), v.get("replication_lag", v.get("replication_lag_tags"))
+    if not isinstance(rep, dict) and rep is not None:
+        rep = {v.get("target", ""): rep}
+    if not isinstance(lag, dict) and lag is not None:
+        lag = {v.get("target", ""): lag}
+    for target, n in (rep or {}).items():
         m.set_items_replicated(target, int(n))
-    for target, n in (v.get("replication_lag") or {}).items():
+    for target, n in (lag or {}).items():
         m.set_replication_lag(target, int(n), source=registry)
     m.set_items_failed(int(v.get("items_failed") or 0))
     m.finish(success)
