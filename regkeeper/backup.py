@@ -624,21 +624,11 @@ def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[
         rec = {"tags": dict(sorted(r.tags.items())), "manifests": [], "errors": list(r.errors)}
         res.errors += [f"{name}: {e}" for e in r.errors]
         reachable: list[str] = []
-        seen: set[str] = set()
-        stack = sorted(set(r.tags.values()))
-        while stack:
-            d = stack.pop()
-            if d in seen:
-                continue
-            seen.add(d)
-            info = r.manifests.get(d)
-            if info is None or (not info.media_type and info.size == 0):
-                continue  # dangling child: noted in r.errors by the scan
+        for info in r.closure(r.tags.values()):   # dangling children are noted in r.errors by the scan
+            d = info.digest
             reachable.append(d)
             res.manifests.setdefault(d, _describe(info))
             need_manifest.setdefault(d, (name, info.size))
-            for c in info.children:
-                stack.append(c.digest)
             cfg = res.manifests[d]["config"]
             if cfg:
                 if cfg["size"] <= CONFIG_MAX_BYTES:

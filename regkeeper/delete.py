@@ -318,19 +318,8 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
         r = inv.repositories.get(repo)
         if r is None:
             continue
-        stack = [digest]
-        seen = set()
-        while stack:
-            d = stack.pop()
-            if d in seen:
-                continue
-            seen.add(d)
-            info = r.manifests.get(d)
-            if info is None:
-                continue
-            for b in info.blobs:
-                blob_checks.add((repo, b.digest))
-            stack.extend(c.digest for c in info.children)
+        for info in r.closure([digest]):
+            blob_checks.update((repo, b.digest) for b in info.blobs)
 
     def check_blob(item):
         repo, digest = item

@@ -153,6 +153,24 @@ class RepoInventory:
     untagged: list[str] = field(default_factory=list)                  # digests known only from storage
     errors: list[str] = field(default_factory=list)                    # per-tag scan problems
 
+    def closure(self, digests) -> list["ManifestInfo"]:
+        """The manifests reachable from ``digests`` (index children, recursively), each once,
+        known ones only (a referenced-but-missing child is an empty placeholder: skipped)."""
+        out: list[ManifestInfo] = []
+        seen: set[str] = set()
+        stack = sorted(set(digests), reverse=True)
+        while stack:
+            d = stack.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            info = self.manifests.get(d)
+            if info is None or (not info.media_type and info.size == 0):
+                continue
+            out.append(info)
+            stack.extend(c.digest for c in reversed(info.children))
+        return out
+
     def tags_by_digest(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for t, d in self.tags.items():

@@ -154,7 +154,7 @@ class RegistryClient:
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"regkeeper/{__version__}"
         self._fast = None            # lazily: (urllib3 pool, timeout, path prefix) or False
-        if verify is False:
+        if verify is False and self.url.startswith("https://"):
             import urllib3
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("registry %s: TLS certificate verification is disabled", name)
