@@ -603,6 +603,10 @@ class Replicator:
         self._hints: dict[str, str] = self._load_hints()
         # one bound per target, shared by every batch copied through this Replicator
         self._slots = threading.BoundedSemaphore(self.concurrency)
+        # target repositories that held no tag in scope at plan time: a blob HEAD there would
+        # almost surely 404, so a blob not mountable from elsewhere is uploaded without asking
+        # (at worst an interrupted earlier run left it there and it is uploaded once more)
+        self._fresh: set[str] = set()
 
     # ---------------------------------------------------------------- mount hints (optional)
 
@@ -672,7 +676,7 @@ class Replicator:
         with self._lock(("blob", digest)):
             if self._known_in(digest, dst_repo):
                 return
-            if self.dst.head_blob(dst_repo, digest) is not None:
+            if dst_repo not in self._fresh and self.dst.head_blob(dst_repo, digest) is not None:
                 self._remember(digest, dst_repo)
                 acc["blobs_present"] += 1
                 return
@@ -805,6 +809,9 @@ class Replicator:
         Ordinary tags first, then signature tags (a signature whose subject failed here fails
         too, naming the subject). A repository whose plan has errors is not touched."""
         results = {id(p): new_result(p) for p in plans}
+        for p in plans:
+            if p.scope_tags == 0 and not p.in_sync and not p.extraneous:
+                self._fresh.add(p.target_repo)
         t0 = time.perf_counter()
         failed_digests: dict[str, set[str]] = {}
         lock = threading.Lock()
