@@ -384,12 +384,14 @@ class GCConfig(_Model):
     exclude: list[str] = Field(default_factory=list)
     max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
     delete_untagged: bool = Field(True, alias="deleteUntagged")
+    untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
 
 
 class ExpireConfig(_Model):
     registry: str | None = None
     default_tier: str | None = Field(None, alias="defaultTier")
     max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
+    untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
 
 
 class TagFilter(_Model):

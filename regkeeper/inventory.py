@@ -116,10 +116,10 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
         progress(f"{len(inv.repositories)} repositories, {inv.tag_count} tags")
 
     # 2. push times + untagged revisions from storage
-    revisions: dict[str, list[str]] = {}
+    revisions: dict[str, dict] = {}   # repo -> {digest: push time} from storage
     if storage is not None:
         def read_storage(repo: str):
-            return storage.push_times(repo), storage.revisions(repo)
+            return storage.push_times(repo), storage.revision_times(repo)
         for repo, res, err in bounded_map(read_storage, list(inv.repositories), workers):
             if err is not None:
                 raise err
@@ -202,6 +202,7 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
             for info in r.manifests.values():
                 referenced.update(c.digest for c in info.children)
             r.untagged = sorted(d for d in revs if d not in referenced)
+            r.untagged_pushed = {d: revs[d] for d in r.untagged}
 
     # 5. created times from image configs (cached by digest)
     if created != "never":

@@ -151,6 +151,7 @@ class RepoInventory:
     manifests: dict[str, ManifestInfo] = field(default_factory=dict)   # digest -> info
     push_times: dict[str, datetime] = field(default_factory=dict)      # tag -> push time (storage)
     untagged: list[str] = field(default_factory=list)                  # digests known only from storage
+    untagged_pushed: dict[str, datetime] = field(default_factory=dict) # untagged digest -> push time
     errors: list[str] = field(default_factory=list)                    # per-tag scan problems
 
     def closure(self, digests) -> list["ManifestInfo"]:

@@ -419,7 +419,9 @@ class _RepoResult:
 
 class _RepoPlanner:
     def __init__(self, r: RepoInventory, pol: RepoPolicy | None, in_use: InUse | None,
-                 now: datetime, push_src: str, untagged_known: bool):
+                 now: datetime, push_src: str, untagged_known: bool,
+                 untagged_grace: timedelta = timedelta(0)):
+        self.untagged_grace = untagged_grace
         self.r = r
         self.pol = pol
         self.in_use = in_use
@@ -549,6 +551,15 @@ class _RepoPlanner:
                 m = r.manifests.get(d)
                 if _is_real(m) and not (m.subject and m.subject in self.present):
                     self.keep(d, "untagged (deleteUntagged off)")
+        if pol is not None and not pol.keep_forever and self.untagged_grace > timedelta(0):
+            # a multi-arch push uploads its children before the index, and a tag is written
+            # after its manifest: a recent untagged manifest may be a push in progress
+            for d in r.untagged:
+                pushed = r.untagged_pushed.get(d)
+                if pushed is not None and _is_real(r.manifests.get(d)) and \
+                        self.now - pushed < self.untagged_grace:
+                    self.keep(d, f"untagged, pushed {_fmt_age(self.now - pushed)} ago (within the "
+                                 f"{_fmt_age(self.untagged_grace)} grace period: a push may be in progress)")
 
     def drain(self) -> None:
         r, present, q = self.r, self.present, self.queue
@@ -732,7 +743,8 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
          now: datetime, max_delete_fraction: float = 0.5,
          exempt_removed_repositories: bool = True,
          exempt_ttl_repositories: bool = True,
-         untagged_known: bool | None = None) -> Plan:
+         untagged_known: bool | None = None,
+         untagged_grace: timedelta = timedelta(hours=1)) -> Plan:
     """Plan what a gc / expire run would delete.
 
     ``resolve(repo)`` gives each repository's RepoPolicy (None = no action there).
@@ -766,6 +778,10 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
     Repositories an exemption spared that would otherwise have tripped are listed in
     ``Plan.cap_exempt`` (for the report).
 
+    ``untagged_grace``: an untagged manifest pushed (storage revision time) less than this long
+    ago is kept, with everything it references: a push may be in progress (children before
+    their index, manifest before its tag). Default one hour.
+
     ``untagged_known``: whether the inventory lists untagged manifests (default: it does when
     push times came from storage). Only then is a signature whose subject is absent deleted as
     dangling.
@@ -786,7 +802,8 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
         r = inventory.repositories[name]
         pol = pols[name] = resolve(name)
         out.policies[name] = pol.name if pol else NO_POLICY
-        res = _RepoPlanner(r, pol, in_use, now, inventory.push_time_source, untagged_known).run()
+        res = _RepoPlanner(r, pol, in_use, now, inventory.push_time_source, untagged_known,
+                           untagged_grace).run()
         results[name] = res
 
     # exact reclaim: blobs (and manifests) referenced by no kept manifest anywhere

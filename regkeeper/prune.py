@@ -4,7 +4,7 @@ reclaim -> verify -> report. This module holds the steps (Prefect-free); flows c
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import kube
 from .context import RunContext
@@ -58,7 +58,7 @@ def gc_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *
                           g.keep_last if keep_last is None else keep_last, g.protect,
                           delete_untagged=g.delete_untagged)
     return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(),
-                     max_delete_fraction=g.max_delete_fraction)
+                     max_delete_fraction=g.max_delete_fraction, untagged_grace=g.untagged_grace)
 
 
 def expire_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *,
@@ -66,7 +66,9 @@ def expire_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeStat
     e = ctx.config.expire
     resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
     frac = e.max_delete_fraction if e else 0.5
-    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac)
+    grace = e.untagged_grace if e else timedelta(hours=1)
+    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac,
+                     untagged_grace=grace)
 
 
 def check_cap(plan: Plan, force: bool) -> str | None:

@@ -28,6 +28,10 @@ class StorageReader:
         raise NotImplementedError
 
     def revisions(self, repo: str) -> list[str]:
+        return sorted(self.revision_times(repo))
+
+    def revision_times(self, repo: str) -> dict[str, datetime]:
+        """Every manifest digest linked in the repository -> when it was pushed."""
         raise NotImplementedError
 
     def repositories(self) -> list[str]:
@@ -74,17 +78,20 @@ class FilesystemStorage(StorageReader):
             out[e.name] = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         return out
 
-    def revisions(self, repo: str) -> list[str]:
+    def revision_times(self, repo: str) -> dict[str, datetime]:
         rev = self._repo_dir(repo) / "_manifests" / "revisions"
-        out = []
+        out: dict[str, datetime] = {}
         try:
             algos = list(os.scandir(rev))
         except (FileNotFoundError, NotADirectoryError):
             return out
         for a in algos:
             for h in os.scandir(a.path):
-                if os.path.exists(os.path.join(h.path, "link")):
-                    out.append(f"{a.name}:{h.name}")
+                try:
+                    st = os.stat(os.path.join(h.path, "link"))
+                except FileNotFoundError:
+                    continue
+                out[f"{a.name}:{h.name}"] = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         return out
 
     def repositories(self) -> list[str]:
@@ -134,13 +141,13 @@ class S3Storage(StorageReader):
                 out[parts[0]] = obj["LastModified"].astimezone(timezone.utc)
         return out
 
-    def revisions(self, repo: str) -> list[str]:
+    def revision_times(self, repo: str) -> dict[str, datetime]:
         prefix = f"{self.prefix}/repositories/{repo}/_manifests/revisions/"
-        out = []
+        out: dict[str, datetime] = {}
         for obj in self._list(prefix):
             parts = obj["Key"][len(prefix):].split("/")
             if len(parts) == 3 and parts[2] == "link":
-                out.append(f"{parts[0]}:{parts[1]}")
+                out[f"{parts[0]}:{parts[1]}"] = obj["LastModified"].astimezone(timezone.utc)
         return out
 
     def repositories(self) -> list[str]:

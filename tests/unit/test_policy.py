@@ -547,3 +547,35 @@ def test_ten_thousand_tags_plan_fast():
     assert time.perf_counter() - t0 < 5
     assert len(p.tags) == 10_000
     assert len(p.deleted_tags()) == 200 * 39   # ages 33..147 days -> 39 per repo beyond 30d
+
+
+def test_untagged_grace_keeps_a_push_in_progress():
+    """A multi-arch push uploads children before the index: recent untagged manifests (and what
+    they reference) are kept for the grace period; older unreferenced ones are deleted."""
+    from datetime import datetime, timedelta, timezone
+
+    from regkeeper.models import Descriptor, Inventory, ManifestInfo, RepoInventory
+    from regkeeper.policy import gc_resolver, plan
+
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+
+    def img(d, layer):
+        return ManifestInfo(digest=d, media_type="application/vnd.oci.image.manifest.v1+json", kind="image",
+                            size=100, blobs=[Descriptor("l", layer, 1000)])
+    r = RepoInventory(name="app")
+    r.tags = {"v1": "sha256:" + "a" * 64}
+    r.manifests = {"sha256:" + "a" * 64: img("sha256:" + "a" * 64, "sha256:" + "1" * 64),
+                   "sha256:" + "b" * 64: img("sha256:" + "b" * 64, "sha256:" + "2" * 64),   # fresh child
+                   "sha256:" + "c" * 64: img("sha256:" + "c" * 64, "sha256:" + "3" * 64)}   # old orphan
+    r.untagged = ["sha256:" + "b" * 64, "sha256:" + "c" * 64]
+    r.untagged_pushed = {"sha256:" + "b" * 64: now - timedelta(minutes=10),
+                         "sha256:" + "c" * 64: now - timedelta(days=3)}
+    r.push_times = {"v1": now - timedelta(days=1)}
+    inv = Inventory(registry="reg", scanned_at=now, repositories={"app": r}, push_time_source="filesystem")
+    p = plan(inv, gc_resolver(["**"], [], 30, 1, []), now=now)
+    deleted = {d for _, d in p.manifests_to_delete()}
+    assert deleted == {"sha256:" + "c" * 64}
+    kept = {m.digest: m.reason for m in p.manifests if m.action == "keep"}
+    assert "grace period" in kept["sha256:" + "b" * 64]
+    p0 = plan(inv, gc_resolver(["**"], [], 30, 1, []), now=now, untagged_grace=timedelta(0))
+    assert {d for _, d in p0.manifests_to_delete()} == {"sha256:" + "b" * 64, "sha256:" + "c" * 64}
