@@ -45,8 +45,11 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
             for repo, dg in items:
                 by_repo.setdefault(repo, []).append((repo, dg))
             repo_batches = prune.batches(sorted(by_repo), DELETE_BATCH)
+            recheck = prune.planned_tag_deletes(plan)
             futures = [delete_batch.submit(ctx, registry, [it for r in b for it in by_repo[r]], inv,
-                                           label=f"{b[0]}..{b[-1]} ({len(b)})") for b in repo_batches]
+                                           label=f"{b[0]}..{b[-1]} ({len(b)})",
+                                           recheck={r: recheck.get(r, set()) for r in b})
+                       for b in repo_batches]
             deleted = DeleteResult()
             for f in futures:
                 deleted.merge(f.result())

@@ -733,6 +733,11 @@ def commit_snapshot(store: ObjectStore, run: BackupRun, batches: list[BatchResul
         for layer in m["layers"]:
             layers[layer["digest"]] = layer["size"]
     present = set(run.existing) | set(written)
+    # objects this run did not upload because they existed at its start: a prune running
+    # meanwhile may have swept them, so look again (one LIST) before naming them in an index
+    reused = (objects - set(written)) & set(run.existing)
+    if reused:
+        present = (present - reused) | (reused & set(list_existing(store)))
     missing = sorted(objects - present)
     if missing:
         raise BackupError(f"backup {run.id} of {run.registry}: {len(missing)} object(s) the "
@@ -1030,6 +1035,13 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
         res.sweep_skipped = (f"backup in flight ({', '.join(sorted(live))}): objects are left "
                              "for the next prune")
         orphans = []
+    elif orphans:
+        # a backup may have committed between the first index read and the marker check (its
+        # marker is gone, its index is there): read the indexes again, last, before deleting
+        for e in scan_snapshots(store):
+            if e.valid and e.key not in drop:
+                used.update(e.snapshot.objects)
+        orphans = [k for k in orphans if k not in used]
     res.deleted_objects = len(orphans)
     res.deleted_bytes = sum(objects[k] for k in orphans)
     if dry_run:

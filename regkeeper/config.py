@@ -314,6 +314,9 @@ class RegistryConfig(_Model):
             return v
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an http(s) URL like https://registry.local:5000, got {v!r}")
+        if "@" in v.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials (user:password@): use auth with env: or "
+                             "prefect-secret: references")
         return v.rstrip("/")
 
     @model_validator(mode="after")

@@ -31,38 +31,98 @@ class DeleteResult:
     deleted: list[tuple[str, str]] = field(default_factory=list)        # (repo, digest)
     already_gone: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)    # (repo, digest, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)        # (repo, why nothing deleted)
     stopped: str | None = None                                          # why the run stopped early
 
     def merge(self, other: "DeleteResult") -> None:
         self.deleted += other.deleted
         self.already_gone += other.already_gone
         self.failed += other.failed
+        self.skipped += other.skipped
         self.stopped = self.stopped or other.stopped
 
 
-def delete_phase(inv: Inventory | None, repo: str, digest: str) -> int:
-    """0 = signature/referrer, 1 = index, 2 = image/other."""
-    if inv is None or repo not in inv.repositories:
-        return 2
-    r = inv.repositories[repo]
-    info = r.manifests.get(digest)
-    if info is not None and info.subject:
-        return 0
-    if any(signature_subject(t) for t, d in r.tags.items() if d == digest):
-        return 0
-    if info is not None and info.kind == "index":
-        return 1
-    return 2
+def delete_levels(inv: Inventory | None, items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Order deletes so that whatever references a manifest goes before it: an index before its
+    children, a referrer (OCI ``subject``) or cosign-tagged signature before its subject, at any
+    depth. Level 0 first; items of one level are deleted concurrently. A run stopped half-way
+    therefore never leaves an index pointing at a deleted child or a signature without its
+    subject."""
+    todo = set(items)
+    refs: dict[tuple[str, str], set[tuple[str, str]]] = {}   # referenced -> referencing (in todo)
+    if inv is not None:
+        for repo, digest in todo:
+            r = inv.repositories.get(repo)
+            if r is None:
+                continue
+            info = r.manifests.get(digest)
+            targets = set()
+            if info is not None:
+                targets.update(c.digest for c in info.children)
+                if info.subject:
+                    targets.add(info.subject)
+            for t, d in r.tags.items():
+                sub = signature_subject(t) if d == digest else None
+                if sub:
+                    targets.add(sub[0])
+            for tgt in targets:
+                if (repo, tgt) in todo and tgt != digest:
+                    refs.setdefault((repo, tgt), set()).add((repo, digest))
+    level: dict[tuple[str, str], int] = {}
+
+    def depth(it, trail=()):
+        if it in level:
+            return level[it]
+        if it in trail:          # a reference cycle cannot be ordered: delete together
+            return 0
+        parents = refs.get(it, ())
+        level[it] = 1 + max((depth(p, trail + (it,)) for p in parents), default=-1)
+        return level[it]
+
+    for it in todo:
+        depth(it)
+    return level
+
+
+def changed_since_plan(client: RegistryClient, repo: str, digests: set[str],
+                       planned_tag_deletes: set[str], max_workers: int) -> str | None:
+    """Re-read a repository's tags just before deleting: DELETE by digest removes every tag on
+    the digest, so a tag pushed (or moved back) onto a planned digest after the scan would go
+    too. Returns why the repository must be left alone this run, or None."""
+    tags = [t for t in client.list_tags(repo) if t not in planned_tag_deletes]
+    for tag, head, err in bounded_map(lambda t: client.head_manifest(repo, t), tags, max_workers):
+        if err is not None:
+            return f"tag {tag} could not be re-checked ({err})"
+        if head is not None and head.digest in digests:
+            return (f"tag {tag} now points to {head.digest[:19]}…, planned for deletion (pushed "
+                    "after the scan): nothing deleted in this repository; the next run re-plans")
+    return None
 
 
 def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
-                     inventory: Inventory | None = None, max_workers: int | None = None) -> DeleteResult:
+                     inventory: Inventory | None = None, max_workers: int | None = None,
+                     recheck: dict[str, set[str]] | None = None) -> DeleteResult:
     """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
     fails is listed and does not stop the others. 405 stops the whole run."""
     res = DeleteResult()
+    workers = max_workers or client.concurrency
+    if recheck is not None:
+        by_repo: dict[str, set[str]] = {}
+        for repo, d in items:
+            by_repo.setdefault(repo, set()).add(d)
+        for repo in sorted(by_repo):
+            try:
+                why = changed_since_plan(client, repo, by_repo[repo], recheck.get(repo, set()), workers)
+            except RegistryError as e:
+                why = f"tags could not be re-checked ({e})"
+            if why:
+                res.skipped.append((repo, why))
+        skip = {repo for repo, _ in res.skipped}
+        items = [it for it in items if it[0] not in skip]
     phases: dict[int, list[tuple[str, str]]] = {}
+    levels = delete_levels(inventory, items)
     for it in items:
-        phases.setdefault(delete_phase(inventory, *it), []).append(it)
+        phases.setdefault(levels.get(it, 0), []).append(it)
     for ph in sorted(phases):
         if res.stopped:
             res.failed += [(r, d, f"not attempted: {res.stopped}") for r, d in phases[ph]]

@@ -24,18 +24,20 @@ ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 
-# cosign-style tags: sha256-<64 hex>.sig / .att / .sbom
-SIGNATURE_TAG_RE = re.compile(r"^(sha256)-([0-9a-f]{64})\.(sig|att|sbom)$")
+# cosign-style tags: sha256-<64 hex>.sig / .att / .sbom, and the bare sha256-<64 hex> tag that
+# the OCI referrers tag schema uses on registries without a referrers API (distribution 2.8)
+SIGNATURE_TAG_RE = re.compile(r"^(sha256)-([0-9a-f]{64})(?:\.(sig|att|sbom))?$")
 
 ManifestKind = Literal["image", "index", "artifact"]
 
 
 def signature_subject(tag: str) -> tuple[str, str] | None:
-    """For a cosign-style tag return (subject digest, kind), else None."""
+    """For a cosign-style or referrers tag return (subject digest, kind), else None; kind is
+    ``sig`` | ``att`` | ``sbom`` | ``referrers``."""
     m = SIGNATURE_TAG_RE.match(tag)
     if not m:
         return None
-    return f"{m.group(1)}:{m.group(2)}", m.group(3)
+    return f"{m.group(1)}:{m.group(2)}", m.group(3) or "referrers"
 
 
 @dataclass(frozen=True, slots=True)

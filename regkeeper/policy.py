@@ -691,9 +691,12 @@ class _RepoPlanner:
                 reason = "unreferenced"
             manifest_decisions.append(ManifestDecision(r.name, d, DELETE, reason, tags, m.kind))
 
+        # removing the repository from storage also removes what the scan could not read
+        # (placeholders, errors): only when everything in it was seen and is deleted
         remove = bool(self.pol and self.pol.ttl is not None and self.pol.delete_repository
                       and r.tags and all(td.action == DELETE for td in tag_decisions)
-                      and len(deleted) == len(self.present))
+                      and len(deleted) == len(self.present)
+                      and len(self.present) == len(r.manifests) and not r.errors)
         return _RepoResult(tag_decisions, manifest_decisions, deleted,
                            self.present - deleted, self._order(deleted), remove)
 

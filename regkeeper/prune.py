@@ -87,9 +87,18 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for t in plan.deleted_tags():
+        out.setdefault(t.repository, set()).add(t.tag)
+    return out
+
+
 def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]],
-                 inv: Inventory | None) -> DeleteResult:
-    return delete_manifests(ctx.client(registry), items, inventory=inv)
+                 inv: Inventory | None, recheck: dict[str, set[str]] | None = None) -> DeleteResult:
+    """Delete a batch; with ``recheck`` (repo -> tags the plan deletes) every repository's tags
+    are re-read first and a repository changed since the scan is left alone."""
+    return delete_manifests(ctx.client(registry), items, inventory=inv, recheck=recheck)
 
 
 def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:
@@ -157,6 +166,10 @@ def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory 
         rep.summary["deletes ok"] = len(deleted.deleted)
         rep.summary["already gone"] = len(deleted.already_gone)
         rep.summary["deletes failed"] = len(deleted.failed)
+        if deleted.skipped:
+            rep.summary["repositories changed since the scan (skipped)"] = len(deleted.skipped)
+        for repo, why in deleted.skipped[:100]:
+            rep.note(f"skipped {repo}: {why}")
         for repo, dg, why in deleted.failed[:100]:
             rep.note(f"delete failed: {repo}@{dg}: {why}")
     if reclaimed is not None and reclaimed.mode != "none":

@@ -270,10 +270,14 @@ def extraneous_tags(target: dict[str, str], selected_source: dict[str, str],
         s = signature_subject(t)
         if s:
             needed.setdefault(s[0], f"digest {s[0][:19]} is the subject of kept signature {t}")
-    if children_of is not None:
-        for d in sorted(set(needed)):
+    if children_of is not None:   # every level: an index of indexes keeps its grandchildren
+        work = sorted(set(needed))
+        while work:
+            d = work.pop()
             for c in children_of(d) or ():
-                needed.setdefault(c, f"digest {c[:19]} is a child of kept index {d[:19]}")
+                if c not in needed:
+                    needed[c] = f"digest {c[:19]} is a child of kept index {d[:19]}"
+                    work.append(c)
     deletable, kept = [], []
     for t in sorted(candidates):
         d = candidates[t]

@@ -56,12 +56,15 @@ def redact_url(url: str) -> str:
     return f"{p.scheme}://{host}/…" if p.path not in ("", "/") or p.query else f"{p.scheme}://{host}"
 
 
-_SECRETISH = re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+|((?:password|token|secret|access_token)=)[^&\s]+")
+_SECRETISH = re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+|((?:password|token|secret|access_token|"
+                        r"signature|sig|credential|x-amz-[a-z-]+|awsaccesskeyid)=)[^&\s]+|"
+                        r"(//)[^/@\s:]+:[^/@\s]+@")
 
 
 def scrub(text: str) -> str:
     """Remove credential-looking fragments from free text (error bodies, log lines)."""
-    return _SECRETISH.sub(lambda m: (m.group(1) or m.group(3) or "") + "***", text)
+    return _SECRETISH.sub(lambda m: (m.group(1) or m.group(3) or m.group(4) or "") + "***" +
+                          ("@" if m.group(4) else ""), text)
 
 
 def human_bytes(n: float | int | None) -> str:

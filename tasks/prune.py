@@ -38,10 +38,11 @@ def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
 
 @task(name="delete-batch", task_run_name="delete {registry} [{label}]", **RETRY)
 def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]], inv: Inventory,
-                 label: str = ""):
-    res = prune.delete_batch(ctx, registry, items, inv)
-    logger().info("%s [%s]: deleted %d, already gone %d, failed %d", registry, label,
-                  len(res.deleted), len(res.already_gone), len(res.failed))
+                 label: str = "", recheck: dict | None = None):
+    res = prune.delete_batch(ctx, registry, items, inv, recheck)
+    logger().info("%s [%s]: deleted %d, already gone %d, failed %d, repositories skipped %d",
+                  registry, label, len(res.deleted), len(res.already_gone), len(res.failed),
+                  len(res.skipped))
     return res
 
 

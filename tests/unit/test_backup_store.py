@@ -283,3 +283,21 @@ backup: {{target: "file://{tmp_path}/bk", keep: 3}}
     nobk = parse_config("mirrorRepositories:\n- {name: local, url: http://127.0.0.1:5000}\n")
     with pytest.raises(B.BackupError, match="no backup section"):
         B.list_snapshots_cli(nobk)
+
+
+def test_prune_rereads_indexes_a_backup_committed_meanwhile(tmp_path, monkeypatch):
+    """Another registry's backup commits (index written, marker removed) after prune read the
+    indexes and listed the objects: its objects must not be swept."""
+    s = B.FileStore(tmp_path)
+    _snap(s, "reg", 1, [_k("a")])
+    s.put(_k("b-new"), b"uploaded by other's backup before prune started")
+    real = B._live_markers
+
+    def commit_then_check(store, now, stale_after):
+        _snap(store, "other", 5, [_k("b-new")])     # the commit lands right now
+        return real(store, now, stale_after)
+
+    monkeypatch.setattr(B, "_live_markers", commit_then_check)
+    res = B.prune(s, 1, registry="reg")
+    assert s.exists(_k("b-new")) and res.deleted_objects == 0
+    assert [x.id for x in B.list_snapshots(s, "other")]

@@ -243,3 +243,18 @@ replication:
 @pytest.mark.parametrize("tag", ["sha256-" + "0" * 64 + ".sig", "sha256-" + "f" * 64 + ".sbom"])
 def test_signature_tags_recognised(tag):
     assert copy_phases([TagCopy(tag, S1)])[1]
+
+
+def test_extraneous_keeps_grandchildren_of_a_kept_index_and_referrers_subjects():
+    from regkeeper.config import TagFilter
+    from regkeeper.replicate import extraneous_tags
+    A, B, C, X = ("sha256:" + ch * 64 for ch in "abcx")
+    children = {A: [B], B: [C]}
+    # keep -> index A -> index B -> C; "old" -> C is gone from the source but C is still needed
+    deletable, kept, _ = extraneous_tags({"keep": A, "old": C}, {"keep": A}, TagFilter(),
+                                         children_of=lambda d: children.get(d, []))
+    assert deletable == [] and kept[0][0] == "old" and "child of kept index" in kept[0][1]
+    # a referrers-schema tag (sha256-<hex>, no suffix) lives and dies with its subject
+    ref_tag = "sha256-" + "x" * 64
+    deletable, kept, _ = extraneous_tags({"v1": X, ref_tag: C}, {}, TagFilter())
+    assert sorted(t for t, _ in deletable) == sorted(["v1", ref_tag])
