@@ -6,8 +6,8 @@ from regkeeper.context import RunContext
 from regkeeper.delete import DeleteResult
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
-from regkeeper.util import utcnow
-from tasks.common import logger, publish_report, push_job_metrics
+from regkeeper.util import batch_label, batches, utcnow
+from tasks.common import gather, logger, publish_report, report_job_metrics
 from tasks.prune import (delete_batch, list_repositories, read_kubernetes, reclaim_storage,
                          scan_batch, verify_kept)
 
@@ -17,8 +17,8 @@ DELETE_BATCH = 25    # repositories per delete task
 
 def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) -> Inventory:
     repos = list_repositories(ctx, registry, include, exclude)
-    futures = [scan_batch.submit(ctx, registry, b, label=f"{b[0]}..{b[-1]} ({len(b)})")
-               for b in prune.batches(repos, SCAN_BATCH)]
+    futures = [scan_batch.submit(ctx, registry, b, label=batch_label(b))
+               for b in batches(repos, SCAN_BATCH)]
     inv = Inventory(registry=registry, scanned_at=utcnow(),
                     push_time_source=(ctx.storage(registry).kind if ctx.storage(registry) else "none"))
     for f in futures:
@@ -44,15 +44,18 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
             by_repo: dict[str, list] = {}
             for repo, dg in items:
                 by_repo.setdefault(repo, []).append((repo, dg))
-            repo_batches = prune.batches(sorted(by_repo), DELETE_BATCH)
+            repo_batches = batches(sorted(by_repo), DELETE_BATCH)
             recheck = prune.planned_tag_deletes(plan)
             futures = [delete_batch.submit(ctx, registry, [it for r in b for it in by_repo[r]], inv,
-                                           label=f"{b[0]}..{b[-1]} ({len(b)})",
+                                           label=batch_label(b),
                                            recheck={r: recheck.get(r, set()) for r in b})
                        for b in repo_batches]
             deleted = DeleteResult()
-            for f in futures:
-                deleted.merge(f.result())
+            for b, res, err in gather(repo_batches, futures):   # one failed batch: the others go on
+                if err is None:
+                    deleted.merge(res)
+                else:
+                    deleted.failed += [(r, dg, f"delete task failed: {err}") for r in b for _, dg in by_repo[r]]
             if deleted.stopped:
                 raise RegkeeperError(deleted.stopped)
             reclaimed = reclaim_storage(ctx, registry, plan, bool(deleted.deleted))
@@ -75,13 +78,7 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
 
 
 def _metrics(ctx: RunContext, flow: str, registry: str, report, reclaimed) -> None:
-    cap = ctx.config.capacity
-    if not cap or not cap.pushgateway:
-        return
-    values = {"bytes_reclaimed": max(0, (reclaimed.bytes_freed or 0)) if reclaimed else 0,
-              "items_deleted": report.summary.get("deletes ok", 0),
-              "items_failed": report.summary.get("deletes failed", 0)}
-    try:
-        push_job_metrics(cap.pushgateway, flow, registry, report.status in ("ok", "dry-run"), values)
-    except Exception as e:  # noqa: BLE001 - metrics never fail a run
-        logger().warning("job metrics not pushed: %s", e)
+    report_job_metrics(ctx, flow, registry, report.status in ("ok", "dry-run"), {
+        "bytes_reclaimed": max(0, (reclaimed.bytes_freed or 0)) if reclaimed else 0,
+        "items_deleted": report.summary.get("deletes ok", 0),
+        "items_failed": report.summary.get("deletes failed", 0)})

@@ -13,41 +13,23 @@ from pydantic import Field
 from regkeeper import backup as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
-from regkeeper.util import utcnow
+from regkeeper.util import batch_label, batches, utcnow
 from tasks.backup import (abort_backup, backup_batch, begin_backup, commit_snapshot,
                           list_backup_repositories, list_target_objects, load_snapshot,
                           prune_snapshots, restore_batch)
-from tasks.common import logger, publish_report, push_job_metrics
+from tasks.common import gather, logger, publish_report, report_job_metrics
 
 BATCH = 25      # repositories per backup / restore task
 
 
-def _batches(items: list[str], n: int = BATCH) -> list[list[str]]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
-
-
-def _label(b: list[str]) -> str:
-    return f"{b[0]}..{b[-1]} ({len(b)})" if len(b) > 1 else b[0]
-
-
-def _metrics(ctx: RunContext, flow_name: str, registry: str, ok: bool, values: dict) -> None:
-    cap = ctx.config.capacity
-    if not cap or not cap.pushgateway:
-        return
-    try:
-        push_job_metrics(cap.pushgateway, flow_name, registry, ok, values)
-    except Exception as e:  # noqa: BLE001 - metrics never fail a run
-        logger().warning("job metrics not pushed: %s", e)
-
-
-def _collect(futures, what: str) -> tuple[list, list[str]]:
+def _collect(batch_list: list, futures: list, what: str) -> tuple[list, list[str]]:
     """Results of submitted batch tasks; a failed batch does not stop the others."""
     results, errors = [], []
-    for label, fut in futures:
-        try:
-            results.append(fut.result())
-        except Exception as e:  # noqa: BLE001 - reported, then the run fails
-            errors.append(f"{what} [{label}] failed: {e}")
+    for b, res, err in gather(batch_list, futures):
+        if err is None:
+            results.append(res)
+        else:
+            errors.append(f"{what} [{batch_label(b)}] failed: {err}")
     return results, errors
 
 
@@ -67,10 +49,10 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
         else:
             run = begin_backup(ctx, registry, store, include, exclude)
             existing = run.existing
-        futures = [(_label(b), backup_batch.submit(ctx, registry, store, b, quote(existing),
-                                                   dry_run=dry_run, label=_label(b)))
-                   for b in _batches(repos)]
-        results, errors = _collect(futures, "backup batch")
+        todo = batches(repos, BATCH)
+        futures = [backup_batch.submit(ctx, registry, store, b, quote(existing), dry_run=dry_run,
+                                       label=batch_label(b)) for b in todo]
+        results, errors = _collect(todo, futures, "backup batch")
         if not errors and not dry_run:
             snap = commit_snapshot(registry, store, quote(run), quote(results))
     except Exception as e:  # noqa: BLE001 - reported, then the run fails
@@ -90,7 +72,7 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
                                 requests=requests)
     publish_report(report, str(ctx.reports_dir()))
     ok = report.status in ("ok", "dry-run")
-    _metrics(ctx, "backup", registry, ok, {"items_failed": len(errors)})
+    report_job_metrics(ctx, "backup", registry, ok, {"items_failed": len(errors)})
     if not ok:
         log.error("backup of %s failed: %s", registry, "; ".join(errors[:3]))
     return report, errors
@@ -203,11 +185,11 @@ def restore(
             if not repos:
                 raise core.BackupError(f"snapshot {snap.id} of {source_name} has no repository "
                                        f"matching {repositories!r}")
-            futures = [(_label(b), restore_batch.submit(ctx, name, store, quote(snap), b,
-                                                        dry_run=dry_run, blob_source=src_name,
-                                                        restore_moved=restore_moved, label=_label(b)))
-                       for b in _batches(repos)]
-            parts, errors = _collect(futures, "restore batch")
+            todo = batches(repos, BATCH)
+            futures = [restore_batch.submit(ctx, name, store, quote(snap), b, dry_run=dry_run,
+                                            blob_source=src_name, restore_moved=restore_moved,
+                                            label=batch_label(b)) for b in todo]
+            parts, errors = _collect(todo, futures, "restore batch")
             result = core.RestoreResult(snapshot=snap.id, registry=name, dry_run=dry_run)
             for p in parts:
                 result.merge(p)
@@ -219,7 +201,7 @@ def restore(
                                      errors=errors, started=started)
         publish_report(report, str(ctx.reports_dir()))
         ok = report.status in ("ok", "dry-run")
-        _metrics(ctx, "restore", name, ok,
+        report_job_metrics(ctx, "restore", name, ok,
                  {"items_failed": len(result.failed) if result else 0})
         if not ok:
             if errors:

@@ -18,22 +18,14 @@ from pydantic import Field
 from regkeeper import replicate as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
-from regkeeper.util import utcnow
-from tasks.common import logger, publish_report, push_job_metrics
+from regkeeper.util import batch_label, batches, utcnow
+from tasks.common import gather, logger, publish_report, report_job_metrics
 from tasks.replicate import copy_batch, delete_batch, plan_batch, scope, verify_batch
 
 SCHEDULE_INTERVAL = timedelta(minutes=15)   # the default schedule (deployments use it)
 PLAN_BATCH = 50        # repositories per plan task
 COPY_BATCH = 25        # repositories (with something to copy) per copy task
 LOCK_WAIT_SECONDS = 30  # how long a run waits for another run of the same rule to finish
-
-
-def _batches(items: list, n: int) -> list[list]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
-
-
-def _label(batch: list, name=lambda x: x) -> str:
-    return f"{name(batch[0])}..{name(batch[-1])} ({len(batch)})" if batch else "empty"
 
 
 def _rule_lock(stack: ExitStack, rule_name: str) -> str | None:
@@ -72,15 +64,15 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
     before = dict(dst.stats)
     repos, removed, errors = scope(ctx, rule, target, rule_name=rule.rule_name)
     # plan: one task per batch of repositories (removed ones go with the first batch)
-    batches = _batches(repos, PLAN_BATCH) or ([[]] if removed else [])
-    futures = [plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=_label(b))
-               for i, b in enumerate(batches)]
+    plan_batches = batches(repos, PLAN_BATCH) or ([[]] if removed else [])
+    futures = [plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=batch_label(b))
+               for i, b in enumerate(plan_batches)]
     parts = []
-    for b, f in zip(batches, futures):
-        try:
-            parts.append(f.result())
-        except Exception as e:  # noqa: BLE001 - a failed batch does not stop the others
-            errors.append(f"planning {_label(b)} failed: {e}")
+    for b, part, err in gather(plan_batches, futures):   # a failed batch does not stop the others
+        if err is None:
+            parts.append(part)
+        else:
+            errors.append(f"planning {batch_label(b)} failed: {err}")
     plan = core.merge_plans(rule, rule.from_, target, parts, errors)
     result = core.ReplicationResult(plan=plan, dry_run=dry_run)
     if rule.delete_extraneous:
@@ -90,38 +82,30 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
         rep = core.Replicator(src, dst, concurrency=rule.concurrency,
                               hints_path=core.hints_file(ctx.cache.root, dst))
         work = [p for p in plan.repositories if p.to_copy and not p.errors]
-        copy_batches = _batches(work, COPY_BATCH)
-        futures = [copy_batch.submit(ctx, rule, target, b, rep, label=_label(b, lambda p: p.source_repo))
+        copy_batches = batches(work, COPY_BATCH)
+        futures = [copy_batch.submit(ctx, rule, target, b, rep, label=batch_label(b, lambda p: p.source_repo))
                    for b in copy_batches]
-        for b, f in zip(copy_batches, futures):
-            try:
-                for r in f.result():
-                    results[r.source_repo] = r
-            except Exception as e:  # noqa: BLE001
-                for p in b:
-                    results[p.source_repo].failed += [(c.tag, f"copy task failed: {e}") for c in p.to_copy]
+        for b, done, err in gather(copy_batches, futures):
+            for r in done or []:
+                results[r.source_repo] = r
+            for p in (b if err is not None else []):
+                results[p.source_repo].failed += [(c.tag, f"copy task failed: {err}") for c in p.to_copy]
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
             dplans = [p for p in plan.repositories if p.extraneous and not p.errors and not p.no_deletes]
-            dbatches = _batches(dplans, COPY_BATCH)
+            dbatches = batches(dplans, COPY_BATCH)
             futures = [delete_batch.submit(ctx, target, b, [results[p.source_repo] for p in b], rep,
-                                           label=_label(b, lambda p: p.target_repo)) for b in dbatches]
-            for b, f in zip(dbatches, futures):
-                try:
-                    f.result()
-                except Exception as e:  # noqa: BLE001
-                    for p in b:
-                        results[p.source_repo].errors.append(f"delete task failed: {e}")
+                                           label=batch_label(b, lambda p: p.target_repo)) for b in dbatches]
+            for b, _, err in gather(dbatches, futures):
+                for p in (b if err is not None else []):
+                    results[p.source_repo].errors.append(f"delete task failed: {err}")
         copied = [p for p in plan.repositories if results[p.source_repo].copied]
-        vbatches = _batches(copied, PLAN_BATCH)
+        vbatches = batches(copied, PLAN_BATCH)
         futures = [verify_batch.submit(ctx, rule, target, b, [results[p.source_repo] for p in b],
-                                       label=_label(b, lambda p: p.source_repo)) for b in vbatches]
-        for b, f in zip(vbatches, futures):
-            try:
-                f.result()
-            except Exception as e:  # noqa: BLE001
-                for p in b:
-                    results[p.source_repo].errors.append(f"verification failed: {e}")
+                                       label=batch_label(b, lambda p: p.source_repo)) for b in vbatches]
+        for b, _, err in gather(vbatches, futures):
+            for p in (b if err is not None else []):
+                results[p.source_repo].errors.append(f"verification failed: {err}")
     result.repositories = [results[p.source_repo] for p in plan.repositories]
     result.seconds = round(time.perf_counter() - t0, 3)
     after = dst.stats
@@ -130,16 +114,10 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
 
 
 def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -> None:
-    cap = ctx.config.capacity
-    if not cap or not cap.pushgateway:
-        return
     t = result.totals() if result is not None else {}
-    values = {"target": target, "items_replicated": t.get("copied", 0),
-              "items_failed": t.get("failed", 0), "replication_lag_tags": t.get("lag", 0)}
-    try:
-        push_job_metrics(cap.pushgateway, "replicate", source, success, values)
-    except Exception as e:  # noqa: BLE001 - metrics never fail a run
-        logger().warning("job metrics not pushed: %s", e)
+    report_job_metrics(ctx, "replicate", source, success, {
+        "target": target, "items_replicated": t.get("copied", 0),
+        "items_failed": t.get("failed", 0), "replication_lag_tags": t.get("lag", 0)})
 
 
 @flow(name="replicate", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,

@@ -83,10 +83,6 @@ def check_cap(plan: Plan, force: bool) -> str | None:
             f"of {tripped}; nothing was deleted. Re-run with force to override.")
 
 
-def batches(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for t in plan.deleted_tags():

@@ -40,6 +40,21 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> l
     return out
 
 
+def batches(items: list, size: int) -> list[list]:
+    """Consecutive slices of ``items`` of at most ``size`` (one Prefect task per batch)."""
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def batch_label(batch: list, name: Callable = str) -> str:
+    """``first..last (n)`` for a task run name."""
+    if not batch:
+        return "empty"
+    if len(batch) == 1:
+        return name(batch[0])
+    return f"{name(batch[0])}..{name(batch[-1])} ({len(batch)})"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

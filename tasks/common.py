@@ -26,6 +26,18 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
+def gather(batches: list, futures: list) -> list[tuple]:
+    """``(batch, result, error)`` for submitted per-batch tasks, in order: a failed batch
+    (after its retries) does not stop the others; the caller reports it."""
+    out = []
+    for b, f in zip(batches, futures):
+        try:
+            out.append((b, f.result(), None))
+        except Exception as e:  # noqa: BLE001 - attributed to the batch by the caller
+            out.append((b, None, e))
+    return out
+
+
 def logger():
     try:
         return get_run_logger()
@@ -85,3 +97,14 @@ def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success:
     m.finish(success)
     m.push(pushgateway)
     return True
+
+
+def report_job_metrics(ctx, flow: str, registry: str, success: bool, values: dict | None = None) -> None:
+    """Push a run's job metrics when ``capacity.pushgateway`` is configured. Never fails the run."""
+    cap = ctx.config.capacity
+    if not cap or not cap.pushgateway:
+        return
+    try:
+        push_job_metrics(cap.pushgateway, flow, registry, success, values or {})
+    except Exception as e:  # noqa: BLE001 - metrics never fail a run
+        logger().warning("job metrics not pushed: %s", e)
