@@ -44,11 +44,9 @@ from pathlib import Path
 from typing import Literal
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .errors import RegkeeperError
-from .util import atomic_write, human_bytes, redact_url, scrub
+from .util import atomic_write, human_bytes, redact_url, retry_session, scrub
 
 log = logging.getLogger(__name__)
 
@@ -161,20 +159,25 @@ def s3_usage(client, bucket: str, prefix: str = "", *, page_size: int = 1000) ->
 def measure_storage(rc, s3_client=None) -> StorageUsage | None:
     """Physical usage for a ``config.RegistryConfig``; None when regkeeper has no access to the
     registry's storage (no ``storage`` section and not an S3 registry with keys)."""
-    st = rc.storage
-    if st is not None and st.type in ("directory", "filesystem"):
-        return filesystem_usage(st.path)
-    if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
-        bucket = st.bucket if st is not None and st.bucket else rc.bucket
-        rd = (st.root_directory if st is not None else "").strip("/")
-        if s3_client is None:
-            from .storage import s3_client as make_client
-            s3_client = make_client(rc.endpoint, rc.access_key, rc.secret_key, rc.region,
-                                    connect_timeout=rc.connect_timeout.total_seconds(),
-                                    read_timeout=rc.timeout.total_seconds())
-        return s3_usage(s3_client, bucket, f"{rd}/" if rd else "")
-    if rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
-        return filesystem_usage(rc.proxy_cache.storage)
+    from .storage import S3Storage, storage_for
+    reader = storage_for(rc)
+    if reader is None:
+        if rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
+            return filesystem_usage(rc.proxy_cache.storage)
+        return None
+    if s3_client is not None and isinstance(reader, S3Storage):
+        reader.client = s3_client
+    return storage_usage(reader)
+
+
+def storage_usage(reader) -> StorageUsage | None:
+    """Physical usage of a ``storage.StorageReader`` (the registry's whole root)."""
+    if reader is None:
+        return None
+    if reader.kind == "filesystem":
+        return filesystem_usage(reader.root)
+    if reader.kind == "s3":
+        return s3_usage(reader.client, reader.bucket, reader.root_prefix)
     return None
 
 
@@ -563,14 +566,7 @@ def event_payload(alert: Alert) -> tuple[str, dict, dict]:
 
 
 def _session(retries: int, backoff: float) -> requests.Session:
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries, other=0,
-                  backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=frozenset({"POST"}), raise_on_status=False,
-                  respect_retry_after_header=True)
-    s = requests.Session()
-    s.mount("http://", HTTPAdapter(max_retries=retry))
-    s.mount("https://", HTTPAdapter(max_retries=retry))
-    return s
+    return retry_session(retries, backoff, frozenset({"POST"}))
 
 
 def alertmanager_url(url: str) -> str:

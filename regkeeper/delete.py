@@ -167,15 +167,10 @@ class ReclaimResult:
 
 
 def storage_bytes(storage: StorageReader | None) -> int | None:
-    """Physical bytes in the registry's storage (apparent sizes, like ``du -sb``)."""
-    if storage is None:
-        return None
-    if storage.kind == "filesystem":
-        from .capacity import filesystem_usage
-        return filesystem_usage(storage.root).bytes_used
-    if storage.kind == "s3":
-        return sum(o["Size"] for o in storage._list(storage.prefix))  # type: ignore[attr-defined]
-    return None
+    """Physical bytes in the registry's storage (file bytes, like the reclaim preview)."""
+    from .capacity import storage_usage
+    usage = storage_usage(storage)
+    return usage.bytes_used if usage is not None else None
 
 
 def _check_gc_argv(argv: list[str]) -> None:

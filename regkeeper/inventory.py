@@ -11,7 +11,6 @@ manifest and config is fetched at most once, ever (disk cache by digest). Config
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +22,7 @@ from .globs import select
 from .models import Inventory, Manifest, ManifestInfo, RepoInventory
 from .oci import RegistryClient
 from .storage import StorageReader
-from .util import bounded_map, utcnow
+from .util import atomic_write, bounded_map, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +70,7 @@ class _TagState:
                     data = {}
             for name, r in inv.repositories.items():
                 data[name] = dict(r.tags)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(data))
 
 
 def scan(client: RegistryClient, *, include: Iterable[str] | None = None,

@@ -30,11 +30,9 @@ from collections.abc import Iterable
 import requests
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import delete_from_gateway, pushadd_to_gateway
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from .errors import RegkeeperError
-from .util import redact_url, scrub
+from .util import redact_url, retry_session, scrub
 
 log = logging.getLogger(__name__)
 
@@ -214,13 +212,7 @@ def _requests_handler(verify: bool | str, retries: int):
 
     def handler(url, method, timeout, headers, data):
         def do():
-            retry = Retry(total=retries, connect=retries, read=retries, status=retries, other=0,
-                          backoff_factor=0.3, status_forcelist=(429, 500, 502, 503, 504),
-                          allowed_methods=frozenset({"PUT", "POST", "DELETE"}),
-                          raise_on_status=False, respect_retry_after_header=True)
-            with requests.Session() as s:
-                s.mount("http://", HTTPAdapter(max_retries=retry))
-                s.mount("https://", HTTPAdapter(max_retries=retry))
+            with retry_session(retries, 0.3, frozenset({"PUT", "POST", "DELETE"})) as s:
                 try:
                     resp = s.request(method, url, data=data, headers=dict(headers),
                                      timeout=timeout, verify=verify)

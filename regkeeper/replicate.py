@@ -39,7 +39,7 @@ from .errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFo
 from .globs import match_any_tag, select
 from .models import INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
 from .oci import DEFAULT_CHUNK, RegistryClient
-from .util import bounded_map, human_bytes
+from .util import atomic_write, bounded_map, human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -636,10 +636,7 @@ class Replicator:
         if len(merged) > limit:
             merged = dict(list(merged.items())[-limit:])
         try:
-            self._hints_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._hints_path.with_name(f".{self._hints_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(merged))
-            os.replace(tmp, self._hints_path)
+            atomic_write(self._hints_path, json.dumps(merged))
         except OSError as e:
             log.warning("cannot save mount hints %s: %s", self._hints_path, e)
 

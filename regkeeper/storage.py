@@ -124,6 +124,7 @@ class S3Storage(StorageReader):
         self.client = client
         self.bucket = bucket
         rd = root_directory.strip("/")
+        self.root_prefix = f"{rd}/" if rd else ""     # everything the registry stores
         self.prefix = f"{rd}/{V2}" if rd else V2
 
     def _list(self, prefix: str):
@@ -196,6 +197,8 @@ def storage_for(rc) -> StorageReader | None:
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
         bucket = (st.bucket if st and st.bucket else rc.bucket)
         root = st.root_directory if st else ""
-        client = s3_client(rc.endpoint, rc.access_key, rc.secret_key, rc.region)
+        client = s3_client(rc.endpoint, rc.access_key, rc.secret_key, rc.region,
+                           connect_timeout=rc.connect_timeout.total_seconds(),
+                           read_timeout=rc.timeout.total_seconds())
         return S3Storage(client, bucket, root)
     return None
