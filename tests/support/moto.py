@@ -14,7 +14,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from tests.support.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 
 __all__ = ["MotoServer", "MotoRequest", "ACCESS_KEY", "SECRET_KEY", "REGION"]
 
@@ -51,22 +51,9 @@ class MotoServer:
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            self._proc.check_alive()
-            try:
-                r = requests.get(f"{self.endpoint}/moto-api/", timeout=2, verify=False)
-                if r.status_code < 500:
-                    self._offset = self._log_size()
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.1)
-        tail = self._proc.log_tail()
-        self.stop()
-        raise RuntimeError(f"moto_server at {self.endpoint} not ready after {timeout}s ({last}); log:\n{tail}")
+        wait_http_ready(self._proc, "moto_server", f"{self.endpoint}/moto-api/", lambda st: st < 500,
+                        timeout=timeout, interval=0.1, stop=self.stop)
+        self._offset = self._log_size()
 
     @property
     def pid(self) -> int | None:

@@ -44,6 +44,28 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s (last error: {last})")
 
 
+def wait_http_ready(proc: "ManagedProcess", name: str, url: str, ok, *, timeout: float,
+                    verify=False, interval: float = 0.05, stop=None) -> None:
+    """Poll ``url`` until ``ok(status)``; the process must stay alive. On timeout call ``stop``
+    (the owner's stop, so nothing is left running) and raise with the process's log tail."""
+    import requests
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        try:
+            r = requests.get(url, timeout=2, verify=verify)
+            if ok(r.status_code):
+                return
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(interval)
+    tail = proc.log_tail()
+    (stop or proc.stop)()
+    raise RuntimeError(f"{name} at {url} not ready after {timeout}s ({last}); log:\n{tail}")
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
     """Poll ``predicate()`` until it returns a truthy value; return that value."""
     deadline = time.monotonic() + timeout

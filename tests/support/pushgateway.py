@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import requests
 
-from tests.support.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 
 __all__ = ["PUSHGATEWAY_BIN", "Pushgateway"]
 
@@ -37,21 +36,8 @@ class Pushgateway:
             ],
             log_path=self.log_path,
         ).start()
-        deadline = time.monotonic() + ready_timeout
-        last = None
-        while time.monotonic() < deadline:
-            self._proc.check_alive()
-            try:
-                r = requests.get(f"{self.url}/-/ready", timeout=2, verify=False)
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.05)
-        tail = self._proc.log_tail()
-        self.stop()
-        raise RuntimeError(f"pushgateway at {self.url} not ready after {ready_timeout}s ({last}); log:\n{tail}")
+        wait_http_ready(self._proc, "pushgateway", f"{self.url}/-/ready", lambda st: st == 200,
+                        timeout=ready_timeout, stop=self.stop)
 
     @property
     def pid(self) -> int | None:

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import requests
 import yaml
 
-from tests.support.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 
 if TYPE_CHECKING:  # pragma: no cover
     from tests.support.tokenserver import TokenAuthConfig
@@ -251,21 +250,8 @@ class RegistryServer:
         return self.ca_file if self.tls else False
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            self._proc.check_alive()
-            try:
-                r = requests.get(f"{self.url}/v2/", timeout=2, verify=self._verify())
-                if r.status_code in (200, 401):
-                    return
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = exc
-            time.sleep(0.05)
-        tail = self._proc.log_tail()
-        self.stop()
-        raise RuntimeError(f"registry at {self.url} not ready after {self.ready_timeout}s ({last}); log:\n{tail}")
+        wait_http_ready(self._proc, "registry", f"{self.url}/v2/", lambda st: st in (200, 401),
+                        timeout=self.ready_timeout, verify=self._verify(), stop=self.stop)
 
     def stop(self) -> None:
         if self._proc is not None:
