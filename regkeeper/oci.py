@@ -114,7 +114,7 @@ class RegistryClient:
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
     def __init__(self, name: str, url: str, *, username: str | None = None,
-                 password: str | None = None, token: str | None = None,
+                 password: str | None = None, token: "str | Callable[[], str] | None" = None,
                  verify: bool | str = True, client_cert: tuple[str, str] | None = None,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0, retries: int = 5,
                  backoff: float = 0.5, concurrency: int = 8, cache: DigestCache | None = None,
@@ -174,15 +174,11 @@ class RegistryClient:
         if rc.auth and rc.auth.username is not None:
             u, p = rc.auth.username, rc.auth.password
             creds = lambda: (u.get(), p.get())  # noqa: E731 - resolved only when used
-        client = cls(rc.name, rc.url, verify=verify, client_cert=cert,
-                     connect_timeout=rc.connect_timeout.total_seconds(),
-                     read_timeout=rc.timeout.total_seconds(), retries=rc.retries,
-                     concurrency=rc.concurrency, cache=cache, credentials=creds)
-        if rc.auth and rc.auth.token is not None:
-            tok = rc.auth.token
-            client._static_token_ref = tok
-            client._static_token = None
-        return client
+        return cls(rc.name, rc.url, verify=verify, client_cert=cert,
+                   connect_timeout=rc.connect_timeout.total_seconds(),
+                   read_timeout=rc.timeout.total_seconds(), retries=rc.retries,
+                   concurrency=rc.concurrency, cache=cache, credentials=creds,
+                   token=rc.auth.token.get if rc.auth and rc.auth.token is not None else None)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, {self.url!r})"
@@ -206,10 +202,9 @@ class RegistryClient:
         return None
 
     def _bearer_static(self) -> str | None:
-        ref = getattr(self, "_static_token_ref", None)
-        if ref is not None:
-            return ref.get()
-        return self._static_token
+        """A configured static bearer token (a callable resolves the secret only when used)."""
+        tok = self._static_token
+        return tok() if callable(tok) else tok
 
     def _fetch_token(self, params: dict, scopes: list[str]) -> _Token:
         realm = params.get("realm")
