@@ -250,3 +250,20 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
         "tags": inv.tag_count,
     }
     return inv
+
+
+def count_tags(client: RegistryClient) -> tuple[int, int]:
+    """(repositories, tags) from ``_catalog`` + ``tags/list`` only, no manifest request: the
+    cheap image count for frequent capacity runs."""
+    repos = client.catalog()
+
+    def n_tags(repo):
+        try:
+            return len(client.list_tags(repo))
+        except NotFoundError:
+            return 0
+    counts = client.map(n_tags, repos)
+    for _, _, err in counts:
+        if err is not None:
+            raise err
+    return len(repos), sum(n for _, n, _ in counts)

@@ -50,19 +50,6 @@ def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
 @task(name="count-tags", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
       cache_policy=NO_CACHE)
 def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
-    """Repositories and tags from _catalog + tags/list only (no manifest requests): the cheap
-    image count for frequent runs."""
-    from regkeeper.errors import NotFoundError
-    client = ctx.client(registry)
-    repos = client.catalog()
-
-    def n_tags(repo):
-        try:
-            return len(client.list_tags(repo))
-        except NotFoundError:
-            return 0
-    counts = client.map(n_tags, repos)
-    for _, _, err in counts:
-        if err is not None:
-            raise err
-    return len(repos), sum(n for _, n, _ in counts)
+    """Repositories and tags from _catalog + tags/list only (the cheap image count)."""
+    from regkeeper.inventory import count_tags as core_count
+    return core_count(ctx.client(registry))
