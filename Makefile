@@ -1,7 +1,7 @@
 # regkeeper: the commands the README names.
 #
 #   make demo    install what the demo needs, then run the nightly flow against a local
-#                registry full of sample images (see regkeeper/demo.py); prints where the
+#                registry full of sample images (see app/demo/); prints where the
 #                reports are and how to open the Prefect UI
 #   make test    the test command CI runs (python -m pytest -q)
 #   make serve   serve every deployment from this process (deployments/serve.py)
@@ -32,13 +32,13 @@ registry-binary:
 	fi
 
 demo: install registry-binary
-	$(PYTHON) -m regkeeper.cli demo $(if $(WORKDIR),--workdir $(WORKDIR)) $(if $(KEEP_RUNNING),--keep-running)
+	$(PYTHON) -m app.cli demo $(if $(WORKDIR),--workdir $(WORKDIR)) $(if $(KEEP_RUNNING),--keep-running)
 
 test:
 	$(PYTHON) -m pytest -q
 
 serve:
-	$(PYTHON) -m regkeeper.cli serve
+	$(PYTHON) -m app.cli serve
 
 work-pool:
 	$(PYTHON) -m prefect work-pool create regkeeper --type kubernetes --overwrite \

@@ -148,7 +148,7 @@ def run_regkeeper(src: RegistryServer, dst: RegistryServer) -> tuple[float, dict
 def run_cli_warm(tmp: Path, src: RegistryServer, dst: RegistryServer) -> float | None:
     """``regkeeper run replicate`` end to end (warm), to show the CLI's fixed cost."""
     exe = shutil.which("regkeeper")
-    cmd = [exe] if exe else [sys.executable, "-m", "regkeeper.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "app.cli"]
     cfg = tmp / "bench.yaml"
     cfg.write_text(f"""
 mirrorRepositories:

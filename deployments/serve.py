@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from flows.jobs import JOBS, flow_of
+
 DEPLOYMENT_NAME = "regkeeper"
 TAGS = ("regkeeper",)
 DEFAULT_TIMEZONE = "UTC"
@@ -32,29 +34,33 @@ TIMEZONE_ENV = "REGKEEPER_TIMEZONE"
 
 @dataclass(frozen=True)
 class Spec:
-    flow: str                        # the flow's name (and function name)
-    module: str                      # where the flow function lives
+    flow: str                        # the job's name in flows.jobs.JOBS (the flow's name)
     cron: Optional[str]              # None: no schedule (run by hand)
     concurrency_limit: Optional[int]
     active: bool = True              # an inactive schedule is registered but creates no runs
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def module(self) -> str:
+        """Where the flow function lives (from the jobs map)."""
+        return JOBS[self.flow].module
+
+    @property
     def entrypoint(self) -> str:
         """The file-path entrypoint prefect.yaml uses (``flows/gc.py:gc``)."""
-        return f"{self.module.replace('.', '/')}.py:{self.flow}"
+        return JOBS[self.flow].entrypoint
 
 
 # Destructive jobs (they delete tags, overwrite tags or prune snapshots) run one at a time.
 SPECS: tuple[Spec, ...] = (
-    Spec("backup", "flows.backup", "0 2 * * *", 1),
-    Spec("gc", "flows.gc", "0 3 * * *", 1),
-    Spec("expire", "flows.expire", "30 * * * *", 1),
-    Spec("replicate", "flows.replicate", "*/15 * * * *", 1),
+    Spec("backup", "0 2 * * *", 1),
+    Spec("gc", "0 3 * * *", 1),
+    Spec("expire", "30 * * * *", 1),
+    Spec("replicate", "*/15 * * * *", 1),
     # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory
-    Spec("capacity", "flows.capacity", "*/5 * * * *", None, parameters={"logical_usage": False}),
-    Spec("restore", "flows.backup", None, 1),
-    Spec("nightly", "flows.nightly", "0 2 * * *", 1, active=False),
+    Spec("capacity", "*/5 * * * *", None, parameters={"logical_usage": False}),
+    Spec("restore", None, 1),
+    Spec("nightly", "0 2 * * *", 1, active=False),
 )
 
 
@@ -63,8 +69,7 @@ def timezone_from_env() -> str:
 
 
 def load_flow(spec: Spec):
-    import importlib
-    return getattr(importlib.import_module(spec.module), spec.flow)
+    return flow_of(spec.flow)
 
 
 def build_deployments(timezone: Optional[str] = None, *, skip_missing: bool = False) -> list:

@@ -7,7 +7,7 @@ from regkeeper.delete import DeleteResult
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
 from regkeeper.util import batch_label, batches, utcnow
-from tasks.common import gather, logger, publish_report, report_job_metrics
+from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 from tasks.prune import (delete_batch, list_repositories, read_kubernetes, reclaim_storage,
                          scan_batch, verify_kept)
 
@@ -72,8 +72,8 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
     if report.status in ("failed", "refused"):
         reason = refused or error or "; ".join(report.notes[-3:])
         if refused:
-            raise RefusedError(f"{flow} on {registry} refused: {reason}")
-        raise RegkeeperError(f"{flow} on {registry} failed: {reason}")
+            raise with_reports(RefusedError(f"{flow} on {registry} refused: {reason}"), [report])
+        raise with_reports(RegkeeperError(f"{flow} on {registry} failed: {reason}"), [report])
     return report.to_dict()
 
 

@@ -17,7 +17,7 @@ from regkeeper.util import batch_label, batches, utcnow
 from tasks.backup import (abort_backup, backup_batch, begin_backup, commit_snapshot,
                           list_backup_repositories, list_target_objects, load_snapshot,
                           prune_snapshots, restore_batch)
-from tasks.common import gather, logger, publish_report, report_job_metrics
+from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 
 BATCH = 25      # repositories per backup / restore task
 
@@ -105,6 +105,7 @@ def backup(
     ctx = RunContext.load(config_path)
     try:
         names = core.backup_registries(ctx.config, registry)
+        unconfigured: list = []
         try:
             bk = core.require_backup_config(ctx.config)
             store = core.open_target(bk.target, bk)
@@ -113,7 +114,8 @@ def backup(
                 rep = core.backup_report(name, target="(not configured)", dry_run=dry_run,
                                          errors=[str(e)])
                 publish_report(rep, str(ctx.reports_dir()))
-            raise
+                unconfigured.append(rep)
+            raise with_reports(e, unconfigured)
         reports, failures = {}, []
         for name in names:
             rep, errors = _backup_one(ctx, store, name, dry_run=dry_run, keep=keep or bk.keep,
@@ -122,12 +124,14 @@ def backup(
             if rep.status == "failed":
                 failures.append(f"{name}: {'; '.join(errors[:2]) or 'failed'}")
         if failures:
-            raise RegkeeperError("backup failed: " + " | ".join(failures))
+            raise with_reports(RegkeeperError("backup failed: " + " | ".join(failures)),
+                               list(reports.values()))
         if len(reports) == 1:
             return next(iter(reports.values())).to_dict()
         return {"flow": "backup", "status": "dry-run" if dry_run else "ok",
                 "summary": {n: r.summary.get("snapshot") for n, r in reports.items()},
                 "registries": {n: r.to_dict() for n, r in reports.items()},
+                "reports": [r.to_dict() for r in reports.values()],
                 "files": {}}
     finally:
         ctx.close()
@@ -205,10 +209,12 @@ def restore(
                  {"items_failed": len(result.failed) if result else 0})
         if not ok:
             if errors:
-                raise RegkeeperError(f"restore of {name} failed: {'; '.join(errors[:3])}")
+                raise with_reports(RegkeeperError(f"restore of {name} failed: {'; '.join(errors[:3])}"),
+                                   [report])
             bad = result.failed
-            raise RegkeeperError(f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
-                                 f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}")
+            raise with_reports(RegkeeperError(
+                f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
+                f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}"), [report])
         return report.to_dict()
     finally:
         ctx.close()

@@ -15,7 +15,7 @@ from regkeeper.metrics import RunMetrics
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
 from tasks.capacity import count_tags, evaluate_and_alert, measure_storage, pull_latency
-from tasks.common import logger, publish_report
+from tasks.common import logger, publish_report, reports_of, with_reports
 
 
 @flow(name="capacity", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
@@ -40,22 +40,27 @@ def capacity(
         ctx.config.capacity = CapacityConfig()
     names = [ctx.registry_name(registry)] if registry else \
         [r.name for r in ctx.config.mirror_repositories if r.url]
-    results, failures = {}, []
+    results, failures, reports = {}, [], []
     try:
         for name in names:
             try:
                 results[name] = _one(ctx, name, logical_usage, dry_run)
+                reports.append(results[name])
             except RegkeeperError as e:
                 failures.append(f"{name}: {e}")
+                reports += reports_of(e)
                 logger().error("capacity %s failed: %s", name, e)
     finally:
         ctx.close()
     if failures:
-        raise RegkeeperError("capacity failed for " + "; ".join(failures))
-    return results[names[0]] if len(names) == 1 else {"registries": results}
+        raise with_reports(RegkeeperError("capacity failed for " + "; ".join(failures)), reports)
+    if len(names) == 1:
+        return results[names[0]]
+    return {"flow": "capacity", "registries": results, "reports": reports}
 
 
 def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
+    """Measure one registry, alert, and publish its report (also when the run fails)."""
     cc = ctx.config.capacity
     rep = Report(flow="capacity", registry=name, title="regkeeper capacity")
     metrics = RunMetrics("capacity", name)
@@ -66,56 +71,12 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
         check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
         samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
         latencies = pull_latency(ctx, name, samples) if samples else []
-
-        rep.summary["storage bytes"] = usage.bytes_used if usage else None
-        rep.summary["files"] = usage.files if usage else None
-        rep.summary["capacity bytes"] = check.capacity_bytes
-        rep.summary["capacity source"] = check.capacity_source
-        rep.summary["usage ratio"] = round(check.ratio, 4) if check.ratio is not None else None
-        rep.summary["level"] = check.level
-        if check.note:
-            rep.note(check.note)
-        fc = check.forecast
-        if fc is not None:
-            rep.summary["growth bytes/day"] = round(fc.slope_bytes_per_day) if fc.slope_bytes_per_day is not None else None
-            rep.summary["days to warn"] = _days(fc.days_to_warn)
-            rep.summary["days to critical"] = _days(fc.days_to_critical)
-            rep.summary["days to full"] = _days(fc.days_to_full)
-            if fc.reason:
-                rep.note(f"forecast: {fc.reason}")
-        if check.alert is not None:
-            rep.note(f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else ""))
-            for d in deliveries:
-                rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
-        if usage is not None:
-            metrics.set_storage(usage.bytes_used, check.capacity_bytes, check.ratio, usage.files)
-        if fc is not None:
-            metrics.set_days_to_full(fc.days_to_full)
-        if inv is not None:
-            images, manifests = cap.image_counts(inv)
-            metrics.set_image_count(images, manifests, len(inv.repositories))
-            rep.summary["images (tags)"] = images
-            rep.summary["manifests"] = manifests
-            rep.summary["repositories"] = len(inv.repositories)
-            rep.summary["logical bytes (deduplicated)"] = cap.deduplicated_bytes(inv)
-            df = cap.logical_usage(inv)
-            rep.add_table("repositories", df.sort_values("total_bytes", ascending=False).to_dict("records"))
-        else:
-            repos, tags = count_tags(ctx, name)
-            metrics.set_image_count(tags, None, repos)
-            rep.summary["images (tags)"] = tags
-            rep.summary["repositories"] = repos
-        for s in latencies:
-            metrics.observe_pull(s)
-        if latencies:
-            rep.summary["pull latency p50 s"] = round(sorted(latencies)[len(latencies) // 2], 4)
+        _usage_figures(rep, metrics, usage, check, deliveries, dry_run)
+        _inventory_figures(ctx, name, rep, metrics, inv, latencies)
         hist = cap.UsageHistory(ctx.reports_dir() / "capacity" / "history.csv").load(name)
         if hist is not None and len(hist):
             rep.extra_html = "<h2>Usage over time</h2>" + cap.render_usage_svg(
                 hist, check.capacity_bytes, cc.warn, cc.critical, registry=name)
-        if check.usage is None:
-            rep.note("no storage access configured for this registry (storage section): physical usage "
-                     "unknown; only logical usage is reported")
         alerting = check.alert is not None and not dry_run and not all(d.ok for d in deliveries)
         if alerting:
             rep.note("an alert could not be delivered: it will be sent again on the next run")
@@ -126,7 +87,7 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
     except RegkeeperError as e:
         rep.note(str(e))
         rep.finish("failed")
-        raise
+        raise with_reports(e, [rep])
     finally:
         metrics.finish(ok)
         if rep.finished is None:
@@ -138,8 +99,62 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
             except Exception as e:  # noqa: BLE001 - metrics never fail a run
                 logger().warning("metrics not pushed: %s", e)
     if rep.status == "failed":
-        raise RegkeeperError(f"capacity {name}: " + "; ".join(rep.notes[-2:]))
+        raise with_reports(RegkeeperError(f"capacity {name}: " + "; ".join(rep.notes[-2:])), [rep])
     return rep.to_dict()
+
+
+def _usage_figures(rep: Report, metrics: RunMetrics, usage, check, deliveries, dry_run: bool) -> None:
+    """Storage use, thresholds, forecast and alert deliveries into the report and the metrics."""
+    rep.summary["storage bytes"] = usage.bytes_used if usage else None
+    rep.summary["files"] = usage.files if usage else None
+    rep.summary["capacity bytes"] = check.capacity_bytes
+    rep.summary["capacity source"] = check.capacity_source
+    rep.summary["usage ratio"] = round(check.ratio, 4) if check.ratio is not None else None
+    rep.summary["level"] = check.level
+    if check.note:
+        rep.note(check.note)
+    fc = check.forecast
+    if fc is not None:
+        slope = fc.slope_bytes_per_day
+        rep.summary["growth bytes/day"] = round(slope) if slope is not None else None
+        rep.summary["days to warn"] = _days(fc.days_to_warn)
+        rep.summary["days to critical"] = _days(fc.days_to_critical)
+        rep.summary["days to full"] = _days(fc.days_to_full)
+        if fc.reason:
+            rep.note(f"forecast: {fc.reason}")
+        metrics.set_days_to_full(fc.days_to_full)
+    if check.alert is not None:
+        rep.note(f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else ""))
+        for d in deliveries:
+            rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
+    if usage is not None:
+        metrics.set_storage(usage.bytes_used, check.capacity_bytes, check.ratio, usage.files)
+    else:
+        rep.note("no storage access configured for this registry (storage section): physical usage "
+                 "unknown; only logical usage is reported")
+
+
+def _inventory_figures(ctx: RunContext, name: str, rep: Report, metrics: RunMetrics, inv,
+                       latencies: list[float]) -> None:
+    """Image counts (from the inventory, or a cheap tag count), logical usage, pull latency."""
+    if inv is not None:
+        images, manifests = cap.image_counts(inv)
+        metrics.set_image_count(images, manifests, len(inv.repositories))
+        rep.summary["images (tags)"] = images
+        rep.summary["manifests"] = manifests
+        rep.summary["repositories"] = len(inv.repositories)
+        rep.summary["logical bytes (deduplicated)"] = cap.deduplicated_bytes(inv)
+        df = cap.logical_usage(inv)
+        rep.add_table("repositories", df.sort_values("total_bytes", ascending=False).to_dict("records"))
+    else:
+        repos, tags = count_tags(ctx, name)
+        metrics.set_image_count(tags, None, repos)
+        rep.summary["images (tags)"] = tags
+        rep.summary["repositories"] = repos
+    for s in latencies:
+        metrics.observe_pull(s)
+    if latencies:
+        rep.summary["pull latency p50 s"] = round(sorted(latencies)[len(latencies) // 2], 4)
 
 
 def _days(v):

@@ -7,7 +7,6 @@ missing is skipped and the combined report says so. The nightly run ends Failed 
 failed or refused, after all of them ran.
 """
 
-import importlib
 import os
 import time
 from pathlib import Path
@@ -17,65 +16,16 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from regkeeper.config import Config, load_config
+from regkeeper.config import load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.report import Report, _fmt
 from regkeeper.util import scrub
-from tasks.common import logger, publish_report
+from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
+from tasks.common import logger, publish_report, reports_of, with_reports
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
-ORDER: tuple[str, ...] = ("backup", "gc", "expire", "replicate", "capacity")
 KEY_FIGURES = 5           # summary items per job shown in the combined report
-
-
-def _section(cfg: Config, job: str) -> Optional[str]:
-    """None when the job is configured; else why it is skipped."""
-    if job == "backup" and cfg.backup is None:
-        return "no backup section in the config"
-    if job == "gc" and cfg.gc is None:
-        return "no gc section in the config"
-    if job == "expire" and not cfg.tiers:
-        return "no tiers in the config"
-    if job == "replicate" and not cfg.replication:
-        return "no replication rules in the config"
-    if job == "capacity" and cfg.capacity is None:
-        return "no capacity section in the config"
-    return None
-
-
-def _kwargs(job: str, *, registry, dry_run, force, config_path) -> dict:
-    kw = {"dry_run": dry_run, "config_path": config_path}
-    if job != "replicate":
-        kw["registry"] = registry
-    if job in ("gc", "expire", "replicate"):
-        kw["force"] = force
-    return kw
-
-
-def _flow_fn(job: str):
-    return getattr(importlib.import_module(f"flows.{job}"), job)
-
-
-def _reports_since(reports_dir: Path, job: str, since_ns: int) -> list[dict]:
-    """The report JSON files this job wrote during this run (one per registry / target)."""
-    out = []
-    d = reports_dir / job
-    if not d.is_dir():
-        return out
-    import json
-    for j in sorted(d.glob("*.json")):
-        try:
-            if j.stat().st_mtime_ns < since_ns:
-                continue
-            data = json.loads(j.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("flow") == job:
-            data["_json"] = str(j)
-            data["_html"] = str(j.with_suffix(".html"))
-            out.append(data)
-    return out
 
 
 # The figures worth a glance per job, in order; other numeric figures fill up to KEY_FIGURES.
@@ -106,36 +56,34 @@ def _figures(job: str, summary: dict) -> str:
     return "; ".join(f"{k}: {_fmt(k, summary[k])}" for k in keys)
 
 
-def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
-    """Run one job as a subflow; never raises. Returns one row per report it wrote (at least one)."""
+def _run_job(job: str, kw: dict) -> list[dict]:
+    """Run one job as a subflow; never raises. Returns one row per report the run published
+    (at least one), read from the subflow's result or from the exception it ended with."""
     log = logger()
     t0 = time.time()
-    since = time.time_ns() - 5_000_000       # 5 ms slack for coarse file timestamps
-    status, error, state = "ok", None, None
+    status, error, state, outcome = "ok", None, None, None
     try:
-        fn = _flow_fn(job)
-        state = fn(**kw, return_state=True)
+        state = flow_of(job)(**kw, return_state=True)
+        outcome = state.result(raise_on_failure=False)
         if state.is_completed():
             status = "dry-run" if kw.get("dry_run") else "ok"
         else:
-            exc = state.result(raise_on_failure=False)
-            status = "refused" if isinstance(exc, RefusedError) else "failed"
-            error = str(exc) if isinstance(exc, BaseException) else (state.message or state.name)
+            status = "refused" if isinstance(outcome, RefusedError) else "failed"
+            error = str(outcome) if isinstance(outcome, BaseException) else (state.message or state.name)
     except ImportError as e:
-        status, error = "failed", f"flows.{job} cannot be imported: {e}"
+        status, error = "failed", f"{JOBS[job].module} cannot be imported: {e}"
     except Exception as e:  # noqa: BLE001 - a job's failure is recorded; the next job runs
         status = "refused" if isinstance(e, RefusedError) else "failed"
-        error = f"{type(e).__name__}: {e}"
+        error, outcome = f"{type(e).__name__}: {e}", e
     seconds = round(time.time() - t0, 2)
     if error:
         error = scrub(error)          # exception text goes into reports and artifacts
         log.warning("nightly: %s %s: %s", job, status, error)
     else:
         log.info("nightly: %s %s in %.1fs", job, status, seconds)
-    base = {"job": job, "status": status, "seconds": seconds,
-            "flow run": str(state.state_details.flow_run_id) if state is not None and
-            state.state_details and state.state_details.flow_run_id else ""}
-    reports = _reports_since(reports_dir, job, since)
+    run_id = state.state_details.flow_run_id if state is not None and state.state_details else None
+    base = {"job": job, "status": status, "seconds": seconds, "flow run": str(run_id or "")}
+    reports = reports_of(outcome)
     if not reports:
         return [{**base, "registry": kw.get("registry") or "", "key figures": "",
                  "report": "", "error": error or ""}]
@@ -146,7 +94,7 @@ def _run_job(job: str, reports_dir: Path, kw: dict) -> list[dict]:
             st = status          # the job failed after writing a report that looked fine
         rows.append({**base, "status": st, "registry": r.get("registry", ""),
                      "key figures": _figures(job, r.get("summary") or {}),
-                     "report": r["_html"], "error": error or ""})
+                     "report": (r.get("files") or {}).get("html", ""), "error": error or ""})
     return rows
 
 
@@ -190,22 +138,22 @@ def nightly(
     path = str(resolve_config_path(config_path))
     cfg = load_config(path)            # a bad config fails the run at once, naming the key
     reports_dir = cfg.reports_dir()
-    wanted = set(jobs) if jobs else set(ORDER)
+    wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
     report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
     rows: list[dict] = []
-    for job in ORDER:
+    for job in NIGHTLY_ORDER:
         if job not in wanted:
             continue
-        why = _section(cfg, job)
+        why = JOBS[job].why_skipped(cfg)
         if why:
             report.note(f"{job}: skipped ({why})")
             log.info("nightly: %s skipped: %s", job, why)
             rows.append({"job": job, "status": "skipped", "seconds": 0, "flow run": "",
                          "registry": "", "key figures": "", "report": "", "error": why})
             continue
-        rows.extend(_run_job(job, reports_dir, _kwargs(job, registry=registry, dry_run=dry_run,
-                                                       force=force, config_path=path)))
-    for job in sorted(set(ORDER) - wanted, key=ORDER.index):
+        rows.extend(_run_job(job, JOBS[job].kwargs(registry=registry, dry_run=dry_run, force=force,
+                                                   config_path=path)))
+    for job in sorted(set(NIGHTLY_ORDER) - wanted, key=NIGHTLY_ORDER.index):
         report.note(f"{job}: not selected (jobs parameter)")
 
     # a job's status is the worst of its rows (one row per report it wrote)
@@ -239,7 +187,6 @@ def nightly(
     if bad:
         names = ", ".join(f"{j} ({s})" for j, s in bad)
         where = report.paths.get("html")
-        if all(s == "refused" for _, s in bad):
-            raise RefusedError(f"nightly: {names}; every other job ran; report: {where}")
-        raise RegkeeperError(f"nightly: {names}; every other job ran; report: {where}")
+        cls = RefusedError if all(s == "refused" for _, s in bad) else RegkeeperError
+        raise with_reports(cls(f"nightly: {names}; every other job ran; report: {where}"), [result])
     return result

@@ -19,7 +19,7 @@ from regkeeper import replicate as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.util import batch_label, batches, utcnow
-from tasks.common import gather, logger, publish_report, report_job_metrics
+from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 from tasks.replicate import copy_batch, delete_batch, plan_batch, scope, verify_batch
 
 SCHEDULE_INTERVAL = timedelta(minutes=15)   # the default schedule (deployments use it)
@@ -174,9 +174,9 @@ def replicate(
                         refusals.append(f"{r.rule_name} -> {target}: {why}")
         out = _combined(reports)
         if failures:
-            raise RegkeeperError("replicate failed: " + " | ".join(failures))
+            raise with_reports(RegkeeperError("replicate failed: " + " | ".join(failures)), reports)
         if refusals:
-            raise RefusedError("replicate refused: " + " | ".join(refusals))
+            raise with_reports(RefusedError("replicate refused: " + " | ".join(refusals)), reports)
         return out
     finally:
         ctx.close()

@@ -26,6 +26,25 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
+def with_reports(exc: BaseException, reports: list) -> BaseException:
+    """Attach the reports a failed or refused run published to the exception that ends it, so a
+    caller (the nightly flow) reads them from the run's result instead of from disk."""
+    exc.reports = [r.to_dict() if isinstance(r, Report) else r for r in reports]  # type: ignore[attr-defined]
+    return exc
+
+
+def reports_of(outcome) -> list[dict]:
+    """The report dicts of a run: from a flow's return value, or from the exception it raised."""
+    if isinstance(outcome, BaseException):
+        return list(getattr(outcome, "reports", None) or [])
+    if isinstance(outcome, dict):
+        if outcome.get("reports"):
+            return list(outcome["reports"])
+        if outcome.get("flow") and "summary" in outcome:
+            return [outcome]
+    return []
+
+
 def gather(batches: list, futures: list) -> list[tuple]:
     """``(batch, result, error)`` for submitted per-batch tasks, in order: a failed batch
     (after its retries) does not stop the others; the caller reports it."""

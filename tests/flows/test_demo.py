@@ -1,5 +1,5 @@
 """`regkeeper demo` end to end: real registries on loopback, the sample pushed, the nightly flow
-run under Prefect, reports written, and their counts matching the sample (regkeeper.demo.SAMPLE).
+run under Prefect, reports written, and their counts matching the sample (app.demo.SAMPLE).
 The registry state is checked on disk, independently of the reports."""
 
 import csv
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from regkeeper.demo import EXPECTED, SAMPLE, run_demo
+from app.demo import EXPECTED, SAMPLE, run_demo
 
 
 def latest(reports: Path, flow: str, registry: str | None = None) -> dict:
@@ -185,7 +185,7 @@ def sample_registry(tmp_path):
     """The demo's registry with the demo sample, and a config for it (no replica)."""
     import yaml
 
-    from regkeeper.demo import DemoRegistry, SNAPSHOT_TEMPLATE, push_sample, write_config, write_snapshot
+    from app.demo import DemoRegistry, SNAPSHOT_TEMPLATE, push_sample, write_config, write_snapshot
     reg = DemoRegistry(tmp_path / "registry", "demo-registry").start()
     try:
         pushed = push_sample(reg)

@@ -45,15 +45,15 @@ def report_json(tmp_path: Path) -> list[dict]:
 def keep_harness_server(monkeypatch):
     """The CLI stops Prefect's temporary servers when a run ends; called in-process here, that
     would stop the session's test harness server too."""
-    import regkeeper.cli
-    monkeypatch.setattr(regkeeper.cli, "_stop_ephemeral_server", lambda: None, raising=False)
+    import app.cli
+    monkeypatch.setattr(app.cli, "_stop_ephemeral_server", lambda: None, raising=False)
 
 
 def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
     from prefect.client.orchestration import get_client
 
     from flows.replicate import replicate
-    from regkeeper.cli import main
+    from app.cli import main
     src, dst = regs
     images.push_many(src.url, n_repos=2, tags_per_repo=3, prefix="svc/app", verify=False, seed=1)
     idx = images.push_index(src.url, "svc/multi", "v1", verify=False)
@@ -89,7 +89,7 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
 
 def test_flow_failure_publishes_report_then_fails(regs, tmp_path):
     from flows.replicate import replicate
-    from regkeeper.cli import main
+    from app.cli import main
     src, dst = regs
     images.push_many(src.url, n_repos=1, tags_per_repo=3, prefix="f/app", verify=False, seed=2)
     with FaultProxy(dst.url) as proxy:

@@ -13,7 +13,7 @@ from tests.support.rkconfig import registry_entry, write_config
 def rk(*args, cwd=None, timeout=180):
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     env.pop("PREFECT_API_URL", None)
-    return subprocess.run([sys.executable, "-m", "regkeeper.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=cwd)
 
 

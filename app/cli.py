@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-FLOWS = ("gc", "expire", "replicate", "backup", "restore", "capacity", "nightly")
+from flows.jobs import JOBS, flow_of
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--exclude", action="append", help="repository glob to skip (repeatable)")
 
     run = sub.add_parser("run", help="run one job now (in Prefect's local mode unless PREFECT_API_URL is set)")
-    run.add_argument("flow", choices=FLOWS)
+    run.add_argument("flow", choices=tuple(JOBS))
     run.add_argument("--config", help="config file")
     run.add_argument("--registry", help="registry name (default: the job's configured one)")
     run.add_argument("--dry-run", action="store_true", help="plan and report; change nothing")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     rk_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from .errors import ConfigError, RefusedError, RegkeeperError
+    from regkeeper.errors import ConfigError, RefusedError, RegkeeperError
     try:
         if args.cmd == "inventory":
             return _inventory(args)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve_main() or 0
         if args.cmd == "demo":
             _quiet_prefect_env()
-            from .demo import run_demo
+            from app.demo import run_demo
             return run_demo(workdir=args.workdir, keep_running=args.keep_running)
     except ConfigError as e:
         print(f"regkeeper: configuration error: {e}", file=sys.stderr)
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _inventory(args) -> int:
-    from .context import load_context
-    from .inventory import scan
+    from regkeeper.context import load_context
+    from regkeeper.inventory import scan
     ctx = load_context(args.config)
     name = ctx.registry_name(args.registry)
     inv = scan(ctx.client(name), include=args.include, exclude=args.exclude, storage=ctx.storage(name))
@@ -135,38 +136,25 @@ def _inventory(args) -> int:
 
 def _run(args) -> int:
     _quiet_prefect_env()
-    from .errors import RefusedError
+    from regkeeper.errors import RefusedError
     t0 = time.perf_counter()
     import prefect  # noqa: F401 - measured: the fixed cost of a CLI run
     t_import = time.perf_counter() - t0
     if args.config:
         os.environ["REGKEEPER_CONFIG"] = os.path.abspath(args.config)
     # validate the config before paying for Prefect's server
-    from .context import resolve_config_path
-    from .config import load_config
+    from regkeeper.context import resolve_config_path
+    from regkeeper.config import load_config
     load_config(resolve_config_path(args.config))
-    kw = {"config_path": os.environ.get("REGKEEPER_CONFIG"), "dry_run": args.dry_run}
-    if args.flow in ("gc", "expire", "replicate", "backup", "capacity", "restore"):
-        kw["registry"] = args.registry
-    if args.flow in ("gc", "expire", "replicate"):
-        kw["force"] = args.force
-    if args.flow == "replicate":
-        kw.pop("registry")
-        kw["rule"] = args.rule
-    if args.flow == "restore":
-        kw.update(snapshot=args.snapshot, repositories=args.repositories,
-                  dry_run=not args.apply or args.dry_run)
-    if args.flow == "nightly":
-        kw["registry"] = args.registry
-        kw["force"] = args.force
-    fn = _flow_fn(args.flow)
+    kw = _flow_kwargs(args, os.environ.get("REGKEEPER_CONFIG"))
+    fn = flow_of(args.flow)
     t1 = time.perf_counter()
     try:
         result = fn(**kw)
     except RefusedError:
         raise
     except Exception as e:  # noqa: BLE001 - the flow failed; say why and exit non-zero
-        from .errors import RegkeeperError
+        from regkeeper.errors import RegkeeperError
         if isinstance(e, RegkeeperError):
             raise
         _stop_ephemeral_server()
@@ -202,6 +190,8 @@ def _stop_ephemeral_server() -> None:
         EventsWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort
         pass
+    if os.environ.get("PREFECT_API_URL"):
+        return        # a real server: there is no temporary one (and importing the server costs ~2 s)
     try:
         from prefect.server.api.server import SubprocessASGIServer
         for srv in list(SubprocessASGIServer._instances.values()):
@@ -210,16 +200,23 @@ def _stop_ephemeral_server() -> None:
         pass
 
 
-def _flow_fn(name: str):
-    import importlib
-    module = {"restore": "backup"}.get(name, name)
-    mod = importlib.import_module(f"flows.{module}")
-    return getattr(mod, name)
+def _flow_kwargs(args, config_path: str | None) -> dict:
+    """The flow's parameters from the command line (the jobs map says which it takes)."""
+    job = JOBS[args.flow]
+    extra: dict = {}
+    dry_run = args.dry_run
+    if args.flow == "replicate":
+        extra["rule"] = args.rule
+    if args.flow == "restore":
+        extra.update(snapshot=args.snapshot, repositories=args.repositories)
+        dry_run = not args.apply or args.dry_run
+    return job.kwargs(config_path=config_path, dry_run=dry_run, registry=args.registry,
+                      force=args.force, **extra)
 
 
 def _snapshots(args) -> int:
-    from .backup import list_snapshots_cli
-    from .context import load_context
+    from regkeeper.backup import list_snapshots_cli
+    from regkeeper.context import load_context
     ctx = load_context(args.config)
     rows = list_snapshots_cli(ctx.config, args.registry)
     if not rows:
@@ -233,8 +230,8 @@ def _snapshots(args) -> int:
 
 
 def _check(args) -> int:
-    from .context import load_context
-    from .errors import RegkeeperError
+    from regkeeper.context import load_context
+    from regkeeper.errors import RegkeeperError
     ctx = load_context(args.config)
     bad = 0
     for rc in ctx.config.mirror_repositories:
