@@ -33,13 +33,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ReplicationRule, TagFilter
-from .errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
+from ..config import ReplicationRule, TagFilter
+from ..errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
                      ReadOnlyError, RegistryError, UnsupportedManifestError)
-from .globs import match_any_tag, select
-from .models import INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
-from .oci import DEFAULT_CHUNK, RegistryClient
-from .util import atomic_write, bounded_map, human_bytes
+from ..globs import match_any_tag, select
+from ..models import INDEX_MEDIA_TYPES, Descriptor, Manifest, signature_subject
+from ..oci import DEFAULT_CHUNK, RegistryClient
+from ..util import atomic_write, bounded_map, human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -1037,7 +1037,7 @@ def summary_line(result: ReplicationResult) -> str:
 
 def select_rules(config, name: str | None = None) -> list[ReplicationRule]:
     """The rules a run executes: the named one, or every rule. Errors name the config key."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
     rules = list(config.replication or [])
     if not rules:
         raise ConfigError(f"{config.source or 'config'}: replication: no rules configured "
@@ -1082,7 +1082,7 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
                  started=None):
     """The run report for one (rule, target): per-repository counts (the main table, also the
     ``replication-<target>`` artifact), failed items, and the plan's decisions."""
-    from .report import Report
+    from ..report import Report
     rep = Report(flow="replicate", registry=label or target, key=f"replication-{target}",
                  title=f"replicate {rule.rule_name}: {source} → {target}")
     if started is not None:
