@@ -1,0 +1,44 @@
+"""Cross-region replication: diff first, copy only what differs, byte for byte.
+
+Where each concern lives:
+
+- ``scope.py``      what a rule covers: rules, prefix naming, repositories, tag filters,
+                    signatures following their subjects, the delete scope
+- ``diff.py``       source vs target, pure: tags to copy, extraneous target tags
+- ``plan_model.py`` the plan's data: ``TagCopy``, ``RepoPlan``, ``ReplicationPlan``
+- ``plan.py``       ``plan_replication``: tags lists, HEADs, per-repository decisions; merge_plans
+- ``execute.py``    ``Replicator``: copy phases, retries, manifest closure and tag PUT
+- ``blobs.py``      blob copy (HEAD -> mount -> upload) and mount hints across runs
+- ``delete.py``     the delete cap and the DELETE of extraneous tags
+- ``verify.py``     read-back of copied tags
+- ``result.py``     ``RepoResult`` / ``ReplicationResult``: what a run did
+- ``report.py``     the summary line and the run report
+- ``run.py``        ``replicate_target``: one target end to end in one process
+
+A plan with nothing to copy costs reads only; executing it writes nothing. Nothing is persisted
+for correctness: the next run's diff finds what is still missing.
+"""
+
+from .blobs import MONOLITHIC_MAX, hints_file
+from .delete import check_delete_cap
+from .diff import diff_tags, extraneous_tags
+from .execute import (TRANSIENT_STATUSES, Replicator, copy_phases, copy_repositories, copy_repository,
+                      is_transient)
+from .plan import PREFETCH_MAX, merge_plans, plan_replication
+from .plan_model import ReplicationPlan, RepoPlan, TagCopy
+from .report import build_report, summary_line
+from .result import RepoResult, ReplicationResult, new_result
+from .run import replicate_target
+from .scope import (in_delete_scope, scope_repositories, select_rules, select_tags, source_repository,
+                    tag_matches, target_repository)
+from .verify import verify_copied
+
+__all__ = [
+    "TagCopy", "RepoPlan", "ReplicationPlan", "RepoResult", "ReplicationResult", "Replicator",
+    "plan_replication", "copy_repository", "copy_repositories", "replicate_target",
+    "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
+    "source_repository", "tag_matches", "copy_phases", "is_transient", "hints_file",
+    "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
+    "build_report", "new_result", "in_delete_scope",
+    "MONOLITHIC_MAX", "PREFETCH_MAX", "TRANSIENT_STATUSES",
+]

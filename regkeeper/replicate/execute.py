@@ -1,0 +1,251 @@
+"""Copying planned tags to the target (``Replicator``): one item = one tag and its closure.
+
+Order per item: blobs (``blobs.py``), then child manifests by digest (an index's children, at
+most 4 levels), then the tag PUT with the exact source bytes and media type; the digest the
+target reports must equal the source digest. Ordinary tags first, signature tags after their
+subjects (``copy_phases``). Transient failures are retried per item (``is_transient``) with
+backoff; an item that still fails is recorded with its reason and does not stop the others.
+Extraneous-tag deletes come from ``delete.py``.
+"""
+
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from ..errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
+                      ReadOnlyError, RegistryError, UnsupportedManifestError)
+from ..models import Manifest, signature_subject
+from ..oci import DEFAULT_CHUNK, RegistryClient
+from ..util import bounded_map
+from .blobs import MONOLITHIC_MAX, BlobCopy, _SourceVanished
+from .delete import ExtraneousDelete
+from .plan_model import RepoPlan, TagCopy
+from .result import RepoResult, new_result
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(e: BaseException) -> bool:
+    """Worth another try: connection errors, timeouts, broken streams, 5xx/429, and an
+    upload session the registry forgot (restarted from a fresh stream)."""
+    if isinstance(e, (AuthError, DigestMismatchError, UnsupportedManifestError,
+                      DeletesDisabledError, ReadOnlyError)):
+        return False
+    if isinstance(e, NotFoundError):
+        return bool(e.url and "/blobs/uploads/" in e.url)
+    if isinstance(e, RegistryError):
+        return e.status is None or e.status in TRANSIENT_STATUSES
+    return isinstance(e, (ConnectionError, TimeoutError))
+
+
+def copy_phases(items: list[TagCopy]) -> tuple[list[TagCopy], list[TagCopy]]:
+    """(ordinary tags, signature tags): signatures are copied after their subjects."""
+    first = [c for c in items if not signature_subject(c.tag)]
+    later = [c for c in items if signature_subject(c.tag)]
+    return first, later
+
+
+class Replicator(BlobCopy, ExtraneousDelete):
+    """Copies tags from one source registry to one target registry.
+
+    Shared by every repository of a run (one per target): it remembers which blobs the target
+    holds in which repository, so a shared base layer is uploaded once and mounted elsewhere,
+    and it serialises work on one blob digest so concurrent tags never upload it twice.
+    Blob copy and mount hints: ``BlobCopy`` (blobs.py); deletes: ``ExtraneousDelete``
+    (delete.py)."""
+
+    def __init__(self, src: RegistryClient, dst: RegistryClient, *, concurrency: int = 8,
+                 attempts: int = 3, backoff: float = 0.5, chunk_size: int = DEFAULT_CHUNK,
+                 monolithic_max: int = MONOLITHIC_MAX, hints_path: str | os.PathLike | None = None):
+        self.src = src
+        self.dst = dst
+        self.concurrency = max(1, concurrency)
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.chunk_size = chunk_size
+        self.monolithic_max = min(monolithic_max, chunk_size)
+        self._manifests: set[tuple[str, str]] = set()   # (target repo, digest) known present
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._glock = threading.Lock()
+        self._init_blob_state(hints_path)
+        # one bound per target, shared by every batch copied through this Replicator
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+
+    # ---------------------------------------------------------------- locking
+
+    def _lock(self, key: tuple) -> threading.Lock:
+        with self._glock:
+            lk = self._locks.get(key)
+            if lk is None:
+                lk = self._locks[key] = threading.Lock()
+            return lk
+
+    # ---------------------------------------------------------------- manifests
+
+    def _source_manifest(self, repo: str, digest: str) -> Manifest:
+        try:
+            m = self.src.get_manifest(repo, digest)   # bytes checked against the digest
+        except NotFoundError:
+            raise _SourceVanished(f"manifest {digest} is gone from the source") from None
+        return m
+
+    def _ensure_closure(self, src_repo: str, dst_repo: str, m: Manifest, acc: Counter,
+                        depth: int = 0) -> None:
+        """Everything ``m`` references exists on the target before ``m`` is PUT."""
+        if m.kind == "index":
+            if depth > 4:
+                raise UnsupportedManifestError(f"index {m.digest}: nested deeper than 4 levels",
+                                               registry=self.src.name, repository=src_repo)
+            for child in m.children:
+                self._ensure_child(src_repo, dst_repo, child.digest, acc, depth + 1)
+        else:
+            for b in m.blob_descriptors():
+                self.ensure_blob(src_repo, dst_repo, b, acc)
+
+    def _ensure_child(self, src_repo: str, dst_repo: str, digest: str, acc: Counter, depth: int) -> None:
+        key = (dst_repo, digest)
+        with self._glock:
+            if key in self._manifests:
+                return
+        with self._lock(("manifest",) + key):
+            with self._glock:
+                if key in self._manifests:
+                    return
+            if self.dst.head_manifest(dst_repo, digest) is None:
+                cm = self._source_manifest(src_repo, digest)
+                self._ensure_closure(src_repo, dst_repo, cm, acc, depth)
+                self._put(dst_repo, digest, cm, acc)
+            with self._glock:
+                self._manifests.add(key)
+
+    def _put(self, dst_repo: str, ref: str, m: Manifest, acc: Counter) -> None:
+        got = self.dst.put_manifest(dst_repo, ref, m.raw, m.media_type)
+        acc["manifests_put"] += 1
+        if got != m.digest:
+            raise DigestMismatchError(f"{dst_repo}:{ref}: target stored {got}, source is {m.digest}",
+                                      registry=self.dst.name, repository=dst_repo)
+
+    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> None:
+        """One item: the tag's closure, then the tag itself with the exact source bytes.
+
+        A signature/attestation tag brings its subject along by digest when the target lacks
+        it (a subject tagged on the source is copied first, by its own item; one that is
+        untagged on the source is copied here so the signature never dangles)."""
+        m = plan.prefetched.get(item.digest) or self._source_manifest(plan.source_repo, item.digest)
+        sig = signature_subject(item.tag)
+        if sig:
+            try:
+                self._ensure_child(plan.source_repo, plan.target_repo, sig[0], acc, 1)
+            except _SourceVanished:
+                pass  # an orphan on the source too: replicate it as it is
+        self._ensure_closure(plan.source_repo, plan.target_repo, m, acc)
+        self._put(plan.target_repo, item.tag, m, acc)
+        with self._glock:
+            self._manifests.add((plan.target_repo, m.digest))
+
+    def _copy_with_retry(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
+        """None when copied; else the reason it failed (after retries for transient errors)."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.copy_tag(plan, item, acc)
+                return None
+            except _SourceVanished as e:
+                return f"vanished: {e}"
+            except Exception as e:  # noqa: BLE001 - one item never stops the others
+                if not is_transient(e) or attempt == self.attempts:
+                    reason = str(e) or type(e).__name__
+                    if attempt > 1:
+                        reason += f" (after {attempt} attempts)"
+                    log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
+                    return reason
+                acc["retries"] += 1
+                delay = self.backoff * (2 ** (attempt - 1))
+                log.info("%s:%s: transient failure, retry %d/%d in %.1fs: %s", plan.source_repo,
+                         item.tag, attempt, self.attempts - 1, delay, e)
+                time.sleep(delay + random.uniform(0, delay))
+        return "not attempted"  # pragma: no cover
+
+    # ---------------------------------------------------------------- repositories
+
+    def copy(self, plans: list[RepoPlan], progress: Callable[[str], None] | None = None) -> list[RepoResult]:
+        """Copy every planned tag of several repositories through one bounded pool.
+
+        Ordinary tags first, then signature tags (a signature whose subject failed here fails
+        too, naming the subject). A repository whose plan has errors is not touched."""
+        results = {id(p): new_result(p) for p in plans}
+        for p in plans:
+            if p.scope_tags == 0 and not p.in_sync and not p.extraneous:
+                self._fresh.add(p.target_repo)
+        t0 = time.perf_counter()
+        failed_digests: dict[str, set[str]] = {}
+        lock = threading.Lock()
+        phase1, phase2 = [], []
+        for p in plans:
+            if p.errors:
+                continue
+            a, b = copy_phases(p.to_copy)
+            phase1 += [(p, c) for c in a]
+            phase2 += [(p, c) for c in b]
+
+        def run(job):
+            p, c = job
+            res = results[id(p)]
+            s = signature_subject(c.tag)
+            if s:
+                with lock:
+                    bad = s[0] in failed_digests.get(p.source_repo, set())
+                if bad:
+                    with lock:
+                        res.failed.append((c.tag, f"subject {s[0][:19]} was not replicated in this run"))
+                    return
+            acc: Counter = Counter()
+            with self._slots:
+                reason = self._copy_with_retry(p, c, acc)
+            with lock:
+                for k, v in acc.items():
+                    setattr(res, k, getattr(res, k) + v)
+                if reason is None:
+                    res.copied.append(c.tag)
+                elif reason.startswith("vanished: "):
+                    res.vanished.append(c.tag)
+                else:
+                    res.failed.append((c.tag, reason))
+                    failed_digests.setdefault(p.source_repo, set()).add(c.digest)
+            if progress:
+                progress(f"{p.source_repo}:{c.tag} {'copied' if reason is None else 'failed'}")
+
+        for phase in (phase1, phase2):
+            for job, _, err in bounded_map(run, phase, self.concurrency):
+                if err is not None:  # defensive: run() records its own failures
+                    p, c = job
+                    with lock:
+                        results[id(p)].failed.append((c.tag, f"{type(err).__name__}: {err}"))
+        elapsed = round(time.perf_counter() - t0, 3)
+        out = []
+        for p in plans:
+            r = results[id(p)]
+            r.copied.sort()
+            r.failed.sort()
+            r.seconds = elapsed
+            out.append(r)
+        return out
+
+
+def copy_repositories(src: RegistryClient, dst: RegistryClient, plans: list[RepoPlan], *,
+                      concurrency: int = 8, attempts: int = 3, backoff: float = 0.5,
+                      replicator: Replicator | None = None, **kw) -> list[RepoResult]:
+    """Copy the planned tags of several repositories (one bounded pool for all of them)."""
+    rep = replicator or Replicator(src, dst, concurrency=concurrency, attempts=attempts,
+                                   backoff=backoff, **kw)
+    return rep.copy(plans)
+
+
+def copy_repository(src: RegistryClient, dst: RegistryClient, repo_plan: RepoPlan, **kw) -> RepoResult:
+    """Copy one repository's planned tags (see ``copy_repositories``)."""
+    return copy_repositories(src, dst, [repo_plan], **kw)[0]

@@ -1,0 +1,88 @@
+"""The run report of one (rule, target): the one-line summary printed at the end
+(``summary_line``) and the full report (``build_report``: per-repository table, failed items,
+the plan's decisions, notes such as refused deletes or tags that vanished mid-run).
+"""
+
+from ..config import ReplicationRule
+from ..util import human_bytes
+from .result import ReplicationResult
+
+
+def summary_line(result: ReplicationResult) -> str:
+    t = result.totals()
+    return (f"{result.plan.rule} -> {result.plan.target}: {t['copied']} copied, {t['skipped']} in sync, "
+            f"{t['failed']} failed, {t['deleted']} deleted, lag {t['lag']}, uploaded "
+            f"{human_bytes(t['bytes_uploaded'])}, mounted {human_bytes(t['bytes_mounted'])} "
+            f"in {t['seconds']}s")
+
+
+def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, source: str,
+                 target: str, label: str | None = None, error: str | None = None,
+                 started=None):
+    """The run report for one (rule, target): per-repository counts (the main table, also the
+    ``replication-<target>`` artifact), failed items, and the plan's decisions."""
+    from ..report import Report
+    rep = Report(flow="replicate", registry=label or target, key=f"replication-{target}",
+                 title=f"replicate {rule.rule_name}: {source} → {target}")
+    if started is not None:
+        rep.started = started
+    rep.summary["rule"] = rule.rule_name
+    rep.summary["source"] = source
+    rep.summary["target"] = target
+    if rule.prefix:
+        rep.summary["prefix"] = rule.prefix
+    if result is None:
+        rep.note(error or "the run failed before planning")
+        rep.add_table("per repository", [], columns=_REPO_COLUMNS)
+        return rep.finish("failed")
+    t = result.totals()
+    plan = result.plan
+    rep.summary["dry run"] = result.dry_run
+    rep.summary["repositories"] = t["repositories"]
+    rep.summary["source tags in scope"] = plan.to_copy + plan.in_sync
+    rep.summary["to copy (plan)"] = plan.to_copy
+    rep.summary["copied"] = t["copied"]
+    rep.summary["in sync (skipped)"] = t["skipped"]
+    rep.summary["failed"] = t["failed"]
+    rep.summary["lag before (tags)"] = t["lag_before"]
+    rep.summary["lag (tags)"] = t["lag"]
+    if rule.delete_extraneous:
+        rep.summary["extraneous (plan)"] = plan.extraneous
+        rep.summary["deleted"] = t["deleted"]
+    rep.summary["bytes uploaded"] = t["bytes_uploaded"]
+    rep.summary["bytes mounted"] = t["bytes_mounted"]
+    rep.summary["blobs uploaded"] = t["blobs_uploaded"]
+    rep.summary["blobs mounted"] = t["blobs_mounted"]
+    rep.summary["seconds"] = result.seconds
+    if result.target_requests:
+        rep.summary["target requests"] = ", ".join(f"{k} {v}"
+                                                   for k, v in sorted(result.target_requests.items()))
+    if result.deletes_refused:
+        rep.note(f"deletes refused: {result.deletes_refused}")
+    for e in plan.errors:
+        rep.note(e)
+    for p in plan.repositories:
+        if rule.delete_extraneous and p.no_deletes:
+            rep.note(f"{p.target_repo}: {p.no_deletes}")
+    if error:
+        rep.note(error)
+    vanished = [(r.source_repo, t_) for r in result.repositories for t_ in r.vanished]
+    if vanished:
+        rep.note(f"{len(vanished)} tag(s) vanished from the source during the run (not copied): "
+                 + ", ".join(f"{a}:{b}" for a, b in vanished[:10]))
+    rows = [r.row() for r in result.repositories]
+    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
+    rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
+                                   for a, b, c in result.failed_items],
+                  columns=["repository", "tag", "reason"])
+    rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
+                                                "reason", "digest", "target_digest"])
+    status = result.status
+    if error and status in ("ok", "dry-run"):
+        status = "failed"
+    return rep.finish(status)
+
+
+_REPO_COLUMNS = ["repository", "target_repository", "copied", "skipped", "failed", "deleted",
+                 "lag_before", "lag", "bytes_uploaded", "bytes_mounted", "blobs_uploaded",
+                 "blobs_mounted", "blobs_present", "retries", "errors"]

@@ -1,0 +1,40 @@
+"""Read-back verification after a copy: every copied tag is HEADed on the target and its digest
+compared with the source digest (a copied image must be byte-identical); a mismatch turns the
+tag into a failed item.
+"""
+
+from ..oci import RegistryClient
+from ..util import bounded_map
+from .plan_model import RepoPlan
+from .result import RepoResult
+
+
+def verify_copied(dst: RegistryClient, plans: list[RepoPlan], results: list[RepoResult], *,
+                  concurrency: int = 8) -> list[tuple[str, str, str]]:
+    """Read back every copied tag on the target (HEAD) and compare with the source digest.
+    Returns (repository, tag, problem) for each mismatch; also records it as a failure."""
+    want = {(p.target_repo, c.tag): (p, c.digest) for p in plans for c in p.to_copy}
+    by_target = {r.target_repo: r for r in results}
+    jobs = [(r.target_repo, t) for r in results for t in r.copied]
+
+    def head(job):
+        repo, tag = job
+        h = dst.head_manifest(repo, tag)
+        return h.digest if h else None
+
+    problems = []
+    for (repo, tag), got, err in bounded_map(head, jobs, concurrency):
+        p, expected = want.get((repo, tag), (None, None))
+        if expected is None:
+            continue
+        if err is not None:
+            why = f"read-back failed: {err}"
+        elif got != expected:
+            why = f"read-back digest {got} differs from the source digest {expected}"
+        else:
+            continue
+        res = by_target[repo]
+        res.copied.remove(tag)
+        res.failed.append((tag, why))
+        problems.append((p.source_repo, tag, why))
+    return problems
