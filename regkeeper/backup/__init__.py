@@ -41,12 +41,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from .cache import verify_digest
-from .errors import NotFoundError, RegistryError, RegkeeperError
-from .globs import select
-from .inventory import scan
-from .oci import RegistryClient
-from .util import atomic_write, bounded_map, human_bytes, scrub, utcnow
+from ..cache import verify_digest
+from ..errors import NotFoundError, RegistryError, RegkeeperError
+from ..globs import select
+from ..inventory import scan
+from ..oci import RegistryClient
+from ..util import atomic_write, bounded_map, human_bytes, scrub, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def open_target(url: str, backup_cfg=None) -> ObjectStore:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise BackupError(f"backup.target {url!r}: no bucket after s3://")
-        from .storage import s3_client
+        from ..storage import s3_client
         endpoint = getattr(backup_cfg, "endpoint", None)
         client = s3_client(endpoint,
                            getattr(backup_cfg, "access_key", None),
@@ -864,7 +864,7 @@ def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = Non
                   dry_run: bool = False, errors: Iterable[str] = (), started: datetime | None = None,
                   requests: dict | None = None):
     """The backup run's Report (main table: one row per repository)."""
-    from .report import Report
+    from ..report import Report
     batches = list(batches)
     rep = Report(flow="backup", registry=registry, title="Metadata backup")
     if started:
@@ -929,7 +929,7 @@ def restore_report(registry: str, *, target: str, result: "RestoreResult | None"
                    snapshot_registry: str | None = None, blob_source: str | None = None,
                    errors: Iterable[str] = (), started: datetime | None = None):
     """The restore run's Report (main table: one row per snapshot tag, with the action taken)."""
-    from .report import Report
+    from ..report import Report
     rep = Report(flow="restore", registry=registry, title="Restore from backup")
     if started:
         rep.started = started
