@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from regkeeper import backup as B
+from regkeeper.backup import retention  # prune looks up _live_markers there
 from regkeeper.config import BackupConfig, parse_config
 from regkeeper.util import utcnow
 
@@ -291,13 +292,13 @@ def test_prune_rereads_indexes_a_backup_committed_meanwhile(tmp_path, monkeypatc
     s = B.FileStore(tmp_path)
     _snap(s, "reg", 1, [_k("a")])
     s.put(_k("b-new"), b"uploaded by other's backup before prune started")
-    real = B._live_markers
+    real = retention._live_markers
 
     def commit_then_check(store, now, stale_after):
         _snap(store, "other", 5, [_k("b-new")])     # the commit lands right now
         return real(store, now, stale_after)
 
-    monkeypatch.setattr(B, "_live_markers", commit_then_check)
+    monkeypatch.setattr(retention, "_live_markers", commit_then_check)
     res = B.prune(s, 1, registry="reg")
     assert s.exists(_k("b-new")) and res.deleted_objects == 0
     assert [x.id for x in B.list_snapshots(s, "other")]

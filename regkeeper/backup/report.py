@@ -1,0 +1,175 @@
+"""What backup and restore report: the run Reports and the rows behind them.
+
+``backup_report`` (one row per repository), ``restore_report`` (one row per snapshot tag, with
+the action taken), ``repository_rows`` and ``snapshot_rows``/``list_snapshots_cli`` (the
+``regkeeper snapshots list`` command: every index on the target, ignored ones with the reason).
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from .batch import BatchResult
+from .config import require_backup_config
+from .restore_result import RestoreResult
+from .retention import PruneResult
+from .snapshot import Snapshot, scan_snapshots
+from .store import ObjectStore, open_target
+
+
+def repository_rows(snap_or_batches) -> list[dict]:
+    """One row per repository (the backup report's main table), from a Snapshot or from the
+    BatchResults of a run that wrote no index (dry run, failure)."""
+    if isinstance(snap_or_batches, Snapshot):
+        repos, mans = snap_or_batches.repositories, snap_or_batches.manifests
+    else:
+        repos, mans = {}, {}
+        for b in snap_or_batches:
+            repos.update(b.repositories)
+            mans.update(b.manifests)
+    rows = []
+    for name, rec in sorted(repos.items()):
+        ds = [d for d in rec.get("manifests") or [] if d in mans]
+        layers = {layer["digest"]: layer["size"] for d in ds for layer in mans[d].get("layers", [])}
+        rows.append({
+            "repository": name,
+            "tags": len(rec.get("tags") or {}),
+            "manifests": len(ds),
+            "indexes": sum(1 for d in ds if mans[d].get("kind") == "index"),
+            "configs": len({mans[d]["config"]["digest"] for d in ds if mans[d].get("config")}),
+            "layers": len(layers),
+            "layer_bytes": sum(layers.values()),
+            "errors": "; ".join(rec.get("errors") or []),
+        })
+    return rows
+
+
+def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = None,
+                  batches: Iterable[BatchResult] = (), pruned: PruneResult | None = None,
+                  dry_run: bool = False, errors: Iterable[str] = (), started: datetime | None = None,
+                  requests: dict | None = None):
+    """The backup run's Report (main table: one row per repository)."""
+    from ..report import Report
+    batches = list(batches)
+    rep = Report(flow="backup", registry=registry, title="Metadata backup")
+    if started:
+        rep.started = started
+    written = {k: v for b in batches for k, v in b.written.items()}
+    would = sorted({k for b in batches for k in b.would_write})
+    rep.summary["target"] = target
+    rep.summary["snapshot"] = snapshot.id if snapshot else ("(dry run: none written)" if dry_run
+                                                            else "(none: run failed)")
+    rows = repository_rows(snapshot if snapshot else batches)
+    rep.summary["repositories"] = len(rows)
+    rep.summary["tags"] = sum(r["tags"] for r in rows)
+    if snapshot:
+        c = snapshot.counts
+        rep.summary["manifests"] = c.get("manifests", 0)
+        rep.summary["configs"] = c.get("configs", 0)
+        rep.summary["layer descriptors"] = c.get("layers", 0)
+        rep.summary["layer bytes (described, not copied)"] = c.get("layer_bytes", 0)
+        rep.summary["objects in snapshot"] = c.get("objects", 0)
+    if dry_run:
+        rep.summary["objects to write"] = len(would)
+    else:
+        rep.summary["objects written"] = len(written)
+        rep.summary["bytes written"] = sum(written.values())
+    if pruned is not None:
+        rep.summary["snapshots kept"] = len(pruned.kept)
+        dry = " (dry run)" if pruned.dry_run else ""
+        rep.summary["snapshots pruned" + dry] = len(pruned.deleted_snapshots)
+        rep.summary["objects pruned" + dry] = pruned.deleted_objects
+        rep.summary["bytes pruned" + dry] = pruned.deleted_bytes
+        if pruned.sweep_skipped:
+            rep.note(f"prune: {pruned.sweep_skipped}")
+        for key, why in pruned.invalid:
+            rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+    if requests:
+        rep.summary["registry requests"] = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+    rep.add_table("repositories", rows, ["repository", "tags", "manifests", "indexes", "configs",
+                                         "layers", "layer_bytes", "errors"])
+    problems = [e for b in batches for e in b.errors]
+    if problems:
+        rep.add_table("problems", [{"problem": p} for p in problems])
+        rep.note(f"{len(problems)} item(s) left out of the snapshot: see the problems table")
+    if pruned is not None and pruned.deleted_snapshots:
+        rep.add_table("pruned snapshots", [{"snapshot": k} for k in pruned.deleted_snapshots])
+    errs = list(errors)
+    for e in errs:
+        rep.note(e)
+    if errs and snapshot is None and not dry_run:
+        rep.note("no snapshot index was written: this run is not listed and cannot be restored; "
+                 "objects it uploaded are reused by the next run")
+    if errs:
+        rep.finish("failed")
+    else:
+        rep.finish("dry-run" if dry_run else "ok")
+    return rep
+
+
+RESTORE_COLUMNS = ["repository", "tag", "digest", "action", "reason", "state", "current",
+                   "missing_manifests", "missing_blobs"]
+
+
+def restore_report(registry: str, *, target: str, result: RestoreResult | None,
+                   snapshot_registry: str | None = None, blob_source: str | None = None,
+                   errors: Iterable[str] = (), started: datetime | None = None):
+    """The restore run's Report (main table: one row per snapshot tag, with the action taken)."""
+    from ..report import Report
+    rep = Report(flow="restore", registry=registry, title="Restore from backup")
+    if started:
+        rep.started = started
+    rep.summary["target"] = target
+    if snapshot_registry and snapshot_registry != registry:
+        rep.summary["snapshot of registry"] = snapshot_registry
+    rep.summary["blobSource"] = blob_source or "(none)"
+    if result is not None:
+        rep.summary.update(result.summary())
+        rep.add_table("tags", [r.to_dict() for r in result.rows], RESTORE_COLUMNS)
+        bad = result.failed
+        if bad:
+            rep.note(f"{len(bad)} tag(s) {'cannot be' if result.dry_run else 'could not be'} "
+                     f"restored, e.g. {bad[0].repository}:{bad[0].tag}: {bad[0].reason}")
+    errs = list(errors)
+    for e in errs:
+        rep.note(e)
+    if errs:
+        rep.finish("failed")
+    elif result is not None and result.dry_run:
+        rep.finish("dry-run")
+    elif result is not None and result.failed:
+        rep.finish("failed")
+    else:
+        rep.finish("ok")
+    return rep
+
+
+def snapshot_rows(store: ObjectStore, registry: str | None = None) -> list[dict]:
+    rows = []
+    for e in scan_snapshots(store, registry):
+        s = e.snapshot
+        c = s.counts if s else {}
+        rows.append({
+            "registry": e.registry,
+            "snapshot": e.id,
+            "status": "complete" if s else f"ignored: {e.reason}",
+            "finished": s.created if s else "",
+            "repositories": c.get("repositories", ""),
+            "tags": c.get("tags", ""),
+            "manifests": c.get("manifests", ""),
+            "configs": c.get("configs", ""),
+            "layers": c.get("layers", ""),
+            "layer_bytes": c.get("layer_bytes", ""),
+            "objects": c.get("objects", ""),
+            "objects_written": c.get("objects_written", ""),
+        })
+    return rows
+
+
+def list_snapshots_cli(cfg, registry: str | None = None) -> list[dict]:
+    """Rows for ``regkeeper snapshots list``: every index on the configured target (newest
+    last), including ignored ones with the reason."""
+    bk = require_backup_config(cfg)
+    if registry is not None:
+        registry = cfg.registry(registry).name
+    store = open_target(bk.target, bk)
+    return snapshot_rows(store, registry)
