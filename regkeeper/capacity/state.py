@@ -45,8 +45,8 @@ from typing import Literal
 
 import requests
 
-from .errors import RegkeeperError
-from .util import atomic_write, human_bytes, redact_url, retry_session, scrub
+from ..errors import RegkeeperError
+from ..util import atomic_write, human_bytes, redact_url, retry_session, scrub
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def s3_usage(client, bucket: str, prefix: str = "", *, page_size: int = 1000) ->
 def measure_storage(rc, s3_client=None) -> StorageUsage | None:
     """Physical usage for a ``config.RegistryConfig``; None when regkeeper has no access to the
     registry's storage (no ``storage`` section and not an S3 registry with keys)."""
-    from .storage import S3Storage, storage_for
+    from ..storage import S3Storage, storage_for
     reader = storage_for(rc)
     if reader is None:
         if rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
