@@ -19,7 +19,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
                       ValidationError, field_validator, model_validator)
 
-from .errors import ConfigError, SecretError
+from ..errors import ConfigError, SecretError
 
 log = logging.getLogger(__name__)
 
