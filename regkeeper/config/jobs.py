@@ -67,6 +67,9 @@ class ReplicationRule(_Model):
     tags: TagFilter = Field(default_factory=TagFilter)
     prefix: str = ""
     delete_extraneous: bool = Field(False, alias="deleteExtraneous")
+    # deleteExtraneous's cap: at most this fraction of the rule's in-scope target tags per run
+    # without force (its own key, not gc's)
+    max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
     concurrency: int = Field(8, ge=1, le=64)
 
     @field_validator("to", mode="before")

@@ -218,3 +218,20 @@ def test_reclaim_examples_pass_the_safety_rules():
     rc = load_config(EXAMPLE).registry("local-registry").reclaim
     assert rc.read_only and rc.read_write and not rc.live_garbage_collect
 
+
+# --------------------------------------------------------------------------- replication cap
+
+
+def test_replication_rule_has_its_own_delete_cap():
+    two = BASE + "- name: replica\n  url: http://127.0.0.1:5001\n"
+    cfg = parse_config(two + "replication: [{from: local-registry, to: replica}]\n", "conf.yaml")
+    assert cfg.replication[0].max_delete_fraction == 0.5
+    cfg = parse_config(two + "gc: {maxDeleteFraction: 0.9}\nreplication: [{from: local-registry, "
+                       "to: replica, deleteExtraneous: true, maxDeleteFraction: 0.2}]\n", "conf.yaml")
+    assert cfg.replication[0].max_delete_fraction == 0.2 and cfg.gc.max_delete_fraction == 0.9
+    assert cfg.replication[0].model_dump(by_alias=True)["maxDeleteFraction"] == 0.2
+    for bad in ("0", "1.5", "-0.1"):
+        msg = _err(two + f"replication:\n- {{from: local-registry, to: replica, maxDeleteFraction: {bad}}}\n")
+        assert "conf.yaml:8: replication[0].maxDeleteFraction" in msg
+    assert parse_config(two + "replication: [{from: local-registry, to: replica, maxDeleteFraction: 1}]\n",
+                        "conf.yaml").replication[0].max_delete_fraction == 1.0
