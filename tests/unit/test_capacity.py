@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from regkeeper import capacity as cap
+from regkeeper.capacity import state as cap_state
 from regkeeper import metrics as rkm
 from regkeeper.models import Descriptor, Inventory, ManifestInfo, RepoInventory
 from regkeeper.util import redact_url
@@ -171,7 +172,7 @@ def test_state_save_failure_keeps_old_file(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(cap.os, "replace", boom)
+    monkeypatch.setattr(cap_state.os, "replace", boom)
     with pytest.raises(OSError):
         store.save(s2)
     monkeypatch.undo()

@@ -1,4 +1,5 @@
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def test_not_yaml():
 
 def test_missing_env_secret_names_key(monkeypatch):
     monkeypatch.delenv("RK_TEST_PASS", raising=False)
-    cfg = parse_config(BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n", "conf.yaml")
+    cfg = parse_config(BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n",
+                       "conf.yaml")
     monkeypatch.setenv("RK_TEST_USER", "bob")
     with pytest.raises(SecretError) as ei:
         cfg.registry().auth.password.get()
@@ -159,3 +161,77 @@ def test_config_model_is_the_contract():
     # keys shown in DESIGN.md must stay accepted
     fields = {f.alias or n for n, f in Config.model_fields.items()}
     assert {"mirrorRepositories", "tiers", "gc", "replication", "backup", "capacity", "kubernetes"} <= fields
+
+
+# --------------------------------------------------------------------------- reclaim safety
+
+RECLAIM = BASE + """\
+  storage: {type: directory, path: /var/lib/registry}
+  reclaim:
+    mode: command
+"""
+GC = "    garbageCollect: [docker-registry, garbage-collect, /etc/docker/registry/config.yml]\n"
+RO = "    readOnly: [systemctl, start, registry-readonly.service]\n"
+RW = "    readWrite: [systemctl, start, registry-readwrite.service]\n"
+
+
+def test_reclaim_command_without_read_only_is_refused():
+    msg = _err(RECLAIM + GC)
+    # names the key that is missing and the line of its section (reclaim: is line 6)
+    assert "conf.yaml:6: mirrorRepositories[0].reclaim.readOnly:" in msg
+    assert "live, writable registry" in msg and "liveGarbageCollect: true" in msg
+    # the second registry's index and line are named too
+    two = BASE + "- name: second\n  url: http://127.0.0.1:5001\n  reclaim:\n    mode: command\n" + GC
+    msg = _err(two)
+    assert "conf.yaml:7: mirrorRepositories[1].reclaim.readOnly:" in msg
+
+
+def test_reclaim_live_garbage_collect_needs_the_acknowledgement():
+    cfg = parse_config(RECLAIM + GC + "    liveGarbageCollect: true\n", "conf.yaml")
+    rc = cfg.registry().reclaim
+    assert rc.mode == "command" and rc.live_garbage_collect and rc.read_only is None
+    assert "readOnly" in _err(RECLAIM + GC + "    liveGarbageCollect: false\n")
+
+
+def test_reclaim_with_read_only_window_is_accepted():
+    rc = parse_config(RECLAIM + RO + GC + RW, "conf.yaml").registry().reclaim
+    assert rc.read_only[0] == "systemctl" and rc.read_write[-1] == "registry-readwrite.service"
+    assert rc.live_garbage_collect is False
+
+
+def test_reclaim_read_only_without_read_write_is_refused():
+    msg = _err(RECLAIM + RO + GC)
+    assert "conf.yaml:6: mirrorRepositories[0].reclaim.readWrite:" in msg
+    assert "never closes" in msg
+    # the acknowledgement does not excuse a window that never closes
+    assert "reclaim.readWrite" in _err(RECLAIM + RO + GC + "    liveGarbageCollect: true\n")
+    job = BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml, readOnly: [a]}\n"
+    assert "mirrorRepositories[0].reclaim.readWrite:" in _err(job)
+
+
+def test_reclaim_examples_pass_the_safety_rules():
+    demo = (EXAMPLE.parent / "demo" / "regkeeper.yaml").read_text()
+    demo = re.sub(r"\{\{(\w+)\}\}", lambda m: "http://127.0.0.1:5000" if m.group(1).endswith("URL")
+                  else "/tmp/x", demo)
+    rc = parse_config(demo, "demo.yaml").registry("demo-registry").reclaim
+    assert rc.mode == "command" and rc.live_garbage_collect
+    rc = load_config(EXAMPLE).registry("local-registry").reclaim
+    assert rc.read_only and rc.read_write and not rc.live_garbage_collect
+
+
+# --------------------------------------------------------------------------- replication cap
+
+
+def test_replication_rule_has_its_own_delete_cap():
+    two = BASE + "- name: replica\n  url: http://127.0.0.1:5001\n"
+    cfg = parse_config(two + "replication: [{from: local-registry, to: replica}]\n", "conf.yaml")
+    assert cfg.replication[0].max_delete_fraction == 0.5
+    cfg = parse_config(two + "gc: {maxDeleteFraction: 0.9}\nreplication: [{from: local-registry, "
+                       "to: replica, deleteExtraneous: true, maxDeleteFraction: 0.2}]\n", "conf.yaml")
+    assert cfg.replication[0].max_delete_fraction == 0.2 and cfg.gc.max_delete_fraction == 0.9
+    assert cfg.replication[0].model_dump(by_alias=True)["maxDeleteFraction"] == 0.2
+    for bad in ("0", "1.5", "-0.1"):
+        msg = _err(two + f"replication:\n- {{from: local-registry, to: replica, maxDeleteFraction: {bad}}}\n")
+        assert "conf.yaml:8: replication[0].maxDeleteFraction" in msg
+    assert parse_config(two + "replication: [{from: local-registry, to: replica, maxDeleteFraction: 1}]\n",
+                        "conf.yaml").replication[0].max_delete_fraction == 1.0

@@ -1,0 +1,49 @@
+"""One registry, one run: ratio, history row, forecast and state transition
+(:func:`check_capacity`); sending and saving is :func:`.notify.notify_and_commit`'s job."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .alerts import Alert
+from .history import Forecast, UsageHistory, forecast
+from .measure import StorageUsage, resolve_capacity
+from .state import CapacityState, StateStore, evaluate
+from .thresholds import Thresholds
+
+
+@dataclass(slots=True)
+class CapacityCheck:
+    registry: str
+    usage: StorageUsage | None
+    capacity_bytes: int | None
+    capacity_source: str              # capacityBytes | filesystem | none
+    ratio: float | None
+    note: str | None                  # why there is no ratio
+    state: CapacityState              # the new state (saved by notify_and_commit / store.save)
+    previous_state: CapacityState
+    alert: Alert | None
+    forecast: Forecast | None
+
+    @property
+    def level(self) -> str:
+        return self.state.level
+
+
+def check_capacity(registry: str, usage: StorageUsage | None, *, capacity_bytes: int | None = None,
+                   thresholds: Thresholds = Thresholds(), store: StateStore,
+                   history: UsageHistory | None = None, window: timedelta = timedelta(days=14),
+                   now: datetime | None = None, reassert_after: timedelta | None = None) -> CapacityCheck:
+    """Ratio, history row, forecast and state transition for one registry. Does not send or
+    save: call :func:`notify_and_commit` (or ``store.save(check.state)``) afterwards."""
+    now = now or datetime.now(timezone.utc)
+    cap, src, note = resolve_capacity(usage, capacity_bytes)
+    ratio = usage.bytes_used / cap if usage is not None and cap else None
+    fc = None
+    if usage is not None and history is not None:
+        history.append(registry, usage.bytes_used, cap, now)
+        fc = forecast(history.load(registry), cap, thresholds.warn, thresholds.critical, window)
+    previous = store.load(registry)
+    state, alert = evaluate(ratio, thresholds, previous, used_bytes=usage.bytes_used if usage else None,
+                            capacity_bytes=cap, days_to_full=fc.days_to_full if fc else None, now=now,
+                            reassert_after=reassert_after)
+    return CapacityCheck(registry, usage, cap, src, ratio, note, state, previous, alert, fc)

@@ -1,0 +1,138 @@
+"""The job sections: ``tiers``, ``gc``, ``expire``, ``replication``, ``backup``, ``capacity``
+(with its ``notify`` targets), ``kubernetes`` and ``reports``."""
+
+import os
+import re
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .model import _Model
+from .secrets import SecretStr
+from .units import Duration
+
+
+class TierConfig(_Model):
+    name: str
+    match: list[str] = Field(min_length=1)
+    keep: Literal["forever"] | None = None
+    keep_last: int | None = Field(None, alias="keepLast", ge=0)
+    keep_days: int | None = Field(None, alias="keepDays", ge=0)
+    ttl: Duration | None = None
+    delete_repository: bool = Field(False, alias="deleteRepository")
+    protect: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_policy(self):
+        kinds = [self.keep is not None, self.keep_last is not None or self.keep_days is not None,
+                 self.ttl is not None]
+        if sum(kinds) != 1:
+            raise ValueError("a tier needs exactly one policy: keep: forever, keepLast/keepDays, or ttl")
+        if self.delete_repository and self.ttl is None:
+            raise ValueError("deleteRepository only applies with ttl")
+        return self
+
+
+class GCConfig(_Model):
+    registry: str | None = None
+    days: int = Field(30, ge=0)
+    keep_last: int = Field(5, alias="keepLast", ge=0)
+    protect: list[str] = Field(default_factory=lambda: ["latest"])
+    include: list[str] = Field(default_factory=lambda: ["**"])
+    exclude: list[str] = Field(default_factory=list)
+    max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
+    delete_untagged: bool = Field(True, alias="deleteUntagged")
+    untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
+
+
+class ExpireConfig(_Model):
+    registry: str | None = None
+    default_tier: str | None = Field(None, alias="defaultTier")
+    max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
+    untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
+
+
+class TagFilter(_Model):
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ReplicationRule(_Model):
+    name: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    include: list[str] = Field(default_factory=lambda: ["**"])
+    exclude: list[str] = Field(default_factory=list)
+    tags: TagFilter = Field(default_factory=TagFilter)
+    prefix: str = ""
+    delete_extraneous: bool = Field(False, alias="deleteExtraneous")
+    # deleteExtraneous's cap: at most this fraction of the rule's in-scope target tags per run
+    # without force (its own key, not gc's)
+    max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
+    concurrency: int = Field(8, ge=1, le=64)
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @property
+    def rule_name(self) -> str:
+        return self.name or f"{self.from_}-to-{'+'.join(self.to)}"
+
+
+class BackupConfig(_Model):
+    target: str = "file://./backups"
+    keep: int = Field(14, ge=1)
+    registries: list[str] | None = None
+    endpoint: str | None = None
+    access_key: SecretStr | None = Field(None, alias="accessKey")
+    secret_key: SecretStr | None = Field(None, alias="secretKey")
+    region: str = "us-east-1"
+    blob_source: str | None = Field(None, alias="blobSource")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if not re.match(r"^(s3://[^/]+(/.*)?|file://.+)$", v):
+            raise ValueError(f"target must be s3://bucket/prefix or file:///path, got {v!r}")
+        return v
+
+
+class NotifyConfig(_Model):
+    webhook: SecretStr
+    format: Literal["slack", "alertmanager"] = "slack"
+
+
+class CapacityConfig(_Model):
+    warn: float = Field(0.80, gt=0, le=1)
+    critical: float = Field(0.90, gt=0, le=1)
+    notify: list[NotifyConfig] = Field(default_factory=list)
+    pushgateway: str | None = None
+    history: str | None = None
+    forecast_window: Duration = Field(timedelta(days=14), alias="forecastWindow")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.warn >= self.critical:
+            raise ValueError(f"warn ({self.warn}) must be below critical ({self.critical})")
+        return self
+
+
+class KubernetesConfig(_Model):
+    kubeconfig: str | None = None
+    contexts: list[str] = Field(default_factory=list)
+    fail_closed: bool = Field(True, alias="failClosed")
+    registry_aliases: dict[str, list[str]] = Field(default_factory=dict, alias="registryAliases")
+    snapshot: str | None = None      # a recorded snapshot file instead of a live cluster (demo)
+    timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("kubeconfig", "snapshot")
+    @classmethod
+    def _expand(cls, v):
+        return os.path.expanduser(v) if v else v
+
+
+class ReportsConfig(_Model):
+    directory: str = "reports"

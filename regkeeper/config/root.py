@@ -1,0 +1,98 @@
+"""The whole file (:class:`Config`): its sections, the cross-references between them (every
+registry name a section uses must exist), and registry lookups and paths derived from it."""
+
+import difflib
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from ..errors import ConfigError
+from .jobs import (BackupConfig, CapacityConfig, ExpireConfig, GCConfig, KubernetesConfig,
+                   ReplicationRule, ReportsConfig, TierConfig)
+from .model import _Model
+from .registries import RegistryConfig
+
+
+class Config(_Model):
+    mirror_repositories: list[RegistryConfig] = Field(alias="mirrorRepositories", min_length=1)
+    tiers: list[TierConfig] = Field(default_factory=list)
+    gc: GCConfig | None = None
+    expire: ExpireConfig | None = None
+    replication: list[ReplicationRule] = Field(default_factory=list)
+    backup: BackupConfig | None = None
+    capacity: CapacityConfig | None = None
+    kubernetes: KubernetesConfig | None = None
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    cache_dir: str | None = Field(None, alias="cacheDir")
+
+    # set by load_config, not from YAML
+    source: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _refs(self):
+        names = [r.name for r in self.mirror_repositories]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate registry name(s): {', '.join(sorted(dupes))}")
+        known = set(names)
+
+        def need(where: str, name: str | None):
+            if name is not None and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+                raise ValueError(f"{where}: unknown registry {name!r}{hint}")
+
+        if self.gc:
+            need("gc.registry", self.gc.registry)
+        if self.expire:
+            need("expire.registry", self.expire.registry)
+        for i, r in enumerate(self.replication):
+            need(f"replication[{i}].from", r.from_)
+            for t in r.to:
+                need(f"replication[{i}].to", t)
+        if self.backup:
+            for n in self.backup.registries or []:
+                need("backup.registries", n)
+            need("backup.blobSource", self.backup.blob_source)
+        if self.kubernetes:
+            for n in self.kubernetes.registry_aliases:
+                need("kubernetes.registryAliases", n)
+        tier_names = [t.name for t in self.tiers]
+        if self.expire and self.expire.default_tier and self.expire.default_tier not in tier_names:
+            raise ValueError(f"expire.defaultTier: unknown tier {self.expire.default_tier!r}")
+        return self
+
+    def registry(self, name: str | None = None) -> RegistryConfig:
+        """The named registry, or the first one when name is None."""
+        if name is None:
+            return self.mirror_repositories[0]
+        for r in self.mirror_repositories:
+            if r.name == name:
+                return r
+        close = difflib.get_close_matches(name, [r.name for r in self.mirror_repositories], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{self.source or 'config'}: no registry named {name!r} "
+                          f"in mirrorRepositories{hint}")
+
+    def registry_hosts(self, name: str) -> set[str]:
+        """Every host name a registry is reached under (URL host, hosts, kubernetes aliases)."""
+        r = self.registry(name)
+        hosts = {r.host} if r.host else set()
+        hosts.update(r.hosts)
+        if self.kubernetes:
+            hosts.update(self.kubernetes.registry_aliases.get(name, []))
+        return {h.lower() for h in hosts if h}
+
+    def reports_dir(self) -> Path:
+        p = Path(self.reports.directory)
+        if not p.is_absolute() and self.source:
+            # relative to the working directory, like every other CLI tool
+            p = Path.cwd() / p
+        return p
+
+    def cache_path(self) -> Path:
+        if self.cache_dir:
+            return Path(os.path.expanduser(self.cache_dir))
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(base) / "regkeeper"
