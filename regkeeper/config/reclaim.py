@@ -19,7 +19,7 @@ class ReclaimConfig(_Model):
     kubernetes-job: run garbage-collect as a Kubernetes Job from ``jobTemplate``.
 
     Safety (refused at load):
-    - ``mode: command`` without ``readOnly`` would run garbage-collect on a live, writable
+    - ``mode: command`` or ``kubernetes-job`` without ``readOnly`` would run garbage-collect on a live, writable
       registry: a push landing meanwhile can lose blobs its new manifest needs (distribution's
       docs: garbage-collect must run read-only). ``liveGarbageCollect: true`` is the explicit
       acknowledgement that allows it; set it only when nothing can push, e.g. a demo, or a
@@ -40,9 +40,9 @@ class ReclaimConfig(_Model):
             raise ValueError("reclaim.garbageCollect is required when mode is 'command'")
         if self.mode == "kubernetes-job" and not self.job_template:
             raise ValueError("reclaim.jobTemplate is required when mode is 'kubernetes-job'")
-        if self.mode == "command" and not self.read_only and not self.live_garbage_collect:
+        if self.mode != "none" and not self.read_only and not self.live_garbage_collect:
             raise ValueError(
-                "readOnly: required with mode 'command': without it garbageCollect runs on a live, "
+                f"readOnly: required with mode {self.mode!r}: without it garbageCollect runs on a live, "
                 "writable registry and a push landing meanwhile can lose blobs (garbage-collect must "
                 "run read-only). Give readOnly and readWrite commands, or set liveGarbageCollect: true "
                 "only when nothing can push (e.g. a demo, or a registry whose clients are stopped)")

@@ -199,6 +199,16 @@ def test_reclaim_with_read_only_window_is_accepted():
     assert rc.live_garbage_collect is False
 
 
+def test_reclaim_kubernetes_job_without_read_only_is_refused_too():
+    # the Job runs the same garbage-collect: on a writable registry it can lose a concurrent push
+    job = BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml}\n"
+    msg = _err(job)
+    assert "mirrorRepositories[0].reclaim.readOnly:" in msg and "kubernetes-job" in msg
+    ok = parse_config(BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml, "
+                      "liveGarbageCollect: true}\n", "conf.yaml").registry().reclaim
+    assert ok.mode == "kubernetes-job" and ok.live_garbage_collect
+
+
 def test_reclaim_read_only_without_read_write_is_refused():
     msg = _err(RECLAIM + RO + GC)
     assert "conf.yaml:6: mirrorRepositories[0].reclaim.readWrite:" in msg
