@@ -6,15 +6,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import kube
-from .context import RunContext
+from .. import kube
+from ..context import RunContext
 from .delete import (DeleteResult, ReclaimResult, VerifyResult, delete_manifests, reclaim,
                      verify_kept)
-from .errors import RefusedError
-from .models import Inventory
-from .policy import Plan, gc_resolver, plan as make_plan, tier_resolver
-from .report import Report
-from .util import human_bytes, utcnow
+from ..errors import RefusedError
+from ..models import Inventory
+from ..policy import Plan, gc_resolver, plan as make_plan, tier_resolver
+from ..report import Report
+from ..util import human_bytes, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def gc_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *
             now: datetime | None = None) -> Plan:
     g = ctx.config.gc
     if g is None:
-        from .config import GCConfig
+        from ..config import GCConfig
         g = GCConfig()
     resolve = gc_resolver(g.include, g.exclude, g.days if days is None else days,
                           g.keep_last if keep_last is None else keep_last, g.protect,

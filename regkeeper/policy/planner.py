@@ -61,9 +61,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple, Protocol
 
-from .config import TierConfig, format_duration
-from .globs import match_any_path, match_any_tag, select
-from .models import Inventory, ManifestInfo, RepoInventory, signature_subject
+from ..config import TierConfig, format_duration
+from ..globs import match_any_path, match_any_tag, select
+from ..models import Inventory, ManifestInfo, RepoInventory, signature_subject
 
 Action = Literal["keep", "delete"]
 KEEP: Action = "keep"

@@ -17,11 +17,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .errors import DeletesDisabledError, RegistryError, RegkeeperError
-from .models import Inventory, signature_subject
-from .oci import RegistryClient
-from .storage import StorageReader
-from .util import bounded_map
+from ..errors import DeletesDisabledError, RegistryError, RegkeeperError
+from ..models import Inventory, signature_subject
+from ..oci import RegistryClient
+from ..storage import StorageReader
+from ..util import bounded_map
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class ReclaimResult:
 
 def storage_bytes(storage: StorageReader | None) -> int | None:
     """Physical bytes in the registry's storage (file bytes, like the reclaim preview)."""
-    from .capacity import storage_usage
+    from ..capacity import storage_usage
     usage = storage_usage(storage)
     return usage.bytes_used if usage is not None else None
 
