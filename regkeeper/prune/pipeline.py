@@ -1,22 +1,21 @@
 """gc and expire share one pipeline: inventory -> Kubernetes in-use -> plan -> cap -> delete ->
 reclaim -> verify -> report. This module holds the steps (Prefect-free); flows compose them.
+The cap check is ``policy.cap.check_plan_cap`` (re-exported by the package as ``check_cap``),
+the report ``report.build_report``.
 """
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import kube
 from ..context import RunContext
-from .delete import (DeleteResult, ReclaimResult, VerifyResult, delete_manifests, reclaim,
-                     verify_kept)
 from ..errors import RefusedError
 from ..models import Inventory
 from ..policy import Plan, gc_resolver, plan as make_plan, tier_resolver
-from ..report import Report
-from ..util import human_bytes, utcnow
-
-log = logging.getLogger(__name__)
+from ..util import utcnow
+from .delete import DeleteResult, delete_manifests
+from .reclaim import ReclaimResult, reclaim
+from .verify import VerifyResult, verify_kept
 
 
 @dataclass
@@ -71,18 +70,6 @@ def expire_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeStat
                      untagged_grace=grace)
 
 
-def check_cap(plan: Plan, force: bool) -> str | None:
-    """None when the run may proceed; else the refusal reason."""
-    if plan.cap_ok:
-        return None
-    tripped = "; ".join(str(c) for c in plan.cap_tripped)
-    if force:
-        log.warning("blast-radius cap tripped (%s) and overridden by force", tripped)
-        return None
-    return (f"blast-radius cap: the plan deletes more than {plan.max_delete_fraction:.0%} of the tags "
-            f"of {tripped}; nothing was deleted. Re-run with force to override.")
-
-
 def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for t in plan.deleted_tags():
@@ -113,112 +100,6 @@ def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan,
     kept = [(t.repository, t.tag, t.digest) for t in plan.kept_tags()
             if everything or t.repository in touched]
     return verify_kept(ctx.client(registry), inv, kept)
-
-
-def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory | None = None,
-                 kstate: KubeState | None = None, deleted: DeleteResult | None = None,
-                 reclaimed: ReclaimResult | None = None, verified: VerifyResult | None = None,
-                 dry_run: bool = False, refused: str | None = None, error: str | None = None,
-                 started: datetime | None = None) -> Report:
-    rep = Report(flow=flow, registry=registry, title=f"regkeeper {flow}")
-    if started:
-        rep.started = started
-    if kstate is not None:
-        for n in kstate.notes:
-            rep.note(n)
-    if plan is not None:
-        s = plan.summary()
-        rep.summary.update({
-            "tags scanned": s["tags_total"], "tags kept": s["tags_kept"],
-            "tags to delete" if dry_run or refused else "tags deleted": s["tags_deleted"],
-            "in use (kept)": s["tags_in_use"],
-            "expired but in use": s["expired_in_use"],
-            "manifests to delete" if dry_run or refused else "manifests deleted": s["manifests_deleted"],
-            "bytes freed (preview)": s["bytes_freed"],
-            "repositories to remove": len(s["repositories_to_remove"]),
-            "push time source": _push_source_label(s["push_time_source"]),
-            "kubernetes protection": s["kube_protection"],
-        })
-        if plan.cap_tripped:
-            rep.summary["cap tripped"] = [str(c) for c in plan.cap_tripped]
-        if plan.cap_exempt:
-            rep.note("per-repository cap not applied (ttl tier / repository removed whole; the "
-                     "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt))
-        rep.add_table("decisions", plan.tag_rows(), Plan.TAG_COLUMNS)
-        rep.add_table("repositories", plan.repository_rows())
-        rep.add_table("manifests", plan.manifest_rows())
-        for t in plan.expired_in_use():
-            if len(rep.notes) < 200:
-                rep.note(f"expired but in use: {t.repository}:{t.tag} ({'; '.join(t.in_use)})")
-        if not plan.untagged_known:
-            rep.note("untagged manifests are invisible without storage access (configure storage "
-                     "for exact previews and untagged cleanup)")
-    if inv is not None:
-        errs = [(repo, e) for repo, r in inv.repositories.items() for e in r.errors]
-        for repo, e in errs[:50]:
-            rep.note(f"scan: {repo}: {e}")
-        rep.summary["scan seconds"] = inv.stats.get("seconds")
-    if deleted is not None:
-        rep.summary["deletes ok"] = len(deleted.deleted)
-        rep.summary["already gone"] = len(deleted.already_gone)
-        rep.summary["deletes failed"] = len(deleted.failed)
-        if deleted.skipped:
-            rep.summary["repositories changed since the scan (skipped)"] = len(deleted.skipped)
-        for repo, why in deleted.skipped[:100]:
-            rep.note(f"skipped {repo}: {why}")
-        for repo, dg, why in deleted.failed[:100]:
-            rep.note(f"delete failed: {repo}@{dg}: {why}")
-    if reclaimed is not None and reclaimed.mode != "none":
-        rep.summary["reclaim"] = reclaimed.mode + (" (ran)" if reclaimed.ran else " (not run)")
-        if reclaimed.bytes_freed is not None:
-            rep.summary["bytes freed (measured)"] = reclaimed.bytes_freed
-        if reclaimed.repositories_removed:
-            rep.summary["repositories removed"] = reclaimed.repositories_removed
-        if reclaimed.error:
-            rep.note(f"reclaim: {reclaimed.error}")
-    elif reclaimed is not None and plan is not None and plan.bytes_freed:
-        rep.note(f"{human_bytes(plan.bytes_freed)} become reclaimable when the registry's "
-                 "garbage-collect runs (reclaim mode: none)")
-    if plan is not None and plan.repositories_to_remove and reclaimed is not None and not dry_run:
-        left = [r for r in plan.repositories_to_remove if r not in (reclaimed.repositories_removed or [])]
-        if left:
-            rep.note("empty repositories left behind (no storage access or reclaim not run): "
-                     + ", ".join(left))
-    if verified is not None:
-        rep.summary["verified tags"] = verified.tags_checked
-        rep.summary["verified blobs"] = verified.blobs_checked
-        rep.summary["verify problems"] = len(verified.problems)
-        for repo, tag, p in verified.problems[:100]:
-            rep.note(f"verify: {repo}:{tag} {p}")
-    status = "ok"
-    if dry_run:
-        status = "dry-run"
-    if refused:
-        status = "refused"
-        rep.note(refused)
-    if error:
-        status = "failed"
-        rep.note(error)
-    if deleted is not None and (deleted.failed or deleted.stopped):
-        status = "failed"
-    if verified is not None and verified.problems:
-        status = "failed"
-    if reclaimed is not None and reclaimed.error and reclaimed.mode != "none":
-        status = "failed"
-    rep.finish(status)
-    return rep
-
-
-_PUSH_SOURCES = {
-    "filesystem": "storage: filesystem (tag link mtime; image config created where absent)",
-    "s3": "storage: s3 (tag link LastModified; image config created where absent)",
-}
-
-
-def _push_source_label(src: str | None) -> str:
-    """What ages are measured from, in words (the per-tag ``age_source`` column is exact)."""
-    return _PUSH_SOURCES.get(src or "none", f"storage: {src}" if src and src != "none"
-                             else "image config created (no storage access)")
 
 
 def refuse(reason: str) -> RefusedError:
