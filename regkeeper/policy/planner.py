@@ -137,7 +137,8 @@ class _RepoPlanner:
             if pushed is not None and is_real(r.manifests.get(d)) and \
                     self.now - pushed < self.untagged_grace:
                 self.keep(d, f"untagged, pushed {format_duration(self.now - pushed)} ago (within the "
-                             f"{format_duration(self.untagged_grace)} grace period: a push may be in progress)")
+                             f"{format_duration(self.untagged_grace)} grace period: a push may be in "
+                             "progress)")
 
     def drain(self) -> None:
         self.closure.drain()

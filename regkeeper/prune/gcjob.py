@@ -56,7 +56,8 @@ def run_gc_job(reclaim_cfg, kube_cfg, timeout: float, poll: float = 2.0) -> str:
         job = batch.create_namespaced_job(ns, manifest, _request_timeout=_RT)
         return _wait_for_job(batch, ns, job.metadata.name, timeout, poll)
     except ApiException as e:
-        raise RegkeeperError(f"reclaim kubernetes-job in namespace {ns}: HTTP {e.status} {e.reason}") from None
+        raise RegkeeperError(f"reclaim kubernetes-job in namespace {ns}: HTTP {e.status} "
+                             f"{e.reason}") from None
     finally:
         api_client.close()
 
@@ -78,7 +79,8 @@ def _api_client(kube_cfg):
             persist_config=False)
     except (ConfigException, OSError, TypeError):
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            raise RegkeeperError("reclaim kubernetes-job: no kubeconfig and not running in a cluster") from None
+            raise RegkeeperError("reclaim kubernetes-job: no kubeconfig and not running in a "
+                                 "cluster") from None
         kconfig.load_incluster_config()
         return kclient.ApiClient()
 

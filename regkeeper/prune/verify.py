@@ -48,7 +48,8 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
         repo, digest = item
         return client.head_blob(repo, digest)
 
-    for (repo, digest), size, err in bounded_map(check_blob, sorted(blob_checks), max_workers or client.concurrency):
+    workers = max_workers or client.concurrency
+    for (repo, digest), size, err in bounded_map(check_blob, sorted(blob_checks), workers):
         res.blobs_checked += 1
         if err is not None or size is None:
             res.problems.append((repo, "", f"blob {digest} unreadable: {err or 'HEAD 404'}"))
