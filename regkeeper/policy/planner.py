@@ -140,9 +140,6 @@ class _RepoPlanner:
                              f"{format_duration(self.untagged_grace)} grace period: a push may be in "
                              "progress)")
 
-    def drain(self) -> None:
-        self.closure.drain()
-
     def protect_in_use(self) -> None:
         """Kubernetes protection (see ``graph.InUseProtection``)."""
         if self.in_use is None or self.pol is None or self.pol.keep_forever:
