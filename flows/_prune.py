@@ -3,7 +3,7 @@ flows/expire.py). plan -> (dry run: report and stop) -> execute -> reclaim -> ve
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.delete import DeleteResult
+from regkeeper.prune import DeleteResult
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
 from regkeeper.util import batch_label, batches, utcnow

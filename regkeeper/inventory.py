@@ -19,7 +19,7 @@ from typing import Literal
 
 from .errors import NotFoundError, RegistryError, UnsupportedManifestError
 from .globs import select
-from .models import Inventory, Manifest, ManifestInfo, RepoInventory
+from .models import CREATED_ANNOTATION, Inventory, Manifest, ManifestInfo, RepoInventory, parse_time
 from .oci import RegistryClient
 from .storage import StorageReader
 from .util import atomic_write, bounded_map, utcnow
@@ -81,10 +81,13 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
          progress: Callable[[str], None] | None = None) -> Inventory:
     """Scan the registry (or the repositories matching the globs) into an Inventory.
 
+    Steps: list repositories and their tags -> push times and untagged revisions from storage
+    -> resolve every tag to its manifest -> fetch index children and untagged revisions ->
+    created times from image configs -> save tag -> digest state for the next scan.
+
     Per-tag problems (a tag deleted mid-scan, a schema1 manifest) are recorded in
     ``RepoInventory.errors`` and the tag is left out; registry-wide failures raise."""
     t0 = time.perf_counter()
-    workers = concurrency or client.concurrency
     before = dict(client.stats)
     hits0, misses0 = client.cache.hits, client.cache.misses
     inc = list(include) if include else None
@@ -95,115 +98,162 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
     inv = Inventory(registry=client.name, scanned_at=utcnow(),
                     push_time_source=storage.kind if storage else "none")
     state = _TagState(client)
-
-    # 1. tags of every repository
-    def list_repo(repo: str):
-        try:
-            return client.list_tags(repo)
-        except NotFoundError:
-            return []  # listed by _catalog but emptied: an empty repository
-
-    for repo, tags, err in bounded_map(list_repo, repositories, workers):
-        if err is not None:
-            raise err
-        inv.repositories[repo] = RepoInventory(name=repo)
-        inv.repositories[repo].tags = {t: "" for t in tags}
+    s = _Scan(client, inv, concurrency or client.concurrency)
+    s.list_tags(repositories)
     if progress:
         progress(f"{len(inv.repositories)} repositories, {inv.tag_count} tags")
-
-    # 2. push times + untagged revisions from storage
-    revisions: dict[str, dict] = {}   # repo -> {digest: push time} from storage
     if storage is not None:
-        def read_storage(repo: str):
-            return storage.push_times(repo), storage.revision_times(repo)
-        for repo, res, err in bounded_map(read_storage, list(inv.repositories), workers):
+        s.read_storage(storage)
+    s.resolve_tags(state)
+    s.fetch_children()
+    s.mark_untagged()
+    if created != "never":
+        s.created_times(created)
+        s.index_created()
+    state.save(inv, partial)
+    after = client.stats
+    inv.stats = {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "requests": {k: after.get(k, 0) - before.get(k, 0) for k in after
+                     if after.get(k, 0) - before.get(k, 0)},
+        "cache_hits": client.cache.hits - hits0,
+        "cache_misses": client.cache.misses - misses0,
+        "repositories": len(inv.repositories),
+        "tags": inv.tag_count,
+    }
+    return inv
+
+
+class _Scan:
+    """The steps of one scan, sharing the client, the inventory being filled, the untagged
+    revisions storage reported and the manifests fetched (by digest)."""
+
+    def __init__(self, client: RegistryClient, inv: Inventory, workers: int):
+        self.client = client
+        self.inv = inv
+        self.workers = workers
+        self.revisions: dict[str, dict] = {}   # repo -> {digest: push time} from storage
+        self.manifests: dict[str, Manifest] = {}
+
+    def list_tags(self, repositories: list[str]) -> None:
+        """1. the tags of every repository (an emptied repository has none)."""
+        client = self.client
+
+        def list_repo(repo: str):
+            try:
+                return client.list_tags(repo)
+            except NotFoundError:
+                return []  # listed by _catalog but emptied: an empty repository
+
+        for repo, tags, err in bounded_map(list_repo, repositories, self.workers):
             if err is not None:
                 raise err
-            r = inv.repositories[repo]
+            self.inv.repositories[repo] = RepoInventory(name=repo)
+            self.inv.repositories[repo].tags = {t: "" for t in tags}
+
+    def read_storage(self, storage: StorageReader) -> None:
+        """2. push times + untagged revisions from storage."""
+        def read(repo: str):
+            return storage.push_times(repo), storage.revision_times(repo)
+
+        for repo, res, err in bounded_map(read, list(self.inv.repositories), self.workers):
+            if err is not None:
+                raise err
+            r = self.inv.repositories[repo]
             times, revs = res
             r.push_times = {t: v for t, v in times.items() if t in r.tags}
-            revisions[repo] = revs
+            self.revisions[repo] = revs
 
-    # 3. resolve every tag to a digest: HEAD when known+cached, else GET by tag
-    manifests: dict[str, Manifest] = {}
+    def resolve_tags(self, state: "_TagState") -> None:
+        """3. every tag to a digest: HEAD when known + cached, else GET by tag."""
+        client = self.client
 
-    def resolve(item: tuple[str, str]):
-        repo, tag = item
-        prev = state.known(repo, tag)
-        if prev and client.cache.get("manifests", prev) is not None:
-            head = client.head_manifest(repo, tag)
-            if head is None:
+        def resolve(item: tuple[str, str]):
+            repo, tag = item
+            prev = state.known(repo, tag)
+            if prev and client.cache.get("manifests", prev) is not None:
+                head = client.head_manifest(repo, tag)
+                if head is None:
+                    return None
+                if head.digest == prev:
+                    return client.get_manifest(repo, prev)  # cache hit, no request
+                return client.get_manifest(repo, head.digest)
+            try:
+                return client.get_manifest(repo, tag)
+            except NotFoundError:
                 return None
-            if head.digest == prev:
-                return client.get_manifest(repo, prev)  # cache hit, no request
-            return client.get_manifest(repo, head.digest)
-        try:
-            return client.get_manifest(repo, tag)
-        except NotFoundError:
-            return None
 
-    pairs = [(repo, tag) for repo, r in inv.repositories.items() for tag in r.tags]
-    for (repo, tag), m, err in bounded_map(resolve, pairs, workers):
-        r = inv.repositories[repo]
-        if err is not None:
-            if isinstance(err, (UnsupportedManifestError,)) or (isinstance(err, RegistryError) and err.status in (400, 404)):
-                r.errors.append(f"{tag}: {err}")
+        pairs = [(repo, tag) for repo, r in self.inv.repositories.items() for tag in r.tags]
+        for (repo, tag), m, err in bounded_map(resolve, pairs, self.workers):
+            r = self.inv.repositories[repo]
+            if err is not None:
+                if isinstance(err, (UnsupportedManifestError,)) or \
+                        (isinstance(err, RegistryError) and err.status in (400, 404)):
+                    r.errors.append(f"{tag}: {err}")
+                    del r.tags[tag]
+                    continue
+                raise err
+            if m is None:  # deleted while we scanned
                 del r.tags[tag]
                 continue
-            raise err
-        if m is None:  # deleted while we scanned
-            del r.tags[tag]
-            continue
-        r.tags[tag] = m.digest
-        manifests[m.digest] = m
-        r.manifests.setdefault(m.digest, manifest_info(m))
+            r.tags[tag] = m.digest
+            self.manifests[m.digest] = m
+            r.manifests.setdefault(m.digest, manifest_info(m))
 
-    # 4. index children and untagged revisions (by digest: the cache answers known ones)
-    def need_children() -> list[tuple[str, str]]:
+    def fetch_children(self) -> None:
+        """4. index children and untagged revisions (by digest: the cache answers known ones)."""
+        client = self.client
+
+        def fetch(item):
+            repo, digest = item
+            try:
+                return client.get_manifest(repo, digest)
+            except NotFoundError:
+                return None
+
+        for _round in range(3):  # nested indexes are rare; three levels is plenty
+            todo = self._missing_children()
+            if not todo:
+                break
+            for (repo, digest), m, err in bounded_map(fetch, todo, self.workers):
+                r = self.inv.repositories[repo]
+                if err is not None or m is None:
+                    r.errors.append(f"{digest}: {err or 'referenced but missing (404)'}")
+                    # remember it so the graph still knows the reference is dangling
+                    r.manifests.setdefault(digest, ManifestInfo(digest=digest, media_type="", kind="image",
+                                                                size=0))
+                    continue
+                self.manifests[m.digest] = m
+                r.manifests.setdefault(m.digest, manifest_info(m))
+
+    def _missing_children(self) -> list[tuple[str, str]]:
         out = []
-        for repo, r in inv.repositories.items():
+        for repo, r in self.inv.repositories.items():
             for info in list(r.manifests.values()):
                 for c in info.children:
                     if c.digest not in r.manifests:
                         out.append((repo, c.digest))
-            for d in revisions.get(repo, []):
+            for d in self.revisions.get(repo, []):
                 if d not in r.manifests:
                     out.append((repo, d))
         return sorted(set(out))
 
-    def fetch(item):
-        repo, digest = item
-        try:
-            return client.get_manifest(repo, digest)
-        except NotFoundError:
-            return None
+    def mark_untagged(self) -> None:
+        """Storage revisions no tag and no index references are the untagged manifests."""
+        for r in self.inv.repositories.values():
+            revs = self.revisions.get(r.name)
+            if revs is not None:
+                referenced = set(r.tags.values())
+                for info in r.manifests.values():
+                    referenced.update(c.digest for c in info.children)
+                r.untagged = sorted(d for d in revs if d not in referenced)
+                r.untagged_pushed = {d: revs[d] for d in r.untagged}
 
-    for _round in range(3):  # nested indexes are rare; three levels is plenty
-        todo = need_children()
-        if not todo:
-            break
-        for (repo, digest), m, err in bounded_map(fetch, todo, workers):
-            r = inv.repositories[repo]
-            if err is not None or m is None:
-                r.errors.append(f"{digest}: {err or 'referenced but missing (404)'}")
-                # remember it so the graph still knows the reference is dangling
-                r.manifests.setdefault(digest, ManifestInfo(digest=digest, media_type="", kind="image", size=0))
-                continue
-            manifests[m.digest] = m
-            r.manifests.setdefault(m.digest, manifest_info(m))
-    for r in inv.repositories.values():
-        revs = revisions.get(r.name)
-        if revs is not None:
-            referenced = set(r.tags.values())
-            for info in r.manifests.values():
-                referenced.update(c.digest for c in info.children)
-            r.untagged = sorted(d for d in revs if d not in referenced)
-            r.untagged_pushed = {d: revs[d] for d in r.untagged}
-
-    # 5. created times from image configs (cached by digest)
-    if created != "never":
+    def created_times(self, created: str) -> None:
+        """5. created times from image configs (cached by digest): for tags without a storage
+        push time, untagged manifests and index children, or everything with ``always``."""
         todo = []
-        for repo, r in inv.repositories.items():
+        for repo, r in self.inv.repositories.items():
             tagged_without_push = {d for t, d in r.tags.items() if t not in r.push_times}
             children = {c.digest for p in r.manifests.values() for c in p.children}
             for d, info in r.manifests.items():
@@ -214,19 +264,21 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
 
         def get_created(item):
             repo, d = item
-            m = manifests.get(d)
+            m = self.manifests.get(d)
             if m is None:
-                m = client.get_manifest(repo, d)
-            return client.image_created(repo, m)
+                m = self.client.get_manifest(repo, d)
+            return self.client.image_created(repo, m)
 
-        for (repo, d), res, err in bounded_map(get_created, todo, workers):
-            info = inv.repositories[repo].manifests[d]
+        for (repo, d), res, err in bounded_map(get_created, todo, self.workers):
+            info = self.inv.repositories[repo].manifests[d]
             if err is not None:
-                inv.repositories[repo].errors.append(f"{d}: config unreadable: {err}")
+                self.inv.repositories[repo].errors.append(f"{d}: config unreadable: {err}")
                 continue
             info.created, info.created_source = res
-        # an index is as old as its newest child
-        for r in inv.repositories.values():
+
+    def index_created(self) -> None:
+        """An index is as old as its newest child (else its created annotation)."""
+        for r in self.inv.repositories.values():
             for info in r.manifests.values():
                 if info.kind == "index" and info.created is None:
                     times = [r.manifests[c.digest].created for c in info.children
@@ -234,22 +286,9 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
                     if times:
                         info.created, info.created_source = max(times), "config"
                     else:
-                        from .models import CREATED_ANNOTATION, parse_time
                         t = parse_time(info.annotations.get(CREATED_ANNOTATION))
                         if t:
                             info.created, info.created_source = t, "annotation"
-
-    state.save(inv, partial)
-    after = client.stats
-    inv.stats = {
-        "seconds": round(time.perf_counter() - t0, 3),
-        "requests": {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)},
-        "cache_hits": client.cache.hits - hits0,
-        "cache_misses": client.cache.misses - misses0,
-        "repositories": len(inv.repositories),
-        "tags": inv.tag_count,
-    }
-    return inv
 
 
 def count_tags(client: RegistryClient) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.delete import delete_levels
+from regkeeper.policy import delete_levels
 from regkeeper.inventory import scan
 from tests.support import images
 from tests.support.rkconfig import registry_entry, write_config

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from regkeeper.config import KubernetesConfig, ReclaimConfig
-from regkeeper.delete import reclaim
+from regkeeper.prune.reclaim import reclaim
 from regkeeper.errors import RegkeeperError
 from regkeeper.storage import FilesystemStorage
 from tests.support import images

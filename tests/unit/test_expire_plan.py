@@ -8,7 +8,7 @@ import yaml
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.delete import DeleteResult, ReclaimResult
+from regkeeper.prune import DeleteResult, ReclaimResult
 from regkeeper.models import DOCKER_MANIFEST, Descriptor, Inventory, ManifestInfo, RepoInventory
 from regkeeper.policy import REGISTRY_SCOPE, CapBreach
 

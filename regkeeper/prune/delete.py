@@ -1,0 +1,114 @@
+"""The one delete path: every job that deletes (gc, expire, replicate's deleteExtraneous) uses it.
+
+``delete_manifests``: DELETE by digest with bounded concurrency, idempotent (404 = already
+gone), in reference-depth order (``policy.graph.delete_levels``): signatures/referrers before
+their subject and indexes before their children, so a run cut short never leaves an index
+pointing at deleted children or a signature without its subject. A 405 (deletes disabled) stops
+everything at once and says so. With ``recheck``, every repository's tags are re-read just
+before deleting (``changed_since_plan``): DELETE by digest removes every tag on the digest, so a
+repository changed since the scan is left alone this run.
+"""
+
+from dataclasses import dataclass, field
+
+from ..errors import DeletesDisabledError, RegistryError, RegkeeperError
+from ..models import Inventory
+from ..oci import RegistryClient
+from ..policy.graph import delete_levels
+from ..util import bounded_map
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[tuple[str, str]] = field(default_factory=list)        # (repo, digest)
+    already_gone: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)    # (repo, digest, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)        # (repo, why nothing deleted)
+    stopped: str | None = None                                          # why the run stopped early
+
+    def merge(self, other: "DeleteResult") -> None:
+        self.deleted += other.deleted
+        self.already_gone += other.already_gone
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.stopped = self.stopped or other.stopped
+
+
+def changed_since_plan(client: RegistryClient, repo: str, digests: set[str],
+                       planned_tag_deletes: set[str], max_workers: int) -> str | None:
+    """Re-read a repository's tags just before deleting: DELETE by digest removes every tag on
+    the digest, so a tag pushed (or moved back) onto a planned digest after the scan would go
+    too. Returns why the repository must be left alone this run, or None."""
+    tags = [t for t in client.list_tags(repo) if t not in planned_tag_deletes]
+    for tag, head, err in bounded_map(lambda t: client.head_manifest(repo, t), tags, max_workers):
+        if err is not None:
+            return f"tag {tag} could not be re-checked ({err})"
+        if head is not None and head.digest in digests:
+            return (f"tag {tag} now points to {head.digest[:19]}…, planned for deletion (pushed "
+                    "after the scan): nothing deleted in this repository; the next run re-plans")
+    return None
+
+
+def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
+                     inventory: Inventory | None = None, max_workers: int | None = None,
+                     recheck: dict[str, set[str]] | None = None) -> DeleteResult:
+    """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
+    fails is listed and does not stop the others. 405 stops the whole run."""
+    res = DeleteResult()
+    workers = max_workers or client.concurrency
+    if recheck is not None:
+        res.skipped = _changed_repositories(client, items, recheck, workers)
+        skip = {repo for repo, _ in res.skipped}
+        items = [it for it in items if it[0] not in skip]
+    for phase in _phases(inventory, items):
+        if res.stopped:
+            res.failed += [(r, d, f"not attempted: {res.stopped}") for r, d in phase]
+            continue
+        _delete_phase(client, phase, workers, res)
+    return res
+
+
+def _changed_repositories(client: RegistryClient, items: list[tuple[str, str]],
+                          recheck: dict[str, set[str]], workers: int) -> list[tuple[str, str]]:
+    """(repo, why) for every repository changed since the plan (or whose tags cannot be
+    re-read): nothing is deleted there."""
+    by_repo: dict[str, set[str]] = {}
+    for repo, d in items:
+        by_repo.setdefault(repo, set()).add(d)
+    skipped: list[tuple[str, str]] = []
+    for repo in sorted(by_repo):
+        try:
+            why = changed_since_plan(client, repo, by_repo[repo], recheck.get(repo, set()), workers)
+        except RegistryError as e:
+            why = f"tags could not be re-checked ({e})"
+        if why:
+            skipped.append((repo, why))
+    return skipped
+
+
+def _phases(inventory: Inventory | None, items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The items grouped by reference depth, shallowest (deleted first) first."""
+    phases: dict[int, list[tuple[str, str]]] = {}
+    levels = delete_levels(inventory, items)
+    for it in items:
+        phases.setdefault(levels.get(it, 0), []).append(it)
+    return [phases[ph] for ph in sorted(phases)]
+
+
+def _delete_phase(client: RegistryClient, phase: list[tuple[str, str]], workers: int,
+                  res: DeleteResult) -> None:
+    """Delete one level concurrently: 404 = already gone, 405 = stop everything."""
+    def one(item):
+        repo, digest = item
+        if res.stopped:
+            raise RegkeeperError(f"not attempted: {res.stopped}")
+        return client.delete_manifest(repo, digest)
+
+    for (repo, digest), ok, err in bounded_map(one, phase, workers):
+        if err is None:
+            (res.deleted if ok else res.already_gone).append((repo, digest))
+        elif isinstance(err, DeletesDisabledError):
+            res.stopped = str(err)
+            res.failed.append((repo, digest, str(err)))
+        else:
+            res.failed.append((repo, digest, str(err)))

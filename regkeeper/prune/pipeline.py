@@ -1,0 +1,106 @@
+"""gc and expire share one pipeline: inventory -> Kubernetes in-use -> plan -> cap -> delete ->
+reclaim -> verify -> report. This module holds the steps (Prefect-free); flows compose them.
+The cap check is ``policy.cap.check_plan_cap`` (re-exported by the package as ``check_cap``),
+the report ``report.build_report``.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .. import kube
+from ..context import RunContext
+from ..errors import RefusedError
+from ..models import Inventory
+from ..policy import Plan, gc_resolver, plan as make_plan, tier_resolver
+from ..util import utcnow
+from .delete import DeleteResult, delete_manifests
+from .reclaim import ReclaimResult, reclaim
+from .verify import VerifyResult, verify_kept
+
+
+@dataclass
+class KubeState:
+    usage: object | None              # kube.RegistryUsage or None (no protection)
+    notes: list[str] = field(default_factory=list)
+    scan: object | None = None        # kube.InUseScan
+
+
+def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:
+    """In-use images for this registry. Without a ``kubernetes`` section there is no protection
+    (and the report says so). When a context cannot be read and ``failClosed`` is on, raise
+    RefusedError naming the context and why: nothing will be deleted."""
+    kc = ctx.config.kubernetes
+    if kc is None:
+        return KubeState(None, ["no kubernetes section in the config: images in use by workloads "
+                                "are NOT protected"])
+    scan = kube.scan_from_config(kc)   # a live cluster, or a recorded snapshot; never raises
+    notes = [scan.summary()]
+    if scan.errors:
+        if kc.fail_closed:
+            scan.raise_if_incomplete()
+        notes.append(scan.failure_message() + " (failClosed is off: continuing WITHOUT protection "
+                                               "from those contexts)")
+    hosts = ctx.config.registry_hosts(registry)
+    usage = scan.for_registry(hosts)
+    notes.append(f"{len(usage)} references point at this registry ({', '.join(sorted(hosts))})")
+    return KubeState(usage, notes, scan)
+
+
+def gc_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *,
+            days: int | None = None, keep_last: int | None = None,
+            now: datetime | None = None) -> Plan:
+    g = ctx.config.gc
+    if g is None:
+        from ..config import GCConfig
+        g = GCConfig()
+    resolve = gc_resolver(g.include, g.exclude, g.days if days is None else days,
+                          g.keep_last if keep_last is None else keep_last, g.protect,
+                          delete_untagged=g.delete_untagged)
+    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(),
+                     max_delete_fraction=g.max_delete_fraction, untagged_grace=g.untagged_grace)
+
+
+def expire_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *,
+                now: datetime | None = None) -> Plan:
+    e = ctx.config.expire
+    resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
+    frac = e.max_delete_fraction if e else 0.5
+    grace = e.untagged_grace if e else timedelta(hours=1)
+    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac,
+                     untagged_grace=grace)
+
+
+def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for t in plan.deleted_tags():
+        out.setdefault(t.repository, set()).add(t.tag)
+    return out
+
+
+def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]],
+                 inv: Inventory | None, recheck: dict[str, set[str]] | None = None) -> DeleteResult:
+    """Delete a batch; with ``recheck`` (repo -> tags the plan deletes) every repository's tags
+    are re-read first and a repository changed since the scan is left alone."""
+    return delete_manifests(ctx.client(registry), items, inventory=inv, recheck=recheck)
+
+
+def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:
+    rc = ctx.config.registry(registry)
+    if not deleted_any and not plan.repositories_to_remove:
+        return ReclaimResult(mode=rc.reclaim.mode)
+    return reclaim(rc.reclaim, ctx.storage(registry), remove_repositories=plan.repositories_to_remove,
+                   client=ctx.client(registry), kube_cfg=ctx.config.kubernetes)
+
+
+def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan,
+               everything: bool) -> VerifyResult:
+    """Kept tags resolve and their blobs answer 200. After a garbage-collect (global) every
+    repository is checked; after manifest deletes only, the repositories the run touched."""
+    touched = {t.repository for t in plan.deleted_tags()} | {m.repository for m in plan.deleted_manifests()}
+    kept = [(t.repository, t.tag, t.digest) for t in plan.kept_tags()
+            if everything or t.repository in touched]
+    return verify_kept(ctx.client(registry), inv, kept)
+
+
+def refuse(reason: str) -> RefusedError:
+    return RefusedError(reason)

@@ -1,0 +1,149 @@
+"""The gc / expire run report: summary, notes and tables (decisions, repositories, manifests)
+from the plan and from what the run did (deletes, reclaim, verify), the run status, and the
+words for where ages come from (push-source labels).
+"""
+
+from datetime import datetime
+
+from ..models import Inventory
+from ..policy import Plan
+from ..report import Report
+from ..util import human_bytes
+from .delete import DeleteResult
+from .pipeline import KubeState
+from .reclaim import ReclaimResult
+from .verify import VerifyResult
+
+
+def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory | None = None,
+                 kstate: KubeState | None = None, deleted: DeleteResult | None = None,
+                 reclaimed: ReclaimResult | None = None, verified: VerifyResult | None = None,
+                 dry_run: bool = False, refused: str | None = None, error: str | None = None,
+                 started: datetime | None = None) -> Report:
+    rep = Report(flow=flow, registry=registry, title=f"regkeeper {flow}")
+    if started:
+        rep.started = started
+    if kstate is not None:
+        for n in kstate.notes:
+            rep.note(n)
+    if plan is not None:
+        _plan_section(rep, plan, dry_run or bool(refused))
+    if inv is not None:
+        _scan_section(rep, inv)
+    if deleted is not None:
+        _delete_section(rep, deleted)
+    if reclaimed is not None:
+        _reclaim_section(rep, reclaimed, plan, dry_run)
+    if verified is not None:
+        _verify_section(rep, verified)
+    rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
+    return rep
+
+
+def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
+    """The plan's numbers and tables; ``preview``: nothing was deleted (dry run or refused)."""
+    s = plan.summary()
+    rep.summary.update({
+        "tags scanned": s["tags_total"], "tags kept": s["tags_kept"],
+        "tags to delete" if preview else "tags deleted": s["tags_deleted"],
+        "in use (kept)": s["tags_in_use"],
+        "expired but in use": s["expired_in_use"],
+        "manifests to delete" if preview else "manifests deleted": s["manifests_deleted"],
+        "bytes freed (preview)": s["bytes_freed"],
+        "repositories to remove": len(s["repositories_to_remove"]),
+        "push time source": _push_source_label(s["push_time_source"]),
+        "kubernetes protection": s["kube_protection"],
+    })
+    if plan.cap_tripped:
+        rep.summary["cap tripped"] = [str(c) for c in plan.cap_tripped]
+    if plan.cap_exempt:
+        rep.note("per-repository cap not applied (ttl tier / repository removed whole; the "
+                 "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt))
+    rep.add_table("decisions", plan.tag_rows(), Plan.TAG_COLUMNS)
+    rep.add_table("repositories", plan.repository_rows())
+    rep.add_table("manifests", plan.manifest_rows())
+    for t in plan.expired_in_use():
+        if len(rep.notes) < 200:
+            rep.note(f"expired but in use: {t.repository}:{t.tag} ({'; '.join(t.in_use)})")
+    if not plan.untagged_known:
+        rep.note("untagged manifests are invisible without storage access (configure storage "
+                 "for exact previews and untagged cleanup)")
+
+
+def _scan_section(rep: Report, inv: Inventory) -> None:
+    errs = [(repo, e) for repo, r in inv.repositories.items() for e in r.errors]
+    for repo, e in errs[:50]:
+        rep.note(f"scan: {repo}: {e}")
+    rep.summary["scan seconds"] = inv.stats.get("seconds")
+
+
+def _delete_section(rep: Report, deleted: DeleteResult) -> None:
+    rep.summary["deletes ok"] = len(deleted.deleted)
+    rep.summary["already gone"] = len(deleted.already_gone)
+    rep.summary["deletes failed"] = len(deleted.failed)
+    if deleted.skipped:
+        rep.summary["repositories changed since the scan (skipped)"] = len(deleted.skipped)
+    for repo, why in deleted.skipped[:100]:
+        rep.note(f"skipped {repo}: {why}")
+    for repo, dg, why in deleted.failed[:100]:
+        rep.note(f"delete failed: {repo}@{dg}: {why}")
+
+
+def _reclaim_section(rep: Report, reclaimed: ReclaimResult, plan: Plan | None, dry_run: bool) -> None:
+    if reclaimed.mode != "none":
+        rep.summary["reclaim"] = reclaimed.mode + (" (ran)" if reclaimed.ran else " (not run)")
+        if reclaimed.bytes_freed is not None:
+            rep.summary["bytes freed (measured)"] = reclaimed.bytes_freed
+        if reclaimed.repositories_removed:
+            rep.summary["repositories removed"] = reclaimed.repositories_removed
+        if reclaimed.error:
+            rep.note(f"reclaim: {reclaimed.error}")
+    elif plan is not None and plan.bytes_freed:
+        rep.note(f"{human_bytes(plan.bytes_freed)} become reclaimable when the registry's "
+                 "garbage-collect runs (reclaim mode: none)")
+    if plan is not None and plan.repositories_to_remove and not dry_run:
+        left = [r for r in plan.repositories_to_remove if r not in (reclaimed.repositories_removed or [])]
+        if left:
+            rep.note("empty repositories left behind (no storage access or reclaim not run): "
+                     + ", ".join(left))
+
+
+def _verify_section(rep: Report, verified: VerifyResult) -> None:
+    rep.summary["verified tags"] = verified.tags_checked
+    rep.summary["verified blobs"] = verified.blobs_checked
+    rep.summary["verify problems"] = len(verified.problems)
+    for repo, tag, p in verified.problems[:100]:
+        rep.note(f"verify: {repo}:{tag} {p}")
+
+
+def _status(rep: Report, deleted: DeleteResult | None, reclaimed: ReclaimResult | None,
+            verified: VerifyResult | None, dry_run: bool, refused: str | None, error: str | None) -> str:
+    """The run status (noting why it was refused or failed)."""
+    status = "ok"
+    if dry_run:
+        status = "dry-run"
+    if refused:
+        status = "refused"
+        rep.note(refused)
+    if error:
+        status = "failed"
+        rep.note(error)
+    if deleted is not None and (deleted.failed or deleted.stopped):
+        status = "failed"
+    if verified is not None and verified.problems:
+        status = "failed"
+    if reclaimed is not None and reclaimed.error and reclaimed.mode != "none":
+        status = "failed"
+    return status
+
+
+_PUSH_SOURCES = {
+    "filesystem": "storage: filesystem (tag link mtime; image config created where absent)",
+    "s3": "storage: s3 (tag link LastModified; image config created where absent)",
+}
+
+
+def _push_source_label(src: str | None) -> str:
+    """What ages are measured from, in words (the per-tag ``age_source`` column is exact)."""
+    return _PUSH_SOURCES.get(src or "none", f"storage: {src}" if src and src != "none"
+                             else "image config created (no storage access)")
