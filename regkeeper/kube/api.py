@@ -36,8 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import RefusedError, RegkeeperError
-from .util import scrub
+from ..errors import RefusedError, RegkeeperError
+from ..util import scrub
 
 try:  # orjson comes with prefect; parsing 10k pods is ~2x faster with it
     import orjson as _orjson
