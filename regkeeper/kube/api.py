@@ -6,7 +6,9 @@ Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs), all name
 paginated (``limit``/``continue``; an expired continue token restarts the list once), every
 call bounded by a timeout, the (context, resource) lists in a small thread pool. A context that
 cannot be read is recorded in :attr:`InUseScan.errors` with its name and the reason; the others
-are still read. A resource's references count only when its whole list was read.
+are still read. A list holding an object of the wrong shape fails its context too, naming the
+object and the field. A resource's references count only when its whole list was read (or, for
+a list with malformed objects, those of the objects that could be read).
 
 Credentials from the kubeconfig are never logged, stored in a scan, or put in an error.
 """
@@ -22,7 +24,7 @@ from .collect import _Collector
 from .fastjson import _gc_paused, _loads
 from .inuse import ContextError, InUseScan
 from .kubeconfig import _make_configuration_factory, _resolve_targets
-from .workloads import RESOURCES, _Resource
+from .workloads import RESOURCES, _Resource, json_type
 
 log = logging.getLogger("regkeeper.kube")
 
@@ -69,8 +71,11 @@ class _Pager:
             del body
             if not isinstance(doc, dict):
                 raise ValueError(f"JSON response is a {type(doc).__name__}, not a {self.res.kind}List")
-            for item in doc.get("items") or ():
-                col.add_object(self.res.kind, item)
+            items = doc.get("items") or ()
+            if not isinstance(items, (list, tuple)):
+                raise ValueError(f"items is {json_type(items)}, expected a list")
+            for item in items:
+                col.add_object(self.res.kind, item, col.count)
             cont = (doc.get("metadata") or {}).get("continue") or None
             del doc
         return cont
@@ -86,6 +91,8 @@ def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, 
         col = _Collector(context)
         try:
             pager.read_all(col)
+            if col.malformed:   # an object we cannot read: we cannot know what it uses
+                raise _ListFailed(col.malformed_reason(), None, False, partial=col)
             return col
         except ApiException as e:
             if e.status == 410 and pager.cont and not restarted:
@@ -202,11 +209,20 @@ def _merge_lists(scan: InUseScan, ctx: str, results, errors: list[ContextError])
                 errors.append(ContextError(ctx, out.reason, None, out.status))
             else:
                 errors.append(ContextError(ctx, out.reason, res.display, out.status))
+                _add_refs(scan, out)
             continue
         counts[res.plural] = out.count
-        scan.refs.extend(out.refs)
-        scan.invalid.extend(out.invalid)
+        _add_refs(scan, out)
     scan.objects[ctx] = counts
+
+
+def _add_refs(scan: InUseScan, out: "_Collector | _ListFailed") -> None:
+    """A complete list's references; of a failed one, those of the objects it could read (a list
+    with malformed objects: more protection, never less)."""
+    col = out.partial if isinstance(out, _ListFailed) else out
+    if col is not None:
+        scan.refs.extend(col.refs)
+        scan.invalid.extend(col.invalid)
 
 
 def _close_client(api_client) -> None:

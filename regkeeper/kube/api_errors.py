@@ -15,11 +15,14 @@ from .workloads import _Resource
 
 
 class _ListFailed(Exception):
-    def __init__(self, reason: str, status: int | None, context_wide: bool):
+    """One list call failed; ``partial`` holds what a complete list with malformed objects did read."""
+
+    def __init__(self, reason: str, status: int | None, context_wide: bool, partial=None):
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.context_wide = context_wide
+        self.partial = partial
 
 
 def _server_of(api_client) -> str:
