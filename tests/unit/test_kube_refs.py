@@ -7,10 +7,9 @@ import pytest
 
 from regkeeper.errors import RefusedError
 from regkeeper.kube import (
-    ContextError, ImageRef, InUseScan, InUseSource, KubeReadError, KubeSnapshotError, extract_images,
-    load_snapshot, normalize_host, parse_image_ref, registry_hosts,
+    ContextError, ImageRef, InUseScan, InUseSource, KubeReadError, KubeSnapshotError, MalformedObjectError,
+    extract_images, load_snapshot, normalize_host, parse_image_ref, registry_hosts,
 )
-from regkeeper.kube.workloads import MalformedObjectError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kube"
 D1 = "sha256:" + "1" * 64
