@@ -1,8 +1,10 @@
 """read_in_use against a recorded API server over real HTTP(S), through a kubeconfig and the
 official ``kubernetes`` client: every kind, pagination, failing contexts and resources."""
 
+import json
 import logging
 import time
+import types
 
 import pytest
 
@@ -357,3 +359,111 @@ def test_gc_state_is_restored(kubeconfig, fresh_api):
         assert not gc.isenabled()                           # we never turn on what the caller turned off
     finally:
         gc.enable()
+
+
+# --------------------------------------------------------------------------------------------
+# malformed objects: the context fails, naming the object and the field; other contexts are read
+# --------------------------------------------------------------------------------------------
+BAD_DEPLOYMENT = {"metadata": {"name": "web", "namespace": "team-a"},
+                  "spec": {"template": {"spec": {"containers": [f"{REGISTRY}/team-a/web:1"]}}}}
+BAD_CRONJOB = {"metadata": {"name": "nightly", "namespace": "batch"},
+               "spec": {"jobTemplate": {"spec": {"template": [{"spec": {}}]}}}}
+BAD_DEPLOYMENT_MSG = ("context 'staging': Deployment team-a/web: spec.template.spec.containers[0] "
+                      "is a string, expected an object")
+BAD_CRONJOB_MSG = ("context 'staging': CronJob batch/nightly: spec.jobTemplate.spec.template is a list, "
+                   "expected an object")
+
+
+@pytest.fixture
+def malformed_staging(tmp_path, fresh_api):
+    """prod: the recorded fixtures; staging: the same plus a malformed Deployment and CronJob."""
+    with KubeApiServer(FIXTURES, substitutions=SUBS) as staging:
+        staging.set_response("deployments", staging.items("deployments") + [BAD_DEPLOYMENT])
+        staging.set_response("cronjobs", staging.items("cronjobs") + [BAD_CRONJOB])
+        yield write_kubeconfig(tmp_path / "kc", {"prod": fresh_api, "staging": staging}), staging
+
+
+def test_malformed_objects_fail_their_context_naming_kind_object_and_field(malformed_staging):
+    kc, staging = malformed_staging
+    scan = read_in_use(str(kc), ["prod", "staging"], **FAST)
+
+    assert scan.contexts_read == ["prod"] and scan.contexts_failed == ["staging"]
+    assert [str(e) for e in scan.errors] == [BAD_DEPLOYMENT_MSG, BAD_CRONJOB_MSG]
+    assert [(e.resource, e.status) for e in scan.errors] == [("deployments.apps", None),
+                                                             ("cronjobs.batch", None)]
+    assert not any("AttributeError" in e.reason for e in scan.errors)
+    assert len(staging.requests_for("deployments")) == 1          # a shape problem: not retried
+
+    # the valid context next to it is read completely
+    assert scan.objects["prod"] == {"pods": 11, "deployments": 4, "statefulsets": 1, "daemonsets": 1,
+                                    "replicasets": 5, "jobs": 1, "cronjobs": 1}
+    assert sum(1 for _, s in scan.refs if s.context == "prod") == 55
+    # the failed context's other lists, and the readable objects of the malformed ones, still protect
+    assert scan.objects["staging"]["pods"] == 11 and "deployments" not in scan.objects["staging"]
+    staging_dep = {(s.namespace, s.name) for _, s in scan.refs
+                   if s.context == "staging" and s.kind == "Deployment"}
+    assert ("shop", "web") in staging_dep and ("team-a", "web") not in staging_dep
+
+    # fail-closed: the refusal says exactly which object and field
+    with pytest.raises(KubeReadError) as ei:
+        scan.raise_if_incomplete()
+    msg = str(ei.value)
+    assert BAD_DEPLOYMENT_MSG in msg and BAD_CRONJOB_MSG in msg
+    assert "failClosed" in msg and "'prod'" not in msg
+
+
+def test_malformed_object_makes_gc_and_expire_refuse_when_fail_closed(malformed_staging, tmp_path):
+    from regkeeper.config import load_config
+    from regkeeper.errors import RefusedError
+    from regkeeper.prune import read_kubernetes
+
+    kc, _ = malformed_staging
+
+    def ctx(fail_closed: bool):
+        cfg = tmp_path / f"regkeeper-{fail_closed}.yaml"
+        cfg.write_text(json.dumps({
+            "mirrorRepositories": [{"name": "local-registry", "type": "local", "url": f"http://{REGISTRY}"}],
+            "kubernetes": {"kubeconfig": str(kc), "contexts": ["prod", "staging"], "failClosed": fail_closed,
+                           "timeout": "5s"},
+        }))
+        return types.SimpleNamespace(config=load_config(cfg))
+
+    with pytest.raises(RefusedError) as ei:
+        read_kubernetes(ctx(True), "local-registry")
+    msg = str(ei.value)
+    assert BAD_DEPLOYMENT_MSG in msg and "nothing is deleted" in msg
+    # fail-closed off: the run goes on, and its notes say what could not be read
+    state = read_kubernetes(ctx(False), "local-registry")
+    assert any(BAD_DEPLOYMENT_MSG in n and "WITHOUT protection" in n for n in state.notes)
+    assert state.usage.tags_in_use("team-a/web")
+
+
+def test_list_items_of_the_wrong_shape_are_named(tmp_path):
+    with KubeApiServer({"pods": ["not-a-pod"], "jobs": [{"metadata": "x", "spec": {}}]}) as srv:
+        kc = write_kubeconfig(tmp_path / "kc", {"odd": srv})
+        scan = read_in_use(str(kc), ["odd"], **FAST)
+    assert {e.resource: str(e) for e in scan.errors} == {
+        "pods": "context 'odd': Pod items[0] is a string, expected an object",
+        "jobs.batch": "context 'odd': Job items[0]: metadata is a string, expected an object",
+    }
+    assert scan.contexts_read == []
+
+
+def test_scan_from_config_malformed_snapshot_names_file_context_and_field(tmp_path):
+    from regkeeper.config import KubernetesConfig
+
+    good = json.loads((FIXTURES / "deployments.json").read_text().replace("{{REGISTRY}}", REGISTRY))
+    snap = tmp_path / "clusters.json"
+    snap.write_text(json.dumps({"contexts": {
+        "prod": {"deployments": good},
+        "staging": {"deployments": {"kind": "DeploymentList", "items": [BAD_DEPLOYMENT]}},
+    }}))
+    scan = scan_from_config(KubernetesConfig.model_validate({"snapshot": str(snap)}))
+    assert scan.contexts_read == ["prod"] and scan.contexts_failed == ["staging"]
+    (err,) = scan.errors
+    assert str(err) == (f"context 'staging': Kubernetes snapshot {snap}[contexts][staging][deployments]: "
+                        f"Deployment team-a/web: spec.template.spec.containers[0] is a string, "
+                        f"expected an object")
+    assert any(s.context == "prod" and s.name == "web" for _, s in scan.refs)
+    with pytest.raises(KubeReadError, match=r"clusters\.json.*Deployment team-a/web.*containers\[0\]"):
+        scan.raise_if_incomplete()

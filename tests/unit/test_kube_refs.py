@@ -7,8 +7,8 @@ import pytest
 
 from regkeeper.errors import RefusedError
 from regkeeper.kube import (
-    ContextError, ImageRef, InUseScan, InUseSource, KubeReadError, KubeSnapshotError, extract_images,
-    load_snapshot, normalize_host, parse_image_ref, registry_hosts,
+    ContextError, ImageRef, InUseScan, InUseSource, KubeReadError, KubeSnapshotError, MalformedObjectError,
+    extract_images, load_snapshot, normalize_host, parse_image_ref, registry_hosts,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kube"
@@ -286,6 +286,43 @@ def test_extract_images_from_templates():
     assert list(extract_images("Deployment", {})) == []
 
 
+TMPL = "spec.template.spec"
+
+
+@pytest.mark.parametrize("kind, obj, problem", [
+    ("Deployment", {"spec": {"template": {"spec": {"containers": ["nginx"]}}}},
+     f"{TMPL}.containers[0] is a string, expected an object"),
+    ("Deployment", {"spec": {"template": [{"spec": {}}]}}, "spec.template is a list, expected an object"),
+    ("StatefulSet", {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": 5}]}}}},
+     f"{TMPL}.containers[0].image is a number, expected a string"),
+    ("DaemonSet", {"spec": {"template": {"spec": {"initContainers": "busybox"}}}},
+     f"{TMPL}.initContainers is a string, expected a list"),
+    ("Job", {"spec": {"template": {"spec": {"containers": [{"name": ["a"], "image": "a:1"}]}}}},
+     f"{TMPL}.containers[0].name is a list, expected a string"),
+    ("CronJob", {"spec": {"jobTemplate": "nightly"}}, "spec.jobTemplate is a string, expected an object"),
+    ("CronJob", {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": {"a": 1}}}}}}},
+     "spec.jobTemplate.spec.template.spec.containers is an object, expected a list"),
+    ("Pod", {"spec": []}, "spec is a list, expected an object"),
+    ("Pod", {"spec": {"ephemeralContainers": [None, 3]}},
+     "spec.ephemeralContainers[0] is null, expected an object"),
+    ("Pod", {"status": {"containerStatuses": [{"name": "a", "imageID": True}]}},
+     "status.containerStatuses[0].imageID is a boolean, expected a string"),
+    ("Pod", {"status": "Running"}, "status is a string, expected an object"),
+])
+def test_extract_images_names_the_field_of_a_malformed_object(kind, obj, problem):
+    with pytest.raises(MalformedObjectError) as ei:
+        list(extract_images(kind, obj))
+    assert str(ei.value) == problem
+    assert ei.value.field == problem.split(" is ", 1)[0]
+
+
+def test_extract_images_null_fields_count_as_absent():
+    obj = {"spec": {"template": {"spec": {"containers": [{"name": None, "image": "a:1"}, {"image": None}],
+                                          "initContainers": None}}}, "status": None}
+    assert list(extract_images("Deployment", obj)) == [("a:1", "", "spec.template.spec.containers[0].image")]
+    assert list(extract_images("Pod", {"metadata": None, "spec": None, "status": None})) == []
+
+
 # --------------------------------------------------------------------------------------------
 # snapshots (same parsing code as the live reader)
 # --------------------------------------------------------------------------------------------
@@ -372,6 +409,57 @@ def test_snapshot_errors_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(KubeSnapshotError, match="no .json/.yaml files"):
         load_snapshot(tmp_path / "empty")
+
+
+def test_snapshot_malformed_object_fails_its_context_naming_file_object_and_field(tmp_path):
+    import yaml
+
+    pods = json.loads((FIXTURES / "pods.json").read_text().replace("{{REGISTRY}}", "r:1"))
+    bad = {"apiVersion": "v1", "kind": "List", "items": [
+        {"kind": "Deployment", "metadata": {"name": "web", "namespace": "team-a"},
+         "spec": {"template": {"spec": {"containers": ["nginx"]}}}},
+        {"kind": "CronJob", "metadata": {"name": "nightly", "namespace": "batch"},
+         "spec": {"jobTemplate": {"spec": {"template": ["x"]}}}},
+        {"kind": "Pod", "metadata": {"name": "ok", "namespace": "team-a"},
+         "spec": {"containers": [{"name": "app", "image": "r:1/team-a/ok:1"}]}},
+    ]}
+    (tmp_path / "snap" / "prod").mkdir(parents=True)
+    (tmp_path / "snap" / "staging").mkdir()
+    (tmp_path / "snap" / "prod" / "pods.json").write_text(json.dumps(pods))
+    (tmp_path / "snap" / "staging" / "all.yaml").write_text(yaml.safe_dump(bad))
+    scan = load_snapshot(tmp_path / "snap")
+    f = tmp_path / "snap" / "staging" / "all.yaml"
+    assert scan.contexts_read == ["prod"] and scan.contexts_failed == ["staging"]
+    assert [str(e) for e in scan.errors] == [
+        f"context 'staging': Kubernetes snapshot {f}: Deployment team-a/web: "
+        f"spec.template.spec.containers[0] is a string, expected an object; "
+        f"Kubernetes snapshot {f}: CronJob batch/nightly: "
+        f"spec.jobTemplate.spec.template is a list, expected an object"]
+    # the valid context is read in full; the readable object of the failed one still protects
+    assert scan.objects["prod"] == {"pods": 11} and any(s.context == "prod" for _, s in scan.refs)
+    assert [(s.context, s.name) for _, s in scan.refs if s.context == "staging"] == [("staging", "ok")]
+    with pytest.raises(KubeReadError, match=r"all\.yaml: Deployment team-a/web: spec\.template"):
+        scan.raise_if_incomplete()
+
+
+def test_snapshot_items_without_object_shape_or_kind_are_not_skipped(tmp_path):
+    f = tmp_path / "odd.json"
+    f.write_text(json.dumps({"kind": "List", "items": [
+        "a string", {"metadata": {"name": "no-kind"}, "spec": {"containers": [{"image": "x:1"}]}}]}))
+    scan = load_snapshot(f, context="c")
+    assert scan.contexts_read == [] and [e.reason for e in scan.errors] == [
+        f"Kubernetes snapshot {f}: List items[0] is a string, expected an object; "
+        f"Kubernetes snapshot {f}: items[1]: kind is missing"]
+    f.write_text(json.dumps({"kind": "PodList", "items": [{"metadata": ["p"]}] * 5}))
+    (err,) = load_snapshot(f, context="c").errors
+    assert err.reason.endswith("Pod items[2]: metadata is a list, expected an object "
+                               "(and 2 more malformed objects)")
+    f.write_text(json.dumps({"kind": "PodList", "items": {"metadata": {}}}))
+    with pytest.raises(KubeSnapshotError, match=r"odd\.json: items is an object, expected a list"):
+        load_snapshot(f)
+    f.write_text(json.dumps({"format": "regkeeper.kube.InUseScan/v1", "refs": [{"ref": "x:1"}]}))
+    with pytest.raises(KubeSnapshotError, match=r"odd\.json is a saved scan that cannot be read: KeyError"):
+        load_snapshot(f)
 
 
 # --------------------------------------------------------------------------------------------
