@@ -27,14 +27,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import __version__
-from .cache import DigestCache, sha256_digest, verify_digest
-from .errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
+from .. import __version__
+from ..cache import DigestCache, sha256_digest, verify_digest
+from ..errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
                      ReadOnlyError, RegistryError, UnsupportedManifestError)
-from .models import (ACCEPT_MANIFESTS, CREATED_ANNOTATION, DOCKER_MANIFEST, DOCKER_SCHEMA1,
+from ..models import (ACCEPT_MANIFESTS, CREATED_ANNOTATION, DOCKER_MANIFEST, DOCKER_SCHEMA1,
                      DOCKER_SCHEMA1_SIGNED, INDEX_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST,
                      Descriptor, Manifest, parse_time)
-from .util import scrub
+from ..util import scrub
 
 log = logging.getLogger(__name__)
 
@@ -673,7 +673,7 @@ class RegistryClient:
 
     def map(self, fn: Callable, items: Iterable, max_workers: int | None = None):
         """Bounded-concurrency map sized to this client's connection pool."""
-        from .util import bounded_map
+        from ..util import bounded_map
         return bounded_map(fn, items, max_workers or self.concurrency)
 
 
