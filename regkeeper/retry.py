@@ -135,10 +135,23 @@ def _inner(exc: BaseException) -> BaseException:
     return exc
 
 
-def _short(exc: BaseException) -> str:
-    s = re.sub(r"\(Caused by .*", "", str(exc))
-    s = re.sub(r"<urllib3[^>]*>", "", s).strip(" :,")
-    return f"{type(exc).__name__}: {s[:160]}" if s else type(exc).__name__
+def exception_text(exc: BaseException) -> str:
+    """``Type: message`` of the innermost useful exception, in one line: unwraps requests and
+    urllib3 wrappers (MaxRetryError.reason, ``('Connection broken: ...', cause)`` tuples) and
+    drops urllib3's object reprs."""
+    for _ in range(5):
+        exc = _inner(exc)
+        args = getattr(exc, "args", ())
+        if len(args) == 1 and isinstance(args[0], BaseException):
+            exc = args[0]
+            continue
+        break
+    args = getattr(exc, "args", ())
+    text = args[0] if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], BaseException) \
+        else str(exc)
+    text = re.sub(r"\(Caused by .*", "", text)
+    text = re.sub(r"<urllib3[^>]*>", "", text).strip(" :,").replace("\n", " ")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def _exception_reason(exc: BaseException) -> str | None:
@@ -146,29 +159,30 @@ def _exception_reason(exc: BaseException) -> str | None:
     if isinstance(exc, _TLS):
         return None                                 # a certificate will not fix itself
     if isinstance(exc, json.JSONDecodeError):
-        return f"response is not valid JSON ({exc.msg} at char {exc.pos})"
+        return f"response is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
     if isinstance(exc, _BODY_BROKE):
-        return f"connection broke while reading the response ({_short(exc)})"
+        return f"connection broke while reading the response ({exception_text(exc)})"
     if isinstance(exc, urllib3.exceptions.NewConnectionError):   # a ConnectTimeoutError subclass
-        return f"connection failed ({_short(exc)})"
+        return f"connection failed ({exception_text(exc)})"
     if isinstance(exc, _CONNECT_TIMEOUT):
-        return f"connect timed out ({_short(exc)})"
+        return f"connect timed out ({exception_text(exc)})"
     if isinstance(exc, _READ_TIMEOUT):
-        return f"read timed out ({_short(exc)})"
+        return f"read timed out ({exception_text(exc)})"
     if isinstance(exc, _CONNECTION):
-        return f"connection failed ({_short(exc)})"
+        return f"connection failed ({exception_text(exc)})"
     return None
 
 
 def transient_reason(exc: BaseException | None = None, status: int | None = None) -> str | None:
     """Why this failure is worth retrying, in a few words (for logs); None when permanent.
     Give the exception, the HTTP status, or both (an explicit ``status`` wins)."""
-    if exc is not None and getattr(exc, "transient", False) is True:
-        return _short(exc) if not hasattr(exc, "message") else str(exc.message)[:200]
     st = status if status is not None else status_of(exc)
+    if st is not None and st in TRANSIENT_STATUSES:
+        return f"HTTP {st}" + (" (rate limited)" if st == 429 else "")
+    if exc is not None and getattr(exc, "transient", False) is True:
+        msg = getattr(exc, "message", None)
+        return str(msg)[:200] if msg else exception_text(exc)
     if st is not None and st >= 400:
-        if st in TRANSIENT_STATUSES:
-            return f"HTTP {st}" + (" (rate limited)" if st == 429 else "")
         return None
     return _exception_reason(exc) if exc is not None else None
 

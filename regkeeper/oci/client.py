@@ -241,7 +241,7 @@ class RegistryClient(RegistryTransport):
                 got += len(c)
                 yield c
         except _STREAM_ERRORS as e:
-            raise RegistryError(f"blob {digest}: connection broke while streaming, after {got} of "
+            raise RegistryError(f"connection broke while streaming the blob, after {got} of "
                                 f"{size if size >= 0 else '?'} bytes; the transfer must restart",
                                 detail=short(e), transient=True, registry=self.name, repository=repo,
                                 method="GET", path=f"/v2/{repo}/blobs/{digest}") from None

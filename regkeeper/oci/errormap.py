@@ -7,7 +7,6 @@ the client: the transport maps it here, after the retry loop gave up or found it
 """
 
 import json
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ import requests
 import urllib3
 
 from ..errors import AuthError, DeletesDisabledError, NotFoundError, ReadOnlyError, RegistryError
-from ..retry import is_transient, parse_retry_after
+from ..retry import exception_text, is_transient, parse_retry_after
 from ..util import scrub
 
 
@@ -50,11 +49,8 @@ class Call:
 
 
 def short(e: BaseException) -> str:
-    """An exception in one line, without urllib3's object reprs or credentials."""
-    s = str(e)
-    s = re.sub(r"\(Caused by .*", "", s)
-    s = re.sub(r"<urllib3[^>]*>", "", s)
-    return scrub(s)[:300].strip() or type(e).__name__
+    """An exception in one line (regkeeper.retry.exception_text), credentials scrubbed."""
+    return scrub(exception_text(e))[:300]
 
 
 def parse_json(raw: bytes):
@@ -97,11 +93,17 @@ def _error_detail(resp: requests.Response) -> str:
 
 def error_for_response(resp: requests.Response, call: Call) -> RegistryError:
     """The error for an HTTP status the call did not accept (reads and closes the body)."""
-    status = resp.status_code
+    return error_for_status(call, resp.status_code, detail=_error_detail(resp) or None,
+                            retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+
+
+def error_for_status(call: Call, status: int, *, detail: str | None = None,
+                     retry_after: float | None = None) -> RegistryError:
+    """The error for ``status``: 401/403 AuthError, 404 NotFoundError, 405 DeletesDisabledError
+    (DELETE) or ReadOnlyError, else RegistryError; ``transient`` per the retry decision."""
     kw = dict(registry=call.registry, repository=call.repo, status=status, url=call.url,
-              method=call.method, path=call.path, detail=_error_detail(resp) or None,
-              transient=is_transient(status=status),
-              retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+              method=call.method, path=call.path, detail=detail, transient=is_transient(status=status),
+              retry_after=retry_after)
     if status == 401:
         return AuthError("credentials rejected", **kw)
     if status == 403:
