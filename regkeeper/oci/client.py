@@ -206,7 +206,8 @@ class RegistryClient(RegistryTransport):
             return None
         return int(resp.headers.get("Content-Length") or 0)
 
-    def get_blob(self, repo: str, digest: str, *, cache: bool = False, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+    def get_blob(self, repo: str, digest: str, *, cache: bool = False,
+                 max_bytes: int = 64 * 1024 * 1024) -> bytes:
         """A small blob in memory (configs), digest-checked, read inside the attempt (a broken
         or cut body is retried); cached on disk when ``cache``."""
         if cache:
@@ -287,8 +288,8 @@ class RegistryClient(RegistryTransport):
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> str | None:
         """Cross-repository mount. Returns None when mounted (201); otherwise the upload
         location the registry opened instead (202), for the caller to upload into."""
-        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={quote(digest)}&from={quote(from_repo)}",
-                            repo=repo, ok=(201, 202),
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={quote(digest)}"
+                            f"&from={quote(from_repo)}", repo=repo, ok=(201, 202),
                             extra_scopes=[f"repository:{from_repo}:pull"])
         if resp.status_code == 201:
             return None

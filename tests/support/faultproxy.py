@@ -5,7 +5,7 @@ Forwards every request to ``upstream_url`` (bodies streamed both ways), rewrites
 and injects faults that match in order and are consumed:
 
 - ``reset``  close the connection without any response (TCP RST)
-- ``status`` reply ``status`` (e.g. 503/502/401) with an empty body
+- ``status`` reply ``status`` (e.g. 503/502/401) with an empty body, or ``body`` when given
 - ``429``    reply 429 with ``Retry-After: retry_after``
 - ``slow``   sleep ``delay`` seconds, then forward normally
 - ``reset_body``  forward, send the status line, the headers (full Content-Length) and part of
@@ -56,6 +56,7 @@ class Fault:
     status: int | None = None
     headers: dict | None = None
     part: float = 0.5
+    body: bytes | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.times <= 0:
@@ -169,6 +170,7 @@ class FaultProxy:
         status: int | None = None,
         headers: dict | None = None,
         part: float = 0.5,
+        body: bytes | None = None,
     ) -> Fault:
         kind = str(kind)
         if kind not in _KINDS:
@@ -179,7 +181,7 @@ class FaultProxy:
             raise ValueError("fault kind 'slow' needs delay=")
         if not 0 <= part < 1:
             raise ValueError("part is the fraction of the body sent: 0 <= part < 1")
-        fault = Fault(kind, method, path_regex, times, retry_after, delay, status, headers, part)
+        fault = Fault(kind, method, path_regex, times, retry_after, delay, status, headers, part, body)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -257,9 +259,11 @@ class FaultProxy:
                 h.send_header("Retry-After", str(fault.retry_after if fault.retry_after is not None else 1))
             for k, v in (fault.headers or {}).items():
                 h.send_header(k, v)
-            h.send_header("Content-Length", "0")
+            h.send_header("Content-Length", str(len(fault.body or b"")))
             self._record(method, path, status, fault.kind)  # before the client can see the answer
             h.end_headers()
+            if fault.body and method != "HEAD":
+                h.wfile.write(fault.body)
             return
         if fault is not None and fault.kind == "slow":
             time.sleep(float(fault.delay or 0))
