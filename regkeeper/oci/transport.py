@@ -10,6 +10,7 @@ one parsed, inside the attempt, so a reset or a cut body is retried like a refus
 Each retry counts in ``stats["retries"]`` and is logged by ``regkeeper.retry`` (WARNING).
 """
 
+import http.client
 import logging
 import os
 import threading
@@ -35,7 +36,8 @@ log = logging.getLogger("regkeeper.oci")
 RETRIED_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "POST"})
 SLOW = object()   # sentinel: the fast HEAD path declined, use the normal one
 # what a failed call may raise below the client; mapped to RegistryError once, after the loop
-_LIBRARY_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError)
+_LIBRARY_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+                   OSError, ValueError)
 
 
 @dataclass(slots=True)
