@@ -14,24 +14,47 @@ class SecretError(ConfigError):
 
 
 class RegistryError(RegkeeperError):
-    """A registry call failed. Carries the registry name, repository and HTTP status when known."""
+    """A registry call failed. Names the registry, the call (method + path), the repository and
+    the HTTP status when known; ``transient`` says whether the failure was of a kind worth
+    retrying (regkeeper.retry), ``attempts`` how many attempts were made when retries ran out."""
 
     def __init__(self, message: str, *, registry: str | None = None, repository: str | None = None,
-                 status: int | None = None, url: str | None = None):
+                 status: int | None = None, url: str | None = None, method: str | None = None,
+                 path: str | None = None, transient: bool = False, attempts: int | None = None,
+                 detail: str | None = None, retry_after: float | None = None):
         self.registry = registry
         self.repository = repository
         self.status = status
         self.url = url
-        parts = []
-        if registry:
-            parts.append(f"registry {registry!r}")
-        if repository:
-            parts.append(f"repository {repository!r}")
-        if status is not None:
-            parts.append(f"HTTP {status}")
-        prefix = ", ".join(parts)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.method = method
+        self.path = path
+        self.transient = transient
+        self.attempts = attempts
+        self.detail = detail
+        self.retry_after = retry_after
         self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # built when shown: ``attempts`` is set by the retry loop after the error was raised
+        parts = []
+        if self.registry:
+            parts.append(f"registry {self.registry!r}")
+        if self.repository:
+            parts.append(f"repository {self.repository!r}")
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        text = f"{self.method} {self.path}: {self.message}" if self.method and self.path else self.message
+        if self.attempts:
+            text += f" after {self.attempts} attempt{'s' if self.attempts != 1 else ''}, retries exhausted"
+        if self.detail:
+            text += f" ({self.detail})"
+        prefix = ", ".join(parts)
+        return f"{prefix}: {text}" if prefix else text
+
+    def __reduce__(self):
+        # keep every attribute across pickling (Prefect results, process pools)
+        return type(self), (self.message,), dict(self.__dict__)
 
 
 class AuthError(RegistryError):

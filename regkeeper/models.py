@@ -1,4 +1,5 @@
-"""Typed data shared by every job: descriptors, parsed manifests, and the registry inventory.
+"""Typed data shared by every job: the registry inventory (descriptors and parsed manifests are
+re-exported from regkeeper.oci).
 
 Plain dataclasses (cheap to build by the ten thousand); the inventory converts to a pandas
 DataFrame / CSV / JSON for reports and the CLI.
@@ -8,27 +9,17 @@ import json
 import re
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
-from typing import Literal
 
-# Manifest media types the registry must be asked for, in this order (Accept header).
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
-DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-MANIFEST_MEDIA_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
-INDEX_MEDIA_TYPES = (DOCKER_LIST, OCI_INDEX)
-IMAGE_MEDIA_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
-ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
-
-CREATED_ANNOTATION = "org.opencontainers.image.created"
+# Media types, Descriptor and Manifest live in regkeeper.oci (mediatypes.py, manifest.py);
+# re-exported here for the modules that still import them from models.
+from .oci.manifest import CREATED_ANNOTATION, Descriptor, Manifest, ManifestKind  # noqa: F401
+from .oci.mediatypes import (ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST,  # noqa: F401
+                             DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES,
+                             MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
 
 # cosign-style tags: sha256-<64 hex>.sig / .att / .sbom, and the bare sha256-<64 hex> tag that
 # the OCI referrers tag schema uses on registries without a referrers API (distribution 2.8)
 SIGNATURE_TAG_RE = re.compile(r"^(sha256)-([0-9a-f]{64})(?:\.(sig|att|sbom))?$")
-
-ManifestKind = Literal["image", "index", "artifact"]
 
 
 def signature_subject(tag: str) -> tuple[str, str] | None:
@@ -38,62 +29,6 @@ def signature_subject(tag: str) -> tuple[str, str] | None:
     if not m:
         return None
     return f"{m.group(1)}:{m.group(2)}", m.group(3) or "referrers"
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    platform: str | None = None          # "linux/arm64/v8" for index children
-    artifact_type: str | None = None
-    annotations: dict | None = None
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Descriptor":
-        plat = d.get("platform")
-        p = None
-        if isinstance(plat, dict):
-            p = "/".join(x for x in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if x)
-        return cls(
-            media_type=d.get("mediaType", ""),
-            digest=d["digest"],
-            size=int(d.get("size", 0)),
-            platform=p,
-            artifact_type=d.get("artifactType"),
-            annotations=d.get("annotations") or None,
-        )
-
-
-@dataclass(slots=True)
-class Manifest:
-    """A parsed manifest (image or index) with the raw bytes it was parsed from."""
-
-    digest: str
-    media_type: str
-    kind: ManifestKind
-    raw: bytes
-    config: Descriptor | None = None
-    layers: list[Descriptor] = field(default_factory=list)
-    children: list[Descriptor] = field(default_factory=list)
-    subject: Descriptor | None = None
-    annotations: dict = field(default_factory=dict)
-    artifact_type: str | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.raw)
-
-    def blob_descriptors(self) -> list[Descriptor]:
-        """Config + layers (not children: those are manifests)."""
-        out = []
-        if self.config is not None:
-            out.append(self.config)
-        out.extend(self.layers)
-        return out
-
-    def referenced_manifests(self) -> list[str]:
-        return [c.digest for c in self.children]
 
 
 def _parse_time(value) -> datetime | None:

@@ -118,16 +118,9 @@ def atomic_write(path, data: bytes | str, *, fsync: bool = False) -> None:
 def retry_session(retries: int = 3, backoff: float = 0.3,
                   methods: frozenset = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"}),
                   pool_maxsize: int = 10):
-    """A requests Session whose urllib3 ``Retry`` retries connection errors, 429 (honouring
-    Retry-After) and 5xx with backoff. Callers still pass ``timeout=`` and ``verify=``."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries, other=0,
-                  backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=methods, raise_on_status=False, respect_retry_after_header=True)
-    s = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=pool_maxsize)
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    return s
+    """A requests Session that retries transient failures of ``methods`` through THE retry
+    decision (regkeeper.retry: connection errors, resets and cut bodies, 429 honouring
+    Retry-After, 502/503/504) with backoff; ``retries`` retries after the first attempt.
+    Callers still pass ``timeout=`` and ``verify=``."""
+    from .retry import RetryPolicy, RetrySession
+    return RetrySession(RetryPolicy.from_retries(retries, backoff), methods, pool_maxsize)

@@ -5,9 +5,19 @@ Forwards every request to ``upstream_url`` (bodies streamed both ways), rewrites
 and injects faults that match in order and are consumed:
 
 - ``reset``  close the connection without any response (TCP RST)
-- ``status`` reply ``status`` (e.g. 503/502/401) with an empty body
+- ``status`` reply ``status`` (e.g. 503/502/401) with an empty body, or ``body`` when given
 - ``429``    reply 429 with ``Retry-After: retry_after``
 - ``slow``   sleep ``delay`` seconds, then forward normally
+- ``reset_body``  forward, send the status line, the headers (full Content-Length) and part of
+                  the body, then reset the connection (TCP RST): a reset while reading the body
+- ``truncate``    forward, announce the full Content-Length, send only part of the body, then
+                  close the connection (FIN): a body cut short
+- ``garbage``     forward; a 2xx answer with a body gets only the first half of the real body,
+                  with a Content-Length that matches it: a well-framed body that is not valid
+                  JSON (nor the bytes its digest names). Other answers pass unchanged.
+
+``part`` (a fraction of the body, default 0.5) sets how much the body faults send. On an answer
+without a body (HEAD, 204) ``reset_body`` and ``truncate`` reset / close right after the headers.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ _HOP_BY_HOP = {
     "trailers", "transfer-encoding", "upgrade", "proxy-connection",
 }
 _CHUNK = 64 * 1024
-_KINDS = ("reset", "status", "429", "slow")
+_KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage")
+_BODY_FAULTS = ("reset_body", "truncate", "garbage")
 
 
 @dataclass
@@ -44,6 +55,8 @@ class Fault:
     delay: float | None = None
     status: int | None = None
     headers: dict | None = None
+    part: float = 0.5
+    body: bytes | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.times <= 0:
@@ -156,6 +169,8 @@ class FaultProxy:
         delay: float | None = None,
         status: int | None = None,
         headers: dict | None = None,
+        part: float = 0.5,
+        body: bytes | None = None,
     ) -> Fault:
         kind = str(kind)
         if kind not in _KINDS:
@@ -164,7 +179,9 @@ class FaultProxy:
             raise ValueError("fault kind 'status' needs status=")
         if kind == "slow" and delay is None:
             raise ValueError("fault kind 'slow' needs delay=")
-        fault = Fault(kind, method, path_regex, times, retry_after, delay, status, headers)
+        if not 0 <= part < 1:
+            raise ValueError("part is the fraction of the body sent: 0 <= part < 1")
+        fault = Fault(kind, method, path_regex, times, retry_after, delay, status, headers, part, body)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -232,13 +249,7 @@ class FaultProxy:
         if fault is not None and fault.kind == "reset":
             self._drain(body)
             self._record(method, path, None, "reset")  # recorded before the client sees the reset
-            h.close_connection = True
-            try:
-                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            h.wfile = _NullWriter()  # nothing more reaches the client; the RST is the answer
-            h.connection.close()
+            self._reset(h)
             return
         if fault is not None and fault.kind in ("status", "429"):
             self._drain(body)
@@ -248,79 +259,142 @@ class FaultProxy:
                 h.send_header("Retry-After", str(fault.retry_after if fault.retry_after is not None else 1))
             for k, v in (fault.headers or {}).items():
                 h.send_header(k, v)
-            h.send_header("Content-Length", "0")
+            h.send_header("Content-Length", str(len(fault.body or b"")))
             self._record(method, path, status, fault.kind)  # before the client can see the answer
             h.end_headers()
+            if fault.body and method != "HEAD":
+                h.wfile.write(fault.body)
             return
         if fault is not None and fault.kind == "slow":
             time.sleep(float(fault.delay or 0))
 
+        conn = self._connect()
+        try:
+            resp = self._forward(h, conn, body, chunked)
+            if resp is None:
+                return
+            if fault is not None and fault.kind in _BODY_FAULTS:
+                self._relay_faulty(h, resp, fault)
+            else:
+                self._relay(h, resp, "slow" if fault is not None else None)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _reset(h: BaseHTTPRequestHandler) -> None:
+        """End the client connection with a TCP RST; nothing more reaches the client."""
+        h.close_connection = True
+        try:
+            h.wfile.flush()
+        except OSError:
+            pass
+        try:
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        h.wfile = _NullWriter()  # nothing more reaches the client; the RST is the answer
+        h.connection.close()
+
+    def _forward(self, h: BaseHTTPRequestHandler, conn, body, chunked: bool):
+        """Send the client's request upstream; the upstream response, or None when the upstream
+        failed (the client then got a 502)."""
+        method, path = h.command, h.path
         headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP_BY_HOP and k.lower() != "host"}
         headers["Host"] = self._up_netloc
         headers["X-Forwarded-For"] = h.client_address[0]
-        conn = self._connect()
         try:
-            try:
-                conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-                for k, v in headers.items():
-                    if chunked and k.lower() == "content-length":
-                        continue
-                    conn.putheader(k, v)
-                if chunked:
-                    conn.putheader("Transfer-Encoding", "chunked")
-                conn.endheaders()
-                if body is not None:
-                    if chunked:
-                        for piece in body:
-                            if piece:
-                                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
-                        conn.send(b"0\r\n\r\n")
-                    else:
-                        while True:
-                            piece = body.read(_CHUNK)
-                            if not piece:
-                                break
-                            conn.send(piece)
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                self._drain(body)
-                msg = f"fault proxy: upstream {self.upstream_url} failed: {exc}".encode()
-                h.send_response(502)
-                h.send_header("Content-Length", str(len(msg)))
-                self._record(method, path, 502, None)
-                h.end_headers()
-                h.wfile.write(msg)
-                return
-
-            h.send_response_only(resp.status, resp.reason)
-            length = resp.getheader("Content-Length")
-            no_body = method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
-            for k, v in resp.getheaders():
-                kl = k.lower()
-                if kl in _HOP_BY_HOP:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for k, v in headers.items():
+                if chunked and k.lower() == "content-length":
                     continue
-                if kl == "location":
-                    v = self._rewrite_location(v)
-                h.send_header(k, v)
-            use_chunked = not no_body and length is None
-            if use_chunked:
-                h.send_header("Transfer-Encoding", "chunked")
-            self._record(method, path, resp.status, "slow" if fault is not None else None)
+                conn.putheader(k, v)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            if body is not None:
+                if chunked:
+                    for piece in body:
+                        if piece:
+                            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    conn.send(b"0\r\n\r\n")
+                else:
+                    while True:
+                        piece = body.read(_CHUNK)
+                        if not piece:
+                            break
+                        conn.send(piece)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drain(body)
+            msg = f"fault proxy: upstream {self.upstream_url} failed: {exc}".encode()
+            h.send_response(502)
+            h.send_header("Content-Length", str(len(msg)))
+            self._record(method, path, 502, None)
             h.end_headers()
-            if not no_body:
-                while True:
-                    piece = resp.read(_CHUNK)
-                    if not piece:
-                        break
-                    if use_chunked:
-                        h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    else:
-                        h.wfile.write(piece)
+            h.wfile.write(msg)
+            return None
+
+    def _send_head(self, h: BaseHTTPRequestHandler, resp, length: str | None) -> None:
+        """Status line and headers of ``resp``; Content-Length replaced by ``length`` unless None."""
+        h.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            kl = k.lower()
+            if kl in _HOP_BY_HOP or (length is not None and kl == "content-length"):
+                continue
+            if kl == "location":
+                v = self._rewrite_location(v)
+            h.send_header(k, v)
+        if length is not None:
+            h.send_header("Content-Length", length)
+
+    def _relay(self, h: BaseHTTPRequestHandler, resp, fault_kind: str | None) -> None:
+        method, path = h.command, h.path
+        length = resp.getheader("Content-Length")
+        no_body = method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
+        self._send_head(h, resp, None)
+        use_chunked = not no_body and length is None
+        if use_chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+        self._record(method, path, resp.status, fault_kind)
+        h.end_headers()
+        if not no_body:
+            while True:
+                piece = resp.read(_CHUNK)
+                if not piece:
+                    break
                 if use_chunked:
-                    h.wfile.write(b"0\r\n\r\n")
-            h.wfile.flush()
-        finally:
-            conn.close()
+                    h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                else:
+                    h.wfile.write(piece)
+            if use_chunked:
+                h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+    def _relay_faulty(self, h: BaseHTTPRequestHandler, resp, fault: Fault) -> None:
+        """``reset_body`` / ``truncate`` / ``garbage``: the upstream answer, its body cut."""
+        method, path = h.command, h.path
+        no_body = method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
+        data = b"" if no_body else resp.read()
+        cut = data[: int(len(data) * fault.part)]
+        if fault.kind == "garbage":
+            if not (200 <= resp.status < 300 and data):
+                self._send_head(h, resp, None if no_body else str(len(data)))
+                self._record(method, path, resp.status, None)   # nothing to spoil: passed unchanged
+                h.end_headers()
+                h.wfile.write(data)
+                h.wfile.flush()
+                return
+            self._send_head(h, resp, str(len(cut)))
+        else:
+            self._send_head(h, resp, None if no_body else str(len(data)))
+        self._record(method, path, resp.status, fault.kind)     # before the client sees the answer
+        h.end_headers()
+        h.wfile.write(cut)
+        h.wfile.flush()
+        if fault.kind == "reset_body":
+            self._reset(h)
+        elif fault.kind == "truncate":
+            h.close_connection = True
 
     def stop(self) -> None:
         self._httpd.shutdown()

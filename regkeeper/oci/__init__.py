@@ -1,0 +1,29 @@
+"""The OCI Distribution client: one RegistryClient per registry, shared by every job.
+
+mediatypes.py  manifest/config/layer media types and the Accept header (the distribution quirk)
+manifest.py    Descriptor, Manifest, ManifestHead, parse_manifest
+auth.py        WWW-Authenticate challenges, bearer tokens cached per scope, basic, static token
+errormap.py    failed calls -> RegistryError naming registry, method + path, repository, status
+transport.py   session, timeouts, TLS, in-flight bound, the request loop through regkeeper.retry,
+               the fast manifest HEAD
+client.py      RegistryClient: catalog, tags, manifests, blobs, uploads
+"""
+
+from .auth import RegistryAuth, parse_challenge, scope_key
+from .client import DEFAULT_CHUNK, MAX_MANIFEST_BYTES, RegistryClient
+from .errormap import Call
+from .manifest import (CREATED_ANNOTATION, Descriptor, Manifest, ManifestHead, ManifestKind,
+                       manifest_from_doc, parse_manifest)
+from .mediatypes import (ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1,
+                         DOCKER_SCHEMA1_SIGNED, IMAGE_CONFIG_TYPES, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES,
+                         MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
+from .transport import RETRIED_METHODS, RegistryTransport
+
+__all__ = [
+    "ACCEPT_MANIFESTS", "CREATED_ANNOTATION", "DEFAULT_CHUNK", "DOCKER_LIST", "DOCKER_MANIFEST",
+    "DOCKER_SCHEMA1", "DOCKER_SCHEMA1_SIGNED", "IMAGE_CONFIG_TYPES", "IMAGE_MEDIA_TYPES",
+    "INDEX_MEDIA_TYPES", "MANIFEST_MEDIA_TYPES", "MAX_MANIFEST_BYTES", "OCI_INDEX", "OCI_MANIFEST",
+    "RETRIED_METHODS", "Call", "Descriptor", "Manifest", "ManifestHead", "ManifestKind",
+    "RegistryAuth", "RegistryClient", "RegistryTransport", "manifest_from_doc", "parse_challenge",
+    "parse_manifest", "scope_key",
+]

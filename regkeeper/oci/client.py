@@ -1,0 +1,362 @@
+"""RegistryClient: the OCI Distribution API verbs of one registry, by resource: catalog, tags,
+manifests, blobs, uploads. One client per registry, shared by every job and thread.
+
+Transport concerns (session, timeouts, TLS, retries, error mapping) live in transport.py, auth
+in auth.py. Manifests are fetched with the full Accept header (mediatypes.py), checked against
+their digest and parsed (manifest.py); manifests and configs are cached on disk by digest.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from urllib.parse import quote, urlencode, urljoin
+
+import requests
+import urllib3
+
+from ..cache import DigestCache, sha256_digest, verify_digest
+from ..errors import DigestMismatchError, NotFoundError, RegistryError
+from .auth import RegistryAuth
+from .errormap import json_object, parse_json, short
+from .manifest import CREATED_ANNOTATION, Manifest, ManifestHead, manifest_from_doc, parse_manifest
+from .mediatypes import ACCEPT_MANIFESTS, IMAGE_CONFIG_TYPES
+from .transport import SLOW, RegistryTransport
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+DEFAULT_CHUNK = 16 * 1024 * 1024
+_STREAM_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def _next_link(resp: requests.Response) -> str | None:
+    link = resp.headers.get("Link")
+    if not link:
+        return None
+    m = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', link)
+    return m.group(1) if m else None
+
+
+def _with_query(url: str, **params) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _names(body: dict, field: str) -> list[str]:
+    """``repositories`` / ``tags`` of a catalog or tags page; null is an empty list."""
+    items = body.get(field) or []
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise RegistryError(f"unexpected response: {field!r} is not a list of names")
+    return items
+
+
+class RegistryClient(RegistryTransport):
+    """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
+
+    def __init__(self, name: str, url: str, *, username: str | None = None,
+                 password: str | None = None, token: "str | Callable[[], str] | None" = None,
+                 verify: bool | str = True, client_cert: tuple[str, str] | None = None,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0, retries: int = 5,
+                 backoff: float = 0.5, concurrency: int = 8, cache: DigestCache | None = None,
+                 credentials: Callable[[], tuple[str, str] | None] | None = None):
+        auth = RegistryAuth(name, username=username, password=password, token=token,
+                            credentials=credentials)
+        super().__init__(name, url, auth=auth, verify=verify, client_cert=client_cert,
+                         connect_timeout=connect_timeout, read_timeout=read_timeout,
+                         retries=retries, backoff=backoff, concurrency=concurrency)
+        self.cache = cache or DigestCache(None)
+
+    @classmethod
+    def from_config(cls, rc, cache: DigestCache | None = None) -> "RegistryClient":
+        """Build from a ``config.RegistryConfig``. Secrets are resolved lazily, on first auth."""
+        verify: bool | str = True
+        if rc.tls.insecure or not rc.tls.verify:
+            verify = False
+        elif rc.tls.ca_file:
+            verify = rc.tls.ca_file
+        cert = (rc.tls.cert_file, rc.tls.key_file) if rc.tls.cert_file and rc.tls.key_file else None
+        creds = None
+        if rc.auth and rc.auth.username is not None:
+            u, p = rc.auth.username, rc.auth.password
+            creds = lambda: (u.get(), p.get())  # noqa: E731 - resolved only when used
+        return cls(rc.name, rc.url, verify=verify, client_cert=cert,
+                   connect_timeout=rc.connect_timeout.total_seconds(),
+                   read_timeout=rc.timeout.total_seconds(), retries=rc.retries,
+                   concurrency=rc.concurrency, cache=cache, credentials=creds,
+                   token=rc.auth.token.get if rc.auth and rc.auth.token is not None else None)
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.name!r}, {self.url!r})"
+
+    def _auth_headers(self, key: str) -> dict:
+        return self.auth.headers(key)
+
+    def map(self, fn: Callable, items: Iterable, max_workers: int | None = None):
+        """Bounded-concurrency map sized to this client's connection pool."""
+        from ..util import bounded_map
+        return bounded_map(fn, items, max_workers or self.concurrency)
+
+    # ------------------------------------------------------------------ catalog and tags
+
+    def ping(self) -> None:
+        """GET /v2/: raises AuthError on bad credentials, RegistryError when unreachable."""
+        self.request("GET", "/v2/")
+
+    def _pages(self, path: str, field: str, repo: str | None = None) -> list[str]:
+        """Every name of a paginated list, following Link headers; each page is read and parsed
+        inside its attempt."""
+        out: list[str] = []
+
+        def read(resp):
+            return _names(json_object(resp.content), field), _next_link(resp)
+
+        while path:
+            names, nxt = self.request("GET", path, repo=repo, read=read)
+            out.extend(names)
+            path = urljoin(self.url + "/", nxt) if nxt else None
+        return out
+
+    def catalog(self, page_size: int = 1000) -> list[str]:
+        """Every repository, following Link-header pagination."""
+        return self._pages(f"/v2/_catalog?n={page_size}", "repositories")
+
+    def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
+        """Every tag of a repository; a repository with ``{"tags": null}`` is empty.
+        A repository that does not exist raises NotFoundError."""
+        return self._pages(f"/v2/{repo}/tags/list?n={page_size}", "tags", repo)
+
+    # ------------------------------------------------------------------ manifests
+
+    def head_manifest(self, repo: str, ref: str) -> ManifestHead | None:
+        """Digest, media type and size of a tag or digest; None when it does not exist."""
+        fast = self.head_fast(repo, ref)
+        if fast is not SLOW:
+            return fast
+        resp = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", repo=repo,
+                            headers={"Accept": ACCEPT_MANIFESTS}, allow_404=True)
+        if resp.status_code == 404:
+            return None
+        digest = resp.headers.get("Docker-Content-Digest")
+        if not digest:
+            # Some registries omit it on HEAD: fall back to GET (digest computed from bytes).
+            m = self.get_manifest(repo, ref)
+            return ManifestHead(m.digest, m.media_type, m.size)
+        return ManifestHead(digest, resp.headers.get("Content-Type", "").split(";")[0],
+                            int(resp.headers.get("Content-Length") or 0))
+
+    def get_manifest(self, repo: str, ref: str) -> Manifest:
+        """Fetch and parse a manifest by tag or digest. By digest, the disk cache answers first;
+        the bytes are always checked against the digest. A body that does not match its digest
+        or is not JSON was cut in transit: retried."""
+        by_digest = ref.startswith("sha256:") or ref.startswith("sha512:")
+        if by_digest:
+            hit = self.cache.get("manifests", ref)
+            if hit is not None:
+                return parse_manifest(hit[0], ref, hit[1])
+        m = self.request("GET", f"/v2/{repo}/manifests/{ref}", repo=repo,
+                         headers={"Accept": ACCEPT_MANIFESTS},
+                         read=lambda resp: self._read_manifest(resp, repo, ref, by_digest))
+        self.cache.put("manifests", m.digest, m.raw, m.media_type)
+        return m
+
+    def _read_manifest(self, resp: requests.Response, repo: str, ref: str, by_digest: bool) -> Manifest:
+        raw = resp.content
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"manifest {ref} is larger than 4 MiB")
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if by_digest:
+            if not verify_digest(ref, raw):
+                raise DigestMismatchError(f"manifest {ref}: content does not match its digest",
+                                          transient=True)
+            digest = ref
+        else:
+            digest = sha256_digest(raw)
+            header = resp.headers.get("Docker-Content-Digest")
+            if header and header.startswith("sha256:") and header != digest:
+                raise DigestMismatchError(f"manifest {repo}:{ref}: registry says {header}, content "
+                                          f"hashes to {digest}", transient=True)
+        return manifest_from_doc(parse_json(raw), raw, digest, media_type)
+
+    def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
+        """PUT raw manifest bytes under a tag or digest; returns the digest (checked)."""
+        resp = self.request("PUT", f"/v2/{repo}/manifests/{ref}", repo=repo,
+                            headers={"Content-Type": media_type}, data=raw, ok=(201, 200, 202))
+        digest = sha256_digest(raw)
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != digest:
+            raise DigestMismatchError(f"manifest PUT {repo}:{ref}: registry stored {got}, expected {digest}",
+                                      registry=self.name, repository=repo)
+        return digest
+
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        """DELETE by digest (removes every tag on it). True if deleted, False if already gone.
+        405 raises DeletesDisabledError: deletes are disabled on that registry."""
+        if not digest.startswith("sha256:"):
+            raise ValueError(f"DELETE works by digest only, got {digest!r}")
+        resp = self.request("DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo,
+                            ok=(202, 200, 204), allow_404=True)
+        return resp.status_code != 404
+
+    # ------------------------------------------------------------------ blobs
+
+    def head_blob(self, repo: str, digest: str) -> int | None:
+        """Size of a blob in a repository, or None when absent."""
+        resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", repo=repo, allow_404=True)
+        if resp.status_code == 404:
+            return None
+        return int(resp.headers.get("Content-Length") or 0)
+
+    def get_blob(self, repo: str, digest: str, *, cache: bool = False,
+                 max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        """A small blob in memory (configs), digest-checked, read inside the attempt (a broken
+        or cut body is retried); cached on disk when ``cache``."""
+        if cache:
+            hit = self.cache.get("blobs", digest)
+            if hit is not None:
+                return hit[0]
+        data = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True,
+                            read=lambda resp: _read_blob(resp, digest, max_bytes))
+        if cache:
+            self.cache.put("blobs", digest, data)
+        return data
+
+    @contextmanager
+    def stream_blob(self, repo: str, digest: str, chunk_size: int = 1024 * 1024):
+        """Yield ``(chunks, size)``: a streaming GET in constant memory, retried until the
+        headers arrive. A break while streaming raises a RegistryError with ``transient=True``
+        (the caller restarts the transfer); the digest is checked as the stream ends, a
+        mismatch raises DigestMismatchError from the iterator."""
+        resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True)
+        size = int(resp.headers.get("Content-Length") or -1)
+        try:
+            yield self._stream_chunks(resp, repo, digest, size, chunk_size), size
+        finally:
+            resp.close()
+
+    def _stream_chunks(self, resp, repo: str, digest: str, size: int, chunk_size: int) -> Iterator[bytes]:
+        algo, _, hexpart = digest.partition(":")
+        h, got = hashlib.new(algo), 0
+        try:
+            for c in resp.iter_content(chunk_size=chunk_size):
+                h.update(c)
+                got += len(c)
+                yield c
+        except _STREAM_ERRORS as e:
+            raise RegistryError(f"connection broke while streaming the blob, after {got} of "
+                                f"{size if size >= 0 else '?'} bytes; the transfer must restart",
+                                detail=short(e), transient=True, registry=self.name, repository=repo,
+                                method="GET", path=f"/v2/{repo}/blobs/{digest}") from None
+        if h.hexdigest() != hexpart:
+            raise DigestMismatchError(f"blob {digest}: content does not match its digest",
+                                      registry=self.name, repository=repo)
+
+    def get_config(self, repo: str, digest: str) -> dict:
+        """The image config JSON (cached by digest); {} when it is not a JSON object."""
+        raw = self.get_blob(repo, digest, cache=True, max_bytes=8 * 1024 * 1024)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def image_created(self, repo: str, manifest: Manifest) -> tuple[datetime | None, str | None]:
+        """When the image was built: the config's ``created``, else the
+        ``org.opencontainers.image.created`` annotation. Returns (time, source)."""
+        from ..models import parse_time   # models re-exports this package's types: import late
+        if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIG_TYPES:
+            try:
+                cfg = self.get_config(repo, manifest.config.digest)
+            except NotFoundError:
+                cfg = {}
+            t = parse_time(cfg.get("created"))
+            if t:
+                return t, "config"
+        t = parse_time((manifest.annotations or {}).get(CREATED_ANNOTATION))
+        if t:
+            return t, "annotation"
+        return None, None
+
+    # ------------------------------------------------------------------ uploads
+
+    def _upload_location(self, resp: requests.Response) -> str:
+        loc = resp.headers.get("Location")
+        if not loc:
+            raise RegistryError("upload started without a Location header", registry=self.name,
+                                status=resp.status_code)
+        return urljoin(self.url + "/", loc)
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> str | None:
+        """Cross-repository mount. Returns None when mounted (201); otherwise the upload
+        location the registry opened instead (202), for the caller to upload into."""
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={quote(digest)}"
+                            f"&from={quote(from_repo)}", repo=repo, ok=(201, 202),
+                            extra_scopes=[f"repository:{from_repo}:pull"])
+        if resp.status_code == 201:
+            return None
+        return self._upload_location(resp)
+
+    def upload_blob(self, repo: str, digest: str, data: bytes | Callable[[], Iterator[bytes]],
+                    size: int | None = None, *, chunk_size: int = DEFAULT_CHUNK,
+                    location: str | None = None) -> None:
+        """Upload a blob. ``data`` is bytes (monolithic PUT) or a callable returning a fresh
+        chunk iterator (chunked PATCHes with Content-Range, constant memory). The registry
+        checks the digest on the final PUT."""
+        if location is None:
+            resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, ok=(202,))
+            location = self._upload_location(resp)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.request("PUT", _with_query(location, digest=digest), repo=repo,
+                         headers={"Content-Type": "application/octet-stream"}, data=bytes(data),
+                         ok=(201, 204))
+            return
+        location, offset = self._upload_chunks(repo, location, data(), chunk_size)
+        if size is not None and offset != size:
+            raise RegistryError(f"blob {digest}: uploaded {offset} bytes, expected {size}",
+                                registry=self.name, repository=repo)
+        self.request("PUT", _with_query(location, digest=digest), repo=repo,
+                     headers={"Content-Length": "0"}, data=b"", ok=(201, 204))
+
+    def _upload_chunks(self, repo: str, location: str, pieces: Iterator[bytes],
+                       chunk_size: int) -> tuple[str, int]:
+        """PATCH ``pieces`` in chunks of ``chunk_size``; returns (next location, bytes sent)."""
+        offset = 0
+        buf = bytearray()
+
+        def flush(chunk: bytes):
+            nonlocal location, offset
+            end = offset + len(chunk) - 1
+            location = self._upload_location(self._patch(repo, location, chunk, offset, end))
+            offset = end + 1
+
+        for piece in pieces:
+            buf += piece
+            while len(buf) >= chunk_size:
+                flush(bytes(buf[:chunk_size]))
+                del buf[:chunk_size]
+        if buf:
+            flush(bytes(buf))
+        return location, offset
+
+    def _patch(self, repo: str, location: str, chunk: bytes, start: int, end: int) -> requests.Response:
+        # PATCH is never retried by the transport (not idempotent in general); a failed chunk
+        # fails the upload and the caller retries the whole blob.
+        return self.request("PATCH", location, repo=repo, data=chunk, ok=(202, 204),
+                            headers={"Content-Type": "application/octet-stream",
+                                     "Content-Range": f"{start}-{end}",
+                                     "Content-Length": str(len(chunk))})
+
+
+def _read_blob(resp: requests.Response, digest: str, max_bytes: int) -> bytes:
+    """The whole body of a blob GET, bounded and checked against its digest (a mismatch is
+    taken for a body cut in transit: transient)."""
+    algo, _, hexpart = digest.partition(":")
+    h, chunks, size = hashlib.new(algo), [], 0
+    for c in resp.iter_content(chunk_size=1024 * 1024):
+        size += len(c)
+        if size > max_bytes:
+            raise RegistryError(f"blob {digest} larger than {max_bytes} bytes")
+        h.update(c)
+        chunks.append(c)
+    if h.hexdigest() != hexpart:
+        raise DigestMismatchError(f"blob {digest}: content does not match its digest", transient=True)
+    return b"".join(chunks)
