@@ -18,6 +18,7 @@ from ..oci import RegistryClient
 from ..util import bounded_map
 
 MOVED_NOTE = "pushed after the plan"
+NOT_WHOLE = "the image it points to now is not whole: "
 
 
 def short(digest: str) -> str:
@@ -33,7 +34,7 @@ class MovedTag:
     tag: str
     planned: str                  # the digest the plan kept
     now: str                      # the digest the tag points to now
-    problem: str | None = None    # why the image it points to now is not whole (None: whole)
+    problem: str | None = None    # why this move is a problem (None: its image is whole)
 
     def describe(self) -> str:
         return f"moved during the run from {short(self.planned)} to {short(self.now)} ({MOVED_NOTE})"
@@ -57,7 +58,7 @@ class VerifyResult:
     def rows(self) -> list[dict]:
         """The verify table: every moved tag (with the old and new digest), then every problem."""
         out = [{"repository": m.repository, "tag": m.tag,
-                "result": "moved" if m.problem is None else "moved, image broken",
+                "result": "moved" if m.problem is None else "moved, problem",
                 "planned digest": m.planned, "digest now": m.now,
                 "detail": MOVED_NOTE + (": not a problem" if m.problem is None else f": {m.problem}")}
                for m in self.moved]
@@ -103,7 +104,7 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
             _kept_closure(inv, repo, tag, digest, checks)
     for m, found, err in bounded_map(lambda m: _walk_moved(client, m, deleted or set()), moved, workers):
         if err is not None:
-            m.problem = m.problem or f"check failed: {err}"
+            m.problem = m.problem or f"{NOT_WHOLE}check failed: {err}"
         if m.now == m.planned:     # moved back before we looked again: an ordinary kept tag
             _kept_closure(inv, m.repository, m.tag, m.planned, checks)
             continue
@@ -115,8 +116,7 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
     _head_all(client, checks, res, workers)
     for m in res.moved:
         if m.problem:
-            res.problems.append((m.repository, m.tag, f"{m.describe()}, and the image it points to "
-                                                      f"now is not whole: {m.problem}"))
+            res.problems.append((m.repository, m.tag, f"{m.describe()}, but {m.problem}"))
     return res
 
 
@@ -142,7 +142,7 @@ def _walk_moved(client: RegistryClient, m: MovedTag,
     try:
         top = client.get_manifest(m.repository, m.tag)
     except RegistryError as e:   # a moved tag whose manifest cannot be read is the problem
-        m.problem = f"manifest GET {m.repository}:{m.tag} failed: {e}"
+        m.problem = f"{NOT_WHOLE}manifest GET {m.repository}:{m.tag} failed: {e}"
         return 0, []
     m.now = top.digest
     if m.now == m.planned:
@@ -162,11 +162,11 @@ def _walk_moved(client: RegistryClient, m: MovedTag,
             seen.add(c.digest)
             try:
                 if client.head_manifest(m.repository, c.digest) is None:
-                    m.problem = f"index child {c.digest} missing (HEAD 404)"
+                    m.problem = f"{NOT_WHOLE}index child {c.digest} missing (HEAD 404)"
                     return n, blobs
                 stack.append(client.get_manifest(m.repository, c.digest))
             except RegistryError as e:
-                m.problem = f"index child {c.digest} unreadable: {e}"
+                m.problem = f"{NOT_WHOLE}index child {c.digest} unreadable: {e}"
                 return n, blobs
     return n, blobs
 
@@ -194,7 +194,7 @@ def _head_all(client: RegistryClient, checks: _Checks, res: VerifyResult, worker
         owners = getattr(checks, kind)[(repo, digest)]
         for m in owners:
             if isinstance(m, MovedTag):
-                m.problem = m.problem or why
+                m.problem = m.problem or NOT_WHOLE + why
         tags = sorted({o for o in owners if isinstance(o, str)})
         if tags:
             more = f" (needed by kept tag(s) {', '.join(tags[:5])}{' …' if len(tags) > 5 else ''})"
