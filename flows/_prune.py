@@ -59,7 +59,8 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
             if deleted.stopped:
                 raise RegkeeperError(deleted.stopped)
             reclaimed = reclaim_storage(ctx, registry, plan, bool(deleted.deleted))
-            verified = verify_kept(ctx, registry, inv, plan, everything=bool(reclaimed.ran))
+            verified = verify_kept(ctx, registry, inv, plan, everything=bool(reclaimed.ran),
+                                   deleted=deleted)
     except RefusedError as e:
         refused = str(e)
     except RegkeeperError as e:

@@ -56,8 +56,9 @@ def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool):
 
 
 @task(name="verify-kept", **RETRY)
-def verify_kept(ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool):
-    res = prune.run_verify(ctx, registry, inv, plan, everything)
-    logger().info("verified %d tags, %d blobs: %d problems", res.tags_checked, res.blobs_checked,
-                  len(res.problems))
+def verify_kept(ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool, deleted=None):
+    res = prune.run_verify(ctx, registry, inv, plan, everything, deleted)
+    logger().info("verified %d tags, %d manifests, %d blobs: %d problems, %d kept tags moved during "
+                  "the run", res.tags_checked, res.manifests_checked, res.blobs_checked,
+                  len(res.problems), len(res.moved))
     return res

@@ -7,7 +7,8 @@ reclaim -> verify -> report), Prefect-free; flows compose the steps.
   405 = stop).
 - ``reclaim``: blob reclamation, command mode (readOnly -> garbage-collect -> readWrite always,
   never ``--delete-untagged``), storage measured; ``gcjob``: the kubernetes-job mode.
-- ``verify``: kept tags and their blobs still answer.
+- ``verify``: kept tags and their images (index children, blobs) still answer; a kept tag a
+  user moved during the run is information when its new image is whole.
 - ``report``: the run report.
 
 ``check_cap(plan, force)`` here is the gc / expire wrapper ``policy.cap.check_plan_cap`` over the

@@ -92,14 +92,17 @@ def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -
                    client=ctx.client(registry), kube_cfg=ctx.config.kubernetes)
 
 
-def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan,
-               everything: bool) -> VerifyResult:
-    """Kept tags resolve and their blobs answer 200. After a garbage-collect (global) every
-    repository is checked; after manifest deletes only, the repositories the run touched."""
+def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan, everything: bool,
+               deleted: DeleteResult | None = None) -> VerifyResult:
+    """Kept tags resolve and their images are whole. After a garbage-collect (global) every
+    repository is checked; after manifest deletes only, the repositories the run touched. A kept
+    tag a user moved during the run is information (its new image must be whole); one moved to a
+    manifest this run deleted (``deleted``) is a problem."""
     touched = {t.repository for t in plan.deleted_tags()} | {m.repository for m in plan.deleted_manifests()}
     kept = [(t.repository, t.tag, t.digest) for t in plan.kept_tags()
             if everything or t.repository in touched]
-    return verify_kept(ctx.client(registry), inv, kept)
+    gone = set(deleted.deleted) if deleted is not None else set()
+    return verify_kept(ctx.client(registry), inv, kept, deleted=gone)
 
 
 def refuse(reason: str) -> RefusedError:

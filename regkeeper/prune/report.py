@@ -109,11 +109,20 @@ def _reclaim_section(rep: Report, reclaimed: ReclaimResult, plan: Plan | None, d
 
 
 def _verify_section(rep: Report, verified: VerifyResult) -> None:
+    """Verify's numbers, one note per moved tag (information) and per problem, and the verify
+    table (moved tags with the old and new digest, problems)."""
     rep.summary["verified tags"] = verified.tags_checked
+    rep.summary["verified manifests"] = verified.manifests_checked
     rep.summary["verified blobs"] = verified.blobs_checked
     rep.summary["verify problems"] = len(verified.problems)
+    rep.summary["kept tags moved during the run"] = len(verified.moved)
+    for m in verified.moved_whole[:100]:
+        rep.note(f"tag {m.repository}:{m.tag} {m.describe()}: not a problem")
+    if len(verified.moved_whole) > 100:
+        rep.note(f"… {len(verified.moved_whole) - 100} more moved tags in the verify table")
     for repo, tag, p in verified.problems[:100]:
         rep.note(f"verify: {repo}:{tag} {p}")
+    rep.add_table("verify", verified.rows(), VerifyResult.COLUMNS)
 
 
 def _status(rep: Report, deleted: DeleteResult | None, reclaimed: ReclaimResult | None,
