@@ -57,8 +57,33 @@ def _rule_lock(stack: ExitStack, rule_name: str) -> str | None:
     return None
 
 
-def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, force: bool,
-                      max_fraction: float) -> core.ReplicationResult:
+def _delete_extraneous(ctx: RunContext, rule, target: str, plan: core.ReplicationPlan,
+                       results: dict) -> str | None:
+    """deleteExtraneous through the one delete path, one task per batch of repositories; the
+    outcome is recorded per tag in ``results``. The first batch runs alone: on a target with
+    deletes disabled (405) it stops there and no other batch sends a DELETE. Returns why deletes
+    stopped early, or None."""
+    dbatches = batches(core.deletable_plans(plan.repositories), COPY_BATCH)
+    stopped = None
+    for group in (dbatches[:1], dbatches[1:]):
+        if stopped:
+            for b in group:
+                core.record_deletes(b, results, core.not_attempted(b, stopped))
+            continue
+        futures = [delete_batch.submit(ctx, rule, target, b, label=batch_label(b, lambda p: p.target_repo))
+                   for b in group]
+        for b, res, err in gather(group, futures):
+            if err is not None:
+                for p in b:
+                    results[p.source_repo].errors.append(f"delete task failed: {err}")
+                continue
+            core.record_deletes(b, results, res)
+            stopped = stopped or res.stopped
+    return stopped
+
+
+def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool,
+                      force: bool) -> core.ReplicationResult:
     t0 = time.perf_counter()
     src, dst = ctx.client(rule.from_), ctx.client(target)
     before = dict(dst.stats)
@@ -76,7 +101,7 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
     plan = core.merge_plans(rule, rule.from_, target, parts, errors)
     result = core.ReplicationResult(plan=plan, dry_run=dry_run)
     if rule.delete_extraneous:
-        result.deletes_refused = core.check_delete_cap(plan, max_fraction, force)
+        result.deletes_refused = core.check_delete_cap(plan, rule.max_delete_fraction, force)
     results = {p.source_repo: core.new_result(p) for p in plan.repositories}
     if not dry_run:
         rep = core.Replicator(src, dst, concurrency=rule.concurrency,
@@ -92,13 +117,7 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool, forc
                 results[p.source_repo].failed += [(c.tag, f"copy task failed: {err}") for c in p.to_copy]
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
-            dplans = [p for p in plan.repositories if p.extraneous and not p.errors and not p.no_deletes]
-            dbatches = batches(dplans, COPY_BATCH)
-            futures = [delete_batch.submit(ctx, target, b, [results[p.source_repo] for p in b], rep,
-                                           label=batch_label(b, lambda p: p.target_repo)) for b in dbatches]
-            for b, _, err in gather(dbatches, futures):
-                for p in (b if err is not None else []):
-                    results[p.source_repo].errors.append(f"delete task failed: {err}")
+            result.deletes_stopped = _delete_extraneous(ctx, rule, target, plan, results)
         copied = [p for p in plan.repositories if results[p.source_repo].copied]
         vbatches = batches(copied, PLAN_BATCH)
         futures = [verify_batch.submit(ctx, rule, target, b, [results[p.source_repo] for p in b],
@@ -125,7 +144,7 @@ def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -
 def replicate(
     rule: Annotated[Optional[str], Field(description="Replication rule name (its `name:` key, else `<from>-to-<to+to>`); default: every rule")] = None,
     dry_run: Annotated[bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")] = False,
-    force: Annotated[bool, Field(description="deleteExtraneous: override the maxDeleteFraction cap")] = False,
+    force: Annotated[bool, Field(description="Override the rule's replication[].maxDeleteFraction")] = False,
     config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
 ) -> dict:
     """Copy what differs from each rule's source to its targets, byte for byte.
@@ -133,14 +152,14 @@ def replicate(
     Args:
         rule: the replication rule to run (its `name`, else `<from>-to-<to+to>`); default: all rules.
         dry_run: plan and report only; write nothing to any target.
-        force: let deleteExtraneous delete more than maxDeleteFraction (gc's cap, default 0.5).
+        force: let deleteExtraneous delete more than the rule's own cap,
+            ``replication[].maxDeleteFraction`` (default 0.5; gc's value does not apply).
         config_path: the config file.
     """
     log = logger()
     ctx = RunContext.load(config_path)
     try:
         rules = core.select_rules(ctx.config, rule)
-        max_fraction = ctx.config.gc.max_delete_fraction if ctx.config.gc else 0.5
         pairs = [(r, t) for r in rules for t in r.to]
         targets = [t for _, t in pairs]
         reports, failures, refusals = [], [], []
@@ -155,8 +174,7 @@ def replicate(
                         error = busy
                     else:
                         try:
-                            result = _replicate_target(ctx, r, target, dry_run=dry_run, force=force,
-                                                       max_fraction=max_fraction)
+                            result = _replicate_target(ctx, r, target, dry_run=dry_run, force=force)
                             log.info("%s", core.summary_line(result))
                         except RegkeeperError as e:
                             error = f"{type(e).__name__}: {e}"

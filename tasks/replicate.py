@@ -49,15 +49,19 @@ def copy_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
 
 @task(name="replication-delete-batch", task_run_name="delete extraneous {target} [{label}]",
       **RETRY)
-def delete_batch(ctx: RunContext, target: str, plans: list, results: list,
-                 replicator: core.Replicator, label: str = "") -> list:
-    by_repo = {r.source_repo: r for r in results}
-    for p in plans:
-        if p.extraneous and not p.errors and not p.no_deletes:
-            replicator.delete(p, by_repo[p.source_repo])
-    n = sum(len(by_repo[p.source_repo].deleted) for p in plans)
-    logger().info("%s [%s]: deleted %d extraneous tags", target, label, n)
-    return results
+def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
+                 label: str = ""):
+    """Delete one batch's extraneous target tags through the one delete path; returns its
+    ``DeleteResult`` (the flow records it per tag)."""
+    res = core.delete_extraneous(ctx.client(target), plans, max_workers=rule.concurrency)
+    logger().info("%s [%s]: %d deleted, %d already gone, %d failed, %d repositories skipped",
+                  target, label, len(res.deleted), len(res.already_gone), len(res.failed),
+                  len(res.skipped))
+    for repo, why in res.skipped:
+        logger().warning("%s on %s: nothing deleted: %s", repo, target, why)
+    if res.stopped:
+        logger().error("%s: deletes stopped: %s", target, res.stopped)
+    return res
 
 
 @task(name="replication-verify-batch", task_run_name="verify {target} [{label}]", **RETRY)

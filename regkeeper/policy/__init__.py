@@ -18,8 +18,8 @@ no clock (``now`` is given), no Prefect.
 from .cap import (REGISTRY_SCOPE, CapBreach, RepoCount, check_cap, check_plan_cap, over_cap,
                   refuse_tripped, tally)
 from .decisions import DELETE, KEEP, Action, ManifestDecision, Plan, TagDecision
-from .graph import (InUse, InUseProtection, KeptSet, RepoGraph, delete_levels, is_real, short,
-                    tag_subject)
+from .graph import (InUse, InUseProtection, KeptSet, RepoGraph, delete_levels, inventory_references,
+                    is_real, manifest_references, short, tag_subject)
 from .planner import plan
 from .rules import (FOLLOW, NO_POLICY, RepoPolicy, Resolver, gc_resolver, tag_verdict, tier_policy,
                     tier_resolver, ttl_verdict)
@@ -28,6 +28,7 @@ __all__ = [
     "DELETE", "FOLLOW", "KEEP", "NO_POLICY", "REGISTRY_SCOPE", "Action", "CapBreach", "InUse",
     "InUseProtection", "KeptSet", "ManifestDecision", "Plan", "RepoCount", "RepoGraph",
     "RepoPolicy", "Resolver", "TagDecision", "check_cap", "check_plan_cap", "delete_levels",
+    "inventory_references", "manifest_references",
     "gc_resolver", "is_real", "over_cap", "plan", "refuse_tripped", "short", "tag_subject",
     "tag_verdict", "tally", "tier_policy", "tier_resolver", "ttl_verdict",
 ]

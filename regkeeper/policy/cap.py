@@ -43,25 +43,32 @@ def over_cap(deleted: int, total: int, max_fraction: float) -> bool:
 
 
 def check_cap(planned_deletes: int, total: int, max_fraction: float, force: bool = False,
-              what: str = REGISTRY_SCOPE) -> str | None:
+              what: str = REGISTRY_SCOPE, *, action: str = "the plan deletes",
+              key: str | None = None) -> str | None:
     """THE blast-radius check: None when ``planned_deletes`` of ``total`` are within
     ``max_fraction`` (or ``force`` overrides, which is logged), else the refusal reason.
-    ``what`` names the scope counted (a repository, ``<registry>``, a replication target)."""
+    ``what`` names the scope counted (a repository, ``<registry>``, a replication rule and
+    target); ``action`` and ``key`` (the config key the fraction comes from) only word the
+    reason (see :func:`refuse_tripped`)."""
     tripped = ([CapBreach(what, planned_deletes, total)]
                if over_cap(planned_deletes, total, max_fraction) else [])
-    return refuse_tripped(tripped, max_fraction, force)
+    return refuse_tripped(tripped, max_fraction, force, action=action, key=key)
 
 
-def refuse_tripped(tripped: Sequence[CapBreach], max_fraction: float, force: bool) -> str | None:
-    """None when nothing tripped or ``force`` overrides (logged); else why nothing is deleted."""
+def refuse_tripped(tripped: Sequence[CapBreach], max_fraction: float, force: bool, *,
+                   action: str = "the plan deletes", key: str | None = None) -> str | None:
+    """None when nothing tripped or ``force`` overrides (logged); else why nothing is deleted:
+    ``blast-radius cap: <action> more than <max> [(<key>)] of the tags of <scope>: <n>/<total>
+    tags (<pct>); nothing was deleted. Re-run with --force to override.``"""
     if not tripped:
         return None
     text = "; ".join(str(c) for c in tripped)
     if force:
         log.warning("blast-radius cap tripped (%s) and overridden by force", text)
         return None
-    return (f"blast-radius cap: the plan deletes more than {max_fraction:.0%} of the tags "
-            f"of {text}; nothing was deleted. Re-run with force to override.")
+    limit = f"{max_fraction:.0%}" + (f" ({key})" if key else "")
+    return (f"blast-radius cap: {action} more than {limit} of the tags of {text}; nothing was "
+            "deleted. Re-run with --force (flow parameter force) to override.")
 
 
 def check_plan_cap(plan: "Plan", force: bool) -> str | None:

@@ -26,6 +26,7 @@ index pointing at a deleted child or a signature without its subject.
 import heapq
 import re
 from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from ..models import Inventory, ManifestInfo, RepoInventory, signature_subject
@@ -219,15 +220,26 @@ class InUseProtection:
         return new
 
 
-def delete_levels(inv: Inventory | None, items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+Item = tuple[str, str]                       # (repository, digest)
+
+
+def delete_levels(inv: Inventory | None, items: list[Item],
+                  references: Mapping[Item, Iterable[str]] | None = None) -> dict[Item, int]:
     """Order deletes so that whatever references a manifest goes before it: an index before its
     children, a referrer (OCI ``subject``) or cosign-tagged signature before its subject, at any
     depth. Level 0 first; items of one level are deleted concurrently. A run stopped half-way
     therefore never leaves an index pointing at a deleted child or a signature without its
-    subject."""
+    subject.
+
+    What each item references comes from ``inv`` (gc / expire: :func:`inventory_references`)
+    and/or ``references`` ((repo, digest) -> the digests it references in that repository;
+    replication builds it from its plan without a full inventory); both are merged."""
     todo = set(items)
-    refs = _referenced_by(inv, todo) if inv is not None else {}
-    level: dict[tuple[str, str], int] = {}
+    fwd: dict[Item, set[str]] = inventory_references(inv, todo) if inv is not None else {}
+    for it, targets in (references or {}).items():
+        fwd.setdefault(it, set()).update(targets)
+    refs = _referenced_by(fwd, todo)
+    level: dict[Item, int] = {}
 
     def depth(it, trail=()):
         if it in level:
@@ -243,23 +255,45 @@ def delete_levels(inv: Inventory | None, items: list[tuple[str, str]]) -> dict[t
     return level
 
 
-def _referenced_by(inv: Inventory, todo: set[tuple[str, str]]) -> dict[tuple[str, str], set[tuple[str, str]]]:
-    """referenced (repo, digest) -> the (repo, digest) items in ``todo`` that reference it."""
-    refs: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for repo, digest in todo:
+def manifest_references(children: Iterable[str], subject: str | None,
+                        tags: Iterable[str] = ()) -> set[str]:
+    """The digests one manifest references inside its repository: its index children, its OCI
+    ``subject``, and the subject named by any signature / referrers tag (``tags``) on it."""
+    out = set(children)
+    if subject:
+        out.add(subject)
+    for t in tags:
+        sub = signature_subject(t)
+        if sub:
+            out.add(sub[0])
+    return out
+
+
+def inventory_references(inv: Inventory, items: Iterable[Item]) -> dict[Item, set[str]]:
+    """(repo, digest) -> the digests it references, read from a gc / expire inventory."""
+    out: dict[Item, set[str]] = {}
+    tags_on: dict[str, dict[str, list[str]]] = {}
+    for repo, digest in items:
         r = inv.repositories.get(repo)
         if r is None:
             continue
+        if repo not in tags_on:
+            tags_on[repo] = {}
+            for t, d in r.tags.items():
+                tags_on[repo].setdefault(d, []).append(t)
         info = r.manifests.get(digest)
-        targets = set()
-        if info is not None:
-            targets.update(c.digest for c in info.children)
-            if info.subject:
-                targets.add(info.subject)
-        for t, d in r.tags.items():
-            sub = signature_subject(t) if d == digest else None
-            if sub:
-                targets.add(sub[0])
+        out[(repo, digest)] = manifest_references(
+            [c.digest for c in info.children] if info is not None else [],
+            info.subject if info is not None else None, tags_on[repo].get(digest, ()))
+    return out
+
+
+def _referenced_by(fwd: Mapping[Item, Iterable[str]], todo: set[Item]) -> dict[Item, set[Item]]:
+    """referenced (repo, digest) -> the (repo, digest) items in ``todo`` that reference it."""
+    refs: dict[Item, set[Item]] = {}
+    for (repo, digest), targets in fwd.items():
+        if (repo, digest) not in todo:
+            continue
         for tgt in targets:
             if (repo, tgt) in todo and tgt != digest:
                 refs.setdefault((repo, tgt), set()).add((repo, digest))

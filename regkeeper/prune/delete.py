@@ -1,17 +1,21 @@
-"""The one delete path: every job that deletes (gc, expire, replicate's deleteExtraneous) uses it.
+"""The one delete path: every job that deletes (gc, expire, replicate's deleteExtraneous) uses it;
+``RegistryClient.delete_manifest`` is called from nowhere else.
 
 ``delete_manifests``: DELETE by digest with bounded concurrency, idempotent (404 = already
 gone), in reference-depth order (``policy.graph.delete_levels``): signatures/referrers before
 their subject and indexes before their children, so a run cut short never leaves an index
-pointing at deleted children or a signature without its subject. A 405 (deletes disabled) stops
-everything at once and says so. With ``recheck``, every repository's tags are re-read just
+pointing at deleted children or a signature without its subject. What references what comes
+from a gc / expire ``Inventory`` or from a small reference map ((repo, digest) -> the digests it
+references; replication builds it from its plan). A 405 (deletes disabled) stops everything at
+once and says so: no further DELETE is sent. With ``recheck``, every repository's tags are re-read just
 before deleting (``changed_since_plan``): DELETE by digest removes every tag on the digest, so a
 repository changed since the scan is left alone this run.
 """
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import DeletesDisabledError, RegistryError, RegkeeperError
+from ..errors import DeletesDisabledError, NotFoundError, RegistryError, RegkeeperError
 from ..models import Inventory
 from ..oci import RegistryClient
 from ..policy.graph import delete_levels
@@ -39,7 +43,11 @@ def changed_since_plan(client: RegistryClient, repo: str, digests: set[str],
     """Re-read a repository's tags just before deleting: DELETE by digest removes every tag on
     the digest, so a tag pushed (or moved back) onto a planned digest after the scan would go
     too. Returns why the repository must be left alone this run, or None."""
-    tags = [t for t in client.list_tags(repo) if t not in planned_tag_deletes]
+    try:
+        listed = client.list_tags(repo)
+    except NotFoundError:         # the repository is gone: its planned digests are too
+        return None
+    tags = [t for t in listed if t not in planned_tag_deletes]
     for tag, head, err in bounded_map(lambda t: client.head_manifest(repo, t), tags, max_workers):
         if err is not None:
             return f"tag {tag} could not be re-checked ({err})"
@@ -50,17 +58,21 @@ def changed_since_plan(client: RegistryClient, repo: str, digests: set[str],
 
 
 def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
-                     inventory: Inventory | None = None, max_workers: int | None = None,
+                     inventory: Inventory | None = None,
+                     references: Mapping[tuple[str, str], Iterable[str]] | None = None,
+                     max_workers: int | None = None,
                      recheck: dict[str, set[str]] | None = None) -> DeleteResult:
     """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
-    fails is listed and does not stop the others. 405 stops the whole run."""
+    fails is listed and does not stop the others. 405 stops the whole run. The order comes
+    from ``inventory`` and/or ``references`` (see ``policy.graph.delete_levels``); ``recheck``
+    (repo -> the tags the plan deletes there) re-reads each repository's tags first."""
     res = DeleteResult()
     workers = max_workers or client.concurrency
     if recheck is not None:
         res.skipped = _changed_repositories(client, items, recheck, workers)
         skip = {repo for repo, _ in res.skipped}
         items = [it for it in items if it[0] not in skip]
-    for phase in _phases(inventory, items):
+    for phase in _phases(inventory, references, items):
         if res.stopped:
             res.failed += [(r, d, f"not attempted: {res.stopped}") for r, d in phase]
             continue
@@ -86,10 +98,11 @@ def _changed_repositories(client: RegistryClient, items: list[tuple[str, str]],
     return skipped
 
 
-def _phases(inventory: Inventory | None, items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+def _phases(inventory: Inventory | None, references, items: list[tuple[str, str]]
+            ) -> list[list[tuple[str, str]]]:
     """The items grouped by reference depth, shallowest (deleted first) first."""
     phases: dict[int, list[tuple[str, str]]] = {}
-    levels = delete_levels(inventory, items)
+    levels = delete_levels(inventory, items, references)
     for it in items:
         phases.setdefault(levels.get(it, 0), []).append(it)
     return [phases[ph] for ph in sorted(phases)]
@@ -97,18 +110,23 @@ def _phases(inventory: Inventory | None, items: list[tuple[str, str]]) -> list[l
 
 def _delete_phase(client: RegistryClient, phase: list[tuple[str, str]], workers: int,
                   res: DeleteResult) -> None:
-    """Delete one level concurrently: 404 = already gone, 405 = stop everything."""
+    """Delete one level concurrently: 404 = already gone, 405 = stop everything (the first 405
+    stops the DELETEs not yet sent, in this level and every later one)."""
     def one(item):
         repo, digest = item
         if res.stopped:
             raise RegkeeperError(f"not attempted: {res.stopped}")
-        return client.delete_manifest(repo, digest)
+        try:
+            return client.delete_manifest(repo, digest)
+        except DeletesDisabledError as e:
+            res.stopped = res.stopped or str(e)
+            raise
 
     for (repo, digest), ok, err in bounded_map(one, phase, workers):
         if err is None:
             (res.deleted if ok else res.already_gone).append((repo, digest))
         elif isinstance(err, DeletesDisabledError):
-            res.stopped = str(err)
+            res.stopped = res.stopped or str(err)
             res.failed.append((repo, digest, str(err)))
         else:
             res.failed.append((repo, digest, str(err)))

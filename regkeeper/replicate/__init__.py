@@ -9,7 +9,8 @@ Where each concern lives:
 - ``plan.py``       ``plan_replication``: tags lists, HEADs, per-repository decisions; merge_plans
 - ``execute.py``    ``Replicator``: copy phases, retries, manifest closure and tag PUT
 - ``blobs.py``      blob copy (HEAD -> mount -> upload) and mount hints across runs
-- ``delete.py``     the delete cap and the DELETE of extraneous tags
+- ``delete.py``     deleteExtraneous: the one cap with the rule's maxDeleteFraction, the
+                    reference map, the deletes through the one delete path (prune/delete.py)
 - ``verify.py``     read-back of copied tags
 - ``result.py``     ``RepoResult`` / ``ReplicationResult``: what a run did
 - ``report.py``     the summary line and the run report
@@ -20,7 +21,7 @@ for correctness: the next run's diff finds what is still missing.
 """
 
 from .blobs import MONOLITHIC_MAX, hints_file
-from .delete import check_delete_cap
+from .delete import check_delete_cap, deletable_plans, delete_extraneous, not_attempted, record_deletes
 from .diff import diff_tags, extraneous_tags
 from .execute import (TRANSIENT_STATUSES, Replicator, copy_phases, copy_repositories, copy_repository,
                       is_transient)
@@ -39,6 +40,7 @@ __all__ = [
     "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
     "source_repository", "tag_matches", "copy_phases", "is_transient", "hints_file",
     "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
-    "build_report", "new_result", "in_delete_scope",
+    "build_report", "new_result", "in_delete_scope", "delete_extraneous", "record_deletes",
+    "not_attempted", "deletable_plans",
     "MONOLITHIC_MAX", "PREFETCH_MAX", "TRANSIENT_STATUSES",
 ]

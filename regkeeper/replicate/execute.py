@@ -5,7 +5,7 @@ most 4 levels), then the tag PUT with the exact source bytes and media type; the
 target reports must equal the source digest. Ordinary tags first, signature tags after their
 subjects (``copy_phases``). Transient failures are retried per item (``is_transient``) with
 backoff; an item that still fails is recorded with its reason and does not stop the others.
-Extraneous-tag deletes come from ``delete.py``.
+Extraneous-tag deletes go through ``delete.py`` (the one delete path), not through here.
 """
 
 import logging
@@ -22,7 +22,6 @@ from ..models import Manifest, signature_subject
 from ..oci import DEFAULT_CHUNK, RegistryClient
 from ..util import bounded_map
 from .blobs import MONOLITHIC_MAX, BlobCopy, _SourceVanished
-from .delete import ExtraneousDelete
 from .plan_model import RepoPlan, TagCopy
 from .result import RepoResult, new_result
 
@@ -51,14 +50,14 @@ def copy_phases(items: list[TagCopy]) -> tuple[list[TagCopy], list[TagCopy]]:
     return first, later
 
 
-class Replicator(BlobCopy, ExtraneousDelete):
+class Replicator(BlobCopy):
     """Copies tags from one source registry to one target registry.
 
     Shared by every repository of a run (one per target): it remembers which blobs the target
     holds in which repository, so a shared base layer is uploaded once and mounted elsewhere,
     and it serialises work on one blob digest so concurrent tags never upload it twice.
-    Blob copy and mount hints: ``BlobCopy`` (blobs.py); deletes: ``ExtraneousDelete``
-    (delete.py)."""
+    Blob copy and mount hints: ``BlobCopy`` (blobs.py). Extraneous-tag deletes are not its
+    job: ``delete.py`` sends them through the one delete path."""
 
     def __init__(self, src: RegistryClient, dst: RegistryClient, *, concurrency: int = 8,
                  attempts: int = 3, backoff: float = 0.5, chunk_size: int = DEFAULT_CHUNK,

@@ -18,6 +18,7 @@ from ..globs import select
 from ..models import INDEX_MEDIA_TYPES, Manifest, signature_subject
 from ..oci import RegistryClient
 from ..util import bounded_map
+from .delete import extraneous_references
 from .diff import diff_tags, extraneous_tags
 from .plan_model import ReplicationPlan, RepoPlan
 from .scope import scope_repositories, select_tags, tag_matches, target_repository
@@ -232,6 +233,14 @@ def _decide(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule, rp:
             rp.errors.append(f"an index on the target is unreadable, so no deletes in this "
                              f"repository: {e}")
             rp.extraneous, rp.kept_extraneous = [], []
+    if rp.extraneous:   # what each deleted manifest references: the delete order
+        try:
+            rp.references = extraneous_references(dst, rp.target_repo, rp.extraneous, scan.types,
+                                                  rule.concurrency)
+        except (RegistryError, ValueError) as e:
+            rp.no_deletes = (f"a target manifest planned for deletion is unreadable ({e}), so the "
+                             "delete order is unknown: no deletes in this repository")
+            rp.extraneous = []
 
 
 def merge_plans(rule: ReplicationRule, source: str, target: str, parts: list[ReplicationPlan],

@@ -34,6 +34,9 @@ class RepoPlan:
     errors: list[str] = field(default_factory=list)   # repository-level: nothing done here
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (source tag, why no digest)
     no_deletes: str | None = None     # why deletes are off in this repository (unknown digests)
+    # extraneous target digest -> the digests it references in the target repository (index
+    # children, OCI subject, signature tag subject): the delete order (referencing first)
+    references: dict[str, list[str]] = field(default_factory=dict)
     # source manifests fetched while planning (tags the target lacks: the copy needs the bytes
     # anyway, so the plan GETs them instead of a HEAD); digest -> Manifest
     prefetched: dict = field(default_factory=dict, repr=False)

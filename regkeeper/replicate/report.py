@@ -49,6 +49,8 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
     if rule.delete_extraneous:
         rep.summary["extraneous (plan)"] = plan.extraneous
         rep.summary["deleted"] = t["deleted"]
+        rep.summary["already gone"] = t["already_gone"]
+        rep.summary["delete skipped (changed since plan)"] = t["delete_skipped"]
     rep.summary["bytes uploaded"] = t["bytes_uploaded"]
     rep.summary["bytes mounted"] = t["bytes_mounted"]
     rep.summary["blobs uploaded"] = t["blobs_uploaded"]
@@ -59,6 +61,11 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
                                                    for k, v in sorted(result.target_requests.items()))
     if result.deletes_refused:
         rep.note(f"deletes refused: {result.deletes_refused}")
+    if result.deletes_stopped:
+        rep.note(f"deletes stopped: {result.deletes_stopped}")
+    for r in result.repositories:
+        if r.delete_skipped:
+            rep.note(f"{r.target_repo}: deletes skipped: {r.delete_skipped[0][1]}")
     for e in plan.errors:
         rep.note(e)
     for p in plan.repositories:
@@ -75,6 +82,9 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
     rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
                                    for a, b, c in result.failed_items],
                   columns=["repository", "tag", "reason"])
+    if rule.delete_extraneous and not result.dry_run:
+        rep.add_table("deletes", result.delete_rows(), columns=["repository", "target_repository",
+                                                               "tag", "digest", "outcome", "reason"])
     rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
                                                 "reason", "digest", "target_digest"])
     status = result.status
@@ -84,5 +94,6 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
 
 
 _REPO_COLUMNS = ["repository", "target_repository", "copied", "skipped", "failed", "deleted",
-                 "lag_before", "lag", "bytes_uploaded", "bytes_mounted", "blobs_uploaded",
-                 "blobs_mounted", "blobs_present", "retries", "errors"]
+                 "already_gone", "delete_skipped", "delete_failed", "lag_before", "lag",
+                 "bytes_uploaded", "bytes_mounted", "blobs_uploaded", "blobs_mounted",
+                 "blobs_present", "retries", "errors"]

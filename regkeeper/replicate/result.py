@@ -17,7 +17,9 @@ class RepoResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (tag, reason)
     vanished: list[str] = field(default_factory=list)            # gone from the source mid-run
     deleted: list[tuple[str, str]] = field(default_factory=list)  # (tag, digest)
-    delete_failed: list[tuple[str, str]] = field(default_factory=list)
+    already_gone: list[tuple[str, str]] = field(default_factory=list)  # (tag, digest): 404 on DELETE
+    delete_skipped: list[tuple[str, str]] = field(default_factory=list)  # (tag, why): changed since plan
+    delete_failed: list[tuple[str, str]] = field(default_factory=list)   # (tag, reason)
     bytes_uploaded: int = 0
     bytes_mounted: int = 0
     blobs_uploaded: int = 0
@@ -42,7 +44,9 @@ class RepoResult:
         return {
             "repository": self.source_repo, "target_repository": self.target_repo,
             "copied": len(self.copied), "skipped": len(self.skipped), "failed": len(self.failed),
-            "deleted": len(self.deleted), "lag_before": self.lag_before, "lag": self.lag_after,
+            "deleted": len(self.deleted), "already_gone": len(self.already_gone),
+            "delete_skipped": len(self.delete_skipped), "delete_failed": len(self.delete_failed),
+            "lag_before": self.lag_before, "lag": self.lag_after,
             "bytes_uploaded": self.bytes_uploaded, "bytes_mounted": self.bytes_mounted,
             "blobs_uploaded": self.blobs_uploaded, "blobs_mounted": self.blobs_mounted,
             "blobs_present": self.blobs_present, "retries": self.retries,
@@ -61,6 +65,7 @@ class ReplicationResult:
     plan: ReplicationPlan
     repositories: list[RepoResult] = field(default_factory=list)
     deletes_refused: str | None = None
+    deletes_stopped: str | None = None     # why deletes stopped early (405: disabled on the target)
     dry_run: bool = False
     seconds: float = 0.0
     target_requests: dict = field(default_factory=dict)
@@ -74,6 +79,20 @@ class ReplicationResult:
             out += [(r.source_repo, t, f"delete failed: {why}") for t, why in r.delete_failed]
             out += [(r.source_repo, "*", e) for e in r.errors]
         out += [("*", "*", e) for e in self.plan.errors]
+        return out
+
+    def delete_rows(self) -> list[dict]:
+        """One row per extraneous tag the run tried to delete, with its outcome."""
+        out = []
+        for r in self.repositories:
+            base = {"repository": r.source_repo, "target_repository": r.target_repo}
+            out += [dict(base, tag=t, digest=d, outcome="deleted", reason="") for t, d in r.deleted]
+            out += [dict(base, tag=t, digest=d, outcome="already gone", reason="404 on DELETE")
+                    for t, d in r.already_gone]
+            out += [dict(base, tag=t, digest="", outcome="skipped", reason=why)
+                    for t, why in r.delete_skipped]
+            out += [dict(base, tag=t, digest="", outcome="failed", reason=why)
+                    for t, why in r.delete_failed]
         return out
 
     @property
@@ -94,6 +113,8 @@ class ReplicationResult:
             "skipped": sum(len(r.skipped) for r in rs),
             "failed": sum(len(r.failed) for r in rs),
             "deleted": sum(len(r.deleted) for r in rs),
+            "already_gone": sum(len(r.already_gone) for r in rs),
+            "delete_skipped": sum(len(r.delete_skipped) for r in rs),
             "lag_before": self.plan.lag,
             "lag": sum(r.lag_after for r in rs) if not self.dry_run else self.plan.lag,
             "bytes_uploaded": sum(r.bytes_uploaded for r in rs),

@@ -23,7 +23,7 @@ def regs(tmp_path):
         dst.stop()
 
 
-def write_config(tmp_path: Path, src_url: str, dst_url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, src_url: str, dst_url: str, extra: str = "", sections: str = "") -> Path:
     cfg = tmp_path / "regkeeper.yaml"
     cfg.write_text(f"""
 mirrorRepositories:
@@ -33,7 +33,7 @@ replication:
 - {{name: to-eu, from: primary, to: [eu], prefix: eu{extra}}}
 reports: {{directory: {tmp_path / 'reports'}}}
 cacheDir: {tmp_path / 'cache'}
-""")
+{sections}""")
     return cfg
 
 
@@ -124,3 +124,89 @@ def test_one_run_per_rule(regs, tmp_path, monkeypatch):
         assert "still in progress" in str(ei.value)
     assert images.catalog(dst.url, verify=False) == []       # the refused run wrote nothing
     assert fr.replicate(config_path=str(cfg))["status"] == "ok"
+
+
+# ---------------------------------------------------------------- deleteExtraneous
+
+
+def drop(url: str, repo: str, tag: str) -> None:
+    """The source drops a tag (DELETE by its digest)."""
+    assert images.delete_manifest(url, repo, images.head_manifest(url, repo, tag, verify=False),
+                                  verify=False) == 202
+
+
+def test_flow_cap_is_the_rules_own_max_delete_fraction(regs, tmp_path):
+    from flows.replicate import replicate
+    src, dst = regs
+    for i in range(10):
+        images.push_image(src.url, "cap/app", f"v{i}", verify=False, seed=f"c{i}")
+    loose = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true")
+    assert replicate(config_path=str(loose))["summary"]["copied"] == 10
+    for i in range(3):   # the source drops 3 of 10: 30%
+        drop(src.url, "cap/app", f"v{i}")
+    before = images.list_tags(dst.url, "eu/cap/app", verify=False)
+
+    # gc's cap (0.9) would allow it; the rule's own (0.2) refuses
+    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.2",
+                       sections="gc: {maxDeleteFraction: 0.9}\n")
+    dst.clear_access_log()
+    with pytest.raises(RefusedError) as ei:
+        replicate(config_path=str(cfg))
+    why = str(ei.value)
+    assert "to-eu -> eu" in why and "rule to-eu -> target eu" in why and "3/10 tags (30%)" in why
+    assert "more than 20% (maxDeleteFraction of replication rule to-eu)" in why
+    assert [e for e in dst.access_log() if e.method == "DELETE"] == []
+    assert images.list_tags(dst.url, "eu/cap/app", verify=False) == before
+    assert report_json(tmp_path)[-1]["status"] == "refused"
+
+    # gc's cap (0.1) would refuse it; the rule's own (0.3) allows it
+    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.3",
+                       sections="gc: {maxDeleteFraction: 0.1}\n")
+    out = replicate(config_path=str(cfg))
+    assert out["status"] == "ok" and out["summary"]["deleted"] == 3
+    assert sorted(images.list_tags(dst.url, "eu/cap/app", verify=False)) == [f"v{i}" for i in range(3, 10)]
+
+    # force overrides the rule's cap
+    for i in (3, 4):     # 2 of the 7 left: 29% > 20%
+        drop(src.url, "cap/app", f"v{i}")
+    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.2",
+                       sections="gc: {maxDeleteFraction: 0.9}\n")
+    with pytest.raises(RefusedError):
+        replicate(config_path=str(cfg))
+    out = replicate(config_path=str(cfg), force=True)
+    assert out["status"] == "ok" and out["summary"]["deleted"] == 2
+    assert sorted(images.list_tags(dst.url, "eu/cap/app", verify=False)) == [f"v{i}" for i in range(5, 10)]
+
+
+def test_flow_deletes_disabled_on_the_target_stop_every_batch(regs, tmp_path, monkeypatch):
+    import flows.replicate as fr
+    from tests.support.registry import RegistryServer
+    src, _ = regs
+    nodel = RegistryServer(tmp_path / "nodelete", delete_enabled=False)
+    try:
+        repos = [f"d/app{i}" for i in range(3)]
+        for repo in repos:
+            for i in range(3):
+                images.push_image(src.url, repo, f"v{i}", verify=False, seed=f"{repo}{i}")
+        cfg = write_config(tmp_path, src.url, nodel.url, ", deleteExtraneous: true, concurrency: 1")
+        assert fr.replicate(config_path=str(cfg))["summary"]["copied"] == 9
+        for repo in repos:
+            images.push_image(nodel.url, f"eu/{repo}", "old", verify=False, seed=f"{repo}old")
+        before = {repo: sorted(images.list_tags(nodel.url, f"eu/{repo}", verify=False)) for repo in repos}
+        monkeypatch.setattr(fr, "COPY_BATCH", 1)          # one delete task per repository
+        nodel.clear_access_log()
+        with pytest.raises(RegkeeperError) as ei:
+            fr.replicate(config_path=str(cfg))
+        assert "deletes are disabled" in str(ei.value)
+        deletes = [e for e in nodel.access_log() if e.method == "DELETE"]
+        assert len(deletes) == 1 and deletes[0].status == 405              # no other batch tried
+        rep = report_json(tmp_path)[-1]
+        assert rep["status"] == "failed"
+        notes = rep["notes"]
+        assert any(n.startswith("deletes stopped:") and "storage.delete.enabled" in n for n in notes)
+        failed_csv = Path(rep["files"]["csv:failed items"]).read_text()
+        assert failed_csv.count("not attempted") == 2
+        after = {repo: sorted(images.list_tags(nodel.url, f"eu/{repo}", verify=False)) for repo in repos}
+        assert after == before
+    finally:
+        nodel.stop()

@@ -447,7 +447,7 @@ def test_delete_extraneous_refuses_over_the_cap_unless_forced(src_reg, dst_reg):
     dst_reg.clear_access_log()
     res = replicate_target(src, dst, r, "replica")
     assert res.status == "refused"
-    assert "3 of 4" in res.deletes_refused and "--force" in res.deletes_refused
+    assert "3/4 tags (75%)" in res.deletes_refused and "--force" in res.deletes_refused
     assert [e for e in dst_reg.access_log() if e.method == "DELETE"] == []
     assert tags_of(dst_reg.url, "cap/app") == before
 

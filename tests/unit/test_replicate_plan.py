@@ -195,7 +195,9 @@ def test_delete_cap():
     assert check_delete_cap(_plan(0, 10)) is None
     assert check_delete_cap(_plan(5, 10)) is None             # 50% is at the cap
     why = check_delete_cap(_plan(6, 10))
-    assert why and "6 of 10" in why and "--force" in why
+    assert why and "6/10 tags (60%)" in why and "--force" in why
+    assert "deleteExtraneous would delete" in why and "rule r -> target b" in why
+    assert "more than 50% (maxDeleteFraction of replication rule r)" in why
     assert check_delete_cap(_plan(6, 10), force=True) is None
     assert check_delete_cap(_plan(2, 10), max_fraction=0.1) is not None
 
