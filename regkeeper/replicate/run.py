@@ -22,7 +22,9 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
                      hints_path: str | os.PathLike | None = None, verify: bool = False,
                      **kw) -> ReplicationResult:
     """Plan, then (unless dry run) copy and delete, for one target of a rule. Used by the CLI
-    path of the flow's tasks and by the benchmark; the flow splits the same steps into tasks."""
+    path of the flow's tasks and by the benchmark; the flow splits the same steps into tasks.
+    ``attempts``/``backoff`` bound the blob transfer's restarts of a broken blob stream; HTTP
+    calls are retried by the clients' transports (their ``retries``), items never."""
     t0 = time.perf_counter()
     before = Counter(dst.stats)
     plan = plan_replication(src, dst, rule, target_name)
