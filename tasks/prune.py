@@ -24,7 +24,8 @@ def scan_batch(ctx: RunContext, registry: str, repositories: list[str], label: s
     return scan(ctx.client(registry), repositories=repositories, storage=ctx.storage(registry))
 
 
-@task(name="read-kubernetes", retries=0, cache_policy=NO_CACHE)  # the reader retries each list call (regkeeper.retry)
+# the reader retries each list call itself (regkeeper.retry)
+@task(name="read-kubernetes", retries=0, cache_policy=NO_CACHE)
 def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
     st = prune.read_kubernetes(ctx, registry)
     for n in st.notes:

@@ -207,7 +207,8 @@ def test_403_on_one_resource_names_it_and_is_not_retried(kubeconfig, fresh_api):
 
 def _retry_logs(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "regkeeper.kube" and r.levelno == logging.WARNING and "retrying in" in r.getMessage()]
+            if r.name == "regkeeper.kube" and r.levelno == logging.WARNING
+            and "retrying in" in r.getMessage()]
 
 
 def test_transient_failures_are_retried_by_the_one_decision_and_logged(kubeconfig, fresh_api, caplog):

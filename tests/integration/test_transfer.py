@@ -198,8 +198,8 @@ def test_failed_upload_cancels_its_session(regs, net, unique_repo):
     dp.clear_faults()
     dp.clear()
     with pytest.raises(RegistryError) as ei:
-        BlobTransfer(dc, **SMALL).ensure(unique_repo, digest, len(data) + 1, [RegistrySource(sc, unique_repo)],
-                                         check_present=False)
+        BlobTransfer(dc, **SMALL).ensure(unique_repo, digest, len(data) + 1,
+                                         [RegistrySource(sc, unique_repo)], check_present=False)
     assert f"uploaded {len(data)} bytes, expected {len(data) + 1}" in str(ei.value)
     deletes = sent(dp, "DELETE")
     assert len(sent(dp, "POST")) == 1 and len(deletes) == 1 and upload_gone(dp, deletes[0].path)
@@ -210,7 +210,8 @@ def test_a_202_session_without_a_source_is_cancelled(regs, net, unique_repo):
     sp, dp, sc, dc = net
     data = blob(4 * KIB, "nosource")
     digest = images.sha256_digest(data)
-    out = BlobTransfer(dc).ensure(unique_repo, digest, len(data), [RegistrySource(sc, unique_repo, check=True)],
+    out = BlobTransfer(dc).ensure(unique_repo, digest, len(data),
+                                  [RegistrySource(sc, unique_repo, check=True)],
                                   mount_from=["not/holding-it"], check_present=False)
     assert out.action == UNAVAILABLE and not out.available
     posts, deletes = sent(dp, "POST"), sent(dp, "DELETE")
