@@ -65,6 +65,11 @@ class NotFoundError(RegistryError):
     """404: the manifest, blob or repository is not there."""
 
 
+class SourceBlobMissing(NotFoundError):
+    """404 from the source of a blob transfer (regkeeper.oci.transfer): the blob is gone from
+    where it was to be copied from (the caller decides: replicate records the item as vanished)."""
+
+
 class DeletesDisabledError(RegistryError):
     """405 on DELETE: the registry has deletes disabled (storage.delete.enabled: false)."""
 

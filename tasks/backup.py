@@ -6,11 +6,7 @@ from prefect.cache_policies import NO_CACHE
 
 from regkeeper import backup as core
 from regkeeper.context import RunContext
-from tasks.common import logger, retry_transient
-
-RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
-             cache_policy=NO_CACHE)
-
+from tasks.common import RETRY, logger
 
 @task(name="list-backup-repositories", task_run_name="list repositories of {registry}", **RETRY)
 def list_backup_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
@@ -30,7 +26,7 @@ def begin_backup(ctx: RunContext, registry: str, store, include: list[str] | Non
     return run
 
 
-@task(name="list-target-objects", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@task(name="list-target-objects", **RETRY)
 def list_target_objects(store) -> dict[str, int]:
     return core.list_existing(store)
 
@@ -47,8 +43,7 @@ def backup_batch(ctx: RunContext, registry: str, store, repositories: list[str],
     return res
 
 
-@task(name="write-snapshot-index", task_run_name="write snapshot index of {registry}",
-      retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@task(name="write-snapshot-index", task_run_name="write snapshot index of {registry}", **RETRY)
 def commit_snapshot(registry: str, store, run: core.BackupRun,
                     batches: list[core.BatchResult]) -> core.Snapshot:
     snap = core.commit_snapshot(store, run, batches)
@@ -61,8 +56,7 @@ def abort_backup(store, run: core.BackupRun) -> None:
     core.abort_backup(store, run)
 
 
-@task(name="prune-snapshots", task_run_name="prune snapshots of {registry}",
-      retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)
+@task(name="prune-snapshots", task_run_name="prune snapshots of {registry}", **RETRY)
 def prune_snapshots(store, keep: int, registry: str, dry_run: bool = False) -> core.PruneResult:
     res = core.prune(store, keep, registry=registry, dry_run=dry_run)
     logger().info("prune %s (keep %d)%s: %d snapshots, %d objects", registry, keep,
@@ -70,8 +64,7 @@ def prune_snapshots(store, keep: int, registry: str, dry_run: bool = False) -> c
     return res
 
 
-@task(name="load-snapshot", task_run_name="load snapshot {snapshot} of {registry}",
-      retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@task(name="load-snapshot", task_run_name="load snapshot {snapshot} of {registry}", **RETRY)
 def load_snapshot(store, registry: str, snapshot: str) -> core.Snapshot:
     snap = core.load_snapshot(store, registry, snapshot)
     logger().info("snapshot %s of %s: %s", snap.id, registry, snap.counts)

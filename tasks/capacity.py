@@ -5,10 +5,10 @@ from prefect.cache_policies import NO_CACHE
 
 from regkeeper import capacity as cap
 from regkeeper.context import RunContext
-from tasks.common import logger, retry_transient
+from tasks.common import RETRY, logger
 
 
-@task(name="measure-storage", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="measure-storage", **RETRY)
 def measure_storage(ctx: RunContext, registry: str):
     usage = cap.measure_storage(ctx.config.registry(registry))
     if usage is not None:
@@ -16,7 +16,7 @@ def measure_storage(ctx: RunContext, registry: str):
     return usage
 
 
-@task(name="measure-pull-latency", retries=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(name="measure-pull-latency", **RETRY)
 def pull_latency(ctx: RunContext, registry: str, samples: list[tuple[str, str]]) -> list[float]:
     client = ctx.client(registry)
     return [cap.measure_pull_latency(client, repo, tag) for repo, tag in samples]
@@ -47,8 +47,7 @@ def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
     return check, deliveries
 
 
-@task(name="count-tags", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE)
+@task(name="count-tags", **RETRY)
 def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
     """Repositories and tags from _catalog + tags/list only (the cheap image count)."""
     from regkeeper.inventory import count_tags as core_count

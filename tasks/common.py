@@ -4,26 +4,30 @@ import logging
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from regkeeper.errors import RegistryError
 from regkeeper.report import Report
-
-# Retry only what may pass: registry 5xx/429 and connection failures. Auth errors, 404s,
-# refusals and config errors fail at once.
-TRANSIENT_STATUSES = {None, 429, 500, 502, 503, 504}
+from regkeeper.retry import is_transient
 
 
 def retry_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry a task only for a failure THE retry decision calls
+    transient (regkeeper.retry.is_transient) that no layer below retried already. An error with
+    ``attempts`` set (the transport's or the Kubernetes reader's retries ran out) is final, so
+    retries never multiply across layers; auth errors, 404s, 500s, refusals and config errors
+    fail at once."""
     try:
         state.result()
-    except RegistryError as e:
-        return e.status in TRANSIENT_STATUSES and type(e).__name__ in ("RegistryError",)
-    except (ConnectionError, TimeoutError, OSError):
-        return True
-    except Exception:  # noqa: BLE001
-        return False
+    except Exception as e:  # noqa: BLE001 - classified, never swallowed
+        return is_transient(e) and not getattr(e, "attempts", None)
     return False
+
+
+# THE task retry preset: every task that retries uses it (a task is a batch: worth one more go
+# only when nothing below has retried the failure already).
+RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
+             cache_policy=NO_CACHE)
 
 
 def with_reports(exc: BaseException, reports: list) -> BaseException:
@@ -88,7 +92,7 @@ def _cell(v):
     return str(v)
 
 
-@task(name="push-job-metrics", retries=1, retry_delay_seconds=2)
+@task(name="push-job-metrics", **RETRY)
 def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success: bool,
                      values: dict | None = None) -> bool:
     """Job metrics every flow updates (last success, bytes reclaimed, items replicated/failed)."""

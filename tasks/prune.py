@@ -8,11 +8,7 @@ from regkeeper import prune
 from regkeeper.context import RunContext
 from regkeeper.inventory import scan
 from regkeeper.models import Inventory
-from tasks.common import logger, retry_transient
-
-RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
-             cache_policy=NO_CACHE)
-
+from tasks.common import RETRY, logger
 
 @task(name="list-repositories", **RETRY)
 def list_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
@@ -28,7 +24,8 @@ def scan_batch(ctx: RunContext, registry: str, repositories: list[str], label: s
     return scan(ctx.client(registry), repositories=repositories, storage=ctx.storage(registry))
 
 
-@task(name="read-kubernetes", retries=0, cache_policy=NO_CACHE)  # the kube client retries transient errors itself
+# the reader retries each list call itself (regkeeper.retry)
+@task(name="read-kubernetes", retries=0, cache_policy=NO_CACHE)
 def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
     st = prune.read_kubernetes(ctx, registry)
     for n in st.notes:

@@ -2,16 +2,11 @@
 verify a batch. Thin wrappers over regkeeper.replicate (all logic lives there)."""
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from regkeeper import replicate as core
 from regkeeper.config import ReplicationRule
 from regkeeper.context import RunContext
-from tasks.common import logger, retry_transient
-
-RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
-             cache_policy=NO_CACHE)
-
+from tasks.common import RETRY, logger
 
 @task(name="replication-scope", task_run_name="scope {rule_name} -> {target}", **RETRY)
 def scope(ctx: RunContext, rule: ReplicationRule, target: str, rule_name: str = "") -> tuple:

@@ -34,7 +34,7 @@ Where each concern lives:
     retention.py       prune: keep the last N snapshots, sweep unused objects (in-flight aware)
     restore_run.py     restore entry points: plan_restore, restore_batch, restore
     restore_steps.py   the phases of one restore batch (diff ... verify)
-    restore_blobs.py   the restore side of the blob copy (HEAD, mount, upload session, upload)
+    restore_blobs.py   where a missing blob can come from, handed to the one blob transfer
     restore_result.py  per-tag actions, RestoreRow, RestoreResult
     report.py          backup and restore Reports, repository/snapshot rows, `snapshots list`
     config.py          the backup section: which registries, the section itself
@@ -44,12 +44,10 @@ from .batch import CONFIG_MAX_BYTES, BatchResult, backup_batch
 from .config import backup_registries, require_backup_config
 from .report import (RESTORE_COLUMNS, backup_report, list_snapshots_cli, repository_rows,
                      restore_report, snapshot_rows)
-from .restore_blobs import STREAM_THRESHOLD
 from .restore_result import (ACTION_CANNOT, ACTION_LEFT_MOVED, ACTION_MOVED, ACTION_PRESENT,
                              ACTION_RESTORED, ACTION_WOULD_MOVE, ACTION_WOULD_RESTORE, RestoreResult,
                              RestoreRow)
 from .restore_run import plan_restore, restore, restore_batch
-from .restore_steps import FOREIGN_LAYER_TYPES
 from .retention import INFLIGHT_STALE, PruneResult, prune
 from .run import (BackupResult, BackupRun, abort_backup, backup, begin_backup, commit_snapshot,
                   inflight_key, plan_backup)
@@ -61,10 +59,10 @@ from .store import BackupError, FileStore, ObjectMissing, ObjectStore, S3Store, 
 __all__ = [
     "CONFIG_MAX_BYTES", "BatchResult", "backup_batch", "backup_registries", "require_backup_config",
     "RESTORE_COLUMNS", "backup_report", "list_snapshots_cli", "repository_rows", "restore_report",
-    "snapshot_rows", "STREAM_THRESHOLD", "ACTION_CANNOT", "ACTION_LEFT_MOVED", "ACTION_MOVED",
+    "snapshot_rows", "ACTION_CANNOT", "ACTION_LEFT_MOVED", "ACTION_MOVED",
     "ACTION_PRESENT", "ACTION_RESTORED", "ACTION_WOULD_MOVE", "ACTION_WOULD_RESTORE",
     "RestoreResult", "RestoreRow", "plan_restore", "restore", "restore_batch",
-    "FOREIGN_LAYER_TYPES", "INFLIGHT_STALE", "PruneResult", "prune", "BackupResult", "BackupRun",
+    "INFLIGHT_STALE", "PruneResult", "prune", "BackupResult", "BackupRun",
     "abort_backup", "backup", "begin_backup", "commit_snapshot", "inflight_key", "plan_backup",
     "_ID_RE", "FORMAT", "Snapshot", "SnapshotEntry", "key_digest", "list_existing",
     "list_snapshots", "load_snapshot", "new_snapshot_id", "object_key", "scan_snapshots", "seal",

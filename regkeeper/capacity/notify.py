@@ -40,9 +40,10 @@ def send_webhook(url: str, alert: Alert, fmt: str = "slack", timeout: float = 10
     """POST ``alert`` to a Slack-compatible incoming webhook (``fmt="slack"``) or to an
     Alertmanager (``fmt="alertmanager"``; give its base URL or .../api/v2/alerts).
 
-    Connection errors, 429 and 5xx are retried with backoff (urllib3 Retry). Returns the HTTP
-    status; raises NotifyError otherwise. The URL (which may hold a token) is never logged or put
-    in an error: only ``scheme://host/…``."""
+    Transient failures are retried with backoff by THE retry decision (regkeeper.retry via
+    ``util.retry_session``: connection errors and resets, 429 with Retry-After, 502/503/504; not
+    500 nor other 4xx). Returns the HTTP status; raises NotifyError otherwise. The URL (which
+    may hold a token) is never logged or put in an error: only ``scheme://host/…``."""
     if fmt == "slack":
         target, body = url, slack_payload(alert)
     elif fmt == "alertmanager":

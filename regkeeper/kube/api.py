@@ -4,7 +4,10 @@
 client (Pods with all container kinds and their status ``imageID``s, and the pod templates of
 Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs), all namespaces,
 paginated (``limit``/``continue``; an expired continue token restarts the list once), every
-call bounded by a timeout, the (context, resource) lists in a small thread pool. A context that
+call bounded by a timeout, the (context, resource) lists in a small thread pool. Each page
+request, its body read and its parse run through THE retry decision (``run_with_retries``):
+429/502/503/504, connection errors, resets and cuts while reading the body are retried with
+backoff and logged; 401/403/404/410/500 are not (the client's own urllib3 retries are off). A context that
 cannot be read is recorded in :attr:`InUseScan.errors` with its name and the reason; the others
 are still read. A list holding an object of the wrong shape fails its context too, naming the
 object and the field. A resource's references count only when its whole list was read (or, for
@@ -18,6 +21,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
+from ..retry import RetryPolicy, run_with_retries
 from ..util import scrub
 from .api_errors import _describe, _ListFailed, _server_of
 from .collect import _Collector
@@ -30,9 +34,11 @@ log = logging.getLogger("regkeeper.kube")
 
 
 class _Pager:
-    """The pages of one list call, each parsed, read into the collector and freed with the GC paused."""
+    """The pages of one list call, each fetched and parsed (retried as one), read into the
+    collector and freed with the GC paused."""
 
-    def __init__(self, api_client, res: _Resource, page_size: int, timeout):
+    def __init__(self, api_client, res: _Resource, page_size: int, timeout, policy: RetryPolicy,
+                 context: str = ""):
         from kubernetes import client as kclient
 
         self.method = getattr(getattr(kclient, res.api)(api_client), res.method)
@@ -40,6 +46,8 @@ class _Pager:
         self.res = res
         self.page_size = page_size
         self.timeout = timeout
+        self.policy = policy
+        self.describe = f"kubernetes context {context!r}: GET {res.path} ({self.server})"
         self.cont: str | None = None     # the continue token of the request in flight
 
     def read_all(self, col: _Collector) -> None:
@@ -54,6 +62,19 @@ class _Pager:
                                   f"(GET {self.res.path}) from {self.server}", None, False)
             seen_tokens.add(self.cont)
 
+    def _fetch(self, kwargs: dict) -> dict:
+        """One attempt: send the request, read the whole body, parse it."""
+        resp = self.method(**kwargs)
+        try:
+            body = resp.data
+        finally:
+            resp.release_conn()
+        doc = _loads(body)
+        del body
+        if not isinstance(doc, dict):
+            raise ValueError(f"JSON response is a {type(doc).__name__}, not a {self.res.kind}List")
+        return doc
+
     def _read_page(self, col: _Collector) -> str | None:
         """Fetch, parse and collect one page; the next continue token, or None after the last page."""
         kwargs = {"_preload_content": False, "_request_timeout": self.timeout}
@@ -61,16 +82,8 @@ class _Pager:
             kwargs["limit"] = self.page_size
         if self.cont:
             kwargs["_continue"] = self.cont
-        resp = self.method(**kwargs)
-        try:
-            body = resp.data
-        finally:
-            resp.release_conn()
         with _gc_paused():   # parse, extract, and free the page before the GC sees it
-            doc = _loads(body)
-            del body
-            if not isinstance(doc, dict):
-                raise ValueError(f"JSON response is a {type(doc).__name__}, not a {self.res.kind}List")
+            doc = run_with_retries(lambda: self._fetch(kwargs), self.policy, self.describe, logger=log)
             items = doc.get("items") or ()
             if not isinstance(items, (list, tuple)):
                 raise ValueError(f"items is {json_type(items)}, expected a list")
@@ -81,11 +94,12 @@ class _Pager:
         return cont
 
 
-def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, timeout) -> _Collector:
+def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, timeout,
+                   policy: RetryPolicy) -> _Collector:
     """List one resource across all namespaces, page by page, into a collector."""
     from kubernetes.client.exceptions import ApiException
 
-    pager = _Pager(api_client, res, page_size, timeout)
+    pager = _Pager(api_client, res, page_size, timeout, policy, context)
     restarted = False
     while True:
         col = _Collector(context)
@@ -116,17 +130,20 @@ def read_in_use(kubeconfig: str | None = None, contexts: list[str] | None = None
     ``kubeconfig`` None: ``KUBECONFIG``, then ``~/.kube/config``, then the in-cluster service
     account. ``contexts`` None or empty: the kubeconfig's current context. Every list call is
     paginated (``limit``/``continue``) and bounded by ``request_timeout`` (seconds, or
-    ``(connect, read)``); 429/5xx and connection errors are retried ``retries`` times with
-    backoff. A context that fails is recorded in ``.errors`` and does not stop the others.
+    ``(connect, read)``); transient failures (regkeeper.retry: 429/502/503/504, connection
+    errors, a body cut or reset while read) are retried ``retries`` times with backoff. A
+    context that fails is recorded in ``.errors`` and does not stop the others.
     """
     t0 = time.monotonic()
     timeout = _timeouts(request_timeout)
     scan = InUseScan(source="kubernetes")
-    targets = _resolve_targets(kubeconfig, contexts, _make_configuration_factory(retries, backoff))
+    targets = _resolve_targets(kubeconfig, contexts, _make_configuration_factory())
     ctx_errors: dict[str, list[ContextError]] = defaultdict(list)
     clients = _open_clients(targets, ctx_errors)
+    policy = RetryPolicy.from_retries(retries, backoff)
     try:
-        results = _list_everything(clients, page_size=page_size, timeout=timeout, max_workers=max_workers)
+        results = _list_everything(clients, page_size=page_size, timeout=timeout, policy=policy,
+                                   max_workers=max_workers)
     finally:
         for c in clients.values():
             _close_client(c)
@@ -160,7 +177,7 @@ def _open_clients(targets, ctx_errors: dict[str, list[ContextError]]) -> dict[st
     return clients
 
 
-def _list_everything(clients: dict[str, object], *, page_size: int, timeout,
+def _list_everything(clients: dict[str, object], *, page_size: int, timeout, policy: RetryPolicy,
                      max_workers: int) -> dict[tuple[str, str], "_Collector | _ListFailed"]:
     """Every (context, resource) list, in a bounded thread pool: a collector or the failure."""
     jobs = [(ctx, res) for ctx in clients for res in RESOURCES]
@@ -169,7 +186,8 @@ def _list_everything(clients: dict[str, object], *, page_size: int, timeout,
     def run(job):
         ctx, res = job
         try:
-            return _list_resource(clients[ctx], res, ctx, page_size=page_size, timeout=timeout)
+            return _list_resource(clients[ctx], res, ctx, page_size=page_size, timeout=timeout,
+                                  policy=policy)
         except _ListFailed as e:
             return e
 

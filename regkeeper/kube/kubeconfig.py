@@ -4,7 +4,8 @@ Where no kubeconfig is given the usual order applies: ``KUBECONFIG`` (several fi
 missing entries skipped), then ``~/.kube/config``, then the in-cluster service account (context
 ``in-cluster``). Each wanted context becomes a :class:`_Target`: a client factory, or the
 reason it cannot be read (unknown context, no current-context, unreadable kubeconfig). Clients
-get a urllib3 retry policy for GETs (:func:`_make_configuration_factory`). Credentials never
+retry nothing themselves (:func:`_make_configuration_factory`: urllib3 retries off); each list
+call is retried by ``api.py`` through THE retry decision (regkeeper.retry). Credentials never
 appear in a reason.
 """
 
@@ -120,18 +121,14 @@ def _resolve_targets(kubeconfig, contexts, make_configuration) -> list[_Target]:
     return out
 
 
-def _make_configuration_factory(retries: int, backoff: float):
+def _make_configuration_factory():
+    """Configurations whose urllib3 pool retries nothing (``retries = False``: the first error
+    is raised as it is); the caller retries whole list calls, body read included."""
     def make():
         from kubernetes import client as kclient
-        from urllib3.util.retry import Retry
 
         cfg = type.__call__(kclient.Configuration)
-        cfg.retries = Retry(
-            total=retries, connect=retries, read=retries, status=retries,
-            backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
-            raise_on_status=False,   # after the last retry hand back the response: we report its status
-        )
+        cfg.retries = False
         cfg.debug = False
         return cfg
     return make

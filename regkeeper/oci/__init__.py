@@ -7,6 +7,7 @@ errormap.py    failed calls -> RegistryError naming registry, method + path, rep
 transport.py   session, timeouts, TLS, in-flight bound, the request loop through regkeeper.retry,
                the fast manifest HEAD
 client.py      RegistryClient: catalog, tags, manifests, blobs, uploads
+transfer.py    the ONE blob copy (HEAD -> mount -> upload, the 202 quirk, cancel, restarts)
 """
 
 from .auth import RegistryAuth, parse_challenge, scope_key
@@ -17,13 +18,15 @@ from .manifest import (CREATED_ANNOTATION, Descriptor, Manifest, ManifestHead, M
 from .mediatypes import (ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1,
                          DOCKER_SCHEMA1_SIGNED, IMAGE_CONFIG_TYPES, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES,
                          MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
+from .transfer import (MONOLITHIC_MAX, BlobTransfer, BytesSource, RegistrySource, Transferred)
 from .transport import RETRIED_METHODS, RegistryTransport
 
 __all__ = [
     "ACCEPT_MANIFESTS", "CREATED_ANNOTATION", "DEFAULT_CHUNK", "DOCKER_LIST", "DOCKER_MANIFEST",
     "DOCKER_SCHEMA1", "DOCKER_SCHEMA1_SIGNED", "IMAGE_CONFIG_TYPES", "IMAGE_MEDIA_TYPES",
     "INDEX_MEDIA_TYPES", "MANIFEST_MEDIA_TYPES", "MAX_MANIFEST_BYTES", "OCI_INDEX", "OCI_MANIFEST",
-    "RETRIED_METHODS", "Call", "Descriptor", "Manifest", "ManifestHead", "ManifestKind",
+    "RETRIED_METHODS", "Call", "BlobTransfer", "BytesSource", "MONOLITHIC_MAX", "RegistrySource",
+    "Transferred", "Descriptor", "Manifest", "ManifestHead", "ManifestKind",
     "RegistryAuth", "RegistryClient", "RegistryTransport", "manifest_from_doc", "parse_challenge",
     "parse_manifest", "scope_key",
 ]

@@ -297,27 +297,32 @@ class RegistryClient(RegistryTransport):
 
     def upload_blob(self, repo: str, digest: str, data: bytes | Callable[[], Iterator[bytes]],
                     size: int | None = None, *, chunk_size: int = DEFAULT_CHUNK,
-                    location: str | None = None) -> None:
+                    location: str | None = None,
+                    on_location: Callable[[str], None] | None = None) -> None:
         """Upload a blob. ``data`` is bytes (monolithic PUT) or a callable returning a fresh
         chunk iterator (chunked PATCHes with Content-Range, constant memory). The registry
-        checks the digest on the final PUT."""
+        checks the digest on the final PUT. ``location``: an upload session already open (a
+        mount answered 202); else one is opened. ``on_location`` hears every location of the
+        session (opened, then after each chunk) so a caller can cancel an unfinished one."""
         if location is None:
             resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, ok=(202,))
             location = self._upload_location(resp)
+            if on_location is not None:
+                on_location(location)
         if isinstance(data, (bytes, bytearray, memoryview)):
             self.request("PUT", _with_query(location, digest=digest), repo=repo,
                          headers={"Content-Type": "application/octet-stream"}, data=bytes(data),
                          ok=(201, 204))
             return
-        location, offset = self._upload_chunks(repo, location, data(), chunk_size)
+        location, offset = self._upload_chunks(repo, location, data(), chunk_size, on_location)
         if size is not None and offset != size:
             raise RegistryError(f"blob {digest}: uploaded {offset} bytes, expected {size}",
                                 registry=self.name, repository=repo)
         self.request("PUT", _with_query(location, digest=digest), repo=repo,
                      headers={"Content-Length": "0"}, data=b"", ok=(201, 204))
 
-    def _upload_chunks(self, repo: str, location: str, pieces: Iterator[bytes],
-                       chunk_size: int) -> tuple[str, int]:
+    def _upload_chunks(self, repo: str, location: str, pieces: Iterator[bytes], chunk_size: int,
+                       on_location: Callable[[str], None] | None = None) -> tuple[str, int]:
         """PATCH ``pieces`` in chunks of ``chunk_size``; returns (next location, bytes sent)."""
         offset = 0
         buf = bytearray()
@@ -327,6 +332,8 @@ class RegistryClient(RegistryTransport):
             end = offset + len(chunk) - 1
             location = self._upload_location(self._patch(repo, location, chunk, offset, end))
             offset = end + 1
+            if on_location is not None:
+                on_location(location)
 
         for piece in pieces:
             buf += piece
@@ -336,6 +343,13 @@ class RegistryClient(RegistryTransport):
         if buf:
             flush(bytes(buf))
         return location, offset
+
+    def cancel_upload(self, repo: str, location: str) -> bool:
+        """DELETE an upload session (one a mount opened instead of mounting, or an upload that
+        failed): the registry drops what it received. False when it was already gone. The
+        location must be the latest one the session answered (it carries the upload state)."""
+        resp = self.request("DELETE", location, repo=repo, ok=(204, 200, 202), allow_404=True)
+        return resp.status_code != 404
 
     def _patch(self, repo: str, location: str, chunk: bytes, start: int, end: int) -> requests.Response:
         # PATCH is never retried by the transport (not idempotent in general); a failed chunk

@@ -7,8 +7,9 @@ Where each concern lives:
 - ``diff.py``       source vs target, pure: tags to copy, extraneous target tags
 - ``plan_model.py`` the plan's data: ``TagCopy``, ``RepoPlan``, ``ReplicationPlan``
 - ``plan.py``       ``plan_replication``: tags lists, HEADs, per-repository decisions; merge_plans
-- ``execute.py``    ``Replicator``: copy phases, retries, manifest closure and tag PUT
-- ``blobs.py``      blob copy (HEAD -> mount -> upload) and mount hints across runs
+- ``execute.py``    ``Replicator``: copy phases, manifest closure and tag PUT, one reason per failed item
+- ``blobs.py``      blob memory around the one blob transfer (``oci/transfer.py``): known
+                    locations, mount hints across runs, blobs that failed this run
 - ``delete.py``     deleteExtraneous: the one cap with the rule's maxDeleteFraction, the
                     reference map, the deletes through the one delete path (prune/delete.py)
 - ``verify.py``     read-back of copied tags
@@ -20,11 +21,11 @@ A plan with nothing to copy costs reads only; executing it writes nothing. Nothi
 for correctness: the next run's diff finds what is still missing.
 """
 
-from .blobs import MONOLITHIC_MAX, hints_file
+from ..oci.transfer import MONOLITHIC_MAX
+from .blobs import hints_file
 from .delete import check_delete_cap, deletable_plans, delete_extraneous, not_attempted, record_deletes
 from .diff import diff_tags, extraneous_tags
-from .execute import (TRANSIENT_STATUSES, Replicator, copy_phases, copy_repositories, copy_repository,
-                      is_transient)
+from .execute import Replicator, copy_phases, copy_repositories, copy_repository
 from .plan import PREFETCH_MAX, merge_plans, plan_replication
 from .plan_model import ReplicationPlan, RepoPlan, TagCopy
 from .report import build_report, summary_line
@@ -38,9 +39,9 @@ __all__ = [
     "TagCopy", "RepoPlan", "ReplicationPlan", "RepoResult", "ReplicationResult", "Replicator",
     "plan_replication", "copy_repository", "copy_repositories", "replicate_target",
     "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
-    "source_repository", "tag_matches", "copy_phases", "is_transient", "hints_file",
+    "source_repository", "tag_matches", "copy_phases", "hints_file",
     "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
     "build_report", "new_result", "in_delete_scope", "delete_extraneous", "record_deletes",
     "not_attempted", "deletable_plans",
-    "MONOLITHIC_MAX", "PREFETCH_MAX", "TRANSIENT_STATUSES",
+    "MONOLITHIC_MAX", "PREFETCH_MAX",
 ]

@@ -1,11 +1,8 @@
-"""Blob copy into the target, as the replicator does it today: HEAD on the target, else a
-cross-repository mount from a target repository known to hold the blob (seen this run, or a
-mount hint saved by an earlier run), else a streamed upload (one PUT for small blobs, chunked in
-constant memory for large ones; digest checked by both ends). Also where the mount hints live
-(``hints_file``) and how they are loaded and saved.
-
-A later phase replaces ``BlobCopy`` with the ONE shared blob transfer
-(``regkeeper/oci/transfer.py``: HEAD -> mount -> upload) used by every job.
+"""The replicator's blob memory around the ONE blob transfer (``regkeeper/oci/transfer.py``):
+which target repositories hold which blob (seen this run, or a mount hint saved by an earlier
+run, ``hints_file``), which target repositories are fresh (no HEAD needed), and which blobs
+failed this run (an item needing one fails at once, naming it: the failing blob is not fetched
+again). HEAD, mount, upload, cancel and restarts are the transfer's.
 """
 
 import json
@@ -14,19 +11,23 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from ..errors import DigestMismatchError, NotFoundError
+from ..errors import SourceBlobMissing
 from ..models import Descriptor
 from ..oci import RegistryClient
+from ..oci.transfer import MOUNTED, PRESENT, UPLOADED, BlobTransfer, RegistrySource
 from ..util import atomic_write
 
 log = logging.getLogger(__name__)
-
-MONOLITHIC_MAX = 4 * 1024 * 1024       # blobs up to this size: one in-memory PUT
 
 
 class _SourceVanished(Exception):
     """A blob or manifest the plan named is gone from the source: the item is recorded as
     vanished (not failed) and the others go on."""
+
+
+class _BlobFailed(Exception):
+    """A blob of the item could not be copied (after the transport's retries and the
+    transfer's restarts); the message names the blob and why."""
 
 
 def hints_file(cache_root: str | os.PathLike | None, target: RegistryClient) -> Path | None:
@@ -39,15 +40,16 @@ def hints_file(cache_root: str | os.PathLike | None, target: RegistryClient) -> 
 
 class BlobCopy:
     """The blob half of ``Replicator`` (a mixin): which target repositories hold which blob,
-    mount hints across runs, and ``ensure_blob``.
+    mount hints across runs, and ``ensure_blob`` (through the one ``BlobTransfer``).
 
-    Relies on what ``Replicator.__init__`` sets: ``src``, ``dst``, ``chunk_size``,
-    ``monolithic_max``, ``_glock`` and ``_lock()``; ``_init_blob_state`` sets the rest.
+    Relies on what ``Replicator.__init__`` sets: ``src``, ``dst``, ``_glock`` and ``_lock()``;
+    ``_init_blob_state`` sets the rest."""
 
-    To be replaced by the ONE shared blob transfer (``regkeeper/oci/transfer.py``)."""
-
-    def _init_blob_state(self, hints_path: str | os.PathLike | None) -> None:
+    def _init_blob_state(self, transfer: BlobTransfer, hints_path: str | os.PathLike | None) -> None:
+        self.transfer = transfer
         self._where: dict[str, list[str]] = {}          # blob digest -> target repos holding it
+        # (target repo, digest) -> why it failed; target repo "" when the source failed to serve it
+        self._failed: dict[tuple[str, str], str] = {}
         self._hints_path = Path(hints_path) if hints_path else None
         self._hints: dict[str, str] = self._load_hints()
         # target repositories that held no tag in scope at plan time: a blob HEAD there would
@@ -109,49 +111,42 @@ class BlobCopy:
     # ---------------------------------------------------------------- blobs
 
     def ensure_blob(self, src_repo: str, dst_repo: str, desc: Descriptor, acc: Counter) -> None:
+        """The blob is in ``dst_repo`` afterwards, or this raises ``_SourceVanished`` (gone from
+        the source) or ``_BlobFailed`` (naming the blob). One digest at a time per Replicator."""
         digest = desc.digest
         if self._known_in(digest, dst_repo):
             return
         with self._lock(("blob", digest)):
             if self._known_in(digest, dst_repo):
                 return
-            if dst_repo not in self._fresh and self.dst.head_blob(dst_repo, digest) is not None:
-                self._remember(digest, dst_repo)
-                acc["blobs_present"] += 1
-                return
-            location = None
-            for from_repo in self._mount_sources(digest, dst_repo):
-                location = self.dst.mount_blob(dst_repo, digest, from_repo)
-                if location is None:
-                    self._remember(digest, dst_repo)
-                    acc["blobs_mounted"] += 1
-                    acc["bytes_mounted"] += desc.size
-                    return
-                break  # the registry opened an upload session instead: upload into it
-            self._upload(src_repo, dst_repo, desc, location)
-            self._remember(digest, dst_repo)
-            acc["blobs_uploaded"] += 1
-            acc["bytes_uploaded"] += desc.size
-
-    def _upload(self, src_repo: str, dst_repo: str, desc: Descriptor, location: str | None) -> None:
-        digest = desc.digest
-        if 0 <= desc.size <= self.monolithic_max:
+            with self._glock:
+                earlier = self._failed.get((dst_repo, digest)) or self._failed.get(("", digest))
+            if earlier is not None:
+                raise _BlobFailed(f"blob {digest}: {earlier} (failed earlier in this run; not tried again)")
             try:
-                data = self.src.get_blob(src_repo, digest, max_bytes=self.monolithic_max + 1)
-            except NotFoundError:
+                out = self.transfer.ensure(dst_repo, digest, desc.size, [RegistrySource(self.src, src_repo)],
+                                           mount_from=self._mount_sources(digest, dst_repo),
+                                           check_present=dst_repo not in self._fresh)
+            except SourceBlobMissing:
                 raise _SourceVanished(f"blob {digest} is gone from the source") from None
-            if len(data) != desc.size:
-                raise DigestMismatchError(f"blob {digest}: source served {len(data)} bytes, the "
-                                          f"manifest says {desc.size}", registry=self.src.name,
-                                          repository=src_repo)
-            self.dst.upload_blob(dst_repo, digest, data, location=location)
-            return
-        src = self.src
+            except Exception as e:  # noqa: BLE001 - recorded once, named in every item needing it
+                reason = str(e) or type(e).__name__
+                # the source failing to serve it fails it for every target repository
+                from_source = self.src is not self.dst and getattr(e, "registry", None) == self.src.name
+                with self._glock:
+                    self._failed[("" if from_source else dst_repo, digest)] = reason
+                raise _BlobFailed(f"blob {digest}: {reason}") from e
+            self._remember(digest, dst_repo)
+            self._count(out, desc.size, acc)
 
-        def chunks():
-            with src.stream_blob(src_repo, digest) as (it, _size):
-                yield from it
-
-        self.dst.upload_blob(dst_repo, digest, chunks, size=desc.size, location=location,
-                             chunk_size=self.chunk_size)
-
+    @staticmethod
+    def _count(out, size: int, acc: Counter) -> None:
+        if out.action == PRESENT:
+            acc["blobs_present"] += 1
+        elif out.action == MOUNTED:
+            acc["blobs_mounted"] += 1
+            acc["bytes_mounted"] += size
+        elif out.action == UPLOADED:
+            acc["blobs_uploaded"] += 1
+            acc["bytes_uploaded"] += size
+        acc["retries"] += out.restarts

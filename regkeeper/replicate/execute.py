@@ -1,47 +1,33 @@
 """Copying planned tags to the target (``Replicator``): one item = one tag and its closure.
 
-Order per item: blobs (``blobs.py``), then child manifests by digest (an index's children, at
-most 4 levels), then the tag PUT with the exact source bytes and media type; the digest the
-target reports must equal the source digest. Ordinary tags first, signature tags after their
-subjects (``copy_phases``). Transient failures are retried per item (``is_transient``) with
-backoff; an item that still fails is recorded with its reason and does not stop the others.
-Extraneous-tag deletes go through ``delete.py`` (the one delete path), not through here.
+Order per item: blobs (``blobs.py``, through the one blob transfer), then child manifests by
+digest (an index's children, at most 4 levels), then the tag PUT with the exact source bytes and
+media type; the digest the target reports must equal the source digest. Ordinary tags first,
+signature tags after their subjects (``copy_phases``). Nothing is retried here: every HTTP call
+is retried by the transport, a broken blob stream restarted by the transfer; an item that still
+fails is recorded once with its reason (which says "after N attempts" when retries ran out) and
+does not stop the others. Extraneous-tag deletes go through ``delete.py`` (the one delete
+path), not through here.
 """
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 
-from ..errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
-                      ReadOnlyError, RegistryError, UnsupportedManifestError)
+from ..errors import DigestMismatchError, NotFoundError, UnsupportedManifestError
 from ..models import Manifest, signature_subject
-from ..oci import DEFAULT_CHUNK, RegistryClient
+from ..oci import RegistryClient
+from ..oci.transfer import CHUNK_SIZE, MONOLITHIC_MAX, BlobTransfer
+from ..retry import RetryPolicy
 from ..util import bounded_map
-from .blobs import MONOLITHIC_MAX, BlobCopy, _SourceVanished
+from .blobs import BlobCopy, _SourceVanished
 from .plan_model import RepoPlan, TagCopy
 from .result import RepoResult, new_result
 
 log = logging.getLogger(__name__)
-
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def is_transient(e: BaseException) -> bool:
-    """Worth another try: connection errors, timeouts, broken streams, 5xx/429, and an
-    upload session the registry forgot (restarted from a fresh stream)."""
-    if isinstance(e, (AuthError, DigestMismatchError, UnsupportedManifestError,
-                      DeletesDisabledError, ReadOnlyError)):
-        return False
-    if isinstance(e, NotFoundError):
-        return bool(e.url and "/blobs/uploads/" in e.url)
-    if isinstance(e, RegistryError):
-        return e.status is None or e.status in TRANSIENT_STATUSES
-    return isinstance(e, (ConnectionError, TimeoutError))
-
 
 def copy_phases(items: list[TagCopy]) -> tuple[list[TagCopy], list[TagCopy]]:
     """(ordinary tags, signature tags): signatures are copied after their subjects."""
@@ -60,19 +46,19 @@ class Replicator(BlobCopy):
     job: ``delete.py`` sends them through the one delete path."""
 
     def __init__(self, src: RegistryClient, dst: RegistryClient, *, concurrency: int = 8,
-                 attempts: int = 3, backoff: float = 0.5, chunk_size: int = DEFAULT_CHUNK,
+                 attempts: int = 3, backoff: float = 0.5, chunk_size: int = CHUNK_SIZE,
                  monolithic_max: int = MONOLITHIC_MAX, hints_path: str | os.PathLike | None = None):
+        """``attempts``/``backoff``: how often the blob transfer starts a blob whose stream broke
+        (its ``RetryPolicy``); HTTP calls are retried by each client's transport."""
         self.src = src
         self.dst = dst
         self.concurrency = max(1, concurrency)
-        self.attempts = max(1, attempts)
-        self.backoff = backoff
-        self.chunk_size = chunk_size
-        self.monolithic_max = min(monolithic_max, chunk_size)
+        transfer = BlobTransfer(dst, chunk_size=chunk_size, monolithic_max=monolithic_max,
+                                restarts=RetryPolicy(attempts=max(1, attempts), base=max(0.0, backoff)))
         self._manifests: set[tuple[str, str]] = set()   # (target repo, digest) known present
         self._locks: dict[tuple, threading.Lock] = {}
         self._glock = threading.Lock()
-        self._init_blob_state(hints_path)
+        self._init_blob_state(transfer, hints_path)
         # one bound per target, shared by every batch copied through this Replicator
         self._slots = threading.BoundedSemaphore(self.concurrency)
 
@@ -148,27 +134,17 @@ class Replicator(BlobCopy):
         with self._glock:
             self._manifests.add((plan.target_repo, m.digest))
 
-    def _copy_with_retry(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
-        """None when copied; else the reason it failed (after retries for transient errors)."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                self.copy_tag(plan, item, acc)
-                return None
-            except _SourceVanished as e:
-                return f"vanished: {e}"
-            except Exception as e:  # noqa: BLE001 - one item never stops the others
-                if not is_transient(e) or attempt == self.attempts:
-                    reason = str(e) or type(e).__name__
-                    if attempt > 1:
-                        reason += f" (after {attempt} attempts)"
-                    log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
-                    return reason
-                acc["retries"] += 1
-                delay = self.backoff * (2 ** (attempt - 1))
-                log.info("%s:%s: transient failure, retry %d/%d in %.1fs: %s", plan.source_repo,
-                         item.tag, attempt, self.attempts - 1, delay, e)
-                time.sleep(delay + random.uniform(0, delay))
-        return "not attempted"  # pragma: no cover
+    def _copy_item(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
+        """None when copied; else why not (``vanished: ...`` when gone from the source)."""
+        try:
+            self.copy_tag(plan, item, acc)
+            return None
+        except _SourceVanished as e:
+            return f"vanished: {e}"
+        except Exception as e:  # noqa: BLE001 - one item never stops the others
+            reason = str(e) or type(e).__name__
+            log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
+            return reason
 
     # ---------------------------------------------------------------- repositories
 
@@ -205,7 +181,7 @@ class Replicator(BlobCopy):
                     return
             acc: Counter = Counter()
             with self._slots:
-                reason = self._copy_with_retry(p, c, acc)
+                reason = self._copy_item(p, c, acc)
             with lock:
                 for k, v in acc.items():
                     setattr(res, k, getattr(res, k) + v)

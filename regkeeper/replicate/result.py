@@ -26,7 +26,7 @@ class RepoResult:
     blobs_mounted: int = 0
     blobs_present: int = 0
     manifests_put: int = 0
-    retries: int = 0
+    retries: int = 0                  # blob transfers restarted after a broken stream
     lag_before: int = 0
     errors: list[str] = field(default_factory=list)              # repository-level problems
     seconds: float = 0.0

@@ -26,7 +26,9 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
     """Plan, then (unless dry run) copy and delete, for one target of a rule. Used by the CLI
     path of the flow's tasks and by the benchmark; the flow splits the same steps into tasks.
     ``max_delete_fraction`` overrides the rule's ``maxDeleteFraction`` (default: the rule's);
-    ``plan`` executes a plan made earlier instead of planning now."""
+    ``plan`` executes a plan made earlier instead of planning now. ``attempts``/``backoff`` bound
+    the blob transfer's restarts of a broken blob stream; HTTP calls are retried by the clients'
+    transports (their ``retries``), items never."""
     t0 = time.perf_counter()
     before = Counter(dst.stats)
     if plan is None:

@@ -210,3 +210,37 @@ def test_flow_deletes_disabled_on_the_target_stop_every_batch(regs, tmp_path, mo
         assert after == before
     finally:
         nodel.stop()
+
+
+def test_flow_persistent_503_costs_exactly_the_transport_attempts(regs, tmp_path):
+    """No layer multiplies another: a blob the source keeps answering 503 for is requested
+    ``retries + 1`` times in the whole run (not x item retries x task retries); only the items
+    that need it fail, naming it. A call that ran out of retries inside a task (the source
+    catalog) is not retried by Prefect either."""
+    import hashlib
+
+    from flows.replicate import replicate
+    src, dst = regs
+    shared = hashlib.sha256(b"flow-shared").digest() * 1024
+    bad = images.sha256_digest(shared)
+    images.push_image(src.url, "f/app", "v1", layers=[shared, b"one"], verify=False, seed=1)
+    images.push_image(src.url, "f/app", "v2", layers=[shared, b"two"], verify=False, seed=2)
+    images.push_image(src.url, "f/app", "v3", verify=False, seed=3)
+    with FaultProxy(src.url) as sproxy:
+        sproxy.add_fault("status", status=503, method="GET", path_regex=rf"/blobs/{bad}$", times=1000)
+        cfg = write_config(tmp_path, sproxy.url, dst.url)           # retries: 1 -> 2 attempts
+        with pytest.raises(RegkeeperError):
+            replicate(config_path=str(cfg))
+        assert len([r for r in sproxy.requests if r.method == "GET" and r.path.endswith(bad)]) == 2
+        rep = report_json(tmp_path)[-1]
+        assert rep["status"] == "failed" and rep["summary"]["failed"] == 2 and rep["summary"]["copied"] == 1
+        failed_csv = Path(rep["files"]["csv:failed items"]).read_text()
+        assert failed_csv.count(f"blob {bad}") >= 2 and "after 2 attempts" in failed_csv
+
+        sproxy.clear_faults()
+        sproxy.clear()
+        sproxy.add_fault("status", status=503, method="GET", path_regex=r"^/v2/_catalog", times=1000)
+        with pytest.raises(RegkeeperError) as ei:
+            replicate(config_path=str(cfg))
+        assert "HTTP 503" in str(ei.value) and "after 2 attempts" in str(ei.value)
+        assert len([r for r in sproxy.requests if r.path.startswith("/v2/_catalog")]) == 2

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from regkeeper.kube import KubeReadError, load_snapshot, read_in_use, registry_hosts, scan_from_config
-from tests.support.kubeapi import FIXTURES, KubeApiServer, synthetic_pods, write_kubeconfig
+from tests.support.kubeapi import FAKE_TOKEN, FIXTURES, KubeApiServer, synthetic_pods, write_kubeconfig
 from tests.support.procs import free_port
 
 REG_PORT = free_port()
@@ -182,7 +182,7 @@ def test_two_contexts_one_fails_with_500(tmp_path, fresh_api):
     reason = scan.errors[0].reason
     assert "HTTP 500" in reason and "pods" in reason and "etcdserver: request timed out" in reason
     assert broken.url in reason
-    assert staging_pod_calls == 1 + FAST["retries"]         # 5xx is retried, then reported
+    assert staging_pod_calls == 1                           # 500 is permanent (regkeeper.retry)
     assert scan.objects["prod"]["pods"] == 11
     assert any(s.context == "prod" and s.kind == "Pod" for _, s in scan.refs)
     assert not any(s.context == "staging" and s.kind == "Pod" for _, s in scan.refs)
@@ -203,6 +203,42 @@ def test_403_on_one_resource_names_it_and_is_not_retried(kubeconfig, fresh_api):
     assert len(fresh_api.requests_for("deployments")) == 1   # permanent: not retried
     # the other resources of the context were still read
     assert scan.objects["prod"].get("pods") == 11 and "deployments" not in scan.objects["prod"]
+
+
+def _retry_logs(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "regkeeper.kube" and r.levelno == logging.WARNING
+            and "retrying in" in r.getMessage()]
+
+
+def test_transient_failures_are_retried_by_the_one_decision_and_logged(kubeconfig, fresh_api, caplog):
+    """503 then 200, and a connection reset in the middle of a 200 body then 200: the list
+    call (request, body read, parse) is retried as one and the context reads completely."""
+    clean = read_in_use(kubeconfig, ["prod"], **FAST)
+    fresh_api.requests.clear()
+    fresh_api.fail("pods", 503, times=1)
+    fresh_api.cut("deployments", part=0.5, times=1)
+    with caplog.at_level(logging.WARNING, logger="regkeeper.kube"):
+        scan = read_in_use(kubeconfig, ["prod"], **FAST)
+    assert scan.ok and scan.errors == [], scan.errors
+    assert scan.objects == clean.objects and _keyset(scan) == _keyset(clean)
+    assert [r["status"] for r in fresh_api.requests_for("pods")] == [503, 200]
+    assert [r["status"] for r in fresh_api.requests_for("deployments")] == ["reset mid-body", 200]
+    logs = _retry_logs(caplog)
+    assert any("'prod'" in m and "GET /api/v1/pods" in m and "HTTP 503" in m and "attempt 1/3" in m
+               for m in logs), logs
+    assert any("GET /apis/apps/v1/deployments" in m and "connection broke while reading the response" in m
+               for m in logs), logs
+    assert len(logs) == 2 and not any(FAKE_TOKEN in m for m in logs)
+
+
+def test_permanent_status_is_not_retried_nor_logged_as_a_retry(kubeconfig, fresh_api, caplog):
+    fresh_api.fail("statefulsets", 403)
+    with caplog.at_level(logging.WARNING, logger="regkeeper.kube"):
+        scan = read_in_use(kubeconfig, ["prod"], **FAST)
+    assert [(e.resource, e.status) for e in scan.errors] == [("statefulsets.apps", 403)]
+    assert len(fresh_api.requests_for("statefulsets")) == 1
+    assert _retry_logs(caplog) == []
 
 
 def test_unreachable_server_names_the_context_once(tmp_path, fresh_api):
@@ -350,7 +386,7 @@ def test_gc_state_is_restored(kubeconfig, fresh_api):
     import gc
 
     assert gc.isenabled()
-    fresh_api.fail("daemonsets", 500, times=1)              # an error path inside a page, too
+    fresh_api.fail("daemonsets", 503, times=1)              # an error path inside a page, too
     assert read_in_use(kubeconfig, ["prod"], **FAST).ok
     assert gc.isenabled()
     gc.disable()

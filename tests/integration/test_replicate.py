@@ -229,30 +229,34 @@ def test_transient_faults_are_retried_and_the_run_completes(src_reg, dst_reg, pr
     idx = images.push_index(src_reg.url, "multi/app", "v1", verify=False)
     images.push_signature(src_reg.url, "multi/app", idx.digest, verify=False)
     # connection resets in the middle of a chunked upload (PATCH is never retried by the HTTP
-    # layer: the item restarts the blob from a fresh source stream), 503 and 429 on manifest
-    # PUTs, a reset on a HEAD (the read-back of a copied tag: a fresh target repository gets no
-    # blob HEADs, see Replicator._fresh)
+    # layer: the blob transfer cancels the session and restarts the blob from a fresh source
+    # stream), 503 and 429 on manifest PUTs, a reset on a HEAD (the read-back of a copied tag:
+    # a fresh target repository gets no blob HEADs, see Replicator._fresh), a 502 on an upload
+    # POST (retried by the HTTP layer; a 500 is permanent in the one retry decision)
     proxied.add_fault("reset", method="PATCH", times=2)
     proxied.add_fault("status", status=503, method="PUT", path_regex=r"/manifests/", times=2)
     proxied.add_fault("429", method="PUT", path_regex=r"/manifests/", times=1, retry_after=0)
     proxied.add_fault("reset", method="HEAD", path_regex=r"/manifests/", times=1)
-    proxied.add_fault("status", status=500, method="POST", path_regex=r"/blobs/uploads/", times=1)
+    proxied.add_fault("status", status=502, method="POST", path_regex=r"/blobs/uploads/", times=1)
     src, dst = client(src_reg.url, "primary"), client(proxied.url, "replica")
 
-    # up to 3 item-level failures may land on the same item (2 PATCH resets + the POST 500;
-    # the rest is absorbed by the HTTP layer's retries): 4 attempts always suffice
+    # the 2 PATCH resets land on the one chunked blob: 3 starts of it; 4 allowed
     res = replicate_target(src, dst, rule(), "replica", backoff=0.02, attempts=4,
                            chunk_size=1024 * 1024, verify=True)
 
     assert proxied.pending_faults() == 0                         # every fault was hit
     assert res.status == "ok", res.failed_items
     assert res.totals()["failed"] == 0
-    assert sum(r.retries for r in res.repositories) >= 2          # item-level retries happened
+    assert sum(r.retries for r in res.repositories) == 2          # the big blob restarted twice
+    assert dst.stats["retries"] >= 5                              # the rest: the HTTP layer
     want = state(src_reg.url)
     assert state(dst_reg.url, list(want)) == want
     assert tags_of(dst_reg.url, "big/app")["v1"] == big.digest
     patches = [r for r in proxied.requests if r.method == "PATCH"]
     assert len(patches) >= 6 + 2                                  # 1 MiB chunks, restarted twice
+    # each broken session was cancelled (DELETE on its upload location), none left open
+    cancels = [r for r in proxied.requests if r.method == "DELETE" and "/blobs/uploads/" in r.path]
+    assert len(cancels) == 2 and all(r.status == 204 for r in cancels)
 
 
 def test_persistent_failure_names_exactly_the_failed_items_and_next_run_completes(src_reg, dst_reg, proxied):
@@ -260,9 +264,10 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     idx = images.push_index(src_reg.url, "p/multi", "v1", verify=False, seed=6)
     sig = images.push_signature(src_reg.url, "p/multi", idx.digest, verify=False)
     images.push_image(src_reg.url, "p/multi", "v2", verify=False, seed=7)
-    # the index tag PUT fails every time (500 is not retried by the HTTP layer, then 3 item
-    # attempts); its signature must not be copied without it; everything else goes through
-    proxied.add_fault("status", status=500, method="PUT", path_regex=r"/v2/p/multi/manifests/v1$", times=100)
+    # the index tag PUT fails every time (503: retried by the HTTP layer, 4 attempts with
+    # retries=3, and never again by the item); its signature must not be copied without it;
+    # everything else goes through
+    proxied.add_fault("status", status=503, method="PUT", path_regex=r"/v2/p/multi/manifests/v1$", times=100)
     src, dst = client(src_reg.url, "primary"), client(proxied.url, "replica")
 
     res = replicate_target(src, dst, rule(), "replica", backoff=0.02)
@@ -272,10 +277,10 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     failed = {(repo, tag) for repo, tag, _ in res.failed_items}
     assert failed == {("p/multi", "v1"), ("p/multi", sig_tag)}
     reasons = {tag: why for _, tag, why in res.failed_items}
-    assert "HTTP 500" in reasons["v1"] and "3 attempts" in reasons["v1"]
+    assert "HTTP 503" in reasons["v1"] and "after 4 attempts" in reasons["v1"]
     assert "subject" in reasons[sig_tag]
     put_v1 = [r for r in proxied.requests if r.method == "PUT" and r.path.endswith("/p/multi/manifests/v1")]
-    assert len(put_v1) == 3
+    assert len(put_v1) == 4                                        # attempts, not attempts x items
     # the others are there, the failed ones are not
     got = tags_of(dst_reg.url, "p/multi")
     assert "v1" not in got and sig_tag not in got and "v2" in got
@@ -295,6 +300,34 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     assert tag_puts == [f"/v2/p/multi/manifests/{sig_tag}", "/v2/p/multi/manifests/v1"]
     assert state(dst_reg.url, images.catalog(src_reg.url, verify=False)) == state(src_reg.url)
     assert tags_of(dst_reg.url, "p/multi")[sig_tag] == sig.digest
+
+
+def test_persistent_503_on_one_blob_costs_exactly_the_attempts_and_fails_only_its_items(src_reg, dst_reg):
+    """No stacked retries: the blob GET is tried ``retries + 1`` times by the transport, never
+    again by the transfer or the item; every item that needs the blob fails, naming it."""
+    shared = hashlib.sha256(b"shared").digest() * 2048                 # 64 KiB, in 3 items
+    bad = images.sha256_digest(shared)
+    for repo, tag, seed in (("bad/app", "v1", 1), ("bad/app", "v2", 2), ("bad2/app", "v1", 3)):
+        images.push_image(src_reg.url, repo, tag, layers=[shared, os.urandom(1024)], verify=False,
+                          seed=seed)
+    ok3 = images.push_image(src_reg.url, "bad/app", "v3", verify=False, seed=4)
+    ok4 = images.push_image(src_reg.url, "good/app", "v1", verify=False, seed=5)
+    with FaultProxy(src_reg.url) as sproxy:
+        sproxy.add_fault("status", status=503, method="GET", path_regex=rf"/blobs/{bad}$", times=1000)
+        src, dst = client(sproxy.url, "primary"), client(dst_reg.url, "replica")   # retries=3
+        res = replicate_target(src, dst, rule(), "replica", backoff=0.02)
+        blob_gets = [r for r in sproxy.requests if r.method == "GET" and r.path.endswith(bad)]
+
+    assert len(blob_gets) == 4                      # exactly the transport's attempts, once
+    assert res.status == "failed"
+    failed = {(repo, tag): why for repo, tag, why in res.failed_items}
+    assert set(failed) == {("bad/app", "v1"), ("bad/app", "v2"), ("bad2/app", "v1")}
+    for why in failed.values():
+        assert f"blob {bad}" in why and "HTTP 503" in why and "after 4 attempts" in why
+    assert tags_of(dst_reg.url, "bad/app") == {"v3": ok3.digest}
+    assert tags_of(dst_reg.url, "good/app") == {"v1": ok4.digest}
+    assert "bad2/app" not in images.catalog(dst_reg.url, verify=False) or \
+        tags_of(dst_reg.url, "bad2/app") == {}
 
 
 def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):

@@ -4,7 +4,8 @@ No cluster runs in the test environment. :class:`KubeApiServer` serves recorded 
 (``PodList``, ``DeploymentList``...) over real HTTP(S) on loopback the way kube-apiserver does:
 bearer-token auth, ``limit``/``continue`` pagination with ``metadata.continue`` tokens and
 ``remainingItemCount``, ``Status`` objects for errors, discovery endpoints. Switches make a
-resource answer 403/500/410, drop the connection, or stall. Point the client at it with a
+resource answer 403/500/503/410, drop the connection, stall, or reset the connection in the
+middle of a 200 body (``cut``). Point the client at it with a
 kubeconfig from :func:`write_kubeconfig`.
 
     with KubeApiServer(FIXTURES, substitutions={"{{REGISTRY}}": "127.0.0.1:5000"}) as api:
@@ -29,6 +30,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import uuid
@@ -131,15 +133,17 @@ def load_responses(source: str | Path | Mapping[str, Any] | None,
 
 
 class _Fault:
-    __slots__ = ("status", "message", "drop", "delay", "times", "on_continue_only")
+    __slots__ = ("status", "message", "drop", "delay", "times", "on_continue_only", "cut")
 
-    def __init__(self, status=None, message=None, drop=False, delay=0.0, times=None, on_continue_only=False):
+    def __init__(self, status=None, message=None, drop=False, delay=0.0, times=None, on_continue_only=False,
+                 cut=None):
         self.status = status
         self.message = message
         self.drop = drop
         self.delay = delay
         self.times = times
         self.on_continue_only = on_continue_only
+        self.cut = cut          # fraction of a 200 body sent before the connection is reset
 
 
 class KubeApiServer:
@@ -203,6 +207,13 @@ class KubeApiServer:
     def stall(self, resource: str, seconds: float, *, times: int | None = None) -> None:
         """Wait ``seconds`` before answering ``resource`` (to trip the client's read timeout)."""
         self._set_fault(resource, _Fault(delay=seconds, times=times))
+
+    def cut(self, resource: str, *, part: float = 0.5, times: int | None = None) -> None:
+        """Answer 200 with the full Content-Length, send ``part`` of the body, then reset the
+        connection (TCP RST): a reset while the client reads the body."""
+        if not 0 <= part < 1:
+            raise ValueError("part is the fraction of the body sent: 0 <= part < 1")
+        self._set_fault(resource, _Fault(cut=part, times=times))
 
     def expire_continue(self, resource: str, *, times: int = 1) -> None:
         """Answer 410 Expired to the next ``times`` requests for ``resource`` that carry a continue token."""
@@ -396,7 +407,25 @@ class _Handler(BaseHTTPRequestHandler):
             b',"metadata":', json.dumps(meta).encode(), b',"items":[', b",".join(encoded[start:end]), b"]}",
         ])
         entry["page"] = (start, end)
+        if fault is not None and fault.cut is not None:
+            return self._send_cut(body, fault.cut, entry)
         return self._send(200, body, entry)
+
+    def _send_cut(self, body: bytes, part: float, entry: dict):
+        """200 with the full Content-Length, ``part`` of the body, then a TCP RST."""
+        entry["status"] = "reset mid-body"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: int(len(body) * part)])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_connection = True
+        self.connection.close()
 
     def _json(self, code: int, doc: dict, entry: dict):
         return self._send(code, json.dumps(doc).encode(), entry)

@@ -4,8 +4,9 @@ import pytest
 
 from regkeeper.config import ReplicationRule, TagFilter, parse_config
 from regkeeper.errors import (AuthError, DigestMismatchError, NotFoundError, RegistryError)
+from regkeeper.retry import is_transient
 from regkeeper.replicate import (RepoPlan, ReplicationPlan, TagCopy, check_delete_cap, copy_phases,
-                                 diff_tags, extraneous_tags, is_transient, select_tags,
+                                 diff_tags, extraneous_tags, select_tags,
                                  source_repository, tag_matches, target_repository)
 
 D1 = "sha256:" + "1" * 64
@@ -206,14 +207,21 @@ def test_delete_cap():
 
 
 def test_transient_classification():
+    """Replicate has no decision of its own: the one in regkeeper.retry (the transport retries
+    the calls, the blob transfer restarts a broken stream; items are never retried)."""
+    import regkeeper.replicate as rep
+    assert not hasattr(rep, "is_transient") and not hasattr(rep, "TRANSIENT_STATUSES")
     assert is_transient(RegistryError("x", status=503))
     assert is_transient(RegistryError("x", status=429))
-    assert is_transient(RegistryError("cannot connect"))            # no status: connection level
+    # the transport marks a connection-level failure (no status) transient when it maps it
+    assert is_transient(RegistryError("cannot connect", transient=True))
     assert not is_transient(AuthError("x", status=401))
     assert not is_transient(DigestMismatchError("x"))
     assert not is_transient(RegistryError("bad", status=400))
+    assert not is_transient(RegistryError("x", status=500))           # 500 is permanent now
     assert not is_transient(NotFoundError("x", status=404, url="http://r/v2/a/manifests/b"))
-    assert is_transient(NotFoundError("x", status=404, url="http://r/v2/a/blobs/uploads/uuid"))
+    # a forgotten upload session is no longer retried per item: the next run copies the item
+    assert not is_transient(NotFoundError("x", status=404, url="http://r/v2/a/blobs/uploads/uuid"))
     assert not is_transient(ValueError("x"))
 
 
