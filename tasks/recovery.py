@@ -52,7 +52,7 @@ def recover_run_state(ctx: RunContext, owner: Owner) -> list[str]:
     log = logger()
     try:
         rs = RunState.for_config(ctx.config, owner)
-        found = recover_windows(rs, kube_cfg=ctx.config.kubernetes, ready=lambda name: _ready(ctx, name))
+        found = recover_windows(rs, config=ctx.config, ready=lambda name: _ready(ctx, name))
     except Exception as e:  # noqa: BLE001 - recovery must not stop the run
         log.error("run-state recovery could not run: %s", e)
         return [f"run-state recovery could not run (state directory {ctx.config.state_path()}): {e}"]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import RegkeeperError
+from ..util import scrub
 
 
 def _job_commands(manifest: dict) -> list[list[str]]:
@@ -89,7 +90,8 @@ def job_active(kube_cfg, namespace: str, name: str) -> bool:
             return False
         raise RegkeeperError(f"reclaim job {namespace}/{name}: HTTP {e.status} {e.reason}") from None
     except Exception as e:  # noqa: BLE001 - connection errors of the kubernetes client
-        raise RegkeeperError(f"reclaim job {namespace}/{name}: cannot read it ({type(e).__name__})") from None
+        raise RegkeeperError(f"reclaim job {namespace}/{name}: cannot read it ({type(e).__name__}: "
+                             f"{scrub(str(e))[:200]})") from None
     finally:
         api_client.close()
     st = job.status

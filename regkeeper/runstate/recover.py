@@ -5,8 +5,10 @@ For each window record (``window``): a window still owned by a live run (its rec
 by a live owner, or its garbage-collect child still running on this host) is left alone: a long
 garbage-collect is normal. Otherwise this run takes the window's reclaim lease (taking over the
 dead run's), checks the record is still the same window, waits for nothing but a kubernetes-job
-garbage-collect Job that is still running (then the window stays, and says why), runs the
-recorded ``readWrite`` argv, removes the record and counts the recovery. When ``readWrite``
+garbage-collect Job that is still running (then the window stays, and says why), runs
+``readWrite`` (the registry's ``reclaim.readWrite`` as configured now, so a fixed command
+applies; the argv recorded in the window when the registry is no longer configured), removes
+the record and counts the recovery. When ``readWrite``
 fails the record stays, and the next run tries again. The caller reports, logs, alerts and
 pushes the metric (``tasks/recovery.py``).
 """
@@ -48,23 +50,35 @@ class Recovery:
                f"garbage-collect by {w.describe()}: left alone ({self.detail})"
 
 
-def recover_windows(rs: RunState, *, kube_cfg=None,
+def recover_windows(rs: RunState, *, config=None,
                     ready: Callable[[str], None] | None = None) -> list[Recovery]:
-    """Close every read-only window whose owner is gone; report the others. ``ready(registry)``
-    (optional) waits until the registry answers again after ``readWrite``."""
+    """Close every read-only window whose owner is gone; report the others. ``config`` (the
+    loaded Config) gives the current ``readWrite`` command and the ``kubernetes`` section;
+    ``ready(registry)`` (optional) waits until the registry answers again after ``readWrite``."""
     out = []
     for w in list_windows(rs.root):
         st = judge(rs.root, w)
         if st.live:
             out.append(Recovery(w.registry, w, "live", st.why, utcnow().isoformat()))
             continue
-        rec = _close_stale(rs, w, st.why, kube_cfg, ready)
+        rec = _close_stale(rs, w, st.why, config, ready)
         if rec is not None:
             out.append(rec)
     return out
 
 
-def _close_stale(rs: RunState, w: Window, why: str, kube_cfg, ready) -> Recovery | None:
+def _read_write_of(config, w: Window) -> tuple[list[str], float]:
+    """The registry's configured ``readWrite`` (and timeout), else the window's recorded one."""
+    try:
+        rc = config.registry(w.registry).reclaim if config is not None else None
+    except RegkeeperError:
+        rc = None
+    if rc is not None and rc.read_write:
+        return list(rc.read_write), rc.timeout.total_seconds()
+    return w.read_write, w.timeout
+
+
+def _close_stale(rs: RunState, w: Window, why: str, config, ready) -> Recovery | None:
     lease = rs.lease(w.lease or f"reclaim-{w.registry}")
     got = lease.acquire()
     now = utcnow().isoformat()
@@ -76,12 +90,16 @@ def _close_stale(rs: RunState, w: Window, why: str, kube_cfg, ready) -> Recovery
         if cur is None or cur.run != w.run:
             return None                      # another run closed it meanwhile
         if cur.gc_job:
-            running = _job_running(cur, kube_cfg)
+            running = _job_running(cur, config.kubernetes if config is not None else None)
             if running:
                 return Recovery(w.registry, cur, "waiting", running, now)
         log.warning("registry %s was left read-only by %s (%s): running readWrite", w.registry,
                     cur.describe(), why)
-        run_step(cur.read_write, cur.timeout, "readWrite")
+        argv, timeout = _read_write_of(config, cur)
+        if not argv:
+            raise RegkeeperError(f"reclaim.readWrite: no command for registry {w.registry} (neither "
+                                 "configured nor recorded in the window)")
+        run_step(argv, timeout, "readWrite")
         close_window(rs.root, cur)
         rs.record_recovery(w.registry, cur.run)
         detail = why
