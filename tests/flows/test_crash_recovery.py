@@ -80,7 +80,8 @@ def reports(tmp_path: Path, flow: str) -> list[dict]:
 
 def age(reg, repo: str, tag: str, days: float) -> None:
     t = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).timestamp()
-    link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
+    link = link / "current" / "link"
     os.utime(link, (t, t))
 
 
@@ -133,8 +134,9 @@ def test_killed_inside_read_only_window_next_run_of_another_job_restores_it(
     alert = webhook_receiver.wait_for(1)[0].json
     assert alert["text"].startswith("recovered: registry local-registry") and str(gc.pid) in alert["text"]
     text = requests.get(pushgateway.url + "/metrics", timeout=10).text
-    assert [ln.rsplit(" ", 1)[1] for ln in text.splitlines()
-            if ln.startswith("regkeeper_readonly_recovered_total{") and 'registry="local-registry"' in ln] == ["1"]
+    counts = [ln.rsplit(" ", 1)[1] for ln in text.splitlines()
+              if ln.startswith("regkeeper_readonly_recovered_total{") and 'registry="local-registry"' in ln]
+    assert counts == ["1"]
 
 
 def test_killed_in_the_middle_of_gc_deletes_next_gc_finishes(registry_factory, fault_proxy_factory,
@@ -175,8 +177,8 @@ def test_killed_in_the_middle_of_a_backup_no_snapshot_then_the_next_completes(
     from regkeeper.backup import list_snapshots, load_snapshot, open_target
     from regkeeper.errors import RegkeeperError
     reg = registry_factory()
-    pushed = {f"crash/bk-{i}": images.push_image(reg.url, f"crash/bk-{i}", "v1", layers=[os.urandom(20_000)])
-              for i in range(6)}
+    pushed = {f"crash/bk-{i}": images.push_image(reg.url, f"crash/bk-{i}", "v1",
+                                                 layers=[os.urandom(20_000)]) for i in range(6)}
     proxy = fault_proxy_factory(reg.url)
     proxy.add_fault("slow", method="GET", path_regex=r"/manifests/", delay=1.5, times=1000)
     target = f"file://{tmp_path / 'backups'}"

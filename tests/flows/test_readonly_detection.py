@@ -45,7 +45,8 @@ def test_registry_left_read_only_by_something_else(registry_factory, pushgateway
     slack = next(x for x in got if x.path == "/hook").json
     am = next(x for x in got if x.path.startswith("/am")).json
     assert "[READ-ONLY] registry local-registry refuses writes" in slack["text"]
-    assert [(a["labels"]["alertname"], a["labels"]["severity"]) for a in am] == [("RegistryReadOnly", "critical")]
+    assert [(a["labels"]["alertname"], a["labels"]["severity"]) for a in am] == \
+        [("RegistryReadOnly", "critical")]
     assert am[0]["endsAt"] > am[0]["startsAt"]               # firing
     text = requests.get(pushgateway.url + "/metrics", timeout=10).text
     assert metric(text, "registry_read_only", "local-registry") == 1

@@ -158,7 +158,8 @@ def test_job_named_in_the_window_and_a_dead_runs_window_waits_for_its_job(setup)
     api = JobApi(background=True)
     kc = write_kubeconfig(tmp / "kubeconfig-bg", {"prod": api.url})
     go = tmp / "go"
-    wait_go = [sys.executable, "-c", f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"]
+    wait_go = [sys.executable, "-c",
+               f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"]
     rs = RunState(tmp / "state", Owner.current("gc", "run-with-job"), 60)
     seen = {}
 

@@ -219,7 +219,8 @@ def test_state_path_defaults(tmp_path, monkeypatch):
     parse_config = parse
     base = {"mirrorRepositories": [{"name": "r", "url": "http://127.0.0.1:1"}]}
     assert parse_config({**base, "stateDir": str(tmp_path / "s")}).state_path() == tmp_path / "s"
-    assert parse_config({**base, "cacheDir": str(tmp_path / "cache")}).state_path() == tmp_path / "cache-state"
+    cached = parse_config({**base, "cacheDir": str(tmp_path / "cache")})
+    assert cached.state_path() == tmp_path / "cache-state"
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert parse_config(base).state_path() == tmp_path / "xdg" / "regkeeper"
     with pytest.raises(Exception, match="leaseTtl"):
