@@ -112,7 +112,10 @@ class WindowStatus:
     holder: Holder | None = None
 
     def describe(self) -> str:
-        return f"read-only for garbage-collect by {self.window.describe()} since {self.window.started}"
+        """``read-only for garbage-collect by run R (pid P on host H) since T``."""
+        o = self.window.owner
+        return (f"read-only for garbage-collect by run {o.run} (pid {o.pid} on host {o.host}) since "
+                f"{self.window.started}")
 
 
 def window_status(root: Path, registry: str) -> WindowStatus | None:

@@ -84,8 +84,8 @@ def test_read_only_inside_a_live_regkeeper_window_is_reported_not_alerted(
         reg.set_readonly(True)
         r = capacity(config_path=str(cfg), logical_usage=False)
         assert r["summary"]["takes writes"] == "no (read-only)"
-        assert f"read-only for garbage-collect by run run-gc-long (pid {gc_run.pid}, started " \
-               f"{gc_run.started}) since {gc_run.started}" in r["notes"]
+        assert f"read-only for garbage-collect by run run-gc-long (pid {gc_run.pid} on host " \
+               f"{gc_run.host}) since {gc_run.started}" in r["notes"]
         assert any("left alone" in n for n in r["notes"])   # recovery saw it and kept off
     assert webhook_receiver.received == []
     text = requests.get(pushgateway.url + "/metrics", timeout=10).text
