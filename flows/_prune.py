@@ -8,6 +8,7 @@ from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
 from regkeeper.util import batch_label, batches, utcnow
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
+from tasks.recovery import add_notes
 from tasks.prune import (delete_batch, list_repositories, read_kubernetes, reclaim_storage,
                          scan_batch, verify_kept)
 
@@ -27,7 +28,9 @@ def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) ->
 
 
 def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, force: bool,
-                 make_plan) -> dict:
+                 make_plan, notes: list[str] | None = None) -> dict:
+    """``notes``: what the run's recovery hook did (``tasks.recovery.begin_run``), said first in
+    the report."""
     log = logger()
     started = utcnow()
     plan = inv = kstate = deleted = reclaimed = verified = None
@@ -68,6 +71,7 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
     report = prune.build_report(flow, registry, plan, inv=inv, kstate=kstate, deleted=deleted,
                                 reclaimed=reclaimed, verified=verified, dry_run=dry_run,
                                 refused=refused, error=error, started=started)
+    add_notes(report, list(notes or []) + (reclaimed.notes if reclaimed is not None else []))
     publish_report(report, str(ctx.reports_dir()))
     _metrics(ctx, flow, registry, report, reclaimed)
     if report.status in ("failed", "refused"):

@@ -18,6 +18,7 @@ from tasks.backup import (abort_backup, backup_batch, begin_backup, commit_snaps
                           list_backup_repositories, list_target_objects, load_snapshot,
                           prune_snapshots, restore_batch)
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
+from tasks.recovery import add_notes, begin_run
 
 BATCH = 25      # repositories per backup / restore task
 
@@ -34,7 +35,7 @@ def _collect(batch_list: list, futures: list, what: str) -> tuple[list, list[str
 
 
 def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: int,
-                include: Optional[list[str]], exclude: Optional[list[str]]):
+                include: Optional[list[str]], exclude: Optional[list[str]], notes: list[str]):
     log = logger()
     started = utcnow()
     client = ctx.client(registry)
@@ -70,6 +71,7 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
     report = core.backup_report(registry, target=store.url, snapshot=snap, batches=results,
                                 pruned=pruned, dry_run=dry_run, errors=errors, started=started,
                                 requests=requests)
+    add_notes(report, notes)
     publish_report(report, str(ctx.reports_dir()))
     ok = report.status in ("ok", "dry-run")
     report_job_metrics(ctx, "backup", registry, ok, {"items_failed": len(errors)})
@@ -104,6 +106,7 @@ def backup(
     """
     ctx = RunContext.load(config_path)
     try:
+        notes = begin_run(ctx, "backup")
         names = core.backup_registries(ctx.config, registry)
         unconfigured: list = []
         try:
@@ -113,13 +116,14 @@ def backup(
             for name in names:
                 rep = core.backup_report(name, target="(not configured)", dry_run=dry_run,
                                          errors=[str(e)])
+                add_notes(rep, notes)
                 publish_report(rep, str(ctx.reports_dir()))
                 unconfigured.append(rep)
             raise with_reports(e, unconfigured)
         reports, failures = {}, []
         for name in names:
             rep, errors = _backup_one(ctx, store, name, dry_run=dry_run, keep=keep or bk.keep,
-                                      include=include, exclude=exclude)
+                                      include=include, exclude=exclude, notes=notes)
             reports[name] = rep
             if rep.status == "failed":
                 failures.append(f"{name}: {'; '.join(errors[:2]) or 'failed'}")
@@ -177,6 +181,7 @@ def restore(
     errors: list[str] = []
     target = "(not configured)"
     try:
+        notes = begin_run(ctx, "restore")
         try:
             bk = core.require_backup_config(ctx.config)
             store = core.open_target(bk.target, bk)
@@ -203,10 +208,10 @@ def restore(
         report = core.restore_report(name, target=target, result=result,
                                      snapshot_registry=source_name, blob_source=src_name,
                                      errors=errors, started=started)
+        add_notes(report, notes)
         publish_report(report, str(ctx.reports_dir()))
         ok = report.status in ("ok", "dry-run")
-        report_job_metrics(ctx, "restore", name, ok,
-                 {"items_failed": len(result.failed) if result else 0})
+        report_job_metrics(ctx, "restore", name, ok, {"items_failed": len(result.failed) if result else 0})
         if not ok:
             if errors:
                 raise with_reports(RegkeeperError(f"restore of {name} failed: {'; '.join(errors[:3])}"),

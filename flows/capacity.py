@@ -1,5 +1,6 @@
-"""capacity: storage metrics, threshold alerts (80% warn / 90% critical) and a days-to-full
-forecast. Every 5 minutes by default."""
+"""capacity: storage metrics, threshold alerts (80% warn / 90% critical), a days-to-full
+forecast, and read-only detection (a registry that refuses writes alerts, unless a live
+regkeeper garbage-collect window explains it). Every 5 minutes by default."""
 
 from typing import Annotated, Optional
 
@@ -14,8 +15,10 @@ from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
-from tasks.capacity import count_tags, evaluate_and_alert, measure_storage, pull_latency
+from tasks.capacity import (check_read_only, count_tags, evaluate_and_alert, measure_storage,
+                            pull_latency)
 from tasks.common import logger, publish_report, reports_of, with_reports
+from tasks.recovery import add_notes, begin_run
 
 
 @flow(name="capacity", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
@@ -42,9 +45,10 @@ def capacity(
         [r.name for r in ctx.config.mirror_repositories if r.url]
     results, failures, reports = {}, [], []
     try:
+        notes = begin_run(ctx, "capacity")
         for name in names:
             try:
-                results[name] = _one(ctx, name, logical_usage, dry_run)
+                results[name] = _one(ctx, name, logical_usage, dry_run, notes)
                 reports.append(results[name])
             except RegkeeperError as e:
                 failures.append(f"{name}: {e}")
@@ -59,16 +63,19 @@ def capacity(
     return {"flow": "capacity", "registries": results, "reports": reports}
 
 
-def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
+def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[str]) -> dict:
     """Measure one registry, alert, and publish its report (also when the run fails)."""
     cc = ctx.config.capacity
     rep = Report(flow="capacity", registry=name, title="regkeeper capacity")
+    add_notes(rep, notes)
     metrics = RunMetrics("capacity", name)
     ok = False
     try:
         usage = measure_storage(ctx, name)
         inv = scan_registry(ctx, name) if logical else None
         check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
+        ro, ro_deliveries = check_read_only(ctx, name, dry_run)
+        _read_only_figures(rep, metrics, ro, ro_deliveries, dry_run)
         samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
         latencies = pull_latency(ctx, name, samples) if samples else []
         _usage_figures(rep, metrics, usage, check, deliveries, dry_run)
@@ -77,7 +84,8 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool) -> dict:
         if hist is not None and len(hist):
             rep.extra_html = "<h2>Usage over time</h2>" + cap.render_usage_svg(
                 hist, check.capacity_bytes, cc.warn, cc.critical, registry=name)
-        alerting = check.alert is not None and not dry_run and not all(d.ok for d in deliveries)
+        alerting = not dry_run and not all(d.ok for d in deliveries + ro_deliveries) and (
+            check.alert is not None or (ro is not None and ro.alert is not None))
         if alerting:
             rep.note("an alert could not be delivered: it will be sent again on the next run")
         ok = not alerting
@@ -132,6 +140,28 @@ def _usage_figures(rep: Report, metrics: RunMetrics, usage, check, deliveries, d
     else:
         rep.note("no storage access configured for this registry (storage section): physical usage "
                  "unknown; only logical usage is reported")
+
+
+def _read_only_figures(rep: Report, metrics: RunMetrics, ro, deliveries, dry_run: bool) -> None:
+    """Whether the registry takes writes, who keeps it read-only, the read-only alert."""
+    if ro is None:
+        return
+    c = ro.check
+    rep.summary["takes writes"] = {True: "no (read-only)", False: "yes", None: "unknown"}[c.refuses_writes]
+    if c.refuses_writes is None:
+        rep.note(c.detail)
+        return
+    metrics.set_read_only(bool(c.refuses_writes), ro.unexpected)
+    if ro.owned_by:
+        rep.note(ro.owned_by)
+    elif c.refuses_writes:
+        rep.note(f"READ-ONLY: the registry refuses writes ({c.detail}) and no live regkeeper run "
+                 f"holds a read-only window on it" + (f"; {ro.stale}" if ro.stale else ""))
+    if ro.alert is not None:
+        rep.note(f"read-only alert ({ro.alert.kind}): {ro.alert.message}"
+                 + (" (dry run: not sent)" if dry_run else ""))
+        for d in deliveries:
+            rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
 
 
 def _inventory_figures(ctx: RunContext, name: str, rep: Report, metrics: RunMetrics, inv,

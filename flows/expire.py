@@ -10,6 +10,7 @@ from pydantic import Field
 from flows._prune import run_pipeline
 from regkeeper import prune
 from regkeeper.context import RunContext
+from tasks.recovery import begin_run
 
 
 @flow(name="expire", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
@@ -33,7 +34,8 @@ def expire(
         (ctx.config.gc.registry if ctx.config.gc else None)
     name = ctx.registry_name(registry, default)
     try:
-        return run_pipeline("expire", ctx, name, dry_run=dry_run, force=force,
+        notes = begin_run(ctx, "expire")
+        return run_pipeline("expire", ctx, name, dry_run=dry_run, force=force, notes=notes,
                             make_plan=lambda inv, ks: prune.expire_plan(ctx, name, inv, ks))
     finally:
         ctx.close()

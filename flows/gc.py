@@ -10,6 +10,7 @@ from pydantic import Field
 from flows._prune import run_pipeline
 from regkeeper import prune
 from regkeeper.context import RunContext
+from tasks.recovery import begin_run
 
 
 @flow(name="gc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
@@ -35,7 +36,8 @@ def gc(
     ctx = RunContext.load(config_path)
     name = ctx.registry_name(registry, ctx.config.gc.registry if ctx.config.gc else None)
     try:
-        return run_pipeline("gc", ctx, name, dry_run=dry_run, force=force,
+        notes = begin_run(ctx, "gc")
+        return run_pipeline("gc", ctx, name, dry_run=dry_run, force=force, notes=notes,
                             make_plan=lambda inv, ks: prune.gc_plan(ctx, name, inv, ks, days=days,
                                                                     keep_last=keep_last))
     finally:

@@ -23,6 +23,7 @@ from regkeeper.report import Report, _fmt
 from regkeeper.util import scrub
 from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
 from tasks.common import logger, publish_report, reports_of, with_reports
+from tasks.recovery import add_notes, begin_run_config
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
 KEY_FIGURES = 5           # summary items per job shown in the combined report
@@ -137,9 +138,11 @@ def nightly(
     log = logger()
     path = str(resolve_config_path(config_path))
     cfg = load_config(path)            # a bad config fails the run at once, naming the key
+    notes = begin_run_config(cfg, "nightly")
     reports_dir = cfg.reports_dir()
     wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
     report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
+    add_notes(report, notes)
     rows: list[dict] = []
     for job in NIGHTLY_ORDER:
         if job not in wanted:

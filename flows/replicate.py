@@ -20,6 +20,7 @@ from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.util import batch_label, batches, utcnow
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
+from tasks.recovery import add_notes, begin_run
 from tasks.replicate import copy_batch, delete_batch, plan_batch, scope, verify_batch
 
 SCHEDULE_INTERVAL = timedelta(minutes=15)   # the default schedule (deployments use it)
@@ -28,33 +29,29 @@ COPY_BATCH = 25        # repositories (with something to copy) per copy task
 LOCK_WAIT_SECONDS = 30  # how long a run waits for another run of the same rule to finish
 
 
-def _rule_lock(stack: ExitStack, rule_name: str) -> str | None:
-    """Hold the rule's global concurrency slot (limit 1, created on first use) for the run.
-    Returns None when held, else why the run must not go ahead."""
+def _rule_lock(stack: ExitStack, ctx: RunContext, rule_name: str) -> tuple[str | None, str | None]:
+    """Hold the rule's lease ``replicate-rule-<name>`` (``regkeeper.runstate``) for the run. A run
+    killed while holding it is gone once its pid is dead on this host or its heartbeat expired:
+    the next run takes the lease over and says so. A live holder keeps it: after waiting
+    LOCK_WAIT_SECONDS this run refuses. Returns (why the run must not go ahead, or None; the
+    takeover note, or None)."""
     import re
-
-    from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectNotFound
     name = "replicate-rule-" + re.sub(r"[^a-z0-9-]+", "-", rule_name.lower()).strip("-")
     try:
-        with get_client(sync_client=True) as client:
-            try:
-                client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-                try:
-                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-                except Exception:  # noqa: BLE001 - created concurrently by another run
-                    pass
-        stack.enter_context(concurrency(name, occupy=1, timeout_seconds=LOCK_WAIT_SECONDS, strict=True))
-    except TimeoutError:
-        return (f"another replicate run of rule {rule_name!r} is still in progress (waited "
-                f"{LOCK_WAIT_SECONDS}s for concurrency limit {name!r}); this run did nothing")
-    except Exception as e:  # noqa: BLE001 - no API to hold a lock: run unguarded, say so
-        logger().warning("rule %s: concurrency limit %s unavailable (%s): running without it",
-                         rule_name, name, e)
-    return None
+        lease = ctx.run_state("replicate").lease(name, {"rule": rule_name})
+        got = lease.acquire(wait=LOCK_WAIT_SECONDS)
+    except RegkeeperError as e:   # the state directory cannot be written: run unguarded, say so
+        logger().warning("rule %s: lease %s unavailable (%s): running without it", rule_name, name, e)
+        return None, f"lease {name} unavailable ({e}): not guarded against a concurrent run"
+    if not got.ok:
+        who = f"held by {got.holder.describe()}; " if got.holder else ""
+        return (f"another replicate run of rule {rule_name!r} is still in progress ({who}waited "
+                f"{LOCK_WAIT_SECONDS}s for lease {name!r}); this run did nothing"), None
+    stack.enter_context(lease.held())
+    note = got.takeover_note(f"lease {name}")
+    if note:
+        logger().warning("rule %s: %s", rule_name, note)
+    return None, note
 
 
 def _delete_extraneous(ctx: RunContext, rule, target: str, plan: core.ReplicationPlan,
@@ -159,13 +156,14 @@ def replicate(
     log = logger()
     ctx = RunContext.load(config_path)
     try:
+        notes = begin_run(ctx, "replicate")
         rules = core.select_rules(ctx.config, rule)
         pairs = [(r, t) for r in rules for t in r.to]
         targets = [t for _, t in pairs]
         reports, failures, refusals = [], [], []
         for r in rules:
             with ExitStack() as stack:
-                busy = _rule_lock(stack, r.rule_name)
+                busy, took_over = _rule_lock(stack, ctx, r.rule_name)
                 for target in r.to:
                     label = target if targets.count(target) == 1 else f"{target}-{r.rule_name}"
                     started = utcnow()
@@ -180,6 +178,7 @@ def replicate(
                             error = f"{type(e).__name__}: {e}"
                     report = core.build_report(result, rule=r, source=r.from_, target=target,
                                                label=label, error=error, started=started)
+                    add_notes(report, notes + ([took_over] if took_over else []))
                     if busy:
                         report.finish("refused")
                     publish_report(report, str(ctx.reports_dir()))

@@ -41,6 +41,7 @@ class RunContext:
         self._clients: dict[str, RegistryClient] = {}
         self._storages: dict[str, StorageReader | None] = {}
         self._lock = threading.Lock()
+        self.owner = None          # this run as owner of durable run state (runstate.Owner)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "RunContext":
@@ -67,6 +68,14 @@ class RunContext:
 
     def reports_dir(self) -> Path:
         return self.config.reports_dir()
+
+    def run_state(self, job: str = "regkeeper"):
+        """This run's durable run state (``regkeeper.runstate``): the state directory and this
+        run as owner (set by the flow's recovery hook from its flow run; else a fresh one)."""
+        from .runstate import Owner, RunState
+        if self.owner is None:
+            self.owner = Owner.current(job)
+        return RunState.for_config(self.config, self.owner)
 
     def close(self) -> None:
         for c in self._clients.values():

@@ -79,6 +79,15 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Images the last replicate run copied from this registry to a target.", ("registry", "target")),
     "regkeeper_items_failed": (
         "gauge", "Items (repositories, images, tags) the last run failed on.", ("flow", "registry")),
+    "registry_read_only": (
+        "gauge", "1 when the registry refused a write check (a blob upload), 0 when it took it.",
+        ("registry",)),
+    "registry_read_only_unexpected": (
+        "gauge", "1 when the registry refuses writes and no live regkeeper read-only window "
+        "(garbage-collect) explains it.", ("registry",)),
+    "regkeeper_readonly_recovered_total": (
+        "gauge", "Read-only windows left open by runs that died, closed (readWrite run) by a later "
+        "run; a count kept in the state directory.", ("registry",)),
     "regkeeper_replication_lag_tags": (
         "gauge", "Tags present on the source and missing or different on the target after the run.",
         ("source", "target")),
@@ -167,6 +176,11 @@ class RunMetrics:
 
     def set_items_replicated(self, target: str, n: int) -> None:
         self.metric("regkeeper_items_replicated").labels(registry=self.registry, target=target).set(n)
+
+    def set_read_only(self, read_only: bool, unexpected: bool) -> None:
+        r = self.registry
+        self.metric("registry_read_only").labels(registry=r).set(1 if read_only else 0)
+        self.metric("registry_read_only_unexpected").labels(registry=r).set(1 if unexpected else 0)
 
     def set_replication_lag(self, target: str, tags: int, source: str | None = None) -> None:
         self.metric("regkeeper_replication_lag_tags").labels(

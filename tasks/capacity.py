@@ -1,4 +1,5 @@
-"""Tasks for the capacity flow: measure storage, pull latency, evaluate thresholds, alert."""
+"""Tasks for the capacity flow: measure storage, pull latency, evaluate thresholds, alert,
+check that the registry takes writes (read-only detection)."""
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -52,3 +53,33 @@ def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
     """Repositories and tags from _catalog + tags/list only (the cheap image count)."""
     from regkeeper.inventory import count_tags as core_count
     return core_count(ctx.client(registry))
+
+
+@task(name="check-writes", retries=0, cache_policy=NO_CACHE)
+def check_read_only(ctx: RunContext, registry: str, dry_run: bool):
+    """Does the registry take writes? Alert when it refuses them and no live regkeeper read-only
+    window explains it. Returns ``(ReadOnlyCheck or None when not checked, deliveries)``."""
+    cc = ctx.config.capacity
+    rc = ctx.config.registry(registry)
+    if not cc.write_check or rc.type == "proxy" or not rc.url:
+        return None, []
+    d = ctx.reports_dir() / "capacity"
+    store = cap.ReadOnlyStore(d)
+    ro = cap.read_only_check(ctx.client(registry), cc.write_check_repository, registry=registry,
+                             state_root=ctx.config.state_path(), store=store)
+    deliveries = []
+    if ro.alert is not None and not dry_run:
+        from regkeeper.capacity.readonly import event_payload
+        try:
+            from prefect.events import emit_event
+            name, resource, payload = event_payload(ro.alert)
+            emit_event(event=name, resource=resource, payload=payload)
+        except Exception as e:  # noqa: BLE001 - an event failure must not lose the webhook alert
+            logger().warning("read-only event not emitted: %s", e)
+        deliveries = cap.notify_readonly(ro.alert, cc.notify)
+        if all(x.ok for x in deliveries):
+            store.save(ro.state)
+        logger().warning("%s", ro.alert.message)
+    elif ro.owned_by:
+        logger().info("%s: %s", registry, ro.owned_by)
+    return ro, deliveries

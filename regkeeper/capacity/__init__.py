@@ -18,6 +18,10 @@ Where things live:
   history.py     the usage-history CSV and the days-to-full forecast
   chart.py       the SVG usage chart of the HTML report
   check.py       one registry, one run: check_capacity
+  writecheck.py  does the registry take writes (start + cancel a blob upload), the read-only
+                 state per registry (alert once, resolve when writable again)
+  readonly.py    the read-only alerts (RegistryReadOnly, RegistryReadOnlyRecovered) and their
+                 Slack / Alertmanager / Prefect-event payloads
 """
 
 from .alerts import (ALERT_NAME, EVENT_PREFIX, Alert, alert_message, alertmanager_payload,
@@ -29,13 +33,21 @@ from .logical import (LOGICAL_COLUMNS, deduplicated_bytes, image_counts, logical
                       measure_pull_latency, pick_pull_samples)
 from .measure import (CapacityError, StorageUsage, filesystem_usage, measure_storage,
                       resolve_capacity, s3_usage, storage_usage)
-from .notify import Delivery, NotifyError, alertmanager_url, notify_and_commit, send_webhook
+from .notify import (Delivery, NotifyError, alertmanager_url, notify_and_commit, post_alert,
+                     send_webhook, target_of)
+from .readonly import READONLY_ALERT, RECOVERED_ALERT, ReadOnlyAlert, notify_readonly
 from .state import CapacityState, StateStore, evaluate
 from .thresholds import LEVELS, Thresholds, classify, next_level
 from .timestamps import _iso, _parse_iso
+from .writecheck import (ReadOnlyCheck, ReadOnlyState, ReadOnlyStore, WriteCheck, check_writes,
+                         evaluate_writes, read_only_check)
 
 __all__ = [
-    "ALERT_NAME", "EVENT_PREFIX", "HISTORY_COLUMNS", "LEVELS", "LOGICAL_COLUMNS", "MAX_FORECAST_DAYS",
+    "ALERT_NAME", "EVENT_PREFIX", "READONLY_ALERT", "RECOVERED_ALERT", "ReadOnlyAlert",
+    "ReadOnlyCheck", "ReadOnlyState", "ReadOnlyStore", "WriteCheck", "check_writes", "evaluate_writes",
+    "read_only_check",
+    "notify_readonly", "post_alert", "target_of",
+    "HISTORY_COLUMNS", "LEVELS", "LOGICAL_COLUMNS", "MAX_FORECAST_DAYS",
     "Alert", "CapacityCheck", "CapacityError", "CapacityState", "Delivery", "Forecast", "NotifyError",
     "StateStore", "StorageUsage", "Thresholds", "UsageHistory",
     "_iso", "_parse_iso", "alert_message", "alertmanager_payload", "alertmanager_url", "check_capacity",

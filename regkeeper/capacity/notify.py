@@ -45,27 +45,35 @@ def send_webhook(url: str, alert: Alert, fmt: str = "slack", timeout: float = 10
     500 nor other 4xx). Returns the HTTP status; raises NotifyError otherwise. The URL (which
     may hold a token) is never logged or put in an error: only ``scheme://host/…``."""
     if fmt == "slack":
-        target, body = url, slack_payload(alert)
+        body = slack_payload(alert)
     elif fmt == "alertmanager":
-        target, body = alertmanager_url(url), alertmanager_payload(alert, firing_ttl)
+        body = alertmanager_payload(alert, firing_ttl)
     else:
         raise ValueError(f"capacity.notify.format: unknown format {fmt!r} (slack | alertmanager)")
+    return post_alert(url, body, fmt, f"{alert.level} alert for registry {alert.registry}",
+                      timeout, verify=verify, retries=retries, backoff=backoff, session=session)
+
+
+def post_alert(url: str, body, fmt: str, what: str, timeout: float = 10, *, verify: bool | str = True,
+               retries: int = 3, backoff: float = 0.5, session: requests.Session | None = None) -> int:
+    """POST one alert body (already in ``fmt``) to a notify target: the one delivery path of
+    every capacity alert (storage thresholds, read-only registries). ``what`` names the alert in
+    errors and logs; the URL shows as ``scheme://host/…`` only."""
+    target = alertmanager_url(url) if fmt == "alertmanager" else url
     shown = redact_url(url)
     own = session is None
     s = session or _session(retries, backoff)
     try:
         resp = s.post(target, json=body, timeout=timeout, verify=verify)
     except requests.RequestException as e:
-        raise NotifyError(f"webhook {shown}: {alert.level} alert for registry {alert.registry} not "
-                          f"delivered: {type(e).__name__}") from None
+        raise NotifyError(f"webhook {shown}: {what} not delivered: {type(e).__name__}") from None
     finally:
         if own:
             s.close()
     if resp.status_code >= 300:
-        raise NotifyError(f"webhook {shown}: {alert.level} alert for registry {alert.registry} "
-                          f"refused: HTTP {resp.status_code} {scrub(resp.text[:200].strip())}")
-    log.info("capacity: %s alert for registry %s sent to %s (%s, HTTP %s)", alert.level,
-             alert.registry, shown, fmt, resp.status_code)
+        raise NotifyError(f"webhook {shown}: {what} refused: HTTP {resp.status_code} "
+                          f"{scrub(resp.text[:200].strip())}")
+    log.info("capacity: %s sent to %s (%s, HTTP %s)", what, shown, fmt, resp.status_code)
     return resp.status_code
 
 
@@ -78,7 +86,8 @@ class Delivery:
     error: str | None = None
 
 
-def _target(t) -> tuple[str, str]:
+def target_of(t) -> tuple[str, str]:
+    """``(url, format)`` of a ``config.NotifyConfig`` (its secret resolved) or a pair."""
     if isinstance(t, (tuple, list)):
         return t[0], (t[1] if len(t) > 1 else "slack")
     url = t.webhook.get() if hasattr(t.webhook, "get") else t.webhook
@@ -93,7 +102,7 @@ def notify_and_commit(check: "CapacityCheck", targets, store: StateStore, *, tim
     out: list[Delivery] = []
     if check.alert is not None:
         for t in targets:
-            url, fmt = _target(t)
+            url, fmt = target_of(t)
             try:
                 status = send_webhook(url, check.alert, fmt, timeout, verify=verify, retries=retries)
                 out.append(Delivery(redact_url(url), fmt, True, status))

@@ -112,6 +112,10 @@ class CapacityConfig(_Model):
     pushgateway: str | None = None
     history: str | None = None
     forecast_window: Duration = Field(timedelta(days=14), alias="forecastWindow")
+    # each run starts (and cancels) a blob upload to learn whether the registry refuses writes
+    # (read-only mode left on); proxy registries are never checked (they refuse pushes anyway)
+    write_check: bool = Field(True, alias="writeCheck")
+    write_check_repository: str = Field("regkeeper/write-check", alias="writeCheckRepository")
 
     @model_validator(mode="after")
     def _order(self):

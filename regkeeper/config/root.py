@@ -1,8 +1,10 @@
 """The whole file (:class:`Config`): its sections, the cross-references between them (every
-registry name a section uses must exist), and registry lookups and paths derived from it."""
+registry name a section uses must exist), and registry lookups and paths derived from it
+(reports, the digest cache, and the run-state directory of ``regkeeper.runstate``)."""
 
 import difflib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -12,6 +14,7 @@ from .jobs import (BackupConfig, CapacityConfig, ExpireConfig, GCConfig, Kuberne
                    ReplicationRule, ReportsConfig, TierConfig)
 from .model import _Model
 from .registries import RegistryConfig
+from .units import Duration
 
 
 class Config(_Model):
@@ -25,6 +28,10 @@ class Config(_Model):
     kubernetes: KubernetesConfig | None = None
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     cache_dir: str | None = Field(None, alias="cacheDir")
+    # durable run state (leases, read-only windows): see regkeeper.runstate. Workers on several
+    # machines must share it (a shared volume), or they cannot see each other's leases.
+    state_dir: str | None = Field(None, alias="stateDir")
+    lease_ttl: Duration = Field(timedelta(minutes=2), alias="leaseTtl")
 
     # set by load_config, not from YAML
     source: str | None = Field(None, exclude=True)
@@ -61,6 +68,8 @@ class Config(_Model):
         tier_names = [t.name for t in self.tiers]
         if self.expire and self.expire.default_tier and self.expire.default_tier not in tier_names:
             raise ValueError(f"expire.defaultTier: unknown tier {self.expire.default_tier!r}")
+        if self.lease_ttl < timedelta(seconds=5):
+            raise ValueError("leaseTtl: must be at least 5s (a lease is renewed every quarter of it)")
         return self
 
     def registry(self, name: str | None = None) -> RegistryConfig:
@@ -95,4 +104,15 @@ class Config(_Model):
         if self.cache_dir:
             return Path(os.path.expanduser(self.cache_dir))
         base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(base) / "regkeeper"
+
+    def state_path(self) -> Path:
+        """``stateDir``; else next to an explicit ``cacheDir`` (``<cacheDir>-state``); else
+        ``$XDG_STATE_HOME/regkeeper`` (``~/.local/state/regkeeper``)."""
+        if self.state_dir:
+            return Path(os.path.expanduser(self.state_dir))
+        if self.cache_dir:
+            cache = Path(os.path.expanduser(self.cache_dir))
+            return cache.with_name(cache.name + "-state")
+        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         return Path(base) / "regkeeper"

@@ -89,7 +89,8 @@ def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -
     if not deleted_any and not plan.repositories_to_remove:
         return ReclaimResult(mode=rc.reclaim.mode)
     return reclaim(rc.reclaim, ctx.storage(registry), remove_repositories=plan.repositories_to_remove,
-                   client=ctx.client(registry), kube_cfg=ctx.config.kubernetes)
+                   client=ctx.client(registry), kube_cfg=ctx.config.kubernetes, registry=registry,
+                   state=ctx.run_state())
 
 
 def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan, everything: bool,

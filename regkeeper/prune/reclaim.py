@@ -3,20 +3,25 @@
 A distribution registry frees blobs only when ``registry garbage-collect`` runs, and that must
 not race a push: ``readOnly`` command -> remove the repositories a tier emptied -> garbage-collect
 (a command here, or a Job: ``gcjob``) -> ``readWrite`` command, ALWAYS, also after a failure.
+The window is recorded durably before ``readOnly`` (``regkeeper.runstate.window``) under the
+lease ``reclaim-<registry>``, and cleared only after ``readWrite`` succeeded: a run killed inside
+it leaves a record the next run of any job closes (``regkeeper.runstate.recover``).
 ``garbage-collect --delete-untagged`` (``-m``) is refused wherever it appears (:func:`check_gc_argv`):
 it deletes the untagged children of multi-arch indexes. Storage is measured before and after.
 """
 
 import logging
-import os
-import shlex
-import subprocess
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..errors import RegistryError, RegkeeperError
 from ..oci import RegistryClient
+from ..runstate import RunState, Window, close_window, lease_name, read_window, save_window
+from ..runstate.command import run_step
+from ..runstate.owner import pid_start
 from ..storage import StorageReader
+from ..util import utcnow
 from .gcjob import load_job_template, run_gc_job
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,7 @@ class ReclaimResult:
     repositories_removed: list[str] = field(default_factory=list)
     output: str = ""
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def bytes_freed(self) -> int | None:
@@ -61,10 +67,16 @@ def check_gc_argv(argv: list[str]) -> None:
 
 
 def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: list[str] | None = None,
-            client: RegistryClient | None = None, kube_cfg=None) -> ReclaimResult:
+            client: RegistryClient | None = None, kube_cfg=None, registry: str | None = None,
+            state: RunState | None = None) -> ReclaimResult:
     """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``):
     ``readOnly`` command -> remove emptied repositories -> garbage-collect (a command, or a Job
-    created from ``jobTemplate``) -> ``readWrite`` command (always, also after a failure)."""
+    created from ``jobTemplate``) -> ``readWrite`` command (always, also after a failure).
+
+    With ``state`` (every flow passes it) the reclaim holds the lease ``reclaim-<registry>``
+    throughout (a second reclaim of the same registry is skipped, and says who holds it) and
+    the read-only window is recorded durably before ``readOnly`` and cleared only after
+    ``readWrite`` succeeded, so a run killed inside the window is recovered by the next run."""
     res = ReclaimResult(mode=reclaim_cfg.mode)
     if reclaim_cfg.mode == "none":
         return res
@@ -72,27 +84,87 @@ def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: 
         check_gc_argv(reclaim_cfg.garbage_collect)
     else:
         load_job_template(reclaim_cfg.job_template)   # refuse a bad template before read-only
-    timeout = reclaim_cfg.timeout.total_seconds()
+    registry = registry or (client.name if client is not None else "registry")
     t0 = time.perf_counter()
     res.bytes_before = storage_bytes(storage)
+    lease = state.lease(lease_name(registry)) if state is not None else None
+    if lease is not None:
+        got = lease.acquire()
+        if not got.ok:
+            who = got.holder.describe() if got.holder else "another run"
+            res.error = (f"registry {registry}: garbage-collect skipped: another run is reclaiming "
+                         f"this registry ({who} holds lease {lease.name})")
+            res.seconds = time.perf_counter() - t0
+            return res
+        if got.took_over is not None:
+            res.notes.append(got.takeover_note(f"lease {lease.name}"))
+    with lease.held() if lease is not None else nullcontext():
+        _in_window(reclaim_cfg, storage, remove_repositories or [], client, kube_cfg,
+                   _Guard(state, registry, lease), res)
+    res.bytes_after = storage_bytes(storage)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+class _Guard:
+    """The read-only window record of this reclaim (nothing when there is no run state)."""
+
+    def __init__(self, state: RunState | None, registry: str, lease):
+        self.state, self.registry, self.lease = state, registry, lease
+        self.window: Window | None = None
+
+    def open(self, reclaim_cfg, timeout: float, res: ReclaimResult) -> None:
+        """Record the window durably BEFORE ``readOnly`` runs."""
+        if self.state is None:
+            return
+        old = read_window(self.state.root, self.registry)
+        if old is not None:
+            res.notes.append(f"registry {self.registry}: the read-only window left by "
+                             f"{old.describe()} is closed by this run's readWrite")
+        self.window = Window(registry=self.registry, owner=self.state.owner,
+                             started=utcnow().isoformat(timespec="seconds"),
+                             read_write=list(reclaim_cfg.read_write or []), timeout=timeout,
+                             lease=self.lease.name, lease_token=self.lease.token,
+                             mode=reclaim_cfg.mode)
+        save_window(self.state.root, self.window)
+
+    def step(self, name: str, pid: int | None = None, gc_job: dict | None = None) -> None:
+        if self.window is None:
+            return
+        self.window.step, self.window.step_pid = name, pid
+        self.window.step_pid_start = pid_start(pid) if pid else None
+        if gc_job is not None:
+            self.window.gc_job = gc_job
+        save_window(self.state.root, self.window)
+
+    def tracker(self, name: str):
+        return (lambda pid: self.step(name, pid)) if self.window is not None else None
+
+    def close(self) -> None:
+        if self.window is not None:
+            close_window(self.state.root, self.window)
+            self.window = None
+
+
+def _in_window(reclaim_cfg, storage, repos: list[str], client, kube_cfg, guard: _Guard,
+               res: ReclaimResult) -> None:
+    timeout = reclaim_cfg.timeout.total_seconds()
     read_only = False
     try:
         if reclaim_cfg.read_only:
-            res.output += _run(reclaim_cfg.read_only, timeout, "readOnly")
+            guard.open(reclaim_cfg, timeout, res)
+            res.output += run_step(reclaim_cfg.read_only, timeout, "readOnly", guard.tracker("readOnly"))
             read_only = True
             if client is not None:
-                _wait_ready(client, timeout=60)
-        _remove_repositories(storage, remove_repositories or [], res)
-        res.output += _garbage_collect(reclaim_cfg, kube_cfg, timeout)
+                wait_ready(client, timeout=60)
+        _remove_repositories(storage, repos, res)
+        res.output += _garbage_collect(reclaim_cfg, kube_cfg, timeout, guard)
         res.ran = True
     except RegkeeperError as e:
         res.error = str(e)
     finally:
         if read_only or (reclaim_cfg.read_write and reclaim_cfg.read_only):
-            _read_write_again(reclaim_cfg, timeout, client, res)
-    res.bytes_after = storage_bytes(storage)
-    res.seconds = time.perf_counter() - t0
-    return res
+            _read_write_again(reclaim_cfg, timeout, client, res, guard)
 
 
 def _remove_repositories(storage: StorageReader | None, repos: list[str], res: ReclaimResult) -> None:
@@ -107,38 +179,33 @@ def _remove_repositories(storage: StorageReader | None, repos: list[str], res: R
             log.warning("not removing repository %s: %s", repo, e)
 
 
-def _garbage_collect(reclaim_cfg, kube_cfg, timeout: float) -> str:
+def _garbage_collect(reclaim_cfg, kube_cfg, timeout: float, guard: _Guard) -> str:
     if reclaim_cfg.mode == "command":
-        return _run(reclaim_cfg.garbage_collect, timeout, "garbageCollect")
-    return run_gc_job(reclaim_cfg, kube_cfg, timeout)
+        return run_step(reclaim_cfg.garbage_collect, timeout, "garbageCollect",
+                        guard.tracker("garbageCollect"))
+    guard.step("garbageCollect (kubernetes-job)")
+    return run_gc_job(reclaim_cfg, kube_cfg, timeout, on_created=lambda ns, name: guard.step(
+        "garbageCollect (kubernetes-job)", gc_job={"namespace": ns, "name": name}))
 
 
 def _read_write_again(reclaim_cfg, timeout: float, client: RegistryClient | None,
-                      res: ReclaimResult) -> None:
+                      res: ReclaimResult, guard: _Guard) -> None:
+    """``readWrite``; the window record is cleared only once it succeeded. When it fails the
+    record stays: the next run of any job runs it again."""
     try:
-        res.output += _run(reclaim_cfg.read_write, timeout, "readWrite")
+        res.output += run_step(reclaim_cfg.read_write, timeout, "readWrite", guard.tracker("readWrite"))
+        guard.close()
         if client is not None:
-            _wait_ready(client, timeout=60)
+            wait_ready(client, timeout=60)
     except RegkeeperError as e:
-        res.error = (res.error + "; " if res.error else "") + f"{e} (THE REGISTRY MAY STILL BE READ-ONLY)"
+        kept = " (the window stays recorded; the next run of any job runs readWrite again)" \
+            if guard.window is not None else ""
+        res.error = (res.error + "; " if res.error else "") + \
+            f"{e} (THE REGISTRY MAY STILL BE READ-ONLY){kept}"
 
 
-def _run(argv: list[str], timeout: float, what: str) -> str:
-    log.info("reclaim: %s: %s", what, shlex.join(argv))
-    env = dict(os.environ)
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    except FileNotFoundError:
-        raise RegkeeperError(f"reclaim.{what}: command not found: {argv[0]}") from None
-    except subprocess.TimeoutExpired:
-        raise RegkeeperError(f"reclaim.{what}: timed out after {timeout:.0f}s") from None
-    out = (p.stdout or "") + (p.stderr or "")
-    if p.returncode != 0:
-        raise RegkeeperError(f"reclaim.{what} exited {p.returncode}: {out.strip()[-500:]}")
-    return out
-
-
-def _wait_ready(client: RegistryClient, timeout: float) -> None:
+def wait_ready(client: RegistryClient, timeout: float) -> None:
+    """Wait until the registry answers ``GET /v2/`` (after a restart into or out of read-only)."""
     deadline = time.monotonic() + timeout
     while True:
         try:

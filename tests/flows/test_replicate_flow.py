@@ -110,18 +110,22 @@ def test_flow_failure_publishes_report_then_fails(regs, tmp_path):
 
 
 def test_one_run_per_rule(regs, tmp_path, monkeypatch):
-    from prefect.concurrency.sync import concurrency
-
     import flows.replicate as fr
+    from regkeeper.config import load_config
+    from regkeeper.runstate import Owner, RunState
     src, dst = regs
     images.push_image(src.url, "l/app", "v1", verify=False)
     cfg = write_config(tmp_path, src.url, dst.url)
     monkeypatch.setattr(fr, "LOCK_WAIT_SECONDS", 1)
-    fr.replicate(config_path=str(cfg), dry_run=True)        # creates the rule's limit (limit 1)
-    with concurrency("replicate-rule-to-eu", occupy=1, strict=True):   # another run holds it
+    fr.replicate(config_path=str(cfg), dry_run=True)        # takes and releases the rule's lease
+    other = RunState.for_config(load_config(cfg), Owner.current("replicate", "other-live-run"))
+    lease = other.lease("replicate-rule-to-eu")              # another live run holds it
+    assert lease.acquire().ok
+    with lease.held():
         with pytest.raises(RefusedError) as ei:
             fr.replicate(config_path=str(cfg))
         assert "still in progress" in str(ei.value)
+        assert "other-live-run" in str(ei.value) and "this run did nothing" in str(ei.value)
     assert images.catalog(dst.url, verify=False) == []       # the refused run wrote nothing
     assert fr.replicate(config_path=str(cfg))["status"] == "ok"
 
