@@ -17,7 +17,6 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urljoin
 
 from ..errors import AuthError, ReadOnlyError, RegistryError
 from ..util import atomic_write
@@ -46,7 +45,7 @@ def check_writes(client, repository: str) -> WriteCheck:
     """Start a blob upload in ``repository`` and cancel it (the OCI client's own requests)."""
     path = f"/v2/{repository}/blobs/uploads/"
     try:
-        resp = client.request("POST", path, repo=repository, ok=(202,))
+        location = client.start_upload(repository)
     except ReadOnlyError:
         return WriteCheck(client.name, True, f"POST {path}: HTTP 405: the registry refuses writes", 405)
     except AuthError as e:
@@ -56,12 +55,9 @@ def check_writes(client, repository: str) -> WriteCheck:
         if e.status == 503 and _says_read_only(str(e)):
             return WriteCheck(client.name, True, f"POST {path}: HTTP 503: {e.message}", 503)
         return WriteCheck(client.name, None, f"write check failed: {e}", e.status)
-    location = resp.headers.get("Location")
-    resp.close()
     if location:
         try:
-            client.request("DELETE", urljoin(client.url + "/", location), repo=repository,
-                           ok=(200, 202, 204), allow_404=True)
+            client.cancel_upload(repository, location)
         except RegistryError as e:   # the registry's upload purging removes it later
             log.info("registry %s: write check upload not cancelled: %s", client.name, e)
     return WriteCheck(client.name, False, "writes accepted (a blob upload was started and cancelled)", 202)

@@ -305,8 +305,7 @@ class RegistryClient(RegistryTransport):
         mount answered 202); else one is opened. ``on_location`` hears every location of the
         session (opened, then after each chunk) so a caller can cancel an unfinished one."""
         if location is None:
-            resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, ok=(202,))
-            location = self._upload_location(resp)
+            location = self.start_upload(repo)
             if on_location is not None:
                 on_location(location)
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -343,6 +342,12 @@ class RegistryClient(RegistryTransport):
         if buf:
             flush(bytes(buf))
         return location, offset
+
+    def start_upload(self, repo: str) -> str:
+        """Open an upload session (``POST /v2/<repo>/blobs/uploads/``); returns its location.
+        A read-only registry answers 405: ReadOnlyError."""
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, ok=(202,))
+        return self._upload_location(resp)
 
     def cancel_upload(self, repo: str, location: str) -> bool:
         """DELETE an upload session (one a mount opened instead of mounting, or an upload that
