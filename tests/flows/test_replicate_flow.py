@@ -75,7 +75,7 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
         art = client.read_artifacts()
     keys = {a.key for a in art}
     assert {"replication-eu", "replication-eu-table"} <= keys
-    table = [a for a in art if a.key == "replication-eu-table"][-1]
+    table = max((a for a in art if a.key == "replication-eu-table"), key=lambda a: a.created)  # this run's
     assert "svc/app-0001" in str(table.data) and "lag" in str(table.data)
 
     # warm, through the CLI: nothing to copy, no writes, exit 0
