@@ -88,3 +88,54 @@ class UnsupportedManifestError(RegistryError):
 
 class RefusedError(RegkeeperError):
     """A run refused to act (blast-radius cap, fail-closed Kubernetes read). Nothing was changed."""
+
+
+# --------------------------------------------------------------------------- by job
+
+
+class BackupError(RegkeeperError):
+    """A backup target problem or an unusable snapshot. Names the target, key or snapshot."""
+
+
+class ObjectMissing(BackupError):
+    """The key does not exist on the target."""
+
+
+class CapacityError(RegkeeperError):
+    """Storage could not be measured (names the path / bucket and the problem)."""
+
+
+class NotifyError(RegkeeperError):
+    """A webhook refused or could not be reached (URL shown redacted, never in full)."""
+
+
+class MetricsPushError(RegkeeperError):
+    """The Pushgateway refused or could not be reached (URL shown redacted)."""
+
+
+class StateError(RegkeeperError):
+    """The state directory cannot be written or read (names the path)."""
+
+
+class KubeSnapshotError(RegkeeperError):
+    """A recorded snapshot file could not be read or understood (names the file and why)."""
+
+
+class KubeReadError(RefusedError):
+    """Kubernetes could not be fully read and fail-closed is on; carries the context errors."""
+
+    def __init__(self, message: str, errors: list):
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+class MalformedObjectError(RegkeeperError):
+    """A field of an API object has the wrong JSON type, so the images in it cannot be read.
+
+    ``field`` is the path inside the object (``spec.template.spec.containers[0]``); the message
+    says what was found and what was expected.
+    """
+
+    def __init__(self, field: str, found: str, expected: str):
+        super().__init__(f"{field} is {found}, expected {expected}")
+        self.field = field

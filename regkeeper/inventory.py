@@ -19,7 +19,14 @@ from typing import Literal
 
 from .errors import NotFoundError, RegistryError, UnsupportedManifestError
 from .globs import select
-from .models import CREATED_ANNOTATION, Inventory, Manifest, ManifestInfo, RepoInventory, parse_time
+from .models import (
+    CREATED_ANNOTATION,
+    Inventory,
+    Manifest,
+    ManifestInfo,
+    RepoInventory,
+    parse_time,
+)
 from .oci import RegistryClient
 from .storage import StorageReader
 from .util import atomic_write, bounded_map, utcnow

@@ -31,7 +31,7 @@ import requests
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import delete_from_gateway, pushadd_to_gateway
 
-from .errors import RegkeeperError
+from .errors import MetricsPushError
 from .util import redact_url, retry_session, scrub
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,6 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Tags present on the source and missing or different on the target after the run.",
         ("source", "target")),
 }
-
-
-class MetricsPushError(RegkeeperError):
-    """The Pushgateway refused or could not be reached (URL shown redacted)."""
 
 
 class RunMetrics:

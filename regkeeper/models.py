@@ -7,15 +7,24 @@ DataFrame / CSV / JSON for reports and the CLI.
 
 import json
 import re
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 # Media types, Descriptor and Manifest live in regkeeper.oci (mediatypes.py, manifest.py);
 # re-exported here for the modules that still import them from models.
 from .oci.manifest import CREATED_ANNOTATION, Descriptor, Manifest, ManifestKind  # noqa: F401
-from .oci.mediatypes import (ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST,  # noqa: F401
-                             DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES,
-                             MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
+from .oci.mediatypes import (  # noqa: F401
+    ACCEPT_MANIFESTS,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    IMAGE_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 # cosign-style tags: sha256-<64 hex>.sig / .att / .sbom, and the bare sha256-<64 hex> tag that
 # the OCI referrers tag schema uses on registries without a referrers API (distribution 2.8)

@@ -42,19 +42,61 @@ Where each concern lives:
 
 from .batch import CONFIG_MAX_BYTES, BatchResult, backup_batch
 from .config import backup_registries, require_backup_config
-from .report import (RESTORE_COLUMNS, backup_report, list_snapshots_cli, repository_rows,
-                     restore_report, snapshot_rows)
-from .restore_result import (ACTION_CANNOT, ACTION_LEFT_MOVED, ACTION_MOVED, ACTION_PRESENT,
-                             ACTION_RESTORED, ACTION_WOULD_MOVE, ACTION_WOULD_RESTORE, RestoreResult,
-                             RestoreRow)
+from .report import (
+                     RESTORE_COLUMNS,
+                     backup_report,
+                     list_snapshots_cli,
+                     repository_rows,
+                     restore_report,
+                     snapshot_rows,
+)
+from .restore_result import (
+                     ACTION_CANNOT,
+                     ACTION_LEFT_MOVED,
+                     ACTION_MOVED,
+                     ACTION_PRESENT,
+                     ACTION_RESTORED,
+                     ACTION_WOULD_MOVE,
+                     ACTION_WOULD_RESTORE,
+                     RestoreResult,
+                     RestoreRow,
+)
 from .restore_run import plan_restore, restore, restore_batch
 from .retention import INFLIGHT_STALE, PruneResult, prune
-from .run import (BackupResult, BackupRun, abort_backup, backup, begin_backup, commit_snapshot,
-                  inflight_key, plan_backup)
-from .snapshot import (_ID_RE, FORMAT, Snapshot, SnapshotEntry, key_digest, list_existing,
-                       list_snapshots, load_snapshot, new_snapshot_id, object_key, scan_snapshots,
-                       seal, snapshot_key, unseal)
-from .store import BackupError, FileStore, ObjectMissing, ObjectStore, S3Store, open_target
+from .run import (
+                     BackupResult,
+                     BackupRun,
+                     abort_backup,
+                     backup,
+                     begin_backup,
+                     commit_snapshot,
+                     inflight_key,
+                     plan_backup,
+)
+from .snapshot import (
+                     _ID_RE,
+                     FORMAT,
+                     Snapshot,
+                     SnapshotEntry,
+                     key_digest,
+                     list_existing,
+                     list_snapshots,
+                     load_snapshot,
+                     new_snapshot_id,
+                     object_key,
+                     scan_snapshots,
+                     seal,
+                     snapshot_key,
+                     unseal,
+)
+from .store import (
+                     BackupError,
+                     FileStore,
+                     ObjectMissing,
+                     ObjectStore,
+                     S3Store,
+                     open_target,
+)
 
 __all__ = [
     "CONFIG_MAX_BYTES", "BatchResult", "backup_batch", "backup_registries", "require_backup_config",

@@ -4,7 +4,6 @@ action taken) and :class:`RestoreResult` (rows, counters, summary)."""
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-
 ACTION_PRESENT = "already present"
 ACTION_RESTORED = "restored"
 ACTION_MOVED = "moved back"

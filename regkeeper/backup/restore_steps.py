@@ -21,8 +21,16 @@ from ..oci import RegistryClient
 from ..oci.mediatypes import FOREIGN_LAYER_TYPES
 from ..util import bounded_map, scrub
 from .restore_blobs import BlobSupply
-from .restore_result import (ACTION_CANNOT, ACTION_LEFT_MOVED, ACTION_MOVED, ACTION_PRESENT,
-                             ACTION_RESTORED, ACTION_WOULD_MOVE, ACTION_WOULD_RESTORE, RestoreRow)
+from .restore_result import (
+    ACTION_CANNOT,
+    ACTION_LEFT_MOVED,
+    ACTION_MOVED,
+    ACTION_PRESENT,
+    ACTION_RESTORED,
+    ACTION_WOULD_MOVE,
+    ACTION_WOULD_RESTORE,
+    RestoreRow,
+)
 from .snapshot import Snapshot, object_key
 from .store import BackupError, ObjectMissing, ObjectStore
 

@@ -20,7 +20,15 @@ from ..util import utcnow
 from .batch import CONFIG_MAX_BYTES, BatchResult, backup_batch
 from .report import repository_rows
 from .retention import PruneResult, prune
-from .snapshot import FORMAT, Snapshot, list_existing, new_snapshot_id, object_key, seal, snapshot_key
+from .snapshot import (
+    FORMAT,
+    Snapshot,
+    list_existing,
+    new_snapshot_id,
+    object_key,
+    seal,
+    snapshot_key,
+)
 from .store import BackupError, ObjectStore
 
 log = logging.getLogger(__name__)

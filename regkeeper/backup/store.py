@@ -16,17 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import RegkeeperError
+from ..errors import BackupError, ObjectMissing
 from ..util import atomic_write, scrub
-
-
-class BackupError(RegkeeperError):
-    """A backup target problem or an unusable snapshot. Names the target, key or snapshot."""
-
-
-class ObjectMissing(BackupError):
-    """The key does not exist on the target."""
-
 
 # =========================================================================== object stores
 

@@ -24,23 +24,63 @@ Where things live:
                  Slack / Alertmanager / Prefect-event payloads
 """
 
-from .alerts import (ALERT_NAME, EVENT_PREFIX, Alert, alert_message, alertmanager_payload,
-                     event_payload, slack_payload)
+from .alerts import (
+                     ALERT_NAME,
+                     EVENT_PREFIX,
+                     Alert,
+                     alert_message,
+                     alertmanager_payload,
+                     event_payload,
+                     slack_payload,
+)
 from .chart import render_usage_svg
 from .check import CapacityCheck, check_capacity
-from .history import HISTORY_COLUMNS, MAX_FORECAST_DAYS, Forecast, UsageHistory, forecast
-from .logical import (LOGICAL_COLUMNS, deduplicated_bytes, image_counts, logical_usage,
-                      measure_pull_latency, pick_pull_samples)
-from .measure import (CapacityError, StorageUsage, filesystem_usage, measure_storage,
-                      resolve_capacity, s3_usage, storage_usage)
-from .notify import (Delivery, NotifyError, alertmanager_url, notify_and_commit, post_alert,
-                     send_webhook, target_of)
+from .history import (
+                     HISTORY_COLUMNS,
+                     MAX_FORECAST_DAYS,
+                     Forecast,
+                     UsageHistory,
+                     forecast,
+)
+from .logical import (
+                     LOGICAL_COLUMNS,
+                     deduplicated_bytes,
+                     image_counts,
+                     logical_usage,
+                     measure_pull_latency,
+                     pick_pull_samples,
+)
+from .measure import (
+                     CapacityError,
+                     StorageUsage,
+                     filesystem_usage,
+                     measure_storage,
+                     resolve_capacity,
+                     s3_usage,
+                     storage_usage,
+)
+from .notify import (
+                     Delivery,
+                     NotifyError,
+                     alertmanager_url,
+                     notify_and_commit,
+                     post_alert,
+                     send_webhook,
+                     target_of,
+)
 from .readonly import READONLY_ALERT, RECOVERED_ALERT, ReadOnlyAlert, notify_readonly
 from .state import CapacityState, StateStore, evaluate
 from .thresholds import LEVELS, Thresholds, classify, next_level
 from .timestamps import _iso, _parse_iso
-from .writecheck import (ReadOnlyCheck, ReadOnlyState, ReadOnlyStore, WriteCheck, check_writes,
-                         evaluate_writes, read_only_check)
+from .writecheck import (
+                     ReadOnlyCheck,
+                     ReadOnlyState,
+                     ReadOnlyStore,
+                     WriteCheck,
+                     check_writes,
+                     evaluate_writes,
+                     read_only_check,
+)
 
 __all__ = [
     "ALERT_NAME", "EVENT_PREFIX", "READONLY_ALERT", "RECOVERED_ALERT", "ReadOnlyAlert",

@@ -11,14 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import RegkeeperError
+from ..errors import CapacityError
 
 log = logging.getLogger(__name__)
-
-
-class CapacityError(RegkeeperError):
-    """Storage could not be measured (names the path / bucket and the problem)."""
-
 
 
 @dataclass(frozen=True, slots=True)

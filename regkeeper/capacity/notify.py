@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from ..errors import RegkeeperError
+from ..errors import NotifyError
 from ..util import redact_url, retry_session, scrub
 from .alerts import Alert, alertmanager_payload, slack_payload
 from .state import StateStore
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from .check import CapacityCheck
 
 log = logging.getLogger(__name__)
-
-
-class NotifyError(RegkeeperError):
-    """A webhook refused or could not be reached (URL shown redacted, never in full)."""
 
 
 def _session(retries: int, backoff: float) -> requests.Session:

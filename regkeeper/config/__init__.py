@@ -17,11 +17,27 @@ Where things live:
 """
 
 from ..errors import ConfigError, SecretError
-from .jobs import (BackupConfig, CapacityConfig, ExpireConfig, GCConfig, KubernetesConfig, NotifyConfig,
-                   ReplicationRule, ReportsConfig, TagFilter, TierConfig)
+from .jobs import (
+                   BackupConfig,
+                   CapacityConfig,
+                   ExpireConfig,
+                   GCConfig,
+                   KubernetesConfig,
+                   NotifyConfig,
+                   ReplicationRule,
+                   ReportsConfig,
+                   TagFilter,
+                   TierConfig,
+)
 from .loader import check_secrets, load_config, parse_config
 from .reclaim import ReclaimConfig
-from .registries import AuthConfig, ProxyCacheConfig, RegistryConfig, StorageConfig, TLSConfig
+from .registries import (
+                   AuthConfig,
+                   ProxyCacheConfig,
+                   RegistryConfig,
+                   StorageConfig,
+                   TLSConfig,
+)
 from .root import Config
 from .secrets import Secret, SecretStr, register_secret_resolver
 from .units import Duration, Size, format_duration, parse_duration, parse_size

@@ -3,6 +3,7 @@ nearest valid one), fields are filled by their YAML alias (``keepLast``) or Pyth
 
 from pydantic import BaseModel, ConfigDict
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True,
                               frozen=False)

@@ -10,8 +10,16 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from ..errors import ConfigError
-from .jobs import (BackupConfig, CapacityConfig, ExpireConfig, GCConfig, KubernetesConfig,
-                   ReplicationRule, ReportsConfig, TierConfig)
+from .jobs import (
+    BackupConfig,
+    CapacityConfig,
+    ExpireConfig,
+    GCConfig,
+    KubernetesConfig,
+    ReplicationRule,
+    ReportsConfig,
+    TierConfig,
+)
 from .model import _Model
 from .registries import RegistryConfig
 from .units import Duration

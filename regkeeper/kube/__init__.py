@@ -18,7 +18,14 @@ All Prefect-free, one concern per module:
 
 from .api import read_in_use
 from .from_config import scan_from_config
-from .inuse import ContextError, InUseScan, InUseSource, InvalidRef, KubeReadError, RegistryUsage
+from .inuse import (
+    ContextError,
+    InUseScan,
+    InUseSource,
+    InvalidRef,
+    KubeReadError,
+    RegistryUsage,
+)
 from .refs import ImageRef, normalize_host, parse_image_ref, registry_hosts
 from .snapshot import KubeSnapshotError, load_snapshot
 from .workloads import RESOURCES, MalformedObjectError, extract_images

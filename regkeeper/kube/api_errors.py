@@ -36,8 +36,8 @@ def _server_of(api_client) -> str:
 
 def _describe(exc: BaseException, res: _Resource, server: str, timeout) -> tuple[str, int | None, bool]:
     """(reason, HTTP status, context-wide?) for an exception raised while listing ``res``."""
-    from kubernetes.client.exceptions import ApiException
     import urllib3.exceptions as ue
+    from kubernetes.client.exceptions import ApiException
 
     what = f"listing {res.display} (GET {res.path})"
     if isinstance(exc, ApiException):

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 
 from .inuse import InUseSource, InvalidRef
 from .refs import ImageRef, _is_image_id_only, _parse_cached
-from .workloads import MalformedObjectError, _as_object, _as_string, extract_images, json_type
+from .workloads import (
+    MalformedObjectError,
+    _as_object,
+    _as_string,
+    extract_images,
+    json_type,
+)
 
 _SHOWN_MALFORMED = 3   # problems spelled out in one reason; the rest are counted
 

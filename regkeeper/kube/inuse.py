@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..errors import RefusedError
+from ..errors import KubeReadError
 from .refs import ImageRef, normalize_host, parse_image_ref
 
 SCAN_FORMAT = "regkeeper.kube.InUseScan/v1"
@@ -65,14 +65,6 @@ class InvalidRef:
     value: str
     source: InUseSource
     reason: str
-
-
-class KubeReadError(RefusedError):
-    """Kubernetes could not be fully read and fail-closed is on; carries the context errors."""
-
-    def __init__(self, message: str, errors: list[ContextError]):
-        super().__init__(message)
-        self.errors = list(errors)
 
 
 class RegistryUsage:

@@ -81,7 +81,8 @@ def _resolve_targets(kubeconfig, contexts, make_configuration) -> list[_Target]:
 
     if paths is None:  # in-cluster
         def make_incluster():
-            from kubernetes import client as kclient, config as kconfig
+            from kubernetes import client as kclient
+            from kubernetes import config as kconfig
             cfg = make_configuration()
             kconfig.load_incluster_config(client_configuration=cfg)
             return kclient.ApiClient(configuration=cfg)

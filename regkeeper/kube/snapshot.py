@@ -14,15 +14,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import RegkeeperError
+from ..errors import KubeSnapshotError
 from .collect import _Collector
 from .inuse import SCAN_FORMAT, ContextError, InUseScan
 from .workloads import _BY_KIND, _BY_LIST_KIND, json_type
-
-
-class KubeSnapshotError(RegkeeperError):
-    """A recorded snapshot file could not be read or understood (names the file and why)."""
-
 
 _SNAPSHOT_SUFFIXES = (".json", ".yaml", ".yml")
 

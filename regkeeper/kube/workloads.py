@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..errors import RegkeeperError
+from ..errors import MalformedObjectError
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,18 +122,6 @@ def _container_values(parent: Mapping, prefix: str, key: str, leaf: str) -> Iter
 
 # -- type checks: what the API schema promises, checked because snapshots and proxies can lie ----
 
-class MalformedObjectError(RegkeeperError):
-    """A field of an API object has the wrong JSON type, so the images in it cannot be read.
-
-    ``field`` is the path inside the object (``spec.template.spec.containers[0]``); the message
-    says what was found and what was expected.
-    """
-
-    def __init__(self, field: str, found: object, expected: str):
-        super().__init__(f"{field} is {json_type(found)}, expected {expected}")
-        self.field = field
-
-
 def json_type(value: object) -> str:
     """``an object``, ``a list``, ``a string``, ``a number``, ``a boolean``, ``null``."""
     if value is None:
@@ -161,14 +149,14 @@ def _as_object(value: object, path: str) -> Mapping:
         return _EMPTY
     if isinstance(value, Mapping):
         return value
-    raise MalformedObjectError(path, value, "an object")
+    raise MalformedObjectError(path, json_type(value), "an object")
 
 
 def _as_item(value: object, path: str) -> Mapping:
     """A list element must be an object: null is not an absent field there."""
     if isinstance(value, Mapping):
         return value
-    raise MalformedObjectError(path, value, "an object")
+    raise MalformedObjectError(path, json_type(value), "an object")
 
 
 def _as_list(value: object, path: str) -> "list | tuple":
@@ -176,7 +164,7 @@ def _as_list(value: object, path: str) -> "list | tuple":
         return ()
     if isinstance(value, (list, tuple)):
         return value
-    raise MalformedObjectError(path, value, "a list")
+    raise MalformedObjectError(path, json_type(value), "a list")
 
 
 def _as_string(value: object, path: str) -> str:
@@ -184,4 +172,4 @@ def _as_string(value: object, path: str) -> str:
         return ""
     if isinstance(value, str):
         return value
-    raise MalformedObjectError(path, value, "a string")
+    raise MalformedObjectError(path, json_type(value), "a string")

@@ -13,12 +13,35 @@ transfer.py    the ONE blob copy (HEAD -> mount -> upload, the 202 quirk, cancel
 from .auth import RegistryAuth, parse_challenge, scope_key
 from .client import DEFAULT_CHUNK, MAX_MANIFEST_BYTES, RegistryClient
 from .errormap import Call
-from .manifest import (CREATED_ANNOTATION, Descriptor, Manifest, ManifestHead, ManifestKind,
-                       manifest_from_doc, parse_manifest)
-from .mediatypes import (ACCEPT_MANIFESTS, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1,
-                         DOCKER_SCHEMA1_SIGNED, IMAGE_CONFIG_TYPES, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES,
-                         MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
-from .transfer import (MONOLITHIC_MAX, BlobTransfer, BytesSource, RegistrySource, Transferred)
+from .manifest import (
+                       CREATED_ANNOTATION,
+                       Descriptor,
+                       Manifest,
+                       ManifestHead,
+                       ManifestKind,
+                       manifest_from_doc,
+                       parse_manifest,
+)
+from .mediatypes import (
+                       ACCEPT_MANIFESTS,
+                       DOCKER_LIST,
+                       DOCKER_MANIFEST,
+                       DOCKER_SCHEMA1,
+                       DOCKER_SCHEMA1_SIGNED,
+                       IMAGE_CONFIG_TYPES,
+                       IMAGE_MEDIA_TYPES,
+                       INDEX_MEDIA_TYPES,
+                       MANIFEST_MEDIA_TYPES,
+                       OCI_INDEX,
+                       OCI_MANIFEST,
+)
+from .transfer import (
+                       MONOLITHIC_MAX,
+                       BlobTransfer,
+                       BytesSource,
+                       RegistrySource,
+                       Transferred,
+)
 from .transport import RETRIED_METHODS, RegistryTransport
 
 __all__ = [

@@ -21,7 +21,13 @@ from ..cache import DigestCache, sha256_digest, verify_digest
 from ..errors import DigestMismatchError, NotFoundError, RegistryError
 from .auth import RegistryAuth
 from .errormap import json_object, parse_json, short
-from .manifest import CREATED_ANNOTATION, Manifest, ManifestHead, manifest_from_doc, parse_manifest
+from .manifest import (
+    CREATED_ANNOTATION,
+    Manifest,
+    ManifestHead,
+    manifest_from_doc,
+    parse_manifest,
+)
 from .mediatypes import ACCEPT_MANIFESTS, IMAGE_CONFIG_TYPES
 from .transport import SLOW, RegistryTransport
 
@@ -262,7 +268,9 @@ class RegistryClient(RegistryTransport):
     def image_created(self, repo: str, manifest: Manifest) -> tuple[datetime | None, str | None]:
         """When the image was built: the config's ``created``, else the
         ``org.opencontainers.image.created`` annotation. Returns (time, source)."""
-        from ..models import parse_time   # models re-exports this package's types: import late
+        from ..models import (
+            parse_time,  # models re-exports this package's types: import late
+        )
         if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIG_TYPES:
             try:
                 cfg = self.get_config(repo, manifest.config.digest)

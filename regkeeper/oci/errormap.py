@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from ..errors import AuthError, DeletesDisabledError, NotFoundError, ReadOnlyError, RegistryError
+from ..errors import (
+    AuthError,
+    DeletesDisabledError,
+    NotFoundError,
+    ReadOnlyError,
+    RegistryError,
+)
 from ..retry import exception_text, is_transient, parse_retry_after
 from ..util import scrub
 

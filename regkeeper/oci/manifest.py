@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import UnsupportedManifestError
-from .mediatypes import (DOCKER_MANIFEST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, IMAGE_CONFIG_TYPES,
-                         INDEX_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST)
+from .mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    IMAGE_CONFIG_TYPES,
+    INDEX_MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 

@@ -25,7 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..cache import verify_digest
-from ..errors import DigestMismatchError, NotFoundError, RegistryError, SourceBlobMissing
+from ..errors import (
+    DigestMismatchError,
+    NotFoundError,
+    RegistryError,
+    SourceBlobMissing,
+)
 from ..retry import RetryPolicy, run_with_retries
 from .client import DEFAULT_CHUNK, RegistryClient
 

@@ -27,7 +27,13 @@ from .. import __version__
 from ..errors import AuthError, RegistryError
 from ..retry import RetryPolicy, parse_retry_after, run_with_retries
 from .auth import RegistryAuth, scope_key
-from .errormap import Call, error_for_exception, error_for_response, error_for_status, json_object
+from .errormap import (
+    Call,
+    error_for_exception,
+    error_for_response,
+    error_for_status,
+    json_object,
+)
 from .manifest import ManifestHead
 from .mediatypes import ACCEPT_MANIFESTS
 

@@ -15,14 +15,41 @@ no clock (``now`` is given), no Prefect.
 - ``cap``: THE blast-radius cap check.
 """
 
-from .cap import (REGISTRY_SCOPE, CapBreach, RepoCount, check_cap, check_plan_cap, over_cap,
-                  refuse_tripped, tally)
+from .cap import (
+                  REGISTRY_SCOPE,
+                  CapBreach,
+                  RepoCount,
+                  check_cap,
+                  check_plan_cap,
+                  over_cap,
+                  refuse_tripped,
+                  tally,
+)
 from .decisions import DELETE, KEEP, Action, ManifestDecision, Plan, TagDecision
-from .graph import (InUse, InUseProtection, KeptSet, RepoGraph, delete_levels, inventory_references,
-                    is_real, manifest_references, short, tag_subject)
+from .graph import (
+                  InUse,
+                  InUseProtection,
+                  KeptSet,
+                  RepoGraph,
+                  delete_levels,
+                  inventory_references,
+                  is_real,
+                  manifest_references,
+                  short,
+                  tag_subject,
+)
 from .planner import plan
-from .rules import (FOLLOW, NO_POLICY, RepoPolicy, Resolver, gc_resolver, tag_verdict, tier_policy,
-                    tier_resolver, ttl_verdict)
+from .rules import (
+                  FOLLOW,
+                  NO_POLICY,
+                  RepoPolicy,
+                  Resolver,
+                  gc_resolver,
+                  tag_verdict,
+                  tier_policy,
+                  tier_resolver,
+                  ttl_verdict,
+)
 
 __all__ = [
     "DELETE", "FOLLOW", "KEEP", "NO_POLICY", "REGISTRY_SCOPE", "Action", "CapBreach", "InUse",

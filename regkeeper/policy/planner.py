@@ -22,8 +22,17 @@ from ..models import Inventory, ManifestInfo, RepoInventory
 from .cap import RepoCount, tally
 from .decisions import DELETE, KEEP, ManifestDecision, Plan, TagDecision
 from .graph import InUse, InUseProtection, KeptSet, RepoGraph, is_real, short
-from .rules import (FOLLOW, NO_POLICY, RepoPolicy, Resolver, rank_images, ranks_images,
-                    removes_repository, tag_time, tag_verdict)
+from .rules import (
+    FOLLOW,
+    NO_POLICY,
+    RepoPolicy,
+    Resolver,
+    rank_images,
+    ranks_images,
+    removes_repository,
+    tag_time,
+    tag_verdict,
+)
 
 
 @dataclass(slots=True)

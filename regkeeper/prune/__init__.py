@@ -18,8 +18,17 @@ one cap check (``policy.cap.check_cap``, which takes the numbers).
 from ..policy.cap import check_plan_cap as check_cap
 from .delete import DeleteResult, changed_since_plan, delete_manifests
 from .gcjob import load_job_template, run_gc_job
-from .pipeline import (KubeState, delete_batch, expire_plan, gc_plan, planned_tag_deletes,
-                       read_kubernetes, refuse, run_reclaim, run_verify)
+from .pipeline import (
+                       KubeState,
+                       delete_batch,
+                       expire_plan,
+                       gc_plan,
+                       planned_tag_deletes,
+                       read_kubernetes,
+                       refuse,
+                       run_reclaim,
+                       run_verify,
+)
 from .reclaim import ReclaimResult, check_gc_argv, storage_bytes
 from .report import build_report
 from .verify import VerifyResult, verify_kept

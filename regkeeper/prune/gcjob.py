@@ -26,7 +26,7 @@ def _job_commands(manifest: dict) -> list[list[str]]:
 def load_job_template(path: str) -> dict:
     import yaml
 
-    from .reclaim import check_gc_argv   # reclaim drives this mode: imported where used
+    from .reclaim import check_gc_argv  # reclaim drives this mode: imported where used
     try:
         manifest = yaml.safe_load(open(os.path.expanduser(path)).read())
     except OSError as e:

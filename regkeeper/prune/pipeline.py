@@ -11,7 +11,8 @@ from .. import kube
 from ..context import RunContext
 from ..errors import RefusedError
 from ..models import Inventory
-from ..policy import Plan, gc_resolver, plan as make_plan, tier_resolver
+from ..policy import Plan, gc_resolver, tier_resolver
+from ..policy import plan as make_plan
 from ..util import utcnow
 from .delete import DeleteResult, delete_manifests
 from .reclaim import ReclaimResult, reclaim

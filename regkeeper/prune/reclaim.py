@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from ..errors import RegistryError, RegkeeperError
 from ..oci import RegistryClient
-from ..runstate import RunState, Window, close_window, lease_name, read_window, save_window
+from ..runstate import (
+    RunState,
+    Window,
+    close_window,
+    lease_name,
+    read_window,
+    save_window,
+)
 from ..runstate.command import run_step
 from ..runstate.owner import pid_start
 from ..storage import StorageReader

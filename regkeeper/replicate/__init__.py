@@ -23,16 +23,29 @@ for correctness: the next run's diff finds what is still missing.
 
 from ..oci.transfer import MONOLITHIC_MAX
 from .blobs import hints_file
-from .delete import check_delete_cap, deletable_plans, delete_extraneous, not_attempted, record_deletes
+from .delete import (
+                    check_delete_cap,
+                    deletable_plans,
+                    delete_extraneous,
+                    not_attempted,
+                    record_deletes,
+)
 from .diff import diff_tags, extraneous_tags
 from .execute import Replicator, copy_phases, copy_repositories, copy_repository
 from .plan import PREFETCH_MAX, merge_plans, plan_replication
 from .plan_model import ReplicationPlan, RepoPlan, TagCopy
 from .report import build_report, summary_line
-from .result import RepoResult, ReplicationResult, new_result
+from .result import ReplicationResult, RepoResult, new_result
 from .run import replicate_target
-from .scope import (in_delete_scope, scope_repositories, select_rules, select_tags, source_repository,
-                    tag_matches, target_repository)
+from .scope import (
+                    in_delete_scope,
+                    scope_repositories,
+                    select_rules,
+                    select_tags,
+                    source_repository,
+                    tag_matches,
+                    target_repository,
+)
 from .verify import verify_copied
 
 __all__ = [

@@ -43,8 +43,18 @@ from .owner import Owner
 from .records import StateError
 from .recover import Recovery, recover_windows
 from .state import RunState
-from .window import (Window, WindowStatus, close_window, judge, lease_name, list_windows,
-                     read_window, save_window, window_path, window_status)
+from .window import (
+                     Window,
+                     WindowStatus,
+                     close_window,
+                     judge,
+                     lease_name,
+                     list_windows,
+                     read_window,
+                     save_window,
+                     window_path,
+                     window_status,
+)
 
 __all__ = [
     "Acquired", "Holder", "Lease", "Owner", "Recovery", "RunState", "StateError", "Window",

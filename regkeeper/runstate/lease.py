@@ -27,7 +27,13 @@ from pathlib import Path
 
 from ..util import utcnow
 from .owner import Owner
-from .records import age_seconds, create_exclusive, read_record, remove_record, write_record
+from .records import (
+    age_seconds,
+    create_exclusive,
+    read_record,
+    remove_record,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 

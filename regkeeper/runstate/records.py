@@ -11,14 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import RegkeeperError
+from ..errors import StateError
 from ..util import atomic_write
 
 log = logging.getLogger(__name__)
-
-
-class StateError(RegkeeperError):
-    """The state directory cannot be written or read (names the path)."""
 
 
 def fsync_dir(path: Path) -> None:

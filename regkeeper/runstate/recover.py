@@ -120,7 +120,9 @@ def _close_stale(rs: RunState, w: Window, why: str, config, ready) -> Recovery |
 def _job_running(w: Window, kube_cfg) -> str | None:
     """Why the window must stay (its garbage-collect Job still runs, or cannot be read); None
     when the Job finished or is gone."""
-    from ..prune.gcjob import job_active    # only windows of the kubernetes-job mode need it
+    from ..prune.gcjob import (
+        job_active,  # only windows of the kubernetes-job mode need it
+    )
     ns, name = w.gc_job.get("namespace", "default"), w.gc_job.get("name", "?")
     try:
         active = job_active(kube_cfg, ns, name)
