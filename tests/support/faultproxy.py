@@ -18,6 +18,10 @@ and injects faults that match in order and are consumed:
 
 ``part`` (a fraction of the body, default 0.5) sets how much the body faults send. On an answer
 without a body (HEAD, 204) ``reset_body`` and ``truncate`` reset / close right after the headers.
+
+Faults at a rate: ``random_faults(p, seed=..., ...)`` (tests/support/faultrate.py) faults each
+response with probability ``p``, a kind drawn from a weighted set, seeded, never more than
+``max_in_row`` times in a row for one request; explicit faults (above) still come first.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from tests.support.faultrate import FaultRate
 
 __all__ = ["FaultProxy", "Fault", "ProxyRecord"]
 
@@ -126,6 +132,7 @@ class FaultProxy:
             self._ssl_ctx = ctx
         self.timeout = timeout
         self.faults: list[Fault] = []
+        self.rate: FaultRate | None = None
         self.requests: list[ProxyRecord] = []
         self._lock = threading.Lock()
 
@@ -199,13 +206,32 @@ class FaultProxy:
         with self._lock:
             self.requests.clear()
 
+    def random_faults(self, p: float, **kwargs) -> FaultRate:
+        """Fault each response with probability ``p`` from now on (see faultrate.FaultRate for
+        the options: seed, weights, method, path_regex, max_in_row, retry_after, delay, part);
+        ``.injected`` of the answer counts what was injected per kind."""
+        rate = FaultRate(p, **kwargs)
+        with self._lock:
+            self.rate = rate
+        return rate
+
+    def stop_random_faults(self) -> None:
+        with self._lock:
+            self.rate = None
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for f in self.faults:
                 if f.matches(method, path):
                     f.times -= 1
                     return f
-        return None
+            rate = self.rate
+        kind = rate.decide(method, path) if rate is not None else None
+        if kind is None:
+            return None
+        if kind == "503":
+            return Fault("status", status=503)
+        return Fault(kind, retry_after=rate.retry_after, delay=rate.delay, part=rate.part)
 
     def _record(self, *args) -> None:
         with self._lock:
