@@ -1,10 +1,10 @@
 """gc under transient faults at a rate completes in ONE run and deletes exactly its plan.
 
 Every registry call of the gc flow goes through the fault proxy's random mode (resets before a
-response and mid-body, bodies cut short, 429 with Retry-After, 503, slow answers; seeded, never
-more than 2 faults in a row for one request). The plan is made first by a dry run without
-faults; the faulty run must delete exactly that set, keep everything else readable, and show
-its retries in the log. Ground truth is read straight from the registry (no proxy).
+response and mid-body, bodies cut short, 429 with Retry-After, 503, slow answers, answers lost
+after the request took effect; seeded, never more than 2 faults in a row for one request). The
+plan is made first by a dry run without faults; the faulty run must delete exactly that set,
+keep everything else readable, and show its retries in the log. Ground truth is read straight from the registry (no proxy).
 """
 
 import csv
@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 
 from tests.support import images
+from tests.support.faultrate import DEFAULT_WEIGHTS
 from tests.support.rkconfig import registry_entry, write_config
 from tests.support.sample import age, fill, resolves_with_blobs, truth
 
@@ -75,7 +76,7 @@ def test_gc_completes_in_one_run_under_faults(registry_factory, fault_proxy_fact
     assert ("signed/app", "latest") not in plan and ("big/app", "v1") not in plan
     assert truth(reg.url) == before
 
-    rate = proxy.random_faults(0.05, seed="gc")
+    rate = proxy.random_faults(0.05, seed="gc", weights={**DEFAULT_WEIGHTS, "reset_after": 1})
     with Records("regkeeper.retry") as log:
         res = gc(config_path=str(cfg))
 

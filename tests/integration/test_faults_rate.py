@@ -2,7 +2,8 @@
 
 Every registry call of the job goes through the fault proxy's random mode (a few % of the
 responses: resets before a response and mid-body, bodies cut short, 429 with Retry-After, 503,
-slow answers; seeded, never more than 2 faults in a row for one request). The sample is a real
+slow answers, answers lost after the request took effect; seeded, never more than 2 faults in
+a row for one request). The sample is a real
 distribution registry with a few dozen tags: images sharing a base layer, a multi-arch OCI index
 and a Docker manifest list, cosign signatures/attestations, an OCI referrer, a tag alias and a
 6 MiB image (> 4 MiB: the chunked upload path). Ground truth is read straight from the
@@ -19,11 +20,14 @@ from regkeeper.config import ReplicationRule
 from regkeeper.oci import RegistryClient
 from regkeeper.replicate import replicate_target
 from tests.support import images
+from tests.support.faultrate import DEFAULT_WEIGHTS
 from tests.support.sample import fill, truth
 
 V = {"verify": False}
 P = 0.05                      # share of responses faulted
-ALL_KINDS = {"reset", "reset_body", "truncate", "429", "503", "slow"}
+# the brief's kinds, and a lost answer (the request took effect, the client never heard)
+WEIGHTS = {**DEFAULT_WEIGHTS, "reset_after": 1}
+ALL_KINDS = set(WEIGHTS)
 
 
 def client(url: str, name: str, tmp_path, **kw) -> RegistryClient:
@@ -47,8 +51,8 @@ def test_replicate_completes_in_one_run_under_faults(regs, fault_proxy_factory, 
     want = truth(src_reg.url)
     assert len(want) == 29
     sproxy, dproxy = fault_proxy_factory(src_reg.url), fault_proxy_factory(dst_reg.url)
-    srate = sproxy.random_faults(P, seed="replicate-src")
-    drate = dproxy.random_faults(P, seed="replicate-dst")
+    srate = sproxy.random_faults(P, seed="replicate-src", weights=WEIGHTS)
+    drate = dproxy.random_faults(P, seed="replicate-dst", weights=WEIGHTS)
     src, dst = client(sproxy.url, "primary", tmp_path), client(dproxy.url, "replica", tmp_path)
     rule = ReplicationRule.model_validate({"from": "primary", "to": ["replica"]})
     caplog.set_level(logging.INFO)
@@ -82,7 +86,7 @@ def test_backup_then_restore_under_faults(registry_factory, fault_proxy_factory,
     store = B.open_target(f"file://{tmp_path / 'backups'}", None)
     caplog.set_level(logging.INFO)
 
-    rate = proxy.random_faults(P, seed="backup")
+    rate = proxy.random_faults(P, seed="backup", weights=WEIGHTS)
     c = client(proxy.url, "primary", tmp_path)
     res = B.backup(c, store)
     snap = res.snapshot
@@ -102,7 +106,7 @@ def test_backup_then_restore_under_faults(registry_factory, fault_proxy_factory,
     damaged = truth(reg.url)
     assert len(damaged) < len(before)
 
-    rate = proxy.random_faults(P, seed="restore")
+    rate = proxy.random_faults(P, seed="restore", weights=WEIGHTS)
     c2 = client(proxy.url, "primary", tmp_path / "r")
     restored = B.restore(c2, store, dry_run=False)
 

@@ -12,6 +12,8 @@ and injects faults that match in order and are consumed:
                   the body, then reset the connection (TCP RST): a reset while reading the body
 - ``truncate``    forward, announce the full Content-Length, send only part of the body, then
                   close the connection (FIN): a body cut short
+- ``reset_after`` forward, read the whole answer, then reset the connection before sending any
+                  of it: the request took effect upstream, the client never hears (a lost answer)
 - ``garbage``     forward; a 2xx answer with a body gets only the first half of the real body,
                   with a Content-Length that matches it: a well-framed body that is not valid
                   JSON (nor the bytes its digest names). Other answers pass unchanged.
@@ -47,7 +49,7 @@ _HOP_BY_HOP = {
     "trailers", "transfer-encoding", "upgrade", "proxy-connection",
 }
 _CHUNK = 64 * 1024
-_KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage")
+_KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage", "reset_after")
 _BODY_FAULTS = ("reset_body", "truncate", "garbage")
 
 
@@ -298,6 +300,11 @@ class FaultProxy:
         try:
             resp = self._forward(h, conn, body, chunked)
             if resp is None:
+                return
+            if fault is not None and fault.kind == "reset_after":
+                resp.read()
+                self._record(method, path, None, "reset_after")
+                self._reset(h)
                 return
             if fault is not None and fault.kind in _BODY_FAULTS:
                 self._relay_faulty(h, resp, fault)

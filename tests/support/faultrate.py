@@ -10,6 +10,8 @@ a fault with probability ``p``; its kind is drawn from a weighted set:
 - ``503``         503 with an empty body (not forwarded)
 - ``slow``        wait ``delay`` seconds, then forward normally
 - ``garbage``     forward a well-framed half body (weight 0 unless asked for)
+- ``reset_after`` forward, then reset before any answer: the request took effect, the answer
+                  is lost (weight 0 unless asked for)
 
 Reproducible: a decision is a pure function of ``seed``, the request's key and how many
 requests with that key came before it, so thread interleaving between different requests does
@@ -33,7 +35,7 @@ from collections import Counter
 
 __all__ = ["FaultRate", "RATE_KINDS", "DEFAULT_WEIGHTS", "request_key"]
 
-RATE_KINDS = ("reset", "reset_body", "truncate", "429", "503", "slow", "garbage")
+RATE_KINDS = ("reset", "reset_body", "truncate", "429", "503", "slow", "garbage", "reset_after")
 DEFAULT_WEIGHTS = {"reset": 1, "reset_body": 1, "truncate": 1, "429": 1, "503": 1, "slow": 1}
 _UPLOAD_ID = re.compile(r"(/blobs/uploads/)[^/?]+")
 
