@@ -4,7 +4,8 @@ Every registry call of the gc flow goes through the fault proxy's random mode (r
 response and mid-body, bodies cut short, 429 with Retry-After, 503, slow answers, answers lost
 after the request took effect; seeded, never more than 2 faults in a row for one request). The
 plan is made first by a dry run without faults; the faulty run must delete exactly that set,
-keep everything else readable, and show its retries in the log. Ground truth is read straight from the registry (no proxy).
+keep everything else readable, and show its retries in the log. Ground truth is read straight
+from the registry (no proxy).
 """
 
 import csv

@@ -8,7 +8,6 @@ says what happened; no bare library exception name or traceback; nothing was del
 """
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -113,7 +112,8 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
     for i in range(3):
         images.push_image(src.url, "cli/r", f"v{i}", seed=f"r{i}", verify=False)
     sproxy, dproxy = fault_proxy_factory(src.url), fault_proxy_factory(dst.url)
-    dproxy.add_fault("status", status=403, method="PUT", path_regex=r"^/v2/cli/r/manifests/v1$", times=FOREVER)
+    dproxy.add_fault("status", status=403, method="PUT", path_regex=r"^/v2/cli/r/manifests/v1$",
+                     times=FOREVER)
     sproxy.add_fault("reset_body", method="GET", path_regex=r"^/v2/cli/r/manifests/v2$", times=FOREVER)
     cfg = write_config(tmp_path / "regkeeper.yaml",
                        [registry_entry(src, url=sproxy.url, retries=2, storage=False),
@@ -123,7 +123,8 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
     out = rk("run", "replicate", "--config", str(cfg))
 
     last = assert_named_failure(out, "2 item(s) failed", "cli/r:v1: registry 'replica'", "HTTP 403",
-                                "PUT /v2/cli/r/manifests/v1", "cli/r:v2: source digest unreadable: registry 'local-registry'",
+                                "PUT /v2/cli/r/manifests/v1",
+                                "cli/r:v2: source digest unreadable: registry 'local-registry'",
                                 "GET /v2/cli/r/manifests/v2", "connection broke", "after 3 attempts")
     assert out.returncode == 1, last
     assert images.list_tags(dst.url, "cli/r", verify=False) == ["v0"]   # the rest was copied

@@ -65,7 +65,8 @@ def test_replicate_permanent_faults_fail_exactly_their_items(src, registry_facto
     idx_sigs = {("multi/oci", sig_tag(p["index"].digest)), ("multi/oci", sig_tag(p["index"].digest, "att"))}
     assert set(failed) == {(a.repo, a.tag), (b.repo, b.tag), (c.repo, c.tag), (d.repo, d.tag),
                            ("multi/oci", "v1"), ("big/app", "v1")} | idx_sigs
-    assert "HTTP 403" in failed[(a.repo, a.tag)] and f"GET /v2/{a.repo}/manifests/{a.tag}" in failed[(a.repo, a.tag)]
+    why_a = failed[(a.repo, a.tag)]
+    assert "HTTP 403" in why_a and f"GET /v2/{a.repo}/manifests/{a.tag}" in why_a
     assert f"blob {b.layer_digests[-1]}" in failed[(b.repo, b.tag)] and "HTTP 500" in failed[(b.repo, b.tag)]
     assert f"blob {c.layer_digests[-1]}" in failed[(c.repo, c.tag)] and "404" in failed[(c.repo, c.tag)]
     assert "incomplete" in failed[(c.repo, c.tag)]

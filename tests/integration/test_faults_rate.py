@@ -13,6 +13,7 @@ registries with the independent test client (tests/support/images.py), never thr
 import logging
 
 import pytest
+import requests
 
 from regkeeper import backup as B
 from regkeeper.cache import DigestCache
@@ -43,6 +44,33 @@ def retry_logs(caplog) -> int:
 @pytest.fixture
 def regs(registry_factory):
     return registry_factory(), registry_factory()
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_KINDS))
+def test_random_mode_injects_its_kinds_within_the_cap(registry, fault_proxy_factory, unique_repo, kind):
+    img = images.push_image(registry.url, unique_repo, "v1", verify=False, seed=kind)
+    proxy = fault_proxy_factory(registry.url)
+    rate = proxy.random_faults(1.0, seed=kind, weights={kind: 1}, max_in_row=2, retry_after=1,
+                               delay=0.05)
+    answers = []
+    for _ in range(3):
+        try:
+            r = requests.get(f"{proxy.url}/v2/{unique_repo}/manifests/v1", timeout=10,
+                             headers={"Accept": images.MANIFEST_ACCEPT})
+            answers.append((r.status_code, r.headers.get("Retry-After"), r.content))
+        except requests.RequestException as e:
+            answers.append(type(e).__name__)
+    assert rate.injected == {kind: 2} and rate.capped == 1 and rate.seen == 3
+    assert [rec.fault for rec in proxy.requests] == [("status" if kind == "503" else kind)] * 2 + [None]
+    assert answers[2] == (200, None, img.manifest_bytes)          # the cap: the third goes through
+    if kind == "429":
+        assert answers[:2] == [(429, "1", b"")] * 2
+    elif kind == "503":
+        assert [a[0] for a in answers[:2]] == [503, 503]
+    elif kind == "slow":
+        assert answers[:2] == [(200, None, img.manifest_bytes)] * 2
+    else:                                                         # the connection broke
+        assert all(isinstance(a, str) for a in answers[:2]), answers
 
 
 def test_replicate_completes_in_one_run_under_faults(regs, fault_proxy_factory, tmp_path, caplog):
@@ -92,7 +120,8 @@ def test_backup_then_restore_under_faults(registry_factory, fault_proxy_factory,
     snap = res.snapshot
     assert res.errors == []
     assert {(r, t): d for r, rec in snap.repositories.items() for t, d in rec["tags"].items()} == before
-    assert snap.counts["tags"] == len(before) and snap.counts["indexes"] == 3    # + the referrers fallback tag
+    assert snap.counts["tags"] == len(before)
+    assert snap.counts["indexes"] == 3                    # + the referrers fallback tag
     backup_faults, backup_retries = rate.total, c.stats["retries"]
     assert backup_faults > 0 and backup_retries > 0, rate
 

@@ -33,7 +33,7 @@ import re
 import threading
 from collections import Counter
 
-__all__ = ["FaultRate", "RATE_KINDS", "DEFAULT_WEIGHTS", "request_key"]
+__all__ = ["DEFAULT_WEIGHTS", "RATE_KINDS", "FaultRate", "request_key"]
 
 RATE_KINDS = ("reset", "reset_body", "truncate", "429", "503", "slow", "garbage", "reset_after")
 DEFAULT_WEIGHTS = {"reset": 1, "reset_body": 1, "truncate": 1, "429": 1, "503": 1, "slow": 1}
@@ -57,7 +57,7 @@ class FaultRate:
 
     def __init__(self, p: float, *, seed: int | str = 0, weights: dict[str, float] | None = None,
                  method: str | None = None, path_regex: str | None = None, max_in_row: int = 2,
-                 retry_after: int | float | str = 0, delay: float = 0.2, part: float = 0.5):
+                 retry_after: float | str = 0, delay: float = 0.2, part: float = 0.5):
         if not 0 <= p <= 1:
             raise ValueError("p is a probability: 0 <= p <= 1")
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)

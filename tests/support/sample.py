@@ -43,7 +43,8 @@ def truth(url: str) -> dict[tuple[str, str], str]:
 def age(root, repo: str, tags, when: float) -> None:
     """Set the push time of tags (the tag link's mtime in filesystem storage) to ``when``."""
     for tag in tags:
-        link = Path(root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+        link = (Path(root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
+                / "current/link")
         os.utime(link, (when, when))
 
 
