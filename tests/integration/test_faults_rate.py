@@ -146,3 +146,16 @@ def test_backup_then_restore_under_faults(registry_factory, fault_proxy_factory,
         assert acts[key] == B.ACTION_RESTORED, (key, acts[key])
     assert rate.total > 0 and c2.stats["retries"] > 0, rate
     assert retry_logs(caplog) == backup_retries + c2.stats["retries"]
+
+    # disaster recovery under faults: the snapshot into a new, empty registry, every layer
+    # (the 6 MiB one too) copied from the old registry as blob source, both behind faults
+    new = registry_factory()
+    nproxy = fault_proxy_factory(new.url)
+    nrate = nproxy.random_faults(P, seed="dr-target", weights=WEIGHTS)
+    srate = proxy.random_faults(P, seed="dr-source", weights=WEIGHTS)
+    c_new = client(nproxy.url, "new", tmp_path)
+    res = B.restore(c_new, store, registry="primary", dry_run=False,
+                    blob_source=client(proxy.url, "old", tmp_path / "old"))
+    assert not res.failed, res.failed
+    assert truth(new.url) == before
+    assert res.stats["blobs_copied"] > 0 and nrate.total > 0 and srate.total > 0, (nrate, srate)

@@ -21,9 +21,16 @@ into one repository is "the same request" whichever session it belongs to.
 
 The cap: a request (key) is never faulted more than ``max_in_row`` times in a row (default 2);
 the next one with that key is forwarded untouched. So a call retried at least
-``max_in_row + 1`` times in all (the transport's default attempts are 6, the test configs' 4;
-a blob transfer restarts up to 3 times) always completes: these runs prove retries, not giving
-up. ``injected`` counts what was injected per kind; ``seen`` the responses considered.
+``max_in_row + 1`` times in all (the transport's default attempts are 6, the test configs' 4)
+always completes: these runs prove retries, not giving up. A chunked upload is the exception
+to "one request, retried": PATCH is never retried alone, a failed chunk restarts the whole blob
+(up to 3 starts) and every start sends its chunks anew. So the PATCHes into one repository
+count as one request whose streak ends only when an upload's final PUT goes through: after
+``max_in_row`` faulted PATCHes, every PATCH is forwarded until a blob is finished. (A restart
+caused by the SOURCE proxy, a stream cut mid-body, is that proxy's own count: three faulted
+starts of one blob in a row need faults on both sides, about p**3 per blob.)
+``injected`` counts what was injected per kind, ``seen`` the responses considered, ``capped``
+the faults the cap turned into forwards.
 """
 
 from __future__ import annotations
@@ -98,22 +105,24 @@ class FaultRate:
         if self.path_regex and not self.path_regex.search(path):
             return None
         key = request_key(method, path)
+        chunk = key.startswith("PATCH ")            # one streak per repository's uploads
         with self._lock:
             self.seen += 1
             n = self._occurrences[key]
             self._occurrences[key] += 1
             hit, pick = _uniform(self.seed, key, n)
-            if hit >= self.p:
-                self._streak[key] = 0
-                return None
-            if self._streak[key] >= self.max_in_row:
-                self._streak[key] = 0
+            if hit < self.p and self._streak[key] < self.max_in_row:
+                self._streak[key] += 1
+                kind = self._kind(pick)
+                self.injected[kind] += 1
+                return kind
+            if hit < self.p:
                 self.capped += 1
-                return None
-            self._streak[key] += 1
-            kind = self._kind(pick)
-            self.injected[kind] += 1
-            return kind
+            if not chunk:
+                self._streak[key] = 0
+            if key.startswith("PUT ") and key.endswith("/blobs/uploads/"):
+                self._streak["PATCH " + key[len("PUT "):]] = 0    # a blob finished
+            return None
 
     @property
     def total(self) -> int:

@@ -68,3 +68,17 @@ def test_filters_and_zero_rate():
 def test_bad_options_are_refused(kw):
     with pytest.raises(ValueError):
         FaultRate(**kw)
+
+
+def test_chunks_of_uploads_into_one_repository_share_a_streak_until_a_blob_finishes():
+    """PATCH is never retried alone (a failed chunk restarts the whole blob): after the cap,
+    every PATCH into that repository goes through until an upload's final PUT does."""
+    rate = FaultRate(1.0, seed=1, max_in_row=2, weights={"503": 1})
+    patch = ("PATCH", "/v2/r/blobs/uploads/{}?_state=x")
+    got = [rate.decide(patch[0], patch[1].format(i)) for i in range(6)]
+    assert got == ["503", "503", None, None, None, None]     # chunks of the third start: all through
+    assert rate.decide("PATCH", "/v2/other/blobs/uploads/1") == "503"   # another repository
+    assert rate.decide("PUT", "/v2/r/blobs/uploads/9?digest=sha256:1") == "503"   # retried alone
+    assert rate.decide("PUT", "/v2/r/blobs/uploads/9?digest=sha256:1") == "503"
+    assert rate.decide("PUT", "/v2/r/blobs/uploads/9?digest=sha256:1") is None    # finished
+    assert rate.decide(patch[0], patch[1].format(7)) == "503"                     # a new streak
