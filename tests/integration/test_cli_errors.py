@@ -128,3 +128,25 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
                                 "GET /v2/cli/r/manifests/v2", "connection broke", "after 3 attempts")
     assert out.returncode == 1, last
     assert images.list_tags(dst.url, "cli/r", verify=False) == ["v0"]   # the rest was copied
+
+
+def test_backup_last_line_names_the_unreadable_tag(registry_factory, fault_proxy_factory, tmp_path):
+    reg = registry_factory()
+    for i in range(3):
+        images.push_image(reg.url, "cli/k", f"v{i}", seed=f"k{i}", verify=False)
+    proxy = fault_proxy_factory(reg.url)
+    proxy.add_fault("status", status=403, method="GET", path_regex=r"^/v2/cli/k/manifests/v1$",
+                    times=FOREVER)
+    cfg = write_config(tmp_path / "regkeeper.yaml",
+                       [registry_entry(reg, url=proxy.url, retries=2, storage=False)],
+                       backup={"target": f"file://{tmp_path / 'bk'}"})
+
+    out = rk("run", "backup", "--config", str(cfg))
+
+    last = assert_named_failure(out, "backup failed", "1 item(s) could not be backed up",
+                                "cli/k:v1: registry 'local-registry'", "HTTP 403",
+                                "GET /v2/cli/k/manifests/v1")
+    assert out.returncode == 1, last
+    files = lambda d: [f for f in (tmp_path / "bk" / d).rglob("*") if f.is_file()]  # noqa: E731
+    assert files("snapshots") == []                                   # no snapshot claims it all
+    assert len(files("manifests")) == 2 and len(files("blobs")) == 2   # v0 and v2 were copied
