@@ -85,7 +85,8 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
          storage: StorageReader | None = None,
          created: Literal["auto", "always", "never"] = "auto",
          concurrency: int | None = None,
-         progress: Callable[[str], None] | None = None) -> Inventory:
+         progress: Callable[[str], None] | None = None,
+         read_errors: list | None = None) -> Inventory:
     """Scan the registry (or the repositories matching the globs) into an Inventory.
 
     Steps: list repositories and their tags -> push times and untagged revisions from storage
@@ -93,7 +94,10 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
     created times from image configs -> save tag -> digest state for the next scan.
 
     Per-tag problems (a tag deleted mid-scan, a schema1 manifest) are recorded in
-    ``RepoInventory.errors`` and the tag is left out; registry-wide failures raise."""
+    ``RepoInventory.errors`` and the tag is left out; registry-wide failures raise. With
+    ``read_errors`` (a list) any other failure to read one tag, or an index child, is appended
+    to it as ``(repository, tag or digest, error)`` and the tag left out instead of raising
+    (backup: the other tags are still copied, then the run fails naming exactly those)."""
     t0 = time.perf_counter()
     before = dict(client.stats)
     hits0, misses0 = client.cache.hits, client.cache.misses
@@ -111,8 +115,8 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
         progress(f"{len(inv.repositories)} repositories, {inv.tag_count} tags")
     if storage is not None:
         s.read_storage(storage)
-    s.resolve_tags(state)
-    s.fetch_children()
+    s.resolve_tags(state, read_errors)
+    s.fetch_children(read_errors)
     s.mark_untagged()
     if created != "never":
         s.created_times(created)
@@ -171,7 +175,7 @@ class _Scan:
             r.push_times = {t: v for t, v in times.items() if t in r.tags}
             self.revisions[repo] = revs
 
-    def resolve_tags(self, state: "_TagState") -> None:
+    def resolve_tags(self, state: "_TagState", read_errors: list | None = None) -> None:
         """3. every tag to a digest: HEAD when known + cached, else GET by tag."""
         client = self.client
 
@@ -199,7 +203,11 @@ class _Scan:
                     r.errors.append(f"{tag}: {err}")
                     del r.tags[tag]
                     continue
-                raise err
+                if read_errors is None:
+                    raise err
+                read_errors.append((repo, tag, err))
+                del r.tags[tag]
+                continue
             if m is None:  # deleted while we scanned
                 del r.tags[tag]
                 continue
@@ -207,7 +215,7 @@ class _Scan:
             self.manifests[m.digest] = m
             r.manifests.setdefault(m.digest, manifest_info(m))
 
-    def fetch_children(self) -> None:
+    def fetch_children(self, read_errors: list | None = None) -> None:
         """4. index children and untagged revisions (by digest: the cache answers known ones)."""
         client = self.client
 
@@ -224,6 +232,8 @@ class _Scan:
                 break
             for (repo, digest), m, err in bounded_map(fetch, todo, self.workers):
                 r = self.inv.repositories[repo]
+                if err is not None and read_errors is not None:
+                    read_errors.append((repo, digest, err))
                 if err is not None or m is None:
                     r.errors.append(f"{digest}: {err or 'referenced but missing (404)'}")
                     # remember it so the graph still knows the reference is dangling

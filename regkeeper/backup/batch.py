@@ -4,6 +4,8 @@ The scan records, per repository, the tags and every manifest reachable from the
 media type, children, config and layer descriptors). Manifests and config blobs the target does
 not hold yet (by key and size) are fetched, digest-checked and uploaded; a manifest deleted
 mid-run (404) is left out with the indexes and tags over it. Layer data is never copied.
+A tag, manifest or config that cannot be read (403, 500, retries exhausted...) does not stop the
+batch: everything else is copied, then the batch fails naming exactly those tags and digests.
 """
 
 import time
@@ -67,14 +69,22 @@ def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[
     if existing is None:
         existing = list_existing(store)
     res = BatchResult()
+    unreadable: list = []
     inv = scan(client, repositories=list(repositories), created="never",
-               concurrency=client.concurrency)
+               concurrency=client.concurrency, read_errors=unreadable)
     need_manifest, need_config = _record_repositories(inv, res)
     todo = _lacking(existing, need_manifest, need_config)
     if dry_run:
         res.would_write = [object_key(kind, d) for kind, d, _repo in todo]
         todo = []
-    _upload(client, store, todo, existing, res, concurrency)
+    failures = [f"manifest {ref} of {', '.join(_users(res, ref)) or repo}: {err}"
+                if ref.startswith("sha256:") else f"{repo}:{ref}: {err}"
+                for repo, ref, err in sorted(unreadable, key=lambda x: x[:2])]
+    failures += _upload(client, store, todo, existing, res, concurrency)
+    if failures:
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise BackupError(f"backup of {client.name}: {len(failures)} item(s) could not be backed up "
+                          f"(the others were copied to {store.url}): " + "; ".join(failures[:5]) + more)
     after = client.stats
     res.requests = {k: after.get(k, 0) - before.get(k, 0) for k in after
                     if after.get(k, 0) != before.get(k, 0)}
@@ -141,33 +151,52 @@ def _copy_object(client: RegistryClient, store: ObjectStore,
     return key, len(data)
 
 
+_WHAT = {"manifests": "manifest", "blobs": "config blob"}
+
+
 def _upload(client: RegistryClient, store: ObjectStore, todo: list[tuple[str, str, str]],
-            existing: dict[str, int], res: BatchResult, concurrency: int) -> None:
-    """Copy ``todo`` to the target; 404s are left out (and what depends on them), any other
-    failure raises."""
+            existing: dict[str, int], res: BatchResult, concurrency: int) -> list[str]:
+    """Copy ``todo`` to the target; 404s are left out (and what depends on them). Returns the
+    other failures, each naming the object and the tags that need it."""
     failures = []
-    gone: set[str] = set()
+    gone: dict[str, str] = {}
     for (kind, digest, repo), out, err in bounded_map(lambda it: _copy_object(client, store, it), todo,
                                                       concurrency):
         if err is None:
             res.written[out[0]] = out[1]
             existing[out[0]] = out[1]
         elif isinstance(err, NotFoundError):
-            gone.add(digest)
-            res.errors.append(f"{repo}: {kind[:-1]} {digest} disappeared during the backup (404): "
-                              "left out")
+            gone[digest] = f"{_WHAT[kind]} {digest} disappeared during the backup (404)"
         else:
-            failures.append(f"{kind[:-1]} {digest} ({repo}): {err}")
-    if failures:
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        raise BackupError(f"backup of {client.name}: {len(failures)} object(s) could not be "
-                          f"copied to {store.url}: " + "; ".join(failures[:3]) + more)
+            failures.append(f"{_WHAT[kind]} {digest} of {', '.join(_users(res, digest)) or repo}: {err}")
     if gone:
         _drop_gone(res, gone)
+    return failures
 
 
-def _drop_gone(res: BatchResult, gone: set[str]) -> None:
-    """Leave out manifests deleted mid-run, the indexes over them, and their tags."""
+def _users(res: BatchResult, digest: str) -> list[str]:
+    """``repo:tag`` of every tag whose closure holds manifest or config ``digest``."""
+    def reaches(d: str, depth: int = 0) -> bool:
+        m = res.manifests.get(d)
+        if d == digest:
+            return True
+        if m is None or depth > 4:
+            return False
+        if m["config"] and m["config"]["digest"] == digest:
+            return True
+        return any(reaches(c, depth + 1) for c in m["children"])
+
+    return [f"{name}:{tag}" for name, rec in sorted(res.repositories.items())
+            for tag, d in sorted(rec["tags"].items()) if reaches(d)]
+
+
+def _drop_gone(res: BatchResult, why: dict[str, str]) -> None:
+    """Leave out manifests deleted mid-run, the indexes over them, and their tags (each named
+    in ``res.errors`` with why: ``why`` maps the digests that answered 404 to the reason)."""
+    for digest, reason in sorted(why.items()):
+        res.errors += [f"{user}: left out: {reason}" for user in _users(res, digest)] or \
+            [f"{reason}: left out"]
+    gone = set(why)
     changed = True
     while changed:
         changed = False

@@ -317,16 +317,25 @@ class RegistryClient(RegistryTransport):
             if on_location is not None:
                 on_location(location)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            self.request("PUT", _with_query(location, digest=digest), repo=repo,
-                         headers={"Content-Type": "application/octet-stream"}, data=bytes(data),
-                         ok=(201, 204))
+            self._finish_upload(repo, digest, location, bytes(data),
+                                {"Content-Type": "application/octet-stream"})
             return
         location, offset = self._upload_chunks(repo, location, data(), chunk_size, on_location)
         if size is not None and offset != size:
             raise RegistryError(f"blob {digest}: uploaded {offset} bytes, expected {size}",
                                 registry=self.name, repository=repo)
-        self.request("PUT", _with_query(location, digest=digest), repo=repo,
-                     headers={"Content-Length": "0"}, data=b"", ok=(201, 204))
+        self._finish_upload(repo, digest, location, b"", {"Content-Length": "0"})
+
+    def _finish_upload(self, repo: str, digest: str, location: str, data: bytes, headers: dict) -> None:
+        """The final PUT of an upload session. When its answer is lost (a reset after the
+        registry committed the blob) the transport's retry finds the session closed (404
+        BLOB_UPLOAD_UNKNOWN): the upload succeeded if the blob is now in the repository."""
+        try:
+            self.request("PUT", _with_query(location, digest=digest), repo=repo, headers=headers,
+                         data=data, ok=(201, 204))
+        except NotFoundError:
+            if self.head_blob(repo, digest) is None:
+                raise
 
     def _upload_chunks(self, repo: str, location: str, pieces: Iterator[bytes], chunk_size: int,
                        on_location: Callable[[str], None] | None = None) -> tuple[str, int]:

@@ -140,11 +140,26 @@ class Replicator(BlobCopy):
             self.copy_tag(plan, item, acc)
             return None
         except _SourceVanished as e:
-            return f"vanished: {e}"
+            return self._vanished_or_broken(plan, item, e)
         except Exception as e:  # noqa: BLE001 - one item never stops the others
             reason = str(e) or type(e).__name__
             log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
             return reason
+
+    def _vanished_or_broken(self, plan: RepoPlan, item: TagCopy, gone: _SourceVanished) -> str:
+        """A 404 from the source: the tag vanished (deleted or moved since the plan: not a
+        failure) only when the source tag no longer points at the planned digest; while it
+        still does, the source image is incomplete and the item fails, naming what is missing."""
+        try:
+            head = self.src.head_manifest(plan.source_repo, item.tag)
+        except Exception as e:  # noqa: BLE001 - cannot tell: a failure, never a silent skip
+            return f"{gone} (404), and the source tag cannot be read again: {e}"
+        if head is not None and head.digest == item.digest:
+            reason = (f"{gone} (404) although the source tag still points at {item.digest}: the "
+                      "source image is incomplete")
+            log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
+            return reason
+        return f"vanished: {gone}"
 
     # ---------------------------------------------------------------- repositories
 

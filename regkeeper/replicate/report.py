@@ -77,6 +77,11 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
     if vanished:
         rep.note(f"{len(vanished)} tag(s) vanished from the source during the run (not copied): "
                  + ", ".join(f"{a}:{b}" for a, b in vanished[:10]))
+    failed = result.failed_items
+    if failed:                         # named here too: a failed run's last line quotes the notes
+        more = f" (and {len(failed) - 3} more: see the failed items table)" if len(failed) > 3 else ""
+        rep.note(f"{len(failed)} item(s) failed: "
+                 + "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3]) + more)
     rows = [r.row() for r in result.repositories]
     rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
     rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}

@@ -160,6 +160,26 @@ def test_small_blob_read_retried_by_the_transport_not_restarted(regs, net, uniqu
     assert len(sent(dp, "POST")) == 1 and sent(dp, "DELETE") == []
 
 
+@pytest.mark.parametrize("size", [8 * KIB, 200 * KIB])      # one PUT; chunked PATCHes + final PUT
+def test_lost_answer_to_the_final_put_is_not_a_failure(regs, net, unique_repo, size):
+    """The registry committed the blob but its answer to the final PUT was lost (a reset after
+    the request took effect): the transport's retry finds the session closed (404
+    BLOB_UPLOAD_UNKNOWN); the blob is in the repository, so the upload succeeded, once."""
+    src, dst = regs
+    sp, dp, sc, dc = net
+    data = blob(size, f"lost-{size}")
+    digest, _ = images.push_blob(src.url, unique_repo, data)
+    dp.add_fault("reset_after", method="PUT", path_regex=r"/blobs/uploads/.*digest=", times=1)
+    out = BlobTransfer(dc, **SMALL).ensure(unique_repo, digest, size, [RegistrySource(sc, unique_repo)],
+                                           check_present=False)
+    assert dp.pending_faults() == 0
+    assert (out.action, out.restarts) == (UPLOADED, 0) and dc.stats["retries"] == 1
+    puts = sent(dp, "PUT")
+    assert [r.status for r in puts] == [None, 404]              # committed, answer lost; then 404
+    assert len(sent(dp, "POST")) == 1 and sent(dp, "DELETE") == []   # uploaded once
+    assert target_bytes(dst.url, unique_repo, digest) == data
+
+
 def test_error_already_retried_by_the_transport_is_not_retried_again(regs, net, unique_repo):
     src, _ = regs
     sp, dp, sc, dc = net

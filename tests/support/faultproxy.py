@@ -12,12 +12,18 @@ and injects faults that match in order and are consumed:
                   the body, then reset the connection (TCP RST): a reset while reading the body
 - ``truncate``    forward, announce the full Content-Length, send only part of the body, then
                   close the connection (FIN): a body cut short
+- ``reset_after`` forward, read the whole answer, then reset the connection before sending any
+                  of it: the request took effect upstream, the client never hears (a lost answer)
 - ``garbage``     forward; a 2xx answer with a body gets only the first half of the real body,
                   with a Content-Length that matches it: a well-framed body that is not valid
                   JSON (nor the bytes its digest names). Other answers pass unchanged.
 
 ``part`` (a fraction of the body, default 0.5) sets how much the body faults send. On an answer
 without a body (HEAD, 204) ``reset_body`` and ``truncate`` reset / close right after the headers.
+
+Faults at a rate: ``random_faults(p, seed=..., ...)`` (tests/support/faultrate.py) faults each
+response with probability ``p``, a kind drawn from a weighted set, seeded, never more than
+``max_in_row`` times in a row for one request; explicit faults (above) still come first.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from tests.support.faultrate import FaultRate
+
 __all__ = ["FaultProxy", "Fault", "ProxyRecord"]
 
 _HOP_BY_HOP = {
@@ -41,7 +49,7 @@ _HOP_BY_HOP = {
     "trailers", "transfer-encoding", "upgrade", "proxy-connection",
 }
 _CHUNK = 64 * 1024
-_KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage")
+_KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage", "reset_after")
 _BODY_FAULTS = ("reset_body", "truncate", "garbage")
 
 
@@ -126,6 +134,7 @@ class FaultProxy:
             self._ssl_ctx = ctx
         self.timeout = timeout
         self.faults: list[Fault] = []
+        self.rate: FaultRate | None = None
         self.requests: list[ProxyRecord] = []
         self._lock = threading.Lock()
 
@@ -199,13 +208,32 @@ class FaultProxy:
         with self._lock:
             self.requests.clear()
 
+    def random_faults(self, p: float, **kwargs) -> FaultRate:
+        """Fault each response with probability ``p`` from now on (see faultrate.FaultRate for
+        the options: seed, weights, method, path_regex, max_in_row, retry_after, delay, part);
+        ``.injected`` of the answer counts what was injected per kind."""
+        rate = FaultRate(p, **kwargs)
+        with self._lock:
+            self.rate = rate
+        return rate
+
+    def stop_random_faults(self) -> None:
+        with self._lock:
+            self.rate = None
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for f in self.faults:
                 if f.matches(method, path):
                     f.times -= 1
                     return f
-        return None
+            rate = self.rate
+        kind = rate.decide(method, path) if rate is not None else None
+        if kind is None:
+            return None
+        if kind == "503":
+            return Fault("status", status=503)
+        return Fault(kind, retry_after=rate.retry_after, delay=rate.delay, part=rate.part)
 
     def _record(self, *args) -> None:
         with self._lock:
@@ -272,6 +300,11 @@ class FaultProxy:
         try:
             resp = self._forward(h, conn, body, chunked)
             if resp is None:
+                return
+            if fault is not None and fault.kind == "reset_after":
+                resp.read()
+                self._record(method, path, None, "reset_after")
+                self._reset(h)
                 return
             if fault is not None and fault.kind in _BODY_FAULTS:
                 self._relay_faulty(h, resp, fault)
