@@ -143,8 +143,8 @@ def _run(args) -> int:
     if args.config:
         os.environ["REGKEEPER_CONFIG"] = os.path.abspath(args.config)
     # validate the config before paying for Prefect's server
-    from regkeeper.context import resolve_config_path
     from regkeeper.config import load_config
+    from regkeeper.context import resolve_config_path
     load_config(resolve_config_path(args.config))
     kw = _flow_kwargs(args, os.environ.get("REGKEEPER_CONFIG"))
     fn = flow_of(args.flow)

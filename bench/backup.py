@@ -34,7 +34,7 @@ from tests.support.moto import MotoServer  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 
 V = {"verify": False}
-CREATED = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+CREATED = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def generate(reg: RegistryServer, repos: int, tags: int, indexes: int) -> int:

@@ -14,16 +14,23 @@ import gc
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from regkeeper.models import (DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor,  # noqa: E402
-                              Inventory, ManifestInfo, RepoInventory)
+from regkeeper.models import (  # noqa: E402
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Inventory,
+    ManifestInfo,
+    RepoInventory,
+)
 from regkeeper.policy import gc_resolver, plan, tier_resolver  # noqa: E402
 
-NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
 TAGS_PER_REPO = 50
 CFG = "application/vnd.docker.container.image.v1+json"
 LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -68,7 +75,7 @@ def synthetic_inventory(n_tags: int, seed: int = 1) -> Inventory:
                     r.manifests[k.digest] = k
                 m = ManifestInfo(digest=new(), media_type=OCI_INDEX, kind="index", size=700,
                                  children=[Descriptor(OCI_MANIFEST, k.digest, k.size, platform=p)
-                                           for k, p in zip(kids, ("linux/amd64", "linux/arm64"))],
+                                           for k, p in zip(kids, ("linux/amd64", "linux/arm64"), strict=True)],
                                  created=when, created_source="config")
             else:
                 m = img(when)

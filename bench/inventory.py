@@ -70,16 +70,24 @@ def main() -> int:
         res = {"bare": [], "cold": [], "cold+storage": [], "warm": []}
         warm_gets = None
         for rnd in range(a.rounds):
-            t = time.perf_counter(); n = bare_scan(reg.url, a.workers); res["bare"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            n = bare_scan(reg.url, a.workers)
+            res["bare"].append(time.perf_counter() - t)
             cdir = tmp / f"cache{rnd}"
             c = RegistryClient("bench", reg.url, cache=DigestCache(cdir), concurrency=a.workers)
-            t = time.perf_counter(); inv = scan(c); res["cold"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            inv = scan(c)
+            res["cold"].append(time.perf_counter() - t)
             assert inv.tag_count == n
             c2 = RegistryClient("bench", reg.url, cache=DigestCache(tmp / f"cache-s{rnd}"), concurrency=a.workers)
-            t = time.perf_counter(); scan(c2, storage=storage); res["cold+storage"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            scan(c2, storage=storage)
+            res["cold+storage"].append(time.perf_counter() - t)
             reg.clear_access_log()
             c3 = RegistryClient("bench", reg.url, cache=DigestCache(cdir), concurrency=a.workers)
-            t = time.perf_counter(); inv3 = scan(c3); res["warm"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            inv3 = scan(c3)
+            res["warm"].append(time.perf_counter() - t)
             log = reg.access_log(min_entries=1)
             warm_gets = len([e for e in log if e.method == "GET" and ("/manifests/" in e.path or "/blobs/" in e.path)])
             assert inv3.tag_count == n

@@ -3,14 +3,20 @@ flows/expire.py). plan -> (dry run: report and stop) -> execute -> reclaim -> ve
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.prune import DeleteResult
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
+from regkeeper.prune import DeleteResult
 from regkeeper.util import batch_label, batches, utcnow
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
+from tasks.prune import (
+    delete_batch,
+    list_repositories,
+    read_kubernetes,
+    reclaim_storage,
+    scan_batch,
+    verify_kept,
+)
 from tasks.recovery import add_notes
-from tasks.prune import (delete_batch, list_repositories, read_kubernetes, reclaim_storage,
-                         scan_batch, verify_kept)
 
 SCAN_BATCH = 25      # repositories per scan task
 DELETE_BATCH = 25    # repositories per delete task

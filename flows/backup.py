@@ -14,9 +14,17 @@ from regkeeper import backup as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
 from regkeeper.util import batch_label, batches, utcnow
-from tasks.backup import (abort_backup, backup_batch, begin_backup, commit_snapshot,
-                          list_backup_repositories, list_target_objects, load_snapshot,
-                          prune_snapshots, restore_batch)
+from tasks.backup import (
+    abort_backup,
+    backup_batch,
+    begin_backup,
+    commit_snapshot,
+    list_backup_repositories,
+    list_target_objects,
+    load_snapshot,
+    prune_snapshots,
+    restore_batch,
+)
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 from tasks.recovery import add_notes, begin_run
 
@@ -119,7 +127,8 @@ def backup(
                 add_notes(rep, notes)
                 publish_report(rep, str(ctx.reports_dir()))
                 unconfigured.append(rep)
-            raise with_reports(e, unconfigured)
+            with_reports(e, unconfigured)  # the same exception, carrying the reports
+            raise
         reports, failures = {}, []
         for name in names:
             rep, errors = _backup_one(ctx, store, name, dry_run=dry_run, keep=keep or bk.keep,

@@ -15,8 +15,7 @@ from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
-from tasks.capacity import (check_read_only, count_tags, evaluate_and_alert, measure_storage,
-                            pull_latency)
+from tasks.capacity import check_read_only, count_tags, evaluate_and_alert, measure_storage, pull_latency
 from tasks.common import logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run
 
@@ -95,7 +94,8 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     except RegkeeperError as e:
         rep.note(str(e))
         rep.finish("failed")
-        raise with_reports(e, [rep])
+        with_reports(e, [rep])  # the same exception, carrying the report
+        raise
     finally:
         metrics.finish(ok)
         if rep.finished is None:

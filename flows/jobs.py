@@ -6,8 +6,9 @@ module imports no flow (and no Prefect): ``flow_of`` imports the flow's module w
 """
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from regkeeper.config import Config
 

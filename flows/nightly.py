@@ -16,12 +16,12 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
 from regkeeper.config import load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.report import Report, _fmt
 from regkeeper.util import scrub
-from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
 from tasks.common import logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run_config
 

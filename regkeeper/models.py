@@ -8,7 +8,7 @@ DataFrame / CSV / JSON for reports and the CLI.
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Media types, Descriptor and Manifest live in regkeeper.oci (mediatypes.py, manifest.py);
 # re-exported here for the modules that still import them from models.
@@ -55,7 +55,7 @@ def _parse_time(value) -> datetime | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     if dt.year < 1971:  # reproducible builds set created to the epoch: not a real time
         return None
     return dt

@@ -11,7 +11,7 @@ The HTTP API cannot say when a tag was pushed, nor list untagged manifests; the 
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import RegkeeperError
@@ -75,7 +75,7 @@ class FilesystemStorage(StorageReader):
                 st = os.stat(link)
             except FileNotFoundError:
                 continue
-            out[e.name] = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+            out[e.name] = datetime.fromtimestamp(st.st_mtime, UTC)
         return out
 
     def revision_times(self, repo: str) -> dict[str, datetime]:
@@ -91,7 +91,7 @@ class FilesystemStorage(StorageReader):
                     st = os.stat(os.path.join(h.path, "link"))
                 except FileNotFoundError:
                     continue
-                out[f"{a.name}:{h.name}"] = datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                out[f"{a.name}:{h.name}"] = datetime.fromtimestamp(st.st_mtime, UTC)
         return out
 
     def repositories(self) -> list[str]:
@@ -139,7 +139,7 @@ class S3Storage(StorageReader):
             rest = obj["Key"][len(prefix):]
             parts = rest.split("/")
             if len(parts) == 3 and parts[1] == "current" and parts[2] == "link":
-                out[parts[0]] = obj["LastModified"].astimezone(timezone.utc)
+                out[parts[0]] = obj["LastModified"].astimezone(UTC)
         return out
 
     def revision_times(self, repo: str) -> dict[str, datetime]:
@@ -148,7 +148,7 @@ class S3Storage(StorageReader):
         for obj in self._list(prefix):
             parts = obj["Key"][len(prefix):].split("/")
             if len(parts) == 3 and parts[2] == "link":
-                out[f"{parts[0]}:{parts[1]}"] = obj["LastModified"].astimezone(timezone.utc)
+                out[f"{parts[0]}:{parts[1]}"] = obj["LastModified"].astimezone(UTC)
         return out
 
     def repositories(self) -> list[str]:

@@ -8,6 +8,7 @@ from regkeeper import backup as core
 from regkeeper.context import RunContext
 from tasks.common import RETRY, logger
 
+
 @task(name="list-backup-repositories", task_run_name="list repositories of {registry}", **RETRY)
 def list_backup_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
                              exclude: list[str] | None = None) -> list[str]:

@@ -53,7 +53,7 @@ def gather(batches: list, futures: list) -> list[tuple]:
     """``(batch, result, error)`` for submitted per-batch tasks, in order: a failed batch
     (after its retries) does not stop the others; the caller reports it."""
     out = []
-    for b, f in zip(batches, futures):
+    for b, f in zip(batches, futures, strict=True):
         try:
             out.append((b, f.result(), None))
         except Exception as e:  # noqa: BLE001 - attributed to the batch by the caller

@@ -10,6 +10,7 @@ from regkeeper.inventory import scan
 from regkeeper.models import Inventory
 from tasks.common import RETRY, logger
 
+
 @task(name="list-repositories", **RETRY)
 def list_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
                       exclude: list[str] | None = None) -> list[str]:

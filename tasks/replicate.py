@@ -8,6 +8,7 @@ from regkeeper.config import ReplicationRule
 from regkeeper.context import RunContext
 from tasks.common import RETRY, logger
 
+
 @task(name="replication-scope", task_run_name="scope {rule_name} -> {target}", **RETRY)
 def scope(ctx: RunContext, rule: ReplicationRule, target: str, rule_name: str = "") -> tuple:
     """(source repositories in scope, repositories gone from the source, problems)."""

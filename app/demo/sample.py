@@ -85,7 +85,7 @@ def _canon(obj) -> bytes:
 
 
 def _rfc3339(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Pusher:
@@ -170,7 +170,7 @@ def push_sample(reg: DemoRegistry, now: dt.datetime | None = None) -> dict:
     """Push :data:`SAMPLE` and backdate every tag. Returns {(repo, sample tag): (registry tag, digest)}."""
     from regkeeper.oci import RegistryClient
 
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     out = {}
     with RegistryClient(reg.name, reg.url, verify=True, retries=2) as client:
         p = Pusher(client, now)

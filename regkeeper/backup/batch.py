@@ -209,7 +209,7 @@ def _drop_gone(res: BatchResult, why: dict[str, str]) -> None:
     for d in list(res.manifests):
         if d in gone:
             del res.manifests[d]
-    for name, rec in res.repositories.items():
+    for rec in res.repositories.values():
         for t, d in list(rec["tags"].items()):
             if d in gone:
                 del rec["tags"][t]

@@ -2,7 +2,7 @@
 Alertmanager (v2 ``/api/v2/alerts``, one entry per severity) and Prefect events."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..util import human_bytes
 from .thresholds import _RANK
@@ -22,7 +22,7 @@ class Alert:
     capacity_bytes: int | None
     days_to_full: float | None
     message: str
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
     warn: float = 0.80
     critical: float = 0.90
     repeat: bool = False            # a re-assertion of an unchanged level (reassert_after)

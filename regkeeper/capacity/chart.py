@@ -52,7 +52,7 @@ def render_usage_svg(df, capacity_bytes: int | None = None, warn: float = 0.8, c
                          f'y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>')
             label = "capacity" if cls == "capacity" else f"{cls} {ratio * 100:.0f}%"
             parts.append(f'<text x="{pad_l + pw + 4}" y="{y + 4:.1f}" fill="{color}">{esc(label)}</text>')
-    pts = " ".join(f"{px(t):.1f},{py(float(v)):.1f}" for t, v in zip(d["timestamp"], d["bytes_used"]))
+    pts = " ".join(f"{px(t):.1f},{py(float(v)):.1f}" for t, v in zip(d["timestamp"], d["bytes_used"], strict=True))
     parts.append(f'<polyline class="usage" fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>')
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{esc(human_bytes(ymax))}</text>')
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + ph}" text-anchor="end">0</text>')

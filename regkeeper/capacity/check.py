@@ -2,7 +2,7 @@
 (:func:`check_capacity`); sending and saving is :func:`.notify.notify_and_commit`'s job."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .alerts import Alert
 from .history import Forecast, UsageHistory, forecast
@@ -35,7 +35,7 @@ def check_capacity(registry: str, usage: StorageUsage | None, *, capacity_bytes:
                    now: datetime | None = None, reassert_after: timedelta | None = None) -> CapacityCheck:
     """Ratio, history row, forecast and state transition for one registry. Does not send or
     save: call :func:`notify_and_commit` (or ``store.save(check.state)``) afterwards."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cap, src, note = resolve_capacity(usage, capacity_bytes)
     ratio = usage.bytes_used / cap if usage is not None and cap else None
     fc = None

@@ -4,7 +4,7 @@ least-squares line through the last ``window`` of it)."""
 import csv
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .state import _atomic_write
@@ -21,7 +21,7 @@ class UsageHistory:
 
     def append(self, registry: str, bytes_used: int, capacity_bytes: int | None,
                timestamp: datetime | None = None) -> None:
-        ts = timestamp or datetime.now(timezone.utc)
+        ts = timestamp or datetime.now(UTC)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         with open(self.path, "a", newline="") as f:
@@ -49,7 +49,7 @@ class UsageHistory:
         if not self.path.exists():
             return 0
         df = self.load()
-        cutoff = (now or datetime.now(timezone.utc)) - keep
+        cutoff = (now or datetime.now(UTC)) - keep
         kept = df[df["timestamp"] >= cutoff]
         dropped = len(df) - len(kept)
         if dropped:

@@ -11,7 +11,7 @@ reported read-only takes writes again: the alert resolves).
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..util import redact_url
 from .notify import Delivery, NotifyError, post_alert, target_of
@@ -30,7 +30,7 @@ class ReadOnlyAlert:
     registry: str
     kind: str                      # one of KINDS
     message: str
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
     details: dict = field(default_factory=dict)     # run, pid, started, detail ... (no secrets)
 
     @property

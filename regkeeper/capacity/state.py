@@ -28,7 +28,7 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..util import atomic_write
@@ -71,7 +71,7 @@ def evaluate(ratio: float | None, thresholds: Thresholds, previous_state: Capaci
              reassert_after: timedelta | None = None) -> tuple[CapacityState, Alert | None]:
     """Advance the state machine by one measurement. Returns the new state (not saved) and the
     alert to send, or None. ``ratio=None`` (no capacity known) changes nothing and alerts nothing."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     prev = previous_state
     if prev is None:
         if registry is None:

@@ -1,10 +1,10 @@
 """ISO-8601 UTC timestamps (``...Z``) as written in state files, the history CSV and alert payloads."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse_iso(s: str | None) -> datetime | None:

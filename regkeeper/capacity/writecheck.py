@@ -15,7 +15,7 @@ accepted the alert, so an undelivered alert is sent again by the next run.
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import AuthError, ReadOnlyError, RegistryError
@@ -99,7 +99,7 @@ def evaluate_writes(check: WriteCheck, prev: ReadOnlyState, *, owned_by: str | N
     """The new state and the alert to send (None: nothing to say). ``owned_by``: a live
     regkeeper window explains the read-only state (no alert); ``stale``: a window left by a run
     that is gone (said in the alert)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     r = check.registry
     if check.refuses_writes is None or (check.refuses_writes and owned_by):
         return prev, None

@@ -194,7 +194,7 @@ def _list_everything(clients: dict[str, object], *, page_size: int, timeout, pol
     if jobs:
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs))),
                                 thread_name_prefix="rk-kube") as ex:
-            for job, out in zip(jobs, ex.map(run, jobs)):
+            for job, out in zip(jobs, ex.map(run, jobs), strict=True):
                 results[(job[0], job[1].plural)] = out
     return results
 

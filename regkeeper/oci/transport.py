@@ -129,7 +129,8 @@ class RegistryTransport:
                 return fn()
             return run_with_retries(fn, self.policy, call.describe(), self._on_retry)
         except RegistryError as e:
-            raise call.fill(e)
+            call.fill(e)  # the same exception, now naming the call: re-raised as it came
+            raise
         except _LIBRARY_ERRORS as e:
             raise error_for_exception(e, call) from None
 

@@ -15,7 +15,7 @@ fixpoint and asked about in Kubernetes at most once.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..config import format_duration
 from ..models import Inventory, ManifestInfo, RepoInventory
@@ -266,7 +266,7 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
     if not 0 < max_delete_fraction <= 1:
         raise ValueError(f"max_delete_fraction must be in (0, 1], got {max_delete_fraction}")
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     if untagged_known is None:
         untagged_known = inventory.push_time_source not in ("none", "", None)
     out = Plan(registry=inventory.registry, now=now, kube_protection=in_use is not None,

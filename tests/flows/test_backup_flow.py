@@ -61,7 +61,7 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
     csv = (tmp_path / "reports" / "backup").glob("*.csv")
     assert any("svc/multi" in p.read_text() for p in csv)
 
-    for (repo, tag), d in before.items():
+    for (repo, _tag), d in before.items():
         images.delete_manifest(reg.url, repo, d, **V)
     assert truth(reg) == {}
 

@@ -25,7 +25,7 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout
     names: list[str] = []
     import datetime as dt
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     while time.monotonic() < deadline:
         with get_client(sync_client=True) as c:
             page = c.read_events(EventFilter(occurred=EventOccurredFilter(since=since),

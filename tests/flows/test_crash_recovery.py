@@ -79,7 +79,7 @@ def reports(tmp_path: Path, flow: str) -> list[dict]:
 
 
 def age(reg, repo: str, tag: str, days: float) -> None:
-    t = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).timestamp()
+    t = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).timestamp()
     link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
     link = link / "current" / "link"
     os.utime(link, (t, t))

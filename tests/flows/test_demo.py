@@ -185,7 +185,7 @@ def sample_registry(tmp_path):
     """The demo's registry with the demo sample, and a config for it (no replica)."""
     import yaml
 
-    from app.demo import DemoRegistry, SNAPSHOT_TEMPLATE, push_sample, write_config, write_snapshot
+    from app.demo import SNAPSHOT_TEMPLATE, DemoRegistry, push_sample, write_config, write_snapshot
     reg = DemoRegistry(tmp_path / "registry", "demo-registry").start()
     try:
         pushed = push_sample(reg)

@@ -127,7 +127,7 @@ def test_prefect_yaml_matches_serve():
     entries = {e["entrypoint"]: e for e in doc["deployments"]}
     deps = build_deployments("UTC")
     assert len(entries) == len(doc["deployments"]) == len(deps)
-    for spec, d in zip(SPECS, deps):
+    for spec, d in zip(SPECS, deps, strict=True):
         e = entries[spec.entrypoint]
         assert (ROOT / spec.entrypoint.split(":")[0]).is_file()
         assert d.entrypoint == f"{spec.module}.{spec.flow}"

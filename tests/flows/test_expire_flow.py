@@ -16,7 +16,7 @@ from tests.support import images
 from tests.support.kubeapi import FAKE_TOKEN, KubeApiServer, write_kubeconfig
 from tests.support.rkconfig import RegistryControl, registry_entry, write_config
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 H = dt.timedelta(hours=1)
 D = dt.timedelta(days=1)
 FRESH = NOW - 2 * H
@@ -90,7 +90,7 @@ def tiered(registry_factory, tmp_path):
     pushed_at(reg, "tmp/inuse", {"e2e": NOW - 4 * D})
     # business: keepLast 3 + keepDays 30 -> v6 v5 v4 newest, v3 younger than 30d, v2 v1 go
     ages = {"v1": 50, "v2": 40, "v3": 20, "v4": 10, "v5": 2, "v6": 1}
-    for i, (t, days) in enumerate(ages.items()):
+    for i, (t, _days) in enumerate(ages.items()):
         d[t] = images.push_image(u, "team-a/svc", t, created=FRESH, layers=[layer(10 + i)])
     pushed_at(reg, "team-a/svc", {t: NOW - days * D for t, days in ages.items()})
     # base: keep forever, very old

@@ -17,7 +17,7 @@ from tests.support.faultrate import DEFAULT_WEIGHTS
 from tests.support.rkconfig import registry_entry, write_config
 from tests.support.sample import age, fill, resolves_with_blobs, truth
 
-OLD = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)).timestamp()
+OLD = (dt.datetime.now(dt.UTC) - dt.timedelta(days=90)).timestamp()
 
 
 def planned_deletes(result: dict) -> set[tuple[str, str]]:

@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from tests.support import images
 from tests.support.kubeapi import FAKE_TOKEN, KubeApiServer, write_kubeconfig
 from tests.support.rkconfig import RegistryControl, registry_entry, write_config
 
-OLD = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
-FRESH = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+FRESH = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
 
 
 def age(reg, repo: str, tags: list[str], when: dt.datetime):

@@ -23,7 +23,7 @@ import requests
 from tests.support import images
 from tests.support.rkconfig import RegistryControl, registry_entry, write_config
 
-OLD = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 ROOT = Path(__file__).resolve().parents[2]
 APP = "team-a/app"
 PUSHER = "team-bg/pusher"

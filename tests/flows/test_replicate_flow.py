@@ -52,8 +52,8 @@ def keep_harness_server(monkeypatch):
 def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
     from prefect.client.orchestration import get_client
 
-    from flows.replicate import replicate
     from app.cli import main
+    from flows.replicate import replicate
     src, dst = regs
     images.push_many(src.url, n_repos=2, tags_per_repo=3, prefix="svc/app", verify=False, seed=1)
     idx = images.push_index(src.url, "svc/multi", "v1", verify=False)
@@ -88,8 +88,8 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
 
 
 def test_flow_failure_publishes_report_then_fails(regs, tmp_path):
-    from flows.replicate import replicate
     from app.cli import main
+    from flows.replicate import replicate
     src, dst = regs
     images.push_many(src.url, n_repos=1, tags_per_repo=3, prefix="f/app", verify=False, seed=2)
     with FaultProxy(dst.url) as proxy:

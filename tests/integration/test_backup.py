@@ -18,7 +18,7 @@ from regkeeper.config import BackupConfig
 from regkeeper.oci import RegistryClient
 from tests.support import images
 
-CREATED = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+CREATED = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 V = {"verify": False}        # plain http on loopback
 
 
@@ -318,10 +318,10 @@ def test_torn_or_tampered_index_is_never_listed_or_restored(reg, target, tmp_pat
     good = B.backup(c, target.store()).snapshot
     store = target.store()
     raw = store.get(good.key)
-    torn_id = B.new_snapshot_id(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))
+    torn_id = B.new_snapshot_id(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))
     store.put(B.snapshot_key("primary", torn_id), raw[: len(raw) // 2])
     doc = json.loads(raw)
-    doc["id"] = B.new_snapshot_id(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=6))
+    doc["id"] = B.new_snapshot_id(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6))
     doc["repositories"]["app/web"]["tags"]["v1"] = "sha256:" + "0" * 64      # tampered
     store.put(B.snapshot_key("primary", doc["id"]), json.dumps(doc).encode())
     assert [s.id for s in B.list_snapshots(store)] == [good.id]
@@ -362,7 +362,7 @@ def test_prune_keeps_last_n_and_objects_they_use(reg, target, tmp_path):
             assert k in keys, k
     # and the oldest kept snapshot still restores
     before = truth(reg)
-    for (repo, tag), d in before.items():
+    for (repo, _tag), d in before.items():
         if repo == "team/gone":
             images.delete_manifest(reg.url, repo, d, **V)
     out = B.restore(c, target.store(), snapshot=s3.id, dry_run=False)

@@ -7,7 +7,7 @@ import random
 import shutil
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from regkeeper.oci import RegistryClient
 from tests.support.images import push_image, push_many
 from tests.support.procs import ManagedProcess, free_port
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MiB = 1024 * 1024
 
 
@@ -521,7 +521,7 @@ def am_alerts(url):
 
 def test_alertmanager_accepts_firing_escalation_and_resolve(alertmanager):
     # alert times a little in the past, so an endsAt of "now" has already passed when we look
-    now = datetime.now(timezone.utc) - timedelta(seconds=30)
+    now = datetime.now(UTC) - timedelta(seconds=30)
     state = None
     seq = [(0.85, {"warning"}), (0.95, {"critical"}), (0.85, {"warning"}), (0.1, set())]
     for i, (ratio, active) in enumerate(seq):
@@ -531,6 +531,6 @@ def test_alertmanager_accepts_firing_escalation_and_resolve(alertmanager):
         assert cap.send_webhook(alertmanager, alert, "alertmanager", timeout=5, verify=False) == 200
         got = am_alerts(alertmanager)
         assert set(got) == active, (ratio, got)
-        for sev, a in got.items():
+        for a in got.values():
             assert a["labels"]["registry"] == "reg-am"
             assert a["annotations"]["summary"] == alert.message

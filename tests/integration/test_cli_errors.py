@@ -17,7 +17,7 @@ from tests.support.kubeapi import FIXTURES, KubeApiServer, write_kubeconfig
 from tests.support.rkconfig import registry_entry, write_config
 from tests.support.sample import age, truth
 
-OLD = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)).timestamp()
+OLD = (dt.datetime.now(dt.UTC) - dt.timedelta(days=90)).timestamp()
 FOREVER = 10_000
 BARE = ("Traceback", "JSONDecodeError:", "ChunkedEncodingError", "ValueError:", "KeyError")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.policy import delete_levels
 from regkeeper.inventory import scan
+from regkeeper.policy import delete_levels
 from tests.support import images
 from tests.support.rkconfig import registry_entry, write_config
 
-OLD = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 
 
 def age(reg, repo, tag):

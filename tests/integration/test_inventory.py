@@ -14,7 +14,7 @@ from tests.support import images
 def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
     reg = registry_factory()
     u = reg.url
-    old = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    old = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
     a = images.push_image(u, "inv/app", "v1", created=old, media="oci")
     images.tag_existing(u, "inv/app", "stable", a.digest)
     b = images.push_image(u, "inv/app", "v2")
@@ -25,7 +25,7 @@ def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
     orphan = images.push_image(u, "inv/app", None)          # pushed by digest only: untagged
     images.push_image(u, "other/x", "1")
     link = Path(reg.root) / "docker/registry/v2/repositories/inv/app/_manifests/tags/v1/current/link"
-    t = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc).timestamp()
+    t = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC).timestamp()
     os.utime(link, (t, t))
 
     cache = DigestCache(tmp_path / "cache")
@@ -74,7 +74,7 @@ def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
 
 
 def test_inventory_without_storage_uses_created(registry, tmp_path):
-    old = dt.datetime(2023, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    old = dt.datetime(2023, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     images.push_image(registry.url, "inv2/app", "v1", created=old)
     inv = scan(RegistryClient("t", registry.url, cache=DigestCache(tmp_path / "c")), include=["inv2/**"])
     r = inv.repositories["inv2/app"]

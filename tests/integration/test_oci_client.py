@@ -8,8 +8,13 @@ import os
 import pytest
 
 from regkeeper.cache import DigestCache
-from regkeeper.errors import (AuthError, DeletesDisabledError, DigestMismatchError, NotFoundError,
-                              RegistryError, UnsupportedManifestError)
+from regkeeper.errors import (
+    AuthError,
+    DeletesDisabledError,
+    NotFoundError,
+    RegistryError,
+    UnsupportedManifestError,
+)
 from regkeeper.models import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from regkeeper.oci import RegistryClient, parse_manifest
 from tests.support import images

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -130,7 +130,7 @@ def test_429_with_retry_after_and_503_still_retried(proxy, pushed, caplog):
         assert c.head_manifest(REPO, "v1").digest == pushed.digest      # the fast HEAD path
         assert sha(c.get_blob(REPO, pushed.layer_digests[0])) == pushed.layer_digests[0]
         # Retry-After as an HTTP-date
-        when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=2), usegmt=True)
+        when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
         proxy.add_fault("429", retry_after=when, method="GET", path_regex=r"/tags/list", times=1)
         t0 = time.monotonic()
         assert c.list_tags(REPO) == ["v1"]

@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -184,7 +184,7 @@ def test_prefect_automation_validates_and_matches_capacity_events():
     assert a.actions[0].type == "send-notification"
     assert a.trigger.expect == {"regkeeper.capacity.*"}
     server = ServerAutomation.model_validate(autos[0])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def received(name, resource, payload):
         return ReceivedEvent(occurred=now, event=name, resource=resource, payload=payload, id=uuid.uuid4())

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from regkeeper.config import KubernetesConfig, ReclaimConfig
-from regkeeper.prune.reclaim import reclaim
 from regkeeper.errors import RegkeeperError
+from regkeeper.prune.reclaim import reclaim
 from regkeeper.storage import FilesystemStorage
 from tests.support import images
 from tests.support.kubeapi import FAKE_TOKEN, write_kubeconfig

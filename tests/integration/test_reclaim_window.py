@@ -10,8 +10,7 @@ import yaml
 
 from regkeeper.config import ReclaimConfig, parse_config
 from regkeeper.prune.reclaim import reclaim
-from regkeeper.runstate import (Lease, Owner, RunState, lease_name, read_holder, read_window,
-                                recover_windows)
+from regkeeper.runstate import Lease, Owner, RunState, lease_name, read_holder, read_window, recover_windows
 from regkeeper.storage import FilesystemStorage
 from tests.support import images
 from tests.support.rkconfig import RegistryControl

@@ -21,8 +21,13 @@ import requests
 
 from regkeeper.config import ReplicationRule
 from regkeeper.oci import RegistryClient
-from regkeeper.replicate import (Replicator, copy_repository, plan_replication, replicate_target,
-                                 target_repository)
+from regkeeper.replicate import (
+    Replicator,
+    copy_repository,
+    plan_replication,
+    replicate_target,
+    target_repository,
+)
 from tests.support import images
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RegistryServer
@@ -114,7 +119,7 @@ def test_cold_run_copies_everything_byte_identical_then_warm_run_writes_nothing(
     assert state(dst_reg.url, list(want)) == want          # every source tag, same digest
     # manifests byte for byte, including the untagged index children
     for repo, tags in want.items():
-        for tag, digest in tags.items():
+        for digest in tags.values():
             body_s, ctype_s, _ = images.get_manifest(src_reg.url, repo, digest, verify=False)
             body_d, ctype_d, dig_d = images.get_manifest(dst_reg.url, repo, digest, verify=False)
             assert body_d == body_s and ctype_d == ctype_s and dig_d == digest

@@ -50,7 +50,7 @@ def test_managed_process_stopped_by_pid(tmp_path):
 
 # -- registry: pushes read back byte-identical -------------------------------------------------
 def test_push_docker_oci_index_and_read_back_identical(registry, unique_repo):
-    created = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    created = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     d2 = images.push_image(registry.url, unique_repo, "docker", media="docker", created=created, seed=1, verify=False)
     oci = images.push_image(registry.url, unique_repo, "oci", media="oci", seed=2, verify=False,
                             extra_annotations={"org.example": "x"})

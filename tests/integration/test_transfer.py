@@ -14,8 +14,15 @@ import requests
 
 from regkeeper.errors import RegistryError, SourceBlobMissing
 from regkeeper.oci import RegistryClient
-from regkeeper.oci.transfer import (MOUNTED, PRESENT, UNAVAILABLE, UPLOADED, BlobTransfer,
-                                    BytesSource, RegistrySource)
+from regkeeper.oci.transfer import (
+    MOUNTED,
+    PRESENT,
+    UNAVAILABLE,
+    UPLOADED,
+    BlobTransfer,
+    BytesSource,
+    RegistrySource,
+)
 from regkeeper.retry import RetryPolicy
 from tests.support import images
 from tests.support.registry import RegistryServer

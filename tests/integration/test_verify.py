@@ -16,7 +16,7 @@ from regkeeper.inventory import scan
 from tests.support import images
 from tests.support.rkconfig import registry_entry, write_config
 
-OLD = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 REPO = "vf/app"
 
 

@@ -150,7 +150,7 @@ class FaultProxy:
             def handle_one_request(self):
                 try:
                     super().handle_one_request()
-                except (ConnectionError, socket.timeout, BrokenPipeError):
+                except (TimeoutError, ConnectionError, BrokenPipeError):
                     self.close_connection = True
 
             def _any(self):
@@ -434,7 +434,7 @@ class FaultProxy:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,9 +15,10 @@ import os
 import random
 import re
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -104,10 +105,10 @@ def descriptor(obj: Any) -> dict:
 
 
 def _rfc3339(created: dt.datetime | None) -> str:
-    created = created or dt.datetime.now(dt.timezone.utc)
+    created = created or dt.datetime.now(dt.UTC)
     if created.tzinfo is None:
-        created = created.replace(tzinfo=dt.timezone.utc)
-    return created.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        created = created.replace(tzinfo=dt.UTC)
+    return created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _canon(obj: Any) -> bytes:
@@ -178,7 +179,7 @@ class BearerAuth(AuthBase):
         token = body.get("token") or body.get("access_token")
         with self._lock:
             self._tokens[self._key(resp.request.url)] = token
-        resp.content  # consume so the connection can be reused
+        _ = resp.content  # consume so the connection can be reused
         resp.close()
         prep = resp.request.copy()
         prep.headers["Authorization"] = f"Bearer {token}"
@@ -565,7 +566,7 @@ def push_many(base: str, n_repos: int | None = None, tags_per_repo: int = 1, sha
     is the newest. Returns the PushedImage list (repo and tag set), ordered by repo then tag."""
     rng = _rng(seed)
     base_layer = _randbytes(rng, base_layer_size) if shared_base_layer else None
-    created_start = created_start or (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=tags_per_repo))
+    created_start = created_start or (dt.datetime.now(dt.UTC) - dt.timedelta(hours=tags_per_repo))
     if repos is None:
         if n_repos is None:
             raise ValueError("push_many needs n_repos or repos")

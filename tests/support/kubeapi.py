@@ -34,9 +34,10 @@ import struct
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["KubeApiServer", "write_kubeconfig", "load_responses", "synthetic_pods", "FAKE_TOKEN",
@@ -264,7 +265,7 @@ class KubeApiServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self) -> "KubeApiServer":
+    def start(self) -> KubeApiServer:
         if self._httpd is not None:
             return self
         server = self
@@ -297,7 +298,7 @@ class KubeApiServer:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> "KubeApiServer":
+    def __enter__(self) -> KubeApiServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -379,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
         encoded = lst["encoded"]
         if m.group("ns"):
             ns = m.group("ns")
-            encoded = [e for e, i in zip(lst["encoded"], lst["items"])
+            encoded = [e for e, i in zip(lst["encoded"], lst["items"], strict=True)
                        if (i.get("metadata") or {}).get("namespace") == ns]
 
         start = 0
@@ -451,7 +452,7 @@ def _make_tls(d: Path) -> tuple[str, str, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regkeeper-test-kube-ca")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -482,7 +483,7 @@ def _make_tls(d: Path) -> tuple[str, str, bytes]:
     return str(cert_path), str(key_path), ca.public_bytes(serialization.Encoding.PEM)
 
 
-def write_kubeconfig(path: str | Path, contexts: Mapping[str, "str | KubeApiServer"], current: str | None = None,
+def write_kubeconfig(path: str | Path, contexts: Mapping[str, str | KubeApiServer], current: str | None = None,
                      *, token: str = FAKE_TOKEN, namespace: str = "default") -> Path:
     """Write a kubeconfig with one cluster/user per context, bearer-token auth.
 

@@ -128,7 +128,7 @@ class MotoServer:
     def stop(self) -> None:
         self._proc.stop()
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         return self
 
     def __exit__(self, *exc) -> None:

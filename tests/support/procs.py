@@ -14,12 +14,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 __all__ = ["free_port", "wait_port", "wait_until", "ManagedProcess", "LIVE_PROCESSES"]
 
-LIVE_PROCESSES: "set[ManagedProcess]" = set()
+LIVE_PROCESSES: set[ManagedProcess] = set()
 _LOCK = threading.Lock()
 
 
@@ -44,7 +44,7 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s (last error: {last})")
 
 
-def wait_http_ready(proc: "ManagedProcess", name: str, url: str, ok, *, timeout: float,
+def wait_http_ready(proc: ManagedProcess, name: str, url: str, ok, *, timeout: float,
                     verify=False, interval: float = 0.05, stop=None) -> None:
     """Poll ``url`` until ``ok(status)``; the process must stay alive. On timeout call ``stop``
     (the owner's stop, so nothing is left running) and raise with the process's log tail."""
@@ -111,7 +111,7 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.running():
             raise RuntimeError(f"{self.args[0]} already running with pid {self.pid}")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ class ManagedProcess:
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -55,7 +55,7 @@ class Pushgateway:
     def stop(self) -> None:
         self._proc.stop()
 
-    def __enter__(self) -> "Pushgateway":
+    def __enter__(self) -> Pushgateway:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -80,7 +80,7 @@ class RegistryServer:
         s3: dict | None = None,
         htpasswd: tuple[str, str] | None = None,
         tls: bool = False,
-        token: "TokenAuthConfig | None" = None,
+        token: TokenAuthConfig | None = None,
         readonly: bool = False,
         delete_enabled: bool = True,
         debug: bool = False,
@@ -238,7 +238,7 @@ class RegistryServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def start(self) -> "RegistryServer":
+    def start(self) -> RegistryServer:
         self.write_config()
         self._proc = ManagedProcess(
             [REGISTRY_BIN, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
@@ -338,7 +338,7 @@ class RegistryServer:
         algo, hexd = digest.split(":", 1)
         return self.root / "docker/registry/v2/blobs" / algo / hexd[:2] / hexd / "data"
 
-    def __enter__(self) -> "RegistryServer":
+    def __enter__(self) -> RegistryServer:
         if self._proc is None:
             self.start()
         return self

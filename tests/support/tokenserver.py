@@ -16,10 +16,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -112,7 +112,7 @@ class TokenServer:
 
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regkeeper test token signer")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self._cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -243,7 +243,7 @@ class TokenServer:
         }
         headers = {"x5c": [self._x5c]} if self.key_header == "x5c" else {"kid": self.key_id}
         token = jwt.encode(claims, self._key_pem, algorithm="RS256", headers=headers)
-        issued = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        issued = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return token, access, issued
 
     def auth_config(self) -> TokenAuthConfig:
@@ -260,7 +260,7 @@ class TokenServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "TokenServer":
+    def __enter__(self) -> TokenServer:
         return self
 
     def __exit__(self, *exc) -> None:

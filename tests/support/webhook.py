@@ -95,7 +95,7 @@ class WebhookReceiver:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self
 
     def __exit__(self, *exc) -> None:

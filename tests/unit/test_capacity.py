@@ -5,19 +5,19 @@ import logging
 import math
 import socket
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from regkeeper import capacity as cap
-from regkeeper.capacity import state as cap_state
 from regkeeper import metrics as rkm
+from regkeeper.capacity import state as cap_state
 from regkeeper.models import Descriptor, Inventory, ManifestInfo, RepoInventory
 from regkeeper.util import redact_url
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GiB = 1024**3
 
 

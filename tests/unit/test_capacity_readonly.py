@@ -2,12 +2,12 @@
 read-only, none while a live regkeeper window explains it or while nothing changed, again after
 the re-assert interval, a resolve when writes work again."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from regkeeper.capacity import ReadOnlyAlert, ReadOnlyState, WriteCheck, evaluate_writes
 from regkeeper.capacity.readonly import alertmanager_payload, event_payload, slack_payload
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REFUSED = WriteCheck("r1", True, "POST /v2/x/blobs/uploads/: HTTP 405: the registry refuses writes", 405)
 TAKEN = WriteCheck("r1", False, "writes accepted", 202)
 UNKNOWN = WriteCheck("r1", None, "write check not permitted", 403)

@@ -5,8 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from regkeeper.config import (Config, ConfigError, SecretError, load_config, parse_config,
-                              parse_duration, parse_size)
+from regkeeper.config import (
+    Config,
+    ConfigError,
+    SecretError,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_size,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "regkeeper.yaml"
 

@@ -2,17 +2,17 @@
 section through ``prune.expire_plan``, the ttl cap rule, and what the report says."""
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
 from regkeeper import prune
 from regkeeper.context import RunContext
-from regkeeper.prune import DeleteResult, ReclaimResult
 from regkeeper.models import DOCKER_MANIFEST, Descriptor, Inventory, ManifestInfo, RepoInventory
 from regkeeper.policy import REGISTRY_SCOPE, CapBreach
+from regkeeper.prune import DeleteResult, ReclaimResult
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 TIERS = [
     {"name": "base", "match": ["library/**"], "keep": "forever"},
     {"name": "business", "match": ["team-*/**"], "keepLast": 1, "keepDays": 30},

@@ -19,7 +19,7 @@ def test_request_key_drops_the_query_and_folds_upload_sessions():
 
 def per_request(calls, got) -> dict:
     out: dict = {}
-    for call, d in zip(calls, got):
+    for call, d in zip(calls, got, strict=True):
         out.setdefault(call, []).append(d)
     return out
 
@@ -29,7 +29,7 @@ def test_same_seed_same_faults_whatever_the_interleaving():
     b = [("HEAD", f"/v2/r{i}/blobs/sha256:{j}") for i in range(20) for j in range(5)] * 3
     r1, r2 = FaultRate(0.3, seed=7), FaultRate(0.3, seed=7)
     in_order = a + b
-    mixed = [x for pair in zip(b, a) for x in pair]          # the same requests, interleaved
+    mixed = [x for pair in zip(b, a, strict=True) for x in pair]          # the same requests, interleaved
     got1, got2 = decisions(r1, in_order), decisions(r2, mixed)
     assert per_request(in_order, got1) == per_request(mixed, got2)   # each request's decisions
     assert r1.injected == r2.injected and r1.total > 0

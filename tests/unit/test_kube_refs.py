@@ -7,8 +7,18 @@ import pytest
 
 from regkeeper.errors import RefusedError
 from regkeeper.kube import (
-    ContextError, ImageRef, InUseScan, InUseSource, KubeReadError, KubeSnapshotError, MalformedObjectError,
-    extract_images, load_snapshot, normalize_host, parse_image_ref, registry_hosts,
+    ContextError,
+    ImageRef,
+    InUseScan,
+    InUseSource,
+    KubeReadError,
+    KubeSnapshotError,
+    MalformedObjectError,
+    extract_images,
+    load_snapshot,
+    normalize_host,
+    parse_image_ref,
+    registry_hosts,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kube"

@@ -5,17 +5,32 @@ failing assertion says which image it is about.
 """
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from regkeeper.config import TierConfig
-from regkeeper.models import (DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor, Inventory,
-                              ManifestInfo, RepoInventory)
-from regkeeper.policy import (REGISTRY_SCOPE, CapBreach, Plan, RepoPolicy, gc_resolver, plan,
-                              tier_policy, tier_resolver)
+from regkeeper.models import (
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Inventory,
+    ManifestInfo,
+    RepoInventory,
+)
+from regkeeper.policy import (
+    REGISTRY_SCOPE,
+    CapBreach,
+    Plan,
+    RepoPolicy,
+    gc_resolver,
+    plan,
+    tier_policy,
+    tier_resolver,
+)
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
@@ -37,8 +52,8 @@ def image(name: str, *, created: float | None = None, source: str = "config",
     """An image manifest `name` with a config blob (10 B) and layers {name: size}."""
     layers = {f"{name}-layer": 1000} if layers is None else layers
     blobs = [Descriptor("application/vnd.docker.container.image.v1+json", dg(f"{name}-config"), 10)]
-    blobs += [Descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", dg(l), s)
-              for l, s in layers.items()]
+    blobs += [Descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", dg(layer), s)
+              for layer, s in layers.items()]
     return ManifestInfo(digest=dg(name), media_type=media_type, kind="image", size=size,
                         config_digest=blobs[0].digest, blobs=blobs,
                         subject=dg(subject) if subject else None,
@@ -552,12 +567,12 @@ def test_ten_thousand_tags_plan_fast():
 def test_untagged_grace_keeps_a_push_in_progress():
     """A multi-arch push uploads children before the index: recent untagged manifests (and what
     they reference) are kept for the grace period; older unreferenced ones are deleted."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from regkeeper.models import Descriptor, Inventory, ManifestInfo, RepoInventory
     from regkeeper.policy import gc_resolver, plan
 
-    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 10, tzinfo=UTC)
 
     def img(d, layer):
         return ManifestInfo(digest=d, media_type="application/vnd.oci.image.manifest.v1+json", kind="image",

@@ -3,11 +3,21 @@
 import pytest
 
 from regkeeper.config import ReplicationRule, TagFilter, parse_config
-from regkeeper.errors import (AuthError, DigestMismatchError, NotFoundError, RegistryError)
+from regkeeper.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
+from regkeeper.replicate import (
+    ReplicationPlan,
+    RepoPlan,
+    TagCopy,
+    check_delete_cap,
+    copy_phases,
+    diff_tags,
+    extraneous_tags,
+    select_tags,
+    source_repository,
+    tag_matches,
+    target_repository,
+)
 from regkeeper.retry import is_transient
-from regkeeper.replicate import (RepoPlan, ReplicationPlan, TagCopy, check_delete_cap, copy_phases,
-                                 diff_tags, extraneous_tags, select_tags,
-                                 source_repository, tag_matches, target_repository)
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

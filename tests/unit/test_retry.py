@@ -3,7 +3,7 @@
 import http.client
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -11,10 +11,17 @@ import requests
 import urllib3
 
 from regkeeper.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
-from regkeeper.retry import (TRANSIENT_STATUSES, RetryPolicy, is_transient, parse_retry_after,
-                             retry_after_of, run_with_retries, transient_reason)
+from regkeeper.retry import (
+    TRANSIENT_STATUSES,
+    RetryPolicy,
+    is_transient,
+    parse_retry_after,
+    retry_after_of,
+    run_with_retries,
+    transient_reason,
+)
 
-NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _json_error() -> json.JSONDecodeError:
@@ -128,7 +135,7 @@ def test_delay_honours_retry_after_capped():
     assert p.delay(1, retry_after=3) == 3
     assert p.delay(3, retry_after=0) == 0
     assert p.delay(1, retry_after=3600) == 10            # capped
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     assert p.delay(1, retry_after=parse_retry_after(when)) == 10
 
 

@@ -13,8 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from regkeeper.runstate import (Lease, Owner, RunState, Window, judge, lease_name, lease_path,
-                                list_windows, read_holder, read_window, recover_windows, save_window)
+from regkeeper.runstate import (
+    Lease,
+    Owner,
+    RunState,
+    Window,
+    judge,
+    lease_name,
+    lease_path,
+    list_windows,
+    read_holder,
+    read_window,
+    recover_windows,
+    save_window,
+)
 from regkeeper.runstate.owner import pid_start
 from regkeeper.util import utcnow
 from tests.support.procs import wait_until
