@@ -88,10 +88,23 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
     return report, errors
 
 
+def _unconfigured(ctx: RunContext, names: list[str], e: RegkeeperError, *, dry_run: bool,
+                  notes: list[str]) -> list:
+    """A failed report per registry when the backup target cannot be opened, published."""
+    reports = []
+    for name in names:
+        rep = core.backup_report(name, target="(not configured)", dry_run=dry_run, errors=[str(e)])
+        add_notes(rep, notes)
+        publish_report(rep, str(ctx.reports_dir()))
+        reports.append(rep)
+    return reports
+
+
 @flow(name="backup", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
       validate_parameters=True)
 def backup(
-    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: backup.registries, else every registry with a url)")] = None,
+    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: "
+                                                          "backup.registries, else every registry with a url)")] = None,
     dry_run: Annotated[bool, Field(description="Scan and compare with the target; write nothing")] = False,
     keep: Annotated[Optional[int], Field(ge=1, le=100000, description="Snapshots to keep per registry (default: backup.keep)")] = None,
     include: Annotated[Optional[list[str]], Field(description="Repository globs to back up (default: every repository)")] = None,
@@ -116,19 +129,12 @@ def backup(
     try:
         notes = begin_run(ctx, "backup")
         names = core.backup_registries(ctx.config, registry)
-        unconfigured: list = []
         try:
             bk = core.require_backup_config(ctx.config)
             store = core.open_target(bk.target, bk)
         except RegkeeperError as e:
-            for name in names:
-                rep = core.backup_report(name, target="(not configured)", dry_run=dry_run,
-                                         errors=[str(e)])
-                add_notes(rep, notes)
-                publish_report(rep, str(ctx.reports_dir()))
-                unconfigured.append(rep)
-            with_reports(e, unconfigured)  # the same exception, carrying the reports
-            raise
+            with_reports(e, _unconfigured(ctx, names, e, dry_run=dry_run, notes=notes))
+            raise                               # the same exception, carrying the reports
         reports, failures = {}, []
         for name in names:
             rep, errors = _backup_one(ctx, store, name, dry_run=dry_run, keep=keep or bk.keep,
@@ -158,7 +164,8 @@ def restore(
     repositories: Annotated[str, Field(min_length=1, description="Repository glob(s), comma-separated; ** crosses /")] = "**",
     dry_run: Annotated[bool, Field(description="Report the diff and the plan; change nothing (default)")] = True,
     blob_source: Annotated[Optional[str], Field(description="Registry to copy missing layer blobs from (default: backup.blobSource)")] = None,
-    snapshot_registry: Annotated[Optional[str], Field(description="Whose snapshot to restore (default: the registry itself); set it to rebuild a registry from another one's backup")] = None,
+    snapshot_registry: Annotated[Optional[str], Field(description="Whose snapshot to restore (default: the registry "
+                                                                   "itself); set it to rebuild a registry from another one's backup")] = None,
     restore_moved: Annotated[bool, Field(description="Move tags that now point elsewhere back to the snapshot's digest")] = True,
     config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
 ) -> dict:
@@ -180,40 +187,12 @@ def restore(
     """
     ctx = RunContext.load(config_path)
     started = utcnow()
-    name = ctx.registry_name(registry)
-    source_name = ctx.config.registry(snapshot_registry).name if snapshot_registry else name
-    bk = ctx.config.backup
-    src_name = blob_source or (bk.blob_source if bk else None)
-    if src_name == name:
-        src_name = None       # copying blobs from the registry into itself cannot help
-    result = None
-    errors: list[str] = []
-    target = "(not configured)"
+    name, source_name, src_name = _restore_names(ctx, registry, snapshot_registry, blob_source)
     try:
         notes = begin_run(ctx, "restore")
-        try:
-            bk = core.require_backup_config(ctx.config)
-            store = core.open_target(bk.target, bk)
-            target = store.url
-            if src_name:
-                ctx.config.registry(src_name)         # names the key when unknown
-            snap = load_snapshot(store, source_name, snapshot)
-            globs = [g.strip() for g in repositories.split(",") if g.strip()]
-            repos = core.plan_restore(snap, globs)
-            if not repos:
-                raise core.BackupError(f"snapshot {snap.id} of {source_name} has no repository "
-                                       f"matching {repositories!r}")
-            todo = batches(repos, BATCH)
-            futures = [restore_batch.submit(ctx, name, store, quote(snap), b, dry_run=dry_run,
-                                            blob_source=src_name, restore_moved=restore_moved,
-                                            label=batch_label(b)) for b in todo]
-            parts, errors = _collect(todo, futures, "restore batch")
-            result = core.RestoreResult(snapshot=snap.id, registry=name, dry_run=dry_run)
-            for p in parts:
-                result.merge(p)
-            result.rows.sort(key=lambda r: (r.repository, r.tag))
-        except Exception as e:  # noqa: BLE001 - reported, then the run fails
-            errors.append(str(e) if isinstance(e, RegkeeperError) else f"{type(e).__name__}: {e}")
+        target, result, errors = _restore_into(ctx, name, source_name, snapshot, repositories,
+                                               dry_run=dry_run, src_name=src_name,
+                                               restore_moved=restore_moved)
         report = core.restore_report(name, target=target, result=result,
                                      snapshot_registry=source_name, blob_source=src_name,
                                      errors=errors, started=started)
@@ -222,13 +201,64 @@ def restore(
         ok = report.status in ("ok", "dry-run")
         report_job_metrics(ctx, "restore", name, ok, {"items_failed": len(result.failed) if result else 0})
         if not ok:
-            if errors:
-                raise with_reports(RegkeeperError(f"restore of {name} failed: {'; '.join(errors[:3])}"),
-                                   [report])
-            bad = result.failed
-            raise with_reports(RegkeeperError(
-                f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
-                f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}"), [report])
+            raise with_reports(_restore_failure(name, errors, result), [report])
         return report.to_dict()
     finally:
         ctx.close()
+
+
+def _restore_names(ctx: RunContext, registry: Optional[str], snapshot_registry: Optional[str],
+                   blob_source: Optional[str]) -> tuple[str, str, str | None]:
+    """``(registry restored into, whose snapshot, blob source or None)``, names checked."""
+    name = ctx.registry_name(registry)
+    source_name = ctx.config.registry(snapshot_registry).name if snapshot_registry else name
+    bk = ctx.config.backup
+    src_name = blob_source or (bk.blob_source if bk else None)
+    if src_name == name:
+        src_name = None       # copying blobs from the registry into itself cannot help
+    return name, source_name, src_name
+
+
+def _restore_into(ctx: RunContext, name: str, source_name: str, snapshot: str, repositories: str, *,
+                  dry_run: bool, src_name: str | None,
+                  restore_moved: bool) -> tuple[str, core.RestoreResult | None, list[str]]:
+    """Restore ``source_name``'s snapshot into registry ``name``, batch by batch: ``(target url,
+    merged result or None, errors)``; what fails is returned as errors, for the report."""
+    result = None
+    errors: list[str] = []
+    target = "(not configured)"
+    try:
+        bk = core.require_backup_config(ctx.config)
+        store = core.open_target(bk.target, bk)
+        target = store.url
+        if src_name:
+            ctx.config.registry(src_name)         # names the key when unknown
+        snap = load_snapshot(store, source_name, snapshot)
+        globs = [g.strip() for g in repositories.split(",") if g.strip()]
+        repos = core.plan_restore(snap, globs)
+        if not repos:
+            raise core.BackupError(f"snapshot {snap.id} of {source_name} has no repository "
+                                   f"matching {repositories!r}")
+        todo = batches(repos, BATCH)
+        futures = [restore_batch.submit(ctx, name, store, quote(snap), b, dry_run=dry_run,
+                                        blob_source=src_name, restore_moved=restore_moved,
+                                        label=batch_label(b)) for b in todo]
+        parts, errors = _collect(todo, futures, "restore batch")
+        result = core.RestoreResult(snapshot=snap.id, registry=name, dry_run=dry_run)
+        for p in parts:
+            result.merge(p)
+        result.rows.sort(key=lambda r: (r.repository, r.tag))
+    except Exception as e:  # noqa: BLE001 - reported, then the run fails
+        errors.append(str(e) if isinstance(e, RegkeeperError) else f"{type(e).__name__}: {e}")
+    return target, result, errors
+
+
+def _restore_failure(name: str, errors: list[str], result: "core.RestoreResult | None") -> RegkeeperError:
+    """Why a restore failed, for its last line: the errors, else the first tag not restored."""
+    if errors:
+        return RegkeeperError(f"restore of {name} failed: {'; '.join(errors[:3])}")
+    bad = result.failed if result is not None else []
+    if not bad:
+        return RegkeeperError(f"restore of {name} failed")
+    return RegkeeperError(f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
+                          f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}")

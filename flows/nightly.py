@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
-from regkeeper.config import load_config
+from regkeeper.config import Config, load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.report import Report, _fmt
@@ -116,33 +116,11 @@ def _links_html(rows: list[dict], nightly_html_dir: Path) -> str:
     return "<h2>Job reports</h2><ul>" + "".join(items) + "</ul>"
 
 
-@flow(name="nightly", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
-def nightly(
-    registry: Annotated[Optional[str], Field(description="Registry name for backup, gc, expire and capacity (default: each job's configured one)")] = None,
-    dry_run: Annotated[bool, Field(description="Every job plans and reports only; nothing is changed")] = False,
-    force: Annotated[bool, Field(description="Override the blast-radius cap of gc, expire and replicate")] = False,
-    jobs: Annotated[Optional[list[JobName]], Field(description="Which jobs to run, in the fixed order backup, gc, expire, replicate, capacity (default: all)")] = None,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
-) -> dict:
-    """Every job in order, as subflows; one failing does not stop the rest. Ends with a
-    combined report (reports/nightly/) linking each job's report.
-
-    Args:
-        registry: registry name for backup, gc, expire and capacity (default: each job's configured one).
-        dry_run: every job plans and reports only; nothing is changed.
-        force: override the blast-radius cap of gc, expire and replicate.
-        jobs: which jobs to run (default: all five); the order stays backup, gc, expire, replicate, capacity.
-        config_path: the config file.
-    """
+def _run_jobs(cfg: Config, wanted: set[str], report: Report, *, registry: Optional[str], dry_run: bool,
+              force: bool, config_path: str) -> list[dict]:
+    """The wanted jobs in the fixed order, each as a subflow (a failed one does not stop the
+    rest); a job its config does not set up is skipped and noted. One row per report."""
     log = logger()
-    path = str(resolve_config_path(config_path))
-    cfg = load_config(path)            # a bad config fails the run at once, naming the key
-    notes = begin_run_config(cfg, "nightly")
-    reports_dir = cfg.reports_dir()
-    wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
-    report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
-    add_notes(report, notes)
     rows: list[dict] = []
     for job in NIGHTLY_ORDER:
         if job not in wanted:
@@ -155,11 +133,14 @@ def nightly(
                          "registry": "", "key figures": "", "report": "", "error": why})
             continue
         rows.extend(_run_job(job, JOBS[job].kwargs(registry=registry, dry_run=dry_run, force=force,
-                                                   config_path=path)))
-    for job in sorted(set(NIGHTLY_ORDER) - wanted, key=NIGHTLY_ORDER.index):
-        report.note(f"{job}: not selected (jobs parameter)")
+                                                   config_path=config_path)))
+    return rows
 
-    # a job's status is the worst of its rows (one row per report it wrote)
+
+def _summarize_jobs(report: Report, rows: list[dict]) -> list[tuple[str, str]]:
+    """Count the jobs by status into the summary and note each one that failed or refused;
+    returns those ``(job, status)``. A job's status is the worst of its rows (one row per
+    report it wrote)."""
     rank = {"skipped": 0, "ok": 1, "dry-run": 1, "refused": 2, "failed": 3}
     job_status: dict[str, str] = {}
     job_seconds: dict[str, float] = {}
@@ -180,6 +161,43 @@ def nightly(
     bad = [(j, s) for j, s in job_status.items() if s in ("failed", "refused")]
     for j, s in bad:
         report.note(f"{j} {s}: {job_error.get(j) or 'see its report'}")
+    return bad
+
+
+@flow(name="nightly", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
+      validate_parameters=True)
+def nightly(
+    registry: Annotated[Optional[str], Field(description="Registry name for backup, gc, expire and capacity "
+                                                          "(default: each job's configured one)")] = None,
+    dry_run: Annotated[bool, Field(description="Every job plans and reports only; nothing is changed")] = False,
+    force: Annotated[bool, Field(description="Override the blast-radius cap of gc, expire and replicate")] = False,
+    jobs: Annotated[Optional[list[JobName]], Field(description="Which jobs to run, in the fixed order backup, gc, "
+                                                            "expire, replicate, capacity (default: all)")] = None,
+    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+) -> dict:
+    """Every job in order, as subflows; one failing does not stop the rest. Ends with a
+    combined report (reports/nightly/) linking each job's report.
+
+    Args:
+        registry: registry name for backup, gc, expire and capacity (default: each job's configured one).
+        dry_run: every job plans and reports only; nothing is changed.
+        force: override the blast-radius cap of gc, expire and replicate.
+        jobs: which jobs to run (default: all five); the order stays backup, gc, expire, replicate, capacity.
+        config_path: the config file.
+    """
+    path = str(resolve_config_path(config_path))
+    cfg = load_config(path)            # a bad config fails the run at once, naming the key
+    notes = begin_run_config(cfg, "nightly")
+    reports_dir = cfg.reports_dir()
+    wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
+    report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
+    add_notes(report, notes)
+    rows = _run_jobs(cfg, wanted, report, registry=registry, dry_run=dry_run, force=force,
+                     config_path=path)
+    for job in sorted(set(NIGHTLY_ORDER) - wanted, key=NIGHTLY_ORDER.index):
+        report.note(f"{job}: not selected (jobs parameter)")
+
+    bad = _summarize_jobs(report, rows)
     report.add_table("jobs", rows, ["job", "registry", "status", "seconds", "key figures",
                                     "report", "flow run", "error"])
     report.extra_html = _links_html(rows, reports_dir / "nightly")

@@ -139,7 +139,8 @@ def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -
 @flow(name="replicate", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
       validate_parameters=True)
 def replicate(
-    rule: Annotated[Optional[str], Field(description="Replication rule name (its `name:` key, else `<from>-to-<to+to>`); default: every rule")] = None,
+    rule: Annotated[Optional[str], Field(description="Replication rule name (its `name:` key, else "
+                                                      "`<from>-to-<to+to>`); default: every rule")] = None,
     dry_run: Annotated[bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")] = False,
     force: Annotated[bool, Field(description="Override the rule's replication[].maxDeleteFraction")] = False,
     config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,

@@ -126,36 +126,45 @@ class Pusher:
                     "layers": [{"mediaType": lmt, **x} for x in layers]}
         return _canon(manifest), manifest["mediaType"]
 
+    def index(self, repo: str, tag: str, created: dt.datetime) -> tuple[bytes, str]:
+        """A two-platform OCI index; its child images are pushed first, by digest only."""
+        children = []
+        for arch in ("amd64", "arm64"):
+            craw, cmt = self.image(repo, f"{repo}:{tag}/{arch}", created, arch, oci=True)
+            cd = self.put(repo, _digest(craw), craw, cmt)        # children by digest only
+            children.append({"mediaType": cmt, "digest": cd, "size": len(craw),
+                             "platform": {"os": "linux", "architecture": arch}})
+        return _canon({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
+                       "annotations": {"org.opencontainers.image.created": _rfc3339(created)}}), OCI_INDEX
+
+    def signature(self, repo: str, subject: str, created: dt.datetime) -> tuple[bytes, str]:
+        """A cosign-style signature of ``subject``: a simple-signing payload layer and the
+        signature annotation (the tag schema ``sha256-<hex>.sig`` is the caller's)."""
+        payload = self.blob(repo, _canon({"critical": {
+            "identity": {"docker-reference": f"{self.c.host}/{repo}"},
+            "image": {"docker-manifest-digest": subject},
+            "type": "cosign container image signature"}, "optional": None}))
+        config = self.blob(repo, _canon({"architecture": "", "os": "", "created": _rfc3339(created),
+                                         "config": {}, "rootfs": {"type": "layers",
+                                                                  "diff_ids": [payload["digest"]]}}))
+        sig = hashlib.sha512(f"demo-signature {subject}".encode()).hexdigest()
+        return _canon({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": {"mediaType": OCI_CONFIG, **config},
+                       "layers": [{"mediaType": COSIGN_LAYER, **payload,
+                                   "annotations": {"dev.cosignproject.cosign/signature": sig}}]}), OCI_MANIFEST
+
     def push(self, it: Item) -> str:
         created = self.now - dt.timedelta(hours=it.age_hours)
         repo = it.repo
         if it.kind == "image":
             raw, mt = self.image(repo, f"{repo}:{it.tag}", created)
         elif it.kind == "index":
-            children = []
-            for arch in ("amd64", "arm64"):
-                craw, cmt = self.image(repo, f"{repo}:{it.tag}/{arch}", created, arch, oci=True)
-                cd = self.put(repo, _digest(craw), craw, cmt)        # children by digest only
-                children.append({"mediaType": cmt, "digest": cd, "size": len(craw),
-                                 "platform": {"os": "linux", "architecture": arch}})
-            raw, mt = _canon({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
-                              "annotations": {"org.opencontainers.image.created": _rfc3339(created)}}), OCI_INDEX
+            raw, mt = self.index(repo, it.tag, created)
         elif it.kind == "alias":
             raw, mt = self.raw[self.digests[(repo, it.of)]]
         elif it.kind == "sig":
             subject = self.digests[(repo, it.of)]
-            payload = self.blob(repo, _canon({"critical": {
-                "identity": {"docker-reference": f"{self.c.host}/{repo}"},
-                "image": {"docker-manifest-digest": subject},
-                "type": "cosign container image signature"}, "optional": None}))
-            config = self.blob(repo, _canon({"architecture": "", "os": "", "created": _rfc3339(created),
-                                             "config": {}, "rootfs": {"type": "layers",
-                                                                      "diff_ids": [payload["digest"]]}}))
-            sig = hashlib.sha512(f"demo-signature {subject}".encode()).hexdigest()
-            raw, mt = _canon({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                              "config": {"mediaType": OCI_CONFIG, **config},
-                              "layers": [{"mediaType": COSIGN_LAYER, **payload,
-                                          "annotations": {"dev.cosignproject.cosign/signature": sig}}]}), OCI_MANIFEST
+            raw, mt = self.signature(repo, subject, created)
             tag = subject.replace(":", "-") + ".sig"
             d = self.put(repo, tag, raw, mt)
             self.digests[(repo, it.tag)] = d

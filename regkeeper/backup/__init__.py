@@ -34,6 +34,7 @@ Where each concern lives:
     retention.py       prune: keep the last N snapshots, sweep unused objects (in-flight aware)
     restore_run.py     restore entry points: plan_restore, restore_batch, restore
     restore_steps.py   the phases of one restore batch (diff ... verify)
+    restore_snapshot.py what a restore reads from a snapshot (closure, blobs, holders, bytes)
     restore_blobs.py   where a missing blob can come from, handed to the one blob transfer
     restore_result.py  per-tag actions, RestoreRow, RestoreResult
     report.py          backup and restore Reports, repository/snapshot rows, `snapshots list`

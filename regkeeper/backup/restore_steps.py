@@ -15,10 +15,8 @@ Anything that cannot be restored is reported per tag with the reason.
 import threading
 from collections import Counter
 
-from ..cache import verify_digest
 from ..errors import NotFoundError
 from ..oci import RegistryClient
-from ..oci.mediatypes import FOREIGN_LAYER_TYPES
 from ..util import bounded_map, scrub
 from .restore_blobs import BlobSupply
 from .restore_result import (
@@ -31,27 +29,24 @@ from .restore_result import (
     ACTION_WOULD_RESTORE,
     RestoreRow,
 )
-from .snapshot import Snapshot, object_key
-from .store import BackupError, ObjectMissing, ObjectStore
+from .restore_snapshot import SnapshotReader
+from .snapshot import Snapshot
+from .store import BackupError, ObjectStore
 
 
-class _Restorer:
+class _Restorer(SnapshotReader):
     """One restore batch: phases run across every (repository, item) pair of the batch."""
 
     def __init__(self, client: RegistryClient, store: ObjectStore, snap: Snapshot, dry_run: bool,
                  blob_source: RegistryClient | None, concurrency: int, restore_moved: bool = True):
+        super().__init__(snap, store)
         self.restore_moved = restore_moved
         self.c = client
-        self.store = store
-        self.snap = snap
         self.dry_run = dry_run
         self.src = blob_source
         self.workers = concurrency
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()
-        self._raw: dict[str, bytes | None] = {}
-        self._raw_why: dict[str, str] = {}
-        self._holders: dict[str, list[str]] | None = None
         self.blobs = BlobSupply(client, store, blob_source, self.holders, self.bump)
         # what the phases learn, (repository, digest) -> ...
         self.man_present: dict[tuple[str, str], bool] = {}    # the registry has the manifest
@@ -62,66 +57,9 @@ class _Restorer:
         self.man_ok: dict[tuple[str, str], bool] = {}         # the manifest can be (re-)created
         self.man_why: dict[tuple[str, str], str] = {}         # why it cannot be
 
-    # -------------------------------------------------------------- snapshot helpers
-
     def bump(self, key: str, n: int = 1) -> None:
         with self._stats_lock:
             self.stats[key] += n
-
-    def man(self, digest: str) -> dict | None:
-        return self.snap.manifests.get(digest)
-
-    def closure(self, digest: str) -> list[str]:
-        """The digest and every manifest below it, children first."""
-        out: list[str] = []
-        seen: set[str] = set()
-
-        def walk(d, depth=0):
-            if d in seen or depth > 8:
-                return
-            seen.add(d)
-            m = self.man(d)
-            for ch in (m or {}).get("children", []):
-                walk(ch, depth + 1)
-            out.append(d)
-        walk(digest)
-        return out
-
-    def blobs_of(self, digest: str) -> list[dict]:
-        m = self.man(digest) or {}
-        out = []
-        if m.get("config"):
-            out.append(dict(m["config"], role="config"))
-        for layer in m.get("layers", []):
-            if layer.get("media_type") in FOREIGN_LAYER_TYPES:
-                continue  # not stored by the registry (URLs); not verified on PUT
-            out.append(dict(layer, role="layer"))
-        return out
-
-    def holders(self, blob: str) -> list[str]:
-        """Repositories of the snapshot whose manifests reference the blob."""
-        if self._holders is None:
-            h: dict[str, set[str]] = {}
-            for repo, rec in self.snap.repositories.items():
-                for d in rec.get("manifests") or []:
-                    for b in self.blobs_of(d):
-                        h.setdefault(b["digest"], set()).add(repo)
-            self._holders = {k: sorted(v) for k, v in h.items()}
-        return self._holders.get(blob, [])
-
-    def raw(self, digest: str) -> bytes | None:
-        """Manifest bytes from the target, digest-checked (memoized)."""
-        if digest not in self._raw:
-            try:
-                data = self.store.get(object_key("manifests", digest))
-                if not verify_digest(digest, data):
-                    self._raw_why[digest] = f"manifest {digest} on the backup target is corrupted"
-                    data = None
-            except ObjectMissing:
-                self._raw_why[digest] = f"manifest {digest} is not on the backup target"
-                data = None
-            self._raw[digest] = data
-        return self._raw[digest]
 
     def _map(self, fn, items):
         return bounded_map(fn, items, self.workers)

@@ -78,6 +78,27 @@ class Forecast:
 MAX_FORECAST_DAYS = 3650.0
 
 
+def _recent(df, registry: str | None, window: timedelta, capacity_bytes: int | None):
+    """``(points, capacity)``: the registry's usage points of the last ``window`` before its latest
+    one (UTC timestamps, oldest first) and the capacity (the one given, else the latest recorded);
+    None when there is no history."""
+    import pandas as pd
+
+    d = df
+    if registry is not None and "registry" in d.columns:
+        d = d[d["registry"] == registry]
+    d = d.dropna(subset=["timestamp", "bytes_used"])
+    if d.empty:
+        return None
+    ts = pd.to_datetime(d["timestamp"], utc=True)
+    d = d.assign(timestamp=ts).sort_values("timestamp")
+    if capacity_bytes is None and "capacity_bytes" in d.columns:
+        caps = d["capacity_bytes"].dropna()
+        capacity_bytes = int(caps.iloc[-1]) if len(caps) else None
+    last_ts = d["timestamp"].iloc[-1]
+    return d[d["timestamp"] >= last_ts - pd.Timedelta(window)], capacity_bytes
+
+
 def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical: float = 0.9,
              window: timedelta = timedelta(days=14), *, registry: str | None = None,
              min_points: int = 3, min_span: timedelta = timedelta(hours=1)) -> Forecast:
@@ -91,20 +112,12 @@ def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical:
     import numpy as np
     import pandas as pd
 
-    d = df
-    if registry is not None and "registry" in d.columns:
-        d = d[d["registry"] == registry]
-    d = d.dropna(subset=["timestamp", "bytes_used"])
-    if d.empty:
+    recent = _recent(df, registry, window, capacity_bytes)
+    if recent is None:
         return Forecast(None, None, None, None, 0, "insufficient-data", "no history",
                         capacity_bytes=capacity_bytes)
-    ts = pd.to_datetime(d["timestamp"], utc=True)
-    d = d.assign(timestamp=ts).sort_values("timestamp")
-    if capacity_bytes is None and "capacity_bytes" in d.columns:
-        caps = d["capacity_bytes"].dropna()
-        capacity_bytes = int(caps.iloc[-1]) if len(caps) else None
+    d, capacity_bytes = recent
     last_ts = d["timestamp"].iloc[-1]
-    d = d[d["timestamp"] >= last_ts - pd.Timedelta(window)]
     n = len(d)
     current = int(d["bytes_used"].iloc[-1])
     as_of = last_ts.to_pydatetime()

@@ -19,9 +19,9 @@ class ReclaimConfig(_Model):
     kubernetes-job: run garbage-collect as a Kubernetes Job from ``jobTemplate``.
 
     Safety (refused at load):
-    - ``mode: command`` or ``kubernetes-job`` without ``readOnly`` would run garbage-collect on a live, writable
-      registry: a push landing meanwhile can lose blobs its new manifest needs (distribution's
-      docs: garbage-collect must run read-only). ``liveGarbageCollect: true`` is the explicit
+    - ``mode: command`` or ``kubernetes-job`` without ``readOnly`` would run garbage-collect on a
+      live, writable registry: a push landing meanwhile can lose blobs its new manifest needs
+      (distribution's docs: garbage-collect must run read-only). ``liveGarbageCollect: true`` is the explicit
       acknowledgement that allows it; set it only when nothing can push, e.g. a demo, or a
       registry whose clients are stopped for the run.
     - ``readOnly`` without ``readWrite``: a read-only window that can never close."""

@@ -6,7 +6,8 @@ auth.py        WWW-Authenticate challenges, bearer tokens cached per scope, basi
 errormap.py    failed calls -> RegistryError naming registry, method + path, repository, status
 transport.py   session, timeouts, TLS, in-flight bound, the request loop through regkeeper.retry,
                the fast manifest HEAD
-client.py      RegistryClient: catalog, tags, manifests, blobs, uploads
+blobs.py       blob reads: HEAD, GET in memory (digest-checked), streamed GET, image config
+client.py      RegistryClient: catalog, tags, manifests, uploads, DELETE, mount (+ blobs.py)
 transfer.py    the ONE blob copy (HEAD -> mount -> upload, the 202 quirk, cancel, restarts)
 """
 

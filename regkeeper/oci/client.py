@@ -1,39 +1,34 @@
 """RegistryClient: the OCI Distribution API verbs of one registry, by resource: catalog, tags,
-manifests, blobs, uploads. One client per registry, shared by every job and thread.
+manifests, uploads (and, from blobs.py, blob reads). One client per registry, shared by every
+job and thread; the only module that sends DELETE or asks for a mount.
 
 Transport concerns (session, timeouts, TLS, retries, error mapping) live in transport.py, auth
 in auth.py. Manifests are fetched with the full Accept header (mediatypes.py), checked against
 their digest and parsed (manifest.py); manifests and configs are cached on disk by digest.
 """
 
-import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from urllib.parse import quote, urlencode, urljoin
 
 import requests
-import urllib3
 
 from ..cache import DigestCache, sha256_digest, verify_digest
 from ..errors import DigestMismatchError, NotFoundError, RegistryError
 from .auth import RegistryAuth
-from .errormap import json_object, parse_json, short
+from .blobs import BlobReader
+from .errormap import json_object, parse_json
 from .manifest import (
-    CREATED_ANNOTATION,
     Manifest,
     ManifestHead,
     manifest_from_doc,
     parse_manifest,
 )
-from .mediatypes import ACCEPT_MANIFESTS, IMAGE_CONFIG_TYPES
-from .transport import SLOW, RegistryTransport
+from .mediatypes import ACCEPT_MANIFESTS
+from .transport import SLOW
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 DEFAULT_CHUNK = 16 * 1024 * 1024
-_STREAM_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
 def _next_link(resp: requests.Response) -> str | None:
@@ -56,7 +51,7 @@ def _names(body: dict, field: str) -> list[str]:
     return items
 
 
-class RegistryClient(RegistryTransport):
+class RegistryClient(BlobReader):
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
     def __init__(self, name: str, url: str, *, username: str | None = None,
@@ -203,87 +198,6 @@ class RegistryClient(RegistryTransport):
                             ok=(202, 200, 204), allow_404=True)
         return resp.status_code != 404
 
-    # ------------------------------------------------------------------ blobs
-
-    def head_blob(self, repo: str, digest: str) -> int | None:
-        """Size of a blob in a repository, or None when absent."""
-        resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", repo=repo, allow_404=True)
-        if resp.status_code == 404:
-            return None
-        return int(resp.headers.get("Content-Length") or 0)
-
-    def get_blob(self, repo: str, digest: str, *, cache: bool = False,
-                 max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """A small blob in memory (configs), digest-checked, read inside the attempt (a broken
-        or cut body is retried); cached on disk when ``cache``."""
-        if cache:
-            hit = self.cache.get("blobs", digest)
-            if hit is not None:
-                return hit[0]
-        data = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True,
-                            read=lambda resp: _read_blob(resp, digest, max_bytes))
-        if cache:
-            self.cache.put("blobs", digest, data)
-        return data
-
-    @contextmanager
-    def stream_blob(self, repo: str, digest: str, chunk_size: int = 1024 * 1024):
-        """Yield ``(chunks, size)``: a streaming GET in constant memory, retried until the
-        headers arrive. A break while streaming raises a RegistryError with ``transient=True``
-        (the caller restarts the transfer); the digest is checked as the stream ends, a
-        mismatch raises DigestMismatchError from the iterator."""
-        resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True)
-        size = int(resp.headers.get("Content-Length") or -1)
-        try:
-            yield self._stream_chunks(resp, repo, digest, size, chunk_size), size
-        finally:
-            resp.close()
-
-    def _stream_chunks(self, resp, repo: str, digest: str, size: int, chunk_size: int) -> Iterator[bytes]:
-        algo, _, hexpart = digest.partition(":")
-        h, got = hashlib.new(algo), 0
-        try:
-            for c in resp.iter_content(chunk_size=chunk_size):
-                h.update(c)
-                got += len(c)
-                yield c
-        except _STREAM_ERRORS as e:
-            raise RegistryError(f"connection broke while streaming the blob, after {got} of "
-                                f"{size if size >= 0 else '?'} bytes; the transfer must restart",
-                                detail=short(e), transient=True, registry=self.name, repository=repo,
-                                method="GET", path=f"/v2/{repo}/blobs/{digest}") from None
-        if h.hexdigest() != hexpart:
-            raise DigestMismatchError(f"blob {digest}: content does not match its digest",
-                                      registry=self.name, repository=repo)
-
-    def get_config(self, repo: str, digest: str) -> dict:
-        """The image config JSON (cached by digest); {} when it is not a JSON object."""
-        raw = self.get_blob(repo, digest, cache=True, max_bytes=8 * 1024 * 1024)
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return {}
-        return doc if isinstance(doc, dict) else {}
-
-    def image_created(self, repo: str, manifest: Manifest) -> tuple[datetime | None, str | None]:
-        """When the image was built: the config's ``created``, else the
-        ``org.opencontainers.image.created`` annotation. Returns (time, source)."""
-        from ..models import (
-            parse_time,  # models re-exports this package's types: import late
-        )
-        if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIG_TYPES:
-            try:
-                cfg = self.get_config(repo, manifest.config.digest)
-            except NotFoundError:
-                cfg = {}
-            t = parse_time(cfg.get("created"))
-            if t:
-                return t, "config"
-        t = parse_time((manifest.annotations or {}).get(CREATED_ANNOTATION))
-        if t:
-            return t, "annotation"
-        return None, None
-
     # ------------------------------------------------------------------ uploads
 
     def _upload_location(self, resp: requests.Response) -> str:
@@ -381,18 +295,3 @@ class RegistryClient(RegistryTransport):
                                      "Content-Range": f"{start}-{end}",
                                      "Content-Length": str(len(chunk))})
 
-
-def _read_blob(resp: requests.Response, digest: str, max_bytes: int) -> bytes:
-    """The whole body of a blob GET, bounded and checked against its digest (a mismatch is
-    taken for a body cut in transit: transient)."""
-    algo, _, hexpart = digest.partition(":")
-    h, chunks, size = hashlib.new(algo), [], 0
-    for c in resp.iter_content(chunk_size=1024 * 1024):
-        size += len(c)
-        if size > max_bytes:
-            raise RegistryError(f"blob {digest} larger than {max_bytes} bytes")
-        h.update(c)
-        chunks.append(c)
-    if h.hexdigest() != hexpart:
-        raise DigestMismatchError(f"blob {digest}: content does not match its digest", transient=True)
-    return b"".join(chunks)

@@ -12,6 +12,7 @@ no clock (``now`` is given), no Prefect.
   digests), protection spreading through it, in-use protection, the delete order.
 - ``decisions``: TagDecision, ManifestDecision, Plan and its rows / summary.
 - ``planner``: plan(), in named steps.
+- ``freed``: the reclaim preview, the exact bytes each delete frees.
 - ``cap``: THE blast-radius cap check.
 """
 

@@ -6,7 +6,7 @@ Per repository (:class:`_RepoPlanner`), in named steps: the rules' verdict on ev
 manifests kept by ``deleteUntagged`` off or by the grace period) -> spread protection through
 the reference graph and ask Kubernetes (``graph``) -> one decision per tag and per manifest,
 each naming the rule and the reason (``decisions``) -> the safe delete order and whether the
-repository goes whole. Then for the registry: the exact bytes freed and the blast-radius cap
+repository goes whole. Then for the registry: the exact bytes freed (``freed``) and the blast-radius cap
 (``cap``). No I/O, no clock (``now`` is given), no Prefect.
 
 Cost is linear in tags + manifests + blob references: each digest is visited once by the
@@ -14,13 +14,13 @@ fixpoint and asked about in Kubernetes at most once.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..config import format_duration
 from ..models import Inventory, ManifestInfo, RepoInventory
 from .cap import RepoCount, tally
 from .decisions import DELETE, KEEP, ManifestDecision, Plan, TagDecision
+from .freed import RepoResult, collect
 from .graph import InUse, InUseProtection, KeptSet, RepoGraph, is_real, short
 from .rules import (
     FOLLOW,
@@ -33,16 +33,6 @@ from .rules import (
     tag_time,
     tag_verdict,
 )
-
-
-@dataclass(slots=True)
-class _RepoResult:
-    tags: list[TagDecision]
-    manifests: list[ManifestDecision]
-    deleted: set[str]
-    kept_real: set[str]
-    order: list[str]
-    remove: bool
 
 
 class _RepoPlanner:
@@ -71,7 +61,7 @@ class _RepoPlanner:
     def keep(self, digest: str, reason: str, tag: str | None = None) -> None:
         self.closure.keep(digest, reason, tag)
 
-    def run(self) -> _RepoResult:
+    def run(self) -> RepoResult:
         self.rule_verdicts()
         self.seed()
         self.closure.drain()
@@ -83,7 +73,7 @@ class _RepoPlanner:
         remove = removes_repository(
             self.pol, bool(r.tags) and all(td.action == DELETE for td in tag_decisions),
             len(deleted) == len(self.present) and len(self.present) == len(r.manifests) and not r.errors)
-        return _RepoResult(tag_decisions, manifest_decisions, deleted,
+        return RepoResult(tag_decisions, manifest_decisions, deleted,
                            self.present - deleted, self.graph.delete_order(deleted), remove)
 
     # ---------------------------------------------------------------- rules
@@ -273,73 +263,21 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
                max_delete_fraction=max_delete_fraction, untagged_known=untagged_known,
                push_time_source=inventory.push_time_source)
     pols = {name: resolve(name) for name in sorted(inventory.repositories)}
-    results: dict[str, _RepoResult] = {}
+    results: dict[str, RepoResult] = {}
     for name, pol in pols.items():
         out.policies[name] = pol.name if pol else NO_POLICY
         results[name] = _RepoPlanner(inventory.repositories[name], pol, in_use, now,
                                      inventory.push_time_source, untagged_known, untagged_grace).run()
-    _collect(out, inventory, results)
+    collect(out, inventory, results)
     out.cap_tripped, out.cap_exempt = tally(
-        [RepoCount(name, len(res.tags), sum(1 for t in res.tags if t.action == DELETE), res.remove,
-                   pols[name] is not None and pols[name].ttl is not None)
-         for name, res in results.items()],
-        max_delete_fraction, exempt_removed=exempt_removed_repositories,
-        exempt_ttl=exempt_ttl_repositories)
+        _repo_counts(results, pols), max_delete_fraction,
+        exempt_removed=exempt_removed_repositories, exempt_ttl=exempt_ttl_repositories)
     return out
 
 
-def _collect(out: Plan, inventory: Inventory, results: Mapping[str, _RepoResult]) -> None:
-    """Every repository's decisions into the plan, with the exact bytes each delete frees."""
-    kept_blobs = _kept_blobs(inventory, results)
-    claimed: set[str] = set()
-    total = 0
-    for name, res in results.items():
-        per_manifest = _freed_bytes(inventory.repositories[name].manifests, res.deleted,
-                                    kept_blobs, claimed)
-        repo_bytes = sum(per_manifest.values())
-        out.bytes_freed_by_repository[name] = repo_bytes
-        total += repo_bytes
-        for md in res.manifests:
-            if md.action == DELETE:
-                md.bytes_freed = per_manifest[md.digest]
-        first_tag: set[str] = set()
-        for td in res.tags:
-            if td.action == DELETE and td.digest not in first_tag:
-                first_tag.add(td.digest)
-                td.bytes_freed = per_manifest.get(td.digest, 0)
-        out.tags.extend(res.tags)
-        out.manifests.extend(res.manifests)
-        out.delete_order.extend((name, d) for d in res.order)
-        if res.remove:
-            out.repositories_to_remove.append(name)
-    out.bytes_freed = total
-
-
-def _kept_blobs(inventory: Inventory, results: Mapping[str, _RepoResult]) -> set[str]:
-    """Every digest a kept manifest anywhere in the inventory is, or references."""
-    kept_blobs: set[str] = set()
-    for name, res in results.items():
-        mans = inventory.repositories[name].manifests
-        for d in res.kept_real:
-            kept_blobs.add(d)
-            kept_blobs.update(b.digest for b in mans[d].blobs)
-    return kept_blobs
-
-
-def _freed_bytes(mans: Mapping[str, ManifestInfo], deleted: set[str], kept_blobs: set[str],
-                 claimed: set[str]) -> dict[str, int]:
-    """digest -> bytes its delete frees: the manifest and the blobs no kept manifest references,
-    each counted once across the registry (``claimed`` records what was already counted)."""
-    per_manifest: dict[str, int] = {}
-    for d in sorted(deleted):
-        m = mans[d]
-        n = 0
-        if d not in kept_blobs and d not in claimed:
-            claimed.add(d)
-            n += m.size
-        for b in m.blobs:
-            if b.digest not in kept_blobs and b.digest not in claimed:
-                claimed.add(b.digest)
-                n += b.size
-        per_manifest[d] = n
-    return per_manifest
+def _repo_counts(results: Mapping[str, RepoResult],
+                 pols: Mapping[str, RepoPolicy | None]) -> list[RepoCount]:
+    """What the blast-radius cap counts per repository: tags, deleted tags, removed whole, ttl."""
+    return [RepoCount(name, len(res.tags), sum(1 for t in res.tags if t.action == DELETE), res.remove,
+                      (pol := pols[name]) is not None and pol.ttl is not None)
+            for name, res in results.items()]

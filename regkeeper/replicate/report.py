@@ -35,6 +35,27 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
         rep.note(error or "the run failed before planning")
         rep.add_table("per repository", [], columns=_REPO_COLUMNS)
         return rep.finish("failed")
+    plan = result.plan
+    _summarize(rep, result, rule)
+    _note(rep, result, rule, error)
+    rows = [r.row() for r in result.repositories]
+    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
+    rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
+                                   for a, b, c in result.failed_items],
+                  columns=["repository", "tag", "reason"])
+    if rule.delete_extraneous and not result.dry_run:
+        rep.add_table("deletes", result.delete_rows(), columns=["repository", "target_repository",
+                                                               "tag", "digest", "outcome", "reason"])
+    rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
+                                                "reason", "digest", "target_digest"])
+    status = result.status
+    if error and status in ("ok", "dry-run"):
+        status = "failed"
+    return rep.finish(status)
+
+
+def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:
+    """The report's summary: the plan against what was copied, deleted, uploaded and mounted."""
     t = result.totals()
     plan = result.plan
     rep.summary["dry run"] = result.dry_run
@@ -59,6 +80,12 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
     if result.target_requests:
         rep.summary["target requests"] = ", ".join(f"{k} {v}"
                                                    for k, v in sorted(result.target_requests.items()))
+
+
+def _note(rep, result: ReplicationResult, rule: ReplicationRule, error: str | None) -> None:
+    """The report's notes: refused or stopped deletes, plan errors, tags that vanished mid-run,
+    failed items (a failed run's last line quotes them)."""
+    plan = result.plan
     if result.deletes_refused:
         rep.note(f"deletes refused: {result.deletes_refused}")
     if result.deletes_stopped:
@@ -82,20 +109,6 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
         more = f" (and {len(failed) - 3} more: see the failed items table)" if len(failed) > 3 else ""
         rep.note(f"{len(failed)} item(s) failed: "
                  + "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3]) + more)
-    rows = [r.row() for r in result.repositories]
-    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
-    rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
-                                   for a, b, c in result.failed_items],
-                  columns=["repository", "tag", "reason"])
-    if rule.delete_extraneous and not result.dry_run:
-        rep.add_table("deletes", result.delete_rows(), columns=["repository", "target_repository",
-                                                               "tag", "digest", "outcome", "reason"])
-    rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
-                                                "reason", "digest", "target_digest"])
-    status = result.status
-    if error and status in ("ok", "dry-run"):
-        status = "failed"
-    return rep.finish(status)
 
 
 _REPO_COLUMNS = ["repository", "target_repository", "copied", "skipped", "failed", "deleted",
