@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--include", action="append", help="repository glob (repeatable, ** crosses /)")
     inv.add_argument("--exclude", action="append", help="repository glob to skip (repeatable)")
 
-    run = sub.add_parser("run", help="run one job now (in Prefect's local mode unless PREFECT_API_URL is set)")
+    run = sub.add_parser(
+        "run", help="run one job now (in Prefect's local mode unless PREFECT_API_URL is set)"
+    )
     run.add_argument("flow", choices=tuple(JOBS))
     run.add_argument("--config", help="config file")
     run.add_argument("--registry", help="registry name (default: the job's configured one)")
@@ -44,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rule", help="replicate: the rule name (default: every rule)")
     run.add_argument("--snapshot", default="latest", help="restore: snapshot id or 'latest'")
     run.add_argument("--repositories", default="**", help="restore: repository glob")
-    run.add_argument("--apply", action="store_true", help="restore: actually write (restore is a dry run by default)")
+    run.add_argument(
+        "--apply", action="store_true", help="restore: actually write (restore is a dry run by default)"
+    )
 
     snaps = sub.add_parser("snapshots", help="backup snapshots")
     snaps.add_argument("action", choices=("list",))
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from regkeeper.errors import ConfigError, RefusedError, RegkeeperError
+
     try:
         if args.cmd == "inventory":
             return _inventory(args)
@@ -85,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "serve":
             _quiet_prefect_env()
             from deployments.serve import main as serve_main
+
             return serve_main() or 0
         if args.cmd == "demo":
             _quiet_prefect_env()
             from app.demo import run_demo
+
             return run_demo(workdir=args.workdir, keep_running=args.keep_running)
     except ConfigError as e:
         print(f"regkeeper: configuration error: {e}", file=sys.stderr)
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 def _inventory(args) -> int:
     from regkeeper.context import load_context
     from regkeeper.inventory import scan
+
     ctx = load_context(args.config)
     name = ctx.registry_name(args.registry)
     inv = scan(ctx.client(name), include=args.include, exclude=args.exclude, storage=ctx.storage(name))
@@ -120,14 +128,19 @@ def _inventory(args) -> int:
             print(f"{name}: no tags")
         else:
             import pandas as pd
-            with pd.option_context("display.max_rows", None, "display.width", 200,
-                                   "display.max_colwidth", 40):
+
+            with pd.option_context(
+                "display.max_rows", None, "display.width", 200, "display.max_colwidth", 40
+            ):
                 show = df.drop(columns=["media_type"]).copy()
                 show["digest"] = show["digest"].str.slice(0, 19)
                 print(show.to_string(index=False))
     st = inv.stats
-    print(f"{name}: {st['repositories']} repositories, {st['tags']} tags in {st['seconds']}s "
-          f"(requests {st['requests']}, cache hits {st['cache_hits']})", file=sys.stderr)
+    print(
+        f"{name}: {st['repositories']} repositories, {st['tags']} tags in {st['seconds']}s "
+        f"(requests {st['requests']}, cache hits {st['cache_hits']})",
+        file=sys.stderr,
+    )
     for repo, r in inv.repositories.items():
         for e in r.errors:
             print(f"warning: {repo}: {e}", file=sys.stderr)
@@ -137,14 +150,17 @@ def _inventory(args) -> int:
 def _run(args) -> int:
     _quiet_prefect_env()
     from regkeeper.errors import RefusedError
+
     t0 = time.perf_counter()
     import prefect  # noqa: F401 - measured: the fixed cost of a CLI run
+
     t_import = time.perf_counter() - t0
     if args.config:
         os.environ["REGKEEPER_CONFIG"] = os.path.abspath(args.config)
     # validate the config before paying for Prefect's server
     from regkeeper.config import load_config
     from regkeeper.context import resolve_config_path
+
     load_config(resolve_config_path(args.config))
     kw = _flow_kwargs(args, os.environ.get("REGKEEPER_CONFIG"))
     fn = flow_of(args.flow)
@@ -155,6 +171,7 @@ def _run(args) -> int:
         raise
     except Exception as e:  # noqa: BLE001 - the flow failed; say why and exit non-zero
         from regkeeper.errors import RegkeeperError
+
         if isinstance(e, RegkeeperError):
             raise
         _stop_ephemeral_server()
@@ -163,8 +180,11 @@ def _run(args) -> int:
     finally:
         _stop_ephemeral_server()
     t_run = time.perf_counter() - t1
-    print(f"regkeeper: {args.flow} finished (import prefect {t_import:.1f}s, run {t_run:.1f}s "
-          "including Prefect's local server start when no PREFECT_API_URL is set)", file=sys.stderr)
+    print(
+        f"regkeeper: {args.flow} finished (import prefect {t_import:.1f}s, run {t_run:.1f}s "
+        "including Prefect's local server start when no PREFECT_API_URL is set)",
+        file=sys.stderr,
+    )
     if isinstance(result, dict):
         files = result.get("files") or {}
         if files.get("html"):
@@ -186,14 +206,16 @@ def _stop_ephemeral_server() -> None:
     try:  # flush Prefect's log and event workers first, so nothing talks to a stopped server
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
+
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort
         pass
     if os.environ.get("PREFECT_API_URL"):
-        return        # a real server: there is no temporary one (and importing the server costs ~2 s)
+        return  # a real server: there is no temporary one (and importing the server costs ~2 s)
     try:
         from prefect.server.api.server import SubprocessASGIServer
+
         for srv in list(SubprocessASGIServer._instances.values()):
             srv.stop()
     except Exception:  # noqa: BLE001 - best effort
@@ -210,13 +232,15 @@ def _flow_kwargs(args, config_path: str | None) -> dict:
     if args.flow == "restore":
         extra.update(snapshot=args.snapshot, repositories=args.repositories)
         dry_run = not args.apply or args.dry_run
-    return job.kwargs(config_path=config_path, dry_run=dry_run, registry=args.registry,
-                      force=args.force, **extra)
+    return job.kwargs(
+        config_path=config_path, dry_run=dry_run, registry=args.registry, force=args.force, **extra
+    )
 
 
 def _snapshots(args) -> int:
     from regkeeper.backup import list_snapshots_cli
     from regkeeper.context import load_context
+
     ctx = load_context(args.config)
     rows = list_snapshots_cli(ctx.config, args.registry)
     if not rows:
@@ -232,6 +256,7 @@ def _snapshots(args) -> int:
 def _check(args) -> int:
     from regkeeper.context import load_context
     from regkeeper.errors import RegkeeperError
+
     ctx = load_context(args.config)
     bad = 0
     for rc in ctx.config.mirror_repositories:

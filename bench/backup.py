@@ -38,8 +38,17 @@ CREATED = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def generate(reg: RegistryServer, repos: int, tags: int, indexes: int) -> int:
-    images.push_many(reg.url, repos, tags, shared_base_layer=True, prefix="bench/app",
-                     seed="bench", created_start=CREATED, workers=8, **V)
+    images.push_many(
+        reg.url,
+        repos,
+        tags,
+        shared_base_layer=True,
+        prefix="bench/app",
+        seed="bench",
+        created_start=CREATED,
+        workers=8,
+        **V,
+    )
     for i in range(indexes):
         images.push_index(reg.url, f"bench/multi-{i}", "latest", seed=f"idx{i}", created=CREATED, **V)
     return repos * tags + indexes
@@ -47,8 +56,14 @@ def generate(reg: RegistryServer, repos: int, tags: int, indexes: int) -> int:
 
 def push_new(reg: RegistryServer, n: int, round_: int) -> None:
     for i in range(n):
-        images.push_image(reg.url, f"bench/app-{i % 4:04d}", f"new-{round_}-{i}",
-                          seed=f"new{round_}/{i}", created=CREATED, **V)
+        images.push_image(
+            reg.url,
+            f"bench/app-{i % 4:04d}",
+            f"new-{round_}-{i}",
+            seed=f"new{round_}/{i}",
+            created=CREATED,
+            **V,
+        )
 
 
 def count_files(root: Path) -> dict[str, int]:
@@ -60,14 +75,21 @@ def count_files(root: Path) -> dict[str, int]:
     return out
 
 
-def one_target(kind: str, reg: RegistryServer, moto: MotoServer | None, work: Path, new: int,
-               round_base: int) -> list[dict]:
+def one_target(
+    kind: str, reg: RegistryServer, moto: MotoServer | None, work: Path, new: int, round_base: int
+) -> list[dict]:
     cache = work / f"cache-{kind}"
     shutil.rmtree(cache, ignore_errors=True)
     if kind == "s3":
         bucket = moto.create_bucket(f"bench-{os.getpid()}-{round_base}")
-        cfg = BackupConfig.model_validate({"target": f"s3://{bucket}/meta", "endpoint": moto.endpoint,
-                                           "accessKey": moto.access_key, "secretKey": moto.secret_key})
+        cfg = BackupConfig.model_validate(
+            {
+                "target": f"s3://{bucket}/meta",
+                "endpoint": moto.endpoint,
+                "accessKey": moto.access_key,
+                "secretKey": moto.secret_key,
+            }
+        )
     else:
         root = work / "target-file"
         shutil.rmtree(root, ignore_errors=True)
@@ -90,10 +112,18 @@ def one_target(kind: str, reg: RegistryServer, moto: MotoServer | None, work: Pa
         else:
             after = count_files(root)
             puts = sum(1 for p, t in after.items() if before.get(p) != t)
-        rows.append({"target": kind, "run": run, "tags": res.snapshot.counts["tags"],
-                     "seconds": secs, "objects": res.objects_written, "bytes": res.bytes_written,
-                     "target_puts": puts,
-                     "registry": " ".join(f"{k}={v}" for k, v in sorted(res.requests.items()))})
+        rows.append(
+            {
+                "target": kind,
+                "run": run,
+                "tags": res.snapshot.counts["tags"],
+                "seconds": secs,
+                "objects": res.objects_written,
+                "bytes": res.bytes_written,
+                "target_puts": puts,
+                "registry": " ".join(f"{k}={v}" for k, v in sorted(res.requests.items())),
+            }
+        )
         client.close()
     return rows
 
@@ -114,24 +144,32 @@ def main() -> int:
         moto = MotoServer(log_dir=str(work / "moto")) if "s3" in kinds else None
         t0 = time.perf_counter()
         n = generate(reg, args.repos, args.tags, args.indexes)
-        print(f"generated registry: {args.repos} repositories x {args.tags} tags + {args.indexes} "
-              f"multi-arch indexes = {n} tags ({time.perf_counter() - t0:.1f}s to push)")
+        print(
+            f"generated registry: {args.repos} repositories x {args.tags} tags + {args.indexes} "
+            f"multi-arch indexes = {n} tags ({time.perf_counter() - t0:.1f}s to push)"
+        )
         rows = []
         for i, kind in enumerate(kinds):
             rows += one_target(kind, reg, moto, work, args.new, i)
         print()
-        print(f"{'target':6} {'run':>3} {'tags':>5} {'seconds':>8} {'objects':>8} {'bytes':>9} "
-              f"{'target PUTs':>11}  registry requests")
+        print(
+            f"{'target':6} {'run':>3} {'tags':>5} {'seconds':>8} {'objects':>8} {'bytes':>9} "
+            f"{'target PUTs':>11}  registry requests"
+        )
         for r in rows:
-            print(f"{r['target']:6} {r['run']:>3} {r['tags']:>5} {r['seconds']:>8.2f} {r['objects']:>8} "
-                  f"{r['bytes']:>9} {r['target_puts']:>11}  {r['registry']}")
+            print(
+                f"{r['target']:6} {r['run']:>3} {r['tags']:>5} {r['seconds']:>8.2f} {r['objects']:>8} "
+                f"{r['bytes']:>9} {r['target_puts']:>11}  {r['registry']}"
+            )
         print()
         for kind in kinds:
             first, second, third = [r for r in rows if r["target"] == kind]
-            print(f"{kind}: second/first ratio: time {second['seconds'] / first['seconds']:.2f}, "
-                  f"objects written {second['objects']}/{first['objects']} = "
-                  f"{second['objects'] / max(first['objects'], 1):.3f}; "
-                  f"no-change run: {third['objects']} objects, {third['seconds']:.2f}s")
+            print(
+                f"{kind}: second/first ratio: time {second['seconds'] / first['seconds']:.2f}, "
+                f"objects written {second['objects']}/{first['objects']} = "
+                f"{second['objects'] / max(first['objects'], 1):.3f}; "
+                f"no-change run: {third['objects']} objects, {third['seconds']:.2f}s"
+            )
         print("(target PUTs = objects + the snapshot index; on S3 also the in-flight marker)")
     finally:
         if moto:

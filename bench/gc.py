@@ -32,7 +32,14 @@ def generate(reg, repos: int, tags: int) -> int:
     for im in imgs:
         j = int(im.tag.split("-")[1])
         if j < tags // 2:
-            link = Path(reg.root) / "docker/registry/v2/repositories" / im.repo / "_manifests/tags" / im.tag / "current/link"
+            link = (
+                Path(reg.root)
+                / "docker/registry/v2/repositories"
+                / im.repo
+                / "_manifests/tags"
+                / im.tag
+                / "current/link"
+            )
             os.utime(link, (old, old))
     return len(imgs)
 
@@ -41,6 +48,7 @@ def core_pipeline(cfg_path: str) -> dict:
     from regkeeper import prune
     from regkeeper.context import RunContext
     from regkeeper.inventory import scan
+
     ctx = RunContext.load(cfg_path)
     name = ctx.registry_name(None)
     inv = scan(ctx.client(name), storage=ctx.storage(name))
@@ -66,8 +74,15 @@ def main() -> int:
         for i, r in enumerate(regs):
             d = tmp / f"cfg{i}"
             d.mkdir()
-            cfgs.append(str(write_config(d / "regkeeper.yaml", [registry_entry(r)],
-                                         gc={"days": 30, "keepLast": 0, "protect": []})))
+            cfgs.append(
+                str(
+                    write_config(
+                        d / "regkeeper.yaml",
+                        [registry_entry(r)],
+                        gc={"days": 30, "keepLast": 0, "protect": []},
+                    )
+                )
+            )
         t = time.perf_counter()
         s_core = core_pipeline(cfgs[0])
         core = time.perf_counter() - t
@@ -77,19 +92,23 @@ def main() -> int:
         @flow
         def warmup():
             return 1
+
         t = time.perf_counter()
         warmup()
         fixed = time.perf_counter() - t
 
         from flows.gc import gc
+
         t = time.perf_counter()
         res = gc(config_path=cfgs[1])
         flow_t = time.perf_counter() - t
         assert res["summary"]["tags deleted"] == s_core["tags deleted"], (res["summary"], s_core)
         print(f"{n} tags in {a.repos} repositories; gc deletes {s_core['tags deleted']} tags")
         print(f"  core pipeline (no Prefect)     {core:.2f}s")
-        print(f"  gc flow (Prefect, warm server) {flow_t:.2f}s   ratio {flow_t / core:.2f}x; "
-              f"Prefect's share {max(0.0, flow_t - core):.2f}s ({max(0.0, flow_t - core) / flow_t:.0%})")
+        print(
+            f"  gc flow (Prefect, warm server) {flow_t:.2f}s   ratio {flow_t / core:.2f}x; "
+            f"Prefect's share {max(0.0, flow_t - core):.2f}s ({max(0.0, flow_t - core) / flow_t:.0%})"
+        )
         print(f"  fixed cost: Prefect temporary server start (first flow of a process) {fixed:.2f}s")
     finally:
         for r in regs:

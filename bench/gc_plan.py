@@ -57,9 +57,17 @@ def synthetic_inventory(n_tags: int, seed: int = 1) -> Inventory:
         blobs = [Descriptor(CFG, new(), 1500)]
         blobs += rnd.sample(base_layers, 2)
         blobs += [Descriptor(LAYER, new(), rnd.randint(1, 50) * 100_000) for _ in range(rnd.randint(1, 3))]
-        return ManifestInfo(digest=new(), media_type=DOCKER_MANIFEST, kind="image", size=1200,
-                            config_digest=blobs[0].digest, blobs=blobs, subject=subject,
-                            created=created, created_source="config")
+        return ManifestInfo(
+            digest=new(),
+            media_type=DOCKER_MANIFEST,
+            kind="image",
+            size=1200,
+            config_digest=blobs[0].digest,
+            blobs=blobs,
+            subject=subject,
+            created=created,
+            created_source="config",
+        )
 
     for ri in range(n_repos):
         r = RepoInventory(name=f"{prefixes[ri % len(prefixes)]}/svc-{ri}")
@@ -69,14 +77,22 @@ def synthetic_inventory(n_tags: int, seed: int = 1) -> Inventory:
             age = timedelta(days=rnd.uniform(0, 120))
             when = NOW - age
             kind = i % 10
-            if kind == 0:          # multi-arch index, children untagged
+            if kind == 0:  # multi-arch index, children untagged
                 kids = [img(when), img(when)]
                 for k in kids:
                     r.manifests[k.digest] = k
-                m = ManifestInfo(digest=new(), media_type=OCI_INDEX, kind="index", size=700,
-                                 children=[Descriptor(OCI_MANIFEST, k.digest, k.size, platform=p)
-                                           for k, p in zip(kids, ("linux/amd64", "linux/arm64"), strict=True)],
-                                 created=when, created_source="config")
+                m = ManifestInfo(
+                    digest=new(),
+                    media_type=OCI_INDEX,
+                    kind="index",
+                    size=700,
+                    children=[
+                        Descriptor(OCI_MANIFEST, k.digest, k.size, platform=p)
+                        for k, p in zip(kids, ("linux/amd64", "linux/arm64"), strict=True)
+                    ],
+                    created=when,
+                    created_source="config",
+                )
             else:
                 m = img(when)
             r.manifests[m.digest] = m
@@ -84,7 +100,7 @@ def synthetic_inventory(n_tags: int, seed: int = 1) -> Inventory:
             r.tags[tag] = m.digest
             r.push_times[tag] = when
             tags += 1
-            if kind == 5 and tags < TAGS_PER_REPO:   # alias on the same digest
+            if kind == 5 and tags < TAGS_PER_REPO:  # alias on the same digest
                 r.tags[f"{tag}-alias"] = m.digest
                 r.push_times[f"{tag}-alias"] = when + timedelta(minutes=1)
                 tags += 1
@@ -95,7 +111,7 @@ def synthetic_inventory(n_tags: int, seed: int = 1) -> Inventory:
                 r.tags[t] = s.digest
                 r.push_times[t] = when
                 tags += 1
-            if i % 7 == 2:                            # untagged orphan + an SBOM referrer
+            if i % 7 == 2:  # untagged orphan + an SBOM referrer
                 o = img(when)
                 ref = img(when, subject=m.digest)
                 r.manifests[o.digest] = o
@@ -111,7 +127,9 @@ class SetInUse:
 
     def __init__(self, inv: Inventory, fraction: float = 0.01, seed: int = 2):
         rnd = random.Random(seed)
-        self.tags = {(r.name, t) for r in inv.repositories.values() for t in r.tags if rnd.random() < fraction}
+        self.tags = {
+            (r.name, t) for r in inv.repositories.values() for t in r.tags if rnd.random() < fraction
+        }
         self.calls = 0
 
     def is_protected(self, repo, tag, digest):
@@ -149,8 +167,10 @@ def main(argv=None) -> int:
     gc = gc_resolver(["**"], [], days=30, keep_last=5, protect=["latest", "v*"])
     tiers = tier_resolver(TIERS)
 
-    print(f"{'rules':<6} {'tags':>7} {'repos':>6} {'manifests':>9} {'wall s':>7} {'cpu s':>7} "
-          f"{'tags/s':>8} {'deleted':>8} {'kube calls':>10} {'freed GB':>9} {'ratio wall':>10} {'ratio cpu':>9}")
+    print(
+        f"{'rules':<6} {'tags':>7} {'repos':>6} {'manifests':>9} {'wall s':>7} {'cpu s':>7} "
+        f"{'tags/s':>8} {'deleted':>8} {'kube calls':>10} {'freed GB':>9} {'ratio wall':>10} {'ratio cpu':>9}"
+    )
     ok = True
     inventories = {n: synthetic_inventory(n) for n in sizes}
     for label, resolver in (("gc", gc), ("tiers", tiers)):
@@ -161,14 +181,18 @@ def main(argv=None) -> int:
             manifests = sum(len(r.manifests) for r in inv.repositories.values())
             rw = f"{secs / prev[0]:.2f}" if prev else "-"
             rc = f"{cpu / prev[1]:.2f}" if prev else "-"
-            print(f"{label:<6} {inv.tag_count:>7} {len(inv.repositories):>6} {manifests:>9} {secs:>7.3f} "
-                  f"{cpu:>7.3f} {inv.tag_count / secs:>8.0f} {len(p.deleted_tags()):>8} {calls:>10} "
-                  f"{p.bytes_freed / 1e9:>9.1f} {rw:>10} {rc:>9}")
+            print(
+                f"{label:<6} {inv.tag_count:>7} {len(inv.repositories):>6} {manifests:>9} {secs:>7.3f} "
+                f"{cpu:>7.3f} {inv.tag_count / secs:>8.0f} {len(p.deleted_tags()):>8} {calls:>10} "
+                f"{p.bytes_freed / 1e9:>9.1f} {rw:>10} {rc:>9}"
+            )
             if inv.tag_count <= 10_000 and secs >= 1.0:
                 ok = False
             prev = (secs, cpu)
-    print("ratio = plan time(2N) / plan time(N); ~2.0 is linear. target: 10k tags < 1 s "
-          f"({'met' if ok else 'MISSED'})")
+    print(
+        "ratio = plan time(2N) / plan time(N); ~2.0 is linear. target: 10k tags < 1 s "
+        f"({'met' if ok else 'MISSED'})"
+    )
     return 0 if ok else 1
 
 

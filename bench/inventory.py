@@ -42,12 +42,25 @@ def bare_scan(url: str, workers: int) -> int:
         repos += r.json().get("repositories") or []
         link = r.headers.get("Link")
         nxt = url + link.split(";")[0].strip("<>") if link else None
-    tag_lists = bounded_map(lambda repo: (repo, s.get(f"{url}/v2/{repo}/tags/list?n=1000", timeout=30,
-                                                      verify=False).json().get("tags") or []), repos, workers)
+    tag_lists = bounded_map(
+        lambda repo: (
+            repo,
+            s.get(f"{url}/v2/{repo}/tags/list?n=1000", timeout=30, verify=False).json().get("tags") or [],
+        ),
+        repos,
+        workers,
+    )
     pairs = [(repo, t) for _, (repo, tags), _ in tag_lists for t in tags]
-    heads = bounded_map(lambda p: s.head(f"{url}/v2/{p[0]}/manifests/{p[1]}", timeout=30, verify=False,
-                                          headers={"Accept": ACCEPT_MANIFESTS}).headers["Docker-Content-Digest"],
-                        pairs, workers)
+    heads = bounded_map(
+        lambda p: s.head(
+            f"{url}/v2/{p[0]}/manifests/{p[1]}",
+            timeout=30,
+            verify=False,
+            headers={"Accept": ACCEPT_MANIFESTS},
+        ).headers["Docker-Content-Digest"],
+        pairs,
+        workers,
+    )
     assert all(e is None for _, _, e in heads)
     return len(pairs)
 
@@ -63,9 +76,13 @@ def main() -> int:
     reg = RegistryServer(tmp / "reg")
     try:
         t0 = time.perf_counter()
-        images.push_many(reg.url, n_repos=a.repos, tags_per_repo=a.tags, prefix="bench/app", workers=8, seed=1)
-        print(f"generated {a.repos} repositories x {a.tags} tags = {a.repos * a.tags} tags "
-              f"in {time.perf_counter() - t0:.1f}s")
+        images.push_many(
+            reg.url, n_repos=a.repos, tags_per_repo=a.tags, prefix="bench/app", workers=8, seed=1
+        )
+        print(
+            f"generated {a.repos} repositories x {a.tags} tags = {a.repos * a.tags} tags "
+            f"in {time.perf_counter() - t0:.1f}s"
+        )
         storage = FilesystemStorage(reg.root)
         res = {"bare": [], "cold": [], "cold+storage": [], "warm": []}
         warm_gets = None
@@ -79,7 +96,9 @@ def main() -> int:
             inv = scan(c)
             res["cold"].append(time.perf_counter() - t)
             assert inv.tag_count == n
-            c2 = RegistryClient("bench", reg.url, cache=DigestCache(tmp / f"cache-s{rnd}"), concurrency=a.workers)
+            c2 = RegistryClient(
+                "bench", reg.url, cache=DigestCache(tmp / f"cache-s{rnd}"), concurrency=a.workers
+            )
             t = time.perf_counter()
             scan(c2, storage=storage)
             res["cold+storage"].append(time.perf_counter() - t)
@@ -89,7 +108,9 @@ def main() -> int:
             inv3 = scan(c3)
             res["warm"].append(time.perf_counter() - t)
             log = reg.access_log(min_entries=1)
-            warm_gets = len([e for e in log if e.method == "GET" and ("/manifests/" in e.path or "/blobs/" in e.path)])
+            warm_gets = len(
+                [e for e in log if e.method == "GET" and ("/manifests/" in e.path or "/blobs/" in e.path)]
+            )
             assert inv3.tag_count == n
         med = {k: statistics.median(v) for k, v in res.items()}
         print(f"{n} tags, {a.workers} workers, median of {a.rounds} rounds")

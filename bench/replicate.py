@@ -73,7 +73,9 @@ def generate(url: str, n_repos: int, n_tags: int, seed: int) -> dict:
     base_descs = []
     for b in bases:
         d, n = images.push_blob(url, first, b, verify=False)
-        base_descs.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": n, "digest": d})
+        base_descs.append(
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": n, "digest": d}
+        )
 
     def one_repo(i: int) -> int:
         repo = repos[i]
@@ -84,18 +86,31 @@ def generate(url: str, n_repos: int, n_tags: int, seed: int) -> dict:
         for j in range(n_tags):
             own = r.randbytes(UNIQUE_SIZE)
             od, on = images.push_blob(url, repo, own, verify=False)
-            layers = base_descs + [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                    "size": on, "digest": od}]
-            cfg = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-                              "config": {"Labels": {"build": f"{i}-{j}"}},
-                              "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]}}).encode()
+            layers = base_descs + [
+                {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": on, "digest": od}
+            ]
+            cfg = json.dumps(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "created": "2024-01-01T00:00:00Z",
+                    "config": {"Labels": {"build": f"{i}-{j}"}},
+                    "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]},
+                }
+            ).encode()
             cd, cn = images.push_blob(url, repo, cfg, verify=False)
-            man = json.dumps({"schemaVersion": 2, "mediaType": images.DOCKER_MANIFEST,
-                              "config": {"mediaType": images.DOCKER_CONFIG, "size": cn, "digest": cd},
-                              "layers": layers}, indent=3).encode()
+            man = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": images.DOCKER_MANIFEST,
+                    "config": {"mediaType": images.DOCKER_CONFIG, "size": cn, "digest": cd},
+                    "layers": layers,
+                },
+                indent=3,
+            ).encode()
             images.put_manifest(url, repo, f"1.{j}.0", man, images.DOCKER_MANIFEST, verify=False)
         count = n_tags
-        if i < 5:   # multi-arch indexes with signatures in the first repositories
+        if i < 5:  # multi-arch indexes with signatures in the first repositories
             for k in range(2):
                 idx = images.push_index(url, repo, f"multi-{k}", verify=False, seed=f"{seed}/{i}/idx{k}")
                 images.push_signature(url, repo, idx.digest, "sig", verify=False)
@@ -109,8 +124,13 @@ def generate(url: str, n_repos: int, n_tags: int, seed: int) -> dict:
 
 def _mount(url: str, repo: str, digest: str, from_repo: str) -> None:
     import requests
-    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": from_repo},
-                      timeout=30, verify=False)
+
+    r = requests.post(
+        f"{url}/v2/{repo}/blobs/uploads/",
+        params={"mount": digest, "from": from_repo},
+        timeout=30,
+        verify=False,
+    )
     if r.status_code != 201:
         raise RuntimeError(f"mount {digest} into {repo}: HTTP {r.status_code}")
 
@@ -123,8 +143,20 @@ def run_skopeo(src: RegistryServer, dst: RegistryServer, repos: list[str]) -> fl
     for repo in repos:
         parent = repo.rsplit("/", 1)[0] if "/" in repo else ""
         dest = f"{dst.host}/{parent}" if parent else dst.host
-        cmd = [SKOPEO, "sync", "--all", "--preserve-digests", "--src", "docker", "--dest", "docker",
-               "--src-tls-verify=false", "--dest-tls-verify=false", f"{src.host}/{repo}", dest]
+        cmd = [
+            SKOPEO,
+            "sync",
+            "--all",
+            "--preserve-digests",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"{src.host}/{repo}",
+            dest,
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if r.returncode != 0:
             raise RuntimeError(f"skopeo sync {repo} failed ({r.returncode}): {r.stderr[-1500:]}")
@@ -134,8 +166,14 @@ def run_skopeo(src: RegistryServer, dst: RegistryServer, repos: list[str]) -> fl
 def run_regkeeper(src: RegistryServer, dst: RegistryServer) -> tuple[float, dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _WORKER, src.url, dst.url], capture_output=True,
-                       text=True, timeout=1800, env=env, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", _WORKER, src.url, dst.url],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"regkeeper worker failed: {r.stderr[-3000:]}")
@@ -155,14 +193,25 @@ mirrorRepositories:
 - {{name: primary, url: {src.url}}}
 - {{name: replica, url: {dst.url}}}
 replication: [{{from: primary, to: [replica]}}]
-reports: {{directory: {tmp / 'reports'}}}
-cacheDir: {tmp / 'cache'}
+reports: {{directory: {tmp / "reports"}}}
+cacheDir: {tmp / "cache"}
 """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_HOME": str(tmp / "prefect-home")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": str(tmp / "prefect-home"),
+    }
     t0 = time.perf_counter()
-    r = subprocess.run(cmd + ["run", "replicate", "--config", str(cfg)], capture_output=True, text=True,
-                       timeout=600, env=env, cwd=ROOT)
+    r = subprocess.run(
+        cmd + ["run", "replicate", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     if r.returncode != 0:
         print(f"  (cli run failed, exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]})")
         return None
@@ -174,8 +223,11 @@ cacheDir: {tmp / 'cache'}
 
 def snapshot(reg: RegistryServer, repos: list[str]) -> dict:
     def one(repo):
-        return repo, {t: images.head_manifest(reg.url, repo, t, verify=False)
-                      for t in images.list_tags(reg.url, repo, verify=False)}
+        return repo, {
+            t: images.head_manifest(reg.url, repo, t, verify=False)
+            for t in images.list_tags(reg.url, repo, verify=False)
+        }
+
     with ThreadPoolExecutor(8) as pool:
         return dict(pool.map(one, repos))
 
@@ -220,13 +272,22 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_r
         sk_warm, rk_warm = statistics.median(sk_w), statistics.median(rk_w)
         rk_warm_engine = statistics.median(rk_engine)
         cli_s = run_cli_warm(tmp, src, ours) if cli else None
-        return {"tags": wl["tags"], "repos": n_repos, "generate_s": gen_s,
-                "skopeo_cold": sk_cold, "skopeo_warm": sk_warm, "regkeeper_cold": rk_cold,
-                "regkeeper_warm": rk_warm, "regkeeper_warm_engine": rk_warm_engine,
-                "regkeeper_cold_engine": rk_cold_out["totals"]["seconds"],
-                "skopeo_warm_writes": sk_warm_writes,
-                "regkeeper_warm_writes": rk_warm_writes, "rk_cold": rk_cold_out, "rk_warm": rk_warm_out,
-                "cli_warm": cli_s}
+        return {
+            "tags": wl["tags"],
+            "repos": n_repos,
+            "generate_s": gen_s,
+            "skopeo_cold": sk_cold,
+            "skopeo_warm": sk_warm,
+            "regkeeper_cold": rk_cold,
+            "regkeeper_warm": rk_warm,
+            "regkeeper_warm_engine": rk_warm_engine,
+            "regkeeper_cold_engine": rk_cold_out["totals"]["seconds"],
+            "skopeo_warm_writes": sk_warm_writes,
+            "regkeeper_warm_writes": rk_warm_writes,
+            "rk_cold": rk_cold_out,
+            "rk_warm": rk_warm_out,
+            "cli_warm": cli_s,
+        }
     finally:
         for reg in (src, ours, peer):
             reg.stop()
@@ -251,38 +312,66 @@ def main(argv=None) -> int:
             rounds.append(one_round(tmp, args.repos, args.tags, args.seed + i, args.cli, args.warm_repeat))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    med = {k: statistics.median(r[k] for r in rounds)
-           for k in ("skopeo_cold", "skopeo_warm", "regkeeper_cold", "regkeeper_warm",
-                     "regkeeper_cold_engine", "regkeeper_warm_engine")}
+    med = {
+        k: statistics.median(r[k] for r in rounds)
+        for k in (
+            "skopeo_cold",
+            "skopeo_warm",
+            "regkeeper_cold",
+            "regkeeper_warm",
+            "regkeeper_cold_engine",
+            "regkeeper_warm_engine",
+        )
+    }
     r0 = rounds[0]
     t = r0["rk_cold"]["totals"]
     cold_ratio = med["skopeo_cold"] / med["regkeeper_cold"]
     warm_ratio = med["skopeo_warm"] / med["regkeeper_warm"]
     sk_v = subprocess.run([SKOPEO, "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"workload: {r0['tags']} tags in {r0['repos']} repositories, 3 shared base layers "
-          f"({sum(BASE_SIZES) // 2**20} MiB) + {UNIQUE_SIZE // 1024} KiB unique layer per image, "
-          f"10 multi-arch indexes + 10 .sig tags (generated in {r0['generate_s']:.1f}s); "
-          f"{len(rounds)} cold round(s), {args.warm_repeat} warm runs each, medians; {sk_v}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"workload: {r0['tags']} tags in {r0['repos']} repositories, 3 shared base layers "
+        f"({sum(BASE_SIZES) // 2**20} MiB) + {UNIQUE_SIZE // 1024} KiB unique layer per image, "
+        f"10 multi-arch indexes + 10 .sig tags (generated in {r0['generate_s']:.1f}s); "
+        f"{len(rounds)} cold round(s), {args.warm_repeat} warm runs each, medians; {sk_v}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'':22}{'skopeo sync':>14}{'regkeeper':>12}{'ratio':>9}")
-    print(f"{'cold (empty target)':22}{med['skopeo_cold']:>13.2f}s{med['regkeeper_cold']:>11.2f}s{cold_ratio:>8.1f}x")
-    print(f"{'warm (nothing to do)':22}{med['skopeo_warm']:>13.2f}s{med['regkeeper_warm']:>11.2f}s{warm_ratio:>8.1f}x")
+    print(
+        f"{'cold (empty target)':22}{med['skopeo_cold']:>13.2f}s{med['regkeeper_cold']:>11.2f}s{cold_ratio:>8.1f}x"
+    )
+    print(
+        f"{'warm (nothing to do)':22}{med['skopeo_warm']:>13.2f}s{med['regkeeper_warm']:>11.2f}s{warm_ratio:>8.1f}x"
+    )
     print(f"{'  engine only (in-process, no interpreter start)':>22}")
-    print(f"{'  cold':22}{'':>14}{med['regkeeper_cold_engine']:>11.2f}s"
-          f"{med['skopeo_cold'] / med['regkeeper_cold_engine']:>8.1f}x")
-    print(f"{'  warm':22}{'':>14}{med['regkeeper_warm_engine']:>11.2f}s"
-          f"{med['skopeo_warm'] / med['regkeeper_warm_engine']:>8.1f}x")
-    print(f"warm-run writes on the target: skopeo {r0['skopeo_warm_writes']}, regkeeper {r0['regkeeper_warm_writes']}")
-    print(f"regkeeper cold: {t['copied']} tags copied, {t['blobs_uploaded']} blobs uploaded "
-          f"({t['bytes_uploaded'] / 2**20:.1f} MiB), {t['blobs_mounted']} mounted "
-          f"({t['bytes_mounted'] / 2**20:.1f} MiB); target requests {r0['rk_cold']['target_requests']}")
-    print(f"regkeeper warm: target requests {r0['rk_warm']['target_requests']}; "
-          f"python start + imports {r0['rk_warm']['import_seconds']:.2f}s of {med['regkeeper_warm']:.2f}s")
+    print(
+        f"{'  cold':22}{'':>14}{med['regkeeper_cold_engine']:>11.2f}s"
+        f"{med['skopeo_cold'] / med['regkeeper_cold_engine']:>8.1f}x"
+    )
+    print(
+        f"{'  warm':22}{'':>14}{med['regkeeper_warm_engine']:>11.2f}s"
+        f"{med['skopeo_warm'] / med['regkeeper_warm_engine']:>8.1f}x"
+    )
+    print(
+        f"warm-run writes on the target: skopeo {r0['skopeo_warm_writes']}, regkeeper {r0['regkeeper_warm_writes']}"
+    )
+    print(
+        f"regkeeper cold: {t['copied']} tags copied, {t['blobs_uploaded']} blobs uploaded "
+        f"({t['bytes_uploaded'] / 2**20:.1f} MiB), {t['blobs_mounted']} mounted "
+        f"({t['bytes_mounted'] / 2**20:.1f} MiB); target requests {r0['rk_cold']['target_requests']}"
+    )
+    print(
+        f"regkeeper warm: target requests {r0['rk_warm']['target_requests']}; "
+        f"python start + imports {r0['rk_warm']['import_seconds']:.2f}s of {med['regkeeper_warm']:.2f}s"
+    )
     if r0.get("cli_warm") is not None:
-        print(f"`regkeeper run replicate` (warm, CLI incl. import prefect + Prefect local server): "
-              f"{r0['cli_warm']:.1f}s; fixed cost ~{r0['cli_warm'] - med['regkeeper_warm']:.1f}s")
-    print(f"goal >=3x cold: {'met' if cold_ratio >= 3 else 'NOT met'} ({cold_ratio:.1f}x); "
-          f">=5x warm: {'met' if warm_ratio >= 5 else 'NOT met'} ({warm_ratio:.1f}x process wall)")
+        print(
+            f"`regkeeper run replicate` (warm, CLI incl. import prefect + Prefect local server): "
+            f"{r0['cli_warm']:.1f}s; fixed cost ~{r0['cli_warm'] - med['regkeeper_warm']:.1f}s"
+        )
+    print(
+        f"goal >=3x cold: {'met' if cold_ratio >= 3 else 'NOT met'} ({cold_ratio:.1f}x); "
+        f">=5x warm: {'met' if warm_ratio >= 5 else 'NOT met'} ({warm_ratio:.1f}x process wall)"
+    )
     return 0
 
 

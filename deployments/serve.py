@@ -34,10 +34,10 @@ TIMEZONE_ENV = "REGKEEPER_TIMEZONE"
 
 @dataclass(frozen=True)
 class Spec:
-    flow: str                        # the job's name in flows.jobs.JOBS (the flow's name)
-    cron: Optional[str]              # None: no schedule (run by hand)
+    flow: str  # the job's name in flows.jobs.JOBS (the flow's name)
+    cron: Optional[str]  # None: no schedule (run by hand)
     concurrency_limit: Optional[int]
-    active: bool = True              # an inactive schedule is registered but creates no runs
+    active: bool = True  # an inactive schedule is registered but creates no runs
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,16 +91,18 @@ def build_deployments(timezone: Optional[str] = None, *, skip_missing: bool = Fa
                 continue
             raise
         schedules = [Cron(spec.cron, timezone=tz, active=spec.active)] if spec.cron else []
-        out.append(fn.to_deployment(
-            name=DEPLOYMENT_NAME,
-            schedules=schedules,
-            concurrency_limit=spec.concurrency_limit,
-            parameters=dict(spec.parameters),
-            tags=list(TAGS),
-            enforce_parameter_schema=True,
-            # module path: the served runs import the installed package from any directory
-            entrypoint_type=EntrypointType.MODULE_PATH,
-        ))
+        out.append(
+            fn.to_deployment(
+                name=DEPLOYMENT_NAME,
+                schedules=schedules,
+                concurrency_limit=spec.concurrency_limit,
+                parameters=dict(spec.parameters),
+                tags=list(TAGS),
+                enforce_parameter_schema=True,
+                # module path: the served runs import the installed package from any directory
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
     return out
 
 
@@ -113,18 +115,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     tz = timezone_from_env()
     deployments = build_deployments(tz)
     for d in deployments:
-        sched = ", ".join(f"{s.schedule.cron} {tz}" + ("" if s.active else " (inactive)")
-                          for s in d.schedules) or "no schedule"
-        print(f"serving {d.flow_name}/{d.name}: {sched}"
-              + (f", concurrency {d.concurrency_limit}" if d.concurrency_limit else ""), file=sys.stderr)
+        sched = (
+            ", ".join(f"{s.schedule.cron} {tz}" + ("" if s.active else " (inactive)") for s in d.schedules)
+            or "no schedule"
+        )
+        print(
+            f"serving {d.flow_name}/{d.name}: {sched}"
+            + (f", concurrency {d.concurrency_limit}" if d.concurrency_limit else ""),
+            file=sys.stderr,
+        )
     from prefect.settings import PREFECT_API_URL
+
     if not PREFECT_API_URL.value():
-        print("note: no PREFECT_API_URL: serving against a temporary Prefect server that lives as "
-              "long as this process. For a lasting setup run `prefect server start` and set "
-              "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
+        print(
+            "note: no PREFECT_API_URL: serving against a temporary Prefect server that lives as "
+            "long as this process. For a lasting setup run `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api",
+            file=sys.stderr,
+        )
     if not os.environ.get("REGKEEPER_CONFIG"):
-        print("note: REGKEEPER_CONFIG is not set; runs read ./regkeeper.yaml unless their "
-              "config_path parameter says otherwise", file=sys.stderr)
+        print(
+            "note: REGKEEPER_CONFIG is not set; runs read ./regkeeper.yaml unless their "
+            "config_path parameter says otherwise",
+            file=sys.stderr,
+        )
     serve(*deployments)
     return 0
 

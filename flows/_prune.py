@@ -18,23 +18,33 @@ from tasks.prune import (
 )
 from tasks.recovery import add_notes
 
-SCAN_BATCH = 25      # repositories per scan task
-DELETE_BATCH = 25    # repositories per delete task
+SCAN_BATCH = 25  # repositories per scan task
+DELETE_BATCH = 25  # repositories per delete task
 
 
 def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) -> Inventory:
     repos = list_repositories(ctx, registry, include, exclude)
-    futures = [scan_batch.submit(ctx, registry, b, label=batch_label(b))
-               for b in batches(repos, SCAN_BATCH)]
-    inv = Inventory(registry=registry, scanned_at=utcnow(),
-                    push_time_source=(ctx.storage(registry).kind if ctx.storage(registry) else "none"))
+    futures = [scan_batch.submit(ctx, registry, b, label=batch_label(b)) for b in batches(repos, SCAN_BATCH)]
+    inv = Inventory(
+        registry=registry,
+        scanned_at=utcnow(),
+        push_time_source=(ctx.storage(registry).kind if ctx.storage(registry) else "none"),
+    )
     for f in futures:
         inv.merge(f.result())
     return inv
 
 
-def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, force: bool,
-                 make_plan, notes: list[str] | None = None) -> dict:
+def run_pipeline(
+    flow: str,
+    ctx: RunContext,
+    registry: str,
+    *,
+    dry_run: bool,
+    force: bool,
+    make_plan,
+    notes: list[str] | None = None,
+) -> dict:
     """``notes``: what the run's recovery hook did (``tasks.recovery.begin_run``), said first in
     the report."""
     log = logger()
@@ -55,28 +65,47 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
                 by_repo.setdefault(repo, []).append((repo, dg))
             repo_batches = batches(sorted(by_repo), DELETE_BATCH)
             recheck = prune.planned_tag_deletes(plan)
-            futures = [delete_batch.submit(ctx, registry, [it for r in b for it in by_repo[r]], inv,
-                                           label=batch_label(b),
-                                           recheck={r: recheck.get(r, set()) for r in b})
-                       for b in repo_batches]
+            futures = [
+                delete_batch.submit(
+                    ctx,
+                    registry,
+                    [it for r in b for it in by_repo[r]],
+                    inv,
+                    label=batch_label(b),
+                    recheck={r: recheck.get(r, set()) for r in b},
+                )
+                for b in repo_batches
+            ]
             deleted = DeleteResult()
-            for b, res, err in gather(repo_batches, futures):   # one failed batch: the others go on
+            for b, res, err in gather(repo_batches, futures):  # one failed batch: the others go on
                 if err is None:
                     deleted.merge(res)
                 else:
-                    deleted.failed += [(r, dg, f"delete task failed: {err}") for r in b for _, dg in by_repo[r]]
+                    deleted.failed += [
+                        (r, dg, f"delete task failed: {err}") for r in b for _, dg in by_repo[r]
+                    ]
             if deleted.stopped:
                 raise RegkeeperError(deleted.stopped)
             reclaimed = reclaim_storage(ctx, registry, plan, bool(deleted.deleted))
-            verified = verify_kept(ctx, registry, inv, plan, everything=bool(reclaimed.ran),
-                                   deleted=deleted)
+            verified = verify_kept(ctx, registry, inv, plan, everything=bool(reclaimed.ran), deleted=deleted)
     except RefusedError as e:
         refused = str(e)
     except RegkeeperError as e:
         error = str(e)
-    report = prune.build_report(flow, registry, plan, inv=inv, kstate=kstate, deleted=deleted,
-                                reclaimed=reclaimed, verified=verified, dry_run=dry_run,
-                                refused=refused, error=error, started=started)
+    report = prune.build_report(
+        flow,
+        registry,
+        plan,
+        inv=inv,
+        kstate=kstate,
+        deleted=deleted,
+        reclaimed=reclaimed,
+        verified=verified,
+        dry_run=dry_run,
+        refused=refused,
+        error=error,
+        started=started,
+    )
     add_notes(report, list(notes or []) + (reclaimed.notes if reclaimed is not None else []))
     publish_report(report, str(ctx.reports_dir()))
     _metrics(ctx, flow, registry, report, reclaimed)
@@ -89,7 +118,14 @@ def run_pipeline(flow: str, ctx: RunContext, registry: str, *, dry_run: bool, fo
 
 
 def _metrics(ctx: RunContext, flow: str, registry: str, report, reclaimed) -> None:
-    report_job_metrics(ctx, flow, registry, report.status in ("ok", "dry-run"), {
-        "bytes_reclaimed": max(0, (reclaimed.bytes_freed or 0)) if reclaimed else 0,
-        "items_deleted": report.summary.get("deletes ok", 0),
-        "items_failed": report.summary.get("deletes failed", 0)})
+    report_job_metrics(
+        ctx,
+        flow,
+        registry,
+        report.status in ("ok", "dry-run"),
+        {
+            "bytes_reclaimed": max(0, (reclaimed.bytes_freed or 0)) if reclaimed else 0,
+            "items_deleted": report.summary.get("deletes ok", 0),
+            "items_failed": report.summary.get("deletes failed", 0),
+        },
+    )

@@ -28,7 +28,7 @@ from tasks.backup import (
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 from tasks.recovery import add_notes, begin_run
 
-BATCH = 25      # repositories per backup / restore task
+BATCH = 25  # repositories per backup / restore task
 
 
 def _collect(batch_list: list, futures: list, what: str) -> tuple[list, list[str]]:
@@ -42,8 +42,17 @@ def _collect(batch_list: list, futures: list, what: str) -> tuple[list, list[str
     return results, errors
 
 
-def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: int,
-                include: Optional[list[str]], exclude: Optional[list[str]], notes: list[str]):
+def _backup_one(
+    ctx: RunContext,
+    store,
+    registry: str,
+    *,
+    dry_run: bool,
+    keep: int,
+    include: Optional[list[str]],
+    exclude: Optional[list[str]],
+    notes: list[str],
+):
     log = logger()
     started = utcnow()
     client = ctx.client(registry)
@@ -59,8 +68,12 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
             run = begin_backup(ctx, registry, store, include, exclude)
             existing = run.existing
         todo = batches(repos, BATCH)
-        futures = [backup_batch.submit(ctx, registry, store, b, quote(existing), dry_run=dry_run,
-                                       label=batch_label(b)) for b in todo]
+        futures = [
+            backup_batch.submit(
+                ctx, registry, store, b, quote(existing), dry_run=dry_run, label=batch_label(b)
+            )
+            for b in todo
+        ]
         results, errors = _collect(todo, futures, "backup batch")
         if not errors and not dry_run:
             snap = commit_snapshot(registry, store, quote(run), quote(results))
@@ -76,9 +89,17 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
             errors.append(f"prune failed (the snapshot itself is complete): {e}")
     after = client.stats
     requests = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
-    report = core.backup_report(registry, target=store.url, snapshot=snap, batches=results,
-                                pruned=pruned, dry_run=dry_run, errors=errors, started=started,
-                                requests=requests)
+    report = core.backup_report(
+        registry,
+        target=store.url,
+        snapshot=snap,
+        batches=results,
+        pruned=pruned,
+        dry_run=dry_run,
+        errors=errors,
+        started=started,
+        requests=requests,
+    )
     add_notes(report, notes)
     publish_report(report, str(ctx.reports_dir()))
     ok = report.status in ("ok", "dry-run")
@@ -88,8 +109,9 @@ def _backup_one(ctx: RunContext, store, registry: str, *, dry_run: bool, keep: i
     return report, errors
 
 
-def _unconfigured(ctx: RunContext, names: list[str], e: RegkeeperError, *, dry_run: bool,
-                  notes: list[str]) -> list:
+def _unconfigured(
+    ctx: RunContext, names: list[str], e: RegkeeperError, *, dry_run: bool, notes: list[str]
+) -> list:
     """A failed report per registry when the backup target cannot be opened, published."""
     reports = []
     for name in names:
@@ -100,16 +122,29 @@ def _unconfigured(ctx: RunContext, names: list[str], e: RegkeeperError, *, dry_r
     return reports
 
 
-@flow(name="backup", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="backup", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True
+)
 def backup(
-    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: "
-                                                          "backup.registries, else every registry with a url)")] = None,
+    registry: Annotated[
+        Optional[str],
+        Field(
+            description="Registry name from mirrorRepositories (default: "
+            "backup.registries, else every registry with a url)"
+        ),
+    ] = None,
     dry_run: Annotated[bool, Field(description="Scan and compare with the target; write nothing")] = False,
-    keep: Annotated[Optional[int], Field(ge=1, le=100000, description="Snapshots to keep per registry (default: backup.keep)")] = None,
-    include: Annotated[Optional[list[str]], Field(description="Repository globs to back up (default: every repository)")] = None,
+    keep: Annotated[
+        Optional[int],
+        Field(ge=1, le=100000, description="Snapshots to keep per registry (default: backup.keep)"),
+    ] = None,
+    include: Annotated[
+        Optional[list[str]], Field(description="Repository globs to back up (default: every repository)")
+    ] = None,
     exclude: Annotated[Optional[list[str]], Field(description="Repository globs to leave out")] = None,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Snapshot registry metadata: tags, manifests and indexes (exact bytes), image configs and
     layer descriptors (never layer data). Content-addressed objects are written once; the
@@ -134,40 +169,75 @@ def backup(
             store = core.open_target(bk.target, bk)
         except RegkeeperError as e:
             with_reports(e, _unconfigured(ctx, names, e, dry_run=dry_run, notes=notes))
-            raise                               # the same exception, carrying the reports
+            raise  # the same exception, carrying the reports
         reports, failures = {}, []
         for name in names:
-            rep, errors = _backup_one(ctx, store, name, dry_run=dry_run, keep=keep or bk.keep,
-                                      include=include, exclude=exclude, notes=notes)
+            rep, errors = _backup_one(
+                ctx,
+                store,
+                name,
+                dry_run=dry_run,
+                keep=keep or bk.keep,
+                include=include,
+                exclude=exclude,
+                notes=notes,
+            )
             reports[name] = rep
             if rep.status == "failed":
                 failures.append(f"{name}: {'; '.join(errors[:2]) or 'failed'}")
         if failures:
-            raise with_reports(RegkeeperError("backup failed: " + " | ".join(failures)),
-                               list(reports.values()))
+            raise with_reports(
+                RegkeeperError("backup failed: " + " | ".join(failures)), list(reports.values())
+            )
         if len(reports) == 1:
             return next(iter(reports.values())).to_dict()
-        return {"flow": "backup", "status": "dry-run" if dry_run else "ok",
-                "summary": {n: r.summary.get("snapshot") for n, r in reports.items()},
-                "registries": {n: r.to_dict() for n, r in reports.items()},
-                "reports": [r.to_dict() for r in reports.values()],
-                "files": {}}
+        return {
+            "flow": "backup",
+            "status": "dry-run" if dry_run else "ok",
+            "summary": {n: r.summary.get("snapshot") for n, r in reports.items()},
+            "registries": {n: r.to_dict() for n, r in reports.items()},
+            "reports": [r.to_dict() for r in reports.values()],
+            "files": {},
+        }
     finally:
         ctx.close()
 
 
-@flow(name="restore", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="restore",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    log_prints=False,
+    validate_parameters=True,
+)
 def restore(
-    registry: Annotated[Optional[str], Field(description="Registry to restore into (default: the first in mirrorRepositories)")] = None,
+    registry: Annotated[
+        Optional[str],
+        Field(description="Registry to restore into (default: the first in mirrorRepositories)"),
+    ] = None,
     snapshot: Annotated[str, Field(min_length=1, description="Snapshot id, or 'latest'")] = "latest",
-    repositories: Annotated[str, Field(min_length=1, description="Repository glob(s), comma-separated; ** crosses /")] = "**",
-    dry_run: Annotated[bool, Field(description="Report the diff and the plan; change nothing (default)")] = True,
-    blob_source: Annotated[Optional[str], Field(description="Registry to copy missing layer blobs from (default: backup.blobSource)")] = None,
-    snapshot_registry: Annotated[Optional[str], Field(description="Whose snapshot to restore (default: the registry "
-                                                                   "itself); set it to rebuild a registry from another one's backup")] = None,
-    restore_moved: Annotated[bool, Field(description="Move tags that now point elsewhere back to the snapshot's digest")] = True,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    repositories: Annotated[
+        str, Field(min_length=1, description="Repository glob(s), comma-separated; ** crosses /")
+    ] = "**",
+    dry_run: Annotated[
+        bool, Field(description="Report the diff and the plan; change nothing (default)")
+    ] = True,
+    blob_source: Annotated[
+        Optional[str],
+        Field(description="Registry to copy missing layer blobs from (default: backup.blobSource)"),
+    ] = None,
+    snapshot_registry: Annotated[
+        Optional[str],
+        Field(
+            description="Whose snapshot to restore (default: the registry "
+            "itself); set it to rebuild a registry from another one's backup"
+        ),
+    ] = None,
+    restore_moved: Annotated[
+        bool, Field(description="Move tags that now point elsewhere back to the snapshot's digest")
+    ] = True,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Verified restore from a backup snapshot: diff (missing tags, moved tags, missing
     manifests, missing blobs), re-create manifests children first with their exact bytes, put
@@ -190,12 +260,25 @@ def restore(
     name, source_name, src_name = _restore_names(ctx, registry, snapshot_registry, blob_source)
     try:
         notes = begin_run(ctx, "restore")
-        target, result, errors = _restore_into(ctx, name, source_name, snapshot, repositories,
-                                               dry_run=dry_run, src_name=src_name,
-                                               restore_moved=restore_moved)
-        report = core.restore_report(name, target=target, result=result,
-                                     snapshot_registry=source_name, blob_source=src_name,
-                                     errors=errors, started=started)
+        target, result, errors = _restore_into(
+            ctx,
+            name,
+            source_name,
+            snapshot,
+            repositories,
+            dry_run=dry_run,
+            src_name=src_name,
+            restore_moved=restore_moved,
+        )
+        report = core.restore_report(
+            name,
+            target=target,
+            result=result,
+            snapshot_registry=source_name,
+            blob_source=src_name,
+            errors=errors,
+            started=started,
+        )
         add_notes(report, notes)
         publish_report(report, str(ctx.reports_dir()))
         ok = report.status in ("ok", "dry-run")
@@ -207,21 +290,30 @@ def restore(
         ctx.close()
 
 
-def _restore_names(ctx: RunContext, registry: Optional[str], snapshot_registry: Optional[str],
-                   blob_source: Optional[str]) -> tuple[str, str, str | None]:
+def _restore_names(
+    ctx: RunContext, registry: Optional[str], snapshot_registry: Optional[str], blob_source: Optional[str]
+) -> tuple[str, str, str | None]:
     """``(registry restored into, whose snapshot, blob source or None)``, names checked."""
     name = ctx.registry_name(registry)
     source_name = ctx.config.registry(snapshot_registry).name if snapshot_registry else name
     bk = ctx.config.backup
     src_name = blob_source or (bk.blob_source if bk else None)
     if src_name == name:
-        src_name = None       # copying blobs from the registry into itself cannot help
+        src_name = None  # copying blobs from the registry into itself cannot help
     return name, source_name, src_name
 
 
-def _restore_into(ctx: RunContext, name: str, source_name: str, snapshot: str, repositories: str, *,
-                  dry_run: bool, src_name: str | None,
-                  restore_moved: bool) -> tuple[str, core.RestoreResult | None, list[str]]:
+def _restore_into(
+    ctx: RunContext,
+    name: str,
+    source_name: str,
+    snapshot: str,
+    repositories: str,
+    *,
+    dry_run: bool,
+    src_name: str | None,
+    restore_moved: bool,
+) -> tuple[str, core.RestoreResult | None, list[str]]:
     """Restore ``source_name``'s snapshot into registry ``name``, batch by batch: ``(target url,
     merged result or None, errors)``; what fails is returned as errors, for the report."""
     result = None
@@ -232,17 +324,29 @@ def _restore_into(ctx: RunContext, name: str, source_name: str, snapshot: str, r
         store = core.open_target(bk.target, bk)
         target = store.url
         if src_name:
-            ctx.config.registry(src_name)         # names the key when unknown
+            ctx.config.registry(src_name)  # names the key when unknown
         snap = load_snapshot(store, source_name, snapshot)
         globs = [g.strip() for g in repositories.split(",") if g.strip()]
         repos = core.plan_restore(snap, globs)
         if not repos:
-            raise core.BackupError(f"snapshot {snap.id} of {source_name} has no repository "
-                                   f"matching {repositories!r}")
+            raise core.BackupError(
+                f"snapshot {snap.id} of {source_name} has no repository matching {repositories!r}"
+            )
         todo = batches(repos, BATCH)
-        futures = [restore_batch.submit(ctx, name, store, quote(snap), b, dry_run=dry_run,
-                                        blob_source=src_name, restore_moved=restore_moved,
-                                        label=batch_label(b)) for b in todo]
+        futures = [
+            restore_batch.submit(
+                ctx,
+                name,
+                store,
+                quote(snap),
+                b,
+                dry_run=dry_run,
+                blob_source=src_name,
+                restore_moved=restore_moved,
+                label=batch_label(b),
+            )
+            for b in todo
+        ]
         parts, errors = _collect(todo, futures, "restore batch")
         result = core.RestoreResult(snapshot=snap.id, registry=name, dry_run=dry_run)
         for p in parts:
@@ -260,5 +364,7 @@ def _restore_failure(name: str, errors: list[str], result: "core.RestoreResult |
     bad = result.failed if result is not None else []
     if not bad:
         return RegkeeperError(f"restore of {name} failed")
-    return RegkeeperError(f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
-                          f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}")
+    return RegkeeperError(
+        f"restore of {name}: {len(bad)} tag(s) could not be restored, e.g. "
+        f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}"
+    )

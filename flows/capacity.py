@@ -20,13 +20,26 @@ from tasks.common import logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run
 
 
-@flow(name="capacity", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="capacity",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    log_prints=False,
+    validate_parameters=True,
+)
 def capacity(
-    registry: Annotated[Optional[str], Field(description="Registry name (default: every registry in mirrorRepositories with a url)")] = None,
-    logical_usage: Annotated[bool, Field(description="Also scan the inventory for per-repository logical usage and image counts")] = True,
-    dry_run: Annotated[bool, Field(description="Measure and report, but send no alert and record no history")] = False,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    registry: Annotated[
+        Optional[str],
+        Field(description="Registry name (default: every registry in mirrorRepositories with a url)"),
+    ] = None,
+    logical_usage: Annotated[
+        bool, Field(description="Also scan the inventory for per-repository logical usage and image counts")
+    ] = True,
+    dry_run: Annotated[
+        bool, Field(description="Measure and report, but send no alert and record no history")
+    ] = False,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Measure storage, push metrics, alert on threshold crossings, forecast days to full.
 
@@ -39,9 +52,13 @@ def capacity(
     ctx = RunContext.load(config_path)
     if ctx.config.capacity is None:
         from regkeeper.config import CapacityConfig
+
         ctx.config.capacity = CapacityConfig()
-    names = [ctx.registry_name(registry)] if registry else \
-        [r.name for r in ctx.config.mirror_repositories if r.url]
+    names = (
+        [ctx.registry_name(registry)]
+        if registry
+        else [r.name for r in ctx.config.mirror_repositories if r.url]
+    )
     results, failures, reports = {}, [], []
     try:
         notes = begin_run(ctx, "capacity")
@@ -82,15 +99,24 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
         hist = cap.UsageHistory(ctx.reports_dir() / "capacity" / "history.csv").load(name)
         if hist is not None and len(hist):
             rep.extra_html = "<h2>Usage over time</h2>" + cap.render_usage_svg(
-                hist, check.capacity_bytes, cc.warn, cc.critical, registry=name)
-        alerting = not dry_run and not all(d.ok for d in deliveries + ro_deliveries) and (
-            check.alert is not None or (ro is not None and ro.alert is not None))
+                hist, check.capacity_bytes, cc.warn, cc.critical, registry=name
+            )
+        alerting = (
+            not dry_run
+            and not all(d.ok for d in deliveries + ro_deliveries)
+            and (check.alert is not None or (ro is not None and ro.alert is not None))
+        )
         if alerting:
             rep.note("an alert could not be delivered: it will be sent again on the next run")
         ok = not alerting
         rep.finish("dry-run" if dry_run else ("ok" if ok else "failed"))
-        logger().info("%s: %s used of %s (%s)", name, human_bytes(usage.bytes_used if usage else None),
-                      human_bytes(check.capacity_bytes), check.level)
+        logger().info(
+            "%s: %s used of %s (%s)",
+            name,
+            human_bytes(usage.bytes_used if usage else None),
+            human_bytes(check.capacity_bytes),
+            check.level,
+        )
     except RegkeeperError as e:
         rep.note(str(e))
         rep.finish("failed")
@@ -132,14 +158,18 @@ def _usage_figures(rep: Report, metrics: RunMetrics, usage, check, deliveries, d
             rep.note(f"forecast: {fc.reason}")
         metrics.set_days_to_full(fc.days_to_full)
     if check.alert is not None:
-        rep.note(f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else ""))
+        rep.note(
+            f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else "")
+        )
         for d in deliveries:
             rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
     if usage is not None:
         metrics.set_storage(usage.bytes_used, check.capacity_bytes, check.ratio, usage.files)
     else:
-        rep.note("no storage access configured for this registry (storage section): physical usage "
-                 "unknown; only logical usage is reported")
+        rep.note(
+            "no storage access configured for this registry (storage section): physical usage "
+            "unknown; only logical usage is reported"
+        )
 
 
 def _read_only_figures(rep: Report, metrics: RunMetrics, ro, deliveries, dry_run: bool) -> None:
@@ -155,17 +185,22 @@ def _read_only_figures(rep: Report, metrics: RunMetrics, ro, deliveries, dry_run
     if ro.owned_by:
         rep.note(ro.owned_by)
     elif c.refuses_writes:
-        rep.note(f"READ-ONLY: the registry refuses writes ({c.detail}) and no live regkeeper run "
-                 f"holds a read-only window on it" + (f"; {ro.stale}" if ro.stale else ""))
+        rep.note(
+            f"READ-ONLY: the registry refuses writes ({c.detail}) and no live regkeeper run "
+            f"holds a read-only window on it" + (f"; {ro.stale}" if ro.stale else "")
+        )
     if ro.alert is not None:
-        rep.note(f"read-only alert ({ro.alert.kind}): {ro.alert.message}"
-                 + (" (dry run: not sent)" if dry_run else ""))
+        rep.note(
+            f"read-only alert ({ro.alert.kind}): {ro.alert.message}"
+            + (" (dry run: not sent)" if dry_run else "")
+        )
         for d in deliveries:
             rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
 
 
-def _inventory_figures(ctx: RunContext, name: str, rep: Report, metrics: RunMetrics, inv,
-                       latencies: list[float]) -> None:
+def _inventory_figures(
+    ctx: RunContext, name: str, rep: Report, metrics: RunMetrics, inv, latencies: list[float]
+) -> None:
     """Image counts (from the inventory, or a cheap tag count), logical usage, pull latency."""
     if inv is not None:
         images, manifests = cap.image_counts(inv)

@@ -13,13 +13,21 @@ from regkeeper.context import RunContext
 from tasks.recovery import begin_run
 
 
-@flow(name="expire", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="expire", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True
+)
 def expire(
-    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: expire.registry, else gc.registry)")] = None,
+    registry: Annotated[
+        Optional[str],
+        Field(
+            description="Registry name from mirrorRepositories (default: expire.registry, else gc.registry)"
+        ),
+    ] = None,
     dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
     force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Apply the tier policies from the config's `tiers` section.
 
@@ -30,12 +38,20 @@ def expire(
         config_path: the config file.
     """
     ctx = RunContext.load(config_path)
-    default = (ctx.config.expire.registry if ctx.config.expire else None) or \
-        (ctx.config.gc.registry if ctx.config.gc else None)
+    default = (ctx.config.expire.registry if ctx.config.expire else None) or (
+        ctx.config.gc.registry if ctx.config.gc else None
+    )
     name = ctx.registry_name(registry, default)
     try:
         notes = begin_run(ctx, "expire")
-        return run_pipeline("expire", ctx, name, dry_run=dry_run, force=force, notes=notes,
-                            make_plan=lambda inv, ks: prune.expire_plan(ctx, name, inv, ks))
+        return run_pipeline(
+            "expire",
+            ctx,
+            name,
+            dry_run=dry_run,
+            force=force,
+            notes=notes,
+            make_plan=lambda inv, ks: prune.expire_plan(ctx, name, inv, ks),
+        )
     finally:
         ctx.close()

@@ -13,15 +13,24 @@ from regkeeper.context import RunContext
 from tasks.recovery import begin_run
 
 
-@flow(name="gc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(name="gc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True)
 def gc(
-    registry: Annotated[Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")] = None,
-    days: Annotated[Optional[int], Field(ge=0, le=3650, description="Delete versions older than this many days (default: gc.days)")] = None,
-    keep_last: Annotated[Optional[int], Field(ge=0, le=10000, description="Always keep the newest N per repository (default: gc.keepLast)")] = None,
+    registry: Annotated[
+        Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")
+    ] = None,
+    days: Annotated[
+        Optional[int],
+        Field(ge=0, le=3650, description="Delete versions older than this many days (default: gc.days)"),
+    ] = None,
+    keep_last: Annotated[
+        Optional[int],
+        Field(ge=0, le=10000, description="Always keep the newest N per repository (default: gc.keepLast)"),
+    ] = None,
     dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
     force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Kubernetes-aware garbage collection with an exact reclaim preview.
 
@@ -37,8 +46,14 @@ def gc(
     name = ctx.registry_name(registry, ctx.config.gc.registry if ctx.config.gc else None)
     try:
         notes = begin_run(ctx, "gc")
-        return run_pipeline("gc", ctx, name, dry_run=dry_run, force=force, notes=notes,
-                            make_plan=lambda inv, ks: prune.gc_plan(ctx, name, inv, ks, days=days,
-                                                                    keep_last=keep_last))
+        return run_pipeline(
+            "gc",
+            ctx,
+            name,
+            dry_run=dry_run,
+            force=force,
+            notes=notes,
+            make_plan=lambda inv, ks: prune.gc_plan(ctx, name, inv, ks, days=days, keep_last=keep_last),
+        )
     finally:
         ctx.close()

@@ -15,12 +15,12 @@ from regkeeper.config import Config
 
 @dataclass(frozen=True)
 class Job:
-    name: str                      # the flow's name and the function's name
-    module: str                    # where the flow function lives
-    registry: bool = True          # takes a ``registry`` parameter
-    force: bool = False            # takes ``force`` (overrides the blast-radius cap)
+    name: str  # the flow's name and the function's name
+    module: str  # where the flow function lives
+    registry: bool = True  # takes a ``registry`` parameter
+    force: bool = False  # takes ``force`` (overrides the blast-radius cap)
     dry_run_default: bool = False  # restore is a dry run unless asked to apply
-    configured: Optional[Callable[[Config], Optional[str]]] = None   # None, or why it is skipped
+    configured: Optional[Callable[[Config], Optional[str]]] = None  # None, or why it is skipped
 
     @property
     def entrypoint(self) -> str:
@@ -31,8 +31,15 @@ class Job:
         """None when the job's config section is there; else why the job has nothing to do."""
         return self.configured(cfg) if self.configured else None
 
-    def kwargs(self, *, config_path: Optional[str], dry_run: bool, registry: Optional[str] = None,
-               force: bool = False, **extra: Any) -> dict:
+    def kwargs(
+        self,
+        *,
+        config_path: Optional[str],
+        dry_run: bool,
+        registry: Optional[str] = None,
+        force: bool = False,
+        **extra: Any,
+    ) -> dict:
         """The flow's keyword arguments for a run (only the parameters it takes)."""
         kw: dict[str, Any] = {"config_path": config_path, "dry_run": dry_run}
         if self.registry:
@@ -46,21 +53,33 @@ class Job:
 def _missing(section: str, present: Callable[[Config], Any]) -> Callable[[Config], Optional[str]]:
     def why(cfg: Config) -> Optional[str]:
         return None if present(cfg) else f"no {section} in the config"
+
     return why
 
 
-JOBS: dict[str, Job] = {j.name: j for j in (
-    Job("gc", "flows.gc", force=True, configured=_missing("gc section", lambda c: c.gc)),
-    Job("expire", "flows.expire", force=True, configured=_missing("tiers", lambda c: c.tiers)),
-    Job("replicate", "flows.replicate", registry=False, force=True,
-        configured=_missing("replication rules", lambda c: c.replication)),
-    Job("backup", "flows.backup", configured=_missing("backup section", lambda c: c.backup)),
-    Job("restore", "flows.backup", dry_run_default=True,
-        configured=_missing("backup section", lambda c: c.backup)),
-    Job("capacity", "flows.capacity",
-        configured=_missing("capacity section", lambda c: c.capacity)),
-    Job("nightly", "flows.nightly", force=True),
-)}
+JOBS: dict[str, Job] = {
+    j.name: j
+    for j in (
+        Job("gc", "flows.gc", force=True, configured=_missing("gc section", lambda c: c.gc)),
+        Job("expire", "flows.expire", force=True, configured=_missing("tiers", lambda c: c.tiers)),
+        Job(
+            "replicate",
+            "flows.replicate",
+            registry=False,
+            force=True,
+            configured=_missing("replication rules", lambda c: c.replication),
+        ),
+        Job("backup", "flows.backup", configured=_missing("backup section", lambda c: c.backup)),
+        Job(
+            "restore",
+            "flows.backup",
+            dry_run_default=True,
+            configured=_missing("backup section", lambda c: c.backup),
+        ),
+        Job("capacity", "flows.capacity", configured=_missing("capacity section", lambda c: c.capacity)),
+        Job("nightly", "flows.nightly", force=True),
+    )
+}
 
 # The order nightly runs its jobs in: a backup before anything deletes; capacity last, so it
 # measures what gc, expire and replicate left.

@@ -26,16 +26,30 @@ from tasks.common import logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run_config
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
-KEY_FIGURES = 5           # summary items per job shown in the combined report
+KEY_FIGURES = 5  # summary items per job shown in the combined report
 
 
 # The figures worth a glance per job, in order; other numeric figures fill up to KEY_FIGURES.
 PREFERRED = {
     "backup": ("snapshot", "repositories", "tags", "objects written", "snapshots pruned"),
-    "gc": ("tags deleted", "tags to delete", "in use (kept)", "manifests deleted",
-           "manifests to delete", "bytes freed (measured)", "bytes freed (preview)"),
-    "expire": ("tags deleted", "tags to delete", "expired but in use", "repositories removed",
-               "repositories to remove", "bytes freed (measured)", "bytes freed (preview)"),
+    "gc": (
+        "tags deleted",
+        "tags to delete",
+        "in use (kept)",
+        "manifests deleted",
+        "manifests to delete",
+        "bytes freed (measured)",
+        "bytes freed (preview)",
+    ),
+    "expire": (
+        "tags deleted",
+        "tags to delete",
+        "expired but in use",
+        "repositories removed",
+        "repositories to remove",
+        "bytes freed (measured)",
+        "bytes freed (preview)",
+    ),
     "replicate": ("target", "copied", "to copy (plan)", "in sync (skipped)", "failed", "lag (tags)"),
     "capacity": ("level", "usage ratio", "storage bytes", "days to full"),
 }
@@ -43,16 +57,17 @@ PREFERRED = {
 
 def _figures(job: str, summary: dict) -> str:
     keys = [k for k in PREFERRED.get(job, ()) if k in summary and summary[k] not in (None, "", [])]
-    for measured, planned in (("bytes freed (measured)", "bytes freed (preview)"),
-                              ("repositories removed", "repositories to remove")):
+    for measured, planned in (
+        ("bytes freed (measured)", "bytes freed (preview)"),
+        ("repositories removed", "repositories to remove"),
+    ):
         if measured in keys and planned in keys:
             keys.remove(planned)
     keys = keys[:KEY_FIGURES]
     for k, v in summary.items():
         if len(keys) >= KEY_FIGURES:
             break
-        if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool) \
-                and "seconds" not in k:
+        if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool) and "seconds" not in k:
             keys.append(k)
     return "; ".join(f"{k}: {_fmt(k, summary[k])}" for k in keys)
 
@@ -78,7 +93,7 @@ def _run_job(job: str, kw: dict) -> list[dict]:
         error, outcome = f"{type(e).__name__}: {e}", e
     seconds = round(time.time() - t0, 2)
     if error:
-        error = scrub(error)          # exception text goes into reports and artifacts
+        error = scrub(error)  # exception text goes into reports and artifacts
         log.warning("nightly: %s %s: %s", job, status, error)
     else:
         log.info("nightly: %s %s in %.1fs", job, status, seconds)
@@ -86,21 +101,36 @@ def _run_job(job: str, kw: dict) -> list[dict]:
     base = {"job": job, "status": status, "seconds": seconds, "flow run": str(run_id or "")}
     reports = reports_of(outcome)
     if not reports:
-        return [{**base, "registry": kw.get("registry") or "", "key figures": "",
-                 "report": "", "error": error or ""}]
+        return [
+            {
+                **base,
+                "registry": kw.get("registry") or "",
+                "key figures": "",
+                "report": "",
+                "error": error or "",
+            }
+        ]
     rows = []
     for r in reports:
         st = r.get("status") or status
         if status in ("failed", "refused") and st in ("ok", "dry-run"):
-            st = status          # the job failed after writing a report that looked fine
-        rows.append({**base, "status": st, "registry": r.get("registry", ""),
-                     "key figures": _figures(job, r.get("summary") or {}),
-                     "report": (r.get("files") or {}).get("html", ""), "error": error or ""})
+            st = status  # the job failed after writing a report that looked fine
+        rows.append(
+            {
+                **base,
+                "status": st,
+                "registry": r.get("registry", ""),
+                "key figures": _figures(job, r.get("summary") or {}),
+                "report": (r.get("files") or {}).get("html", ""),
+                "error": error or "",
+            }
+        )
     return rows
 
 
 def _links_html(rows: list[dict], nightly_html_dir: Path) -> str:
     import html
+
     e = html.escape
     items = []
     for r in rows:
@@ -111,13 +141,24 @@ def _links_html(rows: list[dict], nightly_html_dir: Path) -> str:
         else:
             link = e(label)
         extra = r.get("key figures") or r.get("error") or ""
-        items.append(f"<li>{link}: <b class='{e(r['status'])}'>{e(r['status'])}</b>"
-                     + (f" — {e(extra)}" if extra else "") + "</li>")
+        items.append(
+            f"<li>{link}: <b class='{e(r['status'])}'>{e(r['status'])}</b>"
+            + (f" — {e(extra)}" if extra else "")
+            + "</li>"
+        )
     return "<h2>Job reports</h2><ul>" + "".join(items) + "</ul>"
 
 
-def _run_jobs(cfg: Config, wanted: set[str], report: Report, *, registry: Optional[str], dry_run: bool,
-              force: bool, config_path: str) -> list[dict]:
+def _run_jobs(
+    cfg: Config,
+    wanted: set[str],
+    report: Report,
+    *,
+    registry: Optional[str],
+    dry_run: bool,
+    force: bool,
+    config_path: str,
+) -> list[dict]:
     """The wanted jobs in the fixed order, each as a subflow (a failed one does not stop the
     rest); a job its config does not set up is skipped and noted. One row per report."""
     log = logger()
@@ -129,11 +170,25 @@ def _run_jobs(cfg: Config, wanted: set[str], report: Report, *, registry: Option
         if why:
             report.note(f"{job}: skipped ({why})")
             log.info("nightly: %s skipped: %s", job, why)
-            rows.append({"job": job, "status": "skipped", "seconds": 0, "flow run": "",
-                         "registry": "", "key figures": "", "report": "", "error": why})
+            rows.append(
+                {
+                    "job": job,
+                    "status": "skipped",
+                    "seconds": 0,
+                    "flow run": "",
+                    "registry": "",
+                    "key figures": "",
+                    "report": "",
+                    "error": why,
+                }
+            )
             continue
-        rows.extend(_run_job(job, JOBS[job].kwargs(registry=registry, dry_run=dry_run, force=force,
-                                                   config_path=config_path)))
+        rows.extend(
+            _run_job(
+                job,
+                JOBS[job].kwargs(registry=registry, dry_run=dry_run, force=force, config_path=config_path),
+            )
+        )
     return rows
 
 
@@ -164,16 +219,36 @@ def _summarize_jobs(report: Report, rows: list[dict]) -> list[tuple[str, str]]:
     return bad
 
 
-@flow(name="nightly", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="nightly",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    log_prints=False,
+    validate_parameters=True,
+)
 def nightly(
-    registry: Annotated[Optional[str], Field(description="Registry name for backup, gc, expire and capacity "
-                                                          "(default: each job's configured one)")] = None,
-    dry_run: Annotated[bool, Field(description="Every job plans and reports only; nothing is changed")] = False,
-    force: Annotated[bool, Field(description="Override the blast-radius cap of gc, expire and replicate")] = False,
-    jobs: Annotated[Optional[list[JobName]], Field(description="Which jobs to run, in the fixed order backup, gc, "
-                                                            "expire, replicate, capacity (default: all)")] = None,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    registry: Annotated[
+        Optional[str],
+        Field(
+            description="Registry name for backup, gc, expire and capacity "
+            "(default: each job's configured one)"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, Field(description="Every job plans and reports only; nothing is changed")
+    ] = False,
+    force: Annotated[
+        bool, Field(description="Override the blast-radius cap of gc, expire and replicate")
+    ] = False,
+    jobs: Annotated[
+        Optional[list[JobName]],
+        Field(
+            description="Which jobs to run, in the fixed order backup, gc, "
+            "expire, replicate, capacity (default: all)"
+        ),
+    ] = None,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Every job in order, as subflows; one failing does not stop the rest. Ends with a
     combined report (reports/nightly/) linking each job's report.
@@ -186,20 +261,20 @@ def nightly(
         config_path: the config file.
     """
     path = str(resolve_config_path(config_path))
-    cfg = load_config(path)            # a bad config fails the run at once, naming the key
+    cfg = load_config(path)  # a bad config fails the run at once, naming the key
     notes = begin_run_config(cfg, "nightly")
     reports_dir = cfg.reports_dir()
     wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
     report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
     add_notes(report, notes)
-    rows = _run_jobs(cfg, wanted, report, registry=registry, dry_run=dry_run, force=force,
-                     config_path=path)
+    rows = _run_jobs(cfg, wanted, report, registry=registry, dry_run=dry_run, force=force, config_path=path)
     for job in sorted(set(NIGHTLY_ORDER) - wanted, key=NIGHTLY_ORDER.index):
         report.note(f"{job}: not selected (jobs parameter)")
 
     bad = _summarize_jobs(report, rows)
-    report.add_table("jobs", rows, ["job", "registry", "status", "seconds", "key figures",
-                                    "report", "flow run", "error"])
+    report.add_table(
+        "jobs", rows, ["job", "registry", "status", "seconds", "key figures", "report", "flow run", "error"]
+    )
     report.extra_html = _links_html(rows, reports_dir / "nightly")
     report.finish("failed" if bad else ("dry-run" if dry_run else "ok"))
     publish_report(report, str(reports_dir))

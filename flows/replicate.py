@@ -23,9 +23,9 @@ from tasks.common import gather, logger, publish_report, report_job_metrics, wit
 from tasks.recovery import add_notes, begin_run
 from tasks.replicate import copy_batch, delete_batch, plan_batch, scope, verify_batch
 
-SCHEDULE_INTERVAL = timedelta(minutes=15)   # the default schedule (deployments use it)
-PLAN_BATCH = 50        # repositories per plan task
-COPY_BATCH = 25        # repositories (with something to copy) per copy task
+SCHEDULE_INTERVAL = timedelta(minutes=15)  # the default schedule (deployments use it)
+PLAN_BATCH = 50  # repositories per plan task
+COPY_BATCH = 25  # repositories (with something to copy) per copy task
 LOCK_WAIT_SECONDS = 30  # how long a run waits for another run of the same rule to finish
 
 
@@ -36,17 +36,20 @@ def _rule_lock(stack: ExitStack, ctx: RunContext, rule_name: str) -> tuple[str |
     LOCK_WAIT_SECONDS this run refuses. Returns (why the run must not go ahead, or None; the
     takeover note, or None)."""
     import re
+
     name = "replicate-rule-" + re.sub(r"[^a-z0-9-]+", "-", rule_name.lower()).strip("-")
     try:
         lease = ctx.run_state("replicate").lease(name, {"rule": rule_name})
         got = lease.acquire(wait=LOCK_WAIT_SECONDS)
-    except RegkeeperError as e:   # the state directory cannot be written: run unguarded, say so
+    except RegkeeperError as e:  # the state directory cannot be written: run unguarded, say so
         logger().warning("rule %s: lease %s unavailable (%s): running without it", rule_name, name, e)
         return None, f"lease {name} unavailable ({e}): not guarded against a concurrent run"
     if not got.ok:
         who = f"held by {got.holder.describe()}; " if got.holder else ""
-        return (f"another replicate run of rule {rule_name!r} is still in progress ({who}waited "
-                f"{LOCK_WAIT_SECONDS}s for lease {name!r}); this run did nothing"), None
+        return (
+            f"another replicate run of rule {rule_name!r} is still in progress ({who}waited "
+            f"{LOCK_WAIT_SECONDS}s for lease {name!r}); this run did nothing"
+        ), None
     stack.enter_context(lease.held())
     note = got.takeover_note(f"lease {name}")
     if note:
@@ -54,8 +57,9 @@ def _rule_lock(stack: ExitStack, ctx: RunContext, rule_name: str) -> tuple[str |
     return None, note
 
 
-def _delete_extraneous(ctx: RunContext, rule, target: str, plan: core.ReplicationPlan,
-                       results: dict) -> str | None:
+def _delete_extraneous(
+    ctx: RunContext, rule, target: str, plan: core.ReplicationPlan, results: dict
+) -> str | None:
     """deleteExtraneous through the one delete path, one task per batch of repositories; the
     outcome is recorded per tag in ``results``. The first batch runs alone: on a target with
     deletes disabled (405) it stops there and no other batch sends a DELETE. Returns why deletes
@@ -67,8 +71,10 @@ def _delete_extraneous(ctx: RunContext, rule, target: str, plan: core.Replicatio
             for b in group:
                 core.record_deletes(b, results, core.not_attempted(b, stopped))
             continue
-        futures = [delete_batch.submit(ctx, rule, target, b, label=batch_label(b, lambda p: p.target_repo))
-                   for b in group]
+        futures = [
+            delete_batch.submit(ctx, rule, target, b, label=batch_label(b, lambda p: p.target_repo))
+            for b in group
+        ]
         for b, res, err in gather(group, futures):
             if err is not None:
                 for p in b:
@@ -79,18 +85,21 @@ def _delete_extraneous(ctx: RunContext, rule, target: str, plan: core.Replicatio
     return stopped
 
 
-def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool,
-                      force: bool) -> core.ReplicationResult:
+def _replicate_target(
+    ctx: RunContext, rule, target: str, *, dry_run: bool, force: bool
+) -> core.ReplicationResult:
     t0 = time.perf_counter()
     src, dst = ctx.client(rule.from_), ctx.client(target)
     before = dict(dst.stats)
     repos, removed, errors = scope(ctx, rule, target, rule_name=rule.rule_name)
     # plan: one task per batch of repositories (removed ones go with the first batch)
     plan_batches = batches(repos, PLAN_BATCH) or ([[]] if removed else [])
-    futures = [plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=batch_label(b))
-               for i, b in enumerate(plan_batches)]
+    futures = [
+        plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=batch_label(b))
+        for i, b in enumerate(plan_batches)
+    ]
     parts = []
-    for b, part, err in gather(plan_batches, futures):   # a failed batch does not stop the others
+    for b, part, err in gather(plan_batches, futures):  # a failed batch does not stop the others
         if err is None:
             parts.append(part)
         else:
@@ -101,26 +110,38 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool,
         result.deletes_refused = core.check_delete_cap(plan, rule.max_delete_fraction, force)
     results = {p.source_repo: core.new_result(p) for p in plan.repositories}
     if not dry_run:
-        rep = core.Replicator(src, dst, concurrency=rule.concurrency,
-                              hints_path=core.hints_file(ctx.cache.root, dst))
+        rep = core.Replicator(
+            src, dst, concurrency=rule.concurrency, hints_path=core.hints_file(ctx.cache.root, dst)
+        )
         work = [p for p in plan.repositories if p.to_copy and not p.errors]
         copy_batches = batches(work, COPY_BATCH)
-        futures = [copy_batch.submit(ctx, rule, target, b, rep, label=batch_label(b, lambda p: p.source_repo))
-                   for b in copy_batches]
+        futures = [
+            copy_batch.submit(ctx, rule, target, b, rep, label=batch_label(b, lambda p: p.source_repo))
+            for b in copy_batches
+        ]
         for b, done, err in gather(copy_batches, futures):
             for r in done or []:
                 results[r.source_repo] = r
-            for p in (b if err is not None else []):
+            for p in b if err is not None else []:
                 results[p.source_repo].failed += [(c.tag, f"copy task failed: {err}") for c in p.to_copy]
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
             result.deletes_stopped = _delete_extraneous(ctx, rule, target, plan, results)
         copied = [p for p in plan.repositories if results[p.source_repo].copied]
         vbatches = batches(copied, PLAN_BATCH)
-        futures = [verify_batch.submit(ctx, rule, target, b, [results[p.source_repo] for p in b],
-                                       label=batch_label(b, lambda p: p.source_repo)) for b in vbatches]
+        futures = [
+            verify_batch.submit(
+                ctx,
+                rule,
+                target,
+                b,
+                [results[p.source_repo] for p in b],
+                label=batch_label(b, lambda p: p.source_repo),
+            )
+            for b in vbatches
+        ]
         for b, _, err in gather(vbatches, futures):
-            for p in (b if err is not None else []):
+            for p in b if err is not None else []:
                 results[p.source_repo].errors.append(f"verification failed: {err}")
     result.repositories = [results[p.source_repo] for p in plan.repositories]
     result.seconds = round(time.perf_counter() - t0, 3)
@@ -131,19 +152,41 @@ def _replicate_target(ctx: RunContext, rule, target: str, *, dry_run: bool,
 
 def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -> None:
     t = result.totals() if result is not None else {}
-    report_job_metrics(ctx, "replicate", source, success, {
-        "target": target, "items_replicated": t.get("copied", 0),
-        "items_failed": t.get("failed", 0), "replication_lag_tags": t.get("lag", 0)})
+    report_job_metrics(
+        ctx,
+        "replicate",
+        source,
+        success,
+        {
+            "target": target,
+            "items_replicated": t.get("copied", 0),
+            "items_failed": t.get("failed", 0),
+            "replication_lag_tags": t.get("lag", 0),
+        },
+    )
 
 
-@flow(name="replicate", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False,
-      validate_parameters=True)
+@flow(
+    name="replicate",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    log_prints=False,
+    validate_parameters=True,
+)
 def replicate(
-    rule: Annotated[Optional[str], Field(description="Replication rule name (its `name:` key, else "
-                                                      "`<from>-to-<to+to>`); default: every rule")] = None,
-    dry_run: Annotated[bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")] = False,
+    rule: Annotated[
+        Optional[str],
+        Field(
+            description="Replication rule name (its `name:` key, else "
+            "`<from>-to-<to+to>`); default: every rule"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")
+    ] = False,
     force: Annotated[bool, Field(description="Override the rule's replication[].maxDeleteFraction")] = False,
-    config_path: Annotated[Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")] = None,
+    config_path: Annotated[
+        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ] = None,
 ) -> dict:
     """Copy what differs from each rule's source to its targets, byte for byte.
 
@@ -177,8 +220,15 @@ def replicate(
                             log.info("%s", core.summary_line(result))
                         except RegkeeperError as e:
                             error = f"{type(e).__name__}: {e}"
-                    report = core.build_report(result, rule=r, source=r.from_, target=target,
-                                               label=label, error=error, started=started)
+                    report = core.build_report(
+                        result,
+                        rule=r,
+                        source=r.from_,
+                        target=target,
+                        label=label,
+                        error=error,
+                        started=started,
+                    )
                     add_notes(report, notes + ([took_over] if took_over else []))
                     if busy:
                         report.finish("refused")
@@ -204,13 +254,24 @@ def _combined(reports: list) -> dict:
     """The flow's return value: the first report's files, summed key figures, every report."""
     order = {"failed": 3, "refused": 2, "dry-run": 1, "ok": 0}
     status = max((r.status for r in reports), key=lambda s: order.get(s, 0), default="ok")
-    keys = ("copied", "in sync (skipped)", "failed", "lag (tags)", "deleted", "bytes uploaded",
-            "bytes mounted")
+    keys = (
+        "copied",
+        "in sync (skipped)",
+        "failed",
+        "lag (tags)",
+        "deleted",
+        "bytes uploaded",
+        "bytes mounted",
+    )
     summary = {"targets": len(reports)}
     for k in keys:
         vals = [r.summary[k] for r in reports if isinstance(r.summary.get(k), int)]
         if vals:
             summary[k] = sum(vals)
-    return {"flow": "replicate", "status": status, "summary": summary,
-            "files": reports[0].paths if reports else {},
-            "reports": [r.to_dict() for r in reports]}
+    return {
+        "flow": "replicate",
+        "status": status,
+        "summary": summary,
+        "files": reports[0].paths if reports else {},
+        "reports": [r.to_dict() for r in reports],
+    }

@@ -30,8 +30,10 @@ def resolve_config_path(path: str | os.PathLike | None) -> Path:
     for n in DEFAULT_CONFIG_NAMES:
         if Path(n).exists():
             return Path(n)
-    raise ConfigError("no config file: pass --config FILE (or the flow's config_path parameter), "
-                      "or set REGKEEPER_CONFIG, or create ./regkeeper.yaml")
+    raise ConfigError(
+        "no config file: pass --config FILE (or the flow's config_path parameter), "
+        "or set REGKEEPER_CONFIG, or create ./regkeeper.yaml"
+    )
 
 
 class RunContext:
@@ -41,7 +43,7 @@ class RunContext:
         self._clients: dict[str, RegistryClient] = {}
         self._storages: dict[str, StorageReader | None] = {}
         self._lock = threading.Lock()
-        self.owner = None          # this run as owner of durable run state (runstate.Owner)
+        self.owner = None  # this run as owner of durable run state (runstate.Owner)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "RunContext":
@@ -73,6 +75,7 @@ class RunContext:
         """This run's durable run state (``regkeeper.runstate``): the state directory and this
         run as owner (set by the flow's recovery hook from its flow run; else a fresh one)."""
         from .runstate import Owner, RunState
+
         if self.owner is None:
             self.owner = Owner.current(job)
         return RunState.for_config(self.config, self.owner)

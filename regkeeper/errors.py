@@ -18,10 +18,21 @@ class RegistryError(RegkeeperError):
     the HTTP status when known; ``transient`` says whether the failure was of a kind worth
     retrying (regkeeper.retry), ``attempts`` how many attempts were made when retries ran out."""
 
-    def __init__(self, message: str, *, registry: str | None = None, repository: str | None = None,
-                 status: int | None = None, url: str | None = None, method: str | None = None,
-                 path: str | None = None, transient: bool = False, attempts: int | None = None,
-                 detail: str | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        status: int | None = None,
+        url: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        transient: bool = False,
+        attempts: int | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+    ):
         self.registry = registry
         self.repository = repository
         self.status = status

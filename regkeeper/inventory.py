@@ -36,11 +36,16 @@ log = logging.getLogger(__name__)
 
 def manifest_info(m: Manifest) -> ManifestInfo:
     return ManifestInfo(
-        digest=m.digest, media_type=m.media_type, kind=m.kind, size=m.size,
+        digest=m.digest,
+        media_type=m.media_type,
+        kind=m.kind,
+        size=m.size,
         config_digest=m.config.digest if m.config else None,
-        blobs=m.blob_descriptors(), children=list(m.children),
+        blobs=m.blob_descriptors(),
+        children=list(m.children),
         subject=m.subject.digest if m.subject else None,
-        annotations=dict(m.annotations or {}), artifact_type=m.artifact_type,
+        annotations=dict(m.annotations or {}),
+        artifact_type=m.artifact_type,
     )
 
 
@@ -80,13 +85,18 @@ class _TagState:
             atomic_write(self.path, json.dumps(data))
 
 
-def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
-         exclude: Iterable[str] | None = None, repositories: list[str] | None = None,
-         storage: StorageReader | None = None,
-         created: Literal["auto", "always", "never"] = "auto",
-         concurrency: int | None = None,
-         progress: Callable[[str], None] | None = None,
-         read_errors: list | None = None) -> Inventory:
+def scan(
+    client: RegistryClient,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    repositories: list[str] | None = None,
+    storage: StorageReader | None = None,
+    created: Literal["auto", "always", "never"] = "auto",
+    concurrency: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    read_errors: list | None = None,
+) -> Inventory:
     """Scan the registry (or the repositories matching the globs) into an Inventory.
 
     Steps: list repositories and their tags -> push times and untagged revisions from storage
@@ -106,8 +116,9 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
     partial = bool(inc or exc or repositories)
     if repositories is None:
         repositories = [r for r in client.catalog() if select(r, inc, exc)]
-    inv = Inventory(registry=client.name, scanned_at=utcnow(),
-                    push_time_source=storage.kind if storage else "none")
+    inv = Inventory(
+        registry=client.name, scanned_at=utcnow(), push_time_source=storage.kind if storage else "none"
+    )
     state = _TagState(client)
     s = _Scan(client, inv, concurrency or client.concurrency)
     s.list_tags(repositories)
@@ -125,8 +136,9 @@ def scan(client: RegistryClient, *, include: Iterable[str] | None = None,
     after = client.stats
     inv.stats = {
         "seconds": round(time.perf_counter() - t0, 3),
-        "requests": {k: after.get(k, 0) - before.get(k, 0) for k in after
-                     if after.get(k, 0) - before.get(k, 0)},
+        "requests": {
+            k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) - before.get(k, 0)
+        },
         "cache_hits": client.cache.hits - hits0,
         "cache_misses": client.cache.misses - misses0,
         "repositories": len(inv.repositories),
@@ -143,7 +155,7 @@ class _Scan:
         self.client = client
         self.inv = inv
         self.workers = workers
-        self.revisions: dict[str, dict] = {}   # repo -> {digest: push time} from storage
+        self.revisions: dict[str, dict] = {}  # repo -> {digest: push time} from storage
         self.manifests: dict[str, Manifest] = {}
 
     def list_tags(self, repositories: list[str]) -> None:
@@ -164,6 +176,7 @@ class _Scan:
 
     def read_storage(self, storage: StorageReader) -> None:
         """2. push times + untagged revisions from storage."""
+
         def read(repo: str):
             return storage.push_times(repo), storage.revision_times(repo)
 
@@ -198,8 +211,9 @@ class _Scan:
         for (repo, tag), m, err in bounded_map(resolve, pairs, self.workers):
             r = self.inv.repositories[repo]
             if err is not None:
-                if isinstance(err, (UnsupportedManifestError,)) or \
-                        (isinstance(err, RegistryError) and err.status in (400, 404)):
+                if isinstance(err, (UnsupportedManifestError,)) or (
+                    isinstance(err, RegistryError) and err.status in (400, 404)
+                ):
                     r.errors.append(f"{tag}: {err}")
                     del r.tags[tag]
                     continue
@@ -237,8 +251,9 @@ class _Scan:
                 if err is not None or m is None:
                     r.errors.append(f"{digest}: {err or 'referenced but missing (404)'}")
                     # remember it so the graph still knows the reference is dangling
-                    r.manifests.setdefault(digest, ManifestInfo(digest=digest, media_type="", kind="image",
-                                                                size=0))
+                    r.manifests.setdefault(
+                        digest, ManifestInfo(digest=digest, media_type="", kind="image", size=0)
+                    )
                     continue
                 self.manifests[m.digest] = m
                 r.manifests.setdefault(m.digest, manifest_info(m))
@@ -298,8 +313,11 @@ class _Scan:
         for r in self.inv.repositories.values():
             for info in r.manifests.values():
                 if info.kind == "index" and info.created is None:
-                    times = [r.manifests[c.digest].created for c in info.children
-                             if c.digest in r.manifests and r.manifests[c.digest].created]
+                    times = [
+                        r.manifests[c.digest].created
+                        for c in info.children
+                        if c.digest in r.manifests and r.manifests[c.digest].created
+                    ]
                     if times:
                         info.created, info.created_source = max(times), "config"
                     else:
@@ -318,6 +336,7 @@ def count_tags(client: RegistryClient) -> tuple[int, int]:
             return len(client.list_tags(repo))
         except NotFoundError:
             return 0
+
     counts = client.map(n_tags, repos)
     for _, _, err in counts:
         if err is not None:

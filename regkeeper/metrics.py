@@ -44,53 +44,104 @@ PULL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 # name -> (type, help, label names). The names are a contract (seed, alert rules, dashboard).
 SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "registry_storage_bytes_total": (
-        "gauge", "Physical bytes the registry's storage uses (regular files / S3 objects).", ("registry",)),
+        "gauge",
+        "Physical bytes the registry's storage uses (regular files / S3 objects).",
+        ("registry",),
+    ),
     "registry_storage_capacity_bytes": (
-        "gauge", "Configured capacity (capacityBytes) or the filesystem size, in bytes.", ("registry",)),
+        "gauge",
+        "Configured capacity (capacityBytes) or the filesystem size, in bytes.",
+        ("registry",),
+    ),
     "registry_storage_usage_ratio": (
-        "gauge", "registry_storage_bytes_total / registry_storage_capacity_bytes.", ("registry",)),
+        "gauge",
+        "registry_storage_bytes_total / registry_storage_capacity_bytes.",
+        ("registry",),
+    ),
     "registry_storage_files": (
-        "gauge", "Regular files (filesystem) or objects (S3) in the registry's storage.", ("registry",)),
+        "gauge",
+        "Regular files (filesystem) or objects (S3) in the registry's storage.",
+        ("registry",),
+    ),
     "registry_storage_days_to_full": (
-        "gauge", "Linear forecast of days until the storage is full (absent when not growing).",
-        ("registry",)),
+        "gauge",
+        "Linear forecast of days until the storage is full (absent when not growing).",
+        ("registry",),
+    ),
     "registry_image_count": (
-        "gauge", "Images in the registry (tags across all repositories).", ("registry",)),
+        "gauge",
+        "Images in the registry (tags across all repositories).",
+        ("registry",),
+    ),
     "registry_manifest_count": (
-        "gauge", "Distinct manifests per repository, summed over repositories.", ("registry",)),
-    "registry_repository_count": (
-        "gauge", "Repositories in the registry.", ("registry",)),
+        "gauge",
+        "Distinct manifests per repository, summed over repositories.",
+        ("registry",),
+    ),
+    "registry_repository_count": ("gauge", "Repositories in the registry.", ("registry",)),
     "registry_pull_duration_seconds": (
-        "histogram", "Time to GET a small manifest and its config blob from the registry.", ("registry",)),
+        "histogram",
+        "Time to GET a small manifest and its config blob from the registry.",
+        ("registry",),
+    ),
     "regkeeper_last_success_timestamp_seconds": (
-        "gauge", "Unix time the flow last finished successfully for this registry.", ("flow", "registry")),
+        "gauge",
+        "Unix time the flow last finished successfully for this registry.",
+        ("flow", "registry"),
+    ),
     "regkeeper_last_run_timestamp_seconds": (
-        "gauge", "Unix time the flow last finished (success or failure) for this registry.",
-        ("flow", "registry")),
+        "gauge",
+        "Unix time the flow last finished (success or failure) for this registry.",
+        ("flow", "registry"),
+    ),
     "regkeeper_run_success": (
-        "gauge", "1 if the flow's last run for this registry succeeded, 0 if it failed.", ("flow", "registry")),
+        "gauge",
+        "1 if the flow's last run for this registry succeeded, 0 if it failed.",
+        ("flow", "registry"),
+    ),
     "regkeeper_run_duration_seconds": (
-        "gauge", "Wall time of the flow's last run for this registry.", ("flow", "registry")),
+        "gauge",
+        "Wall time of the flow's last run for this registry.",
+        ("flow", "registry"),
+    ),
     "regkeeper_bytes_reclaimed": (
-        "gauge", "Bytes the last run deleted or reclaimed (gc/expire).", ("flow", "registry")),
-    "regkeeper_items_deleted": (
-        "gauge", "Manifests the last run deleted (gc/expire).", ("flow", "registry")),
+        "gauge",
+        "Bytes the last run deleted or reclaimed (gc/expire).",
+        ("flow", "registry"),
+    ),
+    "regkeeper_items_deleted": ("gauge", "Manifests the last run deleted (gc/expire).", ("flow", "registry")),
     "regkeeper_items_replicated": (
-        "gauge", "Images the last replicate run copied from this registry to a target.", ("registry", "target")),
+        "gauge",
+        "Images the last replicate run copied from this registry to a target.",
+        ("registry", "target"),
+    ),
     "regkeeper_items_failed": (
-        "gauge", "Items (repositories, images, tags) the last run failed on.", ("flow", "registry")),
+        "gauge",
+        "Items (repositories, images, tags) the last run failed on.",
+        ("flow", "registry"),
+    ),
     "registry_read_only": (
-        "gauge", "1 when the registry refused a write check (a blob upload), 0 when it took it.",
-        ("registry",)),
+        "gauge",
+        "1 when the registry refused a write check (a blob upload), 0 when it took it.",
+        ("registry",),
+    ),
     "registry_read_only_unexpected": (
-        "gauge", "1 when the registry refuses writes and no live regkeeper read-only window "
-        "(garbage-collect) explains it.", ("registry",)),
+        "gauge",
+        "1 when the registry refuses writes and no live regkeeper read-only window "
+        "(garbage-collect) explains it.",
+        ("registry",),
+    ),
     "regkeeper_readonly_recovered_total": (
-        "gauge", "Read-only windows left open by runs that died, closed (readWrite run) by a later "
-        "run; a count kept in the state directory.", ("registry",)),
+        "gauge",
+        "Read-only windows left open by runs that died, closed (readWrite run) by a later "
+        "run; a count kept in the state directory.",
+        ("registry",),
+    ),
     "regkeeper_replication_lag_tags": (
-        "gauge", "Tags present on the source and missing or different on the target after the run.",
-        ("source", "target")),
+        "gauge",
+        "Tags present on the source and missing or different on the target after the run.",
+        ("source", "target"),
+    ),
 }
 
 
@@ -131,8 +182,13 @@ class RunMetrics:
 
     # ------------------------------------------------------------------ setters
 
-    def set_storage(self, used_bytes: int, capacity_bytes: int | None = None, ratio: float | None = None,
-                    files: int | None = None) -> None:
+    def set_storage(
+        self,
+        used_bytes: int,
+        capacity_bytes: int | None = None,
+        ratio: float | None = None,
+        files: int | None = None,
+    ) -> None:
         r = self.registry
         self.metric("registry_storage_bytes_total").labels(registry=r).set(used_bytes)
         if capacity_bytes:
@@ -149,8 +205,9 @@ class RunMetrics:
         if days is not None:
             self.metric("registry_storage_days_to_full").labels(registry=self.registry).set(days)
 
-    def set_image_count(self, images: int, manifests: int | None = None,
-                        repositories: int | None = None) -> None:
+    def set_image_count(
+        self, images: int, manifests: int | None = None, repositories: int | None = None
+    ) -> None:
         r = self.registry
         self.metric("registry_image_count").labels(registry=r).set(images)
         if manifests is not None:
@@ -180,7 +237,8 @@ class RunMetrics:
 
     def set_replication_lag(self, target: str, tags: int, source: str | None = None) -> None:
         self.metric("regkeeper_replication_lag_tags").labels(
-            source=source or self.registry, target=target).set(tags)
+            source=source or self.registry, target=target
+        ).set(tags)
 
     def finish(self, success: bool, now: float | None = None) -> None:
         """Record the run's outcome. ``regkeeper_last_success_timestamp_seconds`` is set only
@@ -207,8 +265,15 @@ class RunMetrics:
     def push(self, gateway: str, *, timeout: float = 10, verify: bool | str = True, retries: int = 3) -> None:
         """POST (push-add) this run's families to ``gateway`` under job="regkeeper",
         grouping key {flow, registry}. Raises MetricsPushError (URL redacted)."""
-        push_metrics(gateway, self.collector, flow=self.flow, registry=self.registry,
-                     timeout=timeout, verify=verify, retries=retries)
+        push_metrics(
+            gateway,
+            self.collector,
+            flow=self.flow,
+            registry=self.registry,
+            timeout=timeout,
+            verify=verify,
+            retries=retries,
+        )
 
 
 def render_text(registry: CollectorRegistry) -> str:
@@ -224,32 +289,56 @@ def _requests_handler(verify: bool | str, retries: int):
         def do():
             with retry_session(retries, 0.3, frozenset({"PUT", "POST", "DELETE"})) as s:
                 try:
-                    resp = s.request(method, url, data=data, headers=dict(headers),
-                                     timeout=timeout, verify=verify)
+                    resp = s.request(
+                        method, url, data=data, headers=dict(headers), timeout=timeout, verify=verify
+                    )
                 except requests.RequestException as e:
-                    raise MetricsPushError(f"pushgateway {redact_url(url)}: {method} failed: "
-                                           f"{type(e).__name__}") from None
+                    raise MetricsPushError(
+                        f"pushgateway {redact_url(url)}: {method} failed: {type(e).__name__}"
+                    ) from None
             if resp.status_code >= 400:
                 body = scrub(resp.text[:300].strip())
-                raise MetricsPushError(f"pushgateway {redact_url(url)}: {method} returned HTTP "
-                                       f"{resp.status_code}: {body}")
+                raise MetricsPushError(
+                    f"pushgateway {redact_url(url)}: {method} returned HTTP {resp.status_code}: {body}"
+                )
+
         return do
 
     return handler
 
 
-def push_metrics(gateway: str, collector: CollectorRegistry, *, flow: str, registry: str,
-                 timeout: float = 10, verify: bool | str = True, retries: int = 3) -> None:
+def push_metrics(
+    gateway: str,
+    collector: CollectorRegistry,
+    *,
+    flow: str,
+    registry: str,
+    timeout: float = 10,
+    verify: bool | str = True,
+    retries: int = 3,
+) -> None:
     """Push-add (HTTP POST) ``collector`` to the Pushgateway at ``gateway``."""
     if not gateway:
         raise MetricsPushError("capacity.pushgateway: no Pushgateway URL configured")
     log.info("pushing metrics to %s (job=%s flow=%s registry=%s)", redact_url(gateway), JOB, flow, registry)
-    pushadd_to_gateway(gateway, job=JOB, registry=collector, grouping_key={"flow": flow, "registry": registry},
-                       timeout=timeout, handler=_requests_handler(verify, retries))
+    pushadd_to_gateway(
+        gateway,
+        job=JOB,
+        registry=collector,
+        grouping_key={"flow": flow, "registry": registry},
+        timeout=timeout,
+        handler=_requests_handler(verify, retries),
+    )
 
 
-def delete_metrics(gateway: str, *, flow: str, registry: str, timeout: float = 10,
-                   verify: bool | str = True) -> None:
+def delete_metrics(
+    gateway: str, *, flow: str, registry: str, timeout: float = 10, verify: bool | str = True
+) -> None:
     """Delete the group {flow, registry} from the Pushgateway (e.g. a registry was removed)."""
-    delete_from_gateway(gateway, job=JOB, grouping_key={"flow": flow, "registry": registry},
-                        timeout=timeout, handler=_requests_handler(verify, 1))
+    delete_from_gateway(
+        gateway,
+        job=JOB,
+        grouping_key={"flow": flow, "registry": registry},
+        timeout=timeout,
+        handler=_requests_handler(verify, 1),
+    )

@@ -71,13 +71,13 @@ class ManifestInfo:
     digest: str
     media_type: str
     kind: ManifestKind
-    size: int                                  # manifest bytes
+    size: int  # manifest bytes
     config_digest: str | None = None
-    blobs: list[Descriptor] = field(default_factory=list)     # config + layers
+    blobs: list[Descriptor] = field(default_factory=list)  # config + layers
     children: list[Descriptor] = field(default_factory=list)  # index children
-    subject: str | None = None                 # OCI subject digest (referrers)
-    created: datetime | None = None            # image config `created` (or index: newest child)
-    created_source: str | None = None          # "config" | "annotation" | None
+    subject: str | None = None  # OCI subject digest (referrers)
+    created: datetime | None = None  # image config `created` (or index: newest child)
+    created_source: str | None = None  # "config" | "annotation" | None
     annotations: dict = field(default_factory=dict)
     artifact_type: str | None = None
 
@@ -93,12 +93,12 @@ class ManifestInfo:
 @dataclass(slots=True)
 class RepoInventory:
     name: str
-    tags: dict[str, str] = field(default_factory=dict)                 # tag -> digest
-    manifests: dict[str, ManifestInfo] = field(default_factory=dict)   # digest -> info
-    push_times: dict[str, datetime] = field(default_factory=dict)      # tag -> push time (storage)
-    untagged: list[str] = field(default_factory=list)                  # digests known only from storage
-    untagged_pushed: dict[str, datetime] = field(default_factory=dict) # untagged digest -> push time
-    errors: list[str] = field(default_factory=list)                    # per-tag scan problems
+    tags: dict[str, str] = field(default_factory=dict)  # tag -> digest
+    manifests: dict[str, ManifestInfo] = field(default_factory=dict)  # digest -> info
+    push_times: dict[str, datetime] = field(default_factory=dict)  # tag -> push time (storage)
+    untagged: list[str] = field(default_factory=list)  # digests known only from storage
+    untagged_pushed: dict[str, datetime] = field(default_factory=dict)  # untagged digest -> push time
+    errors: list[str] = field(default_factory=list)  # per-tag scan problems
 
     def closure(self, digests) -> list["ManifestInfo"]:
         """The manifests reachable from ``digests`` (index children, recursively), each once,
@@ -139,8 +139,8 @@ class Inventory:
     registry: str
     scanned_at: datetime
     repositories: dict[str, RepoInventory] = field(default_factory=dict)
-    push_time_source: str = "none"     # "filesystem" | "s3" | "none"
-    stats: dict = field(default_factory=dict)   # scan counters (requests, cache hits, seconds)
+    push_time_source: str = "none"  # "filesystem" | "s3" | "none"
+    stats: dict = field(default_factory=dict)  # scan counters (requests, cache hits, seconds)
 
     def merge(self, other: "Inventory") -> "Inventory":
         """Fold a batch's inventory into this one (batches scan disjoint repositories)."""
@@ -169,25 +169,39 @@ class Inventory:
                 d = r.tags[tag]
                 m = r.manifests.get(d)
                 sig = signature_subject(tag)
-                rows.append({
-                    "repository": repo,
-                    "tag": tag,
-                    "digest": d,
-                    "kind": m.kind if m else None,
-                    "media_type": m.media_type if m else None,
-                    "created": m.created.isoformat() if m and m.created else None,
-                    "pushed": r.push_times[tag].isoformat() if tag in r.push_times else None,
-                    "size": (m.size + m.blob_bytes) if m else None,
-                    "platforms": ",".join(m.platforms) if m and m.platforms else "",
-                    "children": len(m.children) if m else 0,
-                    "signature_of": sig[0] if sig else "",
-                })
+                rows.append(
+                    {
+                        "repository": repo,
+                        "tag": tag,
+                        "digest": d,
+                        "kind": m.kind if m else None,
+                        "media_type": m.media_type if m else None,
+                        "created": m.created.isoformat() if m and m.created else None,
+                        "pushed": r.push_times[tag].isoformat() if tag in r.push_times else None,
+                        "size": (m.size + m.blob_bytes) if m else None,
+                        "platforms": ",".join(m.platforms) if m and m.platforms else "",
+                        "children": len(m.children) if m else 0,
+                        "signature_of": sig[0] if sig else "",
+                    }
+                )
         return rows
 
     def to_dataframe(self):
         import pandas as pd
-        cols = ["repository", "tag", "digest", "kind", "media_type", "created", "pushed", "size",
-                "platforms", "children", "signature_of"]
+
+        cols = [
+            "repository",
+            "tag",
+            "digest",
+            "kind",
+            "media_type",
+            "created",
+            "pushed",
+            "size",
+            "platforms",
+            "children",
+            "signature_of",
+        ]
         return pd.DataFrame(self.rows(), columns=cols)
 
     def to_csv(self, path_or_buf=None):
@@ -198,9 +212,14 @@ class Inventory:
             if isinstance(o, datetime):
                 return o.isoformat()
             raise TypeError(type(o))
-        return json.dumps({
-            "registry": self.registry,
-            "scanned_at": self.scanned_at.isoformat(),
-            "push_time_source": self.push_time_source,
-            "repositories": {k: asdict(v) for k, v in self.repositories.items()},
-        }, default=enc, indent=1)
+
+        return json.dumps(
+            {
+                "registry": self.registry,
+                "scanned_at": self.scanned_at.isoformat(),
+                "push_time_source": self.push_time_source,
+                "repositories": {k: asdict(v) for k, v in self.repositories.items()},
+            },
+            default=enc,
+            indent=1,
+        )

@@ -44,16 +44,16 @@ class Table:
 class Report:
     flow: str
     registry: str
-    status: str = "ok"                   # ok | dry-run | failed | refused
+    status: str = "ok"  # ok | dry-run | failed | refused
     started: datetime = field(default_factory=utcnow)
     finished: datetime | None = None
     title: str | None = None
-    summary: dict = field(default_factory=dict)   # key figures, in display order
+    summary: dict = field(default_factory=dict)  # key figures, in display order
     notes: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
-    extra_html: str = ""                 # e.g. an inline SVG chart
+    extra_html: str = ""  # e.g. an inline SVG chart
     paths: dict = field(default_factory=dict)
-    key: str | None = None               # artifact key override (e.g. replication-<target>)
+    key: str | None = None  # artifact key override (e.g. replication-<target>)
 
     # ------------------------------------------------------------------ building
 
@@ -86,8 +86,13 @@ class Report:
     # ------------------------------------------------------------------ rendering
 
     def markdown(self, max_rows: int = 50) -> str:
-        lines = [f"# {self.title or self.flow} — {self.registry}", "",
-                 f"**Status:** {self.status}  ", f"**Started:** {self.started:%Y-%m-%d %H:%M:%S} UTC", ""]
+        lines = [
+            f"# {self.title or self.flow} — {self.registry}",
+            "",
+            f"**Status:** {self.status}  ",
+            f"**Started:** {self.started:%Y-%m-%d %H:%M:%S} UTC",
+            "",
+        ]
         if self.summary:
             lines += ["| | |", "|---|---|"]
             for k, v in self.summary.items():
@@ -101,8 +106,12 @@ class Report:
             if not t.rows:
                 continue
             cols = t.cols()
-            lines += [f"## {t.name} ({len(t.rows)} rows)", "",
-                      "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            lines += [
+                f"## {t.name} ({len(t.rows)} rows)",
+                "",
+                "| " + " | ".join(cols) + " |",
+                "|" + "---|" * len(cols),
+            ]
             for r in t.rows[:max_rows]:
                 lines.append("| " + " | ".join(_md(_fmt(c, r.get(c))) for c in cols) + " |")
             if len(t.rows) > max_rows:
@@ -125,7 +134,8 @@ class Report:
             f"<h1>{e(self.title or self.flow)} — {e(self.registry)}</h1>",
             f"<p>Status: <b class='{e(self.status)}'>{e(self.status)}</b> · started "
             f"{self.started:%Y-%m-%d %H:%M:%S} UTC"
-            + (f" · finished {self.finished:%H:%M:%S} UTC" if self.finished else "") + "</p>",
+            + (f" · finished {self.finished:%H:%M:%S} UTC" if self.finished else "")
+            + "</p>",
         ]
         if self.summary:
             parts.append("<table>")
@@ -138,8 +148,11 @@ class Report:
             parts.append(self.extra_html)
         for t in self.tables:
             cols = t.cols()
-            parts.append(f"<h2>{e(t.name)} ({len(t.rows)})</h2><table><tr>"
-                         + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>")
+            parts.append(
+                f"<h2>{e(t.name)} ({len(t.rows)})</h2><table><tr>"
+                + "".join(f"<th>{e(c)}</th>" for c in cols)
+                + "</tr>"
+            )
             for r in t.rows:
                 parts.append("<tr>" + "".join(f"<td>{e(_fmt(c, r.get(c)))}</td>" for c in cols) + "</tr>")
             parts.append("</table>")
@@ -157,7 +170,9 @@ class Report:
 
     def to_dict(self) -> dict:
         return {
-            "flow": self.flow, "registry": self.registry, "status": self.status,
+            "flow": self.flow,
+            "registry": self.registry,
+            "status": self.status,
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
             "summary": {k: _jsonable(v) for k, v in self.summary.items()},
@@ -175,7 +190,7 @@ class Report:
         if self.key and self.key != f"{self.flow}-{self.registry}":
             stem += "-" + re.sub(r"[^a-z0-9-]+", "-", self.key.lower()).strip("-")
         n = 1
-        while (d / f"{stem}.json").exists() and not self.paths:   # two runs in one second
+        while (d / f"{stem}.json").exists() and not self.paths:  # two runs in one second
             n += 1
             stem = f"{self.started:%Y%m%dT%H%M%SZ}-{self.slug}-{n}"
         paths = {"csv": d / f"{stem}.csv", "html": d / f"{stem}.html", "json": d / f"{stem}.json"}
@@ -212,15 +227,20 @@ def write_index(root: str | os.PathLike) -> Path:
     rows = []
     for (flow, reg), d in sorted(latest.items()):
         summ = ", ".join(f"{k}: {_fmt(k, v)}" for k, v in list(d.get("summary", {}).items())[:4])
-        rows.append(f"<tr><td>{e(flow)}</td><td>{e(reg)}</td><td class='{e(d.get('status', ''))}'>"
-                    f"{e(d.get('status', ''))}</td><td>{e(d.get('started', ''))}</td>"
-                    f"<td><a href='{e(d['_html'])}'>report</a></td><td>{e(summ)}</td></tr>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>regkeeper reports</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px}.failed,.refused{color:#b00020}"
-            ".ok{color:#187a2f}</style></head><body><h1>regkeeper: latest runs</h1><table>"
-            "<tr><th>flow</th><th>registry</th><th>status</th><th>started</th><th></th><th>summary</th></tr>"
-            + "".join(rows) + "</table></body></html>")
+        rows.append(
+            f"<tr><td>{e(flow)}</td><td>{e(reg)}</td><td class='{e(d.get('status', ''))}'>"
+            f"{e(d.get('status', ''))}</td><td>{e(d.get('started', ''))}</td>"
+            f"<td><a href='{e(d['_html'])}'>report</a></td><td>{e(summ)}</td></tr>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>regkeeper reports</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}.failed,.refused{color:#b00020}"
+        ".ok{color:#187a2f}</style></head><body><h1>regkeeper: latest runs</h1><table>"
+        "<tr><th>flow</th><th>registry</th><th>status</th><th>started</th><th></th><th>summary</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
     out = root / "index.html"
     root.mkdir(parents=True, exist_ok=True)
     atomic_write(out, page)

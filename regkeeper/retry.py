@@ -43,13 +43,22 @@ T = TypeVar("T")
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 _TLS = (requests.exceptions.SSLError, urllib3.exceptions.SSLError)
-_BODY_BROKE = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-               urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError,
-               http.client.IncompleteRead)
+_BODY_BROKE = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.DecodeError,
+    http.client.IncompleteRead,
+)
 _CONNECT_TIMEOUT = (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
 _READ_TIMEOUT = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
-_CONNECTION = (requests.exceptions.ConnectionError, urllib3.exceptions.NewConnectionError,
-               urllib3.exceptions.NameResolutionError, ConnectionError, http.client.RemoteDisconnected)
+_CONNECTION = (
+    requests.exceptions.ConnectionError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.NameResolutionError,
+    ConnectionError,
+    http.client.RemoteDisconnected,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +76,9 @@ class RetryPolicy:
         """``retries`` retries after the first attempt (the configuration's ``retries:``)."""
         return cls(attempts=max(0, int(retries)) + 1, base=max(0.0, backoff), cap=cap)
 
-    def delay(self, attempt: int, retry_after: float | None = None, *,
-              rand: Callable[[], float] = random.random) -> float:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, *, rand: Callable[[], float] = random.random
+    ) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return max(0.0, min(self.cap, float(retry_after)))
@@ -147,8 +157,11 @@ def exception_text(exc: BaseException) -> str:
             continue
         break
     args = getattr(exc, "args", ())
-    text = args[0] if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], BaseException) \
+    text = (
+        args[0]
+        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], BaseException)
         else str(exc)
+    )
     text = re.sub(r"\(Caused by .*", "", text)
     text = re.sub(r"<urllib3[^>]*>", "", text).strip(" :,").replace("\n", " ")
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
@@ -157,12 +170,12 @@ def exception_text(exc: BaseException) -> str:
 def _exception_reason(exc: BaseException) -> str | None:
     exc = _inner(exc)
     if isinstance(exc, _TLS):
-        return None                                 # a certificate will not fix itself
+        return None  # a certificate will not fix itself
     if isinstance(exc, json.JSONDecodeError):
         return f"response is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
     if isinstance(exc, _BODY_BROKE):
         return f"connection broke while reading the response ({exception_text(exc)})"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):   # a ConnectTimeoutError subclass
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
         return f"connection failed ({exception_text(exc)})"
     if isinstance(exc, _CONNECT_TIMEOUT):
         return f"connect timed out ({exception_text(exc)})"
@@ -195,14 +208,19 @@ def is_transient(exc: BaseException | None = None, status: int | None = None) ->
 def _mark_attempts(exc: BaseException, attempts: int) -> None:
     try:
         exc.attempts = attempts
-    except (AttributeError, TypeError):     # an exception type with __slots__: keep it as is
+    except (AttributeError, TypeError):  # an exception type with __slots__: keep it as is
         pass
 
 
-def run_with_retries(fn: Callable[[], T], policy: RetryPolicy, describe: str = "",
-                     on_retry: Callable[[BaseException, str, int, float], None] | None = None, *,
-                     sleep: Callable[[float], None] = time.sleep,
-                     logger: logging.Logger | None = None) -> T:
+def run_with_retries(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    describe: str = "",
+    on_retry: Callable[[BaseException, str, int, float], None] | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    logger: logging.Logger | None = None,
+) -> T:
     """Call ``fn`` (which sends the request and reads/parses the body) up to ``policy.attempts``
     times, retrying transient failures after ``policy.delay``. Every retry is logged (WARNING,
     ``describe`` first, e.g. ``registry 'r1': GET /v2/_catalog``) and reported to
@@ -223,8 +241,14 @@ def run_with_retries(fn: Callable[[], T], policy: RetryPolicy, describe: str = "
                 _mark_attempts(exc, attempt)
                 raise
             wait = policy.delay(attempt, retry_after_of(exc))
-            (logger or log).warning("%s: %s; attempt %d/%d failed, retrying in %.2fs",
-                                    describe or "call", reason, attempt, attempts, wait)
+            (logger or log).warning(
+                "%s: %s; attempt %d/%d failed, retrying in %.2fs",
+                describe or "call",
+                reason,
+                attempt,
+                attempts,
+                wait,
+            )
             if on_retry is not None:
                 on_retry(exc, reason, attempt, wait)
             sleep(wait)

@@ -59,8 +59,10 @@ class FilesystemStorage(StorageReader):
 
     def check(self) -> None:
         if not self.base.is_dir():
-            raise RegkeeperError(f"storage.path {self.root}: no {V2} directory there; point storage.path "
-                                 "at the registry's rootdirectory")
+            raise RegkeeperError(
+                f"storage.path {self.root}: no {V2} directory there; point storage.path "
+                "at the registry's rootdirectory"
+            )
 
     def push_times(self, repo: str) -> dict[str, datetime]:
         tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
@@ -124,7 +126,7 @@ class S3Storage(StorageReader):
         self.client = client
         self.bucket = bucket
         rd = root_directory.strip("/")
-        self.root_prefix = f"{rd}/" if rd else ""     # everything the registry stores
+        self.root_prefix = f"{rd}/" if rd else ""  # everything the registry stores
         self.prefix = f"{rd}/{V2}" if rd else V2
 
     def _list(self, prefix: str):
@@ -136,7 +138,7 @@ class S3Storage(StorageReader):
         prefix = f"{self.prefix}/repositories/{repo}/_manifests/tags/"
         out = {}
         for obj in self._list(prefix):
-            rest = obj["Key"][len(prefix):]
+            rest = obj["Key"][len(prefix) :]
             parts = rest.split("/")
             if len(parts) == 3 and parts[1] == "current" and parts[2] == "link":
                 out[parts[0]] = obj["LastModified"].astimezone(UTC)
@@ -146,7 +148,7 @@ class S3Storage(StorageReader):
         prefix = f"{self.prefix}/repositories/{repo}/_manifests/revisions/"
         out: dict[str, datetime] = {}
         for obj in self._list(prefix):
-            parts = obj["Key"][len(prefix):].split("/")
+            parts = obj["Key"][len(prefix) :].split("/")
             if len(parts) == 3 and parts[2] == "link":
                 out[f"{parts[0]}:{parts[1]}"] = obj["LastModified"].astimezone(UTC)
         return out
@@ -155,7 +157,7 @@ class S3Storage(StorageReader):
         prefix = f"{self.prefix}/repositories/"
         repos = set()
         for obj in self._list(prefix):
-            rest = obj["Key"][len(prefix):]
+            rest = obj["Key"][len(prefix) :]
             if "/_manifests/" in rest:
                 repos.add(rest.split("/_manifests/")[0])
         return sorted(repos)
@@ -166,27 +168,39 @@ class S3Storage(StorageReader):
         prefix = f"{self.prefix}/repositories/{repo}/"
         keys = [{"Key": o["Key"]} for o in self._list(prefix)]
         for i in range(0, len(keys), 1000):
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys[i : i + 1000], "Quiet": True}
+            )
 
 
-def s3_client(endpoint: str | None, access_key=None, secret_key=None, region: str = "us-east-1",
-              verify: bool | str | None = None, connect_timeout: float = 5, read_timeout: float = 30,
-              retries: int = 5):
+def s3_client(
+    endpoint: str | None,
+    access_key=None,
+    secret_key=None,
+    region: str = "us-east-1",
+    verify: bool | str | None = None,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+    retries: int = 5,
+):
     """A boto3 S3 client with explicit timeouts and standard retries (used by storage, backup
     and capacity)."""
     import boto3
     from botocore.config import Config as BotoConfig
+
     kw = {}
     if access_key is not None:
         kw["aws_access_key_id"] = access_key.get() if hasattr(access_key, "get") else access_key
         kw["aws_secret_access_key"] = secret_key.get() if hasattr(secret_key, "get") else secret_key
-    cfg = BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                     retries={"max_attempts": retries, "mode": "standard"},
-                     s3={"addressing_style": "path"})
+    cfg = BotoConfig(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": retries, "mode": "standard"},
+        s3={"addressing_style": "path"},
+    )
     if verify is None and endpoint and endpoint.startswith("http://"):
         verify = False
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=cfg,
-                        verify=verify, **kw)
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=cfg, verify=verify, **kw)
 
 
 def storage_for(rc) -> StorageReader | None:
@@ -195,10 +209,15 @@ def storage_for(rc) -> StorageReader | None:
     if st is not None and st.type in ("directory", "filesystem"):
         return FilesystemStorage(st.path)
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
-        bucket = (st.bucket if st and st.bucket else rc.bucket)
+        bucket = st.bucket if st and st.bucket else rc.bucket
         root = st.root_directory if st else ""
-        client = s3_client(rc.endpoint, rc.access_key, rc.secret_key, rc.region,
-                           connect_timeout=rc.connect_timeout.total_seconds(),
-                           read_timeout=rc.timeout.total_seconds())
+        client = s3_client(
+            rc.endpoint,
+            rc.access_key,
+            rc.secret_key,
+            rc.region,
+            connect_timeout=rc.connect_timeout.total_seconds(),
+            read_timeout=rc.timeout.total_seconds(),
+        )
         return S3Storage(client, bucket, root)
     return None

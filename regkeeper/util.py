@@ -13,7 +13,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def bounded_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> list[tuple[T, R | None, BaseException | None]]:
+def bounded_map(
+    fn: Callable[[T], R], items: Iterable[T], max_workers: int
+) -> list[tuple[T, R | None, BaseException | None]]:
     """Run ``fn`` over ``items`` with at most ``max_workers`` threads.
 
     Returns ``(item, result, error)`` in input order; one failure does not stop the others.
@@ -43,7 +45,7 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> l
 def batches(items: list, size: int) -> list[list]:
     """Consecutive slices of ``items`` of at most ``size`` (one Prefect task per batch)."""
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def batch_label(batch: list, name: Callable = str) -> str:
@@ -71,15 +73,18 @@ def redact_url(url: str) -> str:
     return f"{p.scheme}://{host}/…" if p.path not in ("", "/") or p.query else f"{p.scheme}://{host}"
 
 
-_SECRETISH = re.compile(r"(?i)(authorization:\s*)(\S+\s+)?\S+|((?:password|token|secret|access_token|"
-                        r"signature|sig|credential|x-amz-[a-z-]+|awsaccesskeyid)=)[^&\s]+|"
-                        r"(//)[^/@\s:]+:[^/@\s]+@")
+_SECRETISH = re.compile(
+    r"(?i)(authorization:\s*)(\S+\s+)?\S+|((?:password|token|secret|access_token|"
+    r"signature|sig|credential|x-amz-[a-z-]+|awsaccesskeyid)=)[^&\s]+|"
+    r"(//)[^/@\s:]+:[^/@\s]+@"
+)
 
 
 def scrub(text: str) -> str:
     """Remove credential-looking fragments from free text (error bodies, log lines)."""
-    return _SECRETISH.sub(lambda m: (m.group(1) or m.group(3) or m.group(4) or "") + "***" +
-                          ("@" if m.group(4) else ""), text)
+    return _SECRETISH.sub(
+        lambda m: (m.group(1) or m.group(3) or m.group(4) or "") + "***" + ("@" if m.group(4) else ""), text
+    )
 
 
 def human_bytes(n: float | int | None) -> str:
@@ -97,6 +102,7 @@ def atomic_write(path, data: bytes | str, *, fsync: bool = False) -> None:
     """Write a file so readers see the old content or the new, never a torn one
     (temp file in the same directory + os.replace). ``fsync`` for data that must survive a crash."""
     from pathlib import Path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -115,12 +121,16 @@ def atomic_write(path, data: bytes | str, *, fsync: bool = False) -> None:
         raise
 
 
-def retry_session(retries: int = 3, backoff: float = 0.3,
-                  methods: frozenset = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"}),
-                  pool_maxsize: int = 10):
+def retry_session(
+    retries: int = 3,
+    backoff: float = 0.3,
+    methods: frozenset = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"}),
+    pool_maxsize: int = 10,
+):
     """A requests Session that retries transient failures of ``methods`` through THE retry
     decision (regkeeper.retry: connection errors, resets and cut bodies, 429 honouring
     Retry-After, 502/503/504) with backoff; ``retries`` retries after the first attempt.
     Callers still pass ``timeout=`` and ``verify=``."""
     from .retry import RetryPolicy, RetrySession
+
     return RetrySession(RetryPolicy.from_retries(retries, backoff), methods, pool_maxsize)

@@ -5,6 +5,7 @@ from regkeeper.config import register_secret_resolver
 
 def _prefect_secret(name: str) -> str:
     from prefect.blocks.system import Secret
+
     return Secret.load(name).get()
 
 

@@ -10,20 +10,20 @@ from tasks.common import RETRY, logger
 
 
 @task(name="list-backup-repositories", task_run_name="list repositories of {registry}", **RETRY)
-def list_backup_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
-                             exclude: list[str] | None = None) -> list[str]:
+def list_backup_repositories(
+    ctx: RunContext, registry: str, include: list[str] | None = None, exclude: list[str] | None = None
+) -> list[str]:
     repos = core.plan_backup(ctx.client(registry), include, exclude)
     logger().info("%s: %d repositories to back up", registry, len(repos))
     return repos
 
 
 @task(name="begin-backup", task_run_name="begin backup of {registry}", **RETRY)
-def begin_backup(ctx: RunContext, registry: str, store, include: list[str] | None = None,
-                 exclude: list[str] | None = None) -> core.BackupRun:
-    run = core.begin_backup(store, ctx.client(registry), registry=registry, include=include,
-                            exclude=exclude)
-    logger().info("backup %s of %s: %d objects already on %s", run.id, registry,
-                  len(run.existing), store.url)
+def begin_backup(
+    ctx: RunContext, registry: str, store, include: list[str] | None = None, exclude: list[str] | None = None
+) -> core.BackupRun:
+    run = core.begin_backup(store, ctx.client(registry), registry=registry, include=include, exclude=exclude)
+    logger().info("backup %s of %s: %d objects already on %s", run.id, registry, len(run.existing), store.url)
     return run
 
 
@@ -33,20 +33,32 @@ def list_target_objects(store) -> dict[str, int]:
 
 
 @task(name="backup-batch", task_run_name="backup {registry} [{label}]", **RETRY)
-def backup_batch(ctx: RunContext, registry: str, store, repositories: list[str],
-                 existing: dict[str, int], dry_run: bool = False, label: str = "") -> core.BatchResult:
-    res = core.backup_batch(ctx.client(registry), store, repositories, existing=existing,
-                            dry_run=dry_run)
-    logger().info("%s [%s]: %d repositories, %d manifests, %s %d objects", registry, label,
-                  len(res.repositories), len(res.manifests),
-                  "would write" if dry_run else "wrote",
-                  len(res.would_write) if dry_run else len(res.written))
+def backup_batch(
+    ctx: RunContext,
+    registry: str,
+    store,
+    repositories: list[str],
+    existing: dict[str, int],
+    dry_run: bool = False,
+    label: str = "",
+) -> core.BatchResult:
+    res = core.backup_batch(ctx.client(registry), store, repositories, existing=existing, dry_run=dry_run)
+    logger().info(
+        "%s [%s]: %d repositories, %d manifests, %s %d objects",
+        registry,
+        label,
+        len(res.repositories),
+        len(res.manifests),
+        "would write" if dry_run else "wrote",
+        len(res.would_write) if dry_run else len(res.written),
+    )
     return res
 
 
 @task(name="write-snapshot-index", task_run_name="write snapshot index of {registry}", **RETRY)
-def commit_snapshot(registry: str, store, run: core.BackupRun,
-                    batches: list[core.BatchResult]) -> core.Snapshot:
+def commit_snapshot(
+    registry: str, store, run: core.BackupRun, batches: list[core.BatchResult]
+) -> core.Snapshot:
     snap = core.commit_snapshot(store, run, batches)
     logger().info("snapshot %s of %s written: %s", snap.id, registry, snap.counts)
     return snap
@@ -60,8 +72,14 @@ def abort_backup(store, run: core.BackupRun) -> None:
 @task(name="prune-snapshots", task_run_name="prune snapshots of {registry}", **RETRY)
 def prune_snapshots(store, keep: int, registry: str, dry_run: bool = False) -> core.PruneResult:
     res = core.prune(store, keep, registry=registry, dry_run=dry_run)
-    logger().info("prune %s (keep %d)%s: %d snapshots, %d objects", registry, keep,
-                  " [dry run]" if dry_run else "", len(res.deleted_snapshots), res.deleted_objects)
+    logger().info(
+        "prune %s (keep %d)%s: %d snapshots, %d objects",
+        registry,
+        keep,
+        " [dry run]" if dry_run else "",
+        len(res.deleted_snapshots),
+        res.deleted_objects,
+    )
     return res
 
 
@@ -73,11 +91,26 @@ def load_snapshot(store, registry: str, snapshot: str) -> core.Snapshot:
 
 
 @task(name="restore-batch", task_run_name="restore {registry} [{label}]", **RETRY)
-def restore_batch(ctx: RunContext, registry: str, store, snap: core.Snapshot,
-                  repositories: list[str], dry_run: bool = True, blob_source: str | None = None,
-                  restore_moved: bool = True, label: str = "") -> core.RestoreResult:
+def restore_batch(
+    ctx: RunContext,
+    registry: str,
+    store,
+    snap: core.Snapshot,
+    repositories: list[str],
+    dry_run: bool = True,
+    blob_source: str | None = None,
+    restore_moved: bool = True,
+    label: str = "",
+) -> core.RestoreResult:
     src = ctx.client(blob_source) if blob_source else None
-    res = core.restore_batch(ctx.client(registry), store, snap, repositories, dry_run=dry_run,
-                             blob_source=src, restore_moved=restore_moved)
+    res = core.restore_batch(
+        ctx.client(registry),
+        store,
+        snap,
+        repositories,
+        dry_run=dry_run,
+        blob_source=src,
+        restore_moved=restore_moved,
+    )
     logger().info("%s [%s]: %s", registry, label, dict(res.counts()))
     return res

@@ -30,14 +30,21 @@ def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
     store = cap.StateStore(d)
     history = cap.UsageHistory(d / "history.csv") if not dry_run else None
     rc = ctx.config.registry(registry)
-    check = cap.check_capacity(registry, usage, capacity_bytes=rc.capacity_bytes,
-                               thresholds=cap.Thresholds.from_config(cc), store=store,
-                               history=history, window=cc.forecast_window)
+    check = cap.check_capacity(
+        registry,
+        usage,
+        capacity_bytes=rc.capacity_bytes,
+        thresholds=cap.Thresholds.from_config(cc),
+        store=store,
+        history=history,
+        window=cc.forecast_window,
+    )
     deliveries = []
     if check.alert is not None and not dry_run:
         name, resource, payload = cap.event_payload(check.alert)
         try:
             from prefect.events import emit_event
+
             emit_event(event=name, resource=resource, payload=payload)
         except Exception as e:  # noqa: BLE001 - an event failure must not lose the webhook alert
             logger().warning("capacity event not emitted: %s", e)
@@ -52,6 +59,7 @@ def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
 def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
     """Repositories and tags from _catalog + tags/list only (the cheap image count)."""
     from regkeeper.inventory import count_tags as core_count
+
     return core_count(ctx.client(registry))
 
 
@@ -65,13 +73,20 @@ def check_read_only(ctx: RunContext, registry: str, dry_run: bool):
         return None, []
     d = ctx.reports_dir() / "capacity"
     store = cap.ReadOnlyStore(d)
-    ro = cap.read_only_check(ctx.client(registry), cc.write_check_repository, registry=registry,
-                             state_root=ctx.config.state_path(), store=store)
+    ro = cap.read_only_check(
+        ctx.client(registry),
+        cc.write_check_repository,
+        registry=registry,
+        state_root=ctx.config.state_path(),
+        store=store,
+    )
     deliveries = []
     if ro.alert is not None and not dry_run:
         from regkeeper.capacity.readonly import event_payload
+
         try:
             from prefect.events import emit_event
+
             name, resource, payload = event_payload(ro.alert)
             emit_event(event=name, resource=resource, payload=payload)
         except Exception as e:  # noqa: BLE001 - an event failure must not lose the webhook alert

@@ -26,8 +26,7 @@ def retry_transient(task, task_run, state) -> bool:
 
 # THE task retry preset: every task that retries uses it (a task is a batch: worth one more go
 # only when nothing below has retried the failure already).
-RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient,
-             cache_policy=NO_CACHE)
+RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 
 
 def with_reports(exc: BaseException, reports: list) -> BaseException:
@@ -75,13 +74,16 @@ def publish_report(report: Report, reports_dir: str, table_rows: int = 200) -> d
         report.finish()
     paths = report.write(reports_dir)
     key = report.artifact_key
-    create_markdown_artifact(markdown=report.markdown(), key=key,
-                             description=f"{report.flow} report for {report.registry}")
+    create_markdown_artifact(
+        markdown=report.markdown(), key=key, description=f"{report.flow} report for {report.registry}"
+    )
     if report.tables and report.tables[0].rows:
         t = report.tables[0]
-        create_table_artifact(table=[{c: _cell(r.get(c)) for c in t.cols()} for r in t.rows[:table_rows]],
-                              key=f"{key}-table",
-                              description=f"{t.name} (first {min(table_rows, len(t.rows))} of {len(t.rows)} rows)")
+        create_table_artifact(
+            table=[{c: _cell(r.get(c)) for c in t.cols()} for r in t.rows[:table_rows]],
+            key=f"{key}-table",
+            description=f"{t.name} (first {min(table_rows, len(t.rows))} of {len(t.rows)} rows)",
+        )
     logger().info("report written: %s", paths.get("html"))
     return paths
 
@@ -93,12 +95,14 @@ def _cell(v):
 
 
 @task(name="push-job-metrics", **RETRY)
-def push_job_metrics(pushgateway: str | None, flow: str, registry: str, success: bool,
-                     values: dict | None = None) -> bool:
+def push_job_metrics(
+    pushgateway: str | None, flow: str, registry: str, success: bool, values: dict | None = None
+) -> bool:
     """Job metrics every flow updates (last success, bytes reclaimed, items replicated/failed)."""
     if not pushgateway:
         return False
     from regkeeper.metrics import RunMetrics
+
     v = values or {}
     m = RunMetrics(flow, registry)
     if "bytes_reclaimed" in v:

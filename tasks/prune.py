@@ -12,9 +12,11 @@ from tasks.common import RETRY, logger
 
 
 @task(name="list-repositories", **RETRY)
-def list_repositories(ctx: RunContext, registry: str, include: list[str] | None = None,
-                      exclude: list[str] | None = None) -> list[str]:
+def list_repositories(
+    ctx: RunContext, registry: str, include: list[str] | None = None, exclude: list[str] | None = None
+) -> list[str]:
     from regkeeper.globs import select
+
     repos = [r for r in ctx.client(registry).catalog() if select(r, include, exclude)]
     logger().info("%s: %d repositories", registry, len(repos))
     return repos
@@ -35,12 +37,24 @@ def read_kubernetes(ctx: RunContext, registry: str) -> prune.KubeState:
 
 
 @task(name="delete-batch", task_run_name="delete {registry} [{label}]", **RETRY)
-def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]], inv: Inventory,
-                 label: str = "", recheck: dict | None = None):
+def delete_batch(
+    ctx: RunContext,
+    registry: str,
+    items: list[tuple[str, str]],
+    inv: Inventory,
+    label: str = "",
+    recheck: dict | None = None,
+):
     res = prune.delete_batch(ctx, registry, items, inv, recheck)
-    logger().info("%s [%s]: deleted %d, already gone %d, failed %d, repositories skipped %d",
-                  registry, label, len(res.deleted), len(res.already_gone), len(res.failed),
-                  len(res.skipped))
+    logger().info(
+        "%s [%s]: deleted %d, already gone %d, failed %d, repositories skipped %d",
+        registry,
+        label,
+        len(res.deleted),
+        len(res.already_gone),
+        len(res.failed),
+        len(res.skipped),
+    )
     return res
 
 
@@ -48,15 +62,26 @@ def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]], i
 def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool):
     res = prune.run_reclaim(ctx, registry, plan, deleted_any)
     if res.mode != "none":
-        logger().info("reclaim (%s): ran=%s freed=%s bytes in %.1fs%s", res.mode, res.ran,
-                      res.bytes_freed, res.seconds, f" error: {res.error}" if res.error else "")
+        logger().info(
+            "reclaim (%s): ran=%s freed=%s bytes in %.1fs%s",
+            res.mode,
+            res.ran,
+            res.bytes_freed,
+            res.seconds,
+            f" error: {res.error}" if res.error else "",
+        )
     return res
 
 
 @task(name="verify-kept", **RETRY)
 def verify_kept(ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool, deleted=None):
     res = prune.run_verify(ctx, registry, inv, plan, everything, deleted)
-    logger().info("verified %d tags, %d manifests, %d blobs: %d problems, %d kept tags moved during "
-                  "the run", res.tags_checked, res.manifests_checked, res.blobs_checked,
-                  len(res.problems), len(res.moved))
+    logger().info(
+        "verified %d tags, %d manifests, %d blobs: %d problems, %d kept tags moved during the run",
+        res.tags_checked,
+        res.manifests_checked,
+        res.blobs_checked,
+        len(res.problems),
+        len(res.moved),
+    )
     return res

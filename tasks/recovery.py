@@ -19,6 +19,7 @@ from tasks.common import logger
 def _flow_run_id() -> str | None:
     try:
         from prefect.runtime import flow_run
+
         return str(flow_run.id) if flow_run.id else None
     except Exception:  # noqa: BLE001 - outside a flow run
         return None
@@ -72,22 +73,35 @@ def recover_run_state(ctx: RunContext, owner: Owner) -> list[str]:
 
 def _ready(ctx: RunContext, name: str) -> None:
     from regkeeper.prune.reclaim import wait_ready
+
     wait_ready(ctx.client(name), timeout=60)
 
 
 def _announce(config, rs: RunState, r: Recovery) -> list[str]:
     """Alert, event and metric for a window closed (or not) by this run; notes for what failed."""
     from regkeeper import capacity as cap
+
     w = r.window
     kind = "recovered" if r.outcome == "recovered" else "recovery-failed"
-    alert = cap.ReadOnlyAlert(r.registry, kind, r.note(), details={
-        "run": w.run, "job": w.owner.job, "pid": w.owner.pid, "host": w.owner.host,
-        "started": w.started, "recovered by": rs.owner.run})
+    alert = cap.ReadOnlyAlert(
+        r.registry,
+        kind,
+        r.note(),
+        details={
+            "run": w.run,
+            "job": w.owner.job,
+            "pid": w.owner.pid,
+            "host": w.owner.host,
+            "started": w.started,
+            "recovered by": rs.owner.run,
+        },
+    )
     notes = []
     try:
         from prefect.events import emit_event
 
         from regkeeper.capacity.readonly import event_payload
+
         name, resource, payload = event_payload(alert)
         emit_event(event=name, resource=resource, payload=payload)
     except Exception as e:  # noqa: BLE001 - the webhook alert must still go out
@@ -106,6 +120,7 @@ def _announce(config, rs: RunState, r: Recovery) -> list[str]:
 
 def _push_recovered(gateway: str, registry: str, count: int) -> None:
     from regkeeper.metrics import RunMetrics, push_metrics
+
     m = RunMetrics("recovery", registry)
     m.metric("regkeeper_readonly_recovered_total").labels(registry=registry).set(count)
     push_metrics(gateway, m.collector, flow="recovery", registry=registry)

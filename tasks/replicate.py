@@ -13,24 +13,48 @@ from tasks.common import RETRY, logger
 def scope(ctx: RunContext, rule: ReplicationRule, target: str, rule_name: str = "") -> tuple:
     """(source repositories in scope, repositories gone from the source, problems)."""
     repos, removed, errors = core.scope_repositories(ctx.client(rule.from_), ctx.client(target), rule)
-    logger().info("%s -> %s: %d repositories in scope%s", rule.rule_name, target, len(repos),
-                  f", {len(removed)} gone from the source" if removed else "")
+    logger().info(
+        "%s -> %s: %d repositories in scope%s",
+        rule.rule_name,
+        target,
+        len(repos),
+        f", {len(removed)} gone from the source" if removed else "",
+    )
     return repos, removed, errors
 
 
 @task(name="replication-plan-batch", task_run_name="plan {target} [{label}]", **RETRY)
-def plan_batch(ctx: RunContext, rule: ReplicationRule, target: str, repositories: list[str],
-               removed: list[str], label: str = "") -> core.ReplicationPlan:
-    plan = core.plan_replication(ctx.client(rule.from_), ctx.client(target), rule, target,
-                                 repositories=repositories, removed=removed)
-    logger().info("%s [%s]: %d to copy, %d in sync, %d extraneous", target, label, plan.to_copy,
-                  plan.in_sync, plan.extraneous)
+def plan_batch(
+    ctx: RunContext,
+    rule: ReplicationRule,
+    target: str,
+    repositories: list[str],
+    removed: list[str],
+    label: str = "",
+) -> core.ReplicationPlan:
+    plan = core.plan_replication(
+        ctx.client(rule.from_), ctx.client(target), rule, target, repositories=repositories, removed=removed
+    )
+    logger().info(
+        "%s [%s]: %d to copy, %d in sync, %d extraneous",
+        target,
+        label,
+        plan.to_copy,
+        plan.in_sync,
+        plan.extraneous,
+    )
     return plan
 
 
 @task(name="replication-copy-batch", task_run_name="copy {target} [{label}]", **RETRY)
-def copy_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
-               replicator: core.Replicator, label: str = "") -> list:
+def copy_batch(
+    ctx: RunContext,
+    rule: ReplicationRule,
+    target: str,
+    plans: list,
+    replicator: core.Replicator,
+    label: str = "",
+) -> list:
     """Copy one batch of repositories. Item failures are recorded in the results (the task
     succeeds); only an unexpected error fails the task."""
     results = replicator.copy(plans)
@@ -43,16 +67,20 @@ def copy_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
     return results
 
 
-@task(name="replication-delete-batch", task_run_name="delete extraneous {target} [{label}]",
-      **RETRY)
-def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list,
-                 label: str = ""):
+@task(name="replication-delete-batch", task_run_name="delete extraneous {target} [{label}]", **RETRY)
+def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list, label: str = ""):
     """Delete one batch's extraneous target tags through the one delete path; returns its
     ``DeleteResult`` (the flow records it per tag)."""
     res = core.delete_extraneous(ctx.client(target), plans, max_workers=rule.concurrency)
-    logger().info("%s [%s]: %d deleted, %d already gone, %d failed, %d repositories skipped",
-                  target, label, len(res.deleted), len(res.already_gone), len(res.failed),
-                  len(res.skipped))
+    logger().info(
+        "%s [%s]: %d deleted, %d already gone, %d failed, %d repositories skipped",
+        target,
+        label,
+        len(res.deleted),
+        len(res.already_gone),
+        len(res.failed),
+        len(res.skipped),
+    )
     for repo, why in res.skipped:
         logger().warning("%s on %s: nothing deleted: %s", repo, target, why)
     if res.stopped:
@@ -61,8 +89,9 @@ def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: lis
 
 
 @task(name="replication-verify-batch", task_run_name="verify {target} [{label}]", **RETRY)
-def verify_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list, results: list,
-                 label: str = "") -> list:
+def verify_batch(
+    ctx: RunContext, rule: ReplicationRule, target: str, plans: list, results: list, label: str = ""
+) -> list:
     problems = core.verify_copied(ctx.client(target), plans, results, concurrency=rule.concurrency)
     for repo, tag, why in problems:
         logger().error("%s:%s on %s: %s", repo, tag, target, why)

@@ -24,8 +24,10 @@ PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway"
 
 def _require(path: str, package: str) -> None:
     if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is missing: install the Debian package '{package}' (these tests use the real binary)",
-                    pytrace=False)
+        pytest.fail(
+            f"{path} is missing: install the Debian package '{package}' (these tests use the real binary)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

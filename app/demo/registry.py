@@ -41,22 +41,31 @@ class DemoRegistry:
         cfg = {
             "version": 0.1,
             "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(self.storage)},
-                        "delete": {"enabled": True},
-                        "maintenance": {"uploadpurging": {"enabled": False}}},
-            "http": {"addr": self.host, "secret": hashlib.sha256(os.urandom(16)).hexdigest(),
-                     "headers": {"X-Content-Type-Options": ["nosniff"]}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.storage)},
+                "delete": {"enabled": True},
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": {
+                "addr": self.host,
+                "secret": hashlib.sha256(os.urandom(16)).hexdigest(),
+                "headers": {"X-Content-Type-Options": ["nosniff"]},
+            },
         }
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     def start(self, timeout: float = 20.0) -> "DemoRegistry":
         self.write_config()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("REGISTRY_") and k != "AWS_CA_BUNDLE"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "AWS_CA_BUNDLE"}
         self._log = open(self.log_path, "ab", buffering=0)
-        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config_path)], env=env,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(self.config_path)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid_path.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout
         last = None
@@ -73,14 +82,15 @@ class DemoRegistry:
             time.sleep(0.05)
         tail = self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
-        raise RuntimeError(f"{self.name}: docker-registry at {self.url} did not start ({last}); "
-                           f"log {self.log_path}:\n{tail}")
+        raise RuntimeError(
+            f"{self.name}: docker-registry at {self.url} did not start ({last}); log {self.log_path}:\n{tail}"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         p = self.proc
         if p is not None:
             if p.poll() is None:
-                p.terminate()              # this PID only
+                p.terminate()  # this PID only
                 try:
                     p.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
@@ -104,5 +114,6 @@ class DemoRegistry:
         return self.proc.pid if self.proc else None
 
     def tag_link(self, repo: str, tag: str) -> Path:
-        return (self.storage / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
-                / "current/link")
+        return (
+            self.storage / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+        )

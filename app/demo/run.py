@@ -33,8 +33,7 @@ from app.demo.registry import REGISTRY_BIN, DemoRegistry
 from app.demo.sample import EXPECTED, SAMPLE, push_sample, sample_tag  # noqa: F401 - the demo's API
 
 MARKER = ".regkeeper-demo"
-OWNED = ("registry", "replica", "backups", "reports", "cache", "regkeeper.yaml",
-         "kube-snapshot.json")
+OWNED = ("registry", "replica", "backups", "reports", "cache", "regkeeper.yaml", "kube-snapshot.json")
 PRIMARY, REPLICA = "demo-registry", "demo-replica"
 # the sample Kubernetes snapshot and the config template live in the source tree (examples/demo/)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
@@ -58,20 +57,26 @@ def write_snapshot(template: Path, out: Path, host: str, pushed: dict) -> Path:
         return pushed[key][1]
 
     text = _DIGEST_RE.sub(digest, text).replace("{{REGISTRY}}", host)
-    json.loads(text)                      # still valid JSON
+    json.loads(text)  # still valid JSON
     out.write_text(text)
     return out
 
 
-def write_config(work: Path, primary: DemoRegistry, replica: DemoRegistry, snapshot: Path,
-                 template: Path = CONFIG_TEMPLATE) -> Path:
+def write_config(
+    work: Path, primary: DemoRegistry, replica: DemoRegistry, snapshot: Path, template: Path = CONFIG_TEMPLATE
+) -> Path:
     """``examples/demo/regkeeper.yaml`` with the registries and paths filled in, validated."""
     from regkeeper.config import load_config
 
-    values = {"PRIMARY_URL": primary.url, "PRIMARY_STORAGE": str(primary.storage),
-              "PRIMARY_REGISTRY_CONFIG": str(primary.config_path), "REPLICA_URL": replica.url,
-              "REPLICA_STORAGE": str(replica.storage), "KUBE_SNAPSHOT": str(snapshot),
-              "WORKDIR": str(work)}
+    values = {
+        "PRIMARY_URL": primary.url,
+        "PRIMARY_STORAGE": str(primary.storage),
+        "PRIMARY_REGISTRY_CONFIG": str(primary.config_path),
+        "REPLICA_URL": replica.url,
+        "REPLICA_STORAGE": str(replica.storage),
+        "KUBE_SNAPSHOT": str(snapshot),
+        "WORKDIR": str(work),
+    }
     text = template.read_text()
     for k, v in values.items():
         # JSON strings are YAML strings; WORKDIR sits inside quoted strings in the template
@@ -81,7 +86,7 @@ def write_config(work: Path, primary: DemoRegistry, replica: DemoRegistry, snaps
         raise ValueError(f"{template}: unknown placeholders {left}")
     path = work / "regkeeper.yaml"
     path.write_text(text)
-    load_config(path)                     # the demo config must be valid, like any other
+    load_config(path)  # the demo config must be valid, like any other
     return path
 
 
@@ -107,10 +112,12 @@ class DemoResult:
 def prepare_workdir(workdir: str | os.PathLike | None) -> Path:
     work = Path(workdir or "regkeeper-demo").resolve()
     if work.exists() and any(work.iterdir()) and not (work / MARKER).exists():
-        raise SystemExit(f"regkeeper demo: {work} exists and is not a demo directory "
-                         f"(no {MARKER}); pass --workdir with a new or empty directory")
+        raise SystemExit(
+            f"regkeeper demo: {work} exists and is not a demo directory "
+            f"(no {MARKER}); pass --workdir with a new or empty directory"
+        )
     work.mkdir(parents=True, exist_ok=True)
-    for name in OWNED:                   # a fresh start: only what an earlier demo created
+    for name in OWNED:  # a fresh start: only what an earlier demo created
         p = work / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -120,8 +127,7 @@ def prepare_workdir(workdir: str | os.PathLike | None) -> Path:
     return work
 
 
-def demo(workdir: str | os.PathLike | None = None, keep_running: bool = False,
-         log=print) -> DemoResult:
+def demo(workdir: str | os.PathLike | None = None, keep_running: bool = False, log=print) -> DemoResult:
     """Set up, run the nightly flow, and return what happened (the registries are stopped
     unless ``keep_running``)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -129,10 +135,13 @@ def demo(workdir: str | os.PathLike | None = None, keep_running: bool = False,
     # Prefect's temporary server gets 20 s to start by default; a busy laptop needs more
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not os.access(REGISTRY_BIN, os.X_OK):
-        raise SystemExit(f"regkeeper demo: {REGISTRY_BIN} is missing; install the Debian package "
-                         "docker-registry (sudo apt-get install docker-registry) or run `make demo`")
+        raise SystemExit(
+            f"regkeeper demo: {REGISTRY_BIN} is missing; install the Debian package "
+            "docker-registry (sudo apt-get install docker-registry) or run `make demo`"
+        )
     import logging
-    logging.getLogger("httpx").setLevel(logging.WARNING)      # one line per Prefect API call otherwise
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     work = prepare_workdir(workdir)
     primary = DemoRegistry(work / "registry", PRIMARY)
     replica = DemoRegistry(work / "replica", REPLICA)
@@ -140,18 +149,23 @@ def demo(workdir: str | os.PathLike | None = None, keep_running: bool = False,
     try:
         primary.start()
         replica.start()
-        log(f"registries: {PRIMARY} {primary.url} (pid {primary.pid}), "
-            f"{REPLICA} {replica.url} (pid {replica.pid})")
+        log(
+            f"registries: {PRIMARY} {primary.url} (pid {primary.pid}), "
+            f"{REPLICA} {replica.url} (pid {replica.pid})"
+        )
         t0 = time.perf_counter()
         res.pushed = push_sample(primary)
-        log(f"pushed {len(SAMPLE)} sample tags in {len({i.repo for i in SAMPLE})} repositories "
-            f"({time.perf_counter() - t0:.1f}s)")
+        log(
+            f"pushed {len(SAMPLE)} sample tags in {len({i.repo for i in SAMPLE})} repositories "
+            f"({time.perf_counter() - t0:.1f}s)"
+        )
         snap = write_snapshot(SNAPSHOT_TEMPLATE, work / "kube-snapshot.json", primary.host, res.pushed)
         res.config = write_config(work, primary, replica, snap)
         log(f"config: {res.config}")
         log("running the nightly flow (backup -> gc -> expire -> replicate -> capacity) ...")
         from flows.nightly import nightly
         from tasks.common import reports_of
+
         try:
             res.nightly = nightly(config_path=str(res.config))
         except Exception as e:  # noqa: BLE001 - reported below, with the reports that exist
@@ -186,8 +200,10 @@ def _print_summary(res: DemoResult, keep_running: bool) -> None:
     p("See the runs in the Prefect UI (they are in Prefect's local database):")
     p("            prefect server start      # then open http://127.0.0.1:4200/runs")
     if keep_running:
-        p(f"Registries still running: {res.primary.url} (pid file {res.primary.pid_path}), "
-          f"{res.replica.url} (pid file {res.replica.pid_path})")
+        p(
+            f"Registries still running: {res.primary.url} (pid file {res.primary.pid_path}), "
+            f"{res.replica.url} (pid file {res.replica.pid_path})"
+        )
         p(f"            run a job again:  regkeeper run gc --config {res.config} --dry-run")
         p(f"            stop them:        kill $(cat {res.primary.pid_path}) $(cat {res.replica.pid_path})")
     else:

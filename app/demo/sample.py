@@ -24,11 +24,12 @@ COSIGN_LAYER = "application/vnd.dev.cosign.simplesigning.v1+json"
 class Item:
     """One tag to push. ``kind``: image | index (amd64+arm64) | alias (another tag's digest) |
     sig (cosign signature of ``of``). ``age``: hours since push."""
+
     repo: str
     tag: str
     age_hours: float
     kind: str = "image"
-    of: str | None = None          # alias / sig: the tag it points at / signs
+    of: str | None = None  # alias / sig: the tag it points at / signs
 
 
 D = 24.0
@@ -37,28 +38,28 @@ SAMPLE: tuple[Item, ...] = (
     Item("team-a/app-service", "1.0.0", 120 * D),
     Item("team-a/app-service", "sig-1.0.0", 120 * D, "sig", of="1.0.0"),
     Item("team-a/app-service", "1.1.0", 100 * D),
-    Item("team-a/app-service", "1.2.0", 90 * D),          # in use: Deployment prod/app-service (tag)
-    Item("team-a/app-service", "1.3.0", 60 * D),          # in use: CronJob batch/nightly-report (digest)
+    Item("team-a/app-service", "1.2.0", 90 * D),  # in use: Deployment prod/app-service (tag)
+    Item("team-a/app-service", "1.3.0", 60 * D),  # in use: CronJob batch/nightly-report (digest)
     Item("team-a/app-service", "1.4.0", 5 * D),
     Item("team-a/app-service", "1.5.0", 1 * D),
     Item("team-a/app-service", "latest", 1 * D, "alias", of="1.5.0"),
     Item("team-a/app-service", "sig-1.5.0", 1 * D, "sig", of="1.5.0"),
-    Item("team-b/web", "v1", 150 * D, "index"),           # stale multi-arch: deleted with its children
+    Item("team-b/web", "v1", 150 * D, "index"),  # stale multi-arch: deleted with its children
     Item("team-b/web", "v2", 60 * D, "index"),
-    Item("team-b/web", "stable", 60 * D, "alias", of="v2"),   # gc protects "stable": v2 stays
+    Item("team-b/web", "stable", 60 * D, "alias", of="v2"),  # gc protects "stable": v2 stays
     Item("team-b/web", "v3", 2 * D, "index"),
     Item("team-b/web", "v4", 1.0),
     # base tier: kept forever (and gc leaves base/** alone)
     Item("base/alpine", "3.18", 400 * D, "index"),
-    Item("base/alpine", "3.19", 200 * D, "index"),         # in use: DaemonSet kube-system/node-agent
+    Item("base/alpine", "3.19", 200 * D, "index"),  # in use: DaemonSet kube-system/node-agent
     Item("base/alpine", "3.20", 20 * D),
     Item("base/alpine", "latest", 20 * D, "alias", of="3.20"),
     # temp tier (ci/**, tmp/**): expire 72h after push, emptied repositories removed
     Item("ci/build-123", "abc1234", 96),
     Item("ci/build-123", "abc1235", 96),
     Item("ci/build-124", "def5678", 120),
-    Item("ci/build-125", "0a1b2c3", 10),                   # fresh: kept
-    Item("ci/build-126", "pr-7", 96),                      # in use: Job ci/integration-pr-7
+    Item("ci/build-125", "0a1b2c3", 10),  # fresh: kept
+    Item("ci/build-126", "pr-7", 96),  # in use: Job ci/integration-pr-7
     Item("tmp/scratch", "test", 80),
 )
 
@@ -66,12 +67,27 @@ SAMPLE: tuple[Item, ...] = (
 EXPECTED = {
     "tags pushed": 24,
     "repositories": 8,
-    "gc": {"tags deleted": 4, "in use (kept)": 2,
-           "deleted": ["team-a/app-service:1.0.0", "team-a/app-service:1.1.0",
-                       "team-a/app-service:sig-1.0.0", "team-b/web:v1"]},
-    "expire": {"tags deleted": 4, "expired but in use": 2, "repositories removed": 3,
-               "deleted": ["ci/build-123:abc1234", "ci/build-123:abc1235", "ci/build-124:def5678",
-                           "tmp/scratch:test"]},
+    "gc": {
+        "tags deleted": 4,
+        "in use (kept)": 2,
+        "deleted": [
+            "team-a/app-service:1.0.0",
+            "team-a/app-service:1.1.0",
+            "team-a/app-service:sig-1.0.0",
+            "team-b/web:v1",
+        ],
+    },
+    "expire": {
+        "tags deleted": 4,
+        "expired but in use": 2,
+        "repositories removed": 3,
+        "deleted": [
+            "ci/build-123:abc1234",
+            "ci/build-123:abc1235",
+            "ci/build-124:def5678",
+            "tmp/scratch:test",
+        ],
+    },
     "replicated repositories": ["base/alpine", "team-a/app-service", "team-b/web"],
 }
 
@@ -94,9 +110,9 @@ class Pusher:
     def __init__(self, client, now: dt.datetime):
         self.c = client
         self.now = now
-        self.base_layers: dict[str, bytes] = {}          # arch -> shared "distro" layer
-        self.digests: dict[tuple[str, str], str] = {}    # (repo, tag) -> digest
-        self.raw: dict[str, tuple[bytes, str]] = {}      # digest -> (bytes, media type)
+        self.base_layers: dict[str, bytes] = {}  # arch -> shared "distro" layer
+        self.digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest
+        self.raw: dict[str, tuple[bytes, str]] = {}  # digest -> (bytes, media type)
 
     def blob(self, repo: str, data: bytes) -> dict:
         d = _digest(data)
@@ -109,21 +125,35 @@ class Pusher:
         self.raw[d] = (raw, media_type)
         return d
 
-    def image(self, repo: str, seed: str, created: dt.datetime, arch: str = "amd64",
-              oci: bool = False) -> tuple[bytes, str]:
+    def image(
+        self, repo: str, seed: str, created: dt.datetime, arch: str = "amd64", oci: bool = False
+    ) -> tuple[bytes, str]:
         rng = random.Random(seed)
         if arch not in self.base_layers:
             self.base_layers[arch] = random.Random(f"base/{arch}").randbytes(96 * 1024)
-        layers = [self.blob(repo, self.base_layers[arch]),
-                  self.blob(repo, rng.randbytes(rng.randint(16, 48) * 1024))]
+        layers = [
+            self.blob(repo, self.base_layers[arch]),
+            self.blob(repo, rng.randbytes(rng.randint(16, 48) * 1024)),
+        ]
         lmt = OCI_LAYER if oci else DOCKER_LAYER
-        config = self.blob(repo, _canon({
-            "architecture": arch, "os": "linux", "created": _rfc3339(created),
-            "config": {"Labels": {"org.opencontainers.image.source": f"regkeeper-demo/{repo}"}},
-            "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]}}))
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
-                    "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, **config},
-                    "layers": [{"mediaType": lmt, **x} for x in layers]}
+        config = self.blob(
+            repo,
+            _canon(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "created": _rfc3339(created),
+                    "config": {"Labels": {"org.opencontainers.image.source": f"regkeeper-demo/{repo}"}},
+                    "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]},
+                }
+            ),
+        )
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, **config},
+            "layers": [{"mediaType": lmt, **x} for x in layers],
+        }
         return _canon(manifest), manifest["mediaType"]
 
     def index(self, repo: str, tag: str, created: dt.datetime) -> tuple[bytes, str]:
@@ -131,27 +161,67 @@ class Pusher:
         children = []
         for arch in ("amd64", "arm64"):
             craw, cmt = self.image(repo, f"{repo}:{tag}/{arch}", created, arch, oci=True)
-            cd = self.put(repo, _digest(craw), craw, cmt)        # children by digest only
-            children.append({"mediaType": cmt, "digest": cd, "size": len(craw),
-                             "platform": {"os": "linux", "architecture": arch}})
-        return _canon({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
-                       "annotations": {"org.opencontainers.image.created": _rfc3339(created)}}), OCI_INDEX
+            cd = self.put(repo, _digest(craw), craw, cmt)  # children by digest only
+            children.append(
+                {
+                    "mediaType": cmt,
+                    "digest": cd,
+                    "size": len(craw),
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        return _canon(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": children,
+                "annotations": {"org.opencontainers.image.created": _rfc3339(created)},
+            }
+        ), OCI_INDEX
 
     def signature(self, repo: str, subject: str, created: dt.datetime) -> tuple[bytes, str]:
         """A cosign-style signature of ``subject``: a simple-signing payload layer and the
         signature annotation (the tag schema ``sha256-<hex>.sig`` is the caller's)."""
-        payload = self.blob(repo, _canon({"critical": {
-            "identity": {"docker-reference": f"{self.c.host}/{repo}"},
-            "image": {"docker-manifest-digest": subject},
-            "type": "cosign container image signature"}, "optional": None}))
-        config = self.blob(repo, _canon({"architecture": "", "os": "", "created": _rfc3339(created),
-                                         "config": {}, "rootfs": {"type": "layers",
-                                                                  "diff_ids": [payload["digest"]]}}))
+        payload = self.blob(
+            repo,
+            _canon(
+                {
+                    "critical": {
+                        "identity": {"docker-reference": f"{self.c.host}/{repo}"},
+                        "image": {"docker-manifest-digest": subject},
+                        "type": "cosign container image signature",
+                    },
+                    "optional": None,
+                }
+            ),
+        )
+        config = self.blob(
+            repo,
+            _canon(
+                {
+                    "architecture": "",
+                    "os": "",
+                    "created": _rfc3339(created),
+                    "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": [payload["digest"]]},
+                }
+            ),
+        )
         sig = hashlib.sha512(f"demo-signature {subject}".encode()).hexdigest()
-        return _canon({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": OCI_CONFIG, **config},
-                       "layers": [{"mediaType": COSIGN_LAYER, **payload,
-                                   "annotations": {"dev.cosignproject.cosign/signature": sig}}]}), OCI_MANIFEST
+        return _canon(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, **config},
+                "layers": [
+                    {
+                        "mediaType": COSIGN_LAYER,
+                        **payload,
+                        "annotations": {"dev.cosignproject.cosign/signature": sig},
+                    }
+                ],
+            }
+        ), OCI_MANIFEST
 
     def push(self, it: Item) -> str:
         created = self.now - dt.timedelta(hours=it.age_hours)

@@ -20,15 +20,15 @@ from ..util import bounded_map, human_bytes
 from .snapshot import list_existing, object_key
 from .store import BackupError, ObjectStore
 
-CONFIG_MAX_BYTES = 8 * 1024 * 1024          # configs larger than this are described, not copied
+CONFIG_MAX_BYTES = 8 * 1024 * 1024  # configs larger than this are described, not copied
 
 
 @dataclass
 class BatchResult:
-    repositories: dict[str, dict] = field(default_factory=dict)   # repo -> {tags, manifests, errors}
-    manifests: dict[str, dict] = field(default_factory=dict)      # digest -> description
-    written: dict[str, int] = field(default_factory=dict)         # key -> bytes uploaded by us
-    would_write: list[str] = field(default_factory=list)          # dry run: keys to upload
+    repositories: dict[str, dict] = field(default_factory=dict)  # repo -> {tags, manifests, errors}
+    manifests: dict[str, dict] = field(default_factory=dict)  # digest -> description
+    written: dict[str, int] = field(default_factory=dict)  # key -> bytes uploaded by us
+    would_write: list[str] = field(default_factory=list)  # dry run: keys to upload
     errors: list[str] = field(default_factory=list)
     requests: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -55,9 +55,15 @@ def _describe(info) -> dict:
     }
 
 
-def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[str], *,
-                 existing: dict[str, int] | None = None, concurrency: int = 8,
-                 dry_run: bool = False) -> BatchResult:
+def backup_batch(
+    client: RegistryClient,
+    store: ObjectStore,
+    repositories: list[str],
+    *,
+    existing: dict[str, int] | None = None,
+    concurrency: int = 8,
+    dry_run: bool = False,
+) -> BatchResult:
     """Scan these repositories and upload the manifests and configs the target lacks.
 
     ``existing`` is the run's LIST of the target (``begin_backup``); it is updated in place
@@ -70,41 +76,53 @@ def backup_batch(client: RegistryClient, store: ObjectStore, repositories: list[
         existing = list_existing(store)
     res = BatchResult()
     unreadable: list = []
-    inv = scan(client, repositories=list(repositories), created="never",
-               concurrency=client.concurrency, read_errors=unreadable)
+    inv = scan(
+        client,
+        repositories=list(repositories),
+        created="never",
+        concurrency=client.concurrency,
+        read_errors=unreadable,
+    )
     need_manifest, need_config = _record_repositories(inv, res)
     todo = _lacking(existing, need_manifest, need_config)
     if dry_run:
         res.would_write = [object_key(kind, d) for kind, d, _repo in todo]
         todo = []
-    failures = [f"manifest {ref} of {', '.join(_users(res, ref)) or repo}: {err}"
-                if ref.startswith("sha256:") else f"{repo}:{ref}: {err}"
-                for repo, ref, err in sorted(unreadable, key=lambda x: x[:2])]
+    failures = [
+        f"manifest {ref} of {', '.join(_users(res, ref)) or repo}: {err}"
+        if ref.startswith("sha256:")
+        else f"{repo}:{ref}: {err}"
+        for repo, ref, err in sorted(unreadable, key=lambda x: x[:2])
+    ]
     failures += _upload(client, store, todo, existing, res, concurrency)
     if failures:
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
-        raise BackupError(f"backup of {client.name}: {len(failures)} item(s) could not be backed up "
-                          f"(the others were copied to {store.url}): " + "; ".join(failures[:5]) + more)
+        raise BackupError(
+            f"backup of {client.name}: {len(failures)} item(s) could not be backed up "
+            f"(the others were copied to {store.url}): " + "; ".join(failures[:5]) + more
+        )
     after = client.stats
-    res.requests = {k: after.get(k, 0) - before.get(k, 0) for k in after
-                    if after.get(k, 0) != before.get(k, 0)}
+    res.requests = {
+        k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+    }
     res.seconds = round(time.perf_counter() - t0, 3)
     return res
 
 
-def _record_repositories(inv, res: BatchResult) -> tuple[dict[str, tuple[str, int]],
-                                                         dict[str, tuple[str, int]]]:
+def _record_repositories(
+    inv, res: BatchResult
+) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str, int]]]:
     """What each repository holds: tags, and every manifest reachable from them (described in
     ``res``). Returns the manifests and configs to have on the target: digest -> (repo to
     fetch from, size)."""
-    need_manifest: dict[str, tuple[str, int]] = {}     # digest -> (repo to fetch from, size)
+    need_manifest: dict[str, tuple[str, int]] = {}  # digest -> (repo to fetch from, size)
     need_config: dict[str, tuple[str, int]] = {}
     for name in sorted(inv.repositories):
         r = inv.repositories[name]
         rec = {"tags": dict(sorted(r.tags.items())), "manifests": [], "errors": list(r.errors)}
         res.errors += [f"{name}: {e}" for e in r.errors]
         reachable: list[str] = []
-        for info in r.closure(r.tags.values()):   # dangling children are noted in r.errors by the scan
+        for info in r.closure(r.tags.values()):  # dangling children are noted in r.errors by the scan
             d = info.digest
             reachable.append(d)
             res.manifests.setdefault(d, _describe(info))
@@ -114,15 +132,20 @@ def _record_repositories(inv, res: BatchResult) -> tuple[dict[str, tuple[str, in
                 if cfg["size"] <= CONFIG_MAX_BYTES:
                     need_config.setdefault(cfg["digest"], (name, cfg["size"]))
                 else:
-                    res.errors.append(f"{name}: config {cfg['digest']} of {d} is "
-                                      f"{human_bytes(cfg['size'])}: described, not copied")
+                    res.errors.append(
+                        f"{name}: config {cfg['digest']} of {d} is "
+                        f"{human_bytes(cfg['size'])}: described, not copied"
+                    )
         rec["manifests"] = sorted(reachable)
         res.repositories[name] = rec
     return need_manifest, need_config
 
 
-def _lacking(existing: dict[str, int], need_manifest: dict[str, tuple[str, int]],
-             need_config: dict[str, tuple[str, int]]) -> list[tuple[str, str, str]]:
+def _lacking(
+    existing: dict[str, int],
+    need_manifest: dict[str, tuple[str, int]],
+    need_config: dict[str, tuple[str, int]],
+) -> list[tuple[str, str, str]]:
     """(kind, digest, repo) of what the target lacks (a size mismatch counts as lacking)."""
     todo = []
     for d, (repo, size) in sorted(need_manifest.items()):
@@ -136,12 +159,11 @@ def _lacking(existing: dict[str, int], need_manifest: dict[str, tuple[str, int]]
     return todo
 
 
-def _copy_object(client: RegistryClient, store: ObjectStore,
-                 item: tuple[str, str, str]) -> tuple[str, int]:
+def _copy_object(client: RegistryClient, store: ObjectStore, item: tuple[str, str, str]) -> tuple[str, int]:
     """Fetch one manifest or config from the registry, check its digest, put it on the target."""
     kind, digest, repo = item
     if kind == "manifests":
-        data = client.get_manifest(repo, digest).raw   # disk cache first; digest-checked
+        data = client.get_manifest(repo, digest).raw  # disk cache first; digest-checked
     else:
         data = client.get_blob(repo, digest, cache=True, max_bytes=CONFIG_MAX_BYTES)
     if not verify_digest(digest, data):
@@ -154,14 +176,21 @@ def _copy_object(client: RegistryClient, store: ObjectStore,
 _WHAT = {"manifests": "manifest", "blobs": "config blob"}
 
 
-def _upload(client: RegistryClient, store: ObjectStore, todo: list[tuple[str, str, str]],
-            existing: dict[str, int], res: BatchResult, concurrency: int) -> list[str]:
+def _upload(
+    client: RegistryClient,
+    store: ObjectStore,
+    todo: list[tuple[str, str, str]],
+    existing: dict[str, int],
+    res: BatchResult,
+    concurrency: int,
+) -> list[str]:
     """Copy ``todo`` to the target; 404s are left out (and what depends on them). Returns the
     other failures, each naming the object and the tags that need it."""
     failures = []
     gone: dict[str, str] = {}
-    for (kind, digest, repo), out, err in bounded_map(lambda it: _copy_object(client, store, it), todo,
-                                                      concurrency):
+    for (kind, digest, repo), out, err in bounded_map(
+        lambda it: _copy_object(client, store, it), todo, concurrency
+    ):
         if err is None:
             res.written[out[0]] = out[1]
             existing[out[0]] = out[1]
@@ -176,6 +205,7 @@ def _upload(client: RegistryClient, store: ObjectStore, todo: list[tuple[str, st
 
 def _users(res: BatchResult, digest: str) -> list[str]:
     """``repo:tag`` of every tag whose closure holds manifest or config ``digest``."""
+
     def reaches(d: str, depth: int = 0) -> bool:
         m = res.manifests.get(d)
         if d == digest:
@@ -186,16 +216,21 @@ def _users(res: BatchResult, digest: str) -> list[str]:
             return True
         return any(reaches(c, depth + 1) for c in m["children"])
 
-    return [f"{name}:{tag}" for name, rec in sorted(res.repositories.items())
-            for tag, d in sorted(rec["tags"].items()) if reaches(d)]
+    return [
+        f"{name}:{tag}"
+        for name, rec in sorted(res.repositories.items())
+        for tag, d in sorted(rec["tags"].items())
+        if reaches(d)
+    ]
 
 
 def _drop_gone(res: BatchResult, why: dict[str, str]) -> None:
     """Leave out manifests deleted mid-run, the indexes over them, and their tags (each named
     in ``res.errors`` with why: ``why`` maps the digests that answered 404 to the reason)."""
     for digest, reason in sorted(why.items()):
-        res.errors += [f"{user}: left out: {reason}" for user in _users(res, digest)] or \
-            [f"{reason}: left out"]
+        res.errors += [f"{user}: left out: {reason}" for user in _users(res, digest)] or [
+            f"{reason}: left out"
+        ]
     gone = set(why)
     changed = True
     while changed:

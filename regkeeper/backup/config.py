@@ -16,6 +16,8 @@ def backup_registries(cfg, registry: str | None = None) -> list[str]:
 
 def require_backup_config(cfg):
     if cfg.backup is None:
-        raise BackupError(f"{cfg.source or 'config'}: no backup section: set backup.target "
-                          "(s3://bucket/prefix or file:///path)")
+        raise BackupError(
+            f"{cfg.source or 'config'}: no backup section: set backup.target "
+            "(s3://bucket/prefix or file:///path)"
+        )
     return cfg.backup

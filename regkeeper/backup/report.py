@@ -30,25 +30,36 @@ def repository_rows(snap_or_batches) -> list[dict]:
     for name, rec in sorted(repos.items()):
         ds = [d for d in rec.get("manifests") or [] if d in mans]
         layers = {layer["digest"]: layer["size"] for d in ds for layer in mans[d].get("layers", [])}
-        rows.append({
-            "repository": name,
-            "tags": len(rec.get("tags") or {}),
-            "manifests": len(ds),
-            "indexes": sum(1 for d in ds if mans[d].get("kind") == "index"),
-            "configs": len({mans[d]["config"]["digest"] for d in ds if mans[d].get("config")}),
-            "layers": len(layers),
-            "layer_bytes": sum(layers.values()),
-            "errors": "; ".join(rec.get("errors") or []),
-        })
+        rows.append(
+            {
+                "repository": name,
+                "tags": len(rec.get("tags") or {}),
+                "manifests": len(ds),
+                "indexes": sum(1 for d in ds if mans[d].get("kind") == "index"),
+                "configs": len({mans[d]["config"]["digest"] for d in ds if mans[d].get("config")}),
+                "layers": len(layers),
+                "layer_bytes": sum(layers.values()),
+                "errors": "; ".join(rec.get("errors") or []),
+            }
+        )
     return rows
 
 
-def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = None,
-                  batches: Iterable[BatchResult] = (), pruned: PruneResult | None = None,
-                  dry_run: bool = False, errors: Iterable[str] = (), started: datetime | None = None,
-                  requests: dict | None = None):
+def backup_report(
+    registry: str,
+    *,
+    target: str,
+    snapshot: Snapshot | None = None,
+    batches: Iterable[BatchResult] = (),
+    pruned: PruneResult | None = None,
+    dry_run: bool = False,
+    errors: Iterable[str] = (),
+    started: datetime | None = None,
+    requests: dict | None = None,
+):
     """The backup run's Report (main table: one row per repository)."""
     from ..report import Report
+
     batches = list(batches)
     rep = Report(flow="backup", registry=registry, title="Metadata backup")
     if started:
@@ -56,8 +67,9 @@ def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = Non
     written = {k: v for b in batches for k, v in b.written.items()}
     would = sorted({k for b in batches for k in b.would_write})
     rep.summary["target"] = target
-    rep.summary["snapshot"] = snapshot.id if snapshot else ("(dry run: none written)" if dry_run
-                                                            else "(none: run failed)")
+    rep.summary["snapshot"] = (
+        snapshot.id if snapshot else ("(dry run: none written)" if dry_run else "(none: run failed)")
+    )
     rows = repository_rows(snapshot if snapshot else batches)
     rep.summary["repositories"] = len(rows)
     rep.summary["tags"] = sum(r["tags"] for r in rows)
@@ -85,8 +97,11 @@ def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = Non
             rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
     if requests:
         rep.summary["registry requests"] = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
-    rep.add_table("repositories", rows, ["repository", "tags", "manifests", "indexes", "configs",
-                                         "layers", "layer_bytes", "errors"])
+    rep.add_table(
+        "repositories",
+        rows,
+        ["repository", "tags", "manifests", "indexes", "configs", "layers", "layer_bytes", "errors"],
+    )
     problems = [e for b in batches for e in b.errors]
     if problems:
         rep.add_table("problems", [{"problem": p} for p in problems])
@@ -97,8 +112,10 @@ def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = Non
     for e in errs:
         rep.note(e)
     if errs and snapshot is None and not dry_run:
-        rep.note("no snapshot index was written: this run is not listed and cannot be restored; "
-                 "objects it uploaded are reused by the next run")
+        rep.note(
+            "no snapshot index was written: this run is not listed and cannot be restored; "
+            "objects it uploaded are reused by the next run"
+        )
     if errs:
         rep.finish("failed")
     else:
@@ -106,15 +123,32 @@ def backup_report(registry: str, *, target: str, snapshot: Snapshot | None = Non
     return rep
 
 
-RESTORE_COLUMNS = ["repository", "tag", "digest", "action", "reason", "state", "current",
-                   "missing_manifests", "missing_blobs"]
+RESTORE_COLUMNS = [
+    "repository",
+    "tag",
+    "digest",
+    "action",
+    "reason",
+    "state",
+    "current",
+    "missing_manifests",
+    "missing_blobs",
+]
 
 
-def restore_report(registry: str, *, target: str, result: RestoreResult | None,
-                   snapshot_registry: str | None = None, blob_source: str | None = None,
-                   errors: Iterable[str] = (), started: datetime | None = None):
+def restore_report(
+    registry: str,
+    *,
+    target: str,
+    result: RestoreResult | None,
+    snapshot_registry: str | None = None,
+    blob_source: str | None = None,
+    errors: Iterable[str] = (),
+    started: datetime | None = None,
+):
     """The restore run's Report (main table: one row per snapshot tag, with the action taken)."""
     from ..report import Report
+
     rep = Report(flow="restore", registry=registry, title="Restore from backup")
     if started:
         rep.started = started
@@ -127,8 +161,10 @@ def restore_report(registry: str, *, target: str, result: RestoreResult | None,
         rep.add_table("tags", [r.to_dict() for r in result.rows], RESTORE_COLUMNS)
         bad = result.failed
         if bad:
-            rep.note(f"{len(bad)} tag(s) {'cannot be' if result.dry_run else 'could not be'} "
-                     f"restored, e.g. {bad[0].repository}:{bad[0].tag}: {bad[0].reason}")
+            rep.note(
+                f"{len(bad)} tag(s) {'cannot be' if result.dry_run else 'could not be'} "
+                f"restored, e.g. {bad[0].repository}:{bad[0].tag}: {bad[0].reason}"
+            )
     errs = list(errors)
     for e in errs:
         rep.note(e)
@@ -148,20 +184,22 @@ def snapshot_rows(store: ObjectStore, registry: str | None = None) -> list[dict]
     for e in scan_snapshots(store, registry):
         s = e.snapshot
         c = s.counts if s else {}
-        rows.append({
-            "registry": e.registry,
-            "snapshot": e.id,
-            "status": "complete" if s else f"ignored: {e.reason}",
-            "finished": s.created if s else "",
-            "repositories": c.get("repositories", ""),
-            "tags": c.get("tags", ""),
-            "manifests": c.get("manifests", ""),
-            "configs": c.get("configs", ""),
-            "layers": c.get("layers", ""),
-            "layer_bytes": c.get("layer_bytes", ""),
-            "objects": c.get("objects", ""),
-            "objects_written": c.get("objects_written", ""),
-        })
+        rows.append(
+            {
+                "registry": e.registry,
+                "snapshot": e.id,
+                "status": "complete" if s else f"ignored: {e.reason}",
+                "finished": s.created if s else "",
+                "repositories": c.get("repositories", ""),
+                "tags": c.get("tags", ""),
+                "manifests": c.get("manifests", ""),
+                "configs": c.get("configs", ""),
+                "layers": c.get("layers", ""),
+                "layer_bytes": c.get("layer_bytes", ""),
+                "objects": c.get("objects", ""),
+                "objects_written": c.get("objects_written", ""),
+            }
+        )
     return rows
 
 

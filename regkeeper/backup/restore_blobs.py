@@ -20,7 +20,7 @@ from .store import ObjectMissing, ObjectStore
 
 log = logging.getLogger(__name__)
 
-MOUNT_CANDIDATES = 4                   # repositories tried as a mount source per blob
+MOUNT_CANDIDATES = 4  # repositories tried as a mount source per blob
 
 
 class BlobSupply:
@@ -29,9 +29,14 @@ class BlobSupply:
     ``holders(digest)``: repositories of the snapshot whose manifests reference the blob;
     ``bump(counter, n)``: the batch's thread-safe counters."""
 
-    def __init__(self, client: RegistryClient, store: ObjectStore,
-                 blob_source: RegistryClient | None, holders: Callable[[str], list[str]],
-                 bump: Callable[[str, int], None]):
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: ObjectStore,
+        blob_source: RegistryClient | None,
+        holders: Callable[[str], list[str]],
+        bump: Callable[[str, int], None],
+    ):
         self.c = client
         self.store = store
         self.src = blob_source
@@ -47,11 +52,12 @@ class BlobSupply:
                 return self.store.get(key)
             except ObjectMissing:
                 return None
-        return BytesSource(load=load, probe=lambda: self.store.exists(key),
-                           label="the snapshot's copy")
 
-    def provide_blob(self, repo: str, digest: str, desc: dict, *, dry: bool,
-                     known_in: list[str] = ()) -> bool | str:
+        return BytesSource(load=load, probe=lambda: self.store.exists(key), label="the snapshot's copy")
+
+    def provide_blob(
+        self, repo: str, digest: str, desc: dict, *, dry: bool, known_in: list[str] = ()
+    ) -> bool | str:
         """Make blob ``digest`` available in ``repo``: mount it from another repository of this
         registry, upload a config from the snapshot, or copy it from the blob source. Returns
         True when available (dry run: when it would be), else the reason it is not.
@@ -59,20 +65,31 @@ class BlobSupply:
         role = desc["role"]
         holders = [h for h in self.holders(digest) if h != repo]
         known = [r for r in known_in if r != repo][:MOUNT_CANDIDATES]
-        maybe = [h for h in holders if h not in known][:max(0, MOUNT_CANDIDATES - len(known))]
+        maybe = [h for h in holders if h not in known][: max(0, MOUNT_CANDIDATES - len(known))]
         config_src = self._snapshot_bytes(digest) if role == "config" else None
         sources = [s for s in (config_src,) if s is not None]
         if self.src is not None:
             sources.append(RegistrySource(self.src, [repo] + holders, check=True))
         size = desc.get("size")
-        out = self.transfer.ensure(repo, digest, size if isinstance(size, int) else -1, sources,
-                                   mount_from=known, mount_if_present=maybe, check_present=False,
-                                   dry_run=dry)
+        out = self.transfer.ensure(
+            repo,
+            digest,
+            size if isinstance(size, int) else -1,
+            sources,
+            mount_from=known,
+            mount_if_present=maybe,
+            check_present=False,
+            dry_run=dry,
+        )
         if not out.available:
-            where = (f" nor in blobSource {self.src.name!r}" if self.src is not None
-                     else " and no blobSource is configured")
-            return (f"{role} blob {digest} ({human_bytes(desc.get('size'))}) is missing from the "
-                    f"registry{where}")
+            where = (
+                f" nor in blobSource {self.src.name!r}"
+                if self.src is not None
+                else " and no blobSource is configured"
+            )
+            return (
+                f"{role} blob {digest} ({human_bytes(desc.get('size'))}) is missing from the registry{where}"
+            )
         if not dry:
             self._count(out, config_src)
         return True

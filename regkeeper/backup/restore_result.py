@@ -20,8 +20,8 @@ class RestoreRow:
     digest: str
     action: str
     reason: str = ""
-    state: str = ""                    # present | missing | moved (the diff)
-    current: str = ""                  # the digest the tag resolved to before, when moved
+    state: str = ""  # present | missing | moved (the diff)
+    current: str = ""  # the digest the tag resolved to before, when moved
     missing_manifests: int = 0
     missing_blobs: int = 0
 

@@ -34,6 +34,7 @@ class SnapshotReader:
             for ch in (m or {}).get("children", []):
                 walk(ch, depth + 1)
             out.append(d)
+
         walk(digest)
         return out
 

@@ -37,8 +37,16 @@ from .store import BackupError, ObjectStore
 class _Restorer(SnapshotReader):
     """One restore batch: phases run across every (repository, item) pair of the batch."""
 
-    def __init__(self, client: RegistryClient, store: ObjectStore, snap: Snapshot, dry_run: bool,
-                 blob_source: RegistryClient | None, concurrency: int, restore_moved: bool = True):
+    def __init__(
+        self,
+        client: RegistryClient,
+        store: ObjectStore,
+        snap: Snapshot,
+        dry_run: bool,
+        blob_source: RegistryClient | None,
+        concurrency: int,
+        restore_moved: bool = True,
+    ):
         super().__init__(snap, store)
         self.restore_moved = restore_moved
         self.c = client
@@ -49,13 +57,13 @@ class _Restorer(SnapshotReader):
         self._stats_lock = threading.Lock()
         self.blobs = BlobSupply(client, store, blob_source, self.holders, self.bump)
         # what the phases learn, (repository, digest) -> ...
-        self.man_present: dict[tuple[str, str], bool] = {}    # the registry has the manifest
-        self.blob_desc: dict[tuple[str, str], dict] = {}      # blobs of manifests to re-create
-        self.blob_ok: dict[tuple[str, str], bool] = {}        # the blob is (or can be) there
-        self.blob_why: dict[tuple[str, str], str] = {}        # why it cannot be
+        self.man_present: dict[tuple[str, str], bool] = {}  # the registry has the manifest
+        self.blob_desc: dict[tuple[str, str], dict] = {}  # blobs of manifests to re-create
+        self.blob_ok: dict[tuple[str, str], bool] = {}  # the blob is (or can be) there
+        self.blob_why: dict[tuple[str, str], str] = {}  # why it cannot be
         self.missing_blob_set: set[tuple[str, str]] = set()
-        self.man_ok: dict[tuple[str, str], bool] = {}         # the manifest can be (re-)created
-        self.man_why: dict[tuple[str, str], str] = {}         # why it cannot be
+        self.man_ok: dict[tuple[str, str], bool] = {}  # the manifest can be (re-)created
+        self.man_why: dict[tuple[str, str], str] = {}  # why it cannot be
 
     def bump(self, key: str, n: int = 1) -> None:
         with self._stats_lock:
@@ -95,6 +103,7 @@ class _Restorer(SnapshotReader):
                 return set(c.list_tags(repo))
             except NotFoundError:
                 return set()
+
         current: dict[str, set[str]] = {}
         for repo, tags, err in self._map(list_tags, repos):
             if err is not None:
@@ -186,8 +195,14 @@ class _Restorer(SnapshotReader):
         for r in work:
             closure = self.closure(r.digest)
             r.missing_manifests = sum(1 for d in closure if not self.man_present.get((r.repository, d)))
-            r.missing_blobs = len({b["digest"] for d in closure for b in self.blobs_of(d)
-                                   if (r.repository, b["digest"]) in self.missing_blob_set})
+            r.missing_blobs = len(
+                {
+                    b["digest"]
+                    for d in closure
+                    for b in self.blobs_of(d)
+                    if (r.repository, b["digest"]) in self.missing_blob_set
+                }
+            )
 
     def _can(self, repo: str, d: str) -> bool:
         """5. whether a manifest can be (re-)created: bytes on the target, blobs available,
@@ -230,9 +245,16 @@ class _Restorer(SnapshotReader):
     def _fetch_blobs(self, todo: list[RestoreRow]) -> list[RestoreRow]:
         """5b. fetch only the blobs of manifests that can be completed (nothing is uploaded
         for a manifest that would stay incomplete), then judge again on what arrived."""
-        wanted = sorted({(r.repository, b["digest"]) for r in todo for d in self.closure(r.digest)
-                         if not self.man_present.get((r.repository, d)) for b in self.blobs_of(d)
-                         if (r.repository, b["digest"]) in self.missing_blob_set})
+        wanted = sorted(
+            {
+                (r.repository, b["digest"])
+                for r in todo
+                for d in self.closure(r.digest)
+                if not self.man_present.get((r.repository, d))
+                for b in self.blobs_of(d)
+                if (r.repository, b["digest"]) in self.missing_blob_set
+            }
+        )
         self._provide(wanted, dry=False)
         self._judge(todo)
         return [r for r in todo if r.action != ACTION_CANNOT]
@@ -252,10 +274,15 @@ class _Restorer(SnapshotReader):
                 ch = (self.man(d) or {}).get("children", [])
                 depth_cache[d] = 0 if not ch else 1 + max(depth(x) for x in ch)
             return depth_cache[d]
+
         put_failed: dict[tuple[str, str], str] = {}
         for level in sorted({depth(d) for _, d in to_put}):
-            items = [it for it in to_put if depth(it[1]) == level
-                     and not any((it[0], ch) in put_failed for ch in self.closure(it[1])[:-1])]
+            items = [
+                it
+                for it in to_put
+                if depth(it[1]) == level
+                and not any((it[0], ch) in put_failed for ch in self.closure(it[1])[:-1])
+            ]
             for item, _out, err in self._map(self._put_by_digest, items):
                 if err is not None:
                     put_failed[item] = f"PUT manifest {item[1]} failed: {_err(err)}"
@@ -265,9 +292,13 @@ class _Restorer(SnapshotReader):
 
     def _put_tags(self, todo: list[RestoreRow], put_failed: dict[tuple[str, str], str]) -> None:
         """7. tags, with the exact snapshot bytes."""
+
         def put_tag(r: RestoreRow):
-            failed = [put_failed[(r.repository, d)] for d in self.closure(r.digest)
-                      if (r.repository, d) in put_failed]
+            failed = [
+                put_failed[(r.repository, d)]
+                for d in self.closure(r.digest)
+                if (r.repository, d) in put_failed
+            ]
             if failed:
                 raise BackupError(failed[0])
             m = self.man(r.digest)

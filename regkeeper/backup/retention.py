@@ -13,13 +13,13 @@ from ..util import utcnow
 from .snapshot import SnapshotEntry, list_existing, scan_snapshots
 from .store import BackupError, ObjectMissing, ObjectStore
 
-INFLIGHT_STALE = timedelta(hours=6)         # an in-flight marker older than this is ignored
+INFLIGHT_STALE = timedelta(hours=6)  # an in-flight marker older than this is ignored
 
 
 @dataclass
 class PruneResult:
-    kept: list[str] = field(default_factory=list)                # snapshot keys kept
-    deleted_snapshots: list[str] = field(default_factory=list)   # snapshot keys deleted
+    kept: list[str] = field(default_factory=list)  # snapshot keys kept
+    deleted_snapshots: list[str] = field(default_factory=list)  # snapshot keys deleted
     deleted_objects: int = 0
     deleted_bytes: int = 0
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (key, reason): ignored
@@ -27,12 +27,15 @@ class PruneResult:
     dry_run: bool = False
 
     def summary(self) -> dict:
-        return {"snapshots kept": len(self.kept), "snapshots pruned": len(self.deleted_snapshots),
-                "objects pruned": self.deleted_objects, "bytes pruned": self.deleted_bytes}
+        return {
+            "snapshots kept": len(self.kept),
+            "snapshots pruned": len(self.deleted_snapshots),
+            "objects pruned": self.deleted_objects,
+            "bytes pruned": self.deleted_bytes,
+        }
 
 
-def _live_markers(store: ObjectStore, now: datetime,
-                  stale_after: timedelta) -> tuple[list[str], list[str]]:
+def _live_markers(store: ObjectStore, now: datetime, stale_after: timedelta) -> tuple[list[str], list[str]]:
     """(live, stale) in-flight markers. An unreadable marker counts as live (fail safe; the
     prune result names it so it can be removed by hand)."""
     live, stale = [], []
@@ -48,8 +51,15 @@ def _live_markers(store: ObjectStore, now: datetime,
     return live, stale
 
 
-def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run: bool = False,
-          now: datetime | None = None, stale_after: timedelta = INFLIGHT_STALE) -> PruneResult:
+def prune(
+    store: ObjectStore,
+    keep: int,
+    *,
+    registry: str | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    stale_after: timedelta = INFLIGHT_STALE,
+) -> PruneResult:
     """Keep the last ``keep`` snapshots of ``registry`` (of every registry when None), then
     delete the objects no remaining snapshot of any registry uses. While another backup is in
     flight (a fresh marker), snapshots are pruned but objects are left for a later run."""
@@ -87,8 +97,9 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
     # objects that look orphaned. Checked after the object LIST, right before deleting.
     live, stale = _live_markers(store, now, stale_after)
     if live:
-        res.sweep_skipped = (f"backup in flight ({', '.join(sorted(live))}): objects are left "
-                             "for the next prune")
+        res.sweep_skipped = (
+            f"backup in flight ({', '.join(sorted(live))}): objects are left for the next prune"
+        )
         orphans = []
     elif orphans:
         # a backup may have committed between the first index read and the marker check (its
@@ -108,5 +119,5 @@ def prune(store: ObjectStore, keep: int, *, registry: str | None = None, dry_run
     if orphans:
         store.delete(orphans)
     if stale:
-        store.delete(stale)       # markers of runs that died long ago
+        store.delete(stale)  # markers of runs that died long ago
     return res

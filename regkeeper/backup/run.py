@@ -42,7 +42,7 @@ class BackupRun:
     registry: str
     registry_url: str
     started: str
-    existing: dict[str, int]            # key -> size on the target when the run started
+    existing: dict[str, int]  # key -> size on the target when the run started
     include: list[str] | None = None
     exclude: list[str] | None = None
 
@@ -80,8 +80,9 @@ class BackupResult:
         }
 
 
-def plan_backup(client: RegistryClient, include: Iterable[str] | None = None,
-                exclude: Iterable[str] | None = None) -> list[str]:
+def plan_backup(
+    client: RegistryClient, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> list[str]:
     """The repositories a backup covers, sorted."""
     inc = list(include) if include else None
     exc = list(exclude) if exclude else None
@@ -92,19 +93,32 @@ def inflight_key(registry: str, run_id: str) -> str:
     return f"inflight/{registry}/{run_id}.json"
 
 
-def begin_backup(store: ObjectStore, client: RegistryClient, *, registry: str | None = None,
-                 include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
-                 snapshot_id: str | None = None) -> BackupRun:
+def begin_backup(
+    store: ObjectStore,
+    client: RegistryClient,
+    *,
+    registry: str | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    snapshot_id: str | None = None,
+) -> BackupRun:
     """Mark the run in flight (so a concurrent prune keeps our fresh objects) and learn which
     objects the target already holds: one paginated LIST per prefix."""
     reg = registry or client.name
     now = utcnow()
-    run = BackupRun(id=snapshot_id or new_snapshot_id(now), registry=reg, registry_url=client.url,
-                    started=now.isoformat(), existing={},
-                    include=list(include) if include else None,
-                    exclude=list(exclude) if exclude else None)
-    store.put(inflight_key(reg, run.id), json.dumps({"id": run.id, "registry": reg,
-                                                     "started": run.started}).encode())
+    run = BackupRun(
+        id=snapshot_id or new_snapshot_id(now),
+        registry=reg,
+        registry_url=client.url,
+        started=now.isoformat(),
+        existing={},
+        include=list(include) if include else None,
+        exclude=list(exclude) if exclude else None,
+    )
+    store.put(
+        inflight_key(reg, run.id),
+        json.dumps({"id": run.id, "registry": reg, "started": run.started}).encode(),
+    )
     run.existing = list_existing(store)
     return run
 
@@ -147,8 +161,10 @@ def commit_snapshot(store: ObjectStore, run: BackupRun, batches: list[BatchResul
         present = (present - reused) | (reused & set(list_existing(store)))
     missing = sorted(objects - present)
     if missing:
-        raise BackupError(f"backup {run.id} of {run.registry}: {len(missing)} object(s) the "
-                          f"snapshot needs are not on {store.url} (e.g. {missing[0]}); no index written")
+        raise BackupError(
+            f"backup {run.id} of {run.registry}: {len(missing)} object(s) the "
+            f"snapshot needs are not on {store.url} (e.g. {missing[0]}); no index written"
+        )
     finished = utcnow()
     body = {
         "format": FORMAT,
@@ -180,28 +196,36 @@ def commit_snapshot(store: ObjectStore, run: BackupRun, batches: list[BatchResul
     key = snapshot_key(run.registry, run.id)
     raw = seal(body)
     store.put(key, raw)
-    abort_backup(store, run)   # the marker is no longer needed
+    abort_backup(store, run)  # the marker is no longer needed
     return Snapshot(run.id, run.registry, json.loads(raw), key)
 
 
-def backup(client: RegistryClient, store: ObjectStore, *, registry: str | None = None,
-           include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
-           batch_size: int = 25, concurrency: int = 8, keep: int | None = None,
-           snapshot_id: str | None = None,
-           progress: Callable[[str], None] | None = None) -> BackupResult:
+def backup(
+    client: RegistryClient,
+    store: ObjectStore,
+    *,
+    registry: str | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    batch_size: int = 25,
+    concurrency: int = 8,
+    keep: int | None = None,
+    snapshot_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BackupResult:
     """One complete backup run of a registry (the flow runs the same steps as tasks)."""
     t0 = time.perf_counter()
     before = Counter(client.stats)
     store_before = Counter(store.stats)
     repos = plan_backup(client, include, exclude)
-    run = begin_backup(store, client, registry=registry, include=include, exclude=exclude,
-                       snapshot_id=snapshot_id)
+    run = begin_backup(
+        store, client, registry=registry, include=include, exclude=exclude, snapshot_id=snapshot_id
+    )
     batches = []
     try:
         for i in range(0, len(repos), batch_size):
-            chunk = repos[i:i + batch_size]
-            batches.append(backup_batch(client, store, chunk, existing=run.existing,
-                                        concurrency=concurrency))
+            chunk = repos[i : i + batch_size]
+            batches.append(backup_batch(client, store, chunk, existing=run.existing, concurrency=concurrency))
             if progress:
                 progress(f"{min(i + batch_size, len(repos))}/{len(repos)} repositories")
         snap = commit_snapshot(store, run, batches)
@@ -212,12 +236,19 @@ def backup(client: RegistryClient, store: ObjectStore, *, registry: str | None =
     after = client.stats
     written = sum(len(b.written) for b in batches)
     return BackupResult(
-        snapshot=snap, objects_written=written,
+        snapshot=snap,
+        objects_written=written,
         bytes_written=sum(sum(b.written.values()) for b in batches),
-        objects_total=len(snap.objects), seconds=time.perf_counter() - t0,
+        objects_total=len(snap.objects),
+        seconds=time.perf_counter() - t0,
         errors=[e for b in batches for e in b.errors],
-        requests={k: after.get(k, 0) - before.get(k, 0) for k in after
-                  if after.get(k, 0) != before.get(k, 0)},
-        store_stats={k: store.stats.get(k, 0) - store_before.get(k, 0) for k in store.stats
-                     if store.stats.get(k, 0) != store_before.get(k, 0)},
-        pruned=pruned)
+        requests={
+            k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+        },
+        store_stats={
+            k: store.stats.get(k, 0) - store_before.get(k, 0)
+            for k in store.stats
+            if store.stats.get(k, 0) != store_before.get(k, 0)
+        },
+        pruned=pruned,
+    )

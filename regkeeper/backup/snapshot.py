@@ -179,12 +179,14 @@ def load_snapshot(store: ObjectStore, registry: str, snapshot: str = "latest") -
     except ObjectMissing:
         known = [s.id for s in list_snapshots(store, registry)]
         hint = f" (latest: {known[-1]})" if known else " (there are none)"
-        raise BackupError(f"snapshot {snapshot!r} of registry {registry!r} not found at "
-                          f"{store.url}{hint}") from None
+        raise BackupError(
+            f"snapshot {snapshot!r} of registry {registry!r} not found at {store.url}{hint}"
+        ) from None
     doc, why = unseal(raw)
     if doc is None:
-        raise BackupError(f"snapshot {snapshot!r} of registry {registry!r} at {store.url} is not "
-                          f"usable: {why}")
+        raise BackupError(
+            f"snapshot {snapshot!r} of registry {registry!r} at {store.url} is not usable: {why}"
+        )
     return Snapshot(snapshot, registry, doc, key)
 
 

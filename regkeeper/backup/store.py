@@ -157,6 +157,7 @@ class S3Store(_Counting):
 
     def _error(self, op: str, key: str, e: Exception) -> BackupError:
         from botocore.exceptions import ClientError
+
         if isinstance(e, ClientError):
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -181,10 +182,13 @@ class S3Store(_Counting):
     def put(self, key: str, data: bytes) -> None:
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                                   ChecksumSHA256=checksum,
-                                   ContentType="application/json" if key.endswith(".json")
-                                   else "application/octet-stream")
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ChecksumSHA256=checksum,
+                ContentType="application/json" if key.endswith(".json") else "application/octet-stream",
+            )
         except Exception as e:  # noqa: BLE001
             raise self._error("PUT", key, e) from None
         self._count("PUT")
@@ -216,18 +220,21 @@ class S3Store(_Counting):
         keys = list(keys)
         n = 0
         for i in range(0, len(keys), 1000):
-            chunk = keys[i:i + 1000]
+            chunk = keys[i : i + 1000]
             try:
                 resp = self.client.delete_objects(
                     Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True})
+                    Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True},
+                )
             except Exception as e:  # noqa: BLE001
                 raise self._error("DELETE", f"{len(chunk)} keys", e) from None
             errs = resp.get("Errors") or []
             if errs:
                 first = errs[0]
-                raise BackupError(f"{self.url}: DELETE failed for {len(errs)} key(s), e.g. "
-                                  f"{first.get('Key')}: {first.get('Code')}")
+                raise BackupError(
+                    f"{self.url}: DELETE failed for {len(errs)} key(s), e.g. "
+                    f"{first.get('Key')}: {first.get('Code')}"
+                )
             n += len(chunk)
         self._count("DELETE", n)
         return n
@@ -237,20 +244,23 @@ def open_target(url: str, backup_cfg=None) -> ObjectStore:
     """``file:///abs/path``, ``file://./relative`` or ``s3://bucket/prefix`` -> an ObjectStore.
     For S3, endpoint, credentials and region come from the ``backup`` config section."""
     if url.startswith("file://"):
-        rest = url[len("file://"):]
+        rest = url[len("file://") :]
         if not rest:
             raise BackupError(f"backup.target {url!r}: no path after file://")
         return FileStore(os.path.expanduser(rest))
     if url.startswith("s3://"):
-        rest = url[len("s3://"):]
+        rest = url[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise BackupError(f"backup.target {url!r}: no bucket after s3://")
         from ..storage import s3_client
+
         endpoint = getattr(backup_cfg, "endpoint", None)
-        client = s3_client(endpoint,
-                           getattr(backup_cfg, "access_key", None),
-                           getattr(backup_cfg, "secret_key", None),
-                           getattr(backup_cfg, "region", None) or "us-east-1")
+        client = s3_client(
+            endpoint,
+            getattr(backup_cfg, "access_key", None),
+            getattr(backup_cfg, "secret_key", None),
+            getattr(backup_cfg, "region", None) or "us-east-1",
+        )
         return S3Store(client, bucket, prefix)
     raise BackupError(f"backup.target must be s3://bucket/prefix or file:///path, got {url!r}")

@@ -15,8 +15,8 @@ EVENT_PREFIX = "regkeeper.capacity"
 @dataclass(frozen=True, slots=True)
 class Alert:
     registry: str
-    level: str                      # "warn" | "critical" | "resolved"
-    previous_level: str             # "ok" | "warn" | "critical"
+    level: str  # "warn" | "critical" | "resolved"
+    previous_level: str  # "ok" | "warn" | "critical"
     ratio: float
     used_bytes: int | None
     capacity_bytes: int | None
@@ -25,7 +25,7 @@ class Alert:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     warn: float = 0.80
     critical: float = 0.90
-    repeat: bool = False            # a re-assertion of an unchanged level (reassert_after)
+    repeat: bool = False  # a re-assertion of an unchanged level (reassert_after)
 
     @property
     def kind(self) -> str:
@@ -48,14 +48,22 @@ def _pct(x: float | None) -> str:
 
 
 def alert_message(a: Alert) -> str:
-    size = (f" ({human_bytes(a.used_bytes)} of {human_bytes(a.capacity_bytes)})"
-            if a.used_bytes is not None and a.capacity_bytes else "")
-    eta = f"; about {a.days_to_full:.1f} days until full at the current growth" \
-        if a.days_to_full is not None and a.level != "resolved" else ""
+    size = (
+        f" ({human_bytes(a.used_bytes)} of {human_bytes(a.capacity_bytes)})"
+        if a.used_bytes is not None and a.capacity_bytes
+        else ""
+    )
+    eta = (
+        f"; about {a.days_to_full:.1f} days until full at the current growth"
+        if a.days_to_full is not None and a.level != "resolved"
+        else ""
+    )
     r = a.registry
     if a.level == "resolved":
-        return (f"[RESOLVED] registry {r}: storage usage back to {_pct(a.ratio)}{size}, below the "
-                f"warn threshold {_pct(a.warn)} (was {a.previous_level})")
+        return (
+            f"[RESOLVED] registry {r}: storage usage back to {_pct(a.ratio)}{size}, below the "
+            f"warn threshold {_pct(a.warn)} (was {a.previous_level})"
+        )
     head = f"[{a.level.upper()}] registry {r}: storage usage {_pct(a.ratio)}{size}"
     thr = a.critical if a.level == "critical" else a.warn
     if a.repeat:
@@ -77,13 +85,27 @@ def slack_payload(alert: Alert) -> dict:
         {"title": "Usage", "value": _pct(alert.ratio), "short": True},
     ]
     if alert.used_bytes is not None:
-        fields.append({"title": "Used / capacity", "short": True,
-                       "value": f"{human_bytes(alert.used_bytes)} / {human_bytes(alert.capacity_bytes)}"})
+        fields.append(
+            {
+                "title": "Used / capacity",
+                "short": True,
+                "value": f"{human_bytes(alert.used_bytes)} / {human_bytes(alert.capacity_bytes)}",
+            }
+        )
     if alert.days_to_full is not None and alert.level != "resolved":
         fields.append({"title": "Days to full", "value": f"{alert.days_to_full:.1f}", "short": True})
-    return {"text": alert.message,
-            "attachments": [{"color": color, "fallback": alert.message, "fields": fields,
-                             "footer": "regkeeper capacity", "ts": int(alert.at.timestamp())}]}
+    return {
+        "text": alert.message,
+        "attachments": [
+            {
+                "color": color,
+                "fallback": alert.message,
+                "fields": fields,
+                "footer": "regkeeper capacity",
+                "ts": int(alert.at.timestamp()),
+            }
+        ],
+    }
 
 
 def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=24)) -> list[dict]:
@@ -95,8 +117,10 @@ def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=2
     active = None if alert.level == "resolved" else alert.level
     ann = {
         "summary": alert.message,
-        "description": (f"Registry {alert.registry} storage usage is {_pct(alert.ratio)} "
-                        f"(warn {_pct(alert.warn)}, critical {_pct(alert.critical)})."),
+        "description": (
+            f"Registry {alert.registry} storage usage is {_pct(alert.ratio)} "
+            f"(warn {_pct(alert.warn)}, critical {_pct(alert.critical)})."
+        ),
         "usage_ratio": f"{alert.ratio:.4f}",
         "previous_level": alert.previous_level,
     }
@@ -108,9 +132,15 @@ def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=2
         ann["days_to_full"] = f"{alert.days_to_full:.1f}"
     out = []
     for level in ("warn", "critical"):
-        entry = {"labels": {"alertname": ALERT_NAME, "severity": _severity(level),
-                            "registry": alert.registry, "source": "regkeeper"},
-                 "annotations": dict(ann)}
+        entry = {
+            "labels": {
+                "alertname": ALERT_NAME,
+                "severity": _severity(level),
+                "registry": alert.registry,
+                "source": "regkeeper",
+            },
+            "annotations": dict(ann),
+        }
         if level == active:
             entry["startsAt"] = now
             entry["endsAt"] = _iso(alert.at + firing_ttl)
@@ -123,12 +153,23 @@ def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=2
 def event_payload(alert: Alert) -> tuple[str, dict, dict]:
     """``(event name, resource, payload)`` for ``prefect.events.emit_event``: names
     ``regkeeper.capacity.warn|critical|resolved``, resource ``regkeeper.registry.<name>``."""
-    resource = {"prefect.resource.id": f"regkeeper.registry.{alert.registry}",
-                "prefect.resource.name": alert.registry,
-                "regkeeper.registry": alert.registry}
-    payload = {"registry": alert.registry, "level": alert.level, "previous_level": alert.previous_level,
-               "kind": alert.kind, "ratio": alert.ratio, "used_bytes": alert.used_bytes,
-               "capacity_bytes": alert.capacity_bytes, "days_to_full": alert.days_to_full,
-               "warn": alert.warn, "critical": alert.critical, "message": alert.message,
-               "at": _iso(alert.at)}
+    resource = {
+        "prefect.resource.id": f"regkeeper.registry.{alert.registry}",
+        "prefect.resource.name": alert.registry,
+        "regkeeper.registry": alert.registry,
+    }
+    payload = {
+        "registry": alert.registry,
+        "level": alert.level,
+        "previous_level": alert.previous_level,
+        "kind": alert.kind,
+        "ratio": alert.ratio,
+        "used_bytes": alert.used_bytes,
+        "capacity_bytes": alert.capacity_bytes,
+        "days_to_full": alert.days_to_full,
+        "warn": alert.warn,
+        "critical": alert.critical,
+        "message": alert.message,
+        "at": _iso(alert.at),
+    }
     return alert.event_name, resource, payload

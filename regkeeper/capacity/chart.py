@@ -6,9 +6,17 @@ import html
 from ..util import human_bytes
 
 
-def render_usage_svg(df, capacity_bytes: int | None = None, warn: float = 0.8, critical: float = 0.9, *,
-                     registry: str | None = None, width: int = 640, height: int = 200,
-                     title: str | None = None) -> str:
+def render_usage_svg(
+    df,
+    capacity_bytes: int | None = None,
+    warn: float = 0.8,
+    critical: float = 0.9,
+    *,
+    registry: str | None = None,
+    width: int = 640,
+    height: int = 200,
+    title: str | None = None,
+) -> str:
     """A small inline SVG line chart of ``bytes_used`` over time with the warn / critical /
     capacity lines (no plotting library), for the HTML report."""
     import pandas as pd
@@ -21,15 +29,19 @@ def render_usage_svg(df, capacity_bytes: int | None = None, warn: float = 0.8, c
     title = title or (f"Storage usage: {registry}" if registry else "Storage usage")
     pad_l, pad_r, pad_t, pad_b = 70, 70, 22, 24
     pw, ph = width - pad_l - pad_r, height - pad_t - pad_b
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}" '
-             f'font-family="sans-serif" font-size="11">',
-             f"<title>{esc(title)}</title>",
-             f'<rect x="{pad_l}" y="{pad_t}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>',
-             f'<text x="{pad_l}" y="14" font-weight="bold">{esc(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}" '
+        f'font-family="sans-serif" font-size="11">',
+        f"<title>{esc(title)}</title>",
+        f'<rect x="{pad_l}" y="{pad_t}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>',
+        f'<text x="{pad_l}" y="14" font-weight="bold">{esc(title)}</text>',
+    ]
     if d.empty:
-        parts.append(f'<text x="{pad_l + pw / 2:.1f}" y="{pad_t + ph / 2:.1f}" text-anchor="middle" '
-                     f'fill="#888">no history yet</text></svg>')
+        parts.append(
+            f'<text x="{pad_l + pw / 2:.1f}" y="{pad_t + ph / 2:.1f}" text-anchor="middle" '
+            f'fill="#888">no history yet</text></svg>'
+        )
         return "".join(parts)
     ts = pd.to_datetime(d["timestamp"], utc=True)
     d = d.assign(timestamp=ts).sort_values("timestamp")
@@ -45,14 +57,21 @@ def render_usage_svg(df, capacity_bytes: int | None = None, warn: float = 0.8, c
         return pad_t + ph - v / ymax * ph
 
     if capacity_bytes:
-        for cls, ratio, color in (("capacity", 1.0, "#555"), ("critical", critical, "#d00000"),
-                                  ("warn", warn, "#e0a800")):
+        for cls, ratio, color in (
+            ("capacity", 1.0, "#555"),
+            ("critical", critical, "#d00000"),
+            ("warn", warn, "#e0a800"),
+        ):
             y = py(ratio * capacity_bytes)
-            parts.append(f'<line class="threshold {cls}" x1="{pad_l}" x2="{pad_l + pw}" y1="{y:.1f}" '
-                         f'y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>')
+            parts.append(
+                f'<line class="threshold {cls}" x1="{pad_l}" x2="{pad_l + pw}" y1="{y:.1f}" '
+                f'y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>'
+            )
             label = "capacity" if cls == "capacity" else f"{cls} {ratio * 100:.0f}%"
             parts.append(f'<text x="{pad_l + pw + 4}" y="{y + 4:.1f}" fill="{color}">{esc(label)}</text>')
-    pts = " ".join(f"{px(t):.1f},{py(float(v)):.1f}" for t, v in zip(d["timestamp"], d["bytes_used"], strict=True))
+    pts = " ".join(
+        f"{px(t):.1f},{py(float(v)):.1f}" for t, v in zip(d["timestamp"], d["bytes_used"], strict=True)
+    )
     parts.append(f'<polyline class="usage" fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>')
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{esc(human_bytes(ymax))}</text>')
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + ph}" text-anchor="end">0</text>')

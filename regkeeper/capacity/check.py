@@ -16,10 +16,10 @@ class CapacityCheck:
     registry: str
     usage: StorageUsage | None
     capacity_bytes: int | None
-    capacity_source: str              # capacityBytes | filesystem | none
+    capacity_source: str  # capacityBytes | filesystem | none
     ratio: float | None
-    note: str | None                  # why there is no ratio
-    state: CapacityState              # the new state (saved by notify_and_commit / store.save)
+    note: str | None  # why there is no ratio
+    state: CapacityState  # the new state (saved by notify_and_commit / store.save)
     previous_state: CapacityState
     alert: Alert | None
     forecast: Forecast | None
@@ -29,10 +29,18 @@ class CapacityCheck:
         return self.state.level
 
 
-def check_capacity(registry: str, usage: StorageUsage | None, *, capacity_bytes: int | None = None,
-                   thresholds: Thresholds = Thresholds(), store: StateStore,
-                   history: UsageHistory | None = None, window: timedelta = timedelta(days=14),
-                   now: datetime | None = None, reassert_after: timedelta | None = None) -> CapacityCheck:
+def check_capacity(
+    registry: str,
+    usage: StorageUsage | None,
+    *,
+    capacity_bytes: int | None = None,
+    thresholds: Thresholds = Thresholds(),
+    store: StateStore,
+    history: UsageHistory | None = None,
+    window: timedelta = timedelta(days=14),
+    now: datetime | None = None,
+    reassert_after: timedelta | None = None,
+) -> CapacityCheck:
     """Ratio, history row, forecast and state transition for one registry. Does not send or
     save: call :func:`notify_and_commit` (or ``store.save(check.state)``) afterwards."""
     now = now or datetime.now(UTC)
@@ -43,7 +51,14 @@ def check_capacity(registry: str, usage: StorageUsage | None, *, capacity_bytes:
         history.append(registry, usage.bytes_used, cap, now)
         fc = forecast(history.load(registry), cap, thresholds.warn, thresholds.critical, window)
     previous = store.load(registry)
-    state, alert = evaluate(ratio, thresholds, previous, used_bytes=usage.bytes_used if usage else None,
-                            capacity_bytes=cap, days_to_full=fc.days_to_full if fc else None, now=now,
-                            reassert_after=reassert_after)
+    state, alert = evaluate(
+        ratio,
+        thresholds,
+        previous,
+        used_bytes=usage.bytes_used if usage else None,
+        capacity_bytes=cap,
+        days_to_full=fc.days_to_full if fc else None,
+        now=now,
+        reassert_after=reassert_after,
+    )
     return CapacityCheck(registry, usage, cap, src, ratio, note, state, previous, alert, fc)

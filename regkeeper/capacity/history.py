@@ -19,8 +19,9 @@ class UsageHistory:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def append(self, registry: str, bytes_used: int, capacity_bytes: int | None,
-               timestamp: datetime | None = None) -> None:
+    def append(
+        self, registry: str, bytes_used: int, capacity_bytes: int | None, timestamp: datetime | None = None
+    ) -> None:
         ts = timestamp or datetime.now(UTC)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
@@ -34,10 +35,16 @@ class UsageHistory:
     def load(self, registry: str | None = None):
         """DataFrame with tz-aware UTC ``timestamp``, sorted by time; one registry if given."""
         import pandas as pd
+
         if not self.path.exists():
-            return pd.DataFrame({"timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
-                                 "registry": pd.Series(dtype=str), "bytes_used": pd.Series(dtype="int64"),
-                                 "capacity_bytes": pd.Series(dtype="float64")})
+            return pd.DataFrame(
+                {
+                    "timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
+                    "registry": pd.Series(dtype=str),
+                    "bytes_used": pd.Series(dtype="int64"),
+                    "capacity_bytes": pd.Series(dtype="float64"),
+                }
+            )
         df = pd.read_csv(self.path, dtype={"registry": str})
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
         if registry is not None:
@@ -56,7 +63,7 @@ class UsageHistory:
             kept = kept.copy()
             kept["timestamp"] = kept["timestamp"].map(_iso)
             cap = kept["capacity_bytes"]
-            kept["capacity_bytes"] = [("" if v != v else int(v)) for v in cap]   # NaN -> empty
+            kept["capacity_bytes"] = [("" if v != v else int(v)) for v in cap]  # NaN -> empty
             _atomic_write(self.path, kept[HISTORY_COLUMNS].to_csv(index=False))
         return dropped
 
@@ -68,11 +75,11 @@ class Forecast:
     days_to_critical: float | None
     days_to_full: float | None
     points_used: int
-    method: str                      # "linear-least-squares" | "insufficient-data"
-    reason: str | None = None        # why days are None
+    method: str  # "linear-least-squares" | "insufficient-data"
+    reason: str | None = None  # why days are None
     current_bytes: int | None = None
     capacity_bytes: int | None = None
-    as_of: datetime | None = None    # time of the latest point the days count from
+    as_of: datetime | None = None  # time of the latest point the days count from
 
 
 MAX_FORECAST_DAYS = 3650.0
@@ -99,9 +106,17 @@ def _recent(df, registry: str | None, window: timedelta, capacity_bytes: int | N
     return d[d["timestamp"] >= last_ts - pd.Timedelta(window)], capacity_bytes
 
 
-def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical: float = 0.9,
-             window: timedelta = timedelta(days=14), *, registry: str | None = None,
-             min_points: int = 3, min_span: timedelta = timedelta(hours=1)) -> Forecast:
+def forecast(
+    df,
+    capacity_bytes: int | None = None,
+    warn: float = 0.8,
+    critical: float = 0.9,
+    window: timedelta = timedelta(days=14),
+    *,
+    registry: str | None = None,
+    min_points: int = 3,
+    min_span: timedelta = timedelta(hours=1),
+) -> Forecast:
     """Least-squares line (numpy.polyfit) through the usage of the last ``window`` of history.
 
     Days count from the latest point: ``(threshold - latest bytes) / slope``; 0 when already at
@@ -114,8 +129,9 @@ def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical:
 
     recent = _recent(df, registry, window, capacity_bytes)
     if recent is None:
-        return Forecast(None, None, None, None, 0, "insufficient-data", "no history",
-                        capacity_bytes=capacity_bytes)
+        return Forecast(
+            None, None, None, None, 0, "insufficient-data", "no history", capacity_bytes=capacity_bytes
+        )
     d, capacity_bytes = recent
     last_ts = d["timestamp"].iloc[-1]
     n = len(d)
@@ -123,9 +139,18 @@ def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical:
     as_of = last_ts.to_pydatetime()
     span = d["timestamp"].iloc[-1] - d["timestamp"].iloc[0]
     if n < min_points or span < pd.Timedelta(min_span):
-        return Forecast(None, None, None, None, n, "insufficient-data",
-                        f"{n} point(s) over {span} (need {min_points} over {min_span})",
-                        current, capacity_bytes, as_of)
+        return Forecast(
+            None,
+            None,
+            None,
+            None,
+            n,
+            "insufficient-data",
+            f"{n} point(s) over {span} (need {min_points} over {min_span})",
+            current,
+            capacity_bytes,
+            as_of,
+        )
     x = (d["timestamp"] - d["timestamp"].iloc[0]).dt.total_seconds().to_numpy() / 86400.0
     y = d["bytes_used"].to_numpy(dtype=float)
     slope = float(np.polyfit(x, y, 1)[0])
@@ -145,5 +170,15 @@ def forecast(df, capacity_bytes: int | None = None, warn: float = 0.8, critical:
 
     if capacity_bytes is None and reason is None:
         reason = "no capacity known"
-    return Forecast(slope, days(warn), days(critical), days(1.0), n, "linear-least-squares", reason,
-                    current, capacity_bytes, as_of)
+    return Forecast(
+        slope,
+        days(warn),
+        days(critical),
+        days(1.0),
+        n,
+        "linear-least-squares",
+        reason,
+        current,
+        capacity_bytes,
+        as_of,
+    )

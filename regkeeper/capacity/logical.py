@@ -34,8 +34,16 @@ def logical_usage(inventory):
         blobs = per_repo[name]
         unique = sum(s for d, s in blobs.items() if refcount[d] == 1)
         shared = sum(s for d, s in blobs.items() if refcount[d] > 1)
-        rows.append({"repository": name, "tags": len(r.tags), "manifests": len(r.manifests),
-                     "unique_bytes": unique, "shared_bytes": shared, "total_bytes": unique + shared})
+        rows.append(
+            {
+                "repository": name,
+                "tags": len(r.tags),
+                "manifests": len(r.manifests),
+                "unique_bytes": unique,
+                "shared_bytes": shared,
+                "total_bytes": unique + shared,
+            }
+        )
     df = pd.DataFrame(rows, columns=LOGICAL_COLUMNS)
     if not df.empty:
         df = df.sort_values(["total_bytes", "repository"], ascending=[False, True], ignore_index=True)

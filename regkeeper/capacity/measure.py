@@ -24,8 +24,8 @@ class StorageUsage:
     fs_free_bytes: int | None
     source: Literal["filesystem", "s3"]
     root: str
-    seconds: float = 0.0          # how long the measurement took
-    errors: int = 0               # directories that could not be read (filesystem)
+    seconds: float = 0.0  # how long the measurement took
+    errors: int = 0  # directories that could not be read (filesystem)
 
     @property
     def fs_used_bytes(self) -> int | None:
@@ -75,9 +75,16 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
                 except FileNotFoundError:
                     continue
     vfs = os.statvfs(root)
-    return StorageUsage(bytes_used=total, files=files, fs_size_bytes=vfs.f_blocks * vfs.f_frsize,
-                        fs_free_bytes=vfs.f_bavail * vfs.f_frsize, source="filesystem", root=root,
-                        seconds=time.perf_counter() - t0, errors=errors)
+    return StorageUsage(
+        bytes_used=total,
+        files=files,
+        fs_size_bytes=vfs.f_blocks * vfs.f_frsize,
+        fs_free_bytes=vfs.f_bavail * vfs.f_frsize,
+        source="filesystem",
+        root=root,
+        seconds=time.perf_counter() - t0,
+        errors=errors,
+    )
 
 
 def s3_usage(client, bucket: str, prefix: str = "", *, page_size: int = 1000) -> StorageUsage:
@@ -91,7 +98,8 @@ def s3_usage(client, bucket: str, prefix: str = "", *, page_size: int = 1000) ->
     root = f"s3://{bucket}/{prefix}"
     try:
         for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+        ):
             for obj in page.get("Contents", ()) or ():
                 total += int(obj.get("Size", 0))
                 objects += 1
@@ -101,14 +109,22 @@ def s3_usage(client, bucket: str, prefix: str = "", *, page_size: int = 1000) ->
         raise CapacityError(f"{root}: listing failed: {err.get('Code', 'error')} (HTTP {status})") from None
     except BotoCoreError as e:
         raise CapacityError(f"{root}: listing failed: {type(e).__name__}") from None
-    return StorageUsage(bytes_used=total, files=objects, fs_size_bytes=None, fs_free_bytes=None,
-                        source="s3", root=root, seconds=time.perf_counter() - t0)
+    return StorageUsage(
+        bytes_used=total,
+        files=objects,
+        fs_size_bytes=None,
+        fs_free_bytes=None,
+        source="s3",
+        root=root,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def measure_storage(rc, s3_client=None) -> StorageUsage | None:
     """Physical usage for a ``config.RegistryConfig``; None when regkeeper has no access to the
     registry's storage (no ``storage`` section and not an S3 registry with keys)."""
     from ..storage import S3Storage, storage_for
+
     reader = storage_for(rc)
     if reader is None:
         if rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
@@ -130,8 +146,9 @@ def storage_usage(reader) -> StorageUsage | None:
     return None
 
 
-def resolve_capacity(usage: StorageUsage | None,
-                     capacity_bytes: int | None) -> tuple[int | None, str, str | None]:
+def resolve_capacity(
+    usage: StorageUsage | None, capacity_bytes: int | None
+) -> tuple[int | None, str, str | None]:
     """``(capacity, source, note)``: the configured ``capacityBytes``, else the filesystem size;
     for S3 without ``capacityBytes`` there is no capacity and the note says so."""
     if capacity_bytes:
@@ -141,6 +158,12 @@ def resolve_capacity(usage: StorageUsage | None,
     if usage.source == "filesystem" and usage.fs_size_bytes:
         return usage.fs_size_bytes, "filesystem", None
     if usage.source == "s3":
-        return None, "none", ("S3 storage has no size limit and no capacityBytes is configured: "
-                              "usage is reported, no usage ratio and no threshold alerts")
+        return (
+            None,
+            "none",
+            (
+                "S3 storage has no size limit and no capacityBytes is configured: "
+                "usage is reported, no usage ratio and no threshold alerts"
+            ),
+        )
     return None, "none", "no capacityBytes configured and no filesystem size: no usage ratio"

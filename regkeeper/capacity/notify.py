@@ -30,9 +30,18 @@ def alertmanager_url(url: str) -> str:
     return u if u.endswith("/api/v2/alerts") else f"{u}/api/v2/alerts"
 
 
-def send_webhook(url: str, alert: Alert, fmt: str = "slack", timeout: float = 10, *,
-                 verify: bool | str = True, retries: int = 3, backoff: float = 0.5,
-                 firing_ttl: timedelta = timedelta(hours=24), session: requests.Session | None = None) -> int:
+def send_webhook(
+    url: str,
+    alert: Alert,
+    fmt: str = "slack",
+    timeout: float = 10,
+    *,
+    verify: bool | str = True,
+    retries: int = 3,
+    backoff: float = 0.5,
+    firing_ttl: timedelta = timedelta(hours=24),
+    session: requests.Session | None = None,
+) -> int:
     """POST ``alert`` to a Slack-compatible incoming webhook (``fmt="slack"``) or to an
     Alertmanager (``fmt="alertmanager"``; give its base URL or .../api/v2/alerts).
 
@@ -46,12 +55,31 @@ def send_webhook(url: str, alert: Alert, fmt: str = "slack", timeout: float = 10
         body = alertmanager_payload(alert, firing_ttl)
     else:
         raise ValueError(f"capacity.notify.format: unknown format {fmt!r} (slack | alertmanager)")
-    return post_alert(url, body, fmt, f"{alert.level} alert for registry {alert.registry}",
-                      timeout, verify=verify, retries=retries, backoff=backoff, session=session)
+    return post_alert(
+        url,
+        body,
+        fmt,
+        f"{alert.level} alert for registry {alert.registry}",
+        timeout,
+        verify=verify,
+        retries=retries,
+        backoff=backoff,
+        session=session,
+    )
 
 
-def post_alert(url: str, body, fmt: str, what: str, timeout: float = 10, *, verify: bool | str = True,
-               retries: int = 3, backoff: float = 0.5, session: requests.Session | None = None) -> int:
+def post_alert(
+    url: str,
+    body,
+    fmt: str,
+    what: str,
+    timeout: float = 10,
+    *,
+    verify: bool | str = True,
+    retries: int = 3,
+    backoff: float = 0.5,
+    session: requests.Session | None = None,
+) -> int:
     """POST one alert body (already in ``fmt``) to a notify target: the one delivery path of
     every capacity alert (storage thresholds, read-only registries). ``what`` names the alert in
     errors and logs; the URL shows as ``scheme://host/…`` only."""
@@ -67,15 +95,16 @@ def post_alert(url: str, body, fmt: str, what: str, timeout: float = 10, *, veri
         if own:
             s.close()
     if resp.status_code >= 300:
-        raise NotifyError(f"webhook {shown}: {what} refused: HTTP {resp.status_code} "
-                          f"{scrub(resp.text[:200].strip())}")
+        raise NotifyError(
+            f"webhook {shown}: {what} refused: HTTP {resp.status_code} {scrub(resp.text[:200].strip())}"
+        )
     log.info("capacity: %s sent to %s (%s, HTTP %s)", what, shown, fmt, resp.status_code)
     return resp.status_code
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    target: str            # redacted URL
+    target: str  # redacted URL
     fmt: str
     ok: bool
     status: int | None
@@ -90,8 +119,15 @@ def target_of(t) -> tuple[str, str]:
     return url, getattr(t, "format", "slack")
 
 
-def notify_and_commit(check: "CapacityCheck", targets, store: StateStore, *, timeout: float = 10,
-                      verify: bool | str = True, retries: int = 3) -> list[Delivery]:
+def notify_and_commit(
+    check: "CapacityCheck",
+    targets,
+    store: StateStore,
+    *,
+    timeout: float = 10,
+    verify: bool | str = True,
+    retries: int = 3,
+) -> list[Delivery]:
     """Send ``check.alert`` (if any) to every target (``config.NotifyConfig`` objects or
     ``(url, fmt)`` pairs), then save ``check.state``. When a delivery fails the state is *not*
     saved, so the next run sends the alert again (at-least-once)."""

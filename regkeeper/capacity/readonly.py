@@ -28,10 +28,10 @@ KINDS = ("read-only", "recovery-failed", "recovered", "writable")
 @dataclass(frozen=True)
 class ReadOnlyAlert:
     registry: str
-    kind: str                      # one of KINDS
+    kind: str  # one of KINDS
     message: str
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    details: dict = field(default_factory=dict)     # run, pid, started, detail ... (no secrets)
+    details: dict = field(default_factory=dict)  # run, pid, started, detail ... (no secrets)
 
     @property
     def firing(self) -> bool:
@@ -39,8 +39,12 @@ class ReadOnlyAlert:
 
     @property
     def severity(self) -> str:
-        return {"read-only": "critical", "recovery-failed": "critical", "recovered": "warning",
-                "writable": "resolved"}[self.kind]
+        return {
+            "read-only": "critical",
+            "recovery-failed": "critical",
+            "recovered": "warning",
+            "writable": "resolved",
+        }[self.kind]
 
     @property
     def event_name(self) -> str:
@@ -49,12 +53,23 @@ class ReadOnlyAlert:
 
 def slack_payload(a: ReadOnlyAlert) -> dict:
     color = {"critical": "#d00000", "warning": "#f2c744", "resolved": "#2eb886"}[a.severity]
-    fields = [{"title": "Registry", "value": a.registry, "short": True},
-              {"title": "State", "value": a.kind, "short": True}]
+    fields = [
+        {"title": "Registry", "value": a.registry, "short": True},
+        {"title": "State", "value": a.kind, "short": True},
+    ]
     fields += [{"title": k, "value": str(v), "short": True} for k, v in a.details.items() if v is not None]
-    return {"text": a.message,
-            "attachments": [{"color": color, "fallback": a.message, "fields": fields,
-                             "footer": "regkeeper", "ts": int(a.at.timestamp())}]}
+    return {
+        "text": a.message,
+        "attachments": [
+            {
+                "color": color,
+                "fallback": a.message,
+                "fields": fields,
+                "footer": "regkeeper",
+                "ts": int(a.at.timestamp()),
+            }
+        ],
+    }
 
 
 def alertmanager_payload(a: ReadOnlyAlert, firing_ttl: timedelta = timedelta(hours=24)) -> list[dict]:
@@ -64,30 +79,47 @@ def alertmanager_payload(a: ReadOnlyAlert, firing_ttl: timedelta = timedelta(hou
     now = _iso(a.at)
     ann = {"summary": a.message, **{k: str(v) for k, v in a.details.items() if v is not None}}
     labels = {"registry": a.registry, "source": "regkeeper"}
-    main = {"labels": {"alertname": READONLY_ALERT, "severity": "critical", **labels},
-            "annotations": dict(ann)}
+    main = {
+        "labels": {"alertname": READONLY_ALERT, "severity": "critical", **labels},
+        "annotations": dict(ann),
+    }
     if a.firing:
         main.update(startsAt=now, endsAt=_iso(a.at + firing_ttl))
     else:
         main["endsAt"] = now
     out = [main]
     if a.kind == "recovered":
-        out.append({"labels": {"alertname": RECOVERED_ALERT, "severity": "warning", **labels},
-                    "annotations": dict(ann), "startsAt": now, "endsAt": _iso(a.at + timedelta(hours=1))})
+        out.append(
+            {
+                "labels": {"alertname": RECOVERED_ALERT, "severity": "warning", **labels},
+                "annotations": dict(ann),
+                "startsAt": now,
+                "endsAt": _iso(a.at + timedelta(hours=1)),
+            }
+        )
     return out
 
 
 def event_payload(a: ReadOnlyAlert) -> tuple[str, dict, dict]:
     """``(event name, resource, payload)`` for ``prefect.events.emit_event``."""
-    resource = {"prefect.resource.id": f"regkeeper.registry.{a.registry}",
-                "prefect.resource.name": a.registry, "regkeeper.registry": a.registry}
-    payload = {"registry": a.registry, "kind": a.kind, "message": a.message, "at": _iso(a.at),
-               **{k: v for k, v in a.details.items()}}
+    resource = {
+        "prefect.resource.id": f"regkeeper.registry.{a.registry}",
+        "prefect.resource.name": a.registry,
+        "regkeeper.registry": a.registry,
+    }
+    payload = {
+        "registry": a.registry,
+        "kind": a.kind,
+        "message": a.message,
+        "at": _iso(a.at),
+        **{k: v for k, v in a.details.items()},
+    }
     return a.event_name, resource, payload
 
 
-def notify_readonly(alert: ReadOnlyAlert, targets, *, timeout: float = 10, verify: bool | str = True,
-                    retries: int = 3) -> list[Delivery]:
+def notify_readonly(
+    alert: ReadOnlyAlert, targets, *, timeout: float = 10, verify: bool | str = True, retries: int = 3
+) -> list[Delivery]:
     """Send ``alert`` to every notify target (``config.NotifyConfig`` objects or ``(url, fmt)``
     pairs). Never raises: each target's outcome is a Delivery."""
     out: list[Delivery] = []

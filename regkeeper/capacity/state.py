@@ -44,9 +44,9 @@ class CapacityState:
     registry: str
     level: str = "ok"
     ratio: float | None = None
-    since: str | None = None              # ISO time the current level was entered
-    updated: str | None = None            # ISO time of the last evaluation
-    last_alert_level: str | None = None   # warn | critical | resolved
+    since: str | None = None  # ISO time the current level was entered
+    updated: str | None = None  # ISO time of the last evaluation
+    last_alert_level: str | None = None  # warn | critical | resolved
     last_alert_at: str | None = None
 
     def to_json(self) -> str:
@@ -58,17 +58,29 @@ class CapacityState:
         if level not in _RANK:
             level = "ok"
         ratio = d.get("ratio")
-        return cls(registry=registry, level=level,
-                   ratio=float(ratio) if isinstance(ratio, (int, float)) else None,
-                   since=d.get("since"), updated=d.get("updated"),
-                   last_alert_level=d.get("last_alert_level"), last_alert_at=d.get("last_alert_at"))
+        return cls(
+            registry=registry,
+            level=level,
+            ratio=float(ratio) if isinstance(ratio, (int, float)) else None,
+            since=d.get("since"),
+            updated=d.get("updated"),
+            last_alert_level=d.get("last_alert_level"),
+            last_alert_at=d.get("last_alert_at"),
+        )
 
 
-
-def evaluate(ratio: float | None, thresholds: Thresholds, previous_state: CapacityState | None, *,
-             registry: str | None = None, used_bytes: int | None = None, capacity_bytes: int | None = None,
-             days_to_full: float | None = None, now: datetime | None = None,
-             reassert_after: timedelta | None = None) -> tuple[CapacityState, Alert | None]:
+def evaluate(
+    ratio: float | None,
+    thresholds: Thresholds,
+    previous_state: CapacityState | None,
+    *,
+    registry: str | None = None,
+    used_bytes: int | None = None,
+    capacity_bytes: int | None = None,
+    days_to_full: float | None = None,
+    now: datetime | None = None,
+    reassert_after: timedelta | None = None,
+) -> tuple[CapacityState, Alert | None]:
     """Advance the state machine by one measurement. Returns the new state (not saved) and the
     alert to send, or None. ``ratio=None`` (no capacity known) changes nothing and alerts nothing."""
     now = now or datetime.now(UTC)
@@ -95,9 +107,20 @@ def evaluate(ratio: float | None, thresholds: Thresholds, previous_state: Capaci
             alert_level, repeat = new, True
     if alert_level is None:
         return state, None
-    alert = Alert(registry=prev.registry, level=alert_level, previous_level=old, ratio=float(ratio),
-                  used_bytes=used_bytes, capacity_bytes=capacity_bytes, days_to_full=days_to_full,
-                  message="", at=now, warn=thresholds.warn, critical=thresholds.critical, repeat=repeat)
+    alert = Alert(
+        registry=prev.registry,
+        level=alert_level,
+        previous_level=old,
+        ratio=float(ratio),
+        used_bytes=used_bytes,
+        capacity_bytes=capacity_bytes,
+        days_to_full=days_to_full,
+        message="",
+        at=now,
+        warn=thresholds.warn,
+        critical=thresholds.critical,
+        repeat=repeat,
+    )
     alert = replace(alert, message=alert_message(alert))
     state.last_alert_level = alert_level
     state.last_alert_at = _iso(now)

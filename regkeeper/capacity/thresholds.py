@@ -42,5 +42,5 @@ def next_level(ratio: float, t: Thresholds, previous: str) -> str:
     up = classify(ratio, t)
     if _RANK[up] >= _RANK[previous]:
         return up
-    sticky = classify(round(ratio + t.hysteresis, 9), t)   # the level inside the hysteresis band
+    sticky = classify(round(ratio + t.hysteresis, 9), t)  # the level inside the hysteresis band
     return LEVELS[max(_RANK[up], min(_RANK[previous], _RANK[sticky]))]

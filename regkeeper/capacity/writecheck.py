@@ -25,13 +25,13 @@ from .timestamps import _iso, _parse_iso
 
 log = logging.getLogger(__name__)
 
-REASSERT = timedelta(hours=12)      # below Alertmanager's 24h firing ttl: a firing alert stays
+REASSERT = timedelta(hours=12)  # below Alertmanager's 24h firing ttl: a firing alert stays
 
 
 @dataclass(frozen=True)
 class WriteCheck:
     registry: str
-    refuses_writes: bool | None     # None: unknown (no permission to push, unreachable ...)
+    refuses_writes: bool | None  # None: unknown (no permission to push, unreachable ...)
     detail: str
     status: int | None = None
 
@@ -49,8 +49,13 @@ def check_writes(client, repository: str) -> WriteCheck:
     except ReadOnlyError:
         return WriteCheck(client.name, True, f"POST {path}: HTTP 405: the registry refuses writes", 405)
     except AuthError as e:
-        return WriteCheck(client.name, None, f"write check not permitted ({e}): read-only state "
-                          "unknown; give push credentials or set capacity.writeCheck: false", e.status)
+        return WriteCheck(
+            client.name,
+            None,
+            f"write check not permitted ({e}): read-only state "
+            "unknown; give push credentials or set capacity.writeCheck: false",
+            e.status,
+        )
     except RegistryError as e:
         if e.status == 503 and _says_read_only(str(e)):
             return WriteCheck(client.name, True, f"POST {path}: HTTP 503: {e.message}", 503)
@@ -58,7 +63,7 @@ def check_writes(client, repository: str) -> WriteCheck:
     if location:
         try:
             client.cancel_upload(repository, location)
-        except RegistryError as e:   # the registry's upload purging removes it later
+        except RegistryError as e:  # the registry's upload purging removes it later
             log.info("registry %s: write check upload not cancelled: %s", client.name, e)
     return WriteCheck(client.name, False, "writes accepted (a blob upload was started and cancelled)", 202)
 
@@ -66,7 +71,7 @@ def check_writes(client, repository: str) -> WriteCheck:
 @dataclass
 class ReadOnlyState:
     registry: str
-    read_only: bool = False          # reported (alerted) as read-only
+    read_only: bool = False  # reported (alerted) as read-only
     since: str | None = None
     alerted_at: str | None = None
 
@@ -93,9 +98,15 @@ class ReadOnlyStore:
         atomic_write(self.path(st.registry), json.dumps(asdict(st), indent=1) + "\n", fsync=True)
 
 
-def evaluate_writes(check: WriteCheck, prev: ReadOnlyState, *, owned_by: str | None = None,
-                    stale: str | None = None, now: datetime | None = None,
-                    reassert: timedelta = REASSERT) -> tuple[ReadOnlyState, ReadOnlyAlert | None]:
+def evaluate_writes(
+    check: WriteCheck,
+    prev: ReadOnlyState,
+    *,
+    owned_by: str | None = None,
+    stale: str | None = None,
+    now: datetime | None = None,
+    reassert: timedelta = REASSERT,
+) -> tuple[ReadOnlyState, ReadOnlyAlert | None]:
     """The new state and the alert to send (None: nothing to say). ``owned_by``: a live
     regkeeper window explains the read-only state (no alert); ``stale``: a window left by a run
     that is gone (said in the alert)."""
@@ -109,14 +120,20 @@ def evaluate_writes(check: WriteCheck, prev: ReadOnlyState, *, owned_by: str | N
             return prev, None
         since = prev.since if prev.read_only and prev.since else _iso(now)
         why = f"; {stale}" if stale else "; no regkeeper run holds a read-only window on it"
-        msg = (f"[READ-ONLY] registry {r} refuses writes since {since} ({check.detail}): every push "
-               f"fails{why}. Switch it back to read-write (storage.maintenance.readonly).")
-        return (ReadOnlyState(r, True, since, _iso(now)),
-                ReadOnlyAlert(r, "read-only", msg, now, {"since": since, "detail": check.detail}))
+        msg = (
+            f"[READ-ONLY] registry {r} refuses writes since {since} ({check.detail}): every push "
+            f"fails{why}. Switch it back to read-write (storage.maintenance.readonly)."
+        )
+        return (
+            ReadOnlyState(r, True, since, _iso(now)),
+            ReadOnlyAlert(r, "read-only", msg, now, {"since": since, "detail": check.detail}),
+        )
     if prev.read_only:
         msg = f"[RESOLVED] registry {r} takes writes again (read-only since {prev.since})"
-        return (replace(prev, read_only=False, since=None, alerted_at=_iso(now)),
-                ReadOnlyAlert(r, "writable", msg, now, {"since": prev.since}))
+        return (
+            replace(prev, read_only=False, since=None, alerted_at=_iso(now)),
+            ReadOnlyAlert(r, "writable", msg, now, {"since": prev.since}),
+        )
     return prev, None
 
 
@@ -124,9 +141,10 @@ def evaluate_writes(check: WriteCheck, prev: ReadOnlyState, *, owned_by: str | N
 class ReadOnlyCheck:
     """One registry, one run: the write check, what explains a refusal, the new state and the
     alert to send (sending and saving is the caller's: state saved once delivered)."""
+
     check: WriteCheck
-    owned_by: str | None            # a live regkeeper window: "read-only for garbage-collect by ..."
-    stale: str | None               # a window whose owner is gone (recovery closes it)
+    owned_by: str | None  # a live regkeeper window: "read-only for garbage-collect by ..."
+    stale: str | None  # a window whose owner is gone (recovery closes it)
     state: ReadOnlyState
     alert: ReadOnlyAlert | None
 
@@ -135,10 +153,12 @@ class ReadOnlyCheck:
         return bool(self.check.refuses_writes) and not self.owned_by
 
 
-def read_only_check(client, repository: str, *, registry: str, state_root, store: ReadOnlyStore,
-                    now: datetime | None = None) -> ReadOnlyCheck:
+def read_only_check(
+    client, repository: str, *, registry: str, state_root, store: ReadOnlyStore, now: datetime | None = None
+) -> ReadOnlyCheck:
     """Check writes, then judge a refusal against regkeeper's own read-only window (if any)."""
     from ..runstate import window_status
+
     check = check_writes(client, repository)
     owned = stale = None
     if check.refuses_writes:
@@ -146,7 +166,6 @@ def read_only_check(client, repository: str, *, registry: str, state_root, store
         if st is not None and st.live:
             owned = st.describe()
         elif st is not None:
-            stale = (f"a read-only window of {st.window.describe()} is open but its owner is gone "
-                     f"({st.why})")
+            stale = f"a read-only window of {st.window.describe()} is open but its owner is gone ({st.why})"
     state, alert = evaluate_writes(check, store.load(registry), owned_by=owned, stale=stale, now=now)
     return ReadOnlyCheck(check, owned, stale, state, alert)

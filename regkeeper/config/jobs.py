@@ -25,8 +25,11 @@ class TierConfig(_Model):
 
     @model_validator(mode="after")
     def _one_policy(self):
-        kinds = [self.keep is not None, self.keep_last is not None or self.keep_days is not None,
-                 self.ttl is not None]
+        kinds = [
+            self.keep is not None,
+            self.keep_last is not None or self.keep_days is not None,
+            self.ttl is not None,
+        ]
         if sum(kinds) != 1:
             raise ValueError("a tier needs exactly one policy: keep: forever, keepLast/keepDays, or ttl")
         if self.delete_repository and self.ttl is None:
@@ -129,7 +132,7 @@ class KubernetesConfig(_Model):
     contexts: list[str] = Field(default_factory=list)
     fail_closed: bool = Field(True, alias="failClosed")
     registry_aliases: dict[str, list[str]] = Field(default_factory=dict, alias="registryAliases")
-    snapshot: str | None = None      # a recorded snapshot file instead of a live cluster (demo)
+    snapshot: str | None = None  # a recorded snapshot file instead of a live cluster (demo)
     timeout: Duration = timedelta(seconds=30)
 
     @field_validator("kubeconfig", "snapshot")

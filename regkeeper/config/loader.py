@@ -75,6 +75,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 def _unwrap_model(ann):
     import typing
+
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for a in typing.get_args(ann):
@@ -170,8 +171,11 @@ def _attach_secret_keys(cfg: Config, source: str) -> None:
     for i, r in enumerate(cfg.mirror_repositories):
         _name_secrets(r, f"{source}: mirrorRepositories[{i}]", s3_keys)
         if r.auth:
-            _name_secrets(r.auth, f"{source}: mirrorRepositories[{i}].auth",
-                          tuple((a, a) for a in ("username", "password", "token")))
+            _name_secrets(
+                r.auth,
+                f"{source}: mirrorRepositories[{i}].auth",
+                tuple((a, a) for a in ("username", "password", "token")),
+            )
     if cfg.capacity:
         for i, n in enumerate(cfg.capacity.notify):
             n.webhook.key = f"{source}: capacity.notify[{i}].webhook"

@@ -25,6 +25,7 @@ class ReclaimConfig(_Model):
       acknowledgement that allows it; set it only when nothing can push, e.g. a demo, or a
       registry whose clients are stopped for the run.
     - ``readOnly`` without ``readWrite``: a read-only window that can never close."""
+
     mode: Literal["none", "command", "kubernetes-job"] = "none"
     read_only: list[str] | None = Field(None, alias="readOnly")
     garbage_collect: list[str] | None = Field(None, alias="garbageCollect")
@@ -45,10 +46,13 @@ class ReclaimConfig(_Model):
                 f"readOnly: required with mode {self.mode!r}: without it garbageCollect runs on a live, "
                 "writable registry and a push landing meanwhile can lose blobs (garbage-collect must "
                 "run read-only). Give readOnly and readWrite commands, or set liveGarbageCollect: true "
-                "only when nothing can push (e.g. a demo, or a registry whose clients are stopped)")
+                "only when nothing can push (e.g. a demo, or a registry whose clients are stopped)"
+            )
         if self.mode != "none" and self.read_only and not self.read_write:
-            raise ValueError("readWrite: required when readOnly is given: without it the registry "
-                             "stays read-only after garbage-collect (a window that never closes)")
+            raise ValueError(
+                "readWrite: required when readOnly is given: without it the registry "
+                "stays read-only after garbage-collect (a window that never closes)"
+            )
         return self
 
 

@@ -22,6 +22,7 @@ class AuthConfig(_Model):
 
     The bearer-token flow (WWW-Authenticate: Bearer realm=...) is negotiated automatically and
     uses username/password when given, anonymous otherwise."""
+
     username: SecretStr | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
@@ -36,7 +37,7 @@ class AuthConfig(_Model):
 class TLSConfig(_Model):
     verify: bool = True
     ca_file: str | None = Field(None, alias="caFile")
-    insecure: bool = False      # skip verification (logged as a warning)
+    insecure: bool = False  # skip verification (logged as a warning)
     cert_file: str | None = Field(None, alias="certFile")
     key_file: str | None = Field(None, alias="keyFile")
 
@@ -49,10 +50,11 @@ class TLSConfig(_Model):
 class StorageConfig(_Model):
     """Where the registry keeps its data, when regkeeper can read it: enables push times from
     the storage (tag link mtimes / S3 LastModified) and physical capacity measurement."""
+
     type: Literal["directory", "filesystem", "s3"] = "directory"
-    path: str | None = None                    # directory: the registry's rootdirectory
-    bucket: str | None = None                  # s3: defaults to the registry's bucket
-    root_directory: str = Field("", alias="rootDirectory")   # s3: the driver's rootdirectory
+    path: str | None = None  # directory: the registry's rootdirectory
+    bucket: str | None = None  # s3: defaults to the registry's bucket
+    root_directory: str = Field("", alias="rootDirectory")  # s3: the driver's rootdirectory
 
     @model_validator(mode="after")
     def _check(self):
@@ -65,7 +67,6 @@ class StorageConfig(_Model):
 
 class ProxyCacheConfig(_Model):
     storage: str | None = None
-
 
 
 class RegistryConfig(_Model):
@@ -88,7 +89,7 @@ class RegistryConfig(_Model):
     # operations
     reclaim: Annotated[ReclaimConfig, BeforeValidator(_reclaim)] = Field(default_factory=ReclaimConfig)
     concurrency: int = Field(8, ge=1, le=128)
-    timeout: Duration = timedelta(seconds=30)       # read timeout per call
+    timeout: Duration = timedelta(seconds=30)  # read timeout per call
     connect_timeout: Duration = Field(timedelta(seconds=5), alias="connectTimeout")
     retries: int = Field(5, ge=0, le=20)
     hosts: list[str] = Field(default_factory=list)  # other names the registry is reached under
@@ -101,8 +102,10 @@ class RegistryConfig(_Model):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an http(s) URL like https://registry.local:5000, got {v!r}")
         if "@" in v.split("//", 1)[1].split("/", 1)[0]:
-            raise ValueError("must not carry credentials (user:password@): use auth with env: or "
-                             "prefect-secret: references")
+            raise ValueError(
+                "must not carry credentials (user:password@): use auth with env: or "
+                "prefect-secret: references"
+            )
         return v.rstrip("/")
 
     @model_validator(mode="after")
@@ -111,8 +114,10 @@ class RegistryConfig(_Model):
             if self.type == "proxy" and self.upstream:
                 pass  # a pull-through cache known only by its upstream: nothing to act on
             else:
-                raise ValueError("url: required key is missing (the registry's HTTP API address, "
-                                 "e.g. https://registry.local:5000)")
+                raise ValueError(
+                    "url: required key is missing (the registry's HTTP API address, "
+                    "e.g. https://registry.local:5000)"
+                )
         if self.type == "s3":
             missing = [k for k, v in (("endpoint", self.endpoint), ("bucket", self.bucket)) if not v]
             if missing:
@@ -132,6 +137,7 @@ class RegistryConfig(_Model):
     def host(self) -> str:
         """host[:port] of the API URL, as image references name it."""
         from urllib.parse import urlsplit
+
         return urlsplit(self.url).netloc if self.url else ""
 
     @property

@@ -89,8 +89,9 @@ class Config(_Model):
                 return r
         close = difflib.get_close_matches(name, [r.name for r in self.mirror_repositories], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{self.source or 'config'}: no registry named {name!r} "
-                          f"in mirrorRepositories{hint}")
+        raise ConfigError(
+            f"{self.source or 'config'}: no registry named {name!r} in mirrorRepositories{hint}"
+        )
 
     def registry_hosts(self, name: str) -> set[str]:
         """Every host name a registry is reached under (URL host, hosts, kubernetes aliases)."""

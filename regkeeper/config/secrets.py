@@ -78,8 +78,10 @@ class Secret:
         fn = _SECRET_RESOLVERS.get(scheme)
         where = f"{self.key}: " if self.key else ""
         if fn is None:
-            raise SecretError(f"{where}cannot resolve {scheme}:{name}: no resolver for '{scheme}' "
-                              "(prefect-secret references resolve inside Prefect flows)")
+            raise SecretError(
+                f"{where}cannot resolve {scheme}:{name}: no resolver for '{scheme}' "
+                "(prefect-secret references resolve inside Prefect flows)"
+            )
         try:
             self._value = fn(name)
         except SecretError as e:

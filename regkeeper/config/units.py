@@ -8,11 +8,28 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5,
-    "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
-    "ti": 1024**4, "tib": 1024**4, "pi": 1024**5, "pib": 1024**5,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "p": 1000**5,
+    "pb": 1000**5,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+    "pi": 1024**5,
+    "pib": 1024**5,
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
@@ -29,8 +46,10 @@ def parse_size(value: Any) -> int:
         return int(value)
     m = _SIZE_RE.match(str(value))
     if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(f"invalid size {value!r}: use a number with an optional unit "
-                         "(B, K, M, G, T, KB..TB, Ki, Mi, Gi, Ti), e.g. 500Gi")
+        raise ValueError(
+            f"invalid size {value!r}: use a number with an optional unit "
+            "(B, K, M, G, T, KB..TB, Ki, Mi, Gi, Ti), e.g. 500Gi"
+        )
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 

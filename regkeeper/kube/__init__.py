@@ -31,8 +31,21 @@ from .snapshot import KubeSnapshotError, load_snapshot
 from .workloads import RESOURCES, MalformedObjectError, extract_images
 
 __all__ = [
-    "ImageRef", "parse_image_ref", "normalize_host", "registry_hosts",
-    "InUseSource", "ContextError", "InvalidRef", "InUseScan", "RegistryUsage",
-    "KubeReadError", "KubeSnapshotError", "MalformedObjectError", "RESOURCES",
-    "read_in_use", "load_snapshot", "scan_from_config", "extract_images",
+    "ImageRef",
+    "parse_image_ref",
+    "normalize_host",
+    "registry_hosts",
+    "InUseSource",
+    "ContextError",
+    "InvalidRef",
+    "InUseScan",
+    "RegistryUsage",
+    "KubeReadError",
+    "KubeSnapshotError",
+    "MalformedObjectError",
+    "RESOURCES",
+    "read_in_use",
+    "load_snapshot",
+    "scan_from_config",
+    "extract_images",
 ]

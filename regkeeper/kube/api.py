@@ -37,8 +37,9 @@ class _Pager:
     """The pages of one list call, each fetched and parsed (retried as one), read into the
     collector and freed with the GC paused."""
 
-    def __init__(self, api_client, res: _Resource, page_size: int, timeout, policy: RetryPolicy,
-                 context: str = ""):
+    def __init__(
+        self, api_client, res: _Resource, page_size: int, timeout, policy: RetryPolicy, context: str = ""
+    ):
         from kubernetes import client as kclient
 
         self.method = getattr(getattr(kclient, res.api)(api_client), res.method)
@@ -48,7 +49,7 @@ class _Pager:
         self.timeout = timeout
         self.policy = policy
         self.describe = f"kubernetes context {context!r}: GET {res.path} ({self.server})"
-        self.cont: str | None = None     # the continue token of the request in flight
+        self.cont: str | None = None  # the continue token of the request in flight
 
     def read_all(self, col: _Collector) -> None:
         self.cont = None
@@ -58,8 +59,12 @@ class _Pager:
             if not self.cont:
                 return
             if self.cont in seen_tokens:
-                raise _ListFailed(f"API server repeated a continue token listing {self.res.display} "
-                                  f"(GET {self.res.path}) from {self.server}", None, False)
+                raise _ListFailed(
+                    f"API server repeated a continue token listing {self.res.display} "
+                    f"(GET {self.res.path}) from {self.server}",
+                    None,
+                    False,
+                )
             seen_tokens.add(self.cont)
 
     def _fetch(self, kwargs: dict) -> dict:
@@ -82,7 +87,7 @@ class _Pager:
             kwargs["limit"] = self.page_size
         if self.cont:
             kwargs["_continue"] = self.cont
-        with _gc_paused():   # parse, extract, and free the page before the GC sees it
+        with _gc_paused():  # parse, extract, and free the page before the GC sees it
             doc = run_with_retries(lambda: self._fetch(kwargs), self.policy, self.describe, logger=log)
             items = doc.get("items") or ()
             if not isinstance(items, (list, tuple)):
@@ -94,8 +99,9 @@ class _Pager:
         return cont
 
 
-def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, timeout,
-                   policy: RetryPolicy) -> _Collector:
+def _list_resource(
+    api_client, res: _Resource, context: str, *, page_size: int, timeout, policy: RetryPolicy
+) -> _Collector:
     """List one resource across all namespaces, page by page, into a collector."""
     from kubernetes.client.exceptions import ApiException
 
@@ -105,14 +111,15 @@ def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, 
         col = _Collector(context)
         try:
             pager.read_all(col)
-            if col.malformed:   # an object we cannot read: we cannot know what it uses
+            if col.malformed:  # an object we cannot read: we cannot know what it uses
                 raise _ListFailed(col.malformed_reason(), None, False, partial=col)
             return col
         except ApiException as e:
             if e.status == 410 and pager.cont and not restarted:
                 # continue token expired mid-list: start this list again once, from scratch
-                log.info("context %r: continue token for %s expired; restarting the list",
-                         context, res.display)
+                log.info(
+                    "context %r: continue token for %s expired; restarting the list", context, res.display
+                )
                 restarted = True
                 continue
             raise _ListFailed(*_describe(e, res, pager.server, timeout)) from None
@@ -122,9 +129,16 @@ def _list_resource(api_client, res: _Resource, context: str, *, page_size: int, 
             raise _ListFailed(*_describe(e, res, pager.server, timeout)) from None
 
 
-def read_in_use(kubeconfig: str | None = None, contexts: list[str] | None = None, *,
-                request_timeout: float | tuple[float, float] = 30, page_size: int = 500,
-                retries: int = 3, backoff: float = 0.5, max_workers: int = 4) -> InUseScan:
+def read_in_use(
+    kubeconfig: str | None = None,
+    contexts: list[str] | None = None,
+    *,
+    request_timeout: float | tuple[float, float] = 30,
+    page_size: int = 500,
+    retries: int = 3,
+    backoff: float = 0.5,
+    max_workers: int = 4,
+) -> InUseScan:
     """Read every image reference from the given kubeconfig contexts (all namespaces).
 
     ``kubeconfig`` None: ``KUBECONFIG``, then ``~/.kube/config``, then the in-cluster service
@@ -142,8 +156,9 @@ def read_in_use(kubeconfig: str | None = None, contexts: list[str] | None = None
     clients = _open_clients(targets, ctx_errors)
     policy = RetryPolicy.from_retries(retries, backoff)
     try:
-        results = _list_everything(clients, page_size=page_size, timeout=timeout, policy=policy,
-                                   max_workers=max_workers)
+        results = _list_everything(
+            clients, page_size=page_size, timeout=timeout, policy=policy, max_workers=max_workers
+        )
     finally:
         for c in clients.values():
             _close_client(c)
@@ -172,13 +187,15 @@ def _open_clients(targets, ctx_errors: dict[str, list[ContextError]]) -> dict[st
             clients[t.context] = t.make_client()
         except Exception as e:  # noqa: BLE001 - kubeconfig problems: bad user, missing cert file, exec plugin
             msg = scrub(" ".join(str(e).split()))[:300]
-            ctx_errors[t.context].append(ContextError(t.context, f"cannot load kubeconfig context: "
-                                                                 f"{type(e).__name__}: {msg}"))
+            ctx_errors[t.context].append(
+                ContextError(t.context, f"cannot load kubeconfig context: {type(e).__name__}: {msg}")
+            )
     return clients
 
 
-def _list_everything(clients: dict[str, object], *, page_size: int, timeout, policy: RetryPolicy,
-                     max_workers: int) -> dict[tuple[str, str], "_Collector | _ListFailed"]:
+def _list_everything(
+    clients: dict[str, object], *, page_size: int, timeout, policy: RetryPolicy, max_workers: int
+) -> dict[tuple[str, str], "_Collector | _ListFailed"]:
     """Every (context, resource) list, in a bounded thread pool: a collector or the failure."""
     jobs = [(ctx, res) for ctx in clients for res in RESOURCES]
     results: dict[tuple[str, str], _Collector | _ListFailed] = {}
@@ -186,21 +203,22 @@ def _list_everything(clients: dict[str, object], *, page_size: int, timeout, pol
     def run(job):
         ctx, res = job
         try:
-            return _list_resource(clients[ctx], res, ctx, page_size=page_size, timeout=timeout,
-                                  policy=policy)
+            return _list_resource(clients[ctx], res, ctx, page_size=page_size, timeout=timeout, policy=policy)
         except _ListFailed as e:
             return e
 
     if jobs:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(jobs))),
-                                thread_name_prefix="rk-kube") as ex:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(max_workers, len(jobs))), thread_name_prefix="rk-kube"
+        ) as ex:
             for job, out in zip(jobs, ex.map(run, jobs), strict=True):
                 results[(job[0], job[1].plural)] = out
     return results
 
 
-def _merge_context(scan: InUseScan, ctx: str, clients: dict[str, object], results,
-                   ctx_errors: dict[str, list[ContextError]]) -> None:
+def _merge_context(
+    scan: InUseScan, ctx: str, clients: dict[str, object], results, ctx_errors: dict[str, list[ContextError]]
+) -> None:
     """Add one context's lists to the scan: its references, counts and errors; read only if none failed."""
     if ctx in clients:
         _merge_lists(scan, ctx, results, ctx_errors[ctx])
@@ -210,8 +228,9 @@ def _merge_context(scan: InUseScan, ctx: str, clients: dict[str, object], result
         scan.errors.extend(ctx_errors[ctx])
     elif ctx in clients:
         scan.contexts_read.append(ctx)
-        log.info("kubernetes context %r: %s", ctx,
-                 ", ".join(f"{n} {r}" for r, n in scan.objects[ctx].items()))
+        log.info(
+            "kubernetes context %r: %s", ctx, ", ".join(f"{n} {r}" for r, n in scan.objects[ctx].items())
+        )
 
 
 def _merge_lists(scan: InUseScan, ctx: str, results, errors: list[ContextError]) -> None:
@@ -220,9 +239,9 @@ def _merge_lists(scan: InUseScan, ctx: str, results, errors: list[ContextError])
     for res in RESOURCES:
         out = results[(ctx, res.plural)]
         if isinstance(out, _ListFailed):
-            if out.context_wide:   # unreachable server, TLS, rejected credentials
+            if out.context_wide:  # unreachable server, TLS, rejected credentials
                 if out.reason in seen_conn:
-                    continue   # the same unreachable server for every resource: say it once
+                    continue  # the same unreachable server for every resource: say it once
                 seen_conn.add(out.reason)
                 errors.append(ContextError(ctx, out.reason, None, out.status))
             else:

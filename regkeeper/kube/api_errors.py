@@ -52,9 +52,13 @@ def _describe(exc: BaseException, res: _Resource, server: str, timeout) -> tuple
                 except Exception:  # noqa: BLE001 - not a Status object
                     msg = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
             msg = scrub(" ".join(msg.split()))[:300]
-            if exc.status == 401:   # the credentials are rejected: true of every resource, say it once
-                return (f"HTTP 401 Unauthorized from API server {server}: the kubeconfig credentials were "
-                        f"rejected (expired or wrong token/certificate)", 401, True)
+            if exc.status == 401:  # the credentials are rejected: true of every resource, say it once
+                return (
+                    f"HTTP 401 Unauthorized from API server {server}: the kubeconfig credentials were "
+                    f"rejected (expired or wrong token/certificate)",
+                    401,
+                    True,
+                )
             reason = f"HTTP {exc.status} {exc.reason or ''}".rstrip() + f" {what} from {server}"
             if msg:
                 reason += f": {msg}"
@@ -79,6 +83,6 @@ def _describe(exc: BaseException, res: _Resource, server: str, timeout) -> tuple
         return f"connection dropped by API server {server} while {what}", None, False
     if isinstance(inner, ue.ResponseError):
         return f"gave up after retries {what} from {server}: {scrub(str(inner))[:200]}", None, False
-    if isinstance(exc, ValueError):   # json / orjson decode errors, non-object responses
+    if isinstance(exc, ValueError):  # json / orjson decode errors, non-object responses
         return f"invalid response {what} from {server}: {scrub(str(exc))[:200]}", None, False
     return f"{type(exc).__name__} {what} from {server}: {scrub(str(exc))[:300]}", None, False

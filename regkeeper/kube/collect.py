@@ -20,7 +20,7 @@ from .workloads import (
     json_type,
 )
 
-_SHOWN_MALFORMED = 3   # problems spelled out in one reason; the rest are counted
+_SHOWN_MALFORMED = 3  # problems spelled out in one reason; the rest are counted
 
 
 class _Collector:
@@ -34,7 +34,7 @@ class _Collector:
         self.invalid: list[InvalidRef] = []
         self.count = 0
         self.image_ids_skipped = 0
-        self.malformed: list[str] = []   # "Deployment team-a/web: spec.template is a list, expected ..."
+        self.malformed: list[str] = []  # "Deployment team-a/web: spec.template is a list, expected ..."
 
     def add_object(self, kind: str, obj: Mapping, index: int | None = None, origin: str = "") -> None:
         """Read one object. ``index``: its position in the list (names an object without a
@@ -66,8 +66,10 @@ class _Collector:
         ns = _as_string(meta.get("namespace"), "metadata.namespace")
         name = _as_string(meta.get("name"), "metadata.name")
         ctx = self.context
-        return [(value, InUseSource(ctx, ns, kind, name, container, fld))
-                for value, container, fld in extract_images(kind, obj)]
+        return [
+            (value, InUseSource(ctx, ns, kind, name, container, fld))
+            for value, container, fld in extract_images(kind, obj)
+        ]
 
     def malformed_reason(self) -> str:
         """The malformed objects in one line: the first few, and how many more."""

@@ -14,8 +14,10 @@ try:  # orjson comes with prefect; parsing 10k pods is ~2x faster with it
     def _loads(data):
         return _orjson.loads(data)
 except ImportError:  # pragma: no cover - exercised only without orjson
+
     def _loads(data):
         return json.loads(data)
+
 
 _GC_LOCK = threading.Lock()
 _GC_DEPTH = 0

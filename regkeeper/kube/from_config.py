@@ -20,6 +20,8 @@ def scan_from_config(kcfg) -> InUseScan:
         try:
             return load_snapshot(kcfg.snapshot)
         except KubeSnapshotError as e:
-            return InUseScan(errors=[ContextError(f"snapshot:{Path(kcfg.snapshot).name}", str(e))],
-                             source=f"snapshot:{kcfg.snapshot}")
+            return InUseScan(
+                errors=[ContextError(f"snapshot:{Path(kcfg.snapshot).name}", str(e))],
+                source=f"snapshot:{kcfg.snapshot}",
+            )
     return read_in_use(kcfg.kubeconfig, list(kcfg.contexts or []) or None, request_timeout=timeout)

@@ -33,12 +33,20 @@ class InUseSource:
     field: str
 
     def __str__(self) -> str:
-        return (f"{self.context}:{self.namespace}/{self.kind}/{self.name} container {self.container!r} "
-                f"({self.field})")
+        return (
+            f"{self.context}:{self.namespace}/{self.kind}/{self.name} container {self.container!r} "
+            f"({self.field})"
+        )
 
     def to_dict(self) -> dict:
-        return {"context": self.context, "namespace": self.namespace, "kind": self.kind,
-                "name": self.name, "container": self.container, "field": self.field}
+        return {
+            "context": self.context,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "name": self.name,
+            "container": self.container,
+            "field": self.field,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +55,19 @@ class ContextError:
 
     context: str
     reason: str
-    resource: str | None = None     # "pods", "deployments.apps", ... when one list call failed
-    status: int | None = None       # HTTP status when the API server answered
+    resource: str | None = None  # "pods", "deployments.apps", ... when one list call failed
+    status: int | None = None  # HTTP status when the API server answered
 
     def __str__(self) -> str:
         return f"context {self.context!r}: {self.reason}"
 
     def to_dict(self) -> dict:
-        return {"context": self.context, "reason": self.reason, "resource": self.resource,
-                "status": self.status}
+        return {
+            "context": self.context,
+            "reason": self.reason,
+            "resource": self.resource,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +107,9 @@ class RegistryUsage:
     def digests_in_use(self, repo: str) -> dict[str, list[InUseSource]]:
         return {d: list(s) for d, s in self._digests.get(repo, {}).items()}
 
-    def is_protected(self, repo: str, tag: "str | Iterable[str] | None",
-                     digest: str | None) -> list[InUseSource]:
+    def is_protected(
+        self, repo: str, tag: "str | Iterable[str] | None", digest: str | None
+    ) -> list[InUseSource]:
         """Why ``repo`` at ``tag`` (current digest ``digest``) must be kept; empty when it need not.
 
         A digest in use protects every tag on it (and the untagged manifest); a tag in use
@@ -122,8 +135,10 @@ class RegistryUsage:
         return len(self.refs)
 
     def __repr__(self) -> str:
-        return (f"RegistryUsage(hosts={sorted(self.hosts)}, refs={len(self.refs)}, "
-                f"repositories={len(self.repositories())})")
+        return (
+            f"RegistryUsage(hosts={sorted(self.hosts)}, refs={len(self.refs)}, "
+            f"repositories={len(self.repositories())})"
+        )
 
 
 @dataclass
@@ -134,7 +149,7 @@ class InUseScan:
     errors: list[ContextError] = field(default_factory=list)
     contexts_read: list[str] = field(default_factory=list)
     invalid: list[InvalidRef] = field(default_factory=list)
-    objects: dict[str, dict[str, int]] = field(default_factory=dict)   # context -> resource -> count
+    objects: dict[str, dict[str, int]] = field(default_factory=dict)  # context -> resource -> count
     source: str = "kubernetes"
     duration_seconds: float = 0.0
 
@@ -170,16 +185,19 @@ class InUseScan:
     def raise_if_incomplete(self) -> None:
         """Raise :class:`KubeReadError` (a RefusedError) naming every failed context and why."""
         if self.errors:
-            raise KubeReadError(self.failure_message() + " (kubernetes.failClosed is on: nothing is deleted)",
-                                self.errors)
+            raise KubeReadError(
+                self.failure_message() + " (kubernetes.failClosed is on: nothing is deleted)", self.errors
+            )
 
     def summary(self) -> str:
         per = ", ".join(
             f"{ctx}: " + " ".join(f"{n} {r}" for r, n in counts.items())
             for ctx, counts in self.objects.items()
         )
-        s = (f"{len(self.refs)} image references ({len(self.images())} distinct) from "
-             f"{len(self.contexts_read)} context(s) in {self.duration_seconds:.2f}s")
+        s = (
+            f"{len(self.refs)} image references ({len(self.images())} distinct) from "
+            f"{len(self.contexts_read)} context(s) in {self.duration_seconds:.2f}s"
+        )
         if per:
             s += f" [{per}]"
         if self.errors:
@@ -205,20 +223,36 @@ class InUseScan:
     @classmethod
     def from_dict(cls, d: Mapping) -> "InUseScan":
         if d.get("format") != SCAN_FORMAT:
-            raise ValueError(f"not a regkeeper in-use scan (format {d.get('format')!r}, "
-                             f"expected {SCAN_FORMAT!r})")
+            raise ValueError(
+                f"not a regkeeper in-use scan (format {d.get('format')!r}, expected {SCAN_FORMAT!r})"
+            )
 
         def src(x):
-            return InUseSource(context=x["context"], namespace=x.get("namespace", ""), kind=x["kind"],
-                               name=x["name"], container=x.get("container", ""), field=x.get("field", ""))
+            return InUseSource(
+                context=x["context"],
+                namespace=x.get("namespace", ""),
+                kind=x["kind"],
+                name=x["name"],
+                container=x.get("container", ""),
+                field=x.get("field", ""),
+            )
 
         return cls(
             refs=[(parse_image_ref(x["ref"]), src(x)) for x in d.get("refs") or []],
-            errors=[ContextError(context=e["context"], reason=e["reason"], resource=e.get("resource"),
-                                 status=e.get("status")) for e in d.get("errors") or []],
+            errors=[
+                ContextError(
+                    context=e["context"],
+                    reason=e["reason"],
+                    resource=e.get("resource"),
+                    status=e.get("status"),
+                )
+                for e in d.get("errors") or []
+            ],
             contexts_read=list(d.get("contextsRead") or []),
-            invalid=[InvalidRef(value=x["value"], reason=x.get("reason", ""), source=src(x))
-                     for x in d.get("invalid") or []],
+            invalid=[
+                InvalidRef(value=x["value"], reason=x.get("reason", ""), source=src(x))
+                for x in d.get("invalid") or []
+            ],
             objects={k: dict(v) for k, v in (d.get("objects") or {}).items()},
             source=d.get("source", "kubernetes"),
             duration_seconds=float(d.get("durationSeconds") or 0.0),

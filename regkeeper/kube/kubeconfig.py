@@ -21,7 +21,7 @@ IN_CLUSTER = "in-cluster"
 @dataclass
 class _Target:
     context: str
-    make_client: Callable[[], object] | None   # returns kubernetes.client.ApiClient
+    make_client: Callable[[], object] | None  # returns kubernetes.client.ApiClient
     error: str | None = None
 
 
@@ -45,8 +45,10 @@ def _kubeconfig_paths(kubeconfig: str | None) -> tuple[list[str] | None, str]:
         return [home], "~/.kube/config"
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return None, "in-cluster service account"
-    raise ValueError("no kubeconfig: kubernetes.kubeconfig is not set, KUBECONFIG is not set, "
-                     "~/.kube/config does not exist, and this is not a pod (KUBERNETES_SERVICE_HOST unset)")
+    raise ValueError(
+        "no kubeconfig: kubernetes.kubeconfig is not set, KUBECONFIG is not set, "
+        "~/.kube/config does not exist, and this is not a pod (KUBERNETES_SERVICE_HOST unset)"
+    )
 
 
 def _kubeconfig_contexts(paths: list[str]) -> tuple[list[str], str | None]:
@@ -60,8 +62,9 @@ def _kubeconfig_contexts(paths: list[str]) -> tuple[list[str], str | None]:
             with open(p, encoding="utf-8") as f:
                 doc = yaml.safe_load(f) or {}
         except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"cannot read kubeconfig {p}: {type(e).__name__}: "
-                             f"{scrub(str(e))[:300]}") from None
+            raise ValueError(
+                f"cannot read kubeconfig {p}: {type(e).__name__}: {scrub(str(e))[:300]}"
+            ) from None
         if not isinstance(doc, dict):
             raise ValueError(f"kubeconfig {p} is not a mapping")
         for c in doc.get("contexts") or []:
@@ -73,23 +76,27 @@ def _kubeconfig_contexts(paths: list[str]) -> tuple[list[str], str | None]:
 
 
 def _resolve_targets(kubeconfig, contexts, make_configuration) -> list[_Target]:
-    wanted = list(dict.fromkeys(c for c in (contexts or []) if c))   # de-duplicated, in order
+    wanted = list(dict.fromkeys(c for c in (contexts or []) if c))  # de-duplicated, in order
     try:
         paths, how = _kubeconfig_paths(kubeconfig)
     except ValueError as e:
         return [_Target(c, None, str(e)) for c in (wanted or ["(current-context)"])]
 
     if paths is None:  # in-cluster
+
         def make_incluster():
             from kubernetes import client as kclient
             from kubernetes import config as kconfig
+
             cfg = make_configuration()
             kconfig.load_incluster_config(client_configuration=cfg)
             return kclient.ApiClient(configuration=cfg)
 
         if wanted and wanted != [IN_CLUSTER]:
-            why = (f"no kubeconfig to find context in (running in-cluster with the service account; "
-                   f"only context {IN_CLUSTER!r} is available)")
+            why = (
+                f"no kubeconfig to find context in (running in-cluster with the service account; "
+                f"only context {IN_CLUSTER!r} is available)"
+            )
             return [_Target(c, None, why) for c in wanted]
         return [_Target(IN_CLUSTER, make_incluster)]
 
@@ -100,23 +107,39 @@ def _resolve_targets(kubeconfig, contexts, make_configuration) -> list[_Target]:
         return [_Target(c, None, str(e)) for c in (wanted or ["(current-context)"])]
     if not wanted:
         if not current:
-            return [_Target("(current-context)", None,
-                            f"kubeconfig {joined} has no current-context; set kubernetes.contexts")]
+            return [
+                _Target(
+                    "(current-context)",
+                    None,
+                    f"kubeconfig {joined} has no current-context; set kubernetes.contexts",
+                )
+            ]
         wanted = [current]
 
     def maker(ctx):
         def make():
             from kubernetes import config as kconfig
-            return kconfig.new_client_from_config(config_file=joined, context=ctx, persist_config=False,
-                                                  client_configuration=make_configuration())
+
+            return kconfig.new_client_from_config(
+                config_file=joined,
+                context=ctx,
+                persist_config=False,
+                client_configuration=make_configuration(),
+            )
+
         return make
 
     out = []
     for c in wanted:
         if c not in names:
             avail = ", ".join(names) or "none"
-            out.append(_Target(c, None, f"context {c!r} not found in kubeconfig {joined} (from {how}; "
-                                        f"contexts there: {avail})"))
+            out.append(
+                _Target(
+                    c,
+                    None,
+                    f"context {c!r} not found in kubeconfig {joined} (from {how}; contexts there: {avail})",
+                )
+            )
         else:
             out.append(_Target(c, maker(c)))
     return out
@@ -125,6 +148,7 @@ def _resolve_targets(kubeconfig, contexts, make_configuration) -> list[_Target]:
 def _make_configuration_factory():
     """Configurations whose urllib3 pool retries nothing (``retries = False``: the first error
     is raised as it is); the caller retries whole list calls, body read included."""
+
     def make():
         from kubernetes import client as kclient
 
@@ -132,4 +156,5 @@ def _make_configuration_factory():
         cfg.retries = False
         cfg.debug = False
         return cfg
+
     return make

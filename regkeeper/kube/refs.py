@@ -58,8 +58,8 @@ class ImageRef:
         """The short form docker prints: ``nginx``, ``team/app``, ``registry.local:5000/app``."""
         if self.host == DEFAULT_HOST:
             repo = self.repository
-            if repo.startswith(OFFICIAL_PREFIX) and "/" not in repo[len(OFFICIAL_PREFIX):]:
-                repo = repo[len(OFFICIAL_PREFIX):]
+            if repo.startswith(OFFICIAL_PREFIX) and "/" not in repo[len(OFFICIAL_PREFIX) :]:
+                repo = repo[len(OFFICIAL_PREFIX) :]
             return repo
         return self.name
 
@@ -113,7 +113,7 @@ def _parse_cached(original: str) -> ImageRef:
 def _strip_runtime_prefix(s: str) -> str:
     for prefix in _RUNTIME_PREFIXES:
         if s.startswith(prefix):
-            return s[len(prefix):]
+            return s[len(prefix) :]
     return s
 
 
@@ -161,7 +161,7 @@ def _split_tag(s: str, original: str) -> tuple[str, str | None]:
     colon = s.rfind(":")
     if colon <= last_slash:
         return s, None
-    s, tag = s[:colon], s[colon + 1:]
+    s, tag = s[:colon], s[colon + 1 :]
     if not _TAG_RE.match(tag):
         raise _bad(original, f"tag {tag!r} is not valid (letters, digits, '_', '.', '-', at most 128)")
     return s, tag
@@ -176,7 +176,7 @@ def _split_domain(s: str, original: str) -> tuple[str, str]:
         # fold hosts to lower case, so that reading would not round-trip: reject it, as docker
         # did before (and as the kubelet of many clusters still does)
         return DEFAULT_HOST, s
-    host, remainder = first, s[slash + 1:]
+    host, remainder = first, s[slash + 1 :]
     if not _DOMAIN_RE.match(host):
         raise _bad(original, f"registry host {host!r} is not valid")
     host = host.lower()
@@ -230,5 +230,6 @@ def registry_hosts(url: str | None, aliases: Iterable[str] = ()) -> list[str]:
 def _is_image_id_only(value: str) -> bool:
     """``sha256:<hex>`` / ``docker://sha256:<hex>``: a local image ID, not a pullable reference."""
     v = _strip_runtime_prefix(value)
-    return ("/" not in v and "@" not in v and bool(_DIGEST_RE.match(v))
-            and v.split(":", 1)[0] in _DIGEST_HEX_LEN)
+    return (
+        "/" not in v and "@" not in v and bool(_DIGEST_RE.match(v)) and v.split(":", 1)[0] in _DIGEST_HEX_LEN
+    )

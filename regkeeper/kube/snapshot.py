@@ -33,10 +33,13 @@ def _read_docs(path: Path, substitutions: Mapping[str, str] | None) -> list:
         if path.suffix.lower() == ".json":
             return [json.loads(text)]
         import yaml
+
         return [d for d in yaml.safe_load_all(text) if d is not None]
     except Exception as e:  # noqa: BLE001 - json.JSONDecodeError, yaml.YAMLError
-        raise KubeSnapshotError(f"Kubernetes snapshot {path} is not valid {path.suffix.lstrip('.').upper()}: "
-                                f"{str(e).splitlines()[0][:200]}") from None
+        raise KubeSnapshotError(
+            f"Kubernetes snapshot {path} is not valid {path.suffix.lstrip('.').upper()}: "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
 
 
 class _Contexts:
@@ -49,8 +52,9 @@ class _Contexts:
     def add_doc(self, doc, path: Path, context: str, where: str = "") -> None:
         """One document: a *List, a kind: List, a single object, or {resource: List, ...}."""
         if not isinstance(doc, dict):
-            raise KubeSnapshotError(f"Kubernetes snapshot {path}{where}: expected an object, "
-                                    f"got {type(doc).__name__}")
+            raise KubeSnapshotError(
+                f"Kubernetes snapshot {path}{where}: expected an object, got {type(doc).__name__}"
+            )
         kind = doc.get("kind")
         self.cols.setdefault(context, _Collector(context))
         self.counts.setdefault(context, {})
@@ -76,16 +80,16 @@ class _Contexts:
     def _add_object(self, context: str, kind, obj, index: int | None, origin: str) -> None:
         col = self.cols[context]
         if not isinstance(obj, Mapping):
-            col.add_object(kind if isinstance(kind, str) else "List", obj, index, origin)   # malformed
+            col.add_object(kind if isinstance(kind, str) else "List", obj, index, origin)  # malformed
             return
-        if not isinstance(kind, str) or not kind:   # an item of a kind: List that does not say what it is
+        if not isinstance(kind, str) or not kind:  # an item of a kind: List that does not say what it is
             where = f"items[{index}]" if index is not None else "object"
             what = "missing" if kind in (None, "") else f"{json_type(kind)}, expected a string"
             col.malformed.append(f"{origin}{where}: kind is {what}")
             return
         res = _BY_KIND.get(kind)
         if res is None and not _has_pod_template(obj):
-            return   # Services, ConfigMaps...: no images
+            return  # Services, ConfigMaps...: no images
         col.add_object(kind, obj, index, origin)
         key = res.plural if res else kind.lower()
         cnt = self.counts[context]
@@ -100,8 +104,10 @@ class _Contexts:
                 self.add_doc(val, path, context, f"{where}[{key}]")
         if not matched:
             keys = ", ".join(map(str, list(doc)[:8]))
-            raise KubeSnapshotError(f"Kubernetes snapshot {path}{where}: not a list response, an object, "
-                                    f"or a mapping of list responses (keys: {keys})")
+            raise KubeSnapshotError(
+                f"Kubernetes snapshot {path}{where}: not a list response, an object, "
+                f"or a mapping of list responses (keys: {keys})"
+            )
 
     def scan(self, source: str) -> InUseScan:
         """The scan: a context with a malformed object is failed (its readable objects still count)."""
@@ -124,8 +130,9 @@ def _has_pod_template(obj: Mapping) -> bool:
     return isinstance(template, Mapping) and bool(template.get("spec"))
 
 
-def load_snapshot(path: "str | os.PathLike", *, context: str | None = None,
-                  substitutions: Mapping[str, str] | None = None) -> InUseScan:
+def load_snapshot(
+    path: "str | os.PathLike", *, context: str | None = None, substitutions: Mapping[str, str] | None = None
+) -> InUseScan:
     """Build an :class:`InUseScan` from recorded API responses instead of a live cluster.
 
     ``path`` may be:
@@ -168,8 +175,9 @@ def _files_in(d: Path) -> list[Path]:
     return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in _SNAPSHOT_SUFFIXES)
 
 
-def _read_dir(contexts: _Contexts, d: Path, default_ctx: str,
-              substitutions: Mapping[str, str] | None) -> None:
+def _read_dir(
+    contexts: _Contexts, d: Path, default_ctx: str, substitutions: Mapping[str, str] | None
+) -> None:
     """Files at the top are one context; each sub-directory with files is a context of its own."""
     top = _files_in(d)
     subdirs = sorted(x for x in d.iterdir() if x.is_dir() and _files_in(x))
@@ -188,5 +196,7 @@ def _saved_scan(doc: dict, path: Path) -> InUseScan:
     try:
         return InUseScan.from_dict(doc)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise KubeSnapshotError(f"Kubernetes snapshot {path} is a saved scan that cannot be read: "
-                                f"{type(e).__name__}: {str(e)[:200]}") from None
+        raise KubeSnapshotError(
+            f"Kubernetes snapshot {path} is a saved scan that cannot be read: "
+            f"{type(e).__name__}: {str(e)[:200]}"
+        ) from None

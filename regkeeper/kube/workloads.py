@@ -36,17 +36,47 @@ class _Resource:
 
 RESOURCES: tuple[_Resource, ...] = (
     _Resource("pods", "Pod", "", "CoreV1Api", "list_pod_for_all_namespaces", "/api/v1/pods"),
-    _Resource("deployments", "Deployment", "apps", "AppsV1Api", "list_deployment_for_all_namespaces",
-              "/apis/apps/v1/deployments"),
-    _Resource("statefulsets", "StatefulSet", "apps", "AppsV1Api", "list_stateful_set_for_all_namespaces",
-              "/apis/apps/v1/statefulsets"),
-    _Resource("daemonsets", "DaemonSet", "apps", "AppsV1Api", "list_daemon_set_for_all_namespaces",
-              "/apis/apps/v1/daemonsets"),
-    _Resource("replicasets", "ReplicaSet", "apps", "AppsV1Api", "list_replica_set_for_all_namespaces",
-              "/apis/apps/v1/replicasets"),
+    _Resource(
+        "deployments",
+        "Deployment",
+        "apps",
+        "AppsV1Api",
+        "list_deployment_for_all_namespaces",
+        "/apis/apps/v1/deployments",
+    ),
+    _Resource(
+        "statefulsets",
+        "StatefulSet",
+        "apps",
+        "AppsV1Api",
+        "list_stateful_set_for_all_namespaces",
+        "/apis/apps/v1/statefulsets",
+    ),
+    _Resource(
+        "daemonsets",
+        "DaemonSet",
+        "apps",
+        "AppsV1Api",
+        "list_daemon_set_for_all_namespaces",
+        "/apis/apps/v1/daemonsets",
+    ),
+    _Resource(
+        "replicasets",
+        "ReplicaSet",
+        "apps",
+        "AppsV1Api",
+        "list_replica_set_for_all_namespaces",
+        "/apis/apps/v1/replicasets",
+    ),
     _Resource("jobs", "Job", "batch", "BatchV1Api", "list_job_for_all_namespaces", "/apis/batch/v1/jobs"),
-    _Resource("cronjobs", "CronJob", "batch", "BatchV1Api", "list_cron_job_for_all_namespaces",
-              "/apis/batch/v1/cronjobs"),
+    _Resource(
+        "cronjobs",
+        "CronJob",
+        "batch",
+        "BatchV1Api",
+        "list_cron_job_for_all_namespaces",
+        "/apis/batch/v1/cronjobs",
+    ),
 )
 _BY_KIND = {r.kind: r for r in RESOURCES}
 _BY_LIST_KIND = {r.kind + "List": r for r in RESOURCES}
@@ -122,6 +152,7 @@ def _container_values(parent: Mapping, prefix: str, key: str, leaf: str) -> Iter
 
 # -- type checks: what the API schema promises, checked because snapshots and proxies can lie ----
 
+
 def json_type(value: object) -> str:
     """``an object``, ``a list``, ``a string``, ``a number``, ``a boolean``, ``null``."""
     if value is None:
@@ -143,7 +174,7 @@ _EMPTY: Mapping = MappingProxyType({})
 
 
 def _as_object(value: object, path: str) -> Mapping:
-    if type(value) is dict:   # what the JSON parsers build: the fast path
+    if type(value) is dict:  # what the JSON parsers build: the fast path
         return value
     if value is None:
         return _EMPTY

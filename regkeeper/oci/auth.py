@@ -48,10 +48,16 @@ class Token:
 class RegistryAuth:
     """The credentials of one registry and the bearer tokens obtained with them. Thread-safe."""
 
-    def __init__(self, name: str, *, username: str | None = None, password: str | None = None,
-                 token: "str | Callable[[], str] | None" = None,
-                 credentials: Callable[[], tuple[str, str] | None] | None = None,
-                 request_token: TokenRequester | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: "str | Callable[[], str] | None" = None,
+        credentials: Callable[[], tuple[str, str] | None] | None = None,
+        request_token: TokenRequester | None = None,
+    ):
         self.name = name
         self._username = username
         self._password = password

@@ -34,16 +34,22 @@ class BlobReader(RegistryTransport):
             return None
         return int(resp.headers.get("Content-Length") or 0)
 
-    def get_blob(self, repo: str, digest: str, *, cache: bool = False,
-                 max_bytes: int = 64 * 1024 * 1024) -> bytes:
+    def get_blob(
+        self, repo: str, digest: str, *, cache: bool = False, max_bytes: int = 64 * 1024 * 1024
+    ) -> bytes:
         """A small blob in memory (configs), digest-checked, read inside the attempt (a broken
         or cut body is retried); cached on disk when ``cache``."""
         if cache:
             hit = self.cache.get("blobs", digest)
             if hit is not None:
                 return hit[0]
-        data = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, stream=True,
-                            read=lambda resp: _read_blob(resp, digest, max_bytes))
+        data = self.request(
+            "GET",
+            f"/v2/{repo}/blobs/{digest}",
+            repo=repo,
+            stream=True,
+            read=lambda resp: _read_blob(resp, digest, max_bytes),
+        )
         if cache:
             self.cache.put("blobs", digest, data)
         return data
@@ -70,13 +76,20 @@ class BlobReader(RegistryTransport):
                 got += len(c)
                 yield c
         except _STREAM_ERRORS as e:
-            raise RegistryError(f"connection broke while streaming the blob, after {got} of "
-                                f"{size if size >= 0 else '?'} bytes; the transfer must restart",
-                                detail=short(e), transient=True, registry=self.name, repository=repo,
-                                method="GET", path=f"/v2/{repo}/blobs/{digest}") from None
+            raise RegistryError(
+                f"connection broke while streaming the blob, after {got} of "
+                f"{size if size >= 0 else '?'} bytes; the transfer must restart",
+                detail=short(e),
+                transient=True,
+                registry=self.name,
+                repository=repo,
+                method="GET",
+                path=f"/v2/{repo}/blobs/{digest}",
+            ) from None
         if h.hexdigest() != hexpart:
-            raise DigestMismatchError(f"blob {digest}: content does not match its digest",
-                                      registry=self.name, repository=repo)
+            raise DigestMismatchError(
+                f"blob {digest}: content does not match its digest", registry=self.name, repository=repo
+            )
 
     def get_config(self, repo: str, digest: str) -> dict:
         """The image config JSON (cached by digest); {} when it is not a JSON object."""
@@ -93,6 +106,7 @@ class BlobReader(RegistryTransport):
         from ..models import (
             parse_time,  # models re-exports this package's types: import late
         )
+
         if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIG_TYPES:
             try:
                 cfg = self.get_config(repo, manifest.config.digest)

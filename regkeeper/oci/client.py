@@ -54,17 +54,37 @@ def _names(body: dict, field: str) -> list[str]:
 class RegistryClient(BlobReader):
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
-    def __init__(self, name: str, url: str, *, username: str | None = None,
-                 password: str | None = None, token: "str | Callable[[], str] | None" = None,
-                 verify: bool | str = True, client_cert: tuple[str, str] | None = None,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0, retries: int = 5,
-                 backoff: float = 0.5, concurrency: int = 8, cache: DigestCache | None = None,
-                 credentials: Callable[[], tuple[str, str] | None] | None = None):
-        auth = RegistryAuth(name, username=username, password=password, token=token,
-                            credentials=credentials)
-        super().__init__(name, url, auth=auth, verify=verify, client_cert=client_cert,
-                         connect_timeout=connect_timeout, read_timeout=read_timeout,
-                         retries=retries, backoff=backoff, concurrency=concurrency)
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: "str | Callable[[], str] | None" = None,
+        verify: bool | str = True,
+        client_cert: tuple[str, str] | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        concurrency: int = 8,
+        cache: DigestCache | None = None,
+        credentials: Callable[[], tuple[str, str] | None] | None = None,
+    ):
+        auth = RegistryAuth(name, username=username, password=password, token=token, credentials=credentials)
+        super().__init__(
+            name,
+            url,
+            auth=auth,
+            verify=verify,
+            client_cert=client_cert,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+            backoff=backoff,
+            concurrency=concurrency,
+        )
         self.cache = cache or DigestCache(None)
 
     @classmethod
@@ -80,11 +100,19 @@ class RegistryClient(BlobReader):
         if rc.auth and rc.auth.username is not None:
             u, p = rc.auth.username, rc.auth.password
             creds = lambda: (u.get(), p.get())  # noqa: E731 - resolved only when used
-        return cls(rc.name, rc.url, verify=verify, client_cert=cert,
-                   connect_timeout=rc.connect_timeout.total_seconds(),
-                   read_timeout=rc.timeout.total_seconds(), retries=rc.retries,
-                   concurrency=rc.concurrency, cache=cache, credentials=creds,
-                   token=rc.auth.token.get if rc.auth and rc.auth.token is not None else None)
+        return cls(
+            rc.name,
+            rc.url,
+            verify=verify,
+            client_cert=cert,
+            connect_timeout=rc.connect_timeout.total_seconds(),
+            read_timeout=rc.timeout.total_seconds(),
+            retries=rc.retries,
+            concurrency=rc.concurrency,
+            cache=cache,
+            credentials=creds,
+            token=rc.auth.token.get if rc.auth and rc.auth.token is not None else None,
+        )
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, {self.url!r})"
@@ -95,6 +123,7 @@ class RegistryClient(BlobReader):
     def map(self, fn: Callable, items: Iterable, max_workers: int | None = None):
         """Bounded-concurrency map sized to this client's connection pool."""
         from ..util import bounded_map
+
         return bounded_map(fn, items, max_workers or self.concurrency)
 
     # ------------------------------------------------------------------ catalog and tags
@@ -133,8 +162,13 @@ class RegistryClient(BlobReader):
         fast = self.head_fast(repo, ref)
         if fast is not SLOW:
             return fast
-        resp = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", repo=repo,
-                            headers={"Accept": ACCEPT_MANIFESTS}, allow_404=True)
+        resp = self.request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{ref}",
+            repo=repo,
+            headers={"Accept": ACCEPT_MANIFESTS},
+            allow_404=True,
+        )
         if resp.status_code == 404:
             return None
         digest = resp.headers.get("Docker-Content-Digest")
@@ -142,8 +176,11 @@ class RegistryClient(BlobReader):
             # Some registries omit it on HEAD: fall back to GET (digest computed from bytes).
             m = self.get_manifest(repo, ref)
             return ManifestHead(m.digest, m.media_type, m.size)
-        return ManifestHead(digest, resp.headers.get("Content-Type", "").split(";")[0],
-                            int(resp.headers.get("Content-Length") or 0))
+        return ManifestHead(
+            digest,
+            resp.headers.get("Content-Type", "").split(";")[0],
+            int(resp.headers.get("Content-Length") or 0),
+        )
 
     def get_manifest(self, repo: str, ref: str) -> Manifest:
         """Fetch and parse a manifest by tag or digest. By digest, the disk cache answers first;
@@ -154,9 +191,13 @@ class RegistryClient(BlobReader):
             hit = self.cache.get("manifests", ref)
             if hit is not None:
                 return parse_manifest(hit[0], ref, hit[1])
-        m = self.request("GET", f"/v2/{repo}/manifests/{ref}", repo=repo,
-                         headers={"Accept": ACCEPT_MANIFESTS},
-                         read=lambda resp: self._read_manifest(resp, repo, ref, by_digest))
+        m = self.request(
+            "GET",
+            f"/v2/{repo}/manifests/{ref}",
+            repo=repo,
+            headers={"Accept": ACCEPT_MANIFESTS},
+            read=lambda resp: self._read_manifest(resp, repo, ref, by_digest),
+        )
         self.cache.put("manifests", m.digest, m.raw, m.media_type)
         return m
 
@@ -167,26 +208,38 @@ class RegistryClient(BlobReader):
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         if by_digest:
             if not verify_digest(ref, raw):
-                raise DigestMismatchError(f"manifest {ref}: content does not match its digest",
-                                          transient=True)
+                raise DigestMismatchError(
+                    f"manifest {ref}: content does not match its digest", transient=True
+                )
             digest = ref
         else:
             digest = sha256_digest(raw)
             header = resp.headers.get("Docker-Content-Digest")
             if header and header.startswith("sha256:") and header != digest:
-                raise DigestMismatchError(f"manifest {repo}:{ref}: registry says {header}, content "
-                                          f"hashes to {digest}", transient=True)
+                raise DigestMismatchError(
+                    f"manifest {repo}:{ref}: registry says {header}, content hashes to {digest}",
+                    transient=True,
+                )
         return manifest_from_doc(parse_json(raw), raw, digest, media_type)
 
     def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
         """PUT raw manifest bytes under a tag or digest; returns the digest (checked)."""
-        resp = self.request("PUT", f"/v2/{repo}/manifests/{ref}", repo=repo,
-                            headers={"Content-Type": media_type}, data=raw, ok=(201, 200, 202))
+        resp = self.request(
+            "PUT",
+            f"/v2/{repo}/manifests/{ref}",
+            repo=repo,
+            headers={"Content-Type": media_type},
+            data=raw,
+            ok=(201, 200, 202),
+        )
         digest = sha256_digest(raw)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got != digest:
-            raise DigestMismatchError(f"manifest PUT {repo}:{ref}: registry stored {got}, expected {digest}",
-                                      registry=self.name, repository=repo)
+            raise DigestMismatchError(
+                f"manifest PUT {repo}:{ref}: registry stored {got}, expected {digest}",
+                registry=self.name,
+                repository=repo,
+            )
         return digest
 
     def delete_manifest(self, repo: str, digest: str) -> bool:
@@ -194,8 +247,9 @@ class RegistryClient(BlobReader):
         405 raises DeletesDisabledError: deletes are disabled on that registry."""
         if not digest.startswith("sha256:"):
             raise ValueError(f"DELETE works by digest only, got {digest!r}")
-        resp = self.request("DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo,
-                            ok=(202, 200, 204), allow_404=True)
+        resp = self.request(
+            "DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo, ok=(202, 200, 204), allow_404=True
+        )
         return resp.status_code != 404
 
     # ------------------------------------------------------------------ uploads
@@ -203,24 +257,36 @@ class RegistryClient(BlobReader):
     def _upload_location(self, resp: requests.Response) -> str:
         loc = resp.headers.get("Location")
         if not loc:
-            raise RegistryError("upload started without a Location header", registry=self.name,
-                                status=resp.status_code)
+            raise RegistryError(
+                "upload started without a Location header", registry=self.name, status=resp.status_code
+            )
         return urljoin(self.url + "/", loc)
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> str | None:
         """Cross-repository mount. Returns None when mounted (201); otherwise the upload
         location the registry opened instead (202), for the caller to upload into."""
-        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={quote(digest)}"
-                            f"&from={quote(from_repo)}", repo=repo, ok=(201, 202),
-                            extra_scopes=[f"repository:{from_repo}:pull"])
+        resp = self.request(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/?mount={quote(digest)}&from={quote(from_repo)}",
+            repo=repo,
+            ok=(201, 202),
+            extra_scopes=[f"repository:{from_repo}:pull"],
+        )
         if resp.status_code == 201:
             return None
         return self._upload_location(resp)
 
-    def upload_blob(self, repo: str, digest: str, data: bytes | Callable[[], Iterator[bytes]],
-                    size: int | None = None, *, chunk_size: int = DEFAULT_CHUNK,
-                    location: str | None = None,
-                    on_location: Callable[[str], None] | None = None) -> None:
+    def upload_blob(
+        self,
+        repo: str,
+        digest: str,
+        data: bytes | Callable[[], Iterator[bytes]],
+        size: int | None = None,
+        *,
+        chunk_size: int = DEFAULT_CHUNK,
+        location: str | None = None,
+        on_location: Callable[[str], None] | None = None,
+    ) -> None:
         """Upload a blob. ``data`` is bytes (monolithic PUT) or a callable returning a fresh
         chunk iterator (chunked PATCHes with Content-Range, constant memory). The registry
         checks the digest on the final PUT. ``location``: an upload session already open (a
@@ -231,13 +297,17 @@ class RegistryClient(BlobReader):
             if on_location is not None:
                 on_location(location)
         if isinstance(data, (bytes, bytearray, memoryview)):
-            self._finish_upload(repo, digest, location, bytes(data),
-                                {"Content-Type": "application/octet-stream"})
+            self._finish_upload(
+                repo, digest, location, bytes(data), {"Content-Type": "application/octet-stream"}
+            )
             return
         location, offset = self._upload_chunks(repo, location, data(), chunk_size, on_location)
         if size is not None and offset != size:
-            raise RegistryError(f"blob {digest}: uploaded {offset} bytes, expected {size}",
-                                registry=self.name, repository=repo)
+            raise RegistryError(
+                f"blob {digest}: uploaded {offset} bytes, expected {size}",
+                registry=self.name,
+                repository=repo,
+            )
         self._finish_upload(repo, digest, location, b"", {"Content-Length": "0"})
 
     def _finish_upload(self, repo: str, digest: str, location: str, data: bytes, headers: dict) -> None:
@@ -245,14 +315,26 @@ class RegistryClient(BlobReader):
         registry committed the blob) the transport's retry finds the session closed (404
         BLOB_UPLOAD_UNKNOWN): the upload succeeded if the blob is now in the repository."""
         try:
-            self.request("PUT", _with_query(location, digest=digest), repo=repo, headers=headers,
-                         data=data, ok=(201, 204))
+            self.request(
+                "PUT",
+                _with_query(location, digest=digest),
+                repo=repo,
+                headers=headers,
+                data=data,
+                ok=(201, 204),
+            )
         except NotFoundError:
             if self.head_blob(repo, digest) is None:
                 raise
 
-    def _upload_chunks(self, repo: str, location: str, pieces: Iterator[bytes], chunk_size: int,
-                       on_location: Callable[[str], None] | None = None) -> tuple[str, int]:
+    def _upload_chunks(
+        self,
+        repo: str,
+        location: str,
+        pieces: Iterator[bytes],
+        chunk_size: int,
+        on_location: Callable[[str], None] | None = None,
+    ) -> tuple[str, int]:
         """PATCH ``pieces`` in chunks of ``chunk_size``; returns (next location, bytes sent)."""
         offset = 0
         buf = bytearray()
@@ -290,8 +372,15 @@ class RegistryClient(BlobReader):
     def _patch(self, repo: str, location: str, chunk: bytes, start: int, end: int) -> requests.Response:
         # PATCH is never retried by the transport (not idempotent in general); a failed chunk
         # fails the upload and the caller retries the whole blob.
-        return self.request("PATCH", location, repo=repo, data=chunk, ok=(202, 204),
-                            headers={"Content-Type": "application/octet-stream",
-                                     "Content-Range": f"{start}-{end}",
-                                     "Content-Length": str(len(chunk))})
-
+        return self.request(
+            "PATCH",
+            location,
+            repo=repo,
+            data=chunk,
+            ok=(202, 204),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{end}",
+                "Content-Length": str(len(chunk)),
+            },
+        )

@@ -29,14 +29,14 @@ class Call:
     """One registry API call, as errors and retry logs name it."""
 
     registry: str
-    target: str                 # "127.0.0.1:5000" or "token service auth.example.com"
+    target: str  # "127.0.0.1:5000" or "token service auth.example.com"
     method: str
     url: str
     repo: str | None = None
 
     @property
     def path(self) -> str:
-        return urlsplit(self.url).path          # the query may hold upload state: never shown
+        return urlsplit(self.url).path  # the query may hold upload state: never shown
 
     def describe(self) -> str:
         return f"registry {self.registry!r}: {self.method} {self.path}"
@@ -82,7 +82,7 @@ def _error_detail(resp: requests.Response) -> str:
     try:
         raw = resp.content or b""
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-        return ""                              # the status says enough; the body broke
+        return ""  # the status says enough; the body broke
     finally:
         resp.close()
     try:
@@ -93,23 +93,41 @@ def _error_detail(resp: requests.Response) -> str:
     errs = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errs, list):
         return ""
-    return scrub("; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
-                           for e in errs[:3] if isinstance(e, dict)))
+    return scrub(
+        "; ".join(
+            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+            for e in errs[:3]
+            if isinstance(e, dict)
+        )
+    )
 
 
 def error_for_response(resp: requests.Response, call: Call) -> RegistryError:
     """The error for an HTTP status the call did not accept (reads and closes the body)."""
-    return error_for_status(call, resp.status_code, detail=_error_detail(resp) or None,
-                            retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+    return error_for_status(
+        call,
+        resp.status_code,
+        detail=_error_detail(resp) or None,
+        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+    )
 
 
-def error_for_status(call: Call, status: int, *, detail: str | None = None,
-                     retry_after: float | None = None) -> RegistryError:
+def error_for_status(
+    call: Call, status: int, *, detail: str | None = None, retry_after: float | None = None
+) -> RegistryError:
     """The error for ``status``: 401/403 AuthError, 404 NotFoundError, 405 DeletesDisabledError
     (DELETE) or ReadOnlyError, else RegistryError; ``transient`` per the retry decision."""
-    kw = dict(registry=call.registry, repository=call.repo, status=status, url=call.url,
-              method=call.method, path=call.path, detail=detail, transient=is_transient(status=status),
-              retry_after=retry_after)
+    kw = dict(
+        registry=call.registry,
+        repository=call.repo,
+        status=status,
+        url=call.url,
+        method=call.method,
+        path=call.path,
+        detail=detail,
+        transient=is_transient(status=status),
+        retry_after=retry_after,
+    )
     if status == 401:
         return AuthError("credentials rejected", **kw)
     if status == 403:
@@ -117,8 +135,11 @@ def error_for_status(call: Call, status: int, *, detail: str | None = None,
     if status == 404:
         return NotFoundError("not found", **kw)
     if status == 405 and call.method == "DELETE":
-        return DeletesDisabledError("deletes are disabled on this registry (storage.delete.enabled: "
-                                    "false); nothing more will be deleted", **kw)
+        return DeletesDisabledError(
+            "deletes are disabled on this registry (storage.delete.enabled: "
+            "false); nothing more will be deleted",
+            **kw,
+        )
     if status == 405:
         return ReadOnlyError("the registry refuses writes (read-only mode?)", **kw)
     return RegistryError("failed", **kw)
@@ -126,19 +147,38 @@ def error_for_status(call: Call, status: int, *, detail: str | None = None,
 
 def error_for_exception(e: BaseException, call: Call) -> RegistryError:
     """The error for a library exception the retry loop gave up on (or found permanent)."""
-    kw = dict(registry=call.registry, repository=call.repo, url=call.url, method=call.method,
-              path=call.path, attempts=getattr(e, "attempts", None), transient=is_transient(e))
+    kw = dict(
+        registry=call.registry,
+        repository=call.repo,
+        url=call.url,
+        method=call.method,
+        path=call.path,
+        attempts=getattr(e, "attempts", None),
+        transient=is_transient(e),
+    )
     if isinstance(e, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
-        return RegistryError(f"TLS verification failed for {call.target} ({short(e)}); set tls.caFile "
-                             "to the registry's CA certificate", **kw)
+        return RegistryError(
+            f"TLS verification failed for {call.target} ({short(e)}); set tls.caFile "
+            "to the registry's CA certificate",
+            **kw,
+        )
     if isinstance(e, json.JSONDecodeError):
-        return RegistryError("response is not valid JSON", detail=f"{e.msg}: line {e.lineno} column "
-                             f"{e.colno}", **kw)
-    if isinstance(e, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-                      urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError)):
+        return RegistryError(
+            "response is not valid JSON", detail=f"{e.msg}: line {e.lineno} column {e.colno}", **kw
+        )
+    if isinstance(
+        e,
+        (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.DecodeError,
+        ),
+    ):
         return RegistryError("connection broke while reading the response", detail=short(e), **kw)
-    if isinstance(e, (requests.exceptions.ConnectionError, urllib3.exceptions.NewConnectionError,
-                      ConnectionError)):
+    if isinstance(
+        e, (requests.exceptions.ConnectionError, urllib3.exceptions.NewConnectionError, ConnectionError)
+    ):
         return RegistryError(f"cannot connect to {call.target}", detail=short(e), **kw)
     if isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
         return RegistryError(f"timed out talking to {call.target}", detail=short(e), **kw)

@@ -30,7 +30,7 @@ class Descriptor:
     media_type: str
     digest: str
     size: int
-    platform: str | None = None          # "linux/arm64/v8" for index children
+    platform: str | None = None  # "linux/arm64/v8" for index children
     artifact_type: str | None = None
     annotations: dict | None = None
 
@@ -107,7 +107,8 @@ def manifest_from_doc(doc, raw: bytes, digest: str, media_type: str | None = Non
     if doc.get("schemaVersion") == 1 or mt in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
         raise UnsupportedManifestError(
             f"manifest {digest} is Docker schema1 (deprecated, unsupported): re-push it with a "
-            "current client to convert it to schema2")
+            "current client to convert it to schema2"
+        )
     try:
         if "manifests" in doc or mt in INDEX_MEDIA_TYPES:
             return _index(doc, raw, digest, mt)
@@ -128,10 +129,16 @@ def _subject(doc: dict) -> Descriptor | None:
 
 
 def _index(doc: dict, raw: bytes, digest: str, mt: str) -> Manifest:
-    return Manifest(digest=digest, media_type=mt or OCI_INDEX, kind="index", raw=raw,
-                    children=[Descriptor.from_json(d) for d in doc.get("manifests") or []],
-                    subject=_subject(doc), annotations=_annotations(doc),
-                    artifact_type=doc.get("artifactType"))
+    return Manifest(
+        digest=digest,
+        media_type=mt or OCI_INDEX,
+        kind="index",
+        raw=raw,
+        children=[Descriptor.from_json(d) for d in doc.get("manifests") or []],
+        subject=_subject(doc),
+        annotations=_annotations(doc),
+        artifact_type=doc.get("artifactType"),
+    )
 
 
 def _image(doc: dict, raw: bytes, digest: str, mt: str) -> Manifest:
@@ -142,5 +149,14 @@ def _image(doc: dict, raw: bytes, digest: str, mt: str) -> Manifest:
     if artifact_type or (config is not None and config.media_type not in IMAGE_CONFIG_TYPES):
         kind = "artifact"
     mt = mt or (OCI_MANIFEST if "artifactType" in doc else DOCKER_MANIFEST)
-    return Manifest(digest=digest, media_type=mt, kind=kind, raw=raw, config=config, layers=layers,
-                    subject=_subject(doc), annotations=_annotations(doc), artifact_type=artifact_type)
+    return Manifest(
+        digest=digest,
+        media_type=mt,
+        kind=kind,
+        raw=raw,
+        config=config,
+        layers=layers,
+        subject=_subject(doc),
+        annotations=_annotations(doc),
+        artifact_type=artifact_type,
+    )

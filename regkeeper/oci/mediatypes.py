@@ -25,7 +25,7 @@ DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyj
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 IMAGE_CONFIG_TYPES = (DOCKER_CONFIG, OCI_CONFIG)
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"           # the config of most OCI artifacts
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"  # the config of most OCI artifacts
 
 # layers
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -33,7 +33,9 @@ DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzi
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-OCI_NONDISTRIBUTABLE_LAYERS = ("application/vnd.oci.image.layer.nondistributable.v1.tar",
-                               "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                               "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
+OCI_NONDISTRIBUTABLE_LAYERS = (
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+)
 FOREIGN_LAYER_TYPES = (DOCKER_FOREIGN_LAYER,) + OCI_NONDISTRIBUTABLE_LAYERS

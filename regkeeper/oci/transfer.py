@@ -37,9 +37,9 @@ from .client import DEFAULT_CHUNK, RegistryClient
 log = logging.getLogger("regkeeper.oci.transfer")
 
 # the thresholds, in one place
-MONOLITHIC_MAX = 4 * 1024 * 1024       # blobs up to this size: read in memory, one PUT
-CHUNK_SIZE = DEFAULT_CHUNK             # larger blobs: streamed, PATCHed in chunks of this size
-RESTARTS = RetryPolicy(attempts=3, base=0.5)   # whole-blob restarts after a broken stream
+MONOLITHIC_MAX = 4 * 1024 * 1024  # blobs up to this size: read in memory, one PUT
+CHUNK_SIZE = DEFAULT_CHUNK  # larger blobs: streamed, PATCHed in chunks of this size
+RESTARTS = RetryPolicy(attempts=3, base=0.5)  # whole-blob restarts after a broken stream
 
 PRESENT, MOUNTED, UPLOADED, UNAVAILABLE = "present", "mounted", "uploaded", "unavailable"
 
@@ -94,8 +94,14 @@ class RegistrySource:
         return None
 
     def _missing(self, digest: str, e: NotFoundError) -> SourceBlobMissing:
-        return SourceBlobMissing(f"blob {digest} is gone from the source", registry=self.client.name,
-                                 repository=self.repo, status=404, method=e.method, path=e.path)
+        return SourceBlobMissing(
+            f"blob {digest} is gone from the source",
+            registry=self.client.name,
+            repository=self.repo,
+            status=404,
+            method=e.method,
+            path=e.path,
+        )
 
     def read(self, digest: str, max_bytes: int) -> bytes:
         try:
@@ -119,8 +125,14 @@ class BytesSource:
 
     in_memory = True
 
-    def __init__(self, data: bytes | None = None, *, load: Callable[[], bytes | None] | None = None,
-                 probe: Callable[[], bool] | None = None, label: str = "bytes in hand"):
+    def __init__(
+        self,
+        data: bytes | None = None,
+        *,
+        load: Callable[[], bytes | None] | None = None,
+        probe: Callable[[], bool] | None = None,
+        label: str = "bytes in hand",
+    ):
         self._data, self._load, self._probe, self.label = data, load, probe, label
 
     def __repr__(self) -> str:
@@ -157,16 +169,31 @@ class _Session:
 class BlobTransfer:
     """Copies blobs into repositories of one target registry (thread-safe, shareable)."""
 
-    def __init__(self, target: RegistryClient, *, chunk_size: int = CHUNK_SIZE,
-                 monolithic_max: int = MONOLITHIC_MAX, restarts: RetryPolicy = RESTARTS):
+    def __init__(
+        self,
+        target: RegistryClient,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        monolithic_max: int = MONOLITHIC_MAX,
+        restarts: RetryPolicy = RESTARTS,
+    ):
         self.dst = target
         self.chunk_size = max(1, int(chunk_size))
         self.monolithic_max = min(int(monolithic_max), self.chunk_size)
         self.policy = restarts
 
-    def ensure(self, repo: str, digest: str, size: int = -1, sources: Sequence = (), *,
-               mount_from: Sequence[str] = (), mount_if_present: Sequence[str] = (),
-               check_present: bool = True, dry_run: bool = False) -> Transferred:
+    def ensure(
+        self,
+        repo: str,
+        digest: str,
+        size: int = -1,
+        sources: Sequence = (),
+        *,
+        mount_from: Sequence[str] = (),
+        mount_if_present: Sequence[str] = (),
+        check_present: bool = True,
+        dry_run: bool = False,
+    ) -> Transferred:
         """Make blob ``digest`` (``size`` bytes, -1 unknown) present in ``repo``.
 
         ``check_present``: HEAD the target first (pass False when the repository is known to
@@ -188,7 +215,7 @@ class BlobTransfer:
             size = located if located >= 0 else size
             if dry_run:
                 return Transferred(UPLOADED, size, source=source, dry_run=True)
-            held, location = location, None       # the upload owns (and cancels) the session now
+            held, location = location, None  # the upload owns (and cancels) the session now
             restarts = self._upload(repo, digest, size, source, held)
             return Transferred(UPLOADED, size, source=source, restarts=restarts)
         finally:
@@ -197,8 +224,9 @@ class BlobTransfer:
 
     # ------------------------------------------------------------------ mount
 
-    def _mount(self, repo: str, digest: str, size: int, trusted: Sequence[str],
-               checked: Sequence[str], dry_run: bool) -> tuple[Transferred | None, str | None]:
+    def _mount(
+        self, repo: str, digest: str, size: int, trusted: Sequence[str], checked: Sequence[str], dry_run: bool
+    ) -> tuple[Transferred | None, str | None]:
         """(MOUNTED, None), or (None, the upload session a mount opened instead), or (None, None)."""
         seen = {repo}
         for from_repo, check in [(r, False) for r in trusted] + [(r, True) for r in checked]:
@@ -212,14 +240,13 @@ class BlobTransfer:
             try:
                 location = self.dst.mount_blob(repo, digest, from_repo)
             except RegistryError as e:
-                if e.attempts:          # retried by the transport already: the target is failing
+                if e.attempts:  # retried by the transport already: the target is failing
                     raise
                 log.info("mount of %s into %s from %s refused: %s", digest, repo, from_repo, e)
                 continue
             if location is None:
                 return Transferred(MOUNTED, size, from_repo), None
-            log.debug("mount of %s into %s from %s answered with an upload session", digest, repo,
-                      from_repo)
+            log.debug("mount of %s into %s from %s answered with an upload session", digest, repo, from_repo)
             return None, location
         return None, None
 
@@ -252,27 +279,40 @@ class BlobTransfer:
             nonlocal restarts
             restarts += 1
 
-        run_with_retries(attempt, self.policy, f"registry {self.dst.name!r}: blob {digest} into {repo}",
-                         restarted, logger=log)
+        run_with_retries(
+            attempt,
+            self.policy,
+            f"registry {self.dst.name!r}: blob {digest} into {repo}",
+            restarted,
+            logger=log,
+        )
         return restarts
 
     def _send(self, repo: str, digest: str, size: int, source, session: _Session) -> None:
         if source.in_memory or 0 <= size <= self.monolithic_max:
             data = source.read(digest, self.monolithic_max + 1)
             if size >= 0 and len(data) != size:
-                raise DigestMismatchError(f"blob {digest}: source served {len(data)} bytes, the "
-                                          f"manifest says {size}", repository=repo)
-            self.dst.upload_blob(repo, digest, data, location=session.location,
-                                 on_location=session.track)
+                raise DigestMismatchError(
+                    f"blob {digest}: source served {len(data)} bytes, the manifest says {size}",
+                    repository=repo,
+                )
+            self.dst.upload_blob(repo, digest, data, location=session.location, on_location=session.track)
         else:
-            self.dst.upload_blob(repo, digest, lambda: source.chunks(digest),
-                                 size=size if size >= 0 else None, chunk_size=self.chunk_size,
-                                 location=session.location, on_location=session.track)
-        session.location = None                   # finished: nothing left to cancel
+            self.dst.upload_blob(
+                repo,
+                digest,
+                lambda: source.chunks(digest),
+                size=size if size >= 0 else None,
+                chunk_size=self.chunk_size,
+                location=session.location,
+                on_location=session.track,
+            )
+        session.location = None  # finished: nothing left to cancel
 
     def _cancel(self, repo: str, location: str) -> None:
         try:
             self.dst.cancel_upload(repo, location)
         except Exception as e:  # noqa: BLE001 - the registry purges stale uploads itself
-            log.info("registry %r: cancelling an unfinished upload into %s failed: %s",
-                     self.dst.name, repo, e)
+            log.info(
+                "registry %r: cancelling an unfinished upload into %s failed: %s", self.dst.name, repo, e
+            )

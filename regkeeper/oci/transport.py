@@ -40,10 +40,15 @@ from .mediatypes import ACCEPT_MANIFESTS
 log = logging.getLogger("regkeeper.oci")
 
 RETRIED_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "POST"})
-SLOW = object()   # sentinel: the fast HEAD path declined, use the normal one
+SLOW = object()  # sentinel: the fast HEAD path declined, use the normal one
 # what a failed call may raise below the client; mapped to RegistryError once, after the loop
-_LIBRARY_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
-                   OSError, ValueError)
+_LIBRARY_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+)
 
 
 @dataclass(slots=True)
@@ -66,10 +71,20 @@ class _Send:
 class RegistryTransport:
     """Session, timeouts, TLS, concurrency bound, retries and error mapping for one registry."""
 
-    def __init__(self, name: str, url: str, *, auth: RegistryAuth, verify: bool | str = True,
-                 client_cert: tuple[str, str] | None = None, connect_timeout: float = 5.0,
-                 read_timeout: float = 30.0, retries: int = 5, backoff: float = 0.5,
-                 concurrency: int = 8):
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        auth: RegistryAuth,
+        verify: bool | str = True,
+        client_cert: tuple[str, str] | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        concurrency: int = 8,
+    ):
         self.name = name
         self.url = url.rstrip("/")
         self.host = urlsplit(self.url).netloc
@@ -91,7 +106,7 @@ class RegistryTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"regkeeper/{__version__}"
-        self._fast = None            # lazily: (urllib3 pool, timeout, path prefix) or False
+        self._fast = None  # lazily: (urllib3 pool, timeout, path prefix) or False
         if verify is False and self.url.startswith("https://"):
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("registry %s: TLS certificate verification is disabled", name)
@@ -136,25 +151,48 @@ class RegistryTransport:
 
     # ------------------------------------------------------------------ the request loop
 
-    def request(self, method: str, path: str, *, repo: str | None = None,
-                headers: dict | None = None, data=None, params=None, stream: bool = False,
-                ok: Iterable[int] = (200,), allow_404: bool = False,
-                extra_scopes: list[str] | None = None, timeout=None,
-                read: Callable[[requests.Response], object] | None = None):
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        repo: str | None = None,
+        headers: dict | None = None,
+        data=None,
+        params=None,
+        stream: bool = False,
+        ok: Iterable[int] = (200,),
+        allow_404: bool = False,
+        extra_scopes: list[str] | None = None,
+        timeout=None,
+        read: Callable[[requests.Response], object] | None = None,
+    ):
         """One API call with auth, retries, timeouts, and errors that name the registry, the
         call, the repository and the HTTP status. Returns the response, or ``read(response)``
         when given: ``read`` runs inside the attempt (a body that breaks or does not parse is
         retried). ``stream=True`` without ``read`` returns once the headers arrived."""
         url = self._url(path)
         call = self._call(method, url, repo)
-        s = _Send(call, scope_key(method, repo, urlsplit(url).path), dict(headers or {}), data,
-                  params, stream, tuple(ok), allow_404, list(extra_scopes or []), timeout, read)
+        s = _Send(
+            call,
+            scope_key(method, repo, urlsplit(url).path),
+            dict(headers or {}),
+            data,
+            params,
+            stream,
+            tuple(ok),
+            allow_404,
+            list(extra_scopes or []),
+            timeout,
+            read,
+        )
         return self._run(call, lambda: self._attempt(s), retried=method in RETRIED_METHODS)
 
     def _attempt(self, s: _Send):
         resp = self._send(s)
-        if resp.status_code == 401 and self.auth.answer(resp.headers.get("WWW-Authenticate", ""),
-                                                        s.key, s.extra_scopes):
+        if resp.status_code == 401 and self.auth.answer(
+            resp.headers.get("WWW-Authenticate", ""), s.key, s.extra_scopes
+        ):
             resp.close()
             resp = self._send(s)
         if not (resp.status_code in s.ok or (resp.status_code == 404 and s.allow_404)):
@@ -174,10 +212,18 @@ class RegistryTransport:
             s.data.seek(0)
         method = s.call.method
         with self._inflight:
-            resp = self.session.request(method, s.call.url, headers=h, data=s.data, params=s.params,
-                                        stream=s.stream, timeout=s.timeout or self.timeout,
-                                        verify=self.verify, cert=self.cert,
-                                        allow_redirects=method in ("GET", "HEAD"))
+            resp = self.session.request(
+                method,
+                s.call.url,
+                headers=h,
+                data=s.data,
+                params=s.params,
+                stream=s.stream,
+                timeout=s.timeout or self.timeout,
+                verify=self.verify,
+                cert=self.cert,
+                allow_redirects=method in ("GET", "HEAD"),
+            )
         self._count(method)
         return resp
 
@@ -187,13 +233,14 @@ class RegistryTransport:
         basic = requests.auth.HTTPBasicAuth(*creds) if creds else None
 
         def attempt() -> dict:
-            resp = self.session.get(url, auth=basic, timeout=self.timeout, verify=self.verify,
-                                    cert=self.cert)
+            resp = self.session.get(url, auth=basic, timeout=self.timeout, verify=self.verify, cert=self.cert)
             self._count("TOKEN")
             if resp.status_code in (401, 403):
                 resp.close()
-                raise AuthError(f"token service refused the credentials for scope "
-                                f"{' '.join(scopes) or '(none)'}", status=resp.status_code)
+                raise AuthError(
+                    f"token service refused the credentials for scope {' '.join(scopes) or '(none)'}",
+                    status=resp.status_code,
+                )
             if resp.status_code != 200:
                 raise error_for_response(resp, call)
             return json_object(resp.content)
@@ -210,12 +257,16 @@ class RegistryTransport:
             self._fast = False
             try:
                 if os.environ.get("REGKEEPER_FAST_HEAD", "1") != "0" and not (
-                        self.session.trust_env and requests.utils.get_environ_proxies(self.url)):
+                    self.session.trust_env and requests.utils.get_environ_proxies(self.url)
+                ):
                     req = requests.Request("HEAD", self.url + "/v2/").prepare()
                     adapter = self.session.get_adapter(self.url)
                     pool = adapter.get_connection_with_tls_context(req, self.verify, None, self.cert)
-                    self._fast = (pool, urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1]),
-                                  urlsplit(self.url).path.rstrip("/"))
+                    self._fast = (
+                        pool,
+                        urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1]),
+                        urlsplit(self.url).path.rstrip("/"),
+                    )
             except Exception as e:  # noqa: BLE001 - an older requests/urllib3: the normal path
                 log.debug("fast HEAD path unavailable for %s: %s", self.name, e)
         return self._fast
@@ -245,8 +296,16 @@ class RegistryTransport:
         headers = {"Accept": ACCEPT_MANIFESTS, "User-Agent": self.session.headers.get("User-Agent", "")}
         headers.update(self.auth.headers(key))
         with self._inflight:
-            r = pool.urlopen("HEAD", prefix + path, headers=headers, retries=False, timeout=timeout,
-                             redirect=False, preload_content=False, assert_same_host=False)
+            r = pool.urlopen(
+                "HEAD",
+                prefix + path,
+                headers=headers,
+                retries=False,
+                timeout=timeout,
+                redirect=False,
+                preload_content=False,
+                assert_same_host=False,
+            )
             try:
                 status, h = r.status, r.headers
             finally:
@@ -259,8 +318,9 @@ class RegistryTransport:
     def _fast_answer(call: Call, status: int, h):
         digest = h.get("Docker-Content-Digest")
         if status == 200 and digest:
-            return ManifestHead(digest, (h.get("Content-Type") or "").split(";")[0],
-                                int(h.get("Content-Length") or 0))
+            return ManifestHead(
+                digest, (h.get("Content-Type") or "").split(";")[0], int(h.get("Content-Length") or 0)
+            )
         if status == 404:
             return None
         if status == 200 or 300 <= status < 400:

@@ -24,7 +24,7 @@ REGISTRY_SCOPE = "<registry>"
 
 
 class CapBreach(NamedTuple):
-    scope: str          # repository name or "<registry>"
+    scope: str  # repository name or "<registry>"
     deleted: int
     total: int
 
@@ -42,21 +42,35 @@ def over_cap(deleted: int, total: int, max_fraction: float) -> bool:
     return deleted > 0 and (not total or deleted / total > max_fraction)
 
 
-def check_cap(planned_deletes: int, total: int, max_fraction: float, force: bool = False,
-              what: str = REGISTRY_SCOPE, *, action: str = "the plan deletes",
-              key: str | None = None) -> str | None:
+def check_cap(
+    planned_deletes: int,
+    total: int,
+    max_fraction: float,
+    force: bool = False,
+    what: str = REGISTRY_SCOPE,
+    *,
+    action: str = "the plan deletes",
+    key: str | None = None,
+) -> str | None:
     """THE blast-radius check: None when ``planned_deletes`` of ``total`` are within
     ``max_fraction`` (or ``force`` overrides, which is logged), else the refusal reason.
     ``what`` names the scope counted (a repository, ``<registry>``, a replication rule and
     target); ``action`` and ``key`` (the config key the fraction comes from) only word the
     reason (see :func:`refuse_tripped`)."""
-    tripped = ([CapBreach(what, planned_deletes, total)]
-               if over_cap(planned_deletes, total, max_fraction) else [])
+    tripped = (
+        [CapBreach(what, planned_deletes, total)] if over_cap(planned_deletes, total, max_fraction) else []
+    )
     return refuse_tripped(tripped, max_fraction, force, action=action, key=key)
 
 
-def refuse_tripped(tripped: Sequence[CapBreach], max_fraction: float, force: bool, *,
-                   action: str = "the plan deletes", key: str | None = None) -> str | None:
+def refuse_tripped(
+    tripped: Sequence[CapBreach],
+    max_fraction: float,
+    force: bool,
+    *,
+    action: str = "the plan deletes",
+    key: str | None = None,
+) -> str | None:
     """None when nothing tripped or ``force`` overrides (logged); else why nothing is deleted:
     ``blast-radius cap: <action> more than <max> [(<key>)] of the tags of <scope>: <n>/<total>
     tags (<pct>); nothing was deleted. Re-run with --force to override.``"""
@@ -67,8 +81,10 @@ def refuse_tripped(tripped: Sequence[CapBreach], max_fraction: float, force: boo
         log.warning("blast-radius cap tripped (%s) and overridden by force", text)
         return None
     limit = f"{max_fraction:.0%}" + (f" ({key})" if key else "")
-    return (f"blast-radius cap: {action} more than {limit} of the tags of {text}; nothing was "
-            "deleted. Re-run with --force (flow parameter force) to override.")
+    return (
+        f"blast-radius cap: {action} more than {limit} of the tags of {text}; nothing was "
+        "deleted. Re-run with --force (flow parameter force) to override."
+    )
 
 
 def check_plan_cap(plan: "Plan", force: bool) -> str | None:
@@ -80,15 +96,17 @@ def check_plan_cap(plan: "Plan", force: bool) -> str | None:
 class RepoCount(NamedTuple):
     """One repository's tag counts in a plan, and what could exempt it from the per-repository
     check."""
+
     name: str
     tags: int
     deleted: int
-    removed_whole: bool       # the tier removes the repository (ttl + deleteRepository)
-    ttl: bool                 # governed by a ttl rule
+    removed_whole: bool  # the tier removes the repository (ttl + deleteRepository)
+    ttl: bool  # governed by a ttl rule
 
 
-def tally(counts: Iterable[RepoCount], max_fraction: float, *, exempt_removed: bool = True,
-          exempt_ttl: bool = True) -> tuple[list[CapBreach], list[CapBreach]]:
+def tally(
+    counts: Iterable[RepoCount], max_fraction: float, *, exempt_removed: bool = True, exempt_ttl: bool = True
+) -> tuple[list[CapBreach], list[CapBreach]]:
     """(tripped, exempt) for a gc / expire plan.
 
     Every repository whose deleted tags exceed ``max_fraction`` of its tags trips, and

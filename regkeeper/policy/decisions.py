@@ -25,12 +25,12 @@ class TagDecision:
     digest: str
     action: Action
     reason: str
-    rule: str                              # policy label ("gc", "tier:temp", "none")
+    rule: str  # policy label ("gc", "tier:temp", "none")
     age_days: float | None
-    age_source: str | None                 # push:filesystem | push:s3 | created:config | created:annotation
-    bytes_freed: int = 0                   # on the first (sorted) deleted tag of a digest only
-    in_use: tuple[str, ...] = ()           # Kubernetes sources when kept because in use
-    overridden: str | None = None          # the rule's delete reason a keep overrode
+    age_source: str | None  # push:filesystem | push:s3 | created:config | created:annotation
+    bytes_freed: int = 0  # on the first (sorted) deleted tag of a digest only
+    in_use: tuple[str, ...] = ()  # Kubernetes sources when kept because in use
+    overridden: str | None = None  # the rule's delete reason a keep overrode
 
     @property
     def expired_in_use(self) -> bool:
@@ -45,7 +45,7 @@ class ManifestDecision:
     reason: str
     tags: tuple[str, ...]
     kind: str
-    bytes_freed: int = 0                   # manifest bytes + blobs only it frees (exact, no double count)
+    bytes_freed: int = 0  # manifest bytes + blobs only it frees (exact, no double count)
     in_use: tuple[str, ...] = ()
 
 
@@ -59,12 +59,12 @@ class Plan:
     manifests: list[ManifestDecision] = field(default_factory=list)
     repositories_to_remove: list[str] = field(default_factory=list)
     cap_tripped: list[CapBreach] = field(default_factory=list)
-    cap_exempt: list[CapBreach] = field(default_factory=list)       # over the fraction, exempt (ttl)
+    cap_exempt: list[CapBreach] = field(default_factory=list)  # over the fraction, exempt (ttl)
     kube_protection: bool = False
     max_delete_fraction: float = 0.5
     untagged_known: bool = False
     push_time_source: str = "none"
-    policies: dict[str, str] = field(default_factory=dict)          # repo -> rule label
+    policies: dict[str, str] = field(default_factory=dict)  # repo -> rule label
     bytes_freed: int = 0
     bytes_freed_by_repository: dict[str, int] = field(default_factory=dict)
     delete_order: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -97,10 +97,17 @@ class Plan:
     def repository_rows(self) -> list[dict]:
         rows: dict[str, dict] = {}
         for repo, rule in self.policies.items():
-            rows[repo] = {"repository": repo, "rule": rule, "tags": 0, "kept": 0, "deleted": 0,
-                          "in_use": 0, "manifests_deleted": 0,
-                          "bytes_freed": self.bytes_freed_by_repository.get(repo, 0),
-                          "remove_repository": repo in self._removed}
+            rows[repo] = {
+                "repository": repo,
+                "rule": rule,
+                "tags": 0,
+                "kept": 0,
+                "deleted": 0,
+                "in_use": 0,
+                "manifests_deleted": 0,
+                "bytes_freed": self.bytes_freed_by_repository.get(repo, 0),
+                "remove_repository": repo in self._removed,
+            }
         for t in self.tags:
             row = rows[t.repository]
             row["tags"] += 1
@@ -139,8 +146,19 @@ class Plan:
             "per_repository": self.repository_rows(),
         }
 
-    TAG_COLUMNS = ["repository", "tag", "digest", "action", "reason", "rule", "age_days",
-                   "age_source", "bytes_freed", "in_use", "overridden"]
+    TAG_COLUMNS = [
+        "repository",
+        "tag",
+        "digest",
+        "action",
+        "reason",
+        "rule",
+        "age_days",
+        "age_source",
+        "bytes_freed",
+        "in_use",
+        "overridden",
+    ]
 
     def tag_rows(self) -> list[dict]:
         """One dict per tag (columns TAG_COLUMNS), for the CSV report."""

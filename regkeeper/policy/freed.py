@@ -28,8 +28,7 @@ def collect(out: Plan, inventory: Inventory, results: Mapping[str, RepoResult]) 
     claimed: set[str] = set()
     total = 0
     for name, res in results.items():
-        per_manifest = _freed_bytes(inventory.repositories[name].manifests, res.deleted,
-                                    kept_blobs, claimed)
+        per_manifest = _freed_bytes(inventory.repositories[name].manifests, res.deleted, kept_blobs, claimed)
         repo_bytes = sum(per_manifest.values())
         out.bytes_freed_by_repository[name] = repo_bytes
         total += repo_bytes
@@ -60,8 +59,9 @@ def _kept_blobs(inventory: Inventory, results: Mapping[str, RepoResult]) -> set[
     return kept_blobs
 
 
-def _freed_bytes(mans: Mapping[str, ManifestInfo], deleted: set[str], kept_blobs: set[str],
-                 claimed: set[str]) -> dict[str, int]:
+def _freed_bytes(
+    mans: Mapping[str, ManifestInfo], deleted: set[str], kept_blobs: set[str], claimed: set[str]
+) -> dict[str, int]:
     """digest -> bytes its delete frees: the manifest and the blobs no kept manifest references,
     each counted once across the registry (``claimed`` records what was already counted)."""
     per_manifest: dict[str, int] = {}

@@ -72,14 +72,14 @@ class RepoGraph:
         self.r = r
         self.present = {d for d, m in r.manifests.items() if is_real(m)}
         self.by_digest = r.tags_by_digest()
-        self.subject_of: dict[str, tuple[str, str]] = {}       # tag -> (subject, kind)
-        self.sigs_of: dict[str, list[str]] = {}                # subject -> tags
+        self.subject_of: dict[str, tuple[str, str]] = {}  # tag -> (subject, kind)
+        self.sigs_of: dict[str, list[str]] = {}  # subject -> tags
         for t in r.tags:
             s = tag_subject(t)
             if s:
                 self.subject_of[t] = s
                 self.sigs_of.setdefault(s[0], []).append(t)
-        self.referrers_of: dict[str, list[str]] = {}           # subject -> referrer digests
+        self.referrers_of: dict[str, list[str]] = {}  # subject -> referrer digests
         for d in self.present:
             s = r.manifests[d].subject
             if s:
@@ -220,11 +220,12 @@ class InUseProtection:
         return new
 
 
-Item = tuple[str, str]                       # (repository, digest)
+Item = tuple[str, str]  # (repository, digest)
 
 
-def delete_levels(inv: Inventory | None, items: list[Item],
-                  references: Mapping[Item, Iterable[str]] | None = None) -> dict[Item, int]:
+def delete_levels(
+    inv: Inventory | None, items: list[Item], references: Mapping[Item, Iterable[str]] | None = None
+) -> dict[Item, int]:
     """Order deletes so that whatever references a manifest goes before it: an index before its
     children, a referrer (OCI ``subject``) or cosign-tagged signature before its subject, at any
     depth. Level 0 first; items of one level are deleted concurrently. A run stopped half-way
@@ -244,7 +245,7 @@ def delete_levels(inv: Inventory | None, items: list[Item],
     def depth(it, trail=()):
         if it in level:
             return level[it]
-        if it in trail:          # a reference cycle cannot be ordered: delete together
+        if it in trail:  # a reference cycle cannot be ordered: delete together
             return 0
         parents = refs.get(it, ())
         level[it] = 1 + max((depth(p, trail + (it,)) for p in parents), default=-1)
@@ -255,8 +256,7 @@ def delete_levels(inv: Inventory | None, items: list[Item],
     return level
 
 
-def manifest_references(children: Iterable[str], subject: str | None,
-                        tags: Iterable[str] = ()) -> set[str]:
+def manifest_references(children: Iterable[str], subject: str | None, tags: Iterable[str] = ()) -> set[str]:
     """The digests one manifest references inside its repository: its index children, its OCI
     ``subject``, and the subject named by any signature / referrers tag (``tags``) on it."""
     out = set(children)
@@ -284,7 +284,9 @@ def inventory_references(inv: Inventory, items: Iterable[Item]) -> dict[Item, se
         info = r.manifests.get(digest)
         out[(repo, digest)] = manifest_references(
             [c.digest for c in info.children] if info is not None else [],
-            info.subject if info is not None else None, tags_on[repo].get(digest, ()))
+            info.subject if info is not None else None,
+            tags_on[repo].get(digest, ()),
+        )
     return out
 
 

@@ -36,9 +36,16 @@ from .rules import (
 
 
 class _RepoPlanner:
-    def __init__(self, r: RepoInventory, pol: RepoPolicy | None, in_use: InUse | None,
-                 now: datetime, push_src: str, untagged_known: bool,
-                 untagged_grace: timedelta = timedelta(0)):
+    def __init__(
+        self,
+        r: RepoInventory,
+        pol: RepoPolicy | None,
+        in_use: InUse | None,
+        now: datetime,
+        push_src: str,
+        untagged_known: bool,
+        untagged_grace: timedelta = timedelta(0),
+    ):
         self.untagged_grace = untagged_grace
         self.r = r
         self.pol = pol
@@ -50,10 +57,10 @@ class _RepoPlanner:
         self.graph = RepoGraph(r)
         self.present = self.graph.present
         self.by_digest = self.graph.by_digest
-        self.subject_of = self.graph.subject_of                 # tag -> (subject, kind)
+        self.subject_of = self.graph.subject_of  # tag -> (subject, kind)
         self.closure = KeptSet(self.graph)
-        self.kept = self.closure.kept                          # digest -> (reason, via tag)
-        self.verdict: dict[str, tuple[str, str]] = {}          # tag -> (keep|delete|follow, reason)
+        self.kept = self.closure.kept  # digest -> (reason, via tag)
+        self.verdict: dict[str, tuple[str, str]] = {}  # tag -> (keep|delete|follow, reason)
         self.ages: dict[str, tuple[float | None, str | None]] = {}
         self.tag_in_use: dict[str, tuple[str, ...]] = {}
         self.dig_in_use: dict[str, tuple[str, ...]] = {}
@@ -71,10 +78,18 @@ class _RepoPlanner:
         deleted = {d for d in self.present if d not in self.kept}
         manifest_decisions = self._manifest_decisions(deleted)
         remove = removes_repository(
-            self.pol, bool(r.tags) and all(td.action == DELETE for td in tag_decisions),
-            len(deleted) == len(self.present) and len(self.present) == len(r.manifests) and not r.errors)
-        return RepoResult(tag_decisions, manifest_decisions, deleted,
-                           self.present - deleted, self.graph.delete_order(deleted), remove)
+            self.pol,
+            bool(r.tags) and all(td.action == DELETE for td in tag_decisions),
+            len(deleted) == len(self.present) and len(self.present) == len(r.manifests) and not r.errors,
+        )
+        return RepoResult(
+            tag_decisions,
+            manifest_decisions,
+            deleted,
+            self.present - deleted,
+            self.graph.delete_order(deleted),
+            remove,
+        )
 
     # ---------------------------------------------------------------- rules
 
@@ -86,9 +101,15 @@ class _RepoPlanner:
         for t, d in r.tags.items():
             when = times[t]
             sub = self.subject_of.get(t)
-            self.verdict[t] = tag_verdict(pol, t, None if when is None else self.now - when,
-                                          rank.get(d), sub, sub is not None and sub[0] in self.present,
-                                          self.untagged_known)
+            self.verdict[t] = tag_verdict(
+                pol,
+                t,
+                None if when is None else self.now - when,
+                rank.get(d),
+                sub,
+                sub is not None and sub[0] in self.present,
+                self.untagged_known,
+            )
 
     def _tag_times(self) -> tuple[dict[str, datetime | None], dict[str, datetime]]:
         """(tag -> time, digest -> newest tag time for ranking); records ``self.ages``."""
@@ -133,11 +154,13 @@ class _RepoPlanner:
         r = self.r
         for d in r.untagged:
             pushed = r.untagged_pushed.get(d)
-            if pushed is not None and is_real(r.manifests.get(d)) and \
-                    self.now - pushed < self.untagged_grace:
-                self.keep(d, f"untagged, pushed {format_duration(self.now - pushed)} ago (within the "
-                             f"{format_duration(self.untagged_grace)} grace period: a push may be in "
-                             "progress)")
+            if pushed is not None and is_real(r.manifests.get(d)) and self.now - pushed < self.untagged_grace:
+                self.keep(
+                    d,
+                    f"untagged, pushed {format_duration(self.now - pushed)} ago (within the "
+                    f"{format_duration(self.untagged_grace)} grace period: a push may be in "
+                    "progress)",
+                )
 
     def protect_in_use(self) -> None:
         """Kubernetes protection (see ``graph.InUseProtection``)."""
@@ -160,11 +183,13 @@ class _RepoPlanner:
             return TagDecision(r.name, t, d, DELETE, reason, self.rule, _round(age_days), age_src)
         reason, in_use = self._keep_reason(t, d, action, rule_reason, sub)
         overridden = rule_reason if action == DELETE else None
-        return TagDecision(r.name, t, d, KEEP, reason, self.rule, _round(age_days), age_src, 0,
-                           in_use, overridden)
+        return TagDecision(
+            r.name, t, d, KEEP, reason, self.rule, _round(age_days), age_src, 0, in_use, overridden
+        )
 
-    def _keep_reason(self, t: str, d: str, action: str, rule_reason: str,
-                     sub: tuple[str, str] | None) -> tuple[str, tuple[str, ...]]:
+    def _keep_reason(
+        self, t: str, d: str, action: str, rule_reason: str, sub: tuple[str, str] | None
+    ) -> tuple[str, tuple[str, ...]]:
         """Why a kept tag is kept, and the Kubernetes sources when that is being in use."""
         kreason, ktag = self.kept[d]
         if t in self.tag_in_use:
@@ -198,15 +223,19 @@ class _RepoPlanner:
             out.append(ManifestDecision(r.name, d, DELETE, reason, tags, m.kind))
         return out
 
-    def _delete_reason(self, d: str, m: ManifestInfo, tags: tuple[str, ...], dead_parents: list[str],
-                       untagged: set[str]) -> str:
+    def _delete_reason(
+        self, d: str, m: ManifestInfo, tags: tuple[str, ...], dead_parents: list[str], untagged: set[str]
+    ) -> str:
         if tags:
             return "all tags deleted"
         if dead_parents:
             return f"child of deleted index {short(dead_parents[0])}"
         if m.subject:
-            return (f"referrer of deleted {short(m.subject)}" if m.subject in self.present
-                    else "dangling referrer")
+            return (
+                f"referrer of deleted {short(m.subject)}"
+                if m.subject in self.present
+                else "dangling referrer"
+            )
         if d in untagged:
             return "untagged, unreferenced"
         return "unreferenced"
@@ -216,12 +245,18 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None,
-         now: datetime, max_delete_fraction: float = 0.5,
-         exempt_removed_repositories: bool = True,
-         exempt_ttl_repositories: bool = True,
-         untagged_known: bool | None = None,
-         untagged_grace: timedelta = timedelta(hours=1)) -> Plan:
+def plan(
+    inventory: Inventory,
+    resolve: Resolver,
+    *,
+    in_use: InUse | None = None,
+    now: datetime,
+    max_delete_fraction: float = 0.5,
+    exempt_removed_repositories: bool = True,
+    exempt_ttl_repositories: bool = True,
+    untagged_known: bool | None = None,
+    untagged_grace: timedelta = timedelta(hours=1),
+) -> Plan:
     """Plan what a gc / expire run would delete.
 
     ``resolve(repo)`` gives each repository's RepoPolicy (None = no action there).
@@ -259,25 +294,46 @@ def plan(inventory: Inventory, resolve: Resolver, *, in_use: InUse | None = None
         now = now.replace(tzinfo=UTC)
     if untagged_known is None:
         untagged_known = inventory.push_time_source not in ("none", "", None)
-    out = Plan(registry=inventory.registry, now=now, kube_protection=in_use is not None,
-               max_delete_fraction=max_delete_fraction, untagged_known=untagged_known,
-               push_time_source=inventory.push_time_source)
+    out = Plan(
+        registry=inventory.registry,
+        now=now,
+        kube_protection=in_use is not None,
+        max_delete_fraction=max_delete_fraction,
+        untagged_known=untagged_known,
+        push_time_source=inventory.push_time_source,
+    )
     pols = {name: resolve(name) for name in sorted(inventory.repositories)}
     results: dict[str, RepoResult] = {}
     for name, pol in pols.items():
         out.policies[name] = pol.name if pol else NO_POLICY
-        results[name] = _RepoPlanner(inventory.repositories[name], pol, in_use, now,
-                                     inventory.push_time_source, untagged_known, untagged_grace).run()
+        results[name] = _RepoPlanner(
+            inventory.repositories[name],
+            pol,
+            in_use,
+            now,
+            inventory.push_time_source,
+            untagged_known,
+            untagged_grace,
+        ).run()
     collect(out, inventory, results)
     out.cap_tripped, out.cap_exempt = tally(
-        _repo_counts(results, pols), max_delete_fraction,
-        exempt_removed=exempt_removed_repositories, exempt_ttl=exempt_ttl_repositories)
+        _repo_counts(results, pols),
+        max_delete_fraction,
+        exempt_removed=exempt_removed_repositories,
+        exempt_ttl=exempt_ttl_repositories,
+    )
     return out
 
 
-def _repo_counts(results: Mapping[str, RepoResult],
-                 pols: Mapping[str, RepoPolicy | None]) -> list[RepoCount]:
+def _repo_counts(results: Mapping[str, RepoResult], pols: Mapping[str, RepoPolicy | None]) -> list[RepoCount]:
     """What the blast-radius cap counts per repository: tags, deleted tags, removed whole, ttl."""
-    return [RepoCount(name, len(res.tags), sum(1 for t in res.tags if t.action == DELETE), res.remove,
-                      (pol := pols[name]) is not None and pol.ttl is not None)
-            for name, res in results.items()]
+    return [
+        RepoCount(
+            name,
+            len(res.tags),
+            sum(1 for t in res.tags if t.action == DELETE),
+            res.remove,
+            (pol := pols[name]) is not None and pol.ttl is not None,
+        )
+        for name, res in results.items()
+    ]

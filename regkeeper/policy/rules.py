@@ -42,9 +42,9 @@ from .decisions import DELETE, KEEP
 from .graph import short
 
 NO_POLICY = "none"
-FOLLOW = "follow"      # verdict of a signature / referrer tag whose subject is present: it follows it
+FOLLOW = "follow"  # verdict of a signature / referrer tag whose subject is present: it follows it
 
-Verdict = tuple[str, str]   # (keep | delete | follow, reason)
+Verdict = tuple[str, str]  # (keep | delete | follow, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,25 +116,41 @@ def _cached(fn: Resolver) -> Resolver:
         if repo not in cache:
             cache[repo] = fn(repo)
         return cache[repo]
+
     return resolve
 
 
-def gc_resolver(include: Iterable[str] | None, exclude: Iterable[str] | None, days: float | None,
-                keep_last: int | None, protect: Iterable[str] = (), *,
-                delete_untagged: bool = True, name: str = "gc") -> Resolver:
+def gc_resolver(
+    include: Iterable[str] | None,
+    exclude: Iterable[str] | None,
+    days: float | None,
+    keep_last: int | None,
+    protect: Iterable[str] = (),
+    *,
+    delete_untagged: bool = True,
+    name: str = "gc",
+) -> Resolver:
     """gc rules: repositories selected by include/exclude globs get ``RepoPolicy(days,
     keep_last, protect)``; the others get None (no action). ``days=None`` disables the age
     condition (only keepLast then decides)."""
     inc = list(include or [])
     exc = list(exclude or [])
-    pol = RepoPolicy(name=name, keep_last=keep_last,
-                     max_age=None if days is None else timedelta(days=days),
-                     protect=tuple(protect or ()), delete_untagged=delete_untagged)
+    pol = RepoPolicy(
+        name=name,
+        keep_last=keep_last,
+        max_age=None if days is None else timedelta(days=days),
+        protect=tuple(protect or ()),
+        delete_untagged=delete_untagged,
+    )
     return _cached(lambda repo: pol if select(repo, inc, exc) else None)
 
 
-def tier_policy(tier: "TierConfig | Mapping[str, Any] | RepoPolicy", *,
-                protect: Iterable[str] = (), label: str | None = None) -> RepoPolicy:
+def tier_policy(
+    tier: "TierConfig | Mapping[str, Any] | RepoPolicy",
+    *,
+    protect: Iterable[str] = (),
+    label: str | None = None,
+) -> RepoPolicy:
     """A RepoPolicy from a tier (TierConfig or its YAML dict: keepLast/keepDays/ttl/...)."""
     if isinstance(tier, RepoPolicy):
         return tier
@@ -151,9 +167,12 @@ def tier_policy(tier: "TierConfig | Mapping[str, Any] | RepoPolicy", *,
     )
 
 
-def tier_resolver(tiers: Iterable["TierConfig | Mapping[str, Any]"],
-                  default: "str | TierConfig | Mapping[str, Any] | RepoPolicy | None" = None, *,
-                  protect: Iterable[str] = ()) -> Resolver:
+def tier_resolver(
+    tiers: Iterable["TierConfig | Mapping[str, Any]"],
+    default: "str | TierConfig | Mapping[str, Any] | RepoPolicy | None" = None,
+    *,
+    protect: Iterable[str] = (),
+) -> Resolver:
     """Expire rules: the first tier whose ``match`` globs match the repository wins; others fall
     to ``default`` (a tier name from ``tiers``, a tier, a RepoPolicy, or None = no action).
     ``protect`` globs are added to every tier's own ``protect``."""
@@ -169,8 +188,10 @@ def tier_resolver(tiers: Iterable["TierConfig | Mapping[str, Any]"],
         dflt = None
     elif isinstance(default, str):
         if default not in by_name:
-            raise ValueError(f"default tier {default!r} is not one of the tiers "
-                             f"({', '.join(by_name) or 'none configured'})")
+            raise ValueError(
+                f"default tier {default!r} is not one of the tiers "
+                f"({', '.join(by_name) or 'none configured'})"
+            )
         dflt = tier_policy(by_name[default], protect=prot, label=f"tier:{default} (default)")
     else:
         dflt = tier_policy(default, protect=prot)
@@ -180,6 +201,7 @@ def tier_resolver(tiers: Iterable["TierConfig | Mapping[str, Any]"],
             if match_any_path(pats, repo) is not None:
                 return pol
         return dflt
+
     return _cached(resolve)
 
 
@@ -212,9 +234,15 @@ def rank_images(newest: Mapping[str, datetime]) -> dict[str, int]:
 # --------------------------------------------------------------------------- verdicts
 
 
-def tag_verdict(pol: RepoPolicy | None, tag: str, age: timedelta | None, rank: int | None,
-                subject: tuple[str, str] | None, subject_present: bool,
-                untagged_known: bool) -> Verdict:
+def tag_verdict(
+    pol: RepoPolicy | None,
+    tag: str,
+    age: timedelta | None,
+    rank: int | None,
+    subject: tuple[str, str] | None,
+    subject_present: bool,
+    untagged_known: bool,
+) -> Verdict:
     """The rule's verdict on one tag: ``(keep | delete | follow, reason)``.
 
     ``age``: now minus the tag's time (None = unknown). ``rank``: its image's keepLast rank
@@ -273,5 +301,4 @@ def removes_repository(pol: RepoPolicy | None, all_tags_deleted: bool, nothing_l
     """ttl + ``deleteRepository``: the repository is removed whole when every tag expired and
     everything in it was seen and is deleted (removing it from storage also removes what the
     scan could not read: placeholders, errors)."""
-    return bool(pol and pol.ttl is not None and pol.delete_repository and all_tags_deleted
-                and nothing_left)
+    return bool(pol and pol.ttl is not None and pol.delete_repository and all_tags_deleted and nothing_left)

@@ -19,23 +19,40 @@ from ..policy.cap import check_plan_cap as check_cap
 from .delete import DeleteResult, changed_since_plan, delete_manifests
 from .gcjob import load_job_template, run_gc_job
 from .pipeline import (
-                       KubeState,
-                       delete_batch,
-                       expire_plan,
-                       gc_plan,
-                       planned_tag_deletes,
-                       read_kubernetes,
-                       refuse,
-                       run_reclaim,
-                       run_verify,
+    KubeState,
+    delete_batch,
+    expire_plan,
+    gc_plan,
+    planned_tag_deletes,
+    read_kubernetes,
+    refuse,
+    run_reclaim,
+    run_verify,
 )
 from .reclaim import ReclaimResult, check_gc_argv, storage_bytes
 from .report import build_report
 from .verify import VerifyResult, verify_kept
 
 __all__ = [
-    "DeleteResult", "KubeState", "ReclaimResult", "VerifyResult", "build_report",
-    "changed_since_plan", "check_cap", "check_gc_argv", "delete_batch", "delete_manifests",
-    "expire_plan", "gc_plan", "load_job_template", "planned_tag_deletes", "read_kubernetes",
-    "refuse", "run_gc_job", "run_reclaim", "run_verify", "storage_bytes", "verify_kept",
+    "DeleteResult",
+    "KubeState",
+    "ReclaimResult",
+    "VerifyResult",
+    "build_report",
+    "changed_since_plan",
+    "check_cap",
+    "check_gc_argv",
+    "delete_batch",
+    "delete_manifests",
+    "expire_plan",
+    "gc_plan",
+    "load_job_template",
+    "planned_tag_deletes",
+    "read_kubernetes",
+    "refuse",
+    "run_gc_job",
+    "run_reclaim",
+    "run_verify",
+    "storage_bytes",
+    "verify_kept",
 ]

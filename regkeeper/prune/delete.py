@@ -24,11 +24,11 @@ from ..util import bounded_map
 
 @dataclass
 class DeleteResult:
-    deleted: list[tuple[str, str]] = field(default_factory=list)        # (repo, digest)
+    deleted: list[tuple[str, str]] = field(default_factory=list)  # (repo, digest)
     already_gone: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, str]] = field(default_factory=list)    # (repo, digest, reason)
-    skipped: list[tuple[str, str]] = field(default_factory=list)        # (repo, why nothing deleted)
-    stopped: str | None = None                                          # why the run stopped early
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, digest, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (repo, why nothing deleted)
+    stopped: str | None = None  # why the run stopped early
 
     def merge(self, other: "DeleteResult") -> None:
         self.deleted += other.deleted
@@ -38,30 +38,37 @@ class DeleteResult:
         self.stopped = self.stopped or other.stopped
 
 
-def changed_since_plan(client: RegistryClient, repo: str, digests: set[str],
-                       planned_tag_deletes: set[str], max_workers: int) -> str | None:
+def changed_since_plan(
+    client: RegistryClient, repo: str, digests: set[str], planned_tag_deletes: set[str], max_workers: int
+) -> str | None:
     """Re-read a repository's tags just before deleting: DELETE by digest removes every tag on
     the digest, so a tag pushed (or moved back) onto a planned digest after the scan would go
     too. Returns why the repository must be left alone this run, or None."""
     try:
         listed = client.list_tags(repo)
-    except NotFoundError:         # the repository is gone: its planned digests are too
+    except NotFoundError:  # the repository is gone: its planned digests are too
         return None
     tags = [t for t in listed if t not in planned_tag_deletes]
     for tag, head, err in bounded_map(lambda t: client.head_manifest(repo, t), tags, max_workers):
         if err is not None:
             return f"tag {tag} could not be re-checked ({err})"
         if head is not None and head.digest in digests:
-            return (f"tag {tag} now points to {head.digest[:19]}…, planned for deletion (pushed "
-                    "after the scan): nothing deleted in this repository; the next run re-plans")
+            return (
+                f"tag {tag} now points to {head.digest[:19]}…, planned for deletion (pushed "
+                "after the scan): nothing deleted in this repository; the next run re-plans"
+            )
     return None
 
 
-def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
-                     inventory: Inventory | None = None,
-                     references: Mapping[tuple[str, str], Iterable[str]] | None = None,
-                     max_workers: int | None = None,
-                     recheck: dict[str, set[str]] | None = None) -> DeleteResult:
+def delete_manifests(
+    client: RegistryClient,
+    items: list[tuple[str, str]],
+    *,
+    inventory: Inventory | None = None,
+    references: Mapping[tuple[str, str], Iterable[str]] | None = None,
+    max_workers: int | None = None,
+    recheck: dict[str, set[str]] | None = None,
+) -> DeleteResult:
     """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
     fails is listed and does not stop the others. 405 stops the whole run. The order comes
     from ``inventory`` and/or ``references`` (see ``policy.graph.delete_levels``); ``recheck``
@@ -80,8 +87,9 @@ def delete_manifests(client: RegistryClient, items: list[tuple[str, str]], *,
     return res
 
 
-def _changed_repositories(client: RegistryClient, items: list[tuple[str, str]],
-                          recheck: dict[str, set[str]], workers: int) -> list[tuple[str, str]]:
+def _changed_repositories(
+    client: RegistryClient, items: list[tuple[str, str]], recheck: dict[str, set[str]], workers: int
+) -> list[tuple[str, str]]:
     """(repo, why) for every repository changed since the plan (or whose tags cannot be
     re-read): nothing is deleted there."""
     by_repo: dict[str, set[str]] = {}
@@ -98,8 +106,9 @@ def _changed_repositories(client: RegistryClient, items: list[tuple[str, str]],
     return skipped
 
 
-def _phases(inventory: Inventory | None, references, items: list[tuple[str, str]]
-            ) -> list[list[tuple[str, str]]]:
+def _phases(
+    inventory: Inventory | None, references, items: list[tuple[str, str]]
+) -> list[list[tuple[str, str]]]:
     """The items grouped by reference depth, shallowest (deleted first) first."""
     phases: dict[int, list[tuple[str, str]]] = {}
     levels = delete_levels(inventory, items, references)
@@ -108,10 +117,12 @@ def _phases(inventory: Inventory | None, references, items: list[tuple[str, str]
     return [phases[ph] for ph in sorted(phases)]
 
 
-def _delete_phase(client: RegistryClient, phase: list[tuple[str, str]], workers: int,
-                  res: DeleteResult) -> None:
+def _delete_phase(
+    client: RegistryClient, phase: list[tuple[str, str]], workers: int, res: DeleteResult
+) -> None:
     """Delete one level concurrently: 404 = already gone, 405 = stop everything (the first 405
     stops the DELETEs not yet sent, in this level and every later one)."""
+
     def one(item):
         repo, digest = item
         if res.stopped:

@@ -27,6 +27,7 @@ def load_job_template(path: str) -> dict:
     import yaml
 
     from .reclaim import check_gc_argv  # reclaim drives this mode: imported where used
+
     try:
         manifest = yaml.safe_load(open(os.path.expanduser(path)).read())
     except OSError as e:
@@ -43,8 +44,13 @@ def load_job_template(path: str) -> dict:
     return manifest
 
 
-def run_gc_job(reclaim_cfg, kube_cfg, timeout: float, poll: float = 2.0,
-               on_created: Callable[[str, str], None] | None = None) -> str:
+def run_gc_job(
+    reclaim_cfg,
+    kube_cfg,
+    timeout: float,
+    poll: float = 2.0,
+    on_created: Callable[[str, str], None] | None = None,
+) -> str:
     """Create the garbage-collect Job from ``reclaim.jobTemplate`` and wait for it (official
     kubernetes client; the kubeconfig and first context of the ``kubernetes`` section, else the
     default kubeconfig / in-cluster service account). Every API call has its own timeout.
@@ -65,13 +71,14 @@ def run_gc_job(reclaim_cfg, kube_cfg, timeout: float, poll: float = 2.0,
             on_created(ns, job.metadata.name)
         return _wait_for_job(batch, ns, job.metadata.name, timeout, poll)
     except ApiException as e:
-        raise RegkeeperError(f"reclaim kubernetes-job in namespace {ns}: HTTP {e.status} "
-                             f"{e.reason}") from None
+        raise RegkeeperError(
+            f"reclaim kubernetes-job in namespace {ns}: HTTP {e.status} {e.reason}"
+        ) from None
     finally:
         api_client.close()
 
 
-_RT = (5, 30)   # (connect, read) timeout of every API call
+_RT = (5, 30)  # (connect, read) timeout of every API call
 
 
 def job_active(kube_cfg, namespace: str, name: str) -> bool:
@@ -83,15 +90,15 @@ def job_active(kube_cfg, namespace: str, name: str) -> bool:
 
     api_client = _api_client(kube_cfg)
     try:
-        job = kclient.BatchV1Api(api_client).read_namespaced_job_status(name, namespace,
-                                                                         _request_timeout=_RT)
+        job = kclient.BatchV1Api(api_client).read_namespaced_job_status(name, namespace, _request_timeout=_RT)
     except ApiException as e:
         if e.status == 404:
             return False
         raise RegkeeperError(f"reclaim job {namespace}/{name}: HTTP {e.status} {e.reason}") from None
     except Exception as e:  # noqa: BLE001 - connection errors of the kubernetes client
-        raise RegkeeperError(f"reclaim job {namespace}/{name}: cannot read it ({type(e).__name__}: "
-                             f"{scrub(str(e))[:200]})") from None
+        raise RegkeeperError(
+            f"reclaim job {namespace}/{name}: cannot read it ({type(e).__name__}: {scrub(str(e))[:200]})"
+        ) from None
     finally:
         api_client.close()
     st = job.status
@@ -111,12 +118,15 @@ def _api_client(kube_cfg):
     ctx = kube_cfg.contexts[0] if kube_cfg is not None and kube_cfg.contexts else None
     try:
         return kconfig.new_client_from_config(
-            config_file=kube_cfg.kubeconfig if kube_cfg is not None else None, context=ctx,
-            persist_config=False)
+            config_file=kube_cfg.kubeconfig if kube_cfg is not None else None,
+            context=ctx,
+            persist_config=False,
+        )
     except (ConfigException, OSError, TypeError):
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            raise RegkeeperError("reclaim kubernetes-job: no kubeconfig and not running in a "
-                                 "cluster") from None
+            raise RegkeeperError(
+                "reclaim kubernetes-job: no kubeconfig and not running in a cluster"
+            ) from None
         kconfig.load_incluster_config()
         return kclient.ApiClient()
 
@@ -130,9 +140,13 @@ def _wait_for_job(batch, ns: str, name: str, timeout: float, poll: float) -> str
             return f"job {ns}/{name} succeeded"
         limit = job.spec.backoff_limit if job.spec and job.spec.backoff_limit is not None else 6
         if st is not None and (st.failed or 0) > limit:
-            raise RegkeeperError(f"reclaim job {ns}/{name} failed ({st.failed} failed pods): see "
-                                 f"`kubectl -n {ns} logs job/{name}`")
+            raise RegkeeperError(
+                f"reclaim job {ns}/{name} failed ({st.failed} failed pods): see "
+                f"`kubectl -n {ns} logs job/{name}`"
+            )
         if time.monotonic() > deadline:
-            raise RegkeeperError(f"reclaim job {ns}/{name} did not finish within {timeout:.0f}s "
-                                 "(left running; the registry is switched back to read-write)")
+            raise RegkeeperError(
+                f"reclaim job {ns}/{name} did not finish within {timeout:.0f}s "
+                "(left running; the registry is switched back to read-write)"
+            )
         time.sleep(poll)

@@ -21,9 +21,9 @@ from .verify import VerifyResult, verify_kept
 
 @dataclass
 class KubeState:
-    usage: object | None              # kube.RegistryUsage or None (no protection)
+    usage: object | None  # kube.RegistryUsage or None (no protection)
     notes: list[str] = field(default_factory=list)
-    scan: object | None = None        # kube.InUseScan
+    scan: object | None = None  # kube.InUseScan
 
 
 def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:
@@ -32,43 +32,66 @@ def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:
     RefusedError naming the context and why: nothing will be deleted."""
     kc = ctx.config.kubernetes
     if kc is None:
-        return KubeState(None, ["no kubernetes section in the config: images in use by workloads "
-                                "are NOT protected"])
-    scan = kube.scan_from_config(kc)   # a live cluster, or a recorded snapshot; never raises
+        return KubeState(
+            None, ["no kubernetes section in the config: images in use by workloads are NOT protected"]
+        )
+    scan = kube.scan_from_config(kc)  # a live cluster, or a recorded snapshot; never raises
     notes = [scan.summary()]
     if scan.errors:
         if kc.fail_closed:
             scan.raise_if_incomplete()
-        notes.append(scan.failure_message() + " (failClosed is off: continuing WITHOUT protection "
-                                               "from those contexts)")
+        notes.append(
+            scan.failure_message() + " (failClosed is off: continuing WITHOUT protection from those contexts)"
+        )
     hosts = ctx.config.registry_hosts(registry)
     usage = scan.for_registry(hosts)
     notes.append(f"{len(usage)} references point at this registry ({', '.join(sorted(hosts))})")
     return KubeState(usage, notes, scan)
 
 
-def gc_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *,
-            days: int | None = None, keep_last: int | None = None,
-            now: datetime | None = None) -> Plan:
+def gc_plan(
+    ctx: RunContext,
+    registry: str,
+    inv: Inventory,
+    kstate: KubeState,
+    *,
+    days: int | None = None,
+    keep_last: int | None = None,
+    now: datetime | None = None,
+) -> Plan:
     g = ctx.config.gc
     if g is None:
         from ..config import GCConfig
+
         g = GCConfig()
-    resolve = gc_resolver(g.include, g.exclude, g.days if days is None else days,
-                          g.keep_last if keep_last is None else keep_last, g.protect,
-                          delete_untagged=g.delete_untagged)
-    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(),
-                     max_delete_fraction=g.max_delete_fraction, untagged_grace=g.untagged_grace)
+    resolve = gc_resolver(
+        g.include,
+        g.exclude,
+        g.days if days is None else days,
+        g.keep_last if keep_last is None else keep_last,
+        g.protect,
+        delete_untagged=g.delete_untagged,
+    )
+    return make_plan(
+        inv,
+        resolve,
+        in_use=kstate.usage,
+        now=now or utcnow(),
+        max_delete_fraction=g.max_delete_fraction,
+        untagged_grace=g.untagged_grace,
+    )
 
 
-def expire_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *,
-                now: datetime | None = None) -> Plan:
+def expire_plan(
+    ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *, now: datetime | None = None
+) -> Plan:
     e = ctx.config.expire
     resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
     frac = e.max_delete_fraction if e else 0.5
     grace = e.untagged_grace if e else timedelta(hours=1)
-    return make_plan(inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac,
-                     untagged_grace=grace)
+    return make_plan(
+        inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac, untagged_grace=grace
+    )
 
 
 def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
@@ -78,8 +101,13 @@ def planned_tag_deletes(plan: Plan) -> dict[str, set[str]]:
     return out
 
 
-def delete_batch(ctx: RunContext, registry: str, items: list[tuple[str, str]],
-                 inv: Inventory | None, recheck: dict[str, set[str]] | None = None) -> DeleteResult:
+def delete_batch(
+    ctx: RunContext,
+    registry: str,
+    items: list[tuple[str, str]],
+    inv: Inventory | None,
+    recheck: dict[str, set[str]] | None = None,
+) -> DeleteResult:
     """Delete a batch; with ``recheck`` (repo -> tags the plan deletes) every repository's tags
     are re-read first and a repository changed since the scan is left alone."""
     return delete_manifests(ctx.client(registry), items, inventory=inv, recheck=recheck)
@@ -89,20 +117,33 @@ def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -
     rc = ctx.config.registry(registry)
     if not deleted_any and not plan.repositories_to_remove:
         return ReclaimResult(mode=rc.reclaim.mode)
-    return reclaim(rc.reclaim, ctx.storage(registry), remove_repositories=plan.repositories_to_remove,
-                   client=ctx.client(registry), kube_cfg=ctx.config.kubernetes, registry=registry,
-                   state=ctx.run_state())
+    return reclaim(
+        rc.reclaim,
+        ctx.storage(registry),
+        remove_repositories=plan.repositories_to_remove,
+        client=ctx.client(registry),
+        kube_cfg=ctx.config.kubernetes,
+        registry=registry,
+        state=ctx.run_state(),
+    )
 
 
-def run_verify(ctx: RunContext, registry: str, inv: Inventory, plan: Plan, everything: bool,
-               deleted: DeleteResult | None = None) -> VerifyResult:
+def run_verify(
+    ctx: RunContext,
+    registry: str,
+    inv: Inventory,
+    plan: Plan,
+    everything: bool,
+    deleted: DeleteResult | None = None,
+) -> VerifyResult:
     """Kept tags resolve and their images are whole. After a garbage-collect (global) every
     repository is checked; after manifest deletes only, the repositories the run touched. A kept
     tag a user moved during the run is information (its new image must be whole); one moved to a
     manifest this run deleted (``deleted``) is a problem."""
     touched = {t.repository for t in plan.deleted_tags()} | {m.repository for m in plan.deleted_manifests()}
-    kept = [(t.repository, t.tag, t.digest) for t in plan.kept_tags()
-            if everything or t.repository in touched]
+    kept = [
+        (t.repository, t.tag, t.digest) for t in plan.kept_tags() if everything or t.repository in touched
+    ]
     gone = set(deleted.deleted) if deleted is not None else set()
     return verify_kept(ctx.client(registry), inv, kept, deleted=gone)
 

@@ -56,6 +56,7 @@ class ReclaimResult:
 def storage_bytes(storage: StorageReader | None) -> int | None:
     """Physical bytes in the registry's storage (file bytes, like the reclaim preview)."""
     from ..capacity import storage_usage
+
     usage = storage_usage(storage)
     return usage.bytes_used if usage is not None else None
 
@@ -67,15 +68,24 @@ def check_gc_argv(argv: list[str]) -> None:
     after_gc = False
     for w in words:
         if w.startswith("--delete-untagged") or (after_gc and (w == "-m" or w.startswith("-m="))):
-            raise RegkeeperError("reclaim: garbage-collect must not use --delete-untagged (-m): it "
-                                 "deletes the untagged children of multi-arch indexes")
+            raise RegkeeperError(
+                "reclaim: garbage-collect must not use --delete-untagged (-m): it "
+                "deletes the untagged children of multi-arch indexes"
+            )
         if w.endswith("garbage-collect"):
             after_gc = True
 
 
-def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: list[str] | None = None,
-            client: RegistryClient | None = None, kube_cfg=None, registry: str | None = None,
-            state: RunState | None = None) -> ReclaimResult:
+def reclaim(
+    reclaim_cfg,
+    storage: StorageReader | None,
+    *,
+    remove_repositories: list[str] | None = None,
+    client: RegistryClient | None = None,
+    kube_cfg=None,
+    registry: str | None = None,
+    state: RunState | None = None,
+) -> ReclaimResult:
     """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``):
     ``readOnly`` command -> remove emptied repositories -> garbage-collect (a command, or a Job
     created from ``jobTemplate``) -> ``readWrite`` command (always, also after a failure).
@@ -90,7 +100,7 @@ def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: 
     if reclaim_cfg.mode == "command":
         check_gc_argv(reclaim_cfg.garbage_collect)
     else:
-        load_job_template(reclaim_cfg.job_template)   # refuse a bad template before read-only
+        load_job_template(reclaim_cfg.job_template)  # refuse a bad template before read-only
     registry = registry or (client.name if client is not None else "registry")
     t0 = time.perf_counter()
     res.bytes_before = storage_bytes(storage)
@@ -99,15 +109,24 @@ def reclaim(reclaim_cfg, storage: StorageReader | None, *, remove_repositories: 
         got = lease.acquire()
         if not got.ok:
             who = got.holder.describe() if got.holder else "another run"
-            res.error = (f"registry {registry}: garbage-collect skipped: another run is reclaiming "
-                         f"this registry ({who} holds lease {lease.name})")
+            res.error = (
+                f"registry {registry}: garbage-collect skipped: another run is reclaiming "
+                f"this registry ({who} holds lease {lease.name})"
+            )
             res.seconds = time.perf_counter() - t0
             return res
         if got.took_over is not None:
             res.notes.append(got.takeover_note(f"lease {lease.name}"))
     with lease.held() if lease is not None else nullcontext():
-        _in_window(reclaim_cfg, storage, remove_repositories or [], client, kube_cfg,
-                   _Guard(state, registry, lease), res)
+        _in_window(
+            reclaim_cfg,
+            storage,
+            remove_repositories or [],
+            client,
+            kube_cfg,
+            _Guard(state, registry, lease),
+            res,
+        )
     res.bytes_after = storage_bytes(storage)
     res.seconds = time.perf_counter() - t0
     return res
@@ -126,13 +145,20 @@ class _Guard:
             return
         old = read_window(self.state.root, self.registry)
         if old is not None:
-            res.notes.append(f"registry {self.registry}: the read-only window left by "
-                             f"{old.describe()} is closed by this run's readWrite")
-        self.window = Window(registry=self.registry, owner=self.state.owner,
-                             started=utcnow().isoformat(timespec="seconds"),
-                             read_write=list(reclaim_cfg.read_write or []), timeout=timeout,
-                             lease=self.lease.name, lease_token=self.lease.token,
-                             mode=reclaim_cfg.mode)
+            res.notes.append(
+                f"registry {self.registry}: the read-only window left by "
+                f"{old.describe()} is closed by this run's readWrite"
+            )
+        self.window = Window(
+            registry=self.registry,
+            owner=self.state.owner,
+            started=utcnow().isoformat(timespec="seconds"),
+            read_write=list(reclaim_cfg.read_write or []),
+            timeout=timeout,
+            lease=self.lease.name,
+            lease_token=self.lease.token,
+            mode=reclaim_cfg.mode,
+        )
         save_window(self.state.root, self.window)
 
     def step(self, name: str, pid: int | None = None, gc_job: dict | None = None) -> None:
@@ -153,8 +179,9 @@ class _Guard:
             self.window = None
 
 
-def _in_window(reclaim_cfg, storage, repos: list[str], client, kube_cfg, guard: _Guard,
-               res: ReclaimResult) -> None:
+def _in_window(
+    reclaim_cfg, storage, repos: list[str], client, kube_cfg, guard: _Guard, res: ReclaimResult
+) -> None:
     timeout = reclaim_cfg.timeout.total_seconds()
     read_only = False
     try:
@@ -188,15 +215,23 @@ def _remove_repositories(storage: StorageReader | None, repos: list[str], res: R
 
 def _garbage_collect(reclaim_cfg, kube_cfg, timeout: float, guard: _Guard) -> str:
     if reclaim_cfg.mode == "command":
-        return run_step(reclaim_cfg.garbage_collect, timeout, "garbageCollect",
-                        guard.tracker("garbageCollect"))
+        return run_step(
+            reclaim_cfg.garbage_collect, timeout, "garbageCollect", guard.tracker("garbageCollect")
+        )
     guard.step("garbageCollect (kubernetes-job)")
-    return run_gc_job(reclaim_cfg, kube_cfg, timeout, on_created=lambda ns, name: guard.step(
-        "garbageCollect (kubernetes-job)", gc_job={"namespace": ns, "name": name}))
+    return run_gc_job(
+        reclaim_cfg,
+        kube_cfg,
+        timeout,
+        on_created=lambda ns, name: guard.step(
+            "garbageCollect (kubernetes-job)", gc_job={"namespace": ns, "name": name}
+        ),
+    )
 
 
-def _read_write_again(reclaim_cfg, timeout: float, client: RegistryClient | None,
-                      res: ReclaimResult, guard: _Guard) -> None:
+def _read_write_again(
+    reclaim_cfg, timeout: float, client: RegistryClient | None, res: ReclaimResult, guard: _Guard
+) -> None:
     """``readWrite``; the window record is cleared only once it succeeded. When it fails the
     record stays: the next run of any job runs it again."""
     try:
@@ -205,10 +240,14 @@ def _read_write_again(reclaim_cfg, timeout: float, client: RegistryClient | None
         if client is not None:
             wait_ready(client, timeout=60)
     except RegkeeperError as e:
-        kept = " (the window stays recorded; the next run of any job runs readWrite again)" \
-            if guard.window is not None else ""
-        res.error = (res.error + "; " if res.error else "") + \
-            f"{e} (THE REGISTRY MAY STILL BE READ-ONLY){kept}"
+        kept = (
+            " (the window stays recorded; the next run of any job runs readWrite again)"
+            if guard.window is not None
+            else ""
+        )
+        res.error = (
+            res.error + "; " if res.error else ""
+        ) + f"{e} (THE REGISTRY MAY STILL BE READ-ONLY){kept}"
 
 
 def wait_ready(client: RegistryClient, timeout: float) -> None:

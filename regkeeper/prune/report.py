@@ -15,11 +15,21 @@ from .reclaim import ReclaimResult
 from .verify import VerifyResult
 
 
-def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory | None = None,
-                 kstate: KubeState | None = None, deleted: DeleteResult | None = None,
-                 reclaimed: ReclaimResult | None = None, verified: VerifyResult | None = None,
-                 dry_run: bool = False, refused: str | None = None, error: str | None = None,
-                 started: datetime | None = None) -> Report:
+def build_report(
+    flow: str,
+    registry: str,
+    plan: Plan | None,
+    *,
+    inv: Inventory | None = None,
+    kstate: KubeState | None = None,
+    deleted: DeleteResult | None = None,
+    reclaimed: ReclaimResult | None = None,
+    verified: VerifyResult | None = None,
+    dry_run: bool = False,
+    refused: str | None = None,
+    error: str | None = None,
+    started: datetime | None = None,
+) -> Report:
     rep = Report(flow=flow, registry=registry, title=f"regkeeper {flow}")
     if started:
         rep.started = started
@@ -43,22 +53,27 @@ def build_report(flow: str, registry: str, plan: Plan | None, *, inv: Inventory 
 def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
     """The plan's numbers and tables; ``preview``: nothing was deleted (dry run or refused)."""
     s = plan.summary()
-    rep.summary.update({
-        "tags scanned": s["tags_total"], "tags kept": s["tags_kept"],
-        "tags to delete" if preview else "tags deleted": s["tags_deleted"],
-        "in use (kept)": s["tags_in_use"],
-        "expired but in use": s["expired_in_use"],
-        "manifests to delete" if preview else "manifests deleted": s["manifests_deleted"],
-        "bytes freed (preview)": s["bytes_freed"],
-        "repositories to remove": len(s["repositories_to_remove"]),
-        "push time source": _push_source_label(s["push_time_source"]),
-        "kubernetes protection": s["kube_protection"],
-    })
+    rep.summary.update(
+        {
+            "tags scanned": s["tags_total"],
+            "tags kept": s["tags_kept"],
+            "tags to delete" if preview else "tags deleted": s["tags_deleted"],
+            "in use (kept)": s["tags_in_use"],
+            "expired but in use": s["expired_in_use"],
+            "manifests to delete" if preview else "manifests deleted": s["manifests_deleted"],
+            "bytes freed (preview)": s["bytes_freed"],
+            "repositories to remove": len(s["repositories_to_remove"]),
+            "push time source": _push_source_label(s["push_time_source"]),
+            "kubernetes protection": s["kube_protection"],
+        }
+    )
     if plan.cap_tripped:
         rep.summary["cap tripped"] = [str(c) for c in plan.cap_tripped]
     if plan.cap_exempt:
-        rep.note("per-repository cap not applied (ttl tier / repository removed whole; the "
-                 "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt))
+        rep.note(
+            "per-repository cap not applied (ttl tier / repository removed whole; the "
+            "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt)
+        )
     rep.add_table("decisions", plan.tag_rows(), Plan.TAG_COLUMNS)
     rep.add_table("repositories", plan.repository_rows())
     rep.add_table("manifests", plan.manifest_rows())
@@ -66,8 +81,10 @@ def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
         if len(rep.notes) < 200:
             rep.note(f"expired but in use: {t.repository}:{t.tag} ({'; '.join(t.in_use)})")
     if not plan.untagged_known:
-        rep.note("untagged manifests are invisible without storage access (configure storage "
-                 "for exact previews and untagged cleanup)")
+        rep.note(
+            "untagged manifests are invisible without storage access (configure storage "
+            "for exact previews and untagged cleanup)"
+        )
 
 
 def _scan_section(rep: Report, inv: Inventory) -> None:
@@ -99,13 +116,16 @@ def _reclaim_section(rep: Report, reclaimed: ReclaimResult, plan: Plan | None, d
         if reclaimed.error:
             rep.note(f"reclaim: {reclaimed.error}")
     elif plan is not None and plan.bytes_freed:
-        rep.note(f"{human_bytes(plan.bytes_freed)} become reclaimable when the registry's "
-                 "garbage-collect runs (reclaim mode: none)")
+        rep.note(
+            f"{human_bytes(plan.bytes_freed)} become reclaimable when the registry's "
+            "garbage-collect runs (reclaim mode: none)"
+        )
     if plan is not None and plan.repositories_to_remove and not dry_run:
         left = [r for r in plan.repositories_to_remove if r not in (reclaimed.repositories_removed or [])]
         if left:
-            rep.note("empty repositories left behind (no storage access or reclaim not run): "
-                     + ", ".join(left))
+            rep.note(
+                "empty repositories left behind (no storage access or reclaim not run): " + ", ".join(left)
+            )
 
 
 def _verify_section(rep: Report, verified: VerifyResult) -> None:
@@ -125,8 +145,15 @@ def _verify_section(rep: Report, verified: VerifyResult) -> None:
     rep.add_table("verify", verified.rows(), VerifyResult.COLUMNS)
 
 
-def _status(rep: Report, deleted: DeleteResult | None, reclaimed: ReclaimResult | None,
-            verified: VerifyResult | None, dry_run: bool, refused: str | None, error: str | None) -> str:
+def _status(
+    rep: Report,
+    deleted: DeleteResult | None,
+    reclaimed: ReclaimResult | None,
+    verified: VerifyResult | None,
+    dry_run: bool,
+    refused: str | None,
+    error: str | None,
+) -> str:
     """The run status (noting why it was refused or failed)."""
     status = "ok"
     if dry_run:
@@ -154,5 +181,7 @@ _PUSH_SOURCES = {
 
 def _push_source_label(src: str | None) -> str:
     """What ages are measured from, in words (the per-tag ``age_source`` column is exact)."""
-    return _PUSH_SOURCES.get(src or "none", f"storage: {src}" if src and src != "none"
-                             else "image config created (no storage access)")
+    return _PUSH_SOURCES.get(
+        src or "none",
+        f"storage: {src}" if src and src != "none" else "image config created (no storage access)",
+    )

@@ -32,9 +32,9 @@ class MovedTag:
 
     repository: str
     tag: str
-    planned: str                  # the digest the plan kept
-    now: str                      # the digest the tag points to now
-    problem: str | None = None    # why this move is a problem (None: its image is whole)
+    planned: str  # the digest the plan kept
+    now: str  # the digest the tag points to now
+    problem: str | None = None  # why this move is a problem (None: its image is whole)
 
     def describe(self) -> str:
         return f"moved during the run from {short(self.planned)} to {short(self.now)} ({MOVED_NOTE})"
@@ -45,7 +45,7 @@ class VerifyResult:
     tags_checked: int = 0
     manifests_checked: int = 0
     blobs_checked: int = 0
-    problems: list[tuple[str, str, str]] = field(default_factory=list)   # (repo, tag, problem)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, tag, problem)
     moved: list[MovedTag] = field(default_factory=list)
 
     COLUMNS = ["repository", "tag", "result", "planned digest", "digest now", "detail"]
@@ -57,15 +57,30 @@ class VerifyResult:
 
     def rows(self) -> list[dict]:
         """The verify table: every moved tag (with the old and new digest), then every problem."""
-        out = [{"repository": m.repository, "tag": m.tag,
+        out = [
+            {
+                "repository": m.repository,
+                "tag": m.tag,
                 "result": "moved" if m.problem is None else "moved, problem",
-                "planned digest": m.planned, "digest now": m.now,
-                "detail": MOVED_NOTE + (": not a problem" if m.problem is None else f": {m.problem}")}
-               for m in self.moved]
+                "planned digest": m.planned,
+                "digest now": m.now,
+                "detail": MOVED_NOTE + (": not a problem" if m.problem is None else f": {m.problem}"),
+            }
+            for m in self.moved
+        ]
         moved_keys = {(m.repository, m.tag) for m in self.moved if m.problem}
-        out += [{"repository": repo, "tag": tag, "result": "problem", "planned digest": "",
-                 "digest now": "", "detail": p}
-                for repo, tag, p in self.problems if (repo, tag) not in moved_keys]
+        out += [
+            {
+                "repository": repo,
+                "tag": tag,
+                "result": "problem",
+                "planned digest": "",
+                "digest now": "",
+                "detail": p,
+            }
+            for repo, tag, p in self.problems
+            if (repo, tag) not in moved_keys
+        ]
         return out
 
 
@@ -81,9 +96,13 @@ class _Checks:
         getattr(self, kind).setdefault((repo, digest), []).append(owner)
 
 
-def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, str, str]],
-                max_workers: int | None = None,
-                deleted: set[tuple[str, str]] | None = None) -> VerifyResult:
+def verify_kept(
+    client: RegistryClient,
+    inv: Inventory,
+    kept: list[tuple[str, str, str]],
+    max_workers: int | None = None,
+    deleted: set[tuple[str, str]] | None = None,
+) -> VerifyResult:
     """For each kept (repo, tag, digest): the tag resolves (to that digest, or, when a user moved
     it during the run, to a whole image), and every manifest its image needs (index children)
     and every blob answers HEAD 200. ``deleted``: the (repo, digest) pairs this run deleted."""
@@ -91,8 +110,9 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
     checks = _Checks()
     workers = max_workers or client.concurrency
     moved: list[MovedTag] = []
-    for (repo, tag, digest), now, err in bounded_map(lambda it: client.head_manifest(it[0], it[1]),
-                                                     kept, workers):
+    for (repo, tag, digest), now, err in bounded_map(
+        lambda it: client.head_manifest(it[0], it[1]), kept, workers
+    ):
         res.tags_checked += 1
         if err is not None:
             res.problems.append((repo, tag, f"check failed: {err}"))
@@ -105,7 +125,7 @@ def verify_kept(client: RegistryClient, inv: Inventory, kept: list[tuple[str, st
     for m, found, err in bounded_map(lambda m: _walk_moved(client, m, deleted or set()), moved, workers):
         if err is not None:
             m.problem = m.problem or f"{NOT_WHOLE}check failed: {err}"
-        if m.now == m.planned:     # moved back before we looked again: an ordinary kept tag
+        if m.now == m.planned:  # moved back before we looked again: an ordinary kept tag
             _kept_closure(inv, m.repository, m.tag, m.planned, checks)
             continue
         res.moved.append(m)
@@ -133,23 +153,24 @@ def _kept_closure(inv: Inventory, repo: str, tag: str, digest: str, checks: _Che
             checks.need("blobs", repo, b.digest, tag)
 
 
-def _walk_moved(client: RegistryClient, m: MovedTag,
-                deleted: set[tuple[str, str]]) -> tuple[int, list[str]]:
+def _walk_moved(client: RegistryClient, m: MovedTag, deleted: set[tuple[str, str]]) -> tuple[int, list[str]]:
     """Read the image a moved tag points to now, live: GET by tag (the digest is checked against
     the content), then every index child (HEAD, then its manifest, digest-checked). Sets
     ``m.now`` and, when the image is not whole, ``m.problem``; returns (manifests read, the
     blobs to HEAD)."""
     try:
         top = client.get_manifest(m.repository, m.tag)
-    except RegistryError as e:   # a moved tag whose manifest cannot be read is the problem
+    except RegistryError as e:  # a moved tag whose manifest cannot be read is the problem
         m.problem = f"{NOT_WHOLE}manifest GET {m.repository}:{m.tag} failed: {e}"
         return 0, []
     m.now = top.digest
     if m.now == m.planned:
         return 0, []
     if (m.repository, m.now) in deleted:
-        m.problem = (f"it points to {m.now}, a manifest this run deleted (the re-check before "
-                     "deleting should have left this repository alone)")
+        m.problem = (
+            f"it points to {m.now}, a manifest this run deleted (the re-check before "
+            "deleting should have left this repository alone)"
+        )
         return 1, []
     stack, seen, blobs, n = [top], {top.digest}, [], 0
     while stack:
@@ -174,14 +195,16 @@ def _walk_moved(client: RegistryClient, m: MovedTag,
 def _head_all(client: RegistryClient, checks: _Checks, res: VerifyResult, workers: int) -> None:
     """HEAD every queued manifest and blob once. A missing one is a problem of the unmoved kept
     tags that need it (one line, naming them) and of each moved tag that needs it."""
+
     def head(item):
         kind, (repo, digest) = item
         if kind == "manifests":
             return client.head_manifest(repo, digest) is not None
         return client.head_blob(repo, digest) is not None
 
-    items = ([("manifests", k) for k in sorted(checks.manifests)]
-             + [("blobs", k) for k in sorted(checks.blobs)])
+    items = [("manifests", k) for k in sorted(checks.manifests)] + [
+        ("blobs", k) for k in sorted(checks.blobs)
+    ]
     for (kind, (repo, digest)), ok, err in bounded_map(head, items, workers):
         if kind == "manifests":
             res.manifests_checked += 1
@@ -189,7 +212,7 @@ def _head_all(client: RegistryClient, checks: _Checks, res: VerifyResult, worker
             res.blobs_checked += 1
         if err is None and ok:
             continue
-        what = (f"index child {digest} missing" if kind == "manifests" else f"blob {digest} unreadable")
+        what = f"index child {digest} missing" if kind == "manifests" else f"blob {digest} unreadable"
         why = f"{what}: {err or 'HEAD 404'}"
         owners = getattr(checks, kind)[(repo, digest)]
         for m in owners:

@@ -24,11 +24,11 @@ for correctness: the next run's diff finds what is still missing.
 from ..oci.transfer import MONOLITHIC_MAX
 from .blobs import hints_file
 from .delete import (
-                    check_delete_cap,
-                    deletable_plans,
-                    delete_extraneous,
-                    not_attempted,
-                    record_deletes,
+    check_delete_cap,
+    deletable_plans,
+    delete_extraneous,
+    not_attempted,
+    record_deletes,
 )
 from .diff import diff_tags, extraneous_tags
 from .execute import Replicator, copy_phases, copy_repositories, copy_repository
@@ -38,23 +38,48 @@ from .report import build_report, summary_line
 from .result import ReplicationResult, RepoResult, new_result
 from .run import replicate_target
 from .scope import (
-                    in_delete_scope,
-                    scope_repositories,
-                    select_rules,
-                    select_tags,
-                    source_repository,
-                    tag_matches,
-                    target_repository,
+    in_delete_scope,
+    scope_repositories,
+    select_rules,
+    select_tags,
+    source_repository,
+    tag_matches,
+    target_repository,
 )
 from .verify import verify_copied
 
 __all__ = [
-    "TagCopy", "RepoPlan", "ReplicationPlan", "RepoResult", "ReplicationResult", "Replicator",
-    "plan_replication", "copy_repository", "copy_repositories", "replicate_target",
-    "select_tags", "diff_tags", "extraneous_tags", "check_delete_cap", "target_repository",
-    "source_repository", "tag_matches", "copy_phases", "hints_file",
-    "summary_line", "scope_repositories", "verify_copied", "select_rules", "merge_plans",
-    "build_report", "new_result", "in_delete_scope", "delete_extraneous", "record_deletes",
-    "not_attempted", "deletable_plans",
-    "MONOLITHIC_MAX", "PREFETCH_MAX",
+    "TagCopy",
+    "RepoPlan",
+    "ReplicationPlan",
+    "RepoResult",
+    "ReplicationResult",
+    "Replicator",
+    "plan_replication",
+    "copy_repository",
+    "copy_repositories",
+    "replicate_target",
+    "select_tags",
+    "diff_tags",
+    "extraneous_tags",
+    "check_delete_cap",
+    "target_repository",
+    "source_repository",
+    "tag_matches",
+    "copy_phases",
+    "hints_file",
+    "summary_line",
+    "scope_repositories",
+    "verify_copied",
+    "select_rules",
+    "merge_plans",
+    "build_report",
+    "new_result",
+    "in_delete_scope",
+    "delete_extraneous",
+    "record_deletes",
+    "not_attempted",
+    "deletable_plans",
+    "MONOLITHIC_MAX",
+    "PREFETCH_MAX",
 ]

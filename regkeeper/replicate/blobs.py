@@ -47,7 +47,7 @@ class BlobCopy:
 
     def _init_blob_state(self, transfer: BlobTransfer, hints_path: str | os.PathLike | None) -> None:
         self.transfer = transfer
-        self._where: dict[str, list[str]] = {}          # blob digest -> target repos holding it
+        self._where: dict[str, list[str]] = {}  # blob digest -> target repos holding it
         # (target repo, digest) -> why it failed; target repo "" when the source failed to serve it
         self._failed: dict[tuple[str, str], str] = {}
         self._hints_path = Path(hints_path) if hints_path else None
@@ -85,7 +85,6 @@ class BlobCopy:
         except OSError as e:
             log.warning("cannot save mount hints %s: %s", self._hints_path, e)
 
-
     # ---------------------------------------------------------------- knowledge
 
     def _known_in(self, digest: str, repo: str) -> bool:
@@ -107,7 +106,6 @@ class BlobCopy:
             seen.append(hint)
         return seen[:2]
 
-
     # ---------------------------------------------------------------- blobs
 
     def ensure_blob(self, src_repo: str, dst_repo: str, desc: Descriptor, acc: Counter) -> None:
@@ -124,9 +122,14 @@ class BlobCopy:
             if earlier is not None:
                 raise _BlobFailed(f"blob {digest}: {earlier} (failed earlier in this run; not tried again)")
             try:
-                out = self.transfer.ensure(dst_repo, digest, desc.size, [RegistrySource(self.src, src_repo)],
-                                           mount_from=self._mount_sources(digest, dst_repo),
-                                           check_present=dst_repo not in self._fresh)
+                out = self.transfer.ensure(
+                    dst_repo,
+                    digest,
+                    desc.size,
+                    [RegistrySource(self.src, src_repo)],
+                    mount_from=self._mount_sources(digest, dst_repo),
+                    check_present=dst_repo not in self._fresh,
+                )
             except SourceBlobMissing:
                 raise _SourceVanished(f"blob {digest} is gone from the source") from None
             except Exception as e:  # noqa: BLE001 - recorded once, named in every item needing it

@@ -26,22 +26,36 @@ from .plan_model import ReplicationPlan, RepoPlan
 from .result import RepoResult
 
 # manifests that can neither list children nor carry an OCI subject: no read needed
-_NO_REFERENCES = frozenset({"application/vnd.docker.distribution.manifest.v2+json",
-                            "application/vnd.docker.distribution.manifest.v1+prettyjws",
-                            "application/vnd.docker.distribution.manifest.v1+json"})
+_NO_REFERENCES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.docker.distribution.manifest.v1+json",
+    }
+)
 
 
 def check_delete_cap(plan: ReplicationPlan, max_fraction: float = 0.5, force: bool = False) -> str | None:
     """None when the plan's deletes are within the rule's cap (or forced), else why they are
     refused. ``max_fraction`` is the rule's ``maxDeleteFraction``."""
-    return check_cap(plan.extraneous, plan.scope_tags, max_fraction, force,
-                     what=f"rule {plan.rule} -> target {plan.target} (in-scope target tags)",
-                     action="deleteExtraneous would delete",
-                     key=f"maxDeleteFraction of replication rule {plan.rule}")
+    return check_cap(
+        plan.extraneous,
+        plan.scope_tags,
+        max_fraction,
+        force,
+        what=f"rule {plan.rule} -> target {plan.target} (in-scope target tags)",
+        action="deleteExtraneous would delete",
+        key=f"maxDeleteFraction of replication rule {plan.rule}",
+    )
 
 
-def extraneous_references(dst: RegistryClient, repo: str, extraneous: list[tuple[str, str]],
-                          types: Mapping[str, str], workers: int = 8) -> dict[str, list[str]]:
+def extraneous_references(
+    dst: RegistryClient,
+    repo: str,
+    extraneous: list[tuple[str, str]],
+    types: Mapping[str, str],
+    workers: int = 8,
+) -> dict[str, list[str]]:
     """digest -> the digests it references in ``repo`` (target), for every extraneous digest
     that references something: subjects named by its signature tags, and, read by digest (the
     disk cache answers), its OCI ``subject`` and index children. Docker image manifests
@@ -55,7 +69,7 @@ def extraneous_references(dst: RegistryClient, repo: str, extraneous: list[tuple
     def read(digest):
         try:
             m = dst.get_manifest(repo, digest)
-        except NotFoundError:      # gone already: the DELETE will say so (404)
+        except NotFoundError:  # gone already: the DELETE will say so (404)
             return [], None
         return m.referenced_manifests(), (m.subject.digest if m.subject else None)
 
@@ -78,8 +92,9 @@ def deletable_plans(plans: list[RepoPlan]) -> list[RepoPlan]:
     return [p for p in plans if p.extraneous and not p.errors and not p.no_deletes]
 
 
-def delete_extraneous(dst: RegistryClient, plans: list[RepoPlan], *,
-                      max_workers: int | None = None) -> DeleteResult:
+def delete_extraneous(
+    dst: RegistryClient, plans: list[RepoPlan], *, max_workers: int | None = None
+) -> DeleteResult:
     """Delete the extraneous target digests of ``plans`` through the one delete path (the cap
     is checked by the caller first). Every repository's tags are re-read just before deleting:
     DELETE by digest removes every tag on it, so a repository where a tag now points at a
@@ -93,14 +108,18 @@ def delete_extraneous(dst: RegistryClient, plans: list[RepoPlan], *,
         recheck[p.target_repo] = {t for t, _ in p.extraneous}
     if not items:
         return DeleteResult()
-    return delete_manifests(dst, items, references=references, max_workers=max_workers,
-                            recheck=recheck)
+    return delete_manifests(dst, items, references=references, max_workers=max_workers, recheck=recheck)
 
 
 def not_attempted(plans: list[RepoPlan], why: str) -> DeleteResult:
     """The outcome of deletes never sent (an earlier batch found deletes disabled)."""
-    return DeleteResult(failed=[(p.target_repo, d, f"not attempted: {why}") for p in deletable_plans(plans)
-                                for d in sorted({d for _, d in p.extraneous})])
+    return DeleteResult(
+        failed=[
+            (p.target_repo, d, f"not attempted: {why}")
+            for p in deletable_plans(plans)
+            for d in sorted({d for _, d in p.extraneous})
+        ]
+    )
 
 
 def record_deletes(plans: list[RepoPlan], results: Mapping[str, RepoResult], res: DeleteResult) -> None:

@@ -24,9 +24,12 @@ def diff_tags(source: dict[str, str], target: dict[str, str | None]) -> tuple[li
     return to_copy, in_sync
 
 
-def extraneous_tags(target: dict[str, str], selected_source: dict[str, str],
-                    tag_filter: TagFilter, children_of: Callable[[str], Iterable[str]] | None = None
-                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int]:
+def extraneous_tags(
+    target: dict[str, str],
+    selected_source: dict[str, str],
+    tag_filter: TagFilter,
+    children_of: Callable[[str], Iterable[str]] | None = None,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int]:
     """Target tags (tag -> digest) to delete because the source no longer has them.
 
     Returns (deletable [(tag, digest)], kept [(tag, why)], in-scope tag count). Only tags inside
@@ -52,7 +55,7 @@ def extraneous_tags(target: dict[str, str], selected_source: dict[str, str],
         s = signature_subject(t)
         if s:
             needed.setdefault(s[0], f"digest {s[0][:19]} is the subject of kept signature {t}")
-    if children_of is not None:   # every level: an index of indexes keeps its grandchildren
+    if children_of is not None:  # every level: an index of indexes keeps its grandchildren
         work = sorted(set(needed))
         while work:
             d = work.pop()

@@ -29,6 +29,7 @@ from .result import RepoResult, new_result
 
 log = logging.getLogger(__name__)
 
+
 def copy_phases(items: list[TagCopy]) -> tuple[list[TagCopy], list[TagCopy]]:
     """(ordinary tags, signature tags): signatures are copied after their subjects."""
     first = [c for c in items if not signature_subject(c.tag)]
@@ -45,17 +46,30 @@ class Replicator(BlobCopy):
     Blob copy and mount hints: ``BlobCopy`` (blobs.py). Extraneous-tag deletes are not its
     job: ``delete.py`` sends them through the one delete path."""
 
-    def __init__(self, src: RegistryClient, dst: RegistryClient, *, concurrency: int = 8,
-                 attempts: int = 3, backoff: float = 0.5, chunk_size: int = CHUNK_SIZE,
-                 monolithic_max: int = MONOLITHIC_MAX, hints_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        src: RegistryClient,
+        dst: RegistryClient,
+        *,
+        concurrency: int = 8,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        chunk_size: int = CHUNK_SIZE,
+        monolithic_max: int = MONOLITHIC_MAX,
+        hints_path: str | os.PathLike | None = None,
+    ):
         """``attempts``/``backoff``: how often the blob transfer starts a blob whose stream broke
         (its ``RetryPolicy``); HTTP calls are retried by each client's transport."""
         self.src = src
         self.dst = dst
         self.concurrency = max(1, concurrency)
-        transfer = BlobTransfer(dst, chunk_size=chunk_size, monolithic_max=monolithic_max,
-                                restarts=RetryPolicy(attempts=max(1, attempts), base=max(0.0, backoff)))
-        self._manifests: set[tuple[str, str]] = set()   # (target repo, digest) known present
+        transfer = BlobTransfer(
+            dst,
+            chunk_size=chunk_size,
+            monolithic_max=monolithic_max,
+            restarts=RetryPolicy(attempts=max(1, attempts), base=max(0.0, backoff)),
+        )
+        self._manifests: set[tuple[str, str]] = set()  # (target repo, digest) known present
         self._locks: dict[tuple, threading.Lock] = {}
         self._glock = threading.Lock()
         self._init_blob_state(transfer, hints_path)
@@ -75,18 +89,22 @@ class Replicator(BlobCopy):
 
     def _source_manifest(self, repo: str, digest: str) -> Manifest:
         try:
-            m = self.src.get_manifest(repo, digest)   # bytes checked against the digest
+            m = self.src.get_manifest(repo, digest)  # bytes checked against the digest
         except NotFoundError:
             raise _SourceVanished(f"manifest {digest} is gone from the source") from None
         return m
 
-    def _ensure_closure(self, src_repo: str, dst_repo: str, m: Manifest, acc: Counter,
-                        depth: int = 0) -> None:
+    def _ensure_closure(
+        self, src_repo: str, dst_repo: str, m: Manifest, acc: Counter, depth: int = 0
+    ) -> None:
         """Everything ``m`` references exists on the target before ``m`` is PUT."""
         if m.kind == "index":
             if depth > 4:
-                raise UnsupportedManifestError(f"index {m.digest}: nested deeper than 4 levels",
-                                               registry=self.src.name, repository=src_repo)
+                raise UnsupportedManifestError(
+                    f"index {m.digest}: nested deeper than 4 levels",
+                    registry=self.src.name,
+                    repository=src_repo,
+                )
             for child in m.children:
                 self._ensure_child(src_repo, dst_repo, child.digest, acc, depth + 1)
         else:
@@ -113,8 +131,11 @@ class Replicator(BlobCopy):
         got = self.dst.put_manifest(dst_repo, ref, m.raw, m.media_type)
         acc["manifests_put"] += 1
         if got != m.digest:
-            raise DigestMismatchError(f"{dst_repo}:{ref}: target stored {got}, source is {m.digest}",
-                                      registry=self.dst.name, repository=dst_repo)
+            raise DigestMismatchError(
+                f"{dst_repo}:{ref}: target stored {got}, source is {m.digest}",
+                registry=self.dst.name,
+                repository=dst_repo,
+            )
 
     def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> None:
         """One item: the tag's closure, then the tag itself with the exact source bytes.
@@ -155,8 +176,10 @@ class Replicator(BlobCopy):
         except Exception as e:  # noqa: BLE001 - cannot tell: a failure, never a silent skip
             return f"{gone} (404), and the source tag cannot be read again: {e}"
         if head is not None and head.digest == item.digest:
-            reason = (f"{gone} (404) although the source tag still points at {item.digest}: the "
-                      "source image is incomplete")
+            reason = (
+                f"{gone} (404) although the source tag still points at {item.digest}: the "
+                "source image is incomplete"
+            )
             log.warning("%s:%s -> %s: %s", plan.source_repo, item.tag, plan.target_repo, reason)
             return reason
         return f"vanished: {gone}"
@@ -227,12 +250,21 @@ class Replicator(BlobCopy):
         return out
 
 
-def copy_repositories(src: RegistryClient, dst: RegistryClient, plans: list[RepoPlan], *,
-                      concurrency: int = 8, attempts: int = 3, backoff: float = 0.5,
-                      replicator: Replicator | None = None, **kw) -> list[RepoResult]:
+def copy_repositories(
+    src: RegistryClient,
+    dst: RegistryClient,
+    plans: list[RepoPlan],
+    *,
+    concurrency: int = 8,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    replicator: Replicator | None = None,
+    **kw,
+) -> list[RepoResult]:
     """Copy the planned tags of several repositories (one bounded pool for all of them)."""
-    rep = replicator or Replicator(src, dst, concurrency=concurrency, attempts=attempts,
-                                   backoff=backoff, **kw)
+    rep = replicator or Replicator(
+        src, dst, concurrency=concurrency, attempts=attempts, backoff=backoff, **kw
+    )
     return rep.copy(plans)
 
 

@@ -23,18 +23,19 @@ from .diff import diff_tags, extraneous_tags
 from .plan_model import ReplicationPlan, RepoPlan
 from .scope import scope_repositories, select_tags, tag_matches, target_repository
 
-PREFETCH_MAX = 20_000                  # source manifests a plan keeps in memory for the copy
+PREFETCH_MAX = 20_000  # source manifests a plan keeps in memory for the copy
 
 
 @dataclass
 class _Scan:
     """One planning pass: the repository plans being filled and what was read for them."""
-    plans: dict[str, RepoPlan]                          # source repo -> its plan
+
+    plans: dict[str, RepoPlan]  # source repo -> its plan
     by_target: dict[str, RepoPlan] = field(init=False)  # target repo -> the same plan
-    src_tags: dict[str, list[str]] = field(default_factory=dict)        # source repo -> tags
-    dst_tags: dict[str, list[str]] = field(default_factory=dict)        # target repo -> tags
-    src_dig: dict[str, dict[str, str]] = field(default_factory=dict)    # source repo -> tag -> digest
-    dst_dig: dict[str, dict[str, str]] = field(default_factory=dict)    # target repo -> tag -> digest
+    src_tags: dict[str, list[str]] = field(default_factory=dict)  # source repo -> tags
+    dst_tags: dict[str, list[str]] = field(default_factory=dict)  # target repo -> tags
+    src_dig: dict[str, dict[str, str]] = field(default_factory=dict)  # source repo -> tag -> digest
+    dst_dig: dict[str, dict[str, str]] = field(default_factory=dict)  # target repo -> tag -> digest
     src_types: dict[tuple[str, str], str] = field(default_factory=dict)  # (source repo, tag) -> type
     types: dict[str, str] = field(default_factory=dict)  # digest -> media type, HEADs on either side
 
@@ -45,10 +46,16 @@ class _Scan:
         return self.plans.get(repo) if side == "src" else self.by_target[repo]
 
 
-def plan_replication(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule,
-                     target_name: str | None = None, *, concurrency: int | None = None,
-                     repositories: list[str] | None = None,
-                     removed: list[str] | None = None) -> ReplicationPlan:
+def plan_replication(
+    src: RegistryClient,
+    dst: RegistryClient,
+    rule: ReplicationRule,
+    target_name: str | None = None,
+    *,
+    concurrency: int | None = None,
+    repositories: list[str] | None = None,
+    removed: list[str] | None = None,
+) -> ReplicationPlan:
     """Compare the source and one target of a rule, tag by tag, by digest.
 
     Reads only: the source catalog (unless ``repositories`` is given: then those source
@@ -60,17 +67,22 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
     t0 = time.perf_counter()
     workers = concurrency or rule.concurrency
     src_before, dst_before = Counter(src.stats), Counter(dst.stats)
-    plan = ReplicationPlan(rule=rule.rule_name, source=src.name, target=target_name or dst.name,
-                           prefix=rule.prefix, delete_extraneous=rule.delete_extraneous)
+    plan = ReplicationPlan(
+        rule=rule.rule_name,
+        source=src.name,
+        target=target_name or dst.name,
+        prefix=rule.prefix,
+        delete_extraneous=rule.delete_extraneous,
+    )
     if repositories is None:
         repositories, removed, errors = scope_repositories(src, dst, rule)
         plan.errors += errors
     else:
         repositories = [r for r in repositories if select(r, rule.include, rule.exclude)]
     scan = _Scan(_repo_plans(rule, repositories, removed))
-    _read_tags_lists(src, dst, scan, workers)                       # 1. tags lists, both sides
+    _read_tags_lists(src, dst, scan, workers)  # 1. tags lists, both sides
     _read_digests(src, dst, scan, _digest_jobs(rule, scan), workers)  # 2. digests
-    for rp in scan.plans.values():                                  # 3. select, diff, extraneous
+    for rp in scan.plans.values():  # 3. select, diff, extraneous
         if not rp.errors:
             _decide(src, dst, rule, rp, scan)
     plan.repositories = [scan.plans[r] for r in sorted(scan.plans)]
@@ -82,8 +94,9 @@ def plan_replication(src: RegistryClient, dst: RegistryClient, rule: Replication
     return plan
 
 
-def _repo_plans(rule: ReplicationRule, repositories: list[str],
-                removed: list[str] | None) -> dict[str, RepoPlan]:
+def _repo_plans(
+    rule: ReplicationRule, repositories: list[str], removed: list[str] | None
+) -> dict[str, RepoPlan]:
     """One empty plan per source repository in scope, plus (with deleteExtraneous) one per
     repository gone from the source, whose target tags can only be extraneous."""
     prefix = (rule.prefix or "").strip("/")
@@ -124,7 +137,7 @@ def _digest_jobs(rule: ReplicationRule, scan: _Scan) -> list[tuple[str, str, str
     GET the ones it lacks (their bytes are needed to copy them; at most ``PREFETCH_MAX`` held
     in memory, HEAD beyond), HEAD target tags that may be in sync (all of them with deletes)."""
     heads = []
-    budget = PREFETCH_MAX   # manifests held in memory between plan and copy
+    budget = PREFETCH_MAX  # manifests held in memory between plan and copy
     for r, rp in scan.plans.items():
         if rp.errors:
             continue
@@ -145,8 +158,9 @@ def _digest_jobs(rule: ReplicationRule, scan: _Scan) -> list[tuple[str, str, str
     return heads
 
 
-def _read_digests(src: RegistryClient, dst: RegistryClient, scan: _Scan,
-                  heads: list[tuple[str, str, str]], workers: int) -> None:
+def _read_digests(
+    src: RegistryClient, dst: RegistryClient, scan: _Scan, heads: list[tuple[str, str, str]], workers: int
+) -> None:
     """Step 2: a digest (and media type) per tag. A source tag that cannot be read is
     unresolved (a failed item, the others go on); a target tag that cannot be read is copied
     again if selected (idempotent) and turns deletes off in its repository."""
@@ -168,9 +182,9 @@ def _read_digests(src: RegistryClient, dst: RegistryClient, scan: _Scan,
                 scan.plans[repo].prefetched[h.digest] = h
         rp = scan.plan_for(side, repo)
         if err is not None:
-            if side == "src":   # this tag cannot be compared: a failed item, the others go on
+            if side == "src":  # this tag cannot be compared: a failed item, the others go on
                 rp.unresolved.append((tag, f"source digest unreadable: {err}"))
-            else:               # unknown on the target: copy it again (idempotent), no deletes
+            else:  # unknown on the target: copy it again (idempotent), no deletes
                 rp.no_deletes = f"target tag {tag} unreadable ({err}): no deletes in this repository"
             continue
         if h is None:  # deleted between the list and the HEAD
@@ -186,6 +200,7 @@ def _children_lookup(types: dict[str, str], repos: list[tuple[RegistryClient, st
     """``children_of(digest)``: the manifests an index references (by digest, so the disk cache
     answers), asked of each (client, repository) in turn; [] for a non-index. ``strict``: a read
     failure other than 404 raises (deletes must not guess), else it counts as no children."""
+
     def f(digest):
         mt = types.get(digest)
         if mt and mt not in INDEX_MEDIA_TYPES:
@@ -193,7 +208,7 @@ def _children_lookup(types: dict[str, str], repos: list[tuple[RegistryClient, st
         last = None
         for client, repo in repos:
             try:
-                m = client.get_manifest(repo, digest)   # by digest: the disk cache answers
+                m = client.get_manifest(repo, digest)  # by digest: the disk cache answers
             except NotFoundError as e:
                 last = e
                 continue
@@ -206,11 +221,13 @@ def _children_lookup(types: dict[str, str], repos: list[tuple[RegistryClient, st
         if strict and last is not None and not isinstance(last, NotFoundError):
             raise last
         return []
+
     return f
 
 
-def _decide(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule, rp: RepoPlan,
-            scan: _Scan) -> None:
+def _decide(
+    src: RegistryClient, dst: RegistryClient, rule: ReplicationRule, rp: RepoPlan, scan: _Scan
+) -> None:
     """Step 3, one repository: select the source tags, diff them with the target, and (with
     deleteExtraneous, when every digest was readable) find the extraneous target tags."""
     r = rp.source_repo
@@ -222,32 +239,45 @@ def _decide(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule, rp:
         c.media_type = scan.src_types.get((r, c.tag), "")
     rp.unresolved.sort()
     if rule.delete_extraneous and rp.unresolved and not rp.no_deletes:
-        rp.no_deletes = (f"{len(rp.unresolved)} source tag(s) unreadable: no deletes in this "
-                         "repository")
+        rp.no_deletes = f"{len(rp.unresolved)} source tag(s) unreadable: no deletes in this repository"
     if rule.delete_extraneous and dtags and not rp.no_deletes:
         lookups = [(dst, rp.target_repo)] + ([] if rp.source_missing else [(src, r)])
         try:
             rp.extraneous, rp.kept_extraneous, rp.scope_tags = extraneous_tags(
-                dtags, selected, rule.tags, _children_lookup(scan.types, lookups, True))
+                dtags, selected, rule.tags, _children_lookup(scan.types, lookups, True)
+            )
         except RegistryError as e:
-            rp.errors.append(f"an index on the target is unreadable, so no deletes in this "
-                             f"repository: {e}")
+            rp.errors.append(f"an index on the target is unreadable, so no deletes in this repository: {e}")
             rp.extraneous, rp.kept_extraneous = [], []
-    if rp.extraneous:   # what each deleted manifest references: the delete order
+    if rp.extraneous:  # what each deleted manifest references: the delete order
         try:
-            rp.references = extraneous_references(dst, rp.target_repo, rp.extraneous, scan.types,
-                                                  rule.concurrency)
+            rp.references = extraneous_references(
+                dst, rp.target_repo, rp.extraneous, scan.types, rule.concurrency
+            )
         except (RegistryError, ValueError) as e:
-            rp.no_deletes = (f"a target manifest planned for deletion is unreadable ({e}), so the "
-                             "delete order is unknown: no deletes in this repository")
+            rp.no_deletes = (
+                f"a target manifest planned for deletion is unreadable ({e}), so the "
+                "delete order is unknown: no deletes in this repository"
+            )
             rp.extraneous = []
 
 
-def merge_plans(rule: ReplicationRule, source: str, target: str, parts: list[ReplicationPlan],
-                errors: list[str] | None = None) -> ReplicationPlan:
+def merge_plans(
+    rule: ReplicationRule,
+    source: str,
+    target: str,
+    parts: list[ReplicationPlan],
+    errors: list[str] | None = None,
+) -> ReplicationPlan:
     """One plan from the plans of several repository batches."""
-    plan = ReplicationPlan(rule=rule.rule_name, source=source, target=target, prefix=rule.prefix,
-                           delete_extraneous=rule.delete_extraneous, errors=list(errors or []))
+    plan = ReplicationPlan(
+        rule=rule.rule_name,
+        source=source,
+        target=target,
+        prefix=rule.prefix,
+        delete_extraneous=rule.delete_extraneous,
+        errors=list(errors or []),
+    )
     stats: Counter = Counter()
     for p in parts:
         plan.repositories += p.repositories

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class TagCopy:
     """One source tag that is missing or different on the target."""
+
     tag: str
-    digest: str                       # source digest (what the target must end up with)
+    digest: str  # source digest (what the target must end up with)
     target_digest: str | None = None  # what the target has now (None: missing)
     media_type: str = ""
 
@@ -27,13 +28,13 @@ class RepoPlan:
     target_repo: str
     to_copy: list[TagCopy] = field(default_factory=list)
     in_sync: list[str] = field(default_factory=list)
-    extraneous: list[tuple[str, str]] = field(default_factory=list)   # (tag, target digest) to delete
+    extraneous: list[tuple[str, str]] = field(default_factory=list)  # (tag, target digest) to delete
     kept_extraneous: list[tuple[str, str]] = field(default_factory=list)  # (tag, why not deletable)
-    scope_tags: int = 0               # target tags inside the rule's scope (cap denominator)
-    source_missing: bool = False      # the repository is gone from the source (extraneous only)
-    errors: list[str] = field(default_factory=list)   # repository-level: nothing done here
+    scope_tags: int = 0  # target tags inside the rule's scope (cap denominator)
+    source_missing: bool = False  # the repository is gone from the source (extraneous only)
+    errors: list[str] = field(default_factory=list)  # repository-level: nothing done here
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (source tag, why no digest)
-    no_deletes: str | None = None     # why deletes are off in this repository (unknown digests)
+    no_deletes: str | None = None  # why deletes are off in this repository (unknown digests)
     # extraneous target digest -> the digests it references in the target repository (index
     # children, OCI subject, signature tag subject): the delete order (referencing first)
     references: dict[str, list[str]] = field(default_factory=dict)
@@ -63,7 +64,7 @@ class ReplicationPlan:
     prefix: str
     delete_extraneous: bool
     repositories: list[RepoPlan] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)       # planning problems outside one repo
+    errors: list[str] = field(default_factory=list)  # planning problems outside one repo
     stats: dict = field(default_factory=dict)
 
     @property
@@ -94,15 +95,39 @@ class ReplicationPlan:
         out = []
         for r in self.repositories:
             for c in r.to_copy:
-                out.append({"repository": r.source_repo, "target_repository": r.target_repo,
-                            "tag": c.tag, "action": "copy", "reason": c.reason,
-                            "digest": c.digest, "target_digest": c.target_digest or ""})
+                out.append(
+                    {
+                        "repository": r.source_repo,
+                        "target_repository": r.target_repo,
+                        "tag": c.tag,
+                        "action": "copy",
+                        "reason": c.reason,
+                        "digest": c.digest,
+                        "target_digest": c.target_digest or "",
+                    }
+                )
             for t, d in r.extraneous:
-                out.append({"repository": r.source_repo, "target_repository": r.target_repo,
-                            "tag": t, "action": "delete", "reason": "not on source",
-                            "digest": "", "target_digest": d})
+                out.append(
+                    {
+                        "repository": r.source_repo,
+                        "target_repository": r.target_repo,
+                        "tag": t,
+                        "action": "delete",
+                        "reason": "not on source",
+                        "digest": "",
+                        "target_digest": d,
+                    }
+                )
             for t, why in r.kept_extraneous:
-                out.append({"repository": r.source_repo, "target_repository": r.target_repo,
-                            "tag": t, "action": "keep", "reason": why, "digest": "",
-                            "target_digest": ""})
+                out.append(
+                    {
+                        "repository": r.source_repo,
+                        "target_repository": r.target_repo,
+                        "tag": t,
+                        "action": "keep",
+                        "reason": why,
+                        "digest": "",
+                        "target_digest": "",
+                    }
+                )
         return out

@@ -10,20 +10,34 @@ from .result import ReplicationResult
 
 def summary_line(result: ReplicationResult) -> str:
     t = result.totals()
-    return (f"{result.plan.rule} -> {result.plan.target}: {t['copied']} copied, {t['skipped']} in sync, "
-            f"{t['failed']} failed, {t['deleted']} deleted, lag {t['lag']}, uploaded "
-            f"{human_bytes(t['bytes_uploaded'])}, mounted {human_bytes(t['bytes_mounted'])} "
-            f"in {t['seconds']}s")
+    return (
+        f"{result.plan.rule} -> {result.plan.target}: {t['copied']} copied, {t['skipped']} in sync, "
+        f"{t['failed']} failed, {t['deleted']} deleted, lag {t['lag']}, uploaded "
+        f"{human_bytes(t['bytes_uploaded'])}, mounted {human_bytes(t['bytes_mounted'])} "
+        f"in {t['seconds']}s"
+    )
 
 
-def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, source: str,
-                 target: str, label: str | None = None, error: str | None = None,
-                 started=None):
+def build_report(
+    result: "ReplicationResult | None",
+    *,
+    rule: ReplicationRule,
+    source: str,
+    target: str,
+    label: str | None = None,
+    error: str | None = None,
+    started=None,
+):
     """The run report for one (rule, target): per-repository counts (the main table, also the
     ``replication-<target>`` artifact), failed items, and the plan's decisions."""
     from ..report import Report
-    rep = Report(flow="replicate", registry=label or target, key=f"replication-{target}",
-                 title=f"replicate {rule.rule_name}: {source} → {target}")
+
+    rep = Report(
+        flow="replicate",
+        registry=label or target,
+        key=f"replication-{target}",
+        title=f"replicate {rule.rule_name}: {source} → {target}",
+    )
     if started is not None:
         rep.started = started
     rep.summary["rule"] = rule.rule_name
@@ -40,14 +54,22 @@ def build_report(result: "ReplicationResult | None", *, rule: ReplicationRule, s
     _note(rep, result, rule, error)
     rows = [r.row() for r in result.repositories]
     rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
-    rep.add_table("failed items", [{"repository": a, "tag": b, "reason": c}
-                                   for a, b, c in result.failed_items],
-                  columns=["repository", "tag", "reason"])
+    rep.add_table(
+        "failed items",
+        [{"repository": a, "tag": b, "reason": c} for a, b, c in result.failed_items],
+        columns=["repository", "tag", "reason"],
+    )
     if rule.delete_extraneous and not result.dry_run:
-        rep.add_table("deletes", result.delete_rows(), columns=["repository", "target_repository",
-                                                               "tag", "digest", "outcome", "reason"])
-    rep.add_table("plan", plan.rows(), columns=["repository", "target_repository", "tag", "action",
-                                                "reason", "digest", "target_digest"])
+        rep.add_table(
+            "deletes",
+            result.delete_rows(),
+            columns=["repository", "target_repository", "tag", "digest", "outcome", "reason"],
+        )
+    rep.add_table(
+        "plan",
+        plan.rows(),
+        columns=["repository", "target_repository", "tag", "action", "reason", "digest", "target_digest"],
+    )
     status = result.status
     if error and status in ("ok", "dry-run"):
         status = "failed"
@@ -78,8 +100,9 @@ def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:
     rep.summary["blobs mounted"] = t["blobs_mounted"]
     rep.summary["seconds"] = result.seconds
     if result.target_requests:
-        rep.summary["target requests"] = ", ".join(f"{k} {v}"
-                                                   for k, v in sorted(result.target_requests.items()))
+        rep.summary["target requests"] = ", ".join(
+            f"{k} {v}" for k, v in sorted(result.target_requests.items())
+        )
 
 
 def _note(rep, result: ReplicationResult, rule: ReplicationRule, error: str | None) -> None:
@@ -102,16 +125,35 @@ def _note(rep, result: ReplicationResult, rule: ReplicationRule, error: str | No
         rep.note(error)
     vanished = [(r.source_repo, t_) for r in result.repositories for t_ in r.vanished]
     if vanished:
-        rep.note(f"{len(vanished)} tag(s) vanished from the source during the run (not copied): "
-                 + ", ".join(f"{a}:{b}" for a, b in vanished[:10]))
+        rep.note(
+            f"{len(vanished)} tag(s) vanished from the source during the run (not copied): "
+            + ", ".join(f"{a}:{b}" for a, b in vanished[:10])
+        )
     failed = result.failed_items
-    if failed:                         # named here too: a failed run's last line quotes the notes
+    if failed:  # named here too: a failed run's last line quotes the notes
         more = f" (and {len(failed) - 3} more: see the failed items table)" if len(failed) > 3 else ""
-        rep.note(f"{len(failed)} item(s) failed: "
-                 + "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3]) + more)
+        rep.note(
+            f"{len(failed)} item(s) failed: " + "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3]) + more
+        )
 
 
-_REPO_COLUMNS = ["repository", "target_repository", "copied", "skipped", "failed", "deleted",
-                 "already_gone", "delete_skipped", "delete_failed", "lag_before", "lag",
-                 "bytes_uploaded", "bytes_mounted", "blobs_uploaded", "blobs_mounted",
-                 "blobs_present", "retries", "errors"]
+_REPO_COLUMNS = [
+    "repository",
+    "target_repository",
+    "copied",
+    "skipped",
+    "failed",
+    "deleted",
+    "already_gone",
+    "delete_skipped",
+    "delete_failed",
+    "lag_before",
+    "lag",
+    "bytes_uploaded",
+    "bytes_mounted",
+    "blobs_uploaded",
+    "blobs_mounted",
+    "blobs_present",
+    "retries",
+    "errors",
+]

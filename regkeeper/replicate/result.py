@@ -13,22 +13,22 @@ class RepoResult:
     source_repo: str
     target_repo: str
     copied: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)             # already in sync
+    skipped: list[str] = field(default_factory=list)  # already in sync
     failed: list[tuple[str, str]] = field(default_factory=list)  # (tag, reason)
-    vanished: list[str] = field(default_factory=list)            # gone from the source mid-run
+    vanished: list[str] = field(default_factory=list)  # gone from the source mid-run
     deleted: list[tuple[str, str]] = field(default_factory=list)  # (tag, digest)
     already_gone: list[tuple[str, str]] = field(default_factory=list)  # (tag, digest): 404 on DELETE
     delete_skipped: list[tuple[str, str]] = field(default_factory=list)  # (tag, why): changed since plan
-    delete_failed: list[tuple[str, str]] = field(default_factory=list)   # (tag, reason)
+    delete_failed: list[tuple[str, str]] = field(default_factory=list)  # (tag, reason)
     bytes_uploaded: int = 0
     bytes_mounted: int = 0
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
     blobs_present: int = 0
     manifests_put: int = 0
-    retries: int = 0                  # blob transfers restarted after a broken stream
+    retries: int = 0  # blob transfers restarted after a broken stream
     lag_before: int = 0
-    errors: list[str] = field(default_factory=list)              # repository-level problems
+    errors: list[str] = field(default_factory=list)  # repository-level problems
     seconds: float = 0.0
 
     @property
@@ -42,22 +42,37 @@ class RepoResult:
 
     def row(self) -> dict:
         return {
-            "repository": self.source_repo, "target_repository": self.target_repo,
-            "copied": len(self.copied), "skipped": len(self.skipped), "failed": len(self.failed),
-            "deleted": len(self.deleted), "already_gone": len(self.already_gone),
-            "delete_skipped": len(self.delete_skipped), "delete_failed": len(self.delete_failed),
-            "lag_before": self.lag_before, "lag": self.lag_after,
-            "bytes_uploaded": self.bytes_uploaded, "bytes_mounted": self.bytes_mounted,
-            "blobs_uploaded": self.blobs_uploaded, "blobs_mounted": self.blobs_mounted,
-            "blobs_present": self.blobs_present, "retries": self.retries,
+            "repository": self.source_repo,
+            "target_repository": self.target_repo,
+            "copied": len(self.copied),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "deleted": len(self.deleted),
+            "already_gone": len(self.already_gone),
+            "delete_skipped": len(self.delete_skipped),
+            "delete_failed": len(self.delete_failed),
+            "lag_before": self.lag_before,
+            "lag": self.lag_after,
+            "bytes_uploaded": self.bytes_uploaded,
+            "bytes_mounted": self.bytes_mounted,
+            "blobs_uploaded": self.blobs_uploaded,
+            "blobs_mounted": self.blobs_mounted,
+            "blobs_present": self.blobs_present,
+            "retries": self.retries,
             "errors": "; ".join(self.errors + [f"{t}: {r}" for t, r in self.failed][:5]),
         }
 
 
 def new_result(p: RepoPlan) -> RepoResult:
     """The result a repository starts from: in-sync tags skipped, unresolved tags failed."""
-    return RepoResult(p.source_repo, p.target_repo, skipped=list(p.in_sync), lag_before=p.lag,
-                      errors=list(p.errors), failed=list(p.unresolved))
+    return RepoResult(
+        p.source_repo,
+        p.target_repo,
+        skipped=list(p.in_sync),
+        lag_before=p.lag,
+        errors=list(p.errors),
+        failed=list(p.unresolved),
+    )
 
 
 @dataclass(slots=True)
@@ -65,7 +80,7 @@ class ReplicationResult:
     plan: ReplicationPlan
     repositories: list[RepoResult] = field(default_factory=list)
     deletes_refused: str | None = None
-    deletes_stopped: str | None = None     # why deletes stopped early (405: disabled on the target)
+    deletes_stopped: str | None = None  # why deletes stopped early (405: disabled on the target)
     dry_run: bool = False
     seconds: float = 0.0
     target_requests: dict = field(default_factory=dict)
@@ -87,12 +102,14 @@ class ReplicationResult:
         for r in self.repositories:
             base = {"repository": r.source_repo, "target_repository": r.target_repo}
             out += [dict(base, tag=t, digest=d, outcome="deleted", reason="") for t, d in r.deleted]
-            out += [dict(base, tag=t, digest=d, outcome="already gone", reason="404 on DELETE")
-                    for t, d in r.already_gone]
-            out += [dict(base, tag=t, digest="", outcome="skipped", reason=why)
-                    for t, why in r.delete_skipped]
-            out += [dict(base, tag=t, digest="", outcome="failed", reason=why)
-                    for t, why in r.delete_failed]
+            out += [
+                dict(base, tag=t, digest=d, outcome="already gone", reason="404 on DELETE")
+                for t, d in r.already_gone
+            ]
+            out += [
+                dict(base, tag=t, digest="", outcome="skipped", reason=why) for t, why in r.delete_skipped
+            ]
+            out += [dict(base, tag=t, digest="", outcome="failed", reason=why) for t, why in r.delete_failed]
         return out
 
     @property

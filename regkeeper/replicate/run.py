@@ -18,11 +18,22 @@ from .result import ReplicationResult, new_result
 from .verify import verify_copied
 
 
-def replicate_target(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule,
-                     target_name: str | None = None, *, dry_run: bool = False, force: bool = False,
-                     max_delete_fraction: float | None = None, attempts: int = 3, backoff: float = 0.5,
-                     hints_path: str | os.PathLike | None = None, verify: bool = False,
-                     plan: ReplicationPlan | None = None, **kw) -> ReplicationResult:
+def replicate_target(
+    src: RegistryClient,
+    dst: RegistryClient,
+    rule: ReplicationRule,
+    target_name: str | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    max_delete_fraction: float | None = None,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    hints_path: str | os.PathLike | None = None,
+    verify: bool = False,
+    plan: ReplicationPlan | None = None,
+    **kw,
+) -> ReplicationResult:
     """Plan, then (unless dry run) copy and delete, for one target of a rule. Used by the CLI
     path of the flow's tasks and by the benchmark; the flow splits the same steps into tasks.
     ``max_delete_fraction`` overrides the rule's ``maxDeleteFraction`` (default: the rule's);
@@ -40,8 +51,15 @@ def replicate_target(src: RegistryClient, dst: RegistryClient, rule: Replication
     if dry_run:
         result.repositories = [new_result(p) for p in plan.repositories]
     else:
-        rep = Replicator(src, dst, concurrency=rule.concurrency, attempts=attempts, backoff=backoff,
-                         hints_path=hints_path, **kw)
+        rep = Replicator(
+            src,
+            dst,
+            concurrency=rule.concurrency,
+            attempts=attempts,
+            backoff=backoff,
+            hints_path=hints_path,
+            **kw,
+        )
         result.repositories = rep.copy(plan.repositories)
         rep.save_hints()
         if verify:

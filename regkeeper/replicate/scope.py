@@ -18,21 +18,27 @@ from ..oci import RegistryClient
 def select_rules(config, name: str | None = None) -> list[ReplicationRule]:
     """The rules a run executes: the named one, or every rule. Errors name the config key."""
     from ..errors import ConfigError
+
     rules = list(config.replication or [])
     if not rules:
-        raise ConfigError(f"{config.source or 'config'}: replication: no rules configured "
-                          "(add e.g. replication: [{from: primary, to: [replica]}])")
+        raise ConfigError(
+            f"{config.source or 'config'}: replication: no rules configured "
+            "(add e.g. replication: [{from: primary, to: [replica]}])"
+        )
     if name is None:
         names = [r.rule_name for r in rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"{config.source or 'config'}: replication: two rules are both named "
-                              f"{dupes[0]!r}: give them distinct `name:` keys")
+            raise ConfigError(
+                f"{config.source or 'config'}: replication: two rules are both named "
+                f"{dupes[0]!r}: give them distinct `name:` keys"
+            )
         return rules
     for r in rules:
         if r.rule_name == name:
             return [r]
     import difflib
+
     known = [r.rule_name for r in rules]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
@@ -52,7 +58,7 @@ def source_repository(prefix: str, target_repo: str) -> str | None:
     if not p:
         return target_repo
     if target_repo.startswith(p + "/") and len(target_repo) > len(p) + 1:
-        return target_repo[len(p) + 1:]
+        return target_repo[len(p) + 1 :]
     return None
 
 
@@ -65,8 +71,9 @@ def tag_matches(tag: str, tags: TagFilter) -> bool:
     return True
 
 
-def select_tags(tags: dict[str, str], tag_filter: TagFilter,
-                children_of: Callable[[str], Iterable[str]] | None = None) -> dict[str, str]:
+def select_tags(
+    tags: dict[str, str], tag_filter: TagFilter, children_of: Callable[[str], Iterable[str]] | None = None
+) -> dict[str, str]:
     """The tags (tag -> digest) a rule replicates from one source repository.
 
     Ordinary tags pass the tag filter. A signature/attestation tag (``sha256-<hex>.sig/.att/
@@ -108,7 +115,6 @@ def select_tags(tags: dict[str, str], tag_filter: TagFilter,
     return selected
 
 
-
 def in_delete_scope(tag: str, tag_filter: TagFilter, scope_digests: set[str]) -> bool:
     """Is a target tag inside the rule's tag scope? Ordinary tags: the tag filter. Signature
     tags: the filter, or their subject is a digest of an in-scope tag."""
@@ -122,8 +128,9 @@ def _same_registry(a: RegistryClient, b: RegistryClient) -> bool:
     return a.url.rstrip("/") == b.url.rstrip("/")
 
 
-def scope_repositories(src: RegistryClient, dst: RegistryClient, rule: ReplicationRule
-                       ) -> tuple[list[str], list[str], list[str]]:
+def scope_repositories(
+    src: RegistryClient, dst: RegistryClient, rule: ReplicationRule
+) -> tuple[list[str], list[str], list[str]]:
     """The rule's repositories: (source repositories in scope, source names of target
     repositories under the prefix that the source no longer has (only with deleteExtraneous),
     problems). The source catalog failing raises: nothing can be planned without it."""
@@ -131,8 +138,14 @@ def scope_repositories(src: RegistryClient, dst: RegistryClient, rule: Replicati
     same = _same_registry(src, dst)
     errors: list[str] = []
     if same and not prefix:
-        return [], [], [f"rule {rule.rule_name}: source and target are the same registry "
-                        f"({src.url}) without a prefix: nothing to replicate"]
+        return (
+            [],
+            [],
+            [
+                f"rule {rule.rule_name}: source and target are the same registry "
+                f"({src.url}) without a prefix: nothing to replicate"
+            ],
+        )
     repos = [r for r in src.catalog() if select(r, rule.include, rule.exclude)]
     if same:  # never replicate our own replicas again (eu/eu/...)
         repos = [r for r in repos if source_repository(prefix, r) is None]
@@ -148,6 +161,8 @@ def scope_repositories(src: RegistryClient, dst: RegistryClient, rule: Replicati
                     continue
                 removed.append(sr)
         except RegistryError as e:
-            errors.append(f"target catalog unreadable, repositories removed from the source "
-                          f"are not checked for extraneous tags: {e}")
+            errors.append(
+                f"target catalog unreadable, repositories removed from the source "
+                f"are not checked for extraneous tags: {e}"
+            )
     return sorted(repos), sorted(removed), errors

@@ -9,8 +9,9 @@ from .plan_model import RepoPlan
 from .result import RepoResult
 
 
-def verify_copied(dst: RegistryClient, plans: list[RepoPlan], results: list[RepoResult], *,
-                  concurrency: int = 8) -> list[tuple[str, str, str]]:
+def verify_copied(
+    dst: RegistryClient, plans: list[RepoPlan], results: list[RepoResult], *, concurrency: int = 8
+) -> list[tuple[str, str, str]]:
     """Read back every copied tag on the target (HEAD) and compare with the source digest.
     Returns (repository, tag, problem) for each mismatch; also records it as a failure."""
     want = {(p.target_repo, c.tag): (p, c.digest) for p in plans for c in p.to_copy}

@@ -15,14 +15,21 @@ from ..errors import RegkeeperError
 log = logging.getLogger(__name__)
 
 
-def run_step(argv: list[str], timeout: float, what: str,
-             on_start: Callable[[int], None] | None = None) -> str:
+def run_step(
+    argv: list[str], timeout: float, what: str, on_start: Callable[[int], None] | None = None
+) -> str:
     """Run ``argv``; return its output (stdout + stderr). Raises RegkeeperError naming
     ``reclaim.<what>`` when it cannot start, times out (it is killed) or exits non-zero."""
     log.info("reclaim: %s: %s", what, shlex.join(argv))
     try:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ), stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise RegkeeperError(f"reclaim.{what}: command not found: {argv[0]}") from None
     except OSError as e:

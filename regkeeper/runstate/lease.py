@@ -45,6 +45,7 @@ def lease_path(root: Path, name: str) -> Path:
 @dataclass
 class Holder:
     """Who holds a lease, as its record says."""
+
     name: str
     token: str
     owner: Owner
@@ -61,9 +62,15 @@ class Holder:
             exp = datetime.fromisoformat(rec["expires"])
         except (KeyError, TypeError, ValueError):
             exp = None
-        return cls(name=name, token=str(rec["token"]), owner=Owner.from_dict(rec.get("owner") or {}),
-                   acquired=str(rec.get("acquired", "?")), heartbeat=str(rec.get("heartbeat", "?")),
-                   expires=exp, data=dict(rec.get("data") or {}))
+        return cls(
+            name=name,
+            token=str(rec["token"]),
+            owner=Owner.from_dict(rec.get("owner") or {}),
+            acquired=str(rec.get("acquired", "?")),
+            heartbeat=str(rec.get("heartbeat", "?")),
+            expires=exp,
+            data=dict(rec.get("data") or {}),
+        )
 
     def gone_reason(self, now: datetime | None = None) -> str | None:
         """Why this holder no longer holds the lease; None while it does."""
@@ -84,9 +91,9 @@ def read_holder(root: Path, name: str) -> Holder | None:
 @dataclass
 class Acquired:
     ok: bool
-    holder: Holder | None = None            # busy: who holds it
-    took_over: Holder | None = None         # ok: the gone holder whose lease this run took
-    reason: str | None = None               # why that holder was gone
+    holder: Holder | None = None  # busy: who holds it
+    took_over: Holder | None = None  # ok: the gone holder whose lease this run took
+    reason: str | None = None  # why that holder was gone
 
     def takeover_note(self, what: str) -> str | None:
         if not self.ok or self.took_over is None:
@@ -113,9 +120,15 @@ class Lease:
 
     def _doc(self) -> dict:
         now = utcnow()
-        return {"lease": self.name, "token": self.token, "owner": self.owner.to_dict(),
-                "acquired": self.acquired_at or now.isoformat(), "heartbeat": now.isoformat(),
-                "expires": (now + timedelta(seconds=self.ttl)).isoformat(), "data": self.data}
+        return {
+            "lease": self.name,
+            "token": self.token,
+            "owner": self.owner.to_dict(),
+            "acquired": self.acquired_at or now.isoformat(),
+            "heartbeat": now.isoformat(),
+            "expires": (now + timedelta(seconds=self.ttl)).isoformat(),
+            "data": self.data,
+        }
 
     def acquire(self, wait: float = 0.0, poll: float = 1.0) -> Acquired:
         """Take the lease, taking over a gone holder's; wait up to ``wait`` seconds for a live
@@ -134,9 +147,9 @@ class Lease:
                 return Acquired(True)
             rec = read_record(self.path)
             if rec is None:
-                continue                       # released meanwhile: try again
+                continue  # released meanwhile: try again
             holder = Holder.from_record(self.name, rec)
-            if holder is None:                 # unreadable: gone once older than the ttl
+            if holder is None:  # unreadable: gone once older than the ttl
                 age = age_seconds(self.path)
                 if age is not None and age < self.ttl:
                     return Acquired(False)
@@ -146,8 +159,12 @@ class Lease:
                 if reason is None:
                     return Acquired(False, holder=holder)
             if self._move_aside(holder) and create_exclusive(self.path, self._doc()):
-                log.warning("lease %s: taken over from %s: %s", self.name,
-                            holder.describe() if holder else "an unreadable record", reason)
+                log.warning(
+                    "lease %s: taken over from %s: %s",
+                    self.name,
+                    holder.describe() if holder else "an unreadable record",
+                    reason,
+                )
                 return Acquired(True, took_over=holder, reason=reason)
         rec = read_record(self.path)
         return Acquired(False, holder=Holder.from_record(self.name, rec) if rec else None)
@@ -163,7 +180,7 @@ class Lease:
         moved = read_record(aside) or {}
         if moved.get("token") != (judged.token if judged is not None else None):
             try:
-                os.link(aside, self.path)      # not ours to remove: put it back
+                os.link(aside, self.path)  # not ours to remove: put it back
             except FileExistsError:
                 pass
             os.unlink(aside)

@@ -43,7 +43,7 @@ def process_state(pid: int) -> tuple[str, str] | None:
     if not raw:
         return None
     # "pid (comm) S ppid ...": comm may hold spaces and parentheses; split after the last ")"
-    rest = raw[raw.rfind(")") + 2:].split()
+    rest = raw[raw.rfind(")") + 2 :].split()
     if len(rest) < 20:
         return None
     return rest[0], rest[19]
@@ -60,7 +60,7 @@ class Owner:
     job: str
     host: str
     pid: int
-    started: str                       # ISO time the run began
+    started: str  # ISO time the run began
     pid_start: str | None = None
     boot: str | None = None
     pidns: str | None = None
@@ -69,19 +69,33 @@ class Owner:
     @classmethod
     def current(cls, job: str, run: str | None = None) -> "Owner":
         pid = os.getpid()
-        return cls(run=str(run or uuid.uuid4()), job=job, host=socket.gethostname(), pid=pid,
-                   started=utcnow().isoformat(timespec="seconds"), pid_start=pid_start(pid),
-                   boot=boot_id(), pidns=pid_namespace())
+        return cls(
+            run=str(run or uuid.uuid4()),
+            job=job,
+            host=socket.gethostname(),
+            pid=pid,
+            started=utcnow().isoformat(timespec="seconds"),
+            pid_start=pid_start(pid),
+            boot=boot_id(),
+            pidns=pid_namespace(),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Owner":
-        return cls(run=str(d.get("run", "?")), job=str(d.get("job", "?")),
-                   host=str(d.get("host", "?")), pid=int(d.get("pid") or 0),
-                   started=str(d.get("started", "?")), pid_start=d.get("pid_start"),
-                   boot=d.get("boot"), pidns=d.get("pidns"), extra=dict(d.get("extra") or {}))
+        return cls(
+            run=str(d.get("run", "?")),
+            job=str(d.get("job", "?")),
+            host=str(d.get("host", "?")),
+            pid=int(d.get("pid") or 0),
+            started=str(d.get("started", "?")),
+            pid_start=d.get("pid_start"),
+            boot=d.get("boot"),
+            pidns=d.get("pidns"),
+            extra=dict(d.get("extra") or {}),
+        )
 
     def describe(self) -> str:
         """``run R (gc, pid P on host H, started T)``."""

@@ -115,6 +115,7 @@ def remove_record(path: Path) -> bool:
 
 def age_seconds(path: Path) -> float | None:
     import time
+
     try:
         return time.time() - path.stat().st_mtime
     except OSError:

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class Recovery:
     registry: str
     window: Window
-    outcome: str                 # recovered | failed | live | waiting
-    detail: str                  # recovered: why the owner was gone; else why it stayed
+    outcome: str  # recovered | failed | live | waiting
+    detail: str  # recovered: why the owner was gone; else why it stayed
     at: str = ""
 
     @property
@@ -41,17 +41,23 @@ class Recovery:
     def note(self) -> str:
         w, r = self.window, self.registry
         if self.outcome == "recovered":
-            return (f"recovered: registry {r} was left read-only by {w.describe()}; readWrite run "
-                    f"({self.detail})")
+            return (
+                f"recovered: registry {r} was left read-only by {w.describe()}; readWrite run ({self.detail})"
+            )
         if self.outcome == "failed":
-            return (f"registry {r} was left read-only by {w.describe()}; readWrite FAILED: "
-                    f"{self.detail} (the registry is still read-only; the next run tries again)")
-        return f"registry {r} is {'' if self.outcome == 'live' else 'still '}read-only for " \
-               f"garbage-collect by {w.describe()}: left alone ({self.detail})"
+            return (
+                f"registry {r} was left read-only by {w.describe()}; readWrite FAILED: "
+                f"{self.detail} (the registry is still read-only; the next run tries again)"
+            )
+        return (
+            f"registry {r} is {'' if self.outcome == 'live' else 'still '}read-only for "
+            f"garbage-collect by {w.describe()}: left alone ({self.detail})"
+        )
 
 
-def recover_windows(rs: RunState, *, config=None,
-                    ready: Callable[[str], None] | None = None) -> list[Recovery]:
+def recover_windows(
+    rs: RunState, *, config=None, ready: Callable[[str], None] | None = None
+) -> list[Recovery]:
     """Close every read-only window whose owner is gone; report the others. ``config`` (the
     loaded Config) gives the current ``readWrite`` command and the ``kubernetes`` section;
     ``ready(registry)`` (optional) waits until the registry answers again after ``readWrite``."""
@@ -88,17 +94,20 @@ def _close_stale(rs: RunState, w: Window, why: str, config, ready) -> Recovery |
     try:
         cur = read_window(rs.root, w.registry)
         if cur is None or cur.run != w.run:
-            return None                      # another run closed it meanwhile
+            return None  # another run closed it meanwhile
         if cur.gc_job:
             running = _job_running(cur, config.kubernetes if config is not None else None)
             if running:
                 return Recovery(w.registry, cur, "waiting", running, now)
-        log.warning("registry %s was left read-only by %s (%s): running readWrite", w.registry,
-                    cur.describe(), why)
+        log.warning(
+            "registry %s was left read-only by %s (%s): running readWrite", w.registry, cur.describe(), why
+        )
         argv, timeout = _read_write_of(config, cur)
         if not argv:
-            raise RegkeeperError(f"reclaim.readWrite: no command for registry {w.registry} (neither "
-                                 "configured nor recorded in the window)")
+            raise RegkeeperError(
+                f"reclaim.readWrite: no command for registry {w.registry} (neither "
+                "configured nor recorded in the window)"
+            )
         run_step(argv, timeout, "readWrite")
         close_window(rs.root, cur)
         rs.record_recovery(w.registry, cur.run)
@@ -110,8 +119,7 @@ def _close_stale(rs: RunState, w: Window, why: str, config, ready) -> Recovery |
                 detail += f"; the registry does not answer yet: {e}"
         return Recovery(w.registry, cur, "recovered", detail, now)
     except RegkeeperError as e:
-        log.error("registry %s: readWrite of the window left by %s failed: %s", w.registry,
-                  w.describe(), e)
+        log.error("registry %s: readWrite of the window left by %s failed: %s", w.registry, w.describe(), e)
         return Recovery(w.registry, w, "failed", str(e), now)
     finally:
         lease.release()
@@ -123,6 +131,7 @@ def _job_running(w: Window, kube_cfg) -> str | None:
     from ..prune.gcjob import (
         job_active,  # only windows of the kubernetes-job mode need it
     )
+
     ns, name = w.gc_job.get("namespace", "default"), w.gc_job.get("name", "?")
     try:
         active = job_active(kube_cfg, ns, name)

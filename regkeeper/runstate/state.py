@@ -33,8 +33,18 @@ class RunState:
         return self.root / "recovered.jsonl"
 
     def record_recovery(self, registry: str, window_run: str, what: str = "readonly") -> None:
-        line = json.dumps({"registry": registry, "kind": what, "run": window_run,
-                           "by": self.owner.run, "at": utcnow().isoformat()}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "registry": registry,
+                    "kind": what,
+                    "run": window_run,
+                    "by": self.owner.run,
+                    "at": utcnow().isoformat(),
+                }
+            )
+            + "\n"
+        )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self._log, "a") as f:

@@ -24,6 +24,7 @@ def lease_name(registry: str) -> str:
 
 def window_path(root: Path, registry: str) -> Path:
     import re
+
     return Path(root) / "readonly" / (re.sub(r"[^A-Za-z0-9._-]+", "-", registry).strip("-") + ".json")
 
 
@@ -40,7 +41,7 @@ class Window:
     step: str = "readOnly"
     step_pid: int | None = None
     step_pid_start: str | None = None
-    gc_job: dict | None = None                # kubernetes-job: {"namespace": ..., "name": ...}
+    gc_job: dict | None = None  # kubernetes-job: {"namespace": ..., "name": ...}
     extra: dict = field(default_factory=dict)
 
     @property
@@ -54,13 +55,21 @@ class Window:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Window":
-        return cls(registry=str(d["registry"]), owner=Owner.from_dict(d.get("owner") or {}),
-                   started=str(d.get("started", "?")), read_write=[str(a) for a in d.get("read_write") or []],
-                   timeout=float(d.get("timeout") or 1800), lease=str(d.get("lease") or ""),
-                   lease_token=str(d.get("lease_token") or ""), mode=str(d.get("mode") or "command"),
-                   step=str(d.get("step") or "?"), step_pid=d.get("step_pid"),
-                   step_pid_start=d.get("step_pid_start"), gc_job=d.get("gc_job"),
-                   extra=dict(d.get("extra") or {}))
+        return cls(
+            registry=str(d["registry"]),
+            owner=Owner.from_dict(d.get("owner") or {}),
+            started=str(d.get("started", "?")),
+            read_write=[str(a) for a in d.get("read_write") or []],
+            timeout=float(d.get("timeout") or 1800),
+            lease=str(d.get("lease") or ""),
+            lease_token=str(d.get("lease_token") or ""),
+            mode=str(d.get("mode") or "command"),
+            step=str(d.get("step") or "?"),
+            step_pid=d.get("step_pid"),
+            step_pid_start=d.get("step_pid_start"),
+            gc_job=d.get("gc_job"),
+            extra=dict(d.get("extra") or {}),
+        )
 
     def describe(self) -> str:
         """``run R (pid P, started T)``."""
@@ -70,8 +79,16 @@ class Window:
         if not self.step_pid:
             return None
         o = self.owner
-        return Owner(run=o.run, job=o.job, host=o.host, pid=int(self.step_pid), started=self.started,
-                     pid_start=self.step_pid_start, boot=o.boot, pidns=o.pidns)
+        return Owner(
+            run=o.run,
+            job=o.job,
+            host=o.host,
+            pid=int(self.step_pid),
+            started=self.started,
+            pid_start=self.step_pid_start,
+            boot=o.boot,
+            pidns=o.pidns,
+        )
 
 
 def save_window(root: Path, w: Window) -> None:
@@ -108,14 +125,16 @@ def close_window(root: Path, w: Window) -> bool:
 class WindowStatus:
     window: Window
     live: bool
-    why: str                      # live: who keeps it open; gone: why its owner is gone
+    why: str  # live: who keeps it open; gone: why its owner is gone
     holder: Holder | None = None
 
     def describe(self) -> str:
         """``read-only for garbage-collect by run R (pid P on host H) since T``."""
         o = self.window.owner
-        return (f"read-only for garbage-collect by run {o.run} (pid {o.pid} on host {o.host}) since "
-                f"{self.window.started}")
+        return (
+            f"read-only for garbage-collect by run {o.run} (pid {o.pid} on host {o.host}) since "
+            f"{self.window.started}"
+        )
 
 
 def window_status(root: Path, registry: str) -> WindowStatus | None:

@@ -10,5 +10,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 def prefect_harness():
     """One temporary Prefect server + database for every flow test (~8 s, paid once)."""
     from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=180):
         yield

@@ -18,18 +18,25 @@ V = {"verify": False}
 
 
 def truth(reg):
-    return {(r, t): images.head_manifest(reg.url, r, t, **V)
-            for r in images.catalog(reg.url, **V) for t in images.list_tags(reg.url, r, **V)}
+    return {
+        (r, t): images.head_manifest(reg.url, r, t, **V)
+        for r in images.catalog(reg.url, **V)
+        for t in images.list_tags(reg.url, r, **V)
+    }
 
 
 async def _artifact(key):
     async with get_client() as c:
-        return await c.read_latest_artifacts() if key is None else \
-            [a for a in await c.read_latest_artifacts() if a.key == key]
+        return (
+            await c.read_latest_artifacts()
+            if key is None
+            else [a for a in await c.read_latest_artifacts() if a.key == key]
+        )
 
 
 def artifact_keys():
     import anyio
+
     return {a.key for a in anyio.run(_artifact, None)}
 
 
@@ -40,16 +47,31 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
     idx = images.push_index(reg.url, "svc/multi", "latest", seed="m", **V)
     before = truth(reg)
     cfg = write_config(
-        tmp_path / "regkeeper.yaml", [registry_entry(reg, "main")],
-        backup={"target": f"s3://{s3_bucket}/meta", "keep": 2, "endpoint": moto_server.endpoint,
-                "accessKey": moto_server.access_key, "secretKey": moto_server.secret_key})
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, "main")],
+        backup={
+            "target": f"s3://{s3_bucket}/meta",
+            "keep": 2,
+            "endpoint": moto_server.endpoint,
+            "accessKey": moto_server.access_key,
+            "secretKey": moto_server.secret_key,
+        },
+    )
 
     dry = backup(config_path=str(cfg), dry_run=True)
     assert dry["status"] == "dry-run" and dry["summary"]["objects to write"] > 0
-    store = core.open_target(f"s3://{s3_bucket}/meta", BackupConfig.model_validate(
-        {"target": f"s3://{s3_bucket}/meta", "endpoint": moto_server.endpoint,
-         "accessKey": moto_server.access_key, "secretKey": moto_server.secret_key}))
-    assert store.list("") == {}                       # the dry run wrote nothing
+    store = core.open_target(
+        f"s3://{s3_bucket}/meta",
+        BackupConfig.model_validate(
+            {
+                "target": f"s3://{s3_bucket}/meta",
+                "endpoint": moto_server.endpoint,
+                "accessKey": moto_server.access_key,
+                "secretKey": moto_server.secret_key,
+            }
+        ),
+    )
+    assert store.list("") == {}  # the dry run wrote nothing
 
     ids = []
     for _ in range(3):
@@ -57,7 +79,7 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
         assert res["status"] == "ok"
         ids.append(res["summary"]["snapshot"])
     assert res["summary"]["tags"] == 4 and res["summary"]["objects written"] == 0
-    assert [s.id for s in core.list_snapshots(store, "main")] == ids[1:]     # keep: 2
+    assert [s.id for s in core.list_snapshots(store, "main")] == ids[1:]  # keep: 2
     csv = (tmp_path / "reports" / "backup").glob("*.csv")
     assert any("svc/multi" in p.read_text() for p in csv)
 
@@ -65,7 +87,7 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
         images.delete_manifest(reg.url, repo, d, **V)
     assert truth(reg) == {}
 
-    plan = restore(registry="main", config_path=str(cfg))              # dry run by default
+    plan = restore(registry="main", config_path=str(cfg))  # dry run by default
     assert plan["status"] == "dry-run" and plan["summary"]["would restore"] == 4
     assert truth(reg) == {}
     done = restore(registry="main", snapshot=ids[1], dry_run=False, config_path=str(cfg))
@@ -79,11 +101,14 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
 def test_restore_that_cannot_complete_fails_the_run(registry_factory, tmp_path):
     reg = registry_factory()
     img = images.push_image(reg.url, "svc/x", "v1", seed="x", **V)
-    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg, "main")],
-                       backup={"target": f"file://{tmp_path}/bk", "keep": 3})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, "main")],
+        backup={"target": f"file://{tmp_path}/bk", "keep": 3},
+    )
     backup(config_path=str(cfg))
     images.delete_manifest(reg.url, "svc/x", img.digest, **V)
-    assert reg.garbage_collect().returncode == 0          # the layers are gone for good
+    assert reg.garbage_collect().returncode == 0  # the layers are gone for good
     with pytest.raises(RegkeeperError, match=r"1 tag\(s\) could not be restored.*svc/x:v1.*layer blob"):
         restore(registry="main", dry_run=False, config_path=str(cfg))
     reports = sorted((tmp_path / "reports" / "restore").glob("*.json"))

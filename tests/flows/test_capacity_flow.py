@@ -21,15 +21,22 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
     from prefect.events.worker import EventsWorker
+
     EventsWorker.drain_all(timeout=10)
     deadline = time.monotonic() + timeout
     names: list[str] = []
     import datetime as dt
+
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     while time.monotonic() < deadline:
         with get_client(sync_client=True) as c:
-            page = c.read_events(EventFilter(occurred=EventOccurredFilter(since=since),
-                                             event=EventNameFilter(prefix=["regkeeper.capacity."])), limit=50)
+            page = c.read_events(
+                EventFilter(
+                    occurred=EventOccurredFilter(since=since),
+                    event=EventNameFilter(prefix=["regkeeper.capacity."]),
+                ),
+                limit=50,
+            )
         names = [e.event for e in sorted(page.events, key=lambda e: e.occurred)]
         if len(names) >= 3:
             break
@@ -39,21 +46,37 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
 
 def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, webhook_receiver, tmp_path):
     from flows.capacity import capacity
+
     reg = registry_factory()
     # realistic sizes: directory entries (which du -sb also counts) stay well under 1%
-    images.push_many(reg.url, n_repos=3, tags_per_repo=2, prefix="cap/app", seed=7,
-                     base_layer_size=48 * 1024 * 1024, layer_size=8 * 1024 * 1024)
-    du = int(subprocess.run(["du", "-sb", str(reg.root)], capture_output=True, text=True,
-                            check=True).stdout.split()[0])
+    images.push_many(
+        reg.url,
+        n_repos=3,
+        tags_per_repo=2,
+        prefix="cap/app",
+        seed=7,
+        base_layer_size=48 * 1024 * 1024,
+        layer_size=8 * 1024 * 1024,
+    )
+    du = int(
+        subprocess.run(
+            ["du", "-sb", str(reg.root)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
 
     def configure(capacity_bytes: int):
         return write_config(
             tmp_path / "regkeeper.yaml",
             [registry_entry(reg, capacityBytes=capacity_bytes)],
-            capacity={"warn": 0.8, "critical": 0.9, "pushgateway": pushgateway.url,
-                      "notify": [{"webhook": webhook_receiver.url + "/hook", "format": "slack"}]})
+            capacity={
+                "warn": 0.8,
+                "critical": 0.9,
+                "pushgateway": pushgateway.url,
+                "notify": [{"webhook": webhook_receiver.url + "/hook", "format": "slack"}],
+            },
+        )
 
-    cfg = configure(du * 4)                       # ~25%: ok
+    cfg = configure(du * 4)  # ~25%: ok
     r1 = capacity(config_path=str(cfg))
     assert r1["status"] == "ok" and r1["summary"]["level"] == "ok"
     used = r1["summary"]["storage bytes"]
@@ -65,20 +88,20 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     assert metric(text, "registry_storage_capacity_bytes", "local-registry") == du * 4
     assert metric(text, "registry_image_count", "local-registry") == 6
     assert abs(metric(text, "registry_storage_usage_ratio", "local-registry") - used / (du * 4)) < 1e-6
-    assert 'registry_pull_duration_seconds_count{' in text
+    assert "registry_pull_duration_seconds_count{" in text
 
-    cfg = configure(int(used / 0.85))             # 85%: one warn
+    cfg = configure(int(used / 0.85))  # 85%: one warn
     capacity(config_path=str(cfg))
-    capacity(config_path=str(cfg))                # still 85%: nothing new
+    capacity(config_path=str(cfg))  # still 85%: nothing new
     assert len(webhook_receiver.wait_for(1)) == 1
     assert "warn" in str(webhook_receiver.received[0].json).lower()
 
-    cfg = configure(int(used / 0.95))             # 95%: one critical
+    cfg = configure(int(used / 0.95))  # 95%: one critical
     capacity(config_path=str(cfg))
     assert len(webhook_receiver.wait_for(2)) == 2
     assert "critical" in str(webhook_receiver.received[1].json).lower()
 
-    cfg = configure(used * 2)                     # 50%: one resolve
+    cfg = configure(used * 2)  # 50%: one resolve
     r = capacity(config_path=str(cfg))
     assert len(webhook_receiver.wait_for(3)) == 3
     assert "resolved" in str(webhook_receiver.received[2].json).lower()
@@ -91,8 +114,11 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     html = open(r["files"]["html"]).read()
     assert "<svg" in html and "Usage over time" in html
     # the same transitions went out as Prefect events, for automations
-    assert capacity_events() == ["regkeeper.capacity.warn", "regkeeper.capacity.critical",
-                                 "regkeeper.capacity.resolved"]
+    assert capacity_events() == [
+        "regkeeper.capacity.warn",
+        "regkeeper.capacity.critical",
+        "regkeeper.capacity.resolved",
+    ]
 
     # the cheap every-5-minutes variant: tag counts from catalog + tags/list, no inventory scan
     cheap = capacity(config_path=str(cfg), logical_usage=False)

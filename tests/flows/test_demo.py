@@ -39,6 +39,7 @@ def demo_run(prefect_harness, tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     import io
     from contextlib import redirect_stdout
+
     buf = io.StringIO()
     with redirect_stdout(buf):
         rc = run_demo(str(work), keep_running=False)
@@ -70,8 +71,13 @@ def test_nightly_report_has_one_row_per_job_report_and_links_them(demo_run, pref
     _, work, _ = demo_run
     nightly = latest(work / "reports", "nightly")
     assert nightly["status"] == "ok"
-    assert nightly["summary"] == nightly["summary"] | {"jobs run": 5, "jobs ok": 5, "jobs failed": 0,
-                                                        "jobs refused": 0, "jobs skipped": 0}
+    assert nightly["summary"] == nightly["summary"] | {
+        "jobs run": 5,
+        "jobs ok": 5,
+        "jobs failed": 0,
+        "jobs refused": 0,
+        "jobs skipped": 0,
+    }
     table = rows(nightly)
     assert [r["job"] for r in table] == ["backup", "gc", "expire", "replicate", "capacity", "capacity"]
     assert {r["status"] for r in table} == {"ok"}
@@ -83,11 +89,12 @@ def test_nightly_report_has_one_row_per_job_report_and_links_them(demo_run, pref
         assert f"href='../{rel}'" in html
     # the subflow runs are in Prefect, completed
     from prefect.client.orchestration import get_client
+
     with get_client(sync_client=True) as c:
         for r in table:
             run = c.read_flow_run(r["flow run"])
             assert run.state.is_completed(), (r["job"], run.state)
-            assert run.parent_task_run_id is not None      # a subflow of the nightly run
+            assert run.parent_task_run_id is not None  # a subflow of the nightly run
 
 
 def test_backup_saw_the_whole_sample_before_gc(demo_run):
@@ -107,20 +114,24 @@ def test_gc_counts_match_the_sample(demo_run):
     assert s["tags scanned"] == 24
     assert s["tags deleted"] == 4 == EXPECTED["gc"]["tags deleted"]
     assert s["in use (kept)"] == 2 == EXPECTED["gc"]["in use (kept)"]
-    assert s["manifests deleted"] == 6           # 3 images + the stale index and its 2 children
+    assert s["manifests deleted"] == 6  # 3 images + the stale index and its 2 children
     assert s["deletes failed"] == 0 and s["verify problems"] == 0
     assert s["kubernetes protection"] is True
     decisions = rows(gc)
     digest = {(r["repository"], r["tag"]): r["digest"] for r in decisions}
     sig_100 = "sha256-" + digest[("team-a/app-service", "1.0.0")].split(":")[1] + ".sig"
     deleted = {(r["repository"], r["tag"]) for r in decisions if r["action"] == "delete"}
-    assert deleted == {("team-a/app-service", "1.0.0"), ("team-a/app-service", "1.1.0"),
-                       ("team-a/app-service", sig_100), ("team-b/web", "v1")}
+    assert deleted == {
+        ("team-a/app-service", "1.0.0"),
+        ("team-a/app-service", "1.1.0"),
+        ("team-a/app-service", sig_100),
+        ("team-b/web", "v1"),
+    }
     in_use = {(r["repository"], r["tag"]) for r in decisions if r["action"] == "keep" and r["in_use"]}
     assert in_use == {("team-a/app-service", "1.2.0"), ("team-a/app-service", "1.3.0")}
     by_tag = {(r["repository"], r["tag"]): r for r in decisions}
-    assert by_tag[("team-b/web", "v2")]["action"] == "keep"          # shares its digest with "stable"
-    assert by_tag[("base/alpine", "3.18")]["action"] == "keep"        # gc excludes base/**
+    assert by_tag[("team-b/web", "v2")]["action"] == "keep"  # shares its digest with "stable"
+    assert by_tag[("base/alpine", "3.18")]["action"] == "keep"  # gc excludes base/**
 
 
 def test_expire_counts_match_the_sample(demo_run):
@@ -128,14 +139,16 @@ def test_expire_counts_match_the_sample(demo_run):
     ex = latest(work / "reports", "expire")
     s = ex["summary"]
     assert ex["status"] == "ok"
-    assert s["tags scanned"] == 20                # what gc left
+    assert s["tags scanned"] == 20  # what gc left
     assert s["tags deleted"] == 4 == EXPECTED["expire"]["tags deleted"]
     assert s["expired but in use"] == 2 == EXPECTED["expire"]["expired but in use"]
     assert sorted(s["repositories removed"]) == ["ci/build-123", "ci/build-124", "tmp/scratch"]
     decisions = rows(ex)
     deleted = {f"{r['repository']}:{r['tag']}" for r in decisions if r["action"] == "delete"}
     assert deleted == set(EXPECTED["expire"]["deleted"])
-    kept_in_use = {f"{r['repository']}:{r['tag']}" for r in decisions if r["action"] == "keep" and r["in_use"]}
+    kept_in_use = {
+        f"{r['repository']}:{r['tag']}" for r in decisions if r["action"] == "keep" and r["in_use"]
+    }
     assert kept_in_use == {"ci/build-126:pr-7", "team-a/app-service:1.2.0"}
 
 
@@ -186,6 +199,7 @@ def sample_registry(tmp_path):
     import yaml
 
     from app.demo import SNAPSHOT_TEMPLATE, DemoRegistry, push_sample, write_config, write_snapshot
+
     reg = DemoRegistry(tmp_path / "registry", "demo-registry").start()
     try:
         pushed = push_sample(reg)
@@ -201,6 +215,7 @@ def sample_registry(tmp_path):
 
 def write(tmp_path: Path, doc: dict) -> str:
     import yaml
+
     p = tmp_path / "nightly.yaml"
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
     return str(p)
@@ -208,11 +223,12 @@ def write(tmp_path: Path, doc: dict) -> str:
 
 def test_nightly_runs_every_job_when_one_fails_and_ends_failed(prefect_harness, sample_registry):
     from flows.nightly import nightly
+
     reg, tmp, doc = sample_registry
     (tmp / "not-a-dir").write_text("a file where the backup directory should be\n")
-    doc["backup"]["target"] = f"file://{tmp / 'not-a-dir' / 'backups'}"     # backup fails
-    doc["gc"]["maxDeleteFraction"] = 0.05                                   # gc refuses (blast-radius cap)
-    doc.pop("replication", None)                                            # replicate is skipped
+    doc["backup"]["target"] = f"file://{tmp / 'not-a-dir' / 'backups'}"  # backup fails
+    doc["gc"]["maxDeleteFraction"] = 0.05  # gc refuses (blast-radius cap)
+    doc.pop("replication", None)  # replicate is skipped
 
     state = nightly(config_path=write(tmp, doc), return_state=True)
 
@@ -220,13 +236,19 @@ def test_nightly_runs_every_job_when_one_fails_and_ends_failed(prefect_harness, 
     assert "backup (failed)" in state.message and "gc (refused)" in state.message
     report = latest(tmp / "reports", "nightly")
     assert report["status"] == "failed"
-    assert report["summary"] | {"seconds": 0} == {"jobs run": 4, "jobs ok": 2, "jobs failed": 1,
-                                                  "jobs refused": 1, "jobs skipped": 1, "seconds": 0}
+    assert report["summary"] | {"seconds": 0} == {
+        "jobs run": 4,
+        "jobs ok": 2,
+        "jobs failed": 1,
+        "jobs refused": 1,
+        "jobs skipped": 1,
+        "seconds": 0,
+    }
     table = {r["job"]: r for r in rows(report)}
     assert list(table) == ["backup", "gc", "expire", "replicate", "capacity"]
     assert table["backup"]["status"] == "failed" and table["backup"]["error"]
     assert table["gc"]["status"] == "refused" and "cap" in table["gc"]["error"]
-    assert Path(table["gc"]["report"]).is_file()          # the refusal has its own report
+    assert Path(table["gc"]["report"]).is_file()  # the refusal has its own report
     assert table["replicate"]["status"] == "skipped" and "no replication" in table["replicate"]["error"]
     # the jobs after the failures ran
     assert table["expire"]["status"] == "ok"
@@ -243,12 +265,13 @@ def test_nightly_runs_every_job_when_one_fails_and_ends_failed(prefect_harness, 
 
 def test_nightly_dry_run_selected_jobs_change_nothing(prefect_harness, sample_registry):
     from flows.nightly import nightly
+
     reg, tmp, doc = sample_registry
     before = tags_on_disk(reg.storage)
     result = nightly(config_path=write(tmp, doc), dry_run=True, jobs=["gc", "expire"])
     assert result["status"] == "dry-run"
     assert [(j["job"], j["status"]) for j in result["jobs"]] == [("gc", "dry-run"), ("expire", "dry-run")]
     assert latest(tmp / "reports", "gc")["summary"]["tags to delete"] == 4
-    assert latest(tmp / "reports", "expire")["summary"]["tags to delete"] == 8   # gc deleted nothing first
+    assert latest(tmp / "reports", "expire")["summary"]["tags to delete"] == 8  # gc deleted nothing first
     assert tags_on_disk(reg.storage) == before
     assert not (tmp / "reports" / "backup").exists()

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 TEMPLATE = ROOT / "deployments" / "kubernetes" / "base-job-template.json"
 
-EXPECTED = {   # flow: (cron, active, concurrency limit) -- the issue's schedule table
+EXPECTED = {  # flow: (cron, active, concurrency limit) -- the issue's schedule table
     "backup": ("0 2 * * *", True, 1),
     "gc": ("0 3 * * *", True, 1),
     "expire": ("30 * * * *", True, 1),
@@ -46,6 +46,7 @@ def limit_of(dep):
 
 def client():
     from prefect.client.orchestration import get_client
+
     return get_client(sync_client=True)
 
 
@@ -58,7 +59,7 @@ def test_specs_cover_every_flow_with_the_issue_schedules():
 
 
 def test_deployments_register_and_read_back(prefect_harness):
-    tz = "Europe/Berlin"         # not the default: proves the time zone is carried through
+    tz = "Europe/Berlin"  # not the default: proves the time zone is carried through
     deps = build_deployments(tz)
     ids = {d.flow_name: d.apply() for d in deps}
     with client() as c:
@@ -77,7 +78,7 @@ def test_deployments_register_and_read_back(prefect_harness):
             schema = dep.parameter_openapi_schema
             assert prop(schema, "config_path")["type"] == "string"
             assert prop(schema, "dry_run")["type"] == "boolean"
-            for name in schema["properties"]:      # every parameter has a description for the form
+            for name in schema["properties"]:  # every parameter has a description for the form
                 assert schema["properties"][name].get("description"), f"{flow}.{name}"
 
         gc = c.read_deployment_by_name(f"gc/{DEPLOYMENT_NAME}").parameter_openapi_schema
@@ -86,21 +87,24 @@ def test_deployments_register_and_read_back(prefect_harness):
         assert prop(gc, "keep_last")["minimum"] == 0
         assert prop(gc, "force")["type"] == "boolean" and gc["properties"]["force"]["default"] is False
         restore = c.read_deployment_by_name(f"restore/{DEPLOYMENT_NAME}").parameter_openapi_schema
-        assert restore["properties"]["dry_run"]["default"] is True          # restore is a dry run unless told
+        assert restore["properties"]["dry_run"]["default"] is True  # restore is a dry run unless told
         nightly = c.read_deployment_by_name(f"nightly/{DEPLOYMENT_NAME}").parameter_openapi_schema
         jobs = prop(nightly, "jobs")
         assert jobs["type"] == "array"
         assert jobs["items"]["enum"] == ["backup", "gc", "expire", "replicate", "capacity"]
 
 
-@pytest.mark.parametrize("flow,params", [
-    ("gc", {"days": -1}),
-    ("gc", {"days": "abc"}),
-    ("gc", {"keep_last": 100001}),
-    ("gc", {"dry_run": "maybe"}),
-    ("nightly", {"jobs": ["backup", "reboot"]}),
-    ("restore", {"snapshot": ""}),
-])
+@pytest.mark.parametrize(
+    "flow,params",
+    [
+        ("gc", {"days": -1}),
+        ("gc", {"days": "abc"}),
+        ("gc", {"keep_last": 100001}),
+        ("gc", {"dry_run": "maybe"}),
+        ("nightly", {"jobs": ["backup", "reboot"]}),
+        ("restore", {"snapshot": ""}),
+    ],
+)
 def test_server_rejects_bad_parameter_values(prefect_harness, flow, params):
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -111,7 +115,9 @@ def test_server_rejects_bad_parameter_values(prefect_harness, flow, params):
         with pytest.raises(PrefectHTTPStatusError) as err:
             c.create_flow_run_from_deployment(dep_id, parameters=params)
         assert err.value.response.status_code == 409
-        assert "Validation failed" in err.value.response.text or "validation" in err.value.response.text.lower()
+        assert (
+            "Validation failed" in err.value.response.text or "validation" in err.value.response.text.lower()
+        )
         # a good value goes through (then the run is removed: nothing executes it here)
         ok = c.create_flow_run_from_deployment(dep_id, parameters={"dry_run": True})
         assert ok.parameters == {"dry_run": True}
@@ -137,8 +143,10 @@ def test_prefect_yaml_matches_serve():
         assert e["parameters"] == d.parameters
         assert e["enforce_parameter_schema"] is True
         assert e["work_pool"]["name"] == "regkeeper"
-        want = [{"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
-                for s in d.schedules]
+        want = [
+            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
+            for s in d.schedules
+        ]
         assert e["schedules"] == want, spec.flow
 
 
@@ -154,16 +162,39 @@ def test_work_pool_from_template_and_prefect_yaml_deploy(prefect_harness, tmp_pa
             c.delete_work_pool("regkeeper")
         except Exception:  # noqa: BLE001 - not there yet
             pass
-        pool = c.create_work_pool(WorkPoolCreate(name="regkeeper", type="kubernetes",
-                                                 base_job_template=template))
-        assert pool.base_job_template["variables"]["properties"]["service_account_name"]["default"] == "regkeeper"
+        pool = c.create_work_pool(
+            WorkPoolCreate(name="regkeeper", type="kubernetes", base_job_template=template)
+        )
+        assert (
+            pool.base_job_template["variables"]["properties"]["service_account_name"]["default"]
+            == "regkeeper"
+        )
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
-                           "--prefect-file", str(PREFECT_YAML)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            str(PREFECT_YAML),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     doc = load_prefect_yaml()
@@ -175,7 +206,9 @@ def test_work_pool_from_template_and_prefect_yaml_deploy(prefect_harness, tmp_pa
             assert dep.entrypoint == e["entrypoint"]
             assert limit_of(dep) == e.get("concurrency_limit"), flow
             assert dep.pull_steps == doc["pull"]
-            got = [{"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
-                   for s in c.read_deployment_schedules(dep.id)]
+            got = [
+                {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
+                for s in c.read_deployment_schedules(dep.id)
+            ]
             assert got == e["schedules"], flow
             assert dep.parameter_openapi_schema["properties"]["dry_run"]["type"] == "boolean"

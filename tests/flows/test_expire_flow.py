@@ -33,7 +33,14 @@ DECISION_KEY = ("repository", "tag", "digest", "action", "reason", "rule")
 def pushed_at(reg, repo: str, tags: dict[str, dt.datetime]) -> None:
     """Set the push time the registry's storage records for each tag (its link file mtime)."""
     for tag, when in tags.items():
-        link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+        link = (
+            Path(reg.root)
+            / "docker/registry/v2/repositories"
+            / repo
+            / "_manifests/tags"
+            / tag
+            / "current/link"
+        )
         t = when.timestamp()
         os.utime(link, (t, t))
 
@@ -44,8 +51,10 @@ def layer(seed: int, n: int = 3000) -> bytes:
 
 def state(reg) -> dict[str, dict[str, str]]:
     """repository -> {tag: digest}, as the registry answers over HTTP."""
-    return {r: {t: images.head_manifest(reg.url, r, t) for t in images.list_tags(reg.url, r)}
-            for r in images.catalog(reg.url)}
+    return {
+        r: {t: images.head_manifest(reg.url, r, t) for t in images.list_tags(reg.url, r)}
+        for r in images.catalog(reg.url)
+    }
 
 
 def blob_bytes(reg) -> int:
@@ -60,10 +69,18 @@ def read_csv(path: str) -> list[dict]:
 
 
 def deployment(image: str) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "e2e-env", "namespace": "ci"},
-            "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "e2e"}},
-                                                 "spec": {"containers": [{"name": "app", "image": image}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "e2e-env", "namespace": "ci"},
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "metadata": {"labels": {"app": "e2e"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
 
 
 @pytest.fixture
@@ -101,21 +118,38 @@ def tiered(registry_factory, tmp_path):
     d["x"] = images.push_image(u, "other/misc", "x", created=OLD, layers=[layer(22)])
     pushed_at(reg, "other/misc", {"x": NOW - 400 * D})
 
-    api = KubeApiServer({"deployments": [deployment(f"{reg.host}/tmp/inuse:e2e")], "pods": [],
-                         "statefulsets": [], "daemonsets": [], "replicasets": [], "jobs": [],
-                         "cronjobs": []})
+    api = KubeApiServer(
+        {
+            "deployments": [deployment(f"{reg.host}/tmp/inuse:e2e")],
+            "pods": [],
+            "statefulsets": [],
+            "daemonsets": [],
+            "replicasets": [],
+            "jobs": [],
+            "cronjobs": [],
+        }
+    )
     api.start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"prod": api})
     ctl = RegistryControl(reg)
-    sections = dict(tiers=TIERS,
-                    kubernetes={"kubeconfig": str(kubeconfig), "contexts": ["prod"], "failClosed": True})
+    sections = dict(
+        tiers=TIERS, kubernetes={"kubeconfig": str(kubeconfig), "contexts": ["prod"], "failClosed": True}
+    )
     entry = registry_entry(reg, reclaim=ctl.reclaim_config())
-    cfg = write_config(tmp_path / "regkeeper.yaml", [entry],
-                       expire={"registry": "local-registry", "maxDeleteFraction": 0.5}, **sections)
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [entry],
+        expire={"registry": "local-registry", "maxDeleteFraction": 0.5},
+        **sections,
+    )
     tight = tmp_path / "tight"
     tight.mkdir()
-    cfg_tight = write_config(tight / "regkeeper.yaml", [entry],
-                             expire={"registry": "local-registry", "maxDeleteFraction": 0.4}, **sections)
+    cfg_tight = write_config(
+        tight / "regkeeper.yaml",
+        [entry],
+        expire={"registry": "local-registry", "maxDeleteFraction": 0.4},
+        **sections,
+    )
     yield reg, d, cfg, cfg_tight, api, ctl
     ctl.stop()
     api.stop()
@@ -123,10 +157,11 @@ def tiered(registry_factory, tmp_path):
 
 def test_expire_refuses_when_kubernetes_unreadable_or_registry_cap_exceeded(tiered):
     from flows.expire import expire
+
     reg, d, cfg, cfg_tight, api, ctl = tiered
     before = state(reg)
 
-    api.fail("deployments", 403)   # permanent: RBAC forbids listing
+    api.fail("deployments", 403)  # permanent: RBAC forbids listing
     with pytest.raises(RefusedError) as ei:
         expire(config_path=str(cfg))
     assert "prod" in str(ei.value) and "403" in str(ei.value) and "nothing" in str(ei.value)
@@ -154,6 +189,7 @@ def test_expire_refuses_when_kubernetes_unreadable_or_registry_cap_exceeded(tier
 
 def test_expire_tiers_end_to_end(tiered):
     from flows.expire import expire
+
     reg, d, cfg, cfg_tight, api, ctl = tiered
     before = state(reg)
     assert {"tmp/old-a", "ci/old-b", "tmp/mixed"} <= set(before)
@@ -162,7 +198,7 @@ def test_expire_tiers_end_to_end(tiered):
     dry = expire(config_path=str(cfg), dry_run=True)
     assert dry["status"] == "dry-run"
     assert state(reg) == before and ctl.calls == []
-    dry_rows = read_csv(dry["files"]["csv"])             # the first table: per-tag decisions
+    dry_rows = read_csv(dry["files"]["csv"])  # the first table: per-tag decisions
     dry_repos = read_csv(dry["files"]["csv:repositories"])
     dry_mans = read_csv(dry["files"]["csv:manifests"])
     dec = {(r["repository"], r["tag"]): r for r in dry_rows}
@@ -176,25 +212,37 @@ def test_expire_tiers_end_to_end(tiered):
     assert {r["age_source"] for r in dry_rows} == {"push:filesystem"}
     assert float(dec[("tmp/mixed", "old-2")]["age_days"]) == pytest.approx(73 / 24, abs=0.01)
     assert dec[("tmp/mixed", "old-1")]["reason"] == "expired: older than ttl 3d"
-    assert dec[("tmp/mixed", "fresh")]["action"] == "keep"                 # created 90d ago: ignored
+    assert dec[("tmp/mixed", "fresh")]["action"] == "keep"  # created 90d ago: ignored
     assert dec[("tmp/mixed", "fresh")]["reason"] == "younger than ttl 3d"
     assert dec[("tmp/inuse", "e2e")]["action"] == "keep" and dec[("tmp/inuse", "e2e")]["reason"] == "in use"
     assert "Deployment" in dec[("tmp/inuse", "e2e")]["in_use"]
     assert dec[("tmp/inuse", "e2e")]["overridden"] == "expired: older than ttl 3d"
-    assert [dec[("team-a/svc", f"v{i}")]["action"] for i in range(1, 7)] == \
-        ["delete", "delete", "keep", "keep", "keep", "keep"]
+    assert [dec[("team-a/svc", f"v{i}")]["action"] for i in range(1, 7)] == [
+        "delete",
+        "delete",
+        "keep",
+        "keep",
+        "keep",
+        "keep",
+    ]
     assert dec[("team-a/svc", "v3")]["reason"] == "younger than 30d"
     assert dec[("team-a/svc", "v4")]["reason"] == "among newest 3"
     assert dec[("team-a/svc", "v2")]["reason"] == "older than 30d, beyond newest 3"
-    assert all(r["action"] == "keep" and r["reason"] == "keep forever"
-               for r in dry_rows if r["repository"] == "library/base")
+    assert all(
+        r["action"] == "keep" and r["reason"] == "keep forever"
+        for r in dry_rows
+        if r["repository"] == "library/base"
+    )
     s = dry["summary"]
     assert s["expired but in use"] == 1 and s["repositories to remove"] == 2
     assert s["push time source"].startswith("storage: filesystem")
     assert "cap tripped" not in s
     assert any("tmp/mixed: 2/3" in n and "per-repository cap not applied" in n for n in dry["notes"])
     assert any(n.startswith("expired but in use: tmp/inuse:e2e") for n in dry["notes"])
-    assert {r["repository"] for r in dry_repos if r["remove_repository"] == "True"} == {"tmp/old-a", "ci/old-b"}
+    assert {r["repository"] for r in dry_repos if r["remove_repository"] == "True"} == {
+        "tmp/old-a",
+        "ci/old-b",
+    }
     planned_tags = {(r["repository"], r["tag"], r["digest"]) for r in dry_rows if r["action"] == "delete"}
     planned_mans = {(r["repository"], r["digest"]) for r in dry_mans if r["action"] == "delete"}
     kept_mans = {(r["repository"], r["digest"]) for r in dry_mans if r["action"] == "keep"}
@@ -213,7 +261,7 @@ def test_expire_tiers_end_to_end(tiered):
     assert "tmp/old-a" not in after and "ci/old-b" not in after
     for repo in ("tmp/old-a", "ci/old-b"):
         assert not (Path(reg.root) / "docker/registry/v2/repositories" / repo).exists()
-    assert not (Path(reg.root) / "docker/registry/v2/repositories/ci").exists()   # empty namespace too
+    assert not (Path(reg.root) / "docker/registry/v2/repositories/ci").exists()  # empty namespace too
     assert ctl.calls == ["readonly", "readwrite"]
     assert sorted(res["summary"]["repositories removed"]) == ["ci/old-b", "tmp/old-a"]
     assert not any("left behind" in n for n in res["notes"])
@@ -233,8 +281,9 @@ def test_expire_tiers_end_to_end(tiered):
     assert res["summary"]["verify problems"] == 0 and res["summary"]["verified blobs"] > 0
 
     # ---- the dry run said exactly what the real run did
-    gone_tags = {(r, t, dg) for r, tags in before.items() for t, dg in tags.items()
-                 if after.get(r, {}).get(t) != dg}
+    gone_tags = {
+        (r, t, dg) for r, tags in before.items() for t, dg in tags.items() if after.get(r, {}).get(t) != dg
+    }
     assert gone_tags == planned_tags
     assert set(after) == set(before) - {"tmp/old-a", "ci/old-b"}
     for repo, dg in planned_mans:
@@ -245,11 +294,12 @@ def test_expire_tiers_end_to_end(tiered):
     assert res["summary"]["deletes ok"] == len(planned_mans) and res["summary"]["deletes failed"] == 0
     assert res["summary"]["manifests deleted"] == len(planned_mans)
     real_rows = read_csv(res["files"]["csv"])
-    assert sorted(tuple(r[k] for k in DECISION_KEY) for r in real_rows) == \
-        sorted(tuple(r[k] for k in DECISION_KEY) for r in dry_rows)
+    assert sorted(tuple(r[k] for k in DECISION_KEY) for r in real_rows) == sorted(
+        tuple(r[k] for k in DECISION_KEY) for r in dry_rows
+    )
     # the preview is exact: it is the blob data (layers, configs, manifests) the run freed
     assert blob_bytes(reg) == blobs_before - preview
-    assert res["summary"]["bytes freed (measured)"] >= preview    # + links and directories
+    assert res["summary"]["bytes freed (measured)"] >= preview  # + links and directories
 
     # a second run has nothing left to do
     again = expire(config_path=str(cfg), dry_run=True)
@@ -264,19 +314,24 @@ def test_expire_without_storage_ages_from_created_and_reports_left_behind(regist
     say the opposite, are not visible), and an emptied temp repository stays in `_catalog` and
     is reported as left behind."""
     from flows.expire import expire
+
     reg = registry_factory()
     u = reg.url
     gone1 = images.push_image(u, "tmp/gone", "a", created=NOW - 5 * D, layers=[layer(31)])
     gone2 = images.push_image(u, "tmp/gone", "b", created=NOW - 4 * D, layers=[layer(32)])
-    pushed_at(reg, "tmp/gone", {"a": NOW - H, "b": NOW - H})            # storage says fresh
+    pushed_at(reg, "tmp/gone", {"a": NOW - H, "b": NOW - H})  # storage says fresh
     keep = images.push_image(u, "tmp/keep", "new", created=NOW - 3 * H, layers=[layer(33)])
     old_keep = images.push_image(u, "tmp/keep", "old", created=NOW - 10 * D, layers=[layer(34)])
     pushed_at(reg, "tmp/keep", {"new": NOW - 30 * D, "old": NOW - H})  # storage says the opposite
     base = images.push_image(u, "library/base", "1", created=OLD, layers=[layer(35)])
-    for alias in ("1.0", "stable"):                       # 3 of 7 tags go: under the 50% cap
+    for alias in ("1.0", "stable"):  # 3 of 7 tags go: under the 50% cap
         images.tag_existing(u, "library/base", alias, base.digest)
-    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg, storage=False)],
-                       tiers=TIERS, expire={"registry": "local-registry"})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, storage=False)],
+        tiers=TIERS,
+        expire={"registry": "local-registry"},
+    )
     before = state(reg)
 
     dry = expire(config_path=str(cfg), dry_run=True)
@@ -287,15 +342,20 @@ def test_expire_without_storage_ages_from_created_and_reports_left_behind(regist
     assert dry["summary"]["push time source"] == "image config created (no storage access)"
     assert float(dec[("tmp/gone", "a")]["age_days"]) == pytest.approx(5, abs=0.01)
     planned = {(r["repository"], r["tag"], r["digest"]) for r in rows if r["action"] == "delete"}
-    assert planned == {("tmp/gone", "a", gone1.digest), ("tmp/gone", "b", gone2.digest),
-                       ("tmp/keep", "old", old_keep.digest)}
+    assert planned == {
+        ("tmp/gone", "a", gone1.digest),
+        ("tmp/gone", "b", gone2.digest),
+        ("tmp/keep", "old", old_keep.digest),
+    }
     assert dry["summary"]["repositories to remove"] == 1
     assert any("no kubernetes section" in n for n in dry["notes"])
 
     res = expire(config_path=str(cfg))
     assert res["status"] == "ok", res["notes"]
     after = state(reg)
-    gone = {(r, t, dg) for r, tags in before.items() for t, dg in tags.items() if after.get(r, {}).get(t) != dg}
+    gone = {
+        (r, t, dg) for r, tags in before.items() for t, dg in tags.items() if after.get(r, {}).get(t) != dg
+    }
     assert gone == planned
     assert after["tmp/keep"] == {"new": keep.digest}
     assert after["library/base"] == {"1": base.digest, "1.0": base.digest, "stable": base.digest}

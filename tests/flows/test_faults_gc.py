@@ -46,6 +46,7 @@ class Records(logging.Handler):
 
 def test_gc_completes_in_one_run_under_faults(registry_factory, fault_proxy_factory, tmp_path):
     from flows.gc import gc
+
     reg = registry_factory()
     fill(reg.url)
     # a fresh Docker manifest list beside the old one, a signed old image beside a fresh one
@@ -64,16 +65,25 @@ def test_gc_completes_in_one_run_under_faults(registry_factory, fault_proxy_fact
     age(reg.root, "big/app", ["v1"], OLD)
     before = truth(reg.url)
     proxy = fault_proxy_factory(reg.url)
-    cfg = write_config(tmp_path / "regkeeper.yaml",
-                       [registry_entry(reg, url=proxy.url, reclaim="none")],
-                       gc={"registry": "local-registry", "days": 30, "keepLast": 1,
-                           "protect": ["latest"], "maxDeleteFraction": 0.7})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, url=proxy.url, reclaim="none")],
+        gc={
+            "registry": "local-registry",
+            "days": 30,
+            "keepLast": 1,
+            "protect": ["latest"],
+            "maxDeleteFraction": 0.7,
+        },
+    )
 
-    dry = gc(config_path=str(cfg), dry_run=True)          # the plan, made without faults
+    dry = gc(config_path=str(cfg), dry_run=True)  # the plan, made without faults
     assert dry["status"] == "dry-run"
     plan = planned_deletes(dry)
-    assert plan == ({(f"team/app-{i:04d}", f"build-{j:04d}") for i in range(4) for j in range(2)}
-                    | {("multi/docker", "v1"), ("signed/old", "o1"), ("signed/old", sig_o1.tag)})
+    assert plan == (
+        {(f"team/app-{i:04d}", f"build-{j:04d}") for i in range(4) for j in range(2)}
+        | {("multi/docker", "v1"), ("signed/old", "o1"), ("signed/old", sig_o1.tag)}
+    )
     assert ("signed/app", "latest") not in plan and ("big/app", "v1") not in plan
     assert truth(reg.url) == before
 
@@ -83,11 +93,11 @@ def test_gc_completes_in_one_run_under_faults(registry_factory, fault_proxy_fact
 
     assert res["status"] == "ok", res["notes"]
     after = truth(reg.url)
-    assert set(before) - set(after) == plan                # exactly the plan, nothing more
-    assert {k: before[k] for k in after} == after          # kept tags did not move
+    assert set(before) - set(after) == plan  # exactly the plan, nothing more
+    assert {k: before[k] for k in after} == after  # kept tags did not move
     problems = [x for (repo, tag) in after for x in resolves_with_blobs(reg.url, repo, tag)]
     assert problems == []
     assert rate.total > 0, rate
     retries = [r for r in log.records if r.levelno == logging.WARNING]
     assert len(retries) > 0
-    assert len(retries) <= rate.total, rate                 # each retry answers an injected fault
+    assert len(retries) <= rate.total, rate  # each retry answers an injected fault

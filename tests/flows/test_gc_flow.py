@@ -20,51 +20,102 @@ FRESH = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
 def age(reg, repo: str, tags: list[str], when: dt.datetime):
     t = when.timestamp()
     for tag in tags:
-        link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+        link = (
+            Path(reg.root)
+            / "docker/registry/v2/repositories"
+            / repo
+            / "_manifests/tags"
+            / tag
+            / "current/link"
+        )
         os.utime(link, (t, t))
 
 
 def layer(n: int, seed: int) -> bytes:
     import random
+
     return random.Random(seed).randbytes(n)
 
 
 def pod(name, ns, containers, init=(), ephemeral=(), statuses=()):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}"},
-            "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(containers)],
-                     "initContainers": [{"name": f"i{i}", "image": im} for i, im in enumerate(init)],
-                     "ephemeralContainers": [{"name": f"e{i}", "image": im} for i, im in enumerate(ephemeral)]},
-            "status": {"phase": "Running",
-                       "containerStatuses": [{"name": f"c{i}", "image": im, "imageID": iid, "ready": True,
-                                              "restartCount": 0}
-                                             for i, (im, iid) in enumerate(statuses)]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}"},
+        "spec": {
+            "containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(containers)],
+            "initContainers": [{"name": f"i{i}", "image": im} for i, im in enumerate(init)],
+            "ephemeralContainers": [{"name": f"e{i}", "image": im} for i, im in enumerate(ephemeral)],
+        },
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": f"c{i}", "image": im, "imageID": iid, "ready": True, "restartCount": 0}
+                for i, (im, iid) in enumerate(statuses)
+            ],
+        },
+    }
 
 
 def template(containers, init=()):
-    return {"metadata": {"labels": {"app": "x"}},
-            "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(containers)],
-                     "initContainers": [{"name": f"i{i}", "image": im} for i, im in enumerate(init)]}}
+    return {
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {
+            "containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(containers)],
+            "initContainers": [{"name": f"i{i}", "image": im} for i, im in enumerate(init)],
+        },
+    }
 
 
 def kube_objects(host: str, d: dict) -> dict:
     return {
-        "deployments": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                         "metadata": {"name": "web", "namespace": "prod"},
-                         "spec": {"replicas": 2, "template": template([f"{host}/adv/deploy-tag:old1",
-                                                                        f"{host}/adv/signed:a"])}}],
-        "cronjobs": [{"apiVersion": "batch/v1", "kind": "CronJob",
-                      "metadata": {"name": "nightly", "namespace": "batch"},
-                      "spec": {"schedule": "0 1 * * *",
-                               "jobTemplate": {"spec": {"template": template(
-                                   [f"{host}/adv/cron-digest@{d['cron']}"])}}}}],
-        "statefulsets": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
-                          "metadata": {"name": "db", "namespace": "prod"},
-                          "spec": {"template": template(["docker.io/library/postgres:16"],
-                                                        init=[f"{host}/adv/init:initonly"])}}],
-        "pods": [pod("api-1", "prod", [f"{host}/adv/imageid:dev"],
-                     statuses=[(f"{host}/adv/imageid:dev", f"docker-pullable://{host}/adv/imageid@{d['imageid']}")])],
-        "daemonsets": [], "replicasets": [], "jobs": [],
+        "deployments": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "prod"},
+                "spec": {
+                    "replicas": 2,
+                    "template": template([f"{host}/adv/deploy-tag:old1", f"{host}/adv/signed:a"]),
+                },
+            }
+        ],
+        "cronjobs": [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "metadata": {"name": "nightly", "namespace": "batch"},
+                "spec": {
+                    "schedule": "0 1 * * *",
+                    "jobTemplate": {"spec": {"template": template([f"{host}/adv/cron-digest@{d['cron']}"])}},
+                },
+            }
+        ],
+        "statefulsets": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "db", "namespace": "prod"},
+                "spec": {
+                    "template": template(
+                        ["docker.io/library/postgres:16"], init=[f"{host}/adv/init:initonly"]
+                    )
+                },
+            }
+        ],
+        "pods": [
+            pod(
+                "api-1",
+                "prod",
+                [f"{host}/adv/imageid:dev"],
+                statuses=[
+                    (f"{host}/adv/imageid:dev", f"docker-pullable://{host}/adv/imageid@{d['imageid']}")
+                ],
+            )
+        ],
+        "daemonsets": [],
+        "replicasets": [],
+        "jobs": [],
     }
 
 
@@ -81,7 +132,9 @@ def adversarial(registry_factory, tmp_path):
     age(reg, "adv/deploy-tag", ["old1", "old2"], OLD)
     # adv/cron-digest: build-1 used by digest from a CronJob; build-2 unused
     d["cron"] = images.push_image(u, "adv/cron-digest", "build-1", created=OLD, layers=[layer(big, 4)]).digest
-    d["cron2"] = images.push_image(u, "adv/cron-digest", "build-2", created=OLD, layers=[layer(big, 5)]).digest
+    d["cron2"] = images.push_image(
+        u, "adv/cron-digest", "build-2", created=OLD, layers=[layer(big, 5)]
+    ).digest
     age(reg, "adv/cron-digest", ["build-1", "build-2"], OLD)
     # adv/init: only an initContainer uses initonly; other-old unused
     d["init"] = images.push_image(u, "adv/init", "initonly", created=OLD, layers=[layer(big, 6)]).digest
@@ -89,7 +142,9 @@ def adversarial(registry_factory, tmp_path):
     age(reg, "adv/init", ["initonly", "other-old"], OLD)
     # adv/imageid: the pod's tag moved on; the running digest is known only from status.imageID
     d["imageid"] = images.push_image(u, "adv/imageid", "build-7", created=OLD, layers=[layer(big, 8)]).digest
-    d["imageid_dev"] = images.push_image(u, "adv/imageid", "dev", created=FRESH, layers=[layer(big, 9)]).digest
+    d["imageid_dev"] = images.push_image(
+        u, "adv/imageid", "dev", created=FRESH, layers=[layer(big, 9)]
+    ).digest
     age(reg, "adv/imageid", ["build-7"], OLD)
     # adv/multiarch: a fresh index (children untagged: kept) and a stale index (deleted with children)
     cur = images.push_index(u, "adv/multiarch", "current", created=FRESH)
@@ -102,8 +157,12 @@ def adversarial(registry_factory, tmp_path):
     d["b"] = images.push_image(u, "adv/signed", "b", created=OLD, layers=[layer(big, 11)]).digest
     d["a_sig"] = images.push_signature(u, "adv/signed", d["a"]).digest
     d["b_sig"] = images.push_signature(u, "adv/signed", d["b"]).digest
-    age(reg, "adv/signed", ["a", "b", "sha256-" + d["a"].split(":")[1] + ".sig",
-                            "sha256-" + d["b"].split(":")[1] + ".sig"], OLD)
+    age(
+        reg,
+        "adv/signed",
+        ["a", "b", "sha256-" + d["a"].split(":")[1] + ".sig", "sha256-" + d["b"].split(":")[1] + ".sig"],
+        OLD,
+    )
     # adv/twotags: one digest, two old tags; "latest" is protected
     d["two"] = images.push_image(u, "adv/twotags", "latest", created=OLD, layers=[layer(big, 12)]).digest
     images.tag_existing(u, "adv/twotags", "old-alias", d["two"])
@@ -139,6 +198,7 @@ def tags(reg, repo):
 
 def test_gc_adversarial_keeps_everything_in_use(adversarial):
     from flows.gc import gc
+
     reg, d, cfg, api, ctl, refused = adversarial
     sig = lambda dg: "sha256-" + dg.split(":")[1] + ".sig"  # noqa: E731
 
@@ -158,7 +218,7 @@ def test_gc_adversarial_keeps_everything_in_use(adversarial):
     assert tags(reg, "adv/init") == ["initonly"]
     assert tags(reg, "adv/imageid") == ["build-7", "dev"]
     assert tags(reg, "adv/multiarch") == ["current"]
-    assert tags(reg, "adv/signed") == sorted(["a", sig(d["a"])])       # b and its .sig went together
+    assert tags(reg, "adv/signed") == sorted(["a", sig(d["a"])])  # b and its .sig went together
     assert tags(reg, "adv/twotags") == ["fresh", "latest", "old-alias"]
     # the kept index's untagged children still resolve; the stale index's children are gone
     for c in d["cur_children"]:
@@ -166,15 +226,20 @@ def test_gc_adversarial_keeps_everything_in_use(adversarial):
     for c in d["stale_children"]:
         assert images.head_manifest(reg.url, "adv/multiarch", c) is None
     # expected deletes really happened (by digest)
-    for repo, dg in [("adv/deploy-tag", d["old2"]), ("adv/cron-digest", d["cron2"]),
-                     ("adv/init", d["init2"]), ("adv/signed", d["b"]), ("adv/signed", d["b_sig"]),
-                     ("adv/multiarch", d["stale"])]:
+    for repo, dg in [
+        ("adv/deploy-tag", d["old2"]),
+        ("adv/cron-digest", d["cron2"]),
+        ("adv/init", d["init2"]),
+        ("adv/signed", d["b"]),
+        ("adv/signed", d["b_sig"]),
+        ("adv/multiarch", d["stale"]),
+    ]:
         assert images.head_manifest(reg.url, repo, dg) is None, (repo, dg)
     # no orphaned signature anywhere
     for repo in images.catalog(reg.url):
         for t in tags(reg, repo):
             if t.startswith("sha256-") and t.endswith(".sig"):
-                subject = "sha256:" + t[len("sha256-"):-len(".sig")]
+                subject = "sha256:" + t[len("sha256-") : -len(".sig")]
                 assert images.head_manifest(reg.url, repo, subject) is not None, (repo, t)
 
     # reclamation: read-only window, a push refused during it and no broken image left
@@ -205,6 +270,7 @@ def test_gc_adversarial_keeps_everything_in_use(adversarial):
 
 def test_gc_fail_closed_when_kubernetes_unreadable(adversarial):
     from flows.gc import gc
+
     reg, d, cfg, api, ctl, refused = adversarial
     api.fail("pods", 500)
     before = {r: tags(reg, r) for r in images.catalog(reg.url)}
@@ -218,10 +284,11 @@ def test_gc_fail_closed_when_kubernetes_unreadable(adversarial):
 
 def test_gc_cap_refuses_and_force_overrides(adversarial):
     from flows.gc import gc
+
     reg, d, cfg, api, ctl, refused = adversarial
     before = {r: tags(reg, r) for r in images.catalog(reg.url)}
     with pytest.raises(RefusedError) as ei:
-        gc(config_path=str(cfg), days=0, keep_last=0)   # everything unprotected is "old"
+        gc(config_path=str(cfg), days=0, keep_last=0)  # everything unprotected is "old"
     assert "blast-radius cap" in str(ei.value)
     assert {r: tags(reg, r) for r in images.catalog(reg.url)} == before
     res = gc(config_path=str(cfg), days=0, keep_last=0, force=True)

@@ -96,8 +96,9 @@ def whole(url: str, repo: str, digest: str, blobs: list[str]) -> bool:
 def busy(request, registry_factory, tmp_path):
     reg = registry_factory()
     u = reg.url
-    d = {t: images.push_image(u, APP, t, layers=[os.urandom(3000)]).digest
-         for t in ("stable", "prod", "edge")}
+    d = {
+        t: images.push_image(u, APP, t, layers=[os.urandom(3000)]).digest for t in ("stable", "prod", "edge")
+    }
     d["old-1"] = images.push_image(u, APP, "old-1", created=OLD, layers=[os.urandom(3000)]).digest
     d["old-2"] = images.push_image(u, APP, "old-2", created=OLD, layers=[os.urandom(3000)]).digest
     tags_dir = Path(reg.root) / "docker/registry/v2/repositories" / APP / "_manifests/tags"
@@ -112,20 +113,30 @@ def busy(request, registry_factory, tmp_path):
             images.push_image(u, APP, "during-window", layers=[os.urandom(2000)], timeout=10)
         except images.PushError as e:
             refused_in_window.append(str(e))
-        pusher.refused_seen.wait(30)     # the background pusher hits the window too
+        pusher.refused_seen.wait(30)  # the background pusher hits the window too
 
     ctl = RegistryControl(reg, on_readonly=during_read_only)
     hook_out = tmp_path / "hook-pushes.json"
     hook = tmp_path / "readonly_hook.py"
-    hook.write_text(HOOK.format(root=str(ROOT), url=u, app=APP, out=str(hook_out), ctl=ctl.url,
-                                breaker=str(tmp_path / "break-stable"), root_dir=str(reg.root)))
+    hook.write_text(
+        HOOK.format(
+            root=str(ROOT),
+            url=u,
+            app=APP,
+            out=str(hook_out),
+            ctl=ctl.url,
+            breaker=str(tmp_path / "break-stable"),
+            root_dir=str(reg.root),
+        )
+    )
     reclaim = dict(ctl.reclaim_config(), readOnly=[sys.executable, str(hook)])
     cfg = write_config(
-        tmp_path / "regkeeper.yaml", [registry_entry(reg, reclaim=reclaim)],
-        gc={"registry": "local-registry", "days": 30, "keepLast": 0, "protect": [],
-            "maxDeleteFraction": 0.9},
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, reclaim=reclaim)],
+        gc={"registry": "local-registry", "days": 30, "keepLast": 0, "protect": [], "maxDeleteFraction": 0.9},
         tiers=[{"name": "business", "match": ["team-*/**"], "keepLast": 1, "keepDays": 30}],
-        expire={"registry": "local-registry", "maxDeleteFraction": 0.9})
+        expire={"registry": "local-registry", "maxDeleteFraction": 0.9},
+    )
     pusher.start()
     pusher.wait_acks(0)
     yield request.param, reg, d, cfg, ctl, pusher, hook_out, refused_in_window
@@ -136,12 +147,13 @@ def busy(request, registry_factory, tmp_path):
 def test_users_pushing_during_the_run_do_not_fail_it(busy):
     from flows.expire import expire
     from flows.gc import gc
+
     flow, reg, d, cfg, ctl, pusher, hook_out, refused_in_window = busy
     u = reg.url
     assert pusher.acked, "the background pusher must be pushing before the run"
     res = {"gc": gc, "expire": expire}[flow](config_path=str(cfg))
     acked_during_run = len(pusher.acked)
-    pusher.wait_acks(acked_during_run)          # and pushes again once the window closed
+    pusher.wait_acks(acked_during_run)  # and pushes again once the window closed
     pusher.stop()
 
     # the run completed and says what moved (old and new digest), nothing else is a problem
@@ -152,8 +164,10 @@ def test_users_pushing_during_the_run_do_not_fail_it(busy):
     s = res["summary"]
     assert s["verify problems"] == 0 and s["kept tags moved during the run"] == 2, res["notes"]
     for tag in ("stable", "prod"):
-        note = (f"tag {APP}:{tag} moved during the run from {d[tag][:19]}… to {now[tag][:19]}… "
-                "(pushed after the plan): not a problem")
+        note = (
+            f"tag {APP}:{tag} moved during the run from {d[tag][:19]}… to {now[tag][:19]}… "
+            "(pushed after the plan): not a problem"
+        )
         assert note in res["notes"], res["notes"]
     rows = {r["tag"]: r for r in _csv(res["files"]["csv:verify"])}
     assert set(rows) == {"stable", "prod"}
@@ -192,6 +206,7 @@ def test_users_pushing_during_the_run_do_not_fail_it(busy):
 
 def _csv(path: str) -> list[dict]:
     import csv
+
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -200,6 +215,7 @@ def test_a_moved_tag_whose_new_image_is_broken_fails_the_run(busy):
     from flows.expire import expire
     from flows.gc import gc
     from regkeeper.errors import RegkeeperError
+
     flow, reg, d, cfg, ctl, pusher, hook_out, refused_in_window = busy
     (hook_out.parent / "break-stable").touch()
     with pytest.raises(RegkeeperError) as ei:
@@ -207,13 +223,15 @@ def test_a_moved_tag_whose_new_image_is_broken_fails_the_run(busy):
     stable = next(p for p in json.loads(hook_out.read_text()) if p["tag"] == "stable")
     msg = str(ei.value)
     assert f"{flow} on local-registry failed" in msg and "team-a/app:stable moved during the run" in msg
-    assert "not whole" in msg and stable["blobs"][1] in msg        # the lost layer is named
+    assert "not whole" in msg and stable["blobs"][1] in msg  # the lost layer is named
     assert ctl.calls == ["readonly", "readwrite"]
     [rep] = [json.loads(p.read_text()) for p in (Path(cfg).parent / "reports" / flow).glob("*.json")]
     assert rep["status"] == "failed" and rep["summary"]["verify problems"] == 1
     assert rep["summary"]["kept tags moved during the run"] == 2
     # prod moved to a whole image: information, not a problem
-    assert any(n.startswith(f"tag {APP}:prod moved during the run") and n.endswith("not a problem")
-               for n in rep["notes"])
+    assert any(
+        n.startswith(f"tag {APP}:prod moved during the run") and n.endswith("not a problem")
+        for n in rep["notes"]
+    )
     rows = {r["tag"]: r for r in _csv(rep["files"]["csv:verify"])}
     assert rows["stable"]["result"] == "moved, problem" and rows["prod"]["result"] == "moved"

@@ -31,8 +31,8 @@ mirrorRepositories:
 - {{name: eu, url: {dst_url}, tls: {{verify: false}}, retries: 1}}
 replication:
 - {{name: to-eu, from: primary, to: [eu], prefix: eu{extra}}}
-reports: {{directory: {tmp_path / 'reports'}}}
-cacheDir: {tmp_path / 'cache'}
+reports: {{directory: {tmp_path / "reports"}}}
+cacheDir: {tmp_path / "cache"}
 {sections}""")
     return cfg
 
@@ -46,6 +46,7 @@ def keep_harness_server(monkeypatch):
     """The CLI stops Prefect's temporary servers when a run ends; called in-process here, that
     would stop the session's test harness server too."""
     import app.cli
+
     monkeypatch.setattr(app.cli, "_stop_ephemeral_server", lambda: None, raising=False)
 
 
@@ -54,6 +55,7 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
 
     from app.cli import main
     from flows.replicate import replicate
+
     src, dst = regs
     images.push_many(src.url, n_repos=2, tags_per_repo=3, prefix="svc/app", verify=False, seed=1)
     idx = images.push_index(src.url, "svc/multi", "v1", verify=False)
@@ -90,6 +92,7 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
 def test_flow_failure_publishes_report_then_fails(regs, tmp_path):
     from app.cli import main
     from flows.replicate import replicate
+
     src, dst = regs
     images.push_many(src.url, n_repos=1, tags_per_repo=3, prefix="f/app", verify=False, seed=2)
     with FaultProxy(dst.url) as proxy:
@@ -102,9 +105,9 @@ def test_flow_failure_publishes_report_then_fails(regs, tmp_path):
         assert rep["status"] == "failed" and rep["summary"]["failed"] == 1 and rep["summary"]["copied"] == 2
         failed_csv = Path(rep["files"]["csv:failed items"]).read_text()
         assert "f/app-0000,build-0001," in failed_csv and "HTTP 500" in failed_csv
-        assert main(["run", "replicate", "--config", str(cfg)]) == 1      # still failing: exit 1
+        assert main(["run", "replicate", "--config", str(cfg)]) == 1  # still failing: exit 1
         proxy.clear_faults()
-        assert main(["run", "replicate", "--config", str(cfg)]) == 0      # the next run completes it
+        assert main(["run", "replicate", "--config", str(cfg)]) == 0  # the next run completes it
         rep = report_json(tmp_path)[-1]
         assert rep["summary"]["copied"] == 1 and rep["summary"]["lag (tags)"] == 0
 
@@ -113,20 +116,21 @@ def test_one_run_per_rule(regs, tmp_path, monkeypatch):
     import flows.replicate as fr
     from regkeeper.config import load_config
     from regkeeper.runstate import Owner, RunState
+
     src, dst = regs
     images.push_image(src.url, "l/app", "v1", verify=False)
     cfg = write_config(tmp_path, src.url, dst.url)
     monkeypatch.setattr(fr, "LOCK_WAIT_SECONDS", 1)
-    fr.replicate(config_path=str(cfg), dry_run=True)        # takes and releases the rule's lease
+    fr.replicate(config_path=str(cfg), dry_run=True)  # takes and releases the rule's lease
     other = RunState.for_config(load_config(cfg), Owner.current("replicate", "other-live-run"))
-    lease = other.lease("replicate-rule-to-eu")              # another live run holds it
+    lease = other.lease("replicate-rule-to-eu")  # another live run holds it
     assert lease.acquire().ok
     with lease.held():
         with pytest.raises(RefusedError) as ei:
             fr.replicate(config_path=str(cfg))
         assert "still in progress" in str(ei.value)
         assert "other-live-run" in str(ei.value) and "this run did nothing" in str(ei.value)
-    assert images.catalog(dst.url, verify=False) == []       # the refused run wrote nothing
+    assert images.catalog(dst.url, verify=False) == []  # the refused run wrote nothing
     assert fr.replicate(config_path=str(cfg))["status"] == "ok"
 
 
@@ -135,24 +139,32 @@ def test_one_run_per_rule(regs, tmp_path, monkeypatch):
 
 def drop(url: str, repo: str, tag: str) -> None:
     """The source drops a tag (DELETE by its digest)."""
-    assert images.delete_manifest(url, repo, images.head_manifest(url, repo, tag, verify=False),
-                                  verify=False) == 202
+    assert (
+        images.delete_manifest(url, repo, images.head_manifest(url, repo, tag, verify=False), verify=False)
+        == 202
+    )
 
 
 def test_flow_cap_is_the_rules_own_max_delete_fraction(regs, tmp_path):
     from flows.replicate import replicate
+
     src, dst = regs
     for i in range(10):
         images.push_image(src.url, "cap/app", f"v{i}", verify=False, seed=f"c{i}")
     loose = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true")
     assert replicate(config_path=str(loose))["summary"]["copied"] == 10
-    for i in range(3):   # the source drops 3 of 10: 30%
+    for i in range(3):  # the source drops 3 of 10: 30%
         drop(src.url, "cap/app", f"v{i}")
     before = images.list_tags(dst.url, "eu/cap/app", verify=False)
 
     # gc's cap (0.9) would allow it; the rule's own (0.2) refuses
-    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.2",
-                       sections="gc: {maxDeleteFraction: 0.9}\n")
+    cfg = write_config(
+        tmp_path,
+        src.url,
+        dst.url,
+        ", deleteExtraneous: true, maxDeleteFraction: 0.2",
+        sections="gc: {maxDeleteFraction: 0.9}\n",
+    )
     dst.clear_access_log()
     with pytest.raises(RefusedError) as ei:
         replicate(config_path=str(cfg))
@@ -164,17 +176,27 @@ def test_flow_cap_is_the_rules_own_max_delete_fraction(regs, tmp_path):
     assert report_json(tmp_path)[-1]["status"] == "refused"
 
     # gc's cap (0.1) would refuse it; the rule's own (0.3) allows it
-    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.3",
-                       sections="gc: {maxDeleteFraction: 0.1}\n")
+    cfg = write_config(
+        tmp_path,
+        src.url,
+        dst.url,
+        ", deleteExtraneous: true, maxDeleteFraction: 0.3",
+        sections="gc: {maxDeleteFraction: 0.1}\n",
+    )
     out = replicate(config_path=str(cfg))
     assert out["status"] == "ok" and out["summary"]["deleted"] == 3
     assert sorted(images.list_tags(dst.url, "eu/cap/app", verify=False)) == [f"v{i}" for i in range(3, 10)]
 
     # force overrides the rule's cap
-    for i in (3, 4):     # 2 of the 7 left: 29% > 20%
+    for i in (3, 4):  # 2 of the 7 left: 29% > 20%
         drop(src.url, "cap/app", f"v{i}")
-    cfg = write_config(tmp_path, src.url, dst.url, ", deleteExtraneous: true, maxDeleteFraction: 0.2",
-                       sections="gc: {maxDeleteFraction: 0.9}\n")
+    cfg = write_config(
+        tmp_path,
+        src.url,
+        dst.url,
+        ", deleteExtraneous: true, maxDeleteFraction: 0.2",
+        sections="gc: {maxDeleteFraction: 0.9}\n",
+    )
     with pytest.raises(RefusedError):
         replicate(config_path=str(cfg))
     out = replicate(config_path=str(cfg), force=True)
@@ -185,6 +207,7 @@ def test_flow_cap_is_the_rules_own_max_delete_fraction(regs, tmp_path):
 def test_flow_deletes_disabled_on_the_target_stop_every_batch(regs, tmp_path, monkeypatch):
     import flows.replicate as fr
     from tests.support.registry import RegistryServer
+
     src, _ = regs
     nodel = RegistryServer(tmp_path / "nodelete", delete_enabled=False)
     try:
@@ -197,13 +220,13 @@ def test_flow_deletes_disabled_on_the_target_stop_every_batch(regs, tmp_path, mo
         for repo in repos:
             images.push_image(nodel.url, f"eu/{repo}", "old", verify=False, seed=f"{repo}old")
         before = {repo: sorted(images.list_tags(nodel.url, f"eu/{repo}", verify=False)) for repo in repos}
-        monkeypatch.setattr(fr, "COPY_BATCH", 1)          # one delete task per repository
+        monkeypatch.setattr(fr, "COPY_BATCH", 1)  # one delete task per repository
         nodel.clear_access_log()
         with pytest.raises(RegkeeperError) as ei:
             fr.replicate(config_path=str(cfg))
         assert "deletes are disabled" in str(ei.value)
         deletes = [e for e in nodel.access_log() if e.method == "DELETE"]
-        assert len(deletes) == 1 and deletes[0].status == 405              # no other batch tried
+        assert len(deletes) == 1 and deletes[0].status == 405  # no other batch tried
         rep = report_json(tmp_path)[-1]
         assert rep["status"] == "failed"
         notes = rep["notes"]
@@ -224,6 +247,7 @@ def test_flow_persistent_503_costs_exactly_the_transport_attempts(regs, tmp_path
     import hashlib
 
     from flows.replicate import replicate
+
     src, dst = regs
     shared = hashlib.sha256(b"flow-shared").digest() * 1024
     bad = images.sha256_digest(shared)
@@ -232,7 +256,7 @@ def test_flow_persistent_503_costs_exactly_the_transport_attempts(regs, tmp_path
     images.push_image(src.url, "f/app", "v3", verify=False, seed=3)
     with FaultProxy(src.url) as sproxy:
         sproxy.add_fault("status", status=503, method="GET", path_regex=rf"/blobs/{bad}$", times=1000)
-        cfg = write_config(tmp_path, sproxy.url, dst.url)           # retries: 1 -> 2 attempts
+        cfg = write_config(tmp_path, sproxy.url, dst.url)  # retries: 1 -> 2 attempts
         with pytest.raises(RegkeeperError):
             replicate(config_path=str(cfg))
         assert len([r for r in sproxy.requests if r.method == "GET" and r.path.endswith(bad)]) == 2

@@ -26,18 +26,21 @@ def _exhausted(exc: BaseException) -> BaseException:
     return exc
 
 
-@pytest.mark.parametrize("exc, retried", [
-    (RegistryError("x", status=503, transient=True), True),
-    (RegistryError("x", status=429, transient=True), True),
-    (requests.exceptions.ConnectionError("refused"), True),
-    (_exhausted(RegistryError("x", status=503, transient=True)), False),   # the transport gave up
-    (_exhausted(requests.exceptions.ConnectionError("refused")), False),
-    (RegistryError("x", status=500), False),
-    (AuthError("x", status=401), False),
-    (RefusedError("cap"), False),
-    (ValueError("bad config"), False),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    "exc, retried",
+    [
+        (RegistryError("x", status=503, transient=True), True),
+        (RegistryError("x", status=429, transient=True), True),
+        (requests.exceptions.ConnectionError("refused"), True),
+        (_exhausted(RegistryError("x", status=503, transient=True)), False),  # the transport gave up
+        (_exhausted(requests.exceptions.ConnectionError("refused")), False),
+        (RegistryError("x", status=500), False),
+        (AuthError("x", status=401), False),
+        (RefusedError("cap"), False),
+        (ValueError("bad config"), False),
+        (None, False),
+    ],
+)
 def test_retry_condition(exc, retried):
     assert retry_transient(None, None, _State(exc)) is retried
 

@@ -19,7 +19,7 @@ from regkeeper.oci import RegistryClient
 from tests.support import images
 
 CREATED = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-V = {"verify": False}        # plain http on loopback
+V = {"verify": False}  # plain http on loopback
 
 
 def sha(b: bytes) -> str:
@@ -45,9 +45,15 @@ class Target:
             self.bucket = f"bk-{uuid.uuid4().hex[:12]}"
             moto.create_bucket(self.bucket)
             self.url = f"s3://{self.bucket}/meta"
-            self.cfg = BackupConfig.model_validate({
-                "target": self.url, "endpoint": moto.endpoint, "region": moto.region,
-                "accessKey": moto.access_key, "secretKey": moto.secret_key})
+            self.cfg = BackupConfig.model_validate(
+                {
+                    "target": self.url,
+                    "endpoint": moto.endpoint,
+                    "region": moto.region,
+                    "accessKey": moto.access_key,
+                    "secretKey": moto.secret_key,
+                }
+            )
             self.raw = moto.client()
         else:
             self.root = tmp_path / "backups"
@@ -65,7 +71,7 @@ class Target:
             for page in pag.paginate(Bucket=self.bucket, Prefix=f"meta/{prefix}"):
                 for o in page.get("Contents", []):
                     body = self.raw.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
-                    out[o["Key"][len("meta/"):]] = body
+                    out[o["Key"][len("meta/") :]] = body
         else:
             for dirpath, _, files in os.walk(self.root):
                 for f in files:
@@ -92,8 +98,9 @@ class Target:
         """Keys written since start_counting: moto's request log (every PUT it served) / new or
         rewritten files."""
         if self.kind == "s3":
-            return sorted(r.path[len(f"/{self.bucket}/meta/"):]
-                          for r in self.moto.object_puts(self.bucket, "meta/"))
+            return sorted(
+                r.path[len(f"/{self.bucket}/meta/") :] for r in self.moto.object_puts(self.bucket, "meta/")
+            )
         now = {k: os.stat(self.root / k).st_mtime_ns for k in self.keys()}
         return sorted(k for k, t in now.items() if self._before.get(k) != t)
 
@@ -107,8 +114,7 @@ def target(request, tmp_path):
 def client(reg, tmp_path, name="primary", **kw) -> RegistryClient:
     kw.setdefault("retries", 2)
     kw.setdefault("backoff", 0.05)
-    return RegistryClient(name, reg.url, verify=False,
-                          cache=DigestCache(tmp_path / f"cache-{name}"), **kw)
+    return RegistryClient(name, reg.url, verify=False, cache=DigestCache(tmp_path / f"cache-{name}"), **kw)
 
 
 def truth(reg) -> dict[tuple[str, str], str]:
@@ -129,23 +135,25 @@ def populate(reg, *, signatures=True) -> dict:
     p["web2"] = images.push_image(u, "app/web", "v2", media="oci", seed="web2", created=CREATED, **V)
     images.tag_existing(u, "app/web", "latest", p["web2"].digest, **V)
     p["idx"] = images.push_index(u, "app/multi", "latest", media="oci", seed="idx", created=CREATED, **V)
-    p["list"] = images.push_index(u, "app/multi", "dockerlist", media="docker", seed="lst",
-                                  created=CREATED, **V)
+    p["list"] = images.push_index(
+        u, "app/multi", "dockerlist", media="docker", seed="lst", created=CREATED, **V
+    )
     p["api1"] = images.push_image(u, "app/api", "v1", seed="api1", created=CREATED, **V)
     p["api2"] = images.push_image(u, "app/api", "v2", seed="api2", created=CREATED, **V)
     if signatures:
         p["sig"] = images.push_signature(u, "app/api", p["api1"].digest, **V)
-    p["gone"] = [images.push_image(u, "team/gone", f"t{i}", seed=f"gone{i}", created=CREATED, **V)
-                 for i in range(3)]
+    p["gone"] = [
+        images.push_image(u, "team/gone", f"t{i}", seed=f"gone{i}", created=CREATED, **V) for i in range(3)
+    ]
     return p
 
 
 def damage(reg, p) -> None:
     """Delete one tag, move one, delete an index, delete every tag of team/gone."""
     u = reg.url
-    assert images.delete_manifest(u, "app/web", p["web1"].digest, **V) == 202        # app/web:v1
-    images.tag_existing(u, "app/api", "v2", p["api1"].digest, **V)                 # app/api:v2 moved
-    assert images.delete_manifest(u, "app/multi", p["idx"].digest, **V) == 202       # index gone
+    assert images.delete_manifest(u, "app/web", p["web1"].digest, **V) == 202  # app/web:v1
+    images.tag_existing(u, "app/api", "v2", p["api1"].digest, **V)  # app/api:v2 moved
+    assert images.delete_manifest(u, "app/multi", p["idx"].digest, **V) == 202  # index gone
     for img in p["gone"]:
         assert images.delete_manifest(u, "team/gone", img.digest, **V) == 202
     assert images.list_tags(u, "team/gone", **V) == []
@@ -168,11 +176,12 @@ def test_backup_delete_restore_every_digest_identical(reg, target, tmp_path):
     child_digests = {ch.digest for ch in p["idx"].children + p["list"].children}
     assert child_digests <= set(snap.manifests)
     on_target = target.keys()
-    layer_digests = {L for img in [p["web1"], p["web2"], p["api1"], p["api2"], *p["gone"]]
-                     for L in img.layer_digests}
+    layer_digests = {
+        L for img in [p["web1"], p["web2"], p["api1"], p["api2"], *p["gone"]] for L in img.layer_digests
+    }
     for key, data in on_target.items():
         if key.startswith(("manifests/", "blobs/")):
-            assert sha(data) == B.key_digest(key), key           # content-addressed, intact
+            assert sha(data) == B.key_digest(key), key  # content-addressed, intact
             assert B.key_digest(key) not in layer_digests, f"layer data copied: {key}"
     for img in [p["web1"], p["web2"], p["api1"], *p["gone"], *p["idx"].children]:
         assert on_target[B.object_key("manifests", img.digest)] == img.manifest_bytes
@@ -215,7 +224,7 @@ def test_backup_delete_restore_every_digest_identical(reg, target, tmp_path):
     assert acts[("app/web", "v1")] == B.ACTION_RESTORED
     assert acts[("app/web", "latest")] == B.ACTION_PRESENT
     assert not restored.failed
-    assert restored.stats["manifests_put"] == 5       # 3 team/gone + web v1 + the index
+    assert restored.stats["manifests_put"] == 5  # 3 team/gone + web v1 + the index
     # the restored bytes are the original bytes
     for img in p["gone"]:
         body, _, dig = images.get_manifest(reg.url, "team/gone", img.digest, **V)
@@ -234,8 +243,9 @@ def test_restore_selected_repositories_only(reg, target, tmp_path):
     res = B.restore(c, target.store(), repositories="team/**", dry_run=False)
     assert {r.repository for r in res.rows} == {"team/gone"}
     after = truth(reg)
-    assert {k: v for k, v in after.items() if k[0] != "team/gone"} == \
-        {k: v for k, v in damaged.items() if k[0] != "team/gone"}
+    assert {k: v for k, v in after.items() if k[0] != "team/gone"} == {
+        k: v for k, v in damaged.items() if k[0] != "team/gone"
+    }
     assert [after[("team/gone", f"t{i}")] for i in range(3)] == [g.digest for g in p["gone"]]
 
 
@@ -258,8 +268,12 @@ def test_second_backup_uploads_only_new_objects(reg, target, tmp_path):
     n1 = images.push_image(reg.url, "app/web", "v3", seed="web3", created=CREATED, **V)
     n2 = images.push_image(reg.url, "new/repo", "1.0", seed="newrepo", created=CREATED, **V)
     images.tag_existing(reg.url, "app/api", "stable", truth(reg)[("app/api", "v1")], **V)
-    expected = {B.object_key("manifests", n1.digest), B.object_key("blobs", n1.config_digest),
-                B.object_key("manifests", n2.digest), B.object_key("blobs", n2.config_digest)}
+    expected = {
+        B.object_key("manifests", n1.digest),
+        B.object_key("blobs", n1.config_digest),
+        B.object_key("manifests", n2.digest),
+        B.object_key("blobs", n2.config_digest),
+    }
     target.start_counting()
     second = B.backup(c, target.store())
     writes2 = target.object_writes()
@@ -295,14 +309,14 @@ def test_backup_failing_before_its_index_leaves_no_snapshot(reg, target, tmp_pat
 
     with pytest.raises(Exception) as ei:
         B.backup(c, store, batch_size=1, progress=stop_registry_after_first_batch)
-    assert "primary" in str(ei.value)                    # the error names the registry
+    assert "primary" in str(ei.value)  # the error names the registry
     uploaded = target.keys("manifests/")
     assert uploaded, "the first batch should have uploaded objects before the failure"
     assert target.keys("snapshots/") == {}
     assert B.list_snapshots(store) == []
     with pytest.raises(B.BackupError, match="no complete snapshot"):
         B.restore(c, store)
-    assert target.keys("inflight/") == {}                # marker removed on failure
+    assert target.keys("inflight/") == {}  # marker removed on failure
 
     reg.start()
     target.start_counting()
@@ -322,15 +336,18 @@ def test_torn_or_tampered_index_is_never_listed_or_restored(reg, target, tmp_pat
     store.put(B.snapshot_key("primary", torn_id), raw[: len(raw) // 2])
     doc = json.loads(raw)
     doc["id"] = B.new_snapshot_id(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6))
-    doc["repositories"]["app/web"]["tags"]["v1"] = "sha256:" + "0" * 64      # tampered
+    doc["repositories"]["app/web"]["tags"]["v1"] = "sha256:" + "0" * 64  # tampered
     store.put(B.snapshot_key("primary", doc["id"]), json.dumps(doc).encode())
     assert [s.id for s in B.list_snapshots(store)] == [good.id]
     assert B.load_snapshot(store, "primary").id == good.id
     with pytest.raises(B.BackupError, match="checksum mismatch"):
         B.load_snapshot(store, "primary", doc["id"])
     rows = B.snapshot_rows(store, "primary")
-    assert sorted(r["status"] for r in rows) == ["complete", "ignored: checksum mismatch",
-                                                 "ignored: not valid JSON (torn or corrupted write)"]
+    assert sorted(r["status"] for r in rows) == [
+        "complete",
+        "ignored: checksum mismatch",
+        "ignored: not valid JSON (torn or corrupted write)",
+    ]
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -394,8 +411,9 @@ def test_missing_blobs_come_from_the_blob_source(registry_factory, tmp_path, tar
     res = B.restore(c, target.store(), dry_run=False)
     gone_rows = [r for r in res.rows if r.repository == "team/gone"]
     assert len(gone_rows) == 3 and all(r.action == B.ACTION_CANNOT for r in gone_rows)
-    assert all("layer blob sha256:" in r.reason and "no blobSource is configured" in r.reason
-               for r in gone_rows)
+    assert all(
+        "layer blob sha256:" in r.reason and "no blobSource is configured" in r.reason for r in gone_rows
+    )
     # nothing was written for manifests that could not be completed
     assert {e.method for e in primary.access_log()} <= {"GET", "HEAD"}
     assert truth(primary) == damaged
@@ -406,8 +424,8 @@ def test_missing_blobs_come_from_the_blob_source(registry_factory, tmp_path, tar
     res = B.restore(c, target.store(), dry_run=False, blob_source=src)
     assert not res.failed
     assert truth(primary) == before
-    assert res.stats["blobs_copied"] == 6              # 2 layers x 3 images, from the replica
-    assert res.stats["configs_uploaded"] == 3          # configs from the snapshot itself
+    assert res.stats["blobs_copied"] == 6  # 2 layers x 3 images, from the replica
+    assert res.stats["configs_uploaded"] == 3  # configs from the snapshot itself
     for img in p["gone"]:
         for L in img.layer_digests:
             assert images.blob_exists(primary.url, "team/gone", L, **V)
@@ -417,17 +435,19 @@ def test_restore_into_an_empty_registry_mounts_shared_layers(registry_factory, t
     """Disaster recovery: a new, empty registry gets the snapshot of the old one; layers come
     from the old registry as blob source, each copied once, then mounted across repositories."""
     old, new = registry_factory(), registry_factory()
-    images.push_many(old.url, 4, 3, shared_base_layer=True, prefix="svc/app", seed="dr",
-                     created_start=CREATED, **V)
+    images.push_many(
+        old.url, 4, 3, shared_base_layer=True, prefix="svc/app", seed="dr", created_start=CREATED, **V
+    )
     images.push_index(old.url, "svc/multi", "latest", seed="drx", created=CREATED, **V)
     before = truth(old)
     B.backup(client(old, tmp_path, name="old"), target.store())
     c_new = client(new, tmp_path, name="new")
-    res = B.restore(c_new, target.store(), registry="old", dry_run=False,
-                    blob_source=client(old, tmp_path, name="old"))
+    res = B.restore(
+        c_new, target.store(), registry="old", dry_run=False, blob_source=client(old, tmp_path, name="old")
+    )
     assert not res.failed
     assert truth(new) == before
-    assert res.stats["blobs_mounted"] >= 3             # the shared base layer, 4 repos
+    assert res.stats["blobs_mounted"] >= 3  # the shared base layer, 4 repos
     copied_or_mounted = res.stats["blobs_copied"] + res.stats["blobs_mounted"] + res.stats["configs_uploaded"]
     assert copied_or_mounted == res.stats["missing_blobs"]
 
@@ -455,7 +475,7 @@ def test_restore_can_leave_moved_tags_alone(reg, target, tmp_path):
     b = images.push_image(reg.url, "app/x", "next", seed="x2", created=CREATED, **V)
     c = client(reg, tmp_path)
     B.backup(c, target.store())
-    images.tag_existing(reg.url, "app/x", "stable", b.digest, **V)       # promoted on purpose
+    images.tag_existing(reg.url, "app/x", "stable", b.digest, **V)  # promoted on purpose
     assert images.delete_manifest(reg.url, "app/x", a.digest, **V) == 202
     res = B.restore(c, target.store(), dry_run=False, restore_moved=False)
     rows = {r.tag: r for r in res.rows}

@@ -32,21 +32,33 @@ MiB = 1024 * 1024
 
 
 def du_sb(path) -> int:
-    out = subprocess.run(["du", "-sb", str(path)], check=True, capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["du", "-sb", str(path)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     return int(out.split()[0])
 
 
 def find_sizes(path, kind: str) -> int:
     """Sum of st_size of entries of a find -type (d, l) below path, the root included for d."""
-    out = subprocess.run(["find", str(path), "-type", kind, "-printf", "%s\n"], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["find", str(path), "-type", kind, "-printf", "%s\n"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     return sum(int(x) for x in out.split())
 
 
 def regular_files_count(path) -> int:
     """Distinct inodes of regular files (du counts a hard-linked file once)."""
-    out = subprocess.run(["find", str(path), "-type", "f", "-printf", "%i\n"], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["find", str(path), "-type", "f", "-printf", "%i\n"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     return len(set(out.split()))
 
 
@@ -62,10 +74,10 @@ def make_tree(root: Path, files: int = 400, seed: int = 7) -> None:
         (rng.choice(dirs) / f"f{i}.bin").write_bytes(rng.randbytes(size))
     big = root / "big.bin"
     big.write_bytes(rng.randbytes(16 * MiB))
-    os.symlink(big, root / "d0" / "link-to-big")             # not followed, not counted
+    os.symlink(big, root / "d0" / "link-to-big")  # not followed, not counted
     os.symlink("/nonexistent/target", root / "dangling")
-    os.link(big, root / "d1" / "hardlink-to-big")            # counted once, like du
-    os.mkfifo(root / "fifo")                                 # not a regular file
+    os.link(big, root / "d1" / "hardlink-to-big")  # counted once, like du
+    os.mkfifo(root / "fifo")  # not a regular file
 
 
 def test_filesystem_usage_matches_du(tmp_path):
@@ -80,8 +92,13 @@ def test_filesystem_usage_matches_du(tmp_path):
     assert u.files == regular_files_count(root)
     assert u.source == "filesystem" and u.root == str(root) and u.errors == 0
     # the filesystem figures are df's
-    df = subprocess.run(["df", "-B1", "--output=size,avail", str(root)], check=True, capture_output=True,
-                        text=True, timeout=30).stdout.split()
+    df = subprocess.run(
+        ["df", "-B1", "--output=size,avail", str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.split()
     assert u.fs_size_bytes == int(df[2])
     assert abs(u.fs_free_bytes - int(df[3])) <= 256 * MiB
     assert u.fs_used_bytes == u.fs_size_bytes - u.fs_free_bytes
@@ -141,10 +158,18 @@ def filled_registry(tmp_path_factory):
     a base layer shared by all and a bigger own layer per image (data outweighs the registry's
     many directories, which du -sb counts at 4 KiB each)."""
     from tests.support.registry import RegistryServer
+
     srv = RegistryServer(tmp_path_factory.mktemp("capreg"))
     try:
-        images = push_many(srv.url, repos=["cap/a", "cap/b", "cap/c"], tags_per_repo=2,
-                           base_layer_size=BASE, layer_size=OWN, seed=11, verify=False)
+        images = push_many(
+            srv.url,
+            repos=["cap/a", "cap/b", "cap/c"],
+            tags_per_repo=2,
+            base_layer_size=BASE,
+            layer_size=OWN,
+            seed=11,
+            verify=False,
+        )
         yield srv, images
     finally:
         srv.stop()
@@ -173,7 +198,7 @@ def test_registry_logical_usage_and_counts_from_a_real_scan(filled_registry):
     base = BASE
     for row in df.itertuples():
         own = [i for i in images if i.repo == row.repository]
-        assert row.shared_bytes == base                         # the base layer is in all three
+        assert row.shared_bytes == base  # the base layer is in all three
         assert row.unique_bytes == sum(i.size_total for i in own) - 2 * base
         assert row.total_bytes == row.unique_bytes + row.shared_bytes
     # deduplicated logical bytes == the bytes of the blob store's data files, exactly
@@ -212,13 +237,15 @@ def test_s3_usage_paginates_and_respects_prefix(moto_server, s3_bucket):
     assert u.source == "s3" and u.root == f"s3://{s3_bucket}/registry/"
     assert u.fs_size_bytes is None and u.fs_free_bytes is None
     lists = [r for r in moto_server.request_log() if r.method == "GET" and r.path == f"/{s3_bucket}"]
-    assert len(lists) == math.ceil(53 / 10)                  # really paginated
+    assert len(lists) == math.ceil(53 / 10)  # really paginated
     whole = cap.s3_usage(s3, s3_bucket)
     assert (whole.bytes_used, whole.files) == (sum(sizes) + 99999, 54)
 
 
 def test_s3_usage_names_the_bucket_on_error(moto_server):
-    with pytest.raises(cap.CapacityError, match=r"s3://no-such-bucket-cap/: listing failed: NoSuchBucket \(HTTP 404\)"):
+    with pytest.raises(
+        cap.CapacityError, match=r"s3://no-such-bucket-cap/: listing failed: NoSuchBucket \(HTTP 404\)"
+    ):
         cap.s3_usage(moto_server.client(), "no-such-bucket-cap")
 
 
@@ -248,11 +275,13 @@ mirrorRepositories:
 def test_s3_backed_registry_usage(registry_factory, moto_server, s3_bucket):
     """A real registry writing to moto S3: usage covers every byte pushed."""
     srv = registry_factory(storage="s3", s3=moto_server.s3_config(s3_bucket))
-    imgs = [push_image(srv.url, "cap/s3", f"v{i}", seed=i, layers=[os.urandom(200_000)], verify=False)
-            for i in range(3)]
+    imgs = [
+        push_image(srv.url, "cap/s3", f"v{i}", seed=i, layers=[os.urandom(200_000)], verify=False)
+        for i in range(3)
+    ]
     u = cap.s3_usage(moto_server.client(), s3_bucket)
     pushed = sum(i.size_total for i in imgs)
-    assert pushed <= u.bytes_used <= pushed + 64 * 1024        # + links and small metadata objects
+    assert pushed <= u.bytes_used <= pushed + 64 * 1024  # + links and small metadata objects
     assert u.files >= 3 * 3
 
 
@@ -282,7 +311,9 @@ def scrape(gw) -> list:
 
 
 def value(samples, name, **labels):
-    got = [s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    got = [
+        s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     assert len(got) <= 1, (name, labels, got)
     return got[0] if got else None
 
@@ -329,12 +360,15 @@ def test_failed_run_does_not_overwrite_last_success(pushgateway):
     bad.finish(False, now=2000)
     bad.push(gw)
     s = scrape(pushgateway)
-    assert value(s, "regkeeper_last_success_timestamp_seconds", **lab) == 1000     # kept
-    assert value(s, "regkeeper_last_run_timestamp_seconds", **lab) == 2000         # replaced
+    assert value(s, "regkeeper_last_success_timestamp_seconds", **lab) == 1000  # kept
+    assert value(s, "regkeeper_last_run_timestamp_seconds", **lab) == 2000  # replaced
     assert value(s, "regkeeper_run_success", **lab) == 0
     assert value(s, "regkeeper_items_failed", **lab) == 3
-    assert value(s, "regkeeper_bytes_reclaimed", **lab) == 5000                    # last known
-    assert value(s, "regkeeper_last_success_timestamp_seconds", job="regkeeper", flow="expire", registry="r1") == 1500
+    assert value(s, "regkeeper_bytes_reclaimed", **lab) == 5000  # last known
+    assert (
+        value(s, "regkeeper_last_success_timestamp_seconds", job="regkeeper", flow="expire", registry="r1")
+        == 1500
+    )
 
     again = rkm.RunMetrics("gc", "r1")
     again.set_bytes_reclaimed(0)
@@ -343,7 +377,7 @@ def test_failed_run_does_not_overwrite_last_success(pushgateway):
     s = scrape(pushgateway)
     assert value(s, "regkeeper_last_success_timestamp_seconds", **lab) == 3000
     assert value(s, "regkeeper_run_success", **lab) == 1
-    assert value(s, "regkeeper_items_failed", **lab) == 0                          # not stale
+    assert value(s, "regkeeper_items_failed", **lab) == 0  # not stale
     assert value(s, "regkeeper_bytes_reclaimed", **lab) == 0
 
 
@@ -355,8 +389,9 @@ def test_a_plain_put_would_lose_last_success(pushgateway):
     ok.push(pushgateway.url)
     bad = rkm.RunMetrics("gc", "r2")
     bad.finish(False, now=2000)
-    push_to_gateway(pushgateway.url, job="regkeeper", registry=bad.collector, grouping_key=bad.grouping_key(),
-                    timeout=5)
+    push_to_gateway(
+        pushgateway.url, job="regkeeper", registry=bad.collector, grouping_key=bad.grouping_key(), timeout=5
+    )
     s = scrape(pushgateway)
     assert value(s, "regkeeper_last_success_timestamp_seconds", flow="gc", registry="r2") is None
 
@@ -369,7 +404,17 @@ def test_replication_metrics_and_delete_group(pushgateway):
     m.finish(True)
     m.push(pushgateway.url)
     s = scrape(pushgateway)
-    assert value(s, "regkeeper_items_replicated", job="regkeeper", flow="replicate", registry="primary", target="eu") == 7
+    assert (
+        value(
+            s,
+            "regkeeper_items_replicated",
+            job="regkeeper",
+            flow="replicate",
+            registry="primary",
+            target="eu",
+        )
+        == 7
+    )
     assert value(s, "regkeeper_replication_lag_tags", source="primary", target="eu", flow="replicate") == 2
     rkm.delete_metrics(pushgateway.url, flow="replicate", registry="primary")
     assert value(scrape(pushgateway), "regkeeper_items_replicated", target="eu") is None
@@ -387,8 +432,15 @@ def fill(root: Path, total: int) -> None:
 
 def capacity_run(root, store, history, targets, now, capacity=1_000_000, **kw):
     usage = cap.filesystem_usage(root)
-    chk = cap.check_capacity("reg1", usage, capacity_bytes=capacity, thresholds=cap.Thresholds(),
-                             store=store, history=history, now=now)
+    chk = cap.check_capacity(
+        "reg1",
+        usage,
+        capacity_bytes=capacity,
+        thresholds=cap.Thresholds(),
+        store=store,
+        history=history,
+        now=now,
+    )
     deliveries = cap.notify_and_commit(chk, targets, store, timeout=5, **kw)
     return chk, deliveries
 
@@ -401,8 +453,16 @@ def test_webhook_delivery_once_per_crossing_escalation_and_resolve(tmp_path, web
     slack_url = f"{webhook_receiver.url}/services/T000/B000/SECRETTOKEN"
     am_url = f"{webhook_receiver.url}/am"
     targets = [(slack_url, "slack"), (am_url, "alertmanager")]
-    plan = [(500_000, None), (850_000, "warn"), (860_000, None), (870_000, None),
-            (930_000, "critical"), (950_000, None), (500_000, "resolved"), (400_000, None)]
+    plan = [
+        (500_000, None),
+        (850_000, "warn"),
+        (860_000, None),
+        (870_000, None),
+        (930_000, "critical"),
+        (950_000, None),
+        (500_000, "resolved"),
+        (400_000, None),
+    ]
     for i, (used, expect) in enumerate(plan):
         fill(root, used)
         before = len(webhook_receiver.received)
@@ -423,7 +483,7 @@ def test_webhook_delivery_once_per_crossing_escalation_and_resolve(tmp_path, web
                 firing = sev["warning" if expect == "warn" else "critical"]
                 assert firing["startsAt"] == cap._iso(T0 + timedelta(minutes=5 * i))
         assert store.load("reg1").level == chk.state.level
-    assert len(webhook_receiver.received) == 6          # 3 alerts x 2 targets, nothing else
+    assert len(webhook_receiver.received) == 6  # 3 alerts x 2 targets, nothing else
     # the history has every run, the forecast saw it
     assert len(history.load("reg1")) == len(plan)
     assert chk.forecast is not None and chk.forecast.points_used == len(plan)
@@ -438,7 +498,7 @@ def test_webhook_retries_5xx_then_delivers_once(tmp_path, webhook_receiver):
     chk, deliveries = capacity_run(root, store, None, [(webhook_receiver.url + "/hook", "slack")], T0)
     assert chk.alert.level == "critical"
     assert [d.ok for d in deliveries] == [True] and deliveries[0].status == 200
-    assert len(webhook_receiver.received) == 3          # two refused attempts, one accepted
+    assert len(webhook_receiver.received) == 3  # two refused attempts, one accepted
     assert store.load("reg1").level == "critical"
 
 
@@ -454,7 +514,7 @@ def test_undelivered_alert_is_not_committed_and_is_sent_again(tmp_path, webhook_
     assert "HTTP 500" in deliveries[0].error and "SECRETTOKEN" not in deliveries[0].error
     assert deliveries[0].target == webhook_receiver.url + "/…"
     assert "SECRETTOKEN" not in caplog.text
-    assert not store.path("reg1").exists()               # not committed
+    assert not store.path("reg1").exists()  # not committed
     webhook_receiver.status = 200
     webhook_receiver.clear()
     chk, deliveries = capacity_run(root, store, None, [(url, "slack")], T0 + timedelta(minutes=5))
@@ -491,9 +551,16 @@ def alertmanager(tmp_path):
     port = free_port()
     conf = tmp_path / "am.yml"
     conf.write_text("route: {receiver: devnull, group_wait: 1h}\nreceivers: [{name: devnull}]\n")
-    proc = ManagedProcess([ALERTMANAGER_BIN, f"--config.file={conf}", f"--storage.path={tmp_path / 'data'}",
-                           f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                          log_path=tmp_path / "am.log").start()
+    proc = ManagedProcess(
+        [
+            ALERTMANAGER_BIN,
+            f"--config.file={conf}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        log_path=tmp_path / "am.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -513,8 +580,9 @@ def alertmanager(tmp_path):
 
 
 def am_alerts(url):
-    r = requests.get(f"{url}/api/v2/alerts", params={"filter": 'alertname="RegistryStorageUsage"'}, timeout=5,
-                     verify=False)
+    r = requests.get(
+        f"{url}/api/v2/alerts", params={"filter": 'alertname="RegistryStorageUsage"'}, timeout=5, verify=False
+    )
     r.raise_for_status()
     return {a["labels"]["severity"]: a for a in r.json() if a["status"]["state"] == "active"}
 
@@ -525,8 +593,15 @@ def test_alertmanager_accepts_firing_escalation_and_resolve(alertmanager):
     state = None
     seq = [(0.85, {"warning"}), (0.95, {"critical"}), (0.85, {"warning"}), (0.1, set())]
     for i, (ratio, active) in enumerate(seq):
-        state, alert = cap.evaluate(ratio, cap.Thresholds(), state, registry="reg-am",
-                                    now=now + timedelta(seconds=i), used_bytes=int(ratio * 1000), capacity_bytes=1000)
+        state, alert = cap.evaluate(
+            ratio,
+            cap.Thresholds(),
+            state,
+            registry="reg-am",
+            now=now + timedelta(seconds=i),
+            used_bytes=int(ratio * 1000),
+            capacity_bytes=1000,
+        )
         assert alert is not None
         assert cap.send_webhook(alertmanager, alert, "alertmanager", timeout=5, verify=False) == 200
         got = am_alerts(alertmanager)

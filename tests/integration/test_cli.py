@@ -13,8 +13,14 @@ from tests.support.rkconfig import registry_entry, write_config
 def rk(*args, cwd=None, timeout=180):
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     env.pop("PREFECT_API_URL", None)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def test_inventory_formats_and_check(registry, tmp_path):
@@ -42,7 +48,9 @@ def test_config_error_exit_2(tmp_path):
 
 def test_unreachable_registry_exit_1(tmp_path):
     port = free_port()
-    cfg = write_config(tmp_path / "r.yaml", [{"name": "gone", "url": f"http://127.0.0.1:{port}", "retries": 0}])
+    cfg = write_config(
+        tmp_path / "r.yaml", [{"name": "gone", "url": f"http://127.0.0.1:{port}", "retries": 0}]
+    )
     out = rk("inventory", "--config", str(cfg))
     assert out.returncode == 1
     assert "registry 'gone'" in out.stderr and "cannot connect" in out.stderr
@@ -50,21 +58,32 @@ def test_unreachable_registry_exit_1(tmp_path):
 
 def test_run_gc_dry_run_then_fail_closed_refusal(registry, tmp_path):
     images.push_image(registry.url, "cli/gc", "v1")
-    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(registry)],
-                       gc={"days": 30, "include": ["cli/**"]})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml", [registry_entry(registry)], gc={"days": 30, "include": ["cli/**"]}
+    )
     out = rk("run", "gc", "--config", str(cfg), "--dry-run")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "report:" in out.stdout and (tmp_path / "reports" / "index.html").exists()
     # Kubernetes unreachable + failClosed: refuse (exit 3) and say which context and why
     kc = tmp_path / "kubeconfig"
-    kc.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
-        "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}]}))
-    cfg2 = write_config(tmp_path / "regkeeper.yaml", [registry_entry(registry)],
-                        gc={"days": 30, "include": ["cli/**"]},
-                        kubernetes={"kubeconfig": str(kc), "failClosed": True, "timeout": "3s"})
+    kc.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "prod",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    cfg2 = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(registry)],
+        gc={"days": 30, "include": ["cli/**"]},
+        kubernetes={"kubeconfig": str(kc), "failClosed": True, "timeout": "3s"},
+    )
     out = rk("run", "gc", "--config", str(cfg2))
     assert out.returncode == 3, (out.returncode, out.stderr[-2000:])
     last = out.stderr.strip().splitlines()[-1]

@@ -34,9 +34,12 @@ def old_tags(registry_factory):
 
 
 def run_gc(reg, proxy, tmp_path, **sections):
-    cfg = write_config(tmp_path / "regkeeper.yaml",
-                       [registry_entry(reg, url=proxy.url, reclaim="none", retries=2)],
-                       gc={"registry": "local-registry", "days": 30, "keepLast": 1}, **sections)
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, url=proxy.url, reclaim="none", retries=2)],
+        gc={"registry": "local-registry", "days": 30, "keepLast": 1},
+        **sections,
+    )
     return rk("run", "gc", "--config", str(cfg))
 
 
@@ -56,8 +59,7 @@ def assert_named_failure(out, *must):
     return last
 
 
-@pytest.mark.parametrize("where,path", [("catalog", "GET /v2/_catalog"),
-                                        ("tags", "GET /v2/cli/b/tags/list")])
+@pytest.mark.parametrize("where,path", [("catalog", "GET /v2/_catalog"), ("tags", "GET /v2/cli/b/tags/list")])
 def test_garbage_json_names_registry_call_and_what(old_tags, fault_proxy_factory, tmp_path, where, path):
     proxy = fault_proxy_factory(old_tags.url)
     rx = r"^/v2/_catalog" if where == "catalog" else r"^/v2/cli/b/tags/list"
@@ -66,43 +68,49 @@ def test_garbage_json_names_registry_call_and_what(old_tags, fault_proxy_factory
 
     out = run_gc(old_tags, proxy, tmp_path)
 
-    last = assert_named_failure(out, "registry 'local-registry'", path, "not valid JSON",
-                                "after 3 attempts")
+    last = assert_named_failure(out, "registry 'local-registry'", path, "not valid JSON", "after 3 attempts")
     assert out.returncode == 1, last
-    assert truth(old_tags.url) == before                      # nothing deleted
+    assert truth(old_tags.url) == before  # nothing deleted
 
 
-def test_reset_mid_body_beyond_the_attempts_names_the_manifest_call(old_tags, fault_proxy_factory,
-                                                                    tmp_path):
+def test_reset_mid_body_beyond_the_attempts_names_the_manifest_call(old_tags, fault_proxy_factory, tmp_path):
     proxy = fault_proxy_factory(old_tags.url)
     proxy.add_fault("reset_body", method="GET", path_regex=r"^/v2/cli/a/manifests/v1$", times=FOREVER)
     before = truth(old_tags.url)
 
     out = run_gc(old_tags, proxy, tmp_path)
 
-    assert_named_failure(out, "registry 'local-registry'", "GET /v2/cli/a/manifests/v1",
-                         "connection broke", "after 3 attempts")
+    assert_named_failure(
+        out, "registry 'local-registry'", "GET /v2/cli/a/manifests/v1", "connection broke", "after 3 attempts"
+    )
     assert out.returncode == 1
     assert truth(old_tags.url) == before
 
 
-def test_malformed_kubernetes_object_fail_closed_refuses_naming_object_and_field(old_tags,
-                                                                                fault_proxy_factory,
-                                                                                tmp_path):
+def test_malformed_kubernetes_object_fail_closed_refuses_naming_object_and_field(
+    old_tags, fault_proxy_factory, tmp_path
+):
     proxy = fault_proxy_factory(old_tags.url)
-    bad = {"metadata": {"name": "web", "namespace": "team-a"},
-           "spec": {"template": {"spec": {"containers": [f"{old_tags.host}/cli/a:v0"]}}}}
-    with KubeApiServer(FIXTURES, substitutions={"{{REGISTRY}}": old_tags.host,
-                                                "{{REGISTRY_PORT}}": str(old_tags.port)}) as api:
+    bad = {
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"template": {"spec": {"containers": [f"{old_tags.host}/cli/a:v0"]}}},
+    }
+    with KubeApiServer(
+        FIXTURES, substitutions={"{{REGISTRY}}": old_tags.host, "{{REGISTRY_PORT}}": str(old_tags.port)}
+    ) as api:
         api.set_response("deployments", api.items("deployments") + [bad])
         kc = write_kubeconfig(tmp_path / "kc", {"staging": api})
         before = truth(old_tags.url)
-        out = run_gc(old_tags, proxy, tmp_path,
-                     kubernetes={"kubeconfig": str(kc), "contexts": ["staging"], "failClosed": True,
-                                 "timeout": "5s"})
+        out = run_gc(
+            old_tags,
+            proxy,
+            tmp_path,
+            kubernetes={"kubeconfig": str(kc), "contexts": ["staging"], "failClosed": True, "timeout": "5s"},
+        )
 
-    last = assert_named_failure(out, "refused", "context 'staging'", "Deployment team-a/web",
-                                "spec.template.spec.containers[0]")
+    last = assert_named_failure(
+        out, "refused", "context 'staging'", "Deployment team-a/web", "spec.template.spec.containers[0]"
+    )
     assert out.returncode == 3, last
     assert truth(old_tags.url) == before
 
@@ -112,22 +120,34 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
     for i in range(3):
         images.push_image(src.url, "cli/r", f"v{i}", seed=f"r{i}", verify=False)
     sproxy, dproxy = fault_proxy_factory(src.url), fault_proxy_factory(dst.url)
-    dproxy.add_fault("status", status=403, method="PUT", path_regex=r"^/v2/cli/r/manifests/v1$",
-                     times=FOREVER)
+    dproxy.add_fault(
+        "status", status=403, method="PUT", path_regex=r"^/v2/cli/r/manifests/v1$", times=FOREVER
+    )
     sproxy.add_fault("reset_body", method="GET", path_regex=r"^/v2/cli/r/manifests/v2$", times=FOREVER)
-    cfg = write_config(tmp_path / "regkeeper.yaml",
-                       [registry_entry(src, url=sproxy.url, retries=2, storage=False),
-                        registry_entry(dst, "replica", url=dproxy.url, retries=2, storage=False)],
-                       replication=[{"from": "local-registry", "to": ["replica"]}])
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [
+            registry_entry(src, url=sproxy.url, retries=2, storage=False),
+            registry_entry(dst, "replica", url=dproxy.url, retries=2, storage=False),
+        ],
+        replication=[{"from": "local-registry", "to": ["replica"]}],
+    )
 
     out = rk("run", "replicate", "--config", str(cfg))
 
-    last = assert_named_failure(out, "2 item(s) failed", "cli/r:v1: registry 'replica'", "HTTP 403",
-                                "PUT /v2/cli/r/manifests/v1",
-                                "cli/r:v2: source digest unreadable: registry 'local-registry'",
-                                "GET /v2/cli/r/manifests/v2", "connection broke", "after 3 attempts")
+    last = assert_named_failure(
+        out,
+        "2 item(s) failed",
+        "cli/r:v1: registry 'replica'",
+        "HTTP 403",
+        "PUT /v2/cli/r/manifests/v1",
+        "cli/r:v2: source digest unreadable: registry 'local-registry'",
+        "GET /v2/cli/r/manifests/v2",
+        "connection broke",
+        "after 3 attempts",
+    )
     assert out.returncode == 1, last
-    assert images.list_tags(dst.url, "cli/r", verify=False) == ["v0"]   # the rest was copied
+    assert images.list_tags(dst.url, "cli/r", verify=False) == ["v0"]  # the rest was copied
 
 
 def test_backup_last_line_names_the_unreadable_tag(registry_factory, fault_proxy_factory, tmp_path):
@@ -135,18 +155,24 @@ def test_backup_last_line_names_the_unreadable_tag(registry_factory, fault_proxy
     for i in range(3):
         images.push_image(reg.url, "cli/k", f"v{i}", seed=f"k{i}", verify=False)
     proxy = fault_proxy_factory(reg.url)
-    proxy.add_fault("status", status=403, method="GET", path_regex=r"^/v2/cli/k/manifests/v1$",
-                    times=FOREVER)
-    cfg = write_config(tmp_path / "regkeeper.yaml",
-                       [registry_entry(reg, url=proxy.url, retries=2, storage=False)],
-                       backup={"target": f"file://{tmp_path / 'bk'}"})
+    proxy.add_fault("status", status=403, method="GET", path_regex=r"^/v2/cli/k/manifests/v1$", times=FOREVER)
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, url=proxy.url, retries=2, storage=False)],
+        backup={"target": f"file://{tmp_path / 'bk'}"},
+    )
 
     out = rk("run", "backup", "--config", str(cfg))
 
-    last = assert_named_failure(out, "backup failed", "1 item(s) could not be backed up",
-                                "cli/k:v1: registry 'local-registry'", "HTTP 403",
-                                "GET /v2/cli/k/manifests/v1")
+    last = assert_named_failure(
+        out,
+        "backup failed",
+        "1 item(s) could not be backed up",
+        "cli/k:v1: registry 'local-registry'",
+        "HTTP 403",
+        "GET /v2/cli/k/manifests/v1",
+    )
     assert out.returncode == 1, last
     files = lambda d: [f for f in (tmp_path / "bk" / d).rglob("*") if f.is_file()]  # noqa: E731
-    assert files("snapshots") == []                                   # no snapshot claims it all
-    assert len(files("manifests")) == 2 and len(files("blobs")) == 2   # v0 and v2 were copied
+    assert files("snapshots") == []  # no snapshot claims it all
+    assert len(files("manifests")) == 2 and len(files("blobs")) == 2  # v0 and v2 were copied

@@ -16,7 +16,9 @@ OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 
 
 def age(reg, repo, tag):
-    link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    link = (
+        Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    )
     os.utime(link, (OLD.timestamp(), OLD.timestamp()))
 
 
@@ -26,8 +28,9 @@ def test_tag_pushed_after_the_scan_protects_its_repository(registry_factory, tmp
         images.push_image(reg.url, repo, "old", created=OLD, seed=repo)
         images.push_image(reg.url, repo, "new", seed=repo + "n")
         age(reg, repo, "old")
-    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg)],
-                       gc={"days": 30, "keepLast": 0, "protect": []})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml", [registry_entry(reg)], gc={"days": 30, "keepLast": 0, "protect": []}
+    )
     ctx = RunContext.load(cfg)
     inv = scan(ctx.client("local-registry"), storage=ctx.storage("local-registry"))
     plan = prune.gc_plan(ctx, "local-registry", inv, prune.KubeState(None))
@@ -35,11 +38,12 @@ def test_tag_pushed_after_the_scan_protects_its_repository(registry_factory, tmp
     assert ("rc/a", old_a) in plan.manifests_to_delete()
     # CI pushes "stable" onto the digest gc is about to delete
     images.tag_existing(reg.url, "rc/a", "stable", old_a)
-    res = prune.delete_batch(ctx, "local-registry", plan.manifests_to_delete(), inv,
-                             recheck=prune.planned_tag_deletes(plan))
+    res = prune.delete_batch(
+        ctx, "local-registry", plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan)
+    )
     assert [r for r, _ in res.skipped] == ["rc/a"] and "stable" in res.skipped[0][1]
     assert sorted(images.list_tags(reg.url, "rc/a")) == ["new", "old", "stable"]
-    assert sorted(images.list_tags(reg.url, "rc/b")) == ["new"]            # the other repo went ahead
+    assert sorted(images.list_tags(reg.url, "rc/b")) == ["new"]  # the other repo went ahead
     rep = prune.build_report("gc", "local-registry", plan, inv=inv, deleted=res)
     assert rep.summary["repositories changed since the scan (skipped)"] == 1
 
@@ -48,9 +52,12 @@ def test_delete_levels_referencing_before_referenced(registry_factory, tmp_path)
     reg = registry_factory()
     inner = images.push_index(reg.url, "lv/app", None)
     # an index of an index, signed
-    outer_bytes = (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":['
-                   + f'{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{inner.digest}",'
-                     f'"size":{len(inner.manifest_bytes)}}}'.encode() + b']}')
+    outer_bytes = (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":['
+        + f'{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{inner.digest}",'
+        f'"size":{len(inner.manifest_bytes)}}}'.encode()
+        + b"]}"
+    )
     images.put_manifest(reg.url, "lv/app", "outer", outer_bytes, "application/vnd.oci.image.index.v1+json")
     outer = images.head_manifest(reg.url, "lv/app", "outer")
     outer_digest = outer if isinstance(outer, str) else getattr(outer, "digest", None) or outer[0]
@@ -58,7 +65,9 @@ def test_delete_levels_referencing_before_referenced(registry_factory, tmp_path)
     cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg)])
     ctx = RunContext.load(cfg)
     inv = scan(ctx.client("local-registry"), storage=ctx.storage("local-registry"))
-    items = [("lv/app", d) for d in [c.digest for c in inner.children] + [inner.digest, outer_digest, sig.digest]]
+    items = [
+        ("lv/app", d) for d in [c.digest for c in inner.children] + [inner.digest, outer_digest, sig.digest]
+    ]
     lv = delete_levels(inv, items)
     assert lv[("lv/app", sig.digest)] < lv[("lv/app", outer_digest)] < lv[("lv/app", inner.digest)]
     assert all(lv[("lv/app", c.digest)] > lv[("lv/app", inner.digest)] for c in inner.children)

@@ -21,8 +21,8 @@ def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
     idx = images.push_index(u, "inv/multi", "1.0")
     sig = images.push_signature(u, "inv/app", a.digest)
     gone = images.push_image(u, "inv/app", "tmp")
-    images.delete_manifest(u, "inv/app", gone.digest)       # tag gone, revision link gone too
-    orphan = images.push_image(u, "inv/app", None)          # pushed by digest only: untagged
+    images.delete_manifest(u, "inv/app", gone.digest)  # tag gone, revision link gone too
+    orphan = images.push_image(u, "inv/app", None)  # pushed by digest only: untagged
     images.push_image(u, "other/x", "1")
     link = Path(reg.root) / "docker/registry/v2/repositories/inv/app/_manifests/tags/v1/current/link"
     t = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC).timestamp()
@@ -45,7 +45,7 @@ def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
     multi = inv.repositories["inv/multi"]
     m = multi.manifests[idx.digest]
     assert m.kind == "index" and sorted(m.platforms) == ["linux/amd64", "linux/arm64"]
-    for ch in idx.children:     # children are in the inventory although untagged
+    for ch in idx.children:  # children are in the inventory although untagged
         assert ch.digest in multi.manifests and multi.manifests[ch.digest].kind == "image"
     # created from the config only where no push time exists (untagged orphan here)
     assert app.manifests[orphan.digest].created is not None
@@ -68,8 +68,11 @@ def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
 
     # a moved tag is noticed on the next scan (HEAD digest differs -> GET the new manifest)
     c3 = images.push_image(u, "inv/app", "v2")
-    inv3 = scan(RegistryClient("t", u, cache=DigestCache(tmp_path / "cache")), include=["inv/app"],
-                storage=FilesystemStorage(reg.root))
+    inv3 = scan(
+        RegistryClient("t", u, cache=DigestCache(tmp_path / "cache")),
+        include=["inv/app"],
+        storage=FilesystemStorage(reg.root),
+    )
     assert inv3.repositories["inv/app"].tags["v2"] == c3.digest
 
 

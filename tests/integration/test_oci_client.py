@@ -36,10 +36,12 @@ def test_four_manifest_kinds_read_back_identical(registry, tmp_path):
     oci = images.push_image(registry.url, "kinds/oci", "v1", media="oci")
     idx = images.push_index(registry.url, "kinds/ociindex", "v1", media="oci")
     lst = images.push_index(registry.url, "kinds/dockerlist", "v1", media="docker")
-    for repo, pushed, mt, kind in [("kinds/docker", d2, DOCKER_MANIFEST, "image"),
-                                   ("kinds/oci", oci, OCI_MANIFEST, "image"),
-                                   ("kinds/ociindex", idx, OCI_INDEX, "index"),
-                                   ("kinds/dockerlist", lst, DOCKER_LIST, "index")]:
+    for repo, pushed, mt, kind in [
+        ("kinds/docker", d2, DOCKER_MANIFEST, "image"),
+        ("kinds/oci", oci, OCI_MANIFEST, "image"),
+        ("kinds/ociindex", idx, OCI_INDEX, "index"),
+        ("kinds/dockerlist", lst, DOCKER_LIST, "index"),
+    ]:
         head = c.head_manifest(repo, "v1")
         assert head.digest == pushed.digest, repo
         m = c.get_manifest(repo, "v1")
@@ -68,7 +70,12 @@ def test_manifest_cache_avoids_refetch(registry, tmp_path):
     # a tampered cache entry is a miss, not bad data
     p = next((tmp_path / "cache" / "manifests").rglob(img.digest.split(":")[1]))
     p.write_bytes(b"{}")
-    assert client_for(registry, cache=DigestCache(tmp_path / "cache")).get_manifest("cache/app", img.digest).digest == img.digest
+    assert (
+        client_for(registry, cache=DigestCache(tmp_path / "cache"))
+        .get_manifest("cache/app", img.digest)
+        .digest
+        == img.digest
+    )
 
 
 def test_catalog_pagination_past_100(registry):
@@ -101,11 +108,16 @@ def test_blob_upload_mount_and_stream(registry):
     c = client_for(registry)
     data = os.urandom(300_000)
     d = sha(data)
-    c.upload_blob("blobs/a", d, lambda: iter([data[i:i + 70_000] for i in range(0, len(data), 70_000)]),
-                  size=len(data), chunk_size=64 * 1024)
+    c.upload_blob(
+        "blobs/a",
+        d,
+        lambda: iter([data[i : i + 70_000] for i in range(0, len(data), 70_000)]),
+        size=len(data),
+        chunk_size=64 * 1024,
+    )
     assert c.head_blob("blobs/a", d) == len(data)
     assert c.head_blob("blobs/b", d) is None
-    assert c.mount_blob("blobs/b", d, "blobs/a") is None          # 201: mounted
+    assert c.mount_blob("blobs/b", d, "blobs/a") is None  # 201: mounted
     assert c.head_blob("blobs/b", d) == len(data)
     small = b"monolithic"
     c.upload_blob("blobs/a", sha(small), small)
@@ -167,7 +179,7 @@ def test_basic_auth(registry_factory, caplog):
         with pytest.raises(AuthError):
             anon.ping()
     assert ei.value.status == 401
-    assert bad.stats["GET"] == 1   # a 401 is never retried (the challenge re-try is basic->basic: no)
+    assert bad.stats["GET"] == 1  # a 401 is never retried (the challenge re-try is basic->basic: no)
     text = caplog.text + str(ei.value) + repr(ok) + repr(bad)
     assert "s3cret-Passw0rd" not in text and "wrong-Passw0rd" not in text
 
@@ -182,8 +194,8 @@ def test_token_flow(registry_factory, token_server_factory, caplog):
         assert c.list_tags("tok/app") == ["v1"]
         for _ in range(5):
             assert c.head_manifest("tok/app", "v1").digest == img.digest
-        assert len(ts.requests) == 1        # one token for the pull scope, cached
-        assert c.delete_manifest("tok/app", img.digest) is True   # delete scope: one more token
+        assert len(ts.requests) == 1  # one token for the pull scope, cached
+        assert c.delete_manifest("tok/app", img.digest) is True  # delete scope: one more token
         assert len(ts.requests) == 2
         cat = c.catalog()
         assert "tok/app" in cat

@@ -39,7 +39,7 @@ def proxy(registry, pushed, fault_proxy_factory):
 
 
 def client(url: str, name: str = "r1", **kw) -> RegistryClient:
-    kw.setdefault("retries", 2)          # 3 attempts
+    kw.setdefault("retries", 2)  # 3 attempts
     kw.setdefault("backoff", 0.01)
     return RegistryClient(name, url, **kw)
 
@@ -56,14 +56,26 @@ def sent(proxy, method: str, rx: str) -> int:
 READS = {
     "catalog": (r"^/v2/_catalog", lambda c, img: c.catalog(), lambda got, img: REPO in got),
     "tags": (r"/tags/list", lambda c, img: c.list_tags(REPO), lambda got, img: got == ["v1"]),
-    "manifest-by-tag": (r"/manifests/v1$", lambda c, img: c.get_manifest(REPO, "v1"),
-                        lambda got, img: got.digest == img.digest and got.raw == img.manifest_bytes),
-    "manifest-by-digest": (r"/manifests/sha256:", lambda c, img: c.get_manifest(REPO, img.digest),
-                           lambda got, img: got.digest == img.digest),
-    "get_blob": (r"/blobs/sha256:", lambda c, img: c.get_blob(REPO, img.layer_digests[0]),
-                 lambda got, img: sha(got) == img.layer_digests[0]),
-    "get_config": (r"/blobs/sha256:", lambda c, img: c.get_config(REPO, img.config_digest),
-                   lambda got, img: isinstance(got, dict) and "created" in got and "rootfs" in got),
+    "manifest-by-tag": (
+        r"/manifests/v1$",
+        lambda c, img: c.get_manifest(REPO, "v1"),
+        lambda got, img: got.digest == img.digest and got.raw == img.manifest_bytes,
+    ),
+    "manifest-by-digest": (
+        r"/manifests/sha256:",
+        lambda c, img: c.get_manifest(REPO, img.digest),
+        lambda got, img: got.digest == img.digest,
+    ),
+    "get_blob": (
+        r"/blobs/sha256:",
+        lambda c, img: c.get_blob(REPO, img.layer_digests[0]),
+        lambda got, img: sha(got) == img.layer_digests[0],
+    ),
+    "get_config": (
+        r"/blobs/sha256:",
+        lambda c, img: c.get_config(REPO, img.config_digest),
+        lambda got, img: isinstance(got, dict) and "created" in got and "rootfs" in got,
+    ),
 }
 
 
@@ -82,12 +94,13 @@ def test_broken_body_is_retried_counted_and_logged(proxy, pushed, caplog, kind, 
     (line,) = retry_lines(caplog)
     path = next(r.path for r in proxy.requests if re.search(rx, r.path)).split("?")[0]
     assert line.startswith(f"registry 'r1': GET {path}: ") and "attempt 1/3 failed" in line, line
-    assert "?" not in line                                       # no query string in the log
+    assert "?" not in line  # no query string in the log
 
 
 @pytest.mark.parametrize("kind", BODY_FAULTS)
-def test_token_endpoint_faults_are_retried(registry_factory, token_server_factory, fault_proxy_factory,
-                                           caplog, kind):
+def test_token_endpoint_faults_are_retried(
+    registry_factory, token_server_factory, fault_proxy_factory, caplog, kind
+):
     ts = token_server_factory(users={"bob": "t0ken-Pass!"})
     tproxy = fault_proxy_factory(ts.url)
     reg = registry_factory(token=dataclasses.replace(ts.auth_config(), realm=tproxy.url + "/token"))
@@ -125,9 +138,9 @@ def test_429_with_retry_after_and_503_still_retried(proxy, pushed, caplog):
     with caplog.at_level(logging.WARNING, logger="regkeeper.retry"):
         t0 = time.monotonic()
         assert c.list_tags(REPO) == ["v1"]
-        assert time.monotonic() - t0 >= 0.9                  # Retry-After: 1 was honoured
+        assert time.monotonic() - t0 >= 0.9  # Retry-After: 1 was honoured
         assert c.get_manifest(REPO, "v1").digest == pushed.digest
-        assert c.head_manifest(REPO, "v1").digest == pushed.digest      # the fast HEAD path
+        assert c.head_manifest(REPO, "v1").digest == pushed.digest  # the fast HEAD path
         assert sha(c.get_blob(REPO, pushed.layer_digests[0])) == pushed.layer_digests[0]
         # Retry-After as an HTTP-date
         when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
@@ -144,17 +157,19 @@ def test_429_with_retry_after_and_503_still_retried(proxy, pushed, caplog):
 @pytest.mark.parametrize("status, error", [(401, AuthError), (403, AuthError), (404, NotFoundError)])
 def test_permanent_statuses_are_sent_once(proxy, pushed, status, error):
     c = client(proxy.url)
-    calls = [("GET", r"^/v2/_catalog", lambda: c.catalog()),
-             ("GET", r"/tags/list", lambda: c.list_tags(REPO)),
-             ("GET", r"/manifests/v1$", lambda: c.get_manifest(REPO, "v1")),
-             ("HEAD", r"/manifests/v1$", lambda: c.head_manifest(REPO, "v1")),
-             ("GET", r"/blobs/sha256:", lambda: c.get_blob(REPO, pushed.config_digest)),
-             ("DELETE", r"/manifests/sha256:", lambda: c.delete_manifest(REPO, pushed.digest))]
+    calls = [
+        ("GET", r"^/v2/_catalog", lambda: c.catalog()),
+        ("GET", r"/tags/list", lambda: c.list_tags(REPO)),
+        ("GET", r"/manifests/v1$", lambda: c.get_manifest(REPO, "v1")),
+        ("HEAD", r"/manifests/v1$", lambda: c.head_manifest(REPO, "v1")),
+        ("GET", r"/blobs/sha256:", lambda: c.get_blob(REPO, pushed.config_digest)),
+        ("DELETE", r"/manifests/sha256:", lambda: c.delete_manifest(REPO, pushed.digest)),
+    ]
     for method, rx, call in calls:
         proxy.clear()
         proxy.add_fault("status", status=status, method=method, path_regex=rx, times=5)
         if status == 404 and method in ("HEAD", "DELETE"):
-            assert call() in (None, False)                   # 404 means absent / already gone
+            assert call() in (None, False)  # 404 means absent / already gone
         else:
             with pytest.raises(error) as ei:
                 call()
@@ -194,8 +209,9 @@ def test_catalog_garbage_ends_in_a_named_error(proxy):
     proxy.add_fault("garbage", method="GET", path_regex=r"^/v2/_catalog", times=10)
     with pytest.raises(RegistryError) as ei:
         c.catalog()
-    assert str(ei.value).startswith("registry 'r1': GET /v2/_catalog: response is not valid JSON "
-                                    "after 3 attempts, retries exhausted (")
+    assert str(ei.value).startswith(
+        "registry 'r1': GET /v2/_catalog: response is not valid JSON after 3 attempts, retries exhausted ("
+    )
     assert type(ei.value) is RegistryError and ei.value.__cause__ is None
 
 
@@ -225,7 +241,7 @@ def test_streamed_blob_retried_until_headers_then_a_break_is_transient(proxy, fa
 def test_uploads_patch_is_not_retried_post_and_put_are(proxy):
     c = client(proxy.url)
     data = os.urandom(200_000)
-    chunks = lambda: iter([data[i:i + 50_000] for i in range(0, len(data), 50_000)])  # noqa: E731
+    chunks = lambda: iter([data[i : i + 50_000] for i in range(0, len(data), 50_000)])  # noqa: E731
     proxy.add_fault("reset", method="PATCH", times=1)
     with pytest.raises(RegistryError) as ei:
         c.upload_blob("retry/up", sha(data), chunks, size=len(data), chunk_size=64 * 1024)
@@ -243,25 +259,40 @@ def test_uploads_patch_is_not_retried_post_and_put_are(proxy):
     assert c.head_blob("retry/up", sha(small)) == len(small) and c.stats["retries"] == 3
 
 
-def test_bodies_of_the_wrong_shape_are_named_errors_not_library_exceptions(registry_factory,
-                                                                          token_server_factory,
-                                                                          fault_proxy_factory, proxy):
+def test_bodies_of_the_wrong_shape_are_named_errors_not_library_exceptions(
+    registry_factory, token_server_factory, fault_proxy_factory, proxy
+):
     c = client(proxy.url)
     for rx, body, call, error, words in [
         (r"^/v2/_catalog", b"[]", lambda: c.catalog(), RegistryError, "a JSON list, expected an object"),
-        (r"/tags/list", b'{"name": "x", "tags": "v1"}', lambda: c.list_tags(REPO), RegistryError,
-         "'tags' is not a list of names"),
-        (r"/manifests/v1$", b"[1, 2]", lambda: c.get_manifest(REPO, "v1"), UnsupportedManifestError,
-         "not a JSON object"),
-        (r"/manifests/v1$", json.dumps({"schemaVersion": 2, "manifests": [{"size": 1}]}).encode(),
-         lambda: c.get_manifest(REPO, "v1"), UnsupportedManifestError, "malformed (KeyError"),
+        (
+            r"/tags/list",
+            b'{"name": "x", "tags": "v1"}',
+            lambda: c.list_tags(REPO),
+            RegistryError,
+            "'tags' is not a list of names",
+        ),
+        (
+            r"/manifests/v1$",
+            b"[1, 2]",
+            lambda: c.get_manifest(REPO, "v1"),
+            UnsupportedManifestError,
+            "not a JSON object",
+        ),
+        (
+            r"/manifests/v1$",
+            json.dumps({"schemaVersion": 2, "manifests": [{"size": 1}]}).encode(),
+            lambda: c.get_manifest(REPO, "v1"),
+            UnsupportedManifestError,
+            "malformed (KeyError",
+        ),
     ]:
         proxy.clear()
         proxy.add_fault("status", status=200, body=body, method="GET", path_regex=rx, times=1)
         with pytest.raises(error) as ei:
             call()
         assert words in str(ei.value) and "registry 'r1'" in str(ei.value), str(ei.value)
-        assert sent(proxy, "GET", rx) == 1                    # the wrong shape is permanent
+        assert sent(proxy, "GET", rx) == 1  # the wrong shape is permanent
     # an error body that is a list, not {"errors": [...]}
     proxy.add_fault("status", status=400, body=b'["nope"]', method="GET", path_regex=r"/tags/list")
     with pytest.raises(RegistryError) as ei:
@@ -287,5 +318,5 @@ def test_connection_refused_names_the_registry_and_attempts():
         assert "registry 'gone'" in text and "cannot connect" in text and f"{method} /v2/x/" in text
         assert ei.value.attempts == 2 and ei.value.transient
     assert c.stats["retries"] == 2
-    with pytest.raises(requests.exceptions.ConnectionError):      # what would have escaped before
+    with pytest.raises(requests.exceptions.ConnectionError):  # what would have escaped before
         requests.get("http://127.0.0.1:1/v2/", timeout=1)

@@ -39,7 +39,9 @@ def run_promtool(promtool, *args, cwd=KIT):
 
 def assert_ok(proc):
     if proc.returncode != 0:
-        pytest.fail(f"{' '.join(proc.args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(proc.args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}", pytrace=False
+        )
 
 
 def metric_names(expr: str) -> set[str]:
@@ -67,11 +69,14 @@ def test_promtool_test_rules(promtool):
     assert "SUCCESS" in proc.stdout
 
 
-@pytest.mark.parametrize("old,new", [
-    (">= 0.80 < 0.90", ">= 0.70 < 0.90"),        # warn threshold moved
-    ("> 26 * 3600", "> 30 * 3600"),               # gc freshness window moved
-    ("for: 1h", "for: 2h"),                       # replication lag patience moved
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        (">= 0.80 < 0.90", ">= 0.70 < 0.90"),  # warn threshold moved
+        ("> 26 * 3600", "> 30 * 3600"),  # gc freshness window moved
+        ("for: 1h", "for: 2h"),  # replication lag patience moved
+    ],
+)
 def test_rule_tests_catch_a_changed_rule(promtool, tmp_path, old, new):
     """The promtool tests have teeth: change a rule and they fail."""
     text = RULES.read_text()
@@ -85,8 +90,13 @@ def test_rule_tests_catch_a_changed_rule(promtool, tmp_path, old, new):
 def test_rules_cover_required_alerts_and_known_metrics():
     doc = yaml.safe_load(RULES.read_text())
     rules = {r["alert"]: r for g in doc["groups"] for r in g["rules"]}
-    assert {"RegistryStorageWarning", "RegistryStorageCritical", "RegkeeperGcNotSucceeded",
-            "RegkeeperReplicationLag", "RegkeeperRunFailed"} <= set(rules)
+    assert {
+        "RegistryStorageWarning",
+        "RegistryStorageCritical",
+        "RegkeeperGcNotSucceeded",
+        "RegkeeperReplicationLag",
+        "RegkeeperRunFailed",
+    } <= set(rules)
     assert rules["RegistryStorageWarning"]["for"] == "5m"
     assert "0.90" in rules["RegistryStorageCritical"]["expr"]
     assert "absent(" in rules["RegkeeperGcNotSucceeded"]["expr"]
@@ -127,9 +137,14 @@ def test_grafana_dashboard_structure():
     assert {"datasource", "registry"} <= names
     used = set().union(*(metric_names(e) for _, e in dashboard_exprs(d)))
     assert used <= set(SPEC), used - set(SPEC)
-    assert {"registry_storage_bytes_total", "registry_storage_usage_ratio", "registry_image_count",
-            "registry_pull_duration_seconds", "regkeeper_bytes_reclaimed",
-            "regkeeper_last_success_timestamp_seconds"} <= used
+    assert {
+        "registry_storage_bytes_total",
+        "registry_storage_usage_ratio",
+        "registry_image_count",
+        "registry_pull_duration_seconds",
+        "regkeeper_bytes_reclaimed",
+        "regkeeper_last_success_timestamp_seconds",
+    } <= used
     # pull latency p50 and p95 from the histogram
     exprs = [e for _, e in dashboard_exprs(d)]
     assert any("histogram_quantile(0.50" in e and "registry_pull_duration_seconds_bucket" in e for e in exprs)
@@ -155,7 +170,9 @@ def test_grafana_queries_are_valid_promql(promtool, tmp_path):
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     assert_ok(run_promtool(promtool, "check", "rules", str(f)))
     # and a broken query would be caught
-    f.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [{"record": "x:y", "expr": "sum by (le (x)"}]}]}))
+    f.write_text(
+        yaml.safe_dump({"groups": [{"name": "d", "rules": [{"record": "x:y", "expr": "sum by (le (x)"}]}]})
+    )
     assert run_promtool(promtool, "check", "rules", str(f)).returncode != 0
 
 
@@ -178,9 +195,9 @@ def test_prefect_automation_validates_and_matches_capacity_events():
     from prefect.server.events.schemas.events import ReceivedEvent
 
     doc = yaml.safe_load(AUTOMATION.read_text())
-    autos = doc["automations"]           # the shape `prefect automation create --from-file` reads
+    autos = doc["automations"]  # the shape `prefect automation create --from-file` reads
     assert len(autos) == 1
-    a = ClientAutomation.model_validate(autos[0])          # what the CLI validates with
+    a = ClientAutomation.model_validate(autos[0])  # what the CLI validates with
     assert a.actions[0].type == "send-notification"
     assert a.trigger.expect == {"regkeeper.capacity.*"}
     server = ServerAutomation.model_validate(autos[0])

@@ -25,7 +25,7 @@ class JobApi:
     GET .../jobs/{name}/status reports succeeded/failed from the exit code."""
 
     def __init__(self, background: bool = False):
-        self.background = background      # run the Job's command in a thread: it stays active
+        self.background = background  # run the Job's command in a thread: it stays active
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         api = self
@@ -98,37 +98,63 @@ def setup(registry_factory, tmp_path):
 
 def template(tmp_path, argv) -> str:
     p = tmp_path / "gc-job.yaml"
-    p.write_text(yaml.safe_dump({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"generateName": "registry-garbage-collect-", "namespace": "registry"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "gc", "image": "registry:2.8.3", "command": argv}]}}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"generateName": "registry-garbage-collect-", "namespace": "registry"},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "gc", "image": "registry:2.8.3", "command": argv}],
+                        }
+                    },
+                },
+            }
+        )
+    )
     return str(p)
 
 
 def cfg(ctl, tmpl):
     rc = ctl.reclaim_config()
-    return ReclaimConfig.model_validate({"mode": "kubernetes-job", "jobTemplate": tmpl, "readOnly": rc["readOnly"],
-                                         "readWrite": rc["readWrite"], "timeout": "2m"})
+    return ReclaimConfig.model_validate(
+        {
+            "mode": "kubernetes-job",
+            "jobTemplate": tmpl,
+            "readOnly": rc["readOnly"],
+            "readWrite": rc["readWrite"],
+            "timeout": "2m",
+        }
+    )
 
 
 def test_gc_job_reclaims_in_a_read_only_window(setup):
     reg, keep, api, kc, ctl, tmp = setup
     tmpl = template(tmp, ["/usr/bin/docker-registry", "garbage-collect", str(reg.config_path)])
-    res = reclaim(cfg(ctl, tmpl), FilesystemStorage(reg.root), kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]))
+    res = reclaim(
+        cfg(ctl, tmpl),
+        FilesystemStorage(reg.root),
+        kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]),
+    )
     assert res.error is None and res.ran
     assert ctl.calls == ["readonly", "readwrite"]
     assert [m for m, p in api.requests if m == "POST"] == ["POST"]
     assert api.requests[0][1] == "/apis/batch/v1/namespaces/registry/jobs"
-    assert 300_000 <= res.bytes_freed < 400_000       # the deleted image's layer is gone
+    assert 300_000 <= res.bytes_freed < 400_000  # the deleted image's layer is gone
     assert images.head_manifest(reg.url, "job/app", "keep") is not None
-    for d in keep.layer_digests:                      # the kept image is intact
+    for d in keep.layer_digests:  # the kept image is intact
         assert images.blob_exists(reg.url, "job/app", d)
 
 
 def test_delete_untagged_template_refused_before_read_only(setup):
     reg, keep, api, kc, ctl, tmp = setup
-    tmpl = template(tmp, ["registry", "garbage-collect", "--delete-untagged", "/etc/docker/registry/config.yml"])
+    tmpl = template(
+        tmp, ["registry", "garbage-collect", "--delete-untagged", "/etc/docker/registry/config.yml"]
+    )
     with pytest.raises(RegkeeperError) as ei:
         reclaim(cfg(ctl, tmpl), FilesystemStorage(reg.root), kube_cfg=KubernetesConfig(kubeconfig=str(kc)))
     assert "--delete-untagged" in str(ei.value)
@@ -138,10 +164,14 @@ def test_delete_untagged_template_refused_before_read_only(setup):
 def test_failed_job_reported_and_registry_back_to_read_write(setup):
     reg, keep, api, kc, ctl, tmp = setup
     tmpl = template(tmp, ["/bin/false"])
-    res = reclaim(cfg(ctl, tmpl), FilesystemStorage(reg.root), kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]))
+    res = reclaim(
+        cfg(ctl, tmpl),
+        FilesystemStorage(reg.root),
+        kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]),
+    )
     assert not res.ran and "failed" in res.error and "registry/registry-garbage-collect-0" in res.error
     assert ctl.calls == ["readonly", "readwrite"]
-    assert images.push_image(reg.url, "job/after", "x").digest   # writable again
+    assert images.push_image(reg.url, "job/after", "x").digest  # writable again
     assert FAKE_TOKEN not in res.error + res.output
 
 
@@ -154,56 +184,104 @@ def test_job_named_in_the_window_and_a_dead_runs_window_waits_for_its_job(setup)
 
     from regkeeper.config import parse_config
     from regkeeper.runstate import Owner, RunState, read_window, recover_windows, save_window
+
     reg, keep, _, kc, ctl, tmp = setup
     api = JobApi(background=True)
     kc = write_kubeconfig(tmp / "kubeconfig-bg", {"prod": api.url})
     go = tmp / "go"
-    wait_go = [sys.executable, "-c",
-               f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"]
+    wait_go = [
+        sys.executable,
+        "-c",
+        f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)",
+    ]
     rs = RunState(tmp / "state", Owner.current("gc", "run-with-job"), 60)
     seen = {}
 
     def watch():
         from tests.support.procs import wait_until
-        w = wait_until(lambda: (read_window(rs.root, "local-registry") or None) and
-                       read_window(rs.root, "local-registry").gc_job, timeout=30, what="gc_job recorded")
+
+        w = wait_until(
+            lambda: (
+                (read_window(rs.root, "local-registry") or None)
+                and read_window(rs.root, "local-registry").gc_job
+            ),
+            timeout=30,
+            what="gc_job recorded",
+        )
         seen["job"] = w
         go.touch()
+
     import threading
+
     t = threading.Thread(target=watch)
     t.start()
-    res = reclaim(cfg(ctl, template(tmp, wait_go)), FilesystemStorage(reg.root), registry="local-registry",
-                  state=rs, kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]))
+    res = reclaim(
+        cfg(ctl, template(tmp, wait_go)),
+        FilesystemStorage(reg.root),
+        registry="local-registry",
+        state=rs,
+        kube_cfg=KubernetesConfig(kubeconfig=str(kc), contexts=["prod"]),
+    )
     t.join()
     api.stop()
     assert res.error is None and res.ran and seen["job"]["namespace"] == "registry"
     assert seen["job"]["name"].startswith("registry-garbage-collect-")
-    assert read_window(rs.root, "local-registry") is None          # closed after readWrite
+    assert read_window(rs.root, "local-registry") is None  # closed after readWrite
 
     # a run killed while its Job runs: the window stays until the Job is done
     api = JobApi(background=True)
     kc = write_kubeconfig(tmp / "kubeconfig-2", {"prod": api.url})
-    api.jobs["gc-running"] = {"metadata": {"name": "gc-running", "namespace": "registry"},
-                              "spec": {"backoffLimit": 0, "template": {"spec": {"containers": [
-                                  {"name": "gc", "image": "registry:2.8.3"}]}}},
-                              "status": {"active": 1}}
+    api.jobs["gc-running"] = {
+        "metadata": {"name": "gc-running", "namespace": "registry"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {"containers": [{"name": "gc", "image": "registry:2.8.3"}]}},
+        },
+        "status": {"active": 1},
+    }
     rc = ctl.reclaim_config()
-    conf = parse_config(yaml.safe_dump({
-        "mirrorRepositories": [{"name": "local-registry", "url": reg.url, "reclaim": {
-            "mode": "kubernetes-job", "jobTemplate": template(tmp, ["true"]),
-            "readOnly": rc["readOnly"], "readWrite": rc["readWrite"]}}],
-        "kubernetes": {"kubeconfig": str(kc), "contexts": ["prod"]}}))
+    conf = parse_config(
+        yaml.safe_dump(
+            {
+                "mirrorRepositories": [
+                    {
+                        "name": "local-registry",
+                        "url": reg.url,
+                        "reclaim": {
+                            "mode": "kubernetes-job",
+                            "jobTemplate": template(tmp, ["true"]),
+                            "readOnly": rc["readOnly"],
+                            "readWrite": rc["readWrite"],
+                        },
+                    }
+                ],
+                "kubernetes": {"kubeconfig": str(kc), "contexts": ["prod"]},
+            }
+        )
+    )
     ctl.reg.set_readonly(True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     from regkeeper.runstate import Lease, Window, lease_name
+
     owner = replace(Owner.current("gc", "run-killed"), pid=dead.pid)
     lease = Lease(rs.root, lease_name("local-registry"), owner, 60)
     assert lease.acquire().ok
-    save_window(rs.root, Window(registry="local-registry", owner=owner, started=owner.started,
-                                read_write=rc["readWrite"], timeout=60, lease=lease.name,
-                                lease_token=lease.token, mode="kubernetes-job", step="garbageCollect",
-                                gc_job={"namespace": "registry", "name": "gc-running"}))
+    save_window(
+        rs.root,
+        Window(
+            registry="local-registry",
+            owner=owner,
+            started=owner.started,
+            read_write=rc["readWrite"],
+            timeout=60,
+            lease=lease.name,
+            lease_token=lease.token,
+            mode="kubernetes-job",
+            step="garbageCollect",
+            gc_job={"namespace": "registry", "name": "gc-running"},
+        ),
+    )
     try:
         nxt = RunState(rs.root, Owner.current("capacity", "run-next"), 60)
         n = len(ctl.calls)
@@ -211,11 +289,11 @@ def test_job_named_in_the_window_and_a_dead_runs_window_waits_for_its_job(setup)
         assert r.outcome == "waiting" and "Job registry/gc-running is still running" in r.note()
         assert len(ctl.calls) == n and read_window(rs.root, "local-registry") is not None
         with pytest.raises(images.PushError, match="405"):
-            images.push_image(reg.url, "job/while-gc", "x")                   # still read-only
+            images.push_image(reg.url, "job/while-gc", "x")  # still read-only
         api.jobs["gc-running"]["status"] = {"succeeded": 1}
         (r,) = recover_windows(nxt, config=conf)
         assert r.outcome == "recovered" and "run run-killed" in r.note()
         assert ctl.calls[n:] == ["readwrite"] and read_window(rs.root, "local-registry") is None
-        assert images.push_image(reg.url, "job/after-recovery", "x").digest    # writable again
+        assert images.push_image(reg.url, "job/after-recovery", "x").digest  # writable again
     finally:
         api.stop()

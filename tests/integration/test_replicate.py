@@ -69,7 +69,9 @@ def rule(**kw) -> ReplicationRule:
 
 def tags_of(url: str, repo: str) -> dict[str, str]:
     """tag -> digest as the registry itself reports it (independent client)."""
-    return {t: images.head_manifest(url, repo, t, verify=False) for t in images.list_tags(url, repo, verify=False)}
+    return {
+        t: images.head_manifest(url, repo, t, verify=False) for t in images.list_tags(url, repo, verify=False)
+    }
 
 
 def state(url: str, repos=None) -> dict[str, dict[str, str]]:
@@ -85,11 +87,26 @@ def fill_source(url: str) -> dict:
     """Several repositories sharing a 3 MiB base layer, a multi-arch OCI index and a Docker
     manifest list (children untagged), signatures/attestations on an index and on an image,
     an OCI 1.1 referrer with its fallback referrers tag, and a tag alias."""
-    pushed = images.push_many(url, n_repos=3, tags_per_repo=4, prefix="team/app", verify=False,
-                              base_layer_size=3 * 1024 * 1024, layer_size=4096, seed=7)
+    pushed = images.push_many(
+        url,
+        n_repos=3,
+        tags_per_repo=4,
+        prefix="team/app",
+        verify=False,
+        base_layer_size=3 * 1024 * 1024,
+        layer_size=4096,
+        seed=7,
+    )
     idx = images.push_index(url, "multi/oci", "v1", verify=False, seed="i1")
-    lst = images.push_index(url, "multi/docker", "v1", media="docker", verify=False, seed="i2",
-                            platforms=(("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le")))
+    lst = images.push_index(
+        url,
+        "multi/docker",
+        "v1",
+        media="docker",
+        verify=False,
+        seed="i2",
+        platforms=(("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le")),
+    )
     sig_idx = images.push_signature(url, "multi/oci", idx.digest, "sig", verify=False)
     att_idx = images.push_signature(url, "multi/oci", idx.digest, "att", verify=False)
     img = images.push_image(url, "signed/app", "v1", media="oci", verify=False, seed="s1")
@@ -97,9 +114,18 @@ def fill_source(url: str) -> dict:
     sbom_img = images.push_signature(url, "signed/app", img.digest, "sbom", verify=False)
     ref = images.push_referrer(url, "signed/app", img, verify=False)
     images.tag_existing(url, "signed/app", "latest", img.digest, verify=False)
-    return {"many": pushed, "index": idx, "list": lst, "sig_idx": sig_idx, "att_idx": att_idx,
-            "image": img, "sig_img": sig_img, "sbom_img": sbom_img, "referrer": ref,
-            "base_layer": pushed[0].layer_digests[0]}
+    return {
+        "many": pushed,
+        "index": idx,
+        "list": lst,
+        "sig_idx": sig_idx,
+        "att_idx": att_idx,
+        "image": img,
+        "sig_img": sig_img,
+        "sbom_img": sbom_img,
+        "referrer": ref,
+        "base_layer": pushed[0].layer_digests[0],
+    }
 
 
 # ---------------------------------------------------------------- cold / warm
@@ -115,8 +141,8 @@ def test_cold_run_copies_everything_byte_identical_then_warm_run_writes_nothing(
 
     assert result.status == "ok", result.failed_items
     want = state(src_reg.url)
-    assert sum(len(t) for t in want.values()) == 3 * 4 + 3 + 1 + 5   # every kind pushed above
-    assert state(dst_reg.url, list(want)) == want          # every source tag, same digest
+    assert sum(len(t) for t in want.values()) == 3 * 4 + 3 + 1 + 5  # every kind pushed above
+    assert state(dst_reg.url, list(want)) == want  # every source tag, same digest
     # manifests byte for byte, including the untagged index children
     for repo, tags in want.items():
         for digest in tags.values():
@@ -135,10 +161,12 @@ def test_cold_run_copies_everything_byte_identical_then_warm_run_writes_nothing(
     # the shared 3 MiB base layer crossed the wire once and was mounted into the others
     log = dst_reg.access_log()
     base = pushed["base_layer"]
-    uploads_of_base = [e for e in log if e.method == "PUT" and "/blobs/uploads/" in e.path
-                       and base in unquote(e.query)]
-    mounts_of_base = [e for e in log if e.method == "POST" and f"mount={base}" in unquote(e.query)
-                      and e.status == 201]
+    uploads_of_base = [
+        e for e in log if e.method == "PUT" and "/blobs/uploads/" in e.path and base in unquote(e.query)
+    ]
+    mounts_of_base = [
+        e for e in log if e.method == "POST" and f"mount={base}" in unquote(e.query) and e.status == 201
+    ]
     assert len(uploads_of_base) == 1
     assert len(mounts_of_base) == 2
     totals = result.totals()
@@ -168,13 +196,16 @@ def test_only_what_differs_is_copied(src_reg, dst_reg):
     new = images.push_image(src_reg.url, "svc/x-0001", "build-0009", verify=False, seed="new")
     plan = plan_replication(src, dst, rule(), "replica")
     assert [(p.source_repo, c.tag, c.reason) for p in plan.repositories for c in p.to_copy] == [
-        ("svc/x-0000", "build-0001", "different"), ("svc/x-0001", "build-0009", "missing")]
+        ("svc/x-0000", "build-0001", "different"),
+        ("svc/x-0001", "build-0009", "missing"),
+    ]
     assert plan.lag == 2 and plan.in_sync == 5
 
     dst_reg.clear_access_log()
     res = replicate_target(src, dst, rule(), "replica")
-    manifest_puts = sorted(e.path for e in dst_reg.access_log()
-                           if e.method == "PUT" and "/manifests/" in e.path)
+    manifest_puts = sorted(
+        e.path for e in dst_reg.access_log() if e.method == "PUT" and "/manifests/" in e.path
+    )
     assert manifest_puts == ["/v2/svc/x-0000/manifests/build-0001", "/v2/svc/x-0001/manifests/build-0009"]
     assert res.totals()["copied"] == 2 and res.totals()["skipped"] == 5
     assert tags_of(dst_reg.url, "svc/x-0000")["build-0001"] == moved.digest
@@ -190,8 +221,12 @@ def test_rule_scope_prefix_and_tag_filters(src_reg, dst_reg):
     images.push_signature(src_reg.url, "team-a/api", dev.digest, "sig", verify=False)
     images.push_image(src_reg.url, "team-a/tmp/scratch", "v1", verify=False, seed=4)
     images.push_image(src_reg.url, "other/svc", "v1", verify=False, seed=5)
-    r = rule(include=["team-*/**"], exclude=["**/tmp/**"],
-             tags={"include": ["v*"], "exclude": ["*-rc*"]}, prefix="region-eu")
+    r = rule(
+        include=["team-*/**"],
+        exclude=["**/tmp/**"],
+        tags={"include": ["v*"], "exclude": ["*-rc*"]},
+        prefix="region-eu",
+    )
     res = replicate_target(client(src_reg.url, "primary"), client(dst_reg.url, "replica"), r, "replica")
     assert res.status == "ok"
     assert sorted(images.catalog(dst_reg.url, verify=False)) == ["region-eu/team-a/api"]
@@ -203,8 +238,9 @@ def test_rule_scope_prefix_and_tag_filters(src_reg, dst_reg):
 def test_dry_run_plans_and_writes_nothing(src_reg, dst_reg):
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="d/app", verify=False)
     dst_reg.clear_access_log()
-    res = replicate_target(client(src_reg.url, "primary"), client(dst_reg.url, "replica"), rule(),
-                           "replica", dry_run=True)
+    res = replicate_target(
+        client(src_reg.url, "primary"), client(dst_reg.url, "replica"), rule(), "replica", dry_run=True
+    )
     assert res.status == "dry-run"
     assert res.plan.lag == 4 and res.totals()["lag"] == 4 and res.totals()["copied"] == 0
     assert writes(dst_reg.access_log()) == []
@@ -229,7 +265,7 @@ def _big_image(url: str, repo: str, tag: str, size: int, seed: int) -> images.Pu
 
 
 def test_transient_faults_are_retried_and_the_run_completes(src_reg, dst_reg, proxied):
-    big = _big_image(src_reg.url, "big/app", "v1", 6 * 1024 * 1024, 1)   # > 4 MiB: chunked PATCHes
+    big = _big_image(src_reg.url, "big/app", "v1", 6 * 1024 * 1024, 1)  # > 4 MiB: chunked PATCHes
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=3, prefix="small/app", verify=False, seed=2)
     idx = images.push_index(src_reg.url, "multi/app", "v1", verify=False)
     images.push_signature(src_reg.url, "multi/app", idx.digest, verify=False)
@@ -246,19 +282,20 @@ def test_transient_faults_are_retried_and_the_run_completes(src_reg, dst_reg, pr
     src, dst = client(src_reg.url, "primary"), client(proxied.url, "replica")
 
     # the 2 PATCH resets land on the one chunked blob: 3 starts of it; 4 allowed
-    res = replicate_target(src, dst, rule(), "replica", backoff=0.02, attempts=4,
-                           chunk_size=1024 * 1024, verify=True)
+    res = replicate_target(
+        src, dst, rule(), "replica", backoff=0.02, attempts=4, chunk_size=1024 * 1024, verify=True
+    )
 
-    assert proxied.pending_faults() == 0                         # every fault was hit
+    assert proxied.pending_faults() == 0  # every fault was hit
     assert res.status == "ok", res.failed_items
     assert res.totals()["failed"] == 0
-    assert sum(r.retries for r in res.repositories) == 2          # the big blob restarted twice
-    assert dst.stats["retries"] >= 5                              # the rest: the HTTP layer
+    assert sum(r.retries for r in res.repositories) == 2  # the big blob restarted twice
+    assert dst.stats["retries"] >= 5  # the rest: the HTTP layer
     want = state(src_reg.url)
     assert state(dst_reg.url, list(want)) == want
     assert tags_of(dst_reg.url, "big/app")["v1"] == big.digest
     patches = [r for r in proxied.requests if r.method == "PATCH"]
-    assert len(patches) >= 6 + 2                                  # 1 MiB chunks, restarted twice
+    assert len(patches) >= 6 + 2  # 1 MiB chunks, restarted twice
     # each broken session was cancelled (DELETE on its upload location), none left open
     cancels = [r for r in proxied.requests if r.method == "DELETE" and "/blobs/uploads/" in r.path]
     assert len(cancels) == 2 and all(r.status == 204 for r in cancels)
@@ -285,7 +322,7 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     assert "HTTP 503" in reasons["v1"] and "after 4 attempts" in reasons["v1"]
     assert "subject" in reasons[sig_tag]
     put_v1 = [r for r in proxied.requests if r.method == "PUT" and r.path.endswith("/p/multi/manifests/v1")]
-    assert len(put_v1) == 4                                        # attempts, not attempts x items
+    assert len(put_v1) == 4  # attempts, not attempts x items
     # the others are there, the failed ones are not
     got = tags_of(dst_reg.url, "p/multi")
     assert "v1" not in got and sig_tag not in got and "v2" in got
@@ -300,8 +337,11 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
     res2 = replicate_target(src, dst, rule(), "replica", backoff=0.02)
     assert res2.status == "ok", res2.failed_items
     assert res2.totals()["copied"] == 2
-    tag_puts = sorted(r.path for r in proxied.requests if r.method == "PUT" and "/manifests/" in r.path
-                      and "sha256:" not in r.path)
+    tag_puts = sorted(
+        r.path
+        for r in proxied.requests
+        if r.method == "PUT" and "/manifests/" in r.path and "sha256:" not in r.path
+    )
     assert tag_puts == [f"/v2/p/multi/manifests/{sig_tag}", "/v2/p/multi/manifests/v1"]
     assert state(dst_reg.url, images.catalog(src_reg.url, verify=False)) == state(src_reg.url)
     assert tags_of(dst_reg.url, "p/multi")[sig_tag] == sig.digest
@@ -310,20 +350,19 @@ def test_persistent_failure_names_exactly_the_failed_items_and_next_run_complete
 def test_persistent_503_on_one_blob_costs_exactly_the_attempts_and_fails_only_its_items(src_reg, dst_reg):
     """No stacked retries: the blob GET is tried ``retries + 1`` times by the transport, never
     again by the transfer or the item; every item that needs the blob fails, naming it."""
-    shared = hashlib.sha256(b"shared").digest() * 2048                 # 64 KiB, in 3 items
+    shared = hashlib.sha256(b"shared").digest() * 2048  # 64 KiB, in 3 items
     bad = images.sha256_digest(shared)
     for repo, tag, seed in (("bad/app", "v1", 1), ("bad/app", "v2", 2), ("bad2/app", "v1", 3)):
-        images.push_image(src_reg.url, repo, tag, layers=[shared, os.urandom(1024)], verify=False,
-                          seed=seed)
+        images.push_image(src_reg.url, repo, tag, layers=[shared, os.urandom(1024)], verify=False, seed=seed)
     ok3 = images.push_image(src_reg.url, "bad/app", "v3", verify=False, seed=4)
     ok4 = images.push_image(src_reg.url, "good/app", "v1", verify=False, seed=5)
     with FaultProxy(src_reg.url) as sproxy:
         sproxy.add_fault("status", status=503, method="GET", path_regex=rf"/blobs/{bad}$", times=1000)
-        src, dst = client(sproxy.url, "primary"), client(dst_reg.url, "replica")   # retries=3
+        src, dst = client(sproxy.url, "primary"), client(dst_reg.url, "replica")  # retries=3
         res = replicate_target(src, dst, rule(), "replica", backoff=0.02)
         blob_gets = [r for r in sproxy.requests if r.method == "GET" and r.path.endswith(bad)]
 
-    assert len(blob_gets) == 4                      # exactly the transport's attempts, once
+    assert len(blob_gets) == 4  # exactly the transport's attempts, once
     assert res.status == "failed"
     failed = {(repo, tag): why for repo, tag, why in res.failed_items}
     assert set(failed) == {("bad/app", "v1"), ("bad/app", "v2"), ("bad2/app", "v1")}
@@ -331,8 +370,9 @@ def test_persistent_503_on_one_blob_costs_exactly_the_attempts_and_fails_only_it
         assert f"blob {bad}" in why and "HTTP 503" in why and "after 4 attempts" in why
     assert tags_of(dst_reg.url, "bad/app") == {"v3": ok3.digest}
     assert tags_of(dst_reg.url, "good/app") == {"v1": ok4.digest}
-    assert "bad2/app" not in images.catalog(dst_reg.url, verify=False) or \
-        tags_of(dst_reg.url, "bad2/app") == {}
+    assert (
+        "bad2/app" not in images.catalog(dst_reg.url, verify=False) or tags_of(dst_reg.url, "bad2/app") == {}
+    )
 
 
 def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):
@@ -345,17 +385,21 @@ def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):
         moved = images.push_image(src_reg.url, "h/app-0000", "build-0002", verify=False, seed="m")
         # the source cannot say what build-0001 of app-0000 is; the target cannot say what
         # build-0000 of app-0001 is
-        sproxy.add_fault("status", status=500, method="HEAD", path_regex=r"/h/app-0000/manifests/build-0001$", times=50)
-        dproxy.add_fault("status", status=500, method="HEAD", path_regex=r"/h/app-0001/manifests/build-0000$", times=50)
+        sproxy.add_fault(
+            "status", status=500, method="HEAD", path_regex=r"/h/app-0000/manifests/build-0001$", times=50
+        )
+        dproxy.add_fault(
+            "status", status=500, method="HEAD", path_regex=r"/h/app-0001/manifests/build-0000$", times=50
+        )
         res = replicate_target(src, dst, r, "replica")
     assert res.status == "failed"
     assert [(a, b) for a, b, _ in res.failed_items] == [("h/app-0000", "build-0001")]
     assert "source digest unreadable" in res.failed_items[0][2] and "HTTP 500" in res.failed_items[0][2]
     by = {x.source_repo: x for x in res.repositories}
-    assert by["h/app-0000"].copied == ["build-0002"]                 # the others went on
+    assert by["h/app-0000"].copied == ["build-0002"]  # the others went on
     assert tags_of(dst_reg.url, "h/app-0000")["build-0002"] == moved.digest
-    assert by["h/app-0001"].copied == ["build-0000"]                 # unknown on target: copied again
-    assert by["h/app-0001"].deleted == []                            # ... and no deletes there
+    assert by["h/app-0001"].copied == ["build-0000"]  # unknown on target: copied again
+    assert by["h/app-0001"].deleted == []  # ... and no deletes there
     assert tags_of(dst_reg.url, "h/app-0001")["stale"] == extra.digest
     assert "no deletes" in (res.plan.repo("h/app-0001").no_deletes or "")
 
@@ -364,39 +408,53 @@ def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="u/app", verify=False)
     src = client(src_reg.url, "primary")
     dead = RegistryServer(tmp_path / "dead")
-    dead.stop()                       # nothing listens on its port any more
+    dead.stop()  # nothing listens on its port any more
     dst = RegistryClient("replica", dead.url, verify=False, retries=1, backoff=0.01, connect_timeout=1)
     res = replicate_target(src, dst, rule(), "replica")
     assert res.status == "failed"
     assert res.totals()["copied"] == 0
     failed = sorted((repo, why) for repo, _, why in res.failed_items)
     assert [repo for repo, _ in failed] == ["u/app-0000", "u/app-0001"]
-    assert all("target tags unreadable" in why and "cannot connect" in why and "replica" in why
-               for _, why in failed)
+    assert all(
+        "target tags unreadable" in why and "cannot connect" in why and "replica" in why for _, why in failed
+    )
 
 
 def test_authenticated_registries_basic_source_token_target(tmp_path):
     """Basic auth on the source, the bearer-token flow on the target: cross-repository mounts
     need a token for both repositories; the warm run's HEADs reuse cached tokens."""
     from tests.support.tokenserver import TokenServer
+
     user, pw = "replicator", "s3cret-pw"
     tokens = TokenServer(tmp_path / "tok", users={user: pw})
     src = RegistryServer(tmp_path / "asrc", htpasswd=(user, pw))
     dst = RegistryServer(tmp_path / "adst", token=tokens.auth_config())
     try:
-        images.push_many(src.url, n_repos=3, tags_per_repo=2, prefix="auth/app", verify=False,
-                         auth=(user, pw), base_layer_size=512 * 1024, seed=4)
+        images.push_many(
+            src.url,
+            n_repos=3,
+            tags_per_repo=2,
+            prefix="auth/app",
+            verify=False,
+            auth=(user, pw),
+            base_layer_size=512 * 1024,
+            seed=4,
+        )
         sc = RegistryClient("primary", src.url, username=user, password=pw, verify=False, backoff=0.02)
         dc = RegistryClient("replica", dst.url, username=user, password=pw, verify=False, backoff=0.02)
         res = replicate_target(sc, dc, rule(), "replica")
         assert res.status == "ok", res.failed_items
-        assert res.totals()["blobs_mounted"] == 2          # base layer mounted into 2 more repos
+        assert res.totals()["blobs_mounted"] == 2  # base layer mounted into 2 more repos
         dauth = images.BearerAuth(user, pw, verify=False)
         for repo in ("auth/app-0000", "auth/app-0001", "auth/app-0002"):
-            want = {t: images.head_manifest(src.url, repo, t, auth=(user, pw), verify=False)
-                    for t in images.list_tags(src.url, repo, auth=(user, pw), verify=False)}
-            got = {t: images.head_manifest(dst.url, repo, t, auth=dauth, verify=False)
-                   for t in images.list_tags(dst.url, repo, auth=dauth, verify=False)}
+            want = {
+                t: images.head_manifest(src.url, repo, t, auth=(user, pw), verify=False)
+                for t in images.list_tags(src.url, repo, auth=(user, pw), verify=False)
+            }
+            got = {
+                t: images.head_manifest(dst.url, repo, t, auth=dauth, verify=False)
+                for t in images.list_tags(dst.url, repo, auth=dauth, verify=False)
+            }
             assert got == want and len(want) == 2
         dst.clear_access_log()
         tokens.clear()
@@ -405,7 +463,7 @@ def test_authenticated_registries_basic_source_token_target(tmp_path):
         log = dst.access_log()
         assert writes(log) == []
         assert len([e for e in log if e.method == "HEAD" and e.status == 200]) == 6
-        assert len(tokens.requests) <= 3                     # cached per repository scope
+        assert len(tokens.requests) <= 3  # cached per repository scope
         assert pw not in repr(res.failed_items) + repr(dc)
     finally:
         src.stop()
@@ -434,40 +492,53 @@ def test_delete_extraneous_only_inside_the_rule_scope(src_reg, dst_reg):
 
     # things on the target the rule does not own, and things it owns that the source dropped
     D = dst_reg.url
-    keep_dev = images.push_image(D, "eu/app/a", "dev", verify=False, seed="tdev")        # tag filter: out
-    images.tag_existing(D, "eu/app/a", "v8", keep_dev.digest, verify=False)             # in scope, shares dev's digest
-    v9 = images.push_image(D, "eu/app/a", "v9", verify=False, seed="t9")                 # in scope, not on source
-    images.push_image(D, "eu/other/c", "v1", verify=False, seed="toc")                  # repo excluded by include
-    images.push_image(D, "other/c", "v1", verify=False, seed="tc")                      # outside the prefix
-    images.push_image(D, "eu-west/app/a", "v1", verify=False, seed="tw")                # sibling of the prefix
-    gone = images.push_image(D, "eu/app/gone", "v1", verify=False, seed="tg")           # source repo gone
-    images.push_signature(D, "eu/app/gone", gone.digest, verify=False)                  # dies with its subject
+    keep_dev = images.push_image(D, "eu/app/a", "dev", verify=False, seed="tdev")  # tag filter: out
+    images.tag_existing(D, "eu/app/a", "v8", keep_dev.digest, verify=False)  # in scope, shares dev's digest
+    v9 = images.push_image(D, "eu/app/a", "v9", verify=False, seed="t9")  # in scope, not on source
+    images.push_image(D, "eu/other/c", "v1", verify=False, seed="toc")  # repo excluded by include
+    images.push_image(D, "other/c", "v1", verify=False, seed="tc")  # outside the prefix
+    images.push_image(D, "eu-west/app/a", "v1", verify=False, seed="tw")  # sibling of the prefix
+    gone = images.push_image(D, "eu/app/gone", "v1", verify=False, seed="tg")  # source repo gone
+    images.push_signature(D, "eu/app/gone", gone.digest, verify=False)  # dies with its subject
     assert images.delete_manifest(src_reg.url, "app/a", a2.digest, verify=False) == 202  # source drops v2
     before = state(D)
 
     plan = plan_replication(src, dst, r, "replica")
     planned = sorted((p.target_repo, t) for p in plan.repositories for t, _ in p.extraneous)
     gone_sig = gone.digest.replace(":", "-") + ".sig"
-    assert planned == [("eu/app/a", "v2"), ("eu/app/a", "v9"), ("eu/app/gone", gone_sig), ("eu/app/gone", "v1")]
+    assert planned == [
+        ("eu/app/a", "v2"),
+        ("eu/app/a", "v9"),
+        ("eu/app/gone", gone_sig),
+        ("eu/app/gone", "v1"),
+    ]
     kept = {(p.target_repo, t): why for p in plan.repositories for t, why in p.kept_extraneous}
     assert list(kept) == [("eu/app/a", "v8")] and "dev" in kept[("eu/app/a", "v8")]
 
     dst_reg.clear_access_log()
-    res = replicate_target(src, dst, r, "replica", max_delete_fraction=0.6)   # 4 of 7 in scope
+    res = replicate_target(src, dst, r, "replica", max_delete_fraction=0.6)  # 4 of 7 in scope
     assert res.status == "ok", res.failed_items
     deleted = sorted((x.target_repo, t) for x in res.repositories for t, _ in x.deleted)
     assert deleted == planned
     deletes = [e for e in dst_reg.access_log() if e.method == "DELETE"]
-    assert sorted(e.path for e in deletes) == sorted({
-        f"/v2/eu/app/a/manifests/{a2.digest}", f"/v2/eu/app/a/manifests/{v9.digest}",
-        f"/v2/eu/app/gone/manifests/{gone.digest}",
-        f"/v2/eu/app/gone/manifests/{before['eu/app/gone'][gone_sig]}"})
+    assert sorted(e.path for e in deletes) == sorted(
+        {
+            f"/v2/eu/app/a/manifests/{a2.digest}",
+            f"/v2/eu/app/a/manifests/{v9.digest}",
+            f"/v2/eu/app/gone/manifests/{gone.digest}",
+            f"/v2/eu/app/gone/manifests/{before['eu/app/gone'][gone_sig]}",
+        }
+    )
 
     after = state(D, list(before))
     # what is NOT deleted: every tag outside the scope, and the shared-digest tag
     for repo in ("eu/other/c", "other/c", "eu-west/app/a", "eu/app/b"):
         assert after[repo] == before[repo], repo
-    assert after["eu/app/a"] == {"v1": before["eu/app/a"]["v1"], "dev": keep_dev.digest, "v8": keep_dev.digest}
+    assert after["eu/app/a"] == {
+        "v1": before["eu/app/a"]["v1"],
+        "dev": keep_dev.digest,
+        "v8": keep_dev.digest,
+    }
     assert after["eu/app/gone"] == {}
 
 
@@ -477,7 +548,7 @@ def test_delete_extraneous_refuses_over_the_cap_unless_forced(src_reg, dst_reg):
     r = rule(include=["cap/**"], deleteExtraneous=True)
     src, dst = client(src_reg.url, "primary"), client(dst_reg.url, "replica")
     assert replicate_target(src, dst, r, "replica").status == "ok"
-    for i in range(3):   # the source drops 3 of 4 tags: 75% > 50%
+    for i in range(3):  # the source drops 3 of 4 tags: 75% > 50%
         d = images.head_manifest(src_reg.url, "cap/app", f"v{i}", verify=False)
         images.delete_manifest(src_reg.url, "cap/app", d, verify=False)
     before = tags_of(dst_reg.url, "cap/app")
@@ -496,15 +567,22 @@ def test_delete_extraneous_refuses_over_the_cap_unless_forced(src_reg, dst_reg):
 
 def test_copy_repository_api(src_reg, dst_reg):
     """The per-repository entry point the flow's tasks use, with a shared Replicator."""
-    images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="api/app", verify=False,
-                     base_layer_size=1024 * 1024, seed=9)
+    images.push_many(
+        src_reg.url,
+        n_repos=2,
+        tags_per_repo=2,
+        prefix="api/app",
+        verify=False,
+        base_layer_size=1024 * 1024,
+        seed=9,
+    )
     src, dst = client(src_reg.url, "primary"), client(dst_reg.url, "replica")
     plan = plan_replication(src, dst, rule(), "replica")
     rep = Replicator(src, dst, concurrency=4)
     r0 = copy_repository(src, dst, plan.repositories[0], replicator=rep)
     r1 = copy_repository(src, dst, plan.repositories[1], replicator=rep)
     assert r0.copied == ["build-0000", "build-0001"] and r0.failed == []
-    assert r0.blobs_uploaded >= 3 and r1.blobs_mounted == 1      # base layer mounted into the 2nd repo
+    assert r0.blobs_uploaded >= 3 and r1.blobs_mounted == 1  # base layer mounted into the 2nd repo
     assert r1.bytes_mounted == 1024 * 1024
 
 
@@ -529,7 +607,7 @@ def test_mount_hints_carry_blob_locations_across_runs(src_reg, dst_reg, tmp_path
 
 # ---------------------------------------------------------------- 1 GiB in constant memory
 
-GIB = 1024 ** 3
+GIB = 1024**3
 BLOCK = 1024 * 1024
 
 
@@ -551,8 +629,13 @@ def _push_streamed_blob(url: str, repo: str, size: int) -> str:
     r = s.post(f"{url}/v2/{repo}/blobs/uploads/", timeout=30, verify=False)
     assert r.status_code == 202, r.text
     loc = requests.compat.urljoin(url + "/", r.headers["Location"])
-    r = s.patch(loc, data=_gen_blocks(b"gib", n), headers={"Content-Type": "application/octet-stream"},
-                timeout=(5, 300), verify=False)
+    r = s.patch(
+        loc,
+        data=_gen_blocks(b"gib", n),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=(5, 300),
+        verify=False,
+    )
     assert r.status_code == 202, r.text
     loc = requests.compat.urljoin(url + "/", r.headers["Location"])
     r = s.put(loc + ("&" if "?" in loc else "?") + f"digest={digest}", timeout=(5, 300), verify=False)
@@ -579,19 +662,38 @@ _RSS_SCRIPT = textwrap.dedent("""
 def test_one_gib_blob_replicated_in_constant_memory(src_reg, dst_reg):
     try:
         layer = _push_streamed_blob(src_reg.url, "huge/blob", GIB)
-        cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                          "rootfs": {"type": "layers", "diff_ids": [layer]}}).encode()
+        cfg = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}}
+        ).encode()
         cfg_digest, _ = images.push_blob(src_reg.url, "huge/blob", cfg, verify=False)
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": images.DOCKER_MANIFEST,
-                               "config": {"mediaType": images.DOCKER_CONFIG, "size": len(cfg), "digest": cfg_digest},
-                               "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                           "size": GIB, "digest": layer}]}).encode()
-        digest = images.put_manifest(src_reg.url, "huge/blob", "v1", manifest, images.DOCKER_MANIFEST, verify=False)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": images.DOCKER_MANIFEST,
+                "config": {"mediaType": images.DOCKER_CONFIG, "size": len(cfg), "digest": cfg_digest},
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "size": GIB,
+                        "digest": layer,
+                    }
+                ],
+            }
+        ).encode()
+        digest = images.put_manifest(
+            src_reg.url, "huge/blob", "v1", manifest, images.DOCKER_MANIFEST, verify=False
+        )
 
         t0 = time.monotonic()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, src_reg.url, dst_reg.url], env=env,
-                             capture_output=True, text=True, timeout=600, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, src_reg.url, dst_reg.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+        )
         elapsed = time.monotonic() - t0
         assert out.returncode == 0, out.stderr[-3000:]
         report = json.loads(out.stdout.strip().splitlines()[-1])
@@ -603,7 +705,7 @@ def test_one_gib_blob_replicated_in_constant_memory(src_reg, dst_reg):
         assert images.head_manifest(dst_reg.url, "huge/blob", "v1", verify=False) == digest
         r = requests.head(f"{dst_reg.url}/v2/huge/blob/blobs/{layer}", timeout=10, verify=False)
         assert r.status_code == 200 and int(r.headers["Content-Length"]) == GIB
-    finally:   # do not leave 2 GiB behind in pytest's retained temp dirs
+    finally:  # do not leave 2 GiB behind in pytest's retained temp dirs
         for reg in (src_reg, dst_reg):
             reg.stop()
             if reg.root is not None:

@@ -45,8 +45,9 @@ def rule(**kw) -> ReplicationRule:
 
 
 def tags_of(url: str, repo: str) -> dict[str, str]:
-    return {t: images.head_manifest(url, repo, t, verify=False)
-            for t in images.list_tags(url, repo, verify=False)}
+    return {
+        t: images.head_manifest(url, repo, t, verify=False) for t in images.list_tags(url, repo, verify=False)
+    }
 
 
 def sig_tag(digest: str, kind: str = "sig") -> str:
@@ -81,10 +82,10 @@ def test_signature_referrer_and_index_are_deleted_before_what_they_reference(src
     # every planned digest once, referencing manifests first
     assert sorted(order) == sorted({old.digest, sig.digest, ref.digest, fallback, multi.digest, child})
     pos = order.index
-    assert pos(sig.digest) < pos(old.digest)                         # signature before its subject
-    assert pos(ref.digest) < pos(old.digest)                         # referrer before its subject
-    assert pos(fallback) < pos(ref.digest) < pos(old.digest)         # referrers index before both
-    assert pos(multi.digest) < pos(child)                            # index before its child
+    assert pos(sig.digest) < pos(old.digest)  # signature before its subject
+    assert pos(ref.digest) < pos(old.digest)  # referrer before its subject
+    assert pos(fallback) < pos(ref.digest) < pos(old.digest)  # referrers index before both
+    assert pos(multi.digest) < pos(child)  # index before its child
     # what is NOT deleted: every tag the source still has, at the same digest
     after = tags_of(D, "app/x")
     assert after == {t: before[t] for t in ("v0", "v1", "v2", "v3")}
@@ -104,8 +105,10 @@ def test_tag_pushed_onto_a_planned_digest_after_the_plan_skips_its_repository(sr
 
     plan = plan_replication(src, dst, r, "replica")
     assert {(p.target_repo, t) for p in plan.repositories for t, _ in p.extraneous} == {
-        ("app/y", "old"), ("app/z", "old")}
-    images.tag_existing(D, "app/y", "hotfix", old_y.digest, verify=False)   # pushed after the plan
+        ("app/y", "old"),
+        ("app/z", "old"),
+    }
+    images.tag_existing(D, "app/y", "hotfix", old_y.digest, verify=False)  # pushed after the plan
     before_y = tags_of(D, "app/y")
     dst_reg.clear_access_log()
     res = replicate_target(src, dst, r, "replica", plan=plan)
@@ -115,7 +118,7 @@ def test_tag_pushed_onto_a_planned_digest_after_the_plan_skips_its_repository(sr
     assert by["app/y"].deleted == [] and by["app/y"].delete_failed == []
     [(tag, why)] = by["app/y"].delete_skipped
     assert tag == "old" and "hotfix" in why and "nothing deleted" in why
-    assert by["app/z"].deleted == [("old", old_z.digest)]                  # the other repository went ahead
+    assert by["app/z"].deleted == [("old", old_z.digest)]  # the other repository went ahead
     deletes = [e.path for e in dst_reg.access_log() if e.method == "DELETE"]
     assert deletes == [f"/v2/app/z/manifests/{old_z.digest}"]
     assert tags_of(D, "app/y") == before_y and before_y["hotfix"] == old_y.digest == before_y["old"]
@@ -138,7 +141,7 @@ def test_a_digest_already_deleted_counts_as_already_gone(src_reg, dst_reg):
     gone = images.push_image(D, "app/g", "gone", verify=False, seed="gone")
     extra = images.push_image(D, "app/g", "extra", verify=False, seed="extra")
     plan = plan_replication(src, dst, r, "replica")
-    assert images.delete_manifest(D, "app/g", gone.digest, verify=False) == 202   # someone beat us to it
+    assert images.delete_manifest(D, "app/g", gone.digest, verify=False) == 202  # someone beat us to it
 
     res = replicate_target(src, dst, r, "replica", plan=plan)
     assert res.status == "ok", res.failed_items
@@ -146,7 +149,7 @@ def test_a_digest_already_deleted_counts_as_already_gone(src_reg, dst_reg):
     assert x.already_gone == [("gone", gone.digest)] and x.deleted == [("extra", extra.digest)]
     assert x.delete_failed == [] and res.failed_items == []
     assert res.totals()["already_gone"] == 1 and res.totals()["deleted"] == 1
-    assert tags_of(D, "app/g") == tags_of(src_reg.url, "app/g")             # v0..v2 untouched
+    assert tags_of(D, "app/g") == tags_of(src_reg.url, "app/g")  # v0..v2 untouched
     rep = build_report(res, rule=r, source="primary", target="replica")
     assert rep.summary["already gone"] == 1 and rep.status == "ok"
 
@@ -170,7 +173,7 @@ def test_deletes_disabled_on_the_target_stop_everything_and_say_so(src_reg, tmp_
         res = replicate_target(src, dst, r, "replica")
 
         deletes = [e for e in dst_reg.access_log() if e.method == "DELETE"]
-        assert len(deletes) == 1 and deletes[0].status == 405               # nothing more attempted
+        assert len(deletes) == 1 and deletes[0].status == 405  # nothing more attempted
         assert res.status == "failed"
         assert "deletes are disabled" in res.deletes_stopped
         assert "storage.delete.enabled" in res.deletes_stopped
@@ -190,7 +193,7 @@ def test_the_rules_own_cap_applies(src_reg, dst_reg):
         images.push_image(src_reg.url, "cap/app", f"v{i}", verify=False, seed=f"c{i}")
     src, dst = client(src_reg.url, "primary"), client(dst_reg.url, "replica")
     assert replicate_target(src, dst, rule(include=["cap/**"]), "replica").status == "ok"
-    for i in range(3):   # the source drops 3 of 10 tags: 30%
+    for i in range(3):  # the source drops 3 of 10 tags: 30%
         d = images.head_manifest(src_reg.url, "cap/app", f"v{i}", verify=False)
         images.delete_manifest(src_reg.url, "cap/app", d, verify=False)
     before = tags_of(dst_reg.url, "cap/app")
@@ -206,9 +209,9 @@ def test_the_rules_own_cap_applies(src_reg, dst_reg):
     assert tags_of(dst_reg.url, "cap/app") == before
 
     res = replicate_target(src, dst, rule(include=["cap/**"], maxDeleteFraction=0.3), "replica")
-    assert res.status == "ok" and res.totals()["deleted"] == 3               # 30% is at the cap
+    assert res.status == "ok" and res.totals()["deleted"] == 3  # 30% is at the cap
     assert tags_of(dst_reg.url, "cap/app") == tags_of(src_reg.url, "cap/app")
-    for i in (3, 4):     # 2 of the 7 left: 29% > 20%, and force overrides
+    for i in (3, 4):  # 2 of the 7 left: 29% > 20%, and force overrides
         d = images.head_manifest(src_reg.url, "cap/app", f"v{i}", verify=False)
         images.delete_manifest(src_reg.url, "cap/app", d, verify=False)
     assert replicate_target(src, dst, strict, "replica").status == "refused"

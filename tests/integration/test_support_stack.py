@@ -21,7 +21,9 @@ T = 10  # seconds, every raw HTTP call
 
 def raw_get_manifest(base, repo, ref, **kw):
     kw.setdefault("verify", False)
-    return requests.get(f"{base}/v2/{repo}/manifests/{ref}", headers={"Accept": MANIFEST_ACCEPT}, timeout=T, **kw)
+    return requests.get(
+        f"{base}/v2/{repo}/manifests/{ref}", headers={"Accept": MANIFEST_ACCEPT}, timeout=T, **kw
+    )
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -39,9 +41,14 @@ def test_managed_process_stopped_by_pid(tmp_path):
         os.kill(proc.pid, 0)
     assert '"GET / HTTP/1.1" 200' in proc.log_text()  # stderr captured in the log file
     # a process that ignores SIGTERM is killed after the wait
-    stubborn = ManagedProcess([sys.executable, "-c",
-                               "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"],
-                              log_path=tmp_path / "s.log").start()
+    stubborn = ManagedProcess(
+        [
+            sys.executable,
+            "-c",
+            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
+        ],
+        log_path=tmp_path / "s.log",
+    ).start()
     deadline = time.monotonic() + 10
     while "up" not in stubborn.log_text() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -51,9 +58,18 @@ def test_managed_process_stopped_by_pid(tmp_path):
 # -- registry: pushes read back byte-identical -------------------------------------------------
 def test_push_docker_oci_index_and_read_back_identical(registry, unique_repo):
     created = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    d2 = images.push_image(registry.url, unique_repo, "docker", media="docker", created=created, seed=1, verify=False)
-    oci = images.push_image(registry.url, unique_repo, "oci", media="oci", seed=2, verify=False,
-                            extra_annotations={"org.example": "x"})
+    d2 = images.push_image(
+        registry.url, unique_repo, "docker", media="docker", created=created, seed=1, verify=False
+    )
+    oci = images.push_image(
+        registry.url,
+        unique_repo,
+        "oci",
+        media="oci",
+        seed=2,
+        verify=False,
+        extra_annotations={"org.example": "x"},
+    )
     idx = images.push_index(registry.url, unique_repo, "index", media="oci", verify=False)
     lst = images.push_index(registry.url, unique_repo, "list", media="docker", verify=False)
     for tag, pushed in [("docker", d2), ("oci", oci), ("index", idx), ("list", lst)]:
@@ -66,16 +82,26 @@ def test_push_docker_oci_index_and_read_back_identical(registry, unique_repo):
     assert d2.media_type == images.DOCKER_MANIFEST and oci.media_type == images.OCI_MANIFEST
     assert idx.media_type == images.OCI_INDEX and lst.media_type == images.DOCKER_LIST
     # the config blob carries `created`; layers are the pushed blobs
-    cfg_resp = requests.get(f"{registry.url}/v2/{unique_repo}/blobs/{d2.config_digest}", timeout=T, verify=False)
+    cfg_resp = requests.get(
+        f"{registry.url}/v2/{unique_repo}/blobs/{d2.config_digest}", timeout=T, verify=False
+    )
     cfg = cfg_resp.json()
     assert cfg["created"].startswith("2024-01-02T03:04:05") and d2.created == created
     assert cfg["architecture"] == "amd64" and cfg["os"] == "linux"
     assert [x["digest"] for x in json.loads(d2.manifest_bytes)["layers"]] == d2.layer_digests
     assert d2.size_total == len(d2.manifest_bytes) + len(cfg_resp.content) + 2048 + 1024
     # seeds make layers deterministic; index children are pushed by digest only (untagged)
-    again = images.push_image(registry.url, unique_repo, "docker-again", seed=1, created=created, verify=False)
+    again = images.push_image(
+        registry.url, unique_repo, "docker-again", seed=1, created=created, verify=False
+    )
     assert again.digest == d2.digest
-    assert sorted(images.list_tags(registry.url, unique_repo, verify=False)) == ["docker", "docker-again", "index", "list", "oci"]
+    assert sorted(images.list_tags(registry.url, unique_repo, verify=False)) == [
+        "docker",
+        "docker-again",
+        "index",
+        "list",
+        "oci",
+    ]
     body = json.loads(idx.manifest_bytes)
     assert [m["digest"] for m in body["manifests"]] == [c.digest for c in idx.children]
     assert [m["platform"]["architecture"] for m in body["manifests"]] == ["amd64", "arm64"]
@@ -121,8 +147,12 @@ def test_access_log_counts_requests(registry, unique_repo):
     registry.clear_access_log()
     assert registry.access_log() == []
     requests.get(f"{registry.url}/v2/", timeout=T, verify=False)
-    requests.head(f"{registry.url}/v2/{unique_repo}/manifests/v1", headers={"Accept": MANIFEST_ACCEPT},
-                  timeout=T, verify=False)
+    requests.head(
+        f"{registry.url}/v2/{unique_repo}/manifests/v1",
+        headers={"Accept": MANIFEST_ACCEPT},
+        timeout=T,
+        verify=False,
+    )
     raw_get_manifest(registry.url, unique_repo, "nope")
     requests.get(f"{registry.url}/v2/{unique_repo}/tags/list?n=5", timeout=T, verify=False)
     log = registry.access_log(min_entries=4)
@@ -142,11 +172,17 @@ def test_htpasswd_registry(registry_factory):
     r = requests.get(f"{reg.url}/v2/", timeout=T, verify=False)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic ")
     assert requests.get(f"{reg.url}/v2/", auth=("alice", "wrong"), timeout=T, verify=False).status_code == 401
-    assert requests.get(f"{reg.url}/v2/", auth=("alice", "s3cret-pw"), timeout=T, verify=False).status_code == 200
+    assert (
+        requests.get(f"{reg.url}/v2/", auth=("alice", "s3cret-pw"), timeout=T, verify=False).status_code
+        == 200
+    )
     with pytest.raises(PushError, match="401"):
         images.push_image(reg.url, "auth/app", "v1", verify=False)
     img = images.push_image(reg.url, "auth/app", "v1", auth=("alice", "s3cret-pw"), verify=False)
-    assert images.head_manifest(reg.url, "auth/app", "v1", auth=("alice", "s3cret-pw"), verify=False) == img.digest
+    assert (
+        images.head_manifest(reg.url, "auth/app", "v1", auth=("alice", "s3cret-pw"), verify=False)
+        == img.digest
+    )
     assert "s3cret-pw" not in reg.config_path.read_text() and "$2y$" in (reg.dir / "htpasswd").read_text()
 
 
@@ -169,7 +205,10 @@ def test_token_server_with_real_registry(registry_factory, token_server_factory,
     img = images.push_image(reg.url, "tok/app", "v1", auth=("bob", "t0ken-pw"), token_server=ts, verify=False)
     (scope,) = ts.requests[-1].scopes  # distribution orders the actions randomly (a Go map)
     assert parse_scope(scope) | {"actions": sorted(parse_scope(scope)["actions"])} == {
-        "type": "repository", "name": "tok/app", "actions": ["pull", "push"]}
+        "type": "repository",
+        "name": "tok/app",
+        "actions": ["pull", "push"],
+    }
     assert ts.requests[-1].user == "bob"
     # the raw flow: 401 + challenge, fetch a token, retry succeeds
     url = f"{reg.url}/v2/tok/app/manifests/v1"
@@ -178,8 +217,13 @@ def test_token_server_with_real_registry(registry_factory, token_server_factory,
     chal = r.headers["WWW-Authenticate"]
     assert chal.startswith(f'Bearer realm="{ts.realm}"') and f'service="{ts.service}"' in chal
     assert 'scope="repository:tok/app:pull"' in chal
-    tr = requests.get(ts.realm, params={"service": ts.service, "scope": "repository:tok/app:pull"},
-                      auth=("bob", "t0ken-pw"), timeout=T, verify=False)
+    tr = requests.get(
+        ts.realm,
+        params={"service": ts.service, "scope": "repository:tok/app:pull"},
+        auth=("bob", "t0ken-pw"),
+        timeout=T,
+        verify=False,
+    )
     assert tr.status_code == 200
     body = tr.json()
     assert body["token"] == body["access_token"] and body["expires_in"] == 300 and body["issued_at"]
@@ -188,12 +232,20 @@ def test_token_server_with_real_registry(registry_factory, token_server_factory,
     assert claims["access"] == [{"type": "repository", "name": "tok/app", "actions": ["pull"]}]
     header = jwt.get_unverified_header(body["token"])
     assert (key_header in header) and header["alg"] == "RS256"
-    r = requests.get(url, headers={"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {body['token']}"},
-                     timeout=T, verify=False)
+    r = requests.get(
+        url,
+        headers={"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {body['token']}"},
+        timeout=T,
+        verify=False,
+    )
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == img.digest
     # the registry really checks the token: pull-only scope cannot push, a forged signature is refused
-    r = requests.post(f"{reg.url}/v2/tok/app/blobs/uploads/", headers={"Authorization": f"Bearer {body['token']}"},
-                      timeout=T, verify=False)
+    r = requests.post(
+        f"{reg.url}/v2/tok/app/blobs/uploads/",
+        headers={"Authorization": f"Bearer {body['token']}"},
+        timeout=T,
+        verify=False,
+    )
     assert r.status_code == 401 and "insufficient_scope" in r.headers["WWW-Authenticate"]
     other = token_server_factory(users={"bob": "t0ken-pw"}, key_header=key_header)  # same iss/aud, other key
     forged = other.issue("bob", ["repository:tok/app:pull"])[0]
@@ -201,8 +253,12 @@ def test_token_server_with_real_registry(registry_factory, token_server_factory,
         r = requests.get(url, headers={"Authorization": f"Bearer {bad}"}, timeout=T, verify=False)
         assert r.status_code == 401 and "invalid_token" in r.headers["WWW-Authenticate"]
     # wrong password: the token server refuses; the catalog scope works
-    assert requests.get(ts.realm, params={"service": ts.service}, auth=("bob", "nope"),
-                        timeout=T, verify=False).status_code == 401
+    assert (
+        requests.get(
+            ts.realm, params={"service": ts.service}, auth=("bob", "nope"), timeout=T, verify=False
+        ).status_code
+        == 401
+    )
     assert ts.requests[-1].status == 401 and ts.requests[-1].token is None
     auth = BearerAuth("bob", "t0ken-pw", verify=False)
     assert images.catalog(reg.url, auth=auth, verify=False) == ["tok/app"]
@@ -216,8 +272,11 @@ def test_token_server_with_real_registry(registry_factory, token_server_factory,
 
 
 def test_token_server_anonymous_and_acl(registry_factory, token_server_factory):
-    ts = token_server_factory(users={"ci": "pw"}, anonymous=True,
-                              acl=lambda user, typ, name, actions: actions if user else [a for a in actions if a == "pull"])
+    ts = token_server_factory(
+        users={"ci": "pw"},
+        anonymous=True,
+        acl=lambda user, typ, name, actions: actions if user else [a for a in actions if a == "pull"],
+    )
     reg = registry_factory(token=ts.auth_config())
     img = images.push_image(reg.url, "acl/app", "v1", auth=("ci", "pw"), token_server=ts, verify=False)
     anon = BearerAuth(verify=False)
@@ -248,12 +307,22 @@ def test_fault_proxy_injects_then_forwards(registry, fault_proxy_factory, unique
     t0 = time.monotonic()
     r = requests.get(url, headers={"Accept": MANIFEST_ACCEPT}, timeout=T, verify=False)
     assert time.monotonic() - t0 >= 0.3
-    assert r.status_code == 200 and r.content == img.manifest_bytes and r.headers["Docker-Content-Digest"] == img.digest
+    assert (
+        r.status_code == 200
+        and r.content == img.manifest_bytes
+        and r.headers["Docker-Content-Digest"] == img.digest
+    )
     r = requests.head(url, headers={"Accept": MANIFEST_ACCEPT}, timeout=T, verify=False)
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == img.digest and r.content == b""
     assert proxy.pending_faults() == 1  # the DELETE fault did not match GET/HEAD
     assert [(x.status, x.fault) for x in proxy.requests] == [
-        (None, "reset"), (503, "status"), (503, "status"), (429, "429"), (200, "slow"), (200, None)]
+        (None, "reset"),
+        (503, "status"),
+        (503, "status"),
+        (429, "429"),
+        (200, "slow"),
+        (200, None),
+    ]
     r = requests.delete(f"{proxy.url}/v2/{unique_repo}/manifests/{img.digest}", timeout=T, verify=False)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Basic realm="x"'
     assert images.head_manifest(registry.url, unique_repo, "v1", verify=False) == img.digest  # not forwarded
@@ -272,7 +341,9 @@ def test_fault_proxy_uploads_stay_on_proxy(registry, fault_proxy_factory, unique
     assert images.head_manifest(registry.url, unique_repo, "v1", verify=False) == img.digest
     puts = [x for x in proxy.requests if x.method == "PUT" and "/blobs/uploads/" in x.path]
     assert puts and all(x.status == 201 for x in puts)  # Location was rewritten to the proxy
-    streamed = requests.get(f"{proxy.url}/v2/{unique_repo}/blobs/{img.layer_digests[0]}", timeout=T, verify=False)
+    streamed = requests.get(
+        f"{proxy.url}/v2/{unique_repo}/blobs/{img.layer_digests[0]}", timeout=T, verify=False
+    )
     assert images.sha256_digest(streamed.content) == img.layer_digests[0] and len(streamed.content) == 300_000
 
 
@@ -287,10 +358,18 @@ def test_readonly_toggle_and_garbage_collect(registry_factory):
     assert reg.url == url and reg.pid != pid
     r = requests.post(f"{reg.url}/v2/ro/app/blobs/uploads/", timeout=T, verify=False)
     assert r.status_code == 405
-    r = requests.put(f"{reg.url}/v2/ro/app/manifests/again", data=keep.manifest_bytes,
-                     headers={"Content-Type": keep.media_type}, timeout=T, verify=False)
+    r = requests.put(
+        f"{reg.url}/v2/ro/app/manifests/again",
+        data=keep.manifest_bytes,
+        headers={"Content-Type": keep.media_type},
+        timeout=T,
+        verify=False,
+    )
     assert r.status_code == 405
-    assert requests.delete(f"{reg.url}/v2/ro/app/manifests/{gone.digest}", timeout=T, verify=False).status_code == 405
+    assert (
+        requests.delete(f"{reg.url}/v2/ro/app/manifests/{gone.digest}", timeout=T, verify=False).status_code
+        == 405
+    )
     assert images.head_manifest(reg.url, "ro/app", "keep", verify=False) == keep.digest  # reads still work
     reg.set_readonly(False)
     again = images.tag_existing(reg.url, "ro/app", "again", keep.digest, verify=False)

@@ -36,29 +36,36 @@ def planned(registry_factory, tmp_path):
     vf/idx with a kept multi-arch index. Returns (reg, ctx, inv, plan, digests)."""
     reg = registry_factory()
     u = reg.url
-    d = {"stable": images.push_image(u, REPO, "stable", layers=[layer(1)]).digest,
-         "other": images.push_image(u, REPO, "other", layers=[layer(2)]).digest,
-         "old": images.push_image(u, REPO, "old", created=OLD, layers=[layer(3)]).digest}
+    d = {
+        "stable": images.push_image(u, REPO, "stable", layers=[layer(1)]).digest,
+        "other": images.push_image(u, REPO, "other", layers=[layer(2)]).digest,
+        "old": images.push_image(u, REPO, "old", created=OLD, layers=[layer(3)]).digest,
+    }
     age(reg, REPO, "old")
     idx = images.push_index(u, "vf/idx", "multi")
     images.push_image(u, "vf/idx", "old", created=OLD, layers=[layer(4)])
     age(reg, "vf/idx", "old")
     d["multi"], d["multi_children"] = idx.digest, [c.digest for c in idx.children]
-    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg)],
-                       gc={"days": 30, "keepLast": 0, "protect": []})
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml", [registry_entry(reg)], gc={"days": 30, "keepLast": 0, "protect": []}
+    )
     ctx = RunContext.load(cfg)
     inv = scan(ctx.client("local-registry"), storage=ctx.storage("local-registry"))
     plan = prune.gc_plan(ctx, "local-registry", inv, prune.KubeState(None))
     assert (REPO, d["old"]) in plan.manifests_to_delete()
     assert {(t.repository, t.tag) for t in plan.kept_tags()} == {
-        (REPO, "stable"), (REPO, "other"), ("vf/idx", "multi")}
+        (REPO, "stable"),
+        (REPO, "other"),
+        ("vf/idx", "multi"),
+    }
     return reg, ctx, inv, plan, d
 
 
 def execute(ctx, inv, plan):
     """The run after the plan: delete (with the re-check), then verify the touched repositories."""
-    deleted = prune.delete_batch(ctx, "local-registry", plan.manifests_to_delete(), inv,
-                                 recheck=prune.planned_tag_deletes(plan))
+    deleted = prune.delete_batch(
+        ctx, "local-registry", plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan)
+    )
     assert not deleted.failed and not deleted.skipped, (deleted.failed, deleted.skipped)
     verified = prune.run_verify(ctx, "local-registry", inv, plan, everything=False, deleted=deleted)
     rep = prune.build_report("gc", "local-registry", plan, inv=inv, deleted=deleted, verified=verified)
@@ -67,8 +74,8 @@ def execute(ctx, inv, plan):
 
 def test_kept_tag_moved_after_the_plan_is_information(planned):
     reg, ctx, inv, plan, d = planned
-    new = images.push_image(reg.url, REPO, "stable", layers=[layer(10), layer(11)])   # a user re-tags
-    images.tag_existing(reg.url, REPO, "other", d["stable"])   # and moves another onto a kept image
+    new = images.push_image(reg.url, REPO, "stable", layers=[layer(10), layer(11)])  # a user re-tags
+    images.tag_existing(reg.url, REPO, "other", d["stable"])  # and moves another onto a kept image
     deleted, verified, rep = execute(ctx, inv, plan)
     assert verified.problems == []
     moved = {(m.tag, m.planned, m.now, m.problem) for m in verified.moved}
@@ -76,8 +83,10 @@ def test_kept_tag_moved_after_the_plan_is_information(planned):
     assert verified.blobs_checked >= len(new.layer_digests) + 1
     assert rep.status == "ok"
     assert rep.summary["kept tags moved during the run"] == 2 and rep.summary["verify problems"] == 0
-    note = (f"tag {REPO}:stable moved during the run from {d['stable'][:19]}… to {new.digest[:19]}… "
-            "(pushed after the plan): not a problem")
+    note = (
+        f"tag {REPO}:stable moved during the run from {d['stable'][:19]}… to {new.digest[:19]}… "
+        "(pushed after the plan): not a problem"
+    )
     assert note in rep.notes
     rows = {r["tag"]: r for r in rep.table("verify").rows}
     assert rows["stable"]["planned digest"] == d["stable"] and rows["stable"]["digest now"] == new.digest
@@ -91,7 +100,7 @@ def test_kept_tag_moved_after_the_plan_is_information(planned):
 
 def test_kept_tag_deleted_during_the_run_is_a_problem(planned):
     reg, ctx, inv, plan, d = planned
-    assert images.delete_manifest(reg.url, REPO, d["other"]) == 202      # someone deletes "other"
+    assert images.delete_manifest(reg.url, REPO, d["other"]) == 202  # someone deletes "other"
     _, verified, rep = execute(ctx, inv, plan)
     assert verified.moved == []
     assert verified.problems == [(REPO, "other", f"tag missing (expected {d['other']})")]
@@ -105,7 +114,7 @@ def test_moved_tag_whose_new_image_misses_a_blob_is_a_problem(planned):
     lost = layer(20)
     new = images.push_image(reg.url, REPO, "stable", layers=[lost, layer(21)])
     blob = images.sha256_digest(lost)
-    reg.blob_path(blob).unlink()                                          # storage lost a blob
+    reg.blob_path(blob).unlink()  # storage lost a blob
     _, verified, rep = execute(ctx, inv, plan)
     [m] = verified.moved
     assert (m.tag, m.planned, m.now) == ("stable", d["stable"], new.digest)
@@ -134,10 +143,11 @@ def test_moved_tag_to_an_index_missing_a_child_is_a_problem(planned):
 def test_moved_onto_a_manifest_this_run_deleted_is_a_problem(planned):
     reg, ctx, inv, plan, d = planned
     raw, mt, _ = images.get_manifest(reg.url, REPO, d["old"])
-    deleted = prune.delete_batch(ctx, "local-registry", plan.manifests_to_delete(), inv,
-                                 recheck=prune.planned_tag_deletes(plan))
+    deleted = prune.delete_batch(
+        ctx, "local-registry", plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan)
+    )
     assert (REPO, d["old"]) in deleted.deleted
-    images.put_manifest(reg.url, REPO, "stable", raw, mt)     # pushed back after our delete
+    images.put_manifest(reg.url, REPO, "stable", raw, mt)  # pushed back after our delete
     verified = prune.run_verify(ctx, "local-registry", inv, plan, everything=False, deleted=deleted)
     [m] = verified.moved
     assert m.now == d["old"] and "this run deleted" in (m.problem or "")
@@ -146,9 +156,9 @@ def test_moved_onto_a_manifest_this_run_deleted_is_a_problem(planned):
 
 def test_kept_image_missing_a_blob_or_child_is_a_problem(planned):
     reg, ctx, inv, plan, d = planned
-    reg.blob_path(images.sha256_digest(layer(2))).unlink()          # "other" loses a layer
+    reg.blob_path(images.sha256_digest(layer(2))).unlink()  # "other" loses a layer
     child = d["multi_children"][0]
-    assert images.delete_manifest(reg.url, "vf/idx", child) == 202    # the kept index loses a child
+    assert images.delete_manifest(reg.url, "vf/idx", child) == 202  # the kept index loses a child
     verified = prune.run_verify(ctx, "local-registry", inv, plan, everything=True)
     assert verified.moved == []
     problems = {(r, t): why for r, t, why in verified.problems}
@@ -163,6 +173,6 @@ def test_unchanged_kept_tags_verify_clean(planned):
     _, verified, rep = execute(ctx, inv, plan)
     assert verified.problems == [] and verified.moved == []
     assert verified.tags_checked == 3 and verified.blobs_checked >= 4
-    assert verified.manifests_checked == len(d["multi_children"])        # the index children
+    assert verified.manifests_checked == len(d["multi_children"])  # the index children
     assert rep.status == "ok" and rep.summary["kept tags moved during the run"] == 0
     assert rep.table("verify").rows == []

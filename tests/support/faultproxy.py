@@ -45,8 +45,16 @@ from tests.support.faultrate import FaultRate
 __all__ = ["FaultProxy", "Fault", "ProxyRecord"]
 
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "proxy-connection",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
 }
 _CHUNK = 64 * 1024
 _KINDS = ("reset", "status", "429", "slow", "reset_body", "truncate", "garbage", "reset_after")
@@ -115,7 +123,9 @@ def _chunked_body(rfile):
 
 
 class FaultProxy:
-    def __init__(self, upstream_url: str, *, upstream_verify: bool | str = True, timeout: float = 60.0) -> None:
+    def __init__(
+        self, upstream_url: str, *, upstream_verify: bool | str = True, timeout: float = 60.0
+    ) -> None:
         up = urlsplit(upstream_url.rstrip("/"))
         if up.scheme not in ("http", "https"):
             raise ValueError(f"upstream_url must be http(s)://host:port, not {upstream_url!r}")
@@ -163,7 +173,9 @@ class FaultProxy:
         self.port = self._httpd.server_address[1]
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="faultproxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="faultproxy", daemon=True
+        )
         self._thread.start()
 
     # -- faults ----------------------------------------------------------------------
@@ -260,7 +272,9 @@ class FaultProxy:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._up_scheme == "https":
-            return http.client.HTTPSConnection(self._up_host, self._up_port, timeout=self.timeout, context=self._ssl_ctx)
+            return http.client.HTTPSConnection(
+                self._up_host, self._up_port, timeout=self.timeout, context=self._ssl_ctx
+            )
         return http.client.HTTPConnection(self._up_host, self._up_port, timeout=self.timeout)
 
     def _rewrite_location(self, value: str) -> str:
@@ -412,7 +426,7 @@ class FaultProxy:
         if fault.kind == "garbage":
             if not (200 <= resp.status < 300 and data):
                 self._send_head(h, resp, None if no_body else str(len(data)))
-                self._record(method, path, resp.status, None)   # nothing to spoil: passed unchanged
+                self._record(method, path, resp.status, None)  # nothing to spoil: passed unchanged
                 h.end_headers()
                 h.wfile.write(data)
                 h.wfile.flush()
@@ -420,7 +434,7 @@ class FaultProxy:
             self._send_head(h, resp, str(len(cut)))
         else:
             self._send_head(h, resp, None if no_body else str(len(data)))
-        self._record(method, path, resp.status, fault.kind)     # before the client sees the answer
+        self._record(method, path, resp.status, fault.kind)  # before the client sees the answer
         h.end_headers()
         h.wfile.write(cut)
         h.wfile.flush()

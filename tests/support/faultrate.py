@@ -62,9 +62,19 @@ def _uniform(*parts) -> tuple[float, float]:
 class FaultRate:
     """Decides, per response, whether and which fault to inject (thread-safe)."""
 
-    def __init__(self, p: float, *, seed: int | str = 0, weights: dict[str, float] | None = None,
-                 method: str | None = None, path_regex: str | None = None, max_in_row: int = 2,
-                 retry_after: float | str = 0, delay: float = 0.2, part: float = 0.5):
+    def __init__(
+        self,
+        p: float,
+        *,
+        seed: int | str = 0,
+        weights: dict[str, float] | None = None,
+        method: str | None = None,
+        path_regex: str | None = None,
+        max_in_row: int = 2,
+        retry_after: float | str = 0,
+        delay: float = 0.2,
+        part: float = 0.5,
+    ):
         if not 0 <= p <= 1:
             raise ValueError("p is a probability: 0 <= p <= 1")
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
@@ -84,7 +94,7 @@ class FaultRate:
         self.retry_after, self.delay, self.part = retry_after, float(delay), float(part)
         self.injected: Counter = Counter()
         self.seen = 0
-        self.capped = 0                     # faults drawn but not injected: the cap said forward
+        self.capped = 0  # faults drawn but not injected: the cap said forward
         self._occurrences: Counter = Counter()
         self._streak: Counter = Counter()
         self._lock = threading.Lock()
@@ -105,7 +115,7 @@ class FaultRate:
         if self.path_regex and not self.path_regex.search(path):
             return None
         key = request_key(method, path)
-        chunk = key.startswith("PATCH ")            # one streak per repository's uploads
+        chunk = key.startswith("PATCH ")  # one streak per repository's uploads
         with self._lock:
             self.seen += 1
             n = self._occurrences[key]
@@ -121,7 +131,7 @@ class FaultRate:
             if not chunk:
                 self._streak[key] = 0
             if key.startswith("PUT ") and key.endswith("/blobs/uploads/"):
-                self._streak["PATCH " + key[len("PUT "):]] = 0    # a blob finished
+                self._streak["PATCH " + key[len("PUT ") :]] = 0  # a blob finished
             return None
 
     @property
@@ -129,5 +139,7 @@ class FaultRate:
         return sum(self.injected.values())
 
     def __repr__(self) -> str:
-        return (f"FaultRate(p={self.p}, seed={self.seed!r}, seen={self.seen}, "
-                f"injected={dict(self.injected)}, capped={self.capped})")
+        return (
+            f"FaultRate(p={self.p}, seed={self.seed!r}, seen={self.seen}, "
+            f"injected={dict(self.injected)}, capped={self.capped})"
+        )

@@ -25,12 +25,36 @@ import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 __all__ = [
-    "DOCKER_MANIFEST", "DOCKER_LIST", "OCI_MANIFEST", "OCI_INDEX", "MANIFEST_ACCEPT", "ALL_MANIFEST_TYPES",
-    "DOCKER_CONFIG", "OCI_CONFIG", "OCI_EMPTY", "EMPTY_JSON_DIGEST",
-    "PushedImage", "PushedIndex", "BearerAuth", "PushError",
-    "sha256_digest", "descriptor", "push_blob", "blob_exists", "push_image", "push_index",
-    "push_signature", "push_referrer", "tag_existing", "push_many", "put_manifest",
-    "get_manifest", "head_manifest", "delete_manifest", "list_tags", "catalog",
+    "DOCKER_MANIFEST",
+    "DOCKER_LIST",
+    "OCI_MANIFEST",
+    "OCI_INDEX",
+    "MANIFEST_ACCEPT",
+    "ALL_MANIFEST_TYPES",
+    "DOCKER_CONFIG",
+    "OCI_CONFIG",
+    "OCI_EMPTY",
+    "EMPTY_JSON_DIGEST",
+    "PushedImage",
+    "PushedIndex",
+    "BearerAuth",
+    "PushError",
+    "sha256_digest",
+    "descriptor",
+    "push_blob",
+    "blob_exists",
+    "push_image",
+    "push_index",
+    "push_signature",
+    "push_referrer",
+    "tag_existing",
+    "push_many",
+    "put_manifest",
+    "get_manifest",
+    "head_manifest",
+    "delete_manifest",
+    "list_tags",
+    "catalog",
 ]
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -129,8 +153,15 @@ class BearerAuth(AuthBase):
     credentials while it holds no token, so the same object works for htpasswd registries.
     Tokens are cached per repository (or per catalog/base endpoint); ``token_fetches`` counts fetches."""
 
-    def __init__(self, username: str | None = None, password: str | None = None, *,
-                 verify: bool | str = True, timeout: float = 10.0, basic_first: bool = False) -> None:
+    def __init__(
+        self,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        basic_first: bool = False,
+    ) -> None:
         self.username, self.password = username, password
         self.verify, self.timeout = verify, timeout
         self.basic_first = basic_first and username is not None
@@ -201,8 +232,15 @@ def _auth(auth, verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT, tok
 
 
 class _Client:
-    def __init__(self, base: str, auth=None, verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT,
-                 session: requests.Session | None = None, token_server=None) -> None:
+    def __init__(
+        self,
+        base: str,
+        auth=None,
+        verify: bool | str = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        token_server=None,
+    ) -> None:
         self.base = base.rstrip("/")
         self.auth = _auth(auth, verify, timeout, token_server)
         self.verify = verify
@@ -212,7 +250,9 @@ class _Client:
     def req(self, method: str, url: str, **kw) -> requests.Response:
         if not url.startswith("http"):
             url = self.base + url
-        return self.session.request(method, url, auth=self.auth, verify=self.verify, timeout=self.timeout, **kw)
+        return self.session.request(
+            method, url, auth=self.auth, verify=self.verify, timeout=self.timeout, **kw
+        )
 
     def fail(self, what: str, r: requests.Response) -> PushError:
         return PushError(f"{what}: {r.request.method} {r.url} -> HTTP {r.status_code}: {r.text[:300]}")
@@ -222,8 +262,9 @@ class _Client:
         r = self.req("HEAD", f"/v2/{repo}/blobs/{digest}")
         return r.status_code == 200
 
-    def push_blob(self, repo: str, data: bytes, *, mount_from: str | None = None,
-                  skip_existing: bool = False) -> tuple[str, int]:
+    def push_blob(
+        self, repo: str, data: bytes, *, mount_from: str | None = None, skip_existing: bool = False
+    ) -> tuple[str, int]:
         digest = sha256_digest(data)
         if skip_existing and self.blob_exists(repo, digest):
             return digest, len(data)
@@ -239,8 +280,12 @@ class _Client:
                 raise self.fail(f"start blob upload in {repo}", r)
         location = urljoin(self.base + "/", r.headers["Location"])
         sep = "&" if "?" in location else "?"
-        r = self.req("PUT", f"{location}{sep}digest={digest}", data=data,
-                     headers={"Content-Type": "application/octet-stream"})
+        r = self.req(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         if r.status_code != 201:
             raise self.fail(f"upload blob {digest} to {repo}", r)
         return digest, len(data)
@@ -271,9 +316,20 @@ def _randbytes(rng: random.Random | None, n: int) -> bytes:
     return rng.randbytes(n) if rng is not None else os.urandom(n)
 
 
-def _build_image(c: _Client, repo: str, *, layers: list[bytes] | None, created: dt.datetime | None,
-                 media: str, arch: str, os_: str, extra_annotations: dict | None, seed,
-                 mount_from: str | None = None, variant: str | None = None) -> PushedImage:
+def _build_image(
+    c: _Client,
+    repo: str,
+    *,
+    layers: list[bytes] | None,
+    created: dt.datetime | None,
+    media: str,
+    arch: str,
+    os_: str,
+    extra_annotations: dict | None,
+    seed,
+    mount_from: str | None = None,
+    variant: str | None = None,
+) -> PushedImage:
     if media not in ("docker", "oci"):
         raise ValueError("media must be 'docker' or 'oci'")
     rng = _rng(seed)
@@ -282,8 +338,9 @@ def _build_image(c: _Client, repo: str, *, layers: list[bytes] | None, created: 
     layer_descs = []
     for data in layers:
         digest, size = c.push_blob(repo, data, mount_from=mount_from, skip_existing=True)
-        layer_descs.append({"mediaType": DOCKER_LAYER if media == "docker" else OCI_LAYER,
-                            "size": size, "digest": digest})
+        layer_descs.append(
+            {"mediaType": DOCKER_LAYER if media == "docker" else OCI_LAYER, "size": size, "digest": digest}
+        )
     created_s = _rfc3339(created)
     config = {
         "architecture": arch,
@@ -319,60 +376,139 @@ def _build_image(c: _Client, repo: str, *, layers: list[bytes] | None, created: 
     if variant:
         platform["variant"] = variant
     return PushedImage(
-        digest=sha256_digest(body), manifest_bytes=body, media_type=mt, config_digest=config_digest,
+        digest=sha256_digest(body),
+        manifest_bytes=body,
+        media_type=mt,
+        config_digest=config_digest,
         layer_digests=[d["digest"] for d in layer_descs],
         size_total=len(body) + config_size + sum(d["size"] for d in layer_descs),
-        repo=repo, platform=platform,
+        repo=repo,
+        platform=platform,
         created=dt.datetime.fromisoformat(created_s.replace("Z", "+00:00")),
     )
 
 
 # -- public helpers ----------------------------------------------------------------------
-def push_blob(base: str, repo: str, data: bytes, *, auth=None, verify: bool | str = True,
-              timeout: float = DEFAULT_TIMEOUT, mount_from: str | None = None,
-              session: requests.Session | None = None, token_server=None) -> tuple[str, int]:
+def push_blob(
+    base: str,
+    repo: str,
+    data: bytes,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    mount_from: str | None = None,
+    session: requests.Session | None = None,
+    token_server=None,
+) -> tuple[str, int]:
     """Monolithic upload (POST then PUT ?digest=), or a cross-repo mount when ``mount_from`` is set."""
-    return _Client(base, auth, verify, timeout, session, token_server).push_blob(repo, data, mount_from=mount_from)
+    return _Client(base, auth, verify, timeout, session, token_server).push_blob(
+        repo, data, mount_from=mount_from
+    )
 
 
-def blob_exists(base: str, repo: str, digest: str, *, auth=None, verify: bool | str = True,
-                timeout: float = DEFAULT_TIMEOUT, token_server=None) -> bool:
+def blob_exists(
+    base: str,
+    repo: str,
+    digest: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> bool:
     return _Client(base, auth, verify, timeout, token_server=token_server).blob_exists(repo, digest)
 
 
-def put_manifest(base: str, repo: str, ref: str, body: bytes, media_type: str, *, auth=None,
-                 verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT, token_server=None) -> str:
-    return _Client(base, auth, verify, timeout, token_server=token_server).put_manifest(repo, ref, body, media_type)
+def put_manifest(
+    base: str,
+    repo: str,
+    ref: str,
+    body: bytes,
+    media_type: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> str:
+    return _Client(base, auth, verify, timeout, token_server=token_server).put_manifest(
+        repo, ref, body, media_type
+    )
 
 
-def push_image(base: str, repo: str, tag: str | None, *, layers: list[bytes] | None = None,
-               created: dt.datetime | None = None, media: str = "docker", arch: str = "amd64",
-               os: str = "linux", extra_annotations: dict | None = None, seed=None, auth=None,
-               verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT, mount_from: str | None = None,
-               session: requests.Session | None = None, token_server=None) -> PushedImage:
+def push_image(
+    base: str,
+    repo: str,
+    tag: str | None,
+    *,
+    layers: list[bytes] | None = None,
+    created: dt.datetime | None = None,
+    media: str = "docker",
+    arch: str = "amd64",
+    os: str = "linux",
+    extra_annotations: dict | None = None,
+    seed=None,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    mount_from: str | None = None,
+    session: requests.Session | None = None,
+    token_server=None,
+) -> PushedImage:
     """Push a small single-platform image (docker schema2 or OCI). ``tag=None`` pushes by digest only.
 
     Layers default to two small random blobs (deterministic from ``seed``); the config JSON carries
     ``created`` (default now, UTC). ``token_server``: pass the TokenServer of a token-auth registry
     with ``auth=(user, password)`` so the credentials only go to the token realm."""
     c = _Client(base, auth, verify, timeout, session, token_server)
-    img = _build_image(c, repo, layers=layers, created=created, media=media, arch=arch, os_=os,
-                       extra_annotations=extra_annotations, seed=seed, mount_from=mount_from)
+    img = _build_image(
+        c,
+        repo,
+        layers=layers,
+        created=created,
+        media=media,
+        arch=arch,
+        os_=os,
+        extra_annotations=extra_annotations,
+        seed=seed,
+        mount_from=mount_from,
+    )
     c.put_manifest(repo, tag or img.digest, img.manifest_bytes, img.media_type)
     img.tag = tag
     return img
 
 
-def push_index(base: str, repo: str, tag: str | None, platforms: Iterable[tuple[str, str]] = (("linux", "amd64"), ("linux", "arm64")),
-               *, media: str = "oci", created: dt.datetime | None = None, seed=None, auth=None,
-               verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT, token_server=None) -> PushedIndex:
+def push_index(
+    base: str,
+    repo: str,
+    tag: str | None,
+    platforms: Iterable[tuple[str, str]] = (("linux", "amd64"), ("linux", "arm64")),
+    *,
+    media: str = "oci",
+    created: dt.datetime | None = None,
+    seed=None,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> PushedIndex:
     """Push one child manifest per (os, arch) by digest (untagged), then the index/manifest list by tag."""
     c = _Client(base, auth, verify, timeout, token_server=token_server)
     children: list[PushedImage] = []
     for i, (os_, arch) in enumerate(platforms):
         child_seed = None if seed is None else f"{seed}/{i}"
-        img = _build_image(c, repo, layers=None, created=created, media="oci" if media == "oci" else "docker",
-                           arch=arch, os_=os_, extra_annotations=None, seed=child_seed)
+        img = _build_image(
+            c,
+            repo,
+            layers=None,
+            created=created,
+            media="oci" if media == "oci" else "docker",
+            arch=arch,
+            os_=os_,
+            extra_annotations=None,
+            seed=child_seed,
+        )
         c.put_manifest(repo, img.digest, img.manifest_bytes, img.media_type)
         children.append(img)
     mt = OCI_INDEX if media == "oci" else DOCKER_LIST
@@ -385,12 +521,23 @@ def push_index(base: str, repo: str, tag: str | None, platforms: Iterable[tuple[
         index["annotations"] = {"org.opencontainers.image.created": _rfc3339(created)}
     body = _canon(index)
     digest = c.put_manifest(repo, tag or sha256_digest(body), body, mt)
-    return PushedIndex(digest=digest, children=children, manifest_bytes=body, media_type=mt, repo=repo, tag=tag)
+    return PushedIndex(
+        digest=digest, children=children, manifest_bytes=body, media_type=mt, repo=repo, tag=tag
+    )
 
 
-def push_signature(base: str, repo: str, subject_digest: str, kind: str = "sig", *, auth=None,
-                   verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT, token_server=None,
-                   created: dt.datetime | None = None) -> PushedImage:
+def push_signature(
+    base: str,
+    repo: str,
+    subject_digest: str,
+    kind: str = "sig",
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+    created: dt.datetime | None = None,
+) -> PushedImage:
     """Push a cosign-style artifact tagged ``sha256-<hex>.<kind>`` (kind: sig | att | sbom)."""
     if kind not in ("sig", "att", "sbom"):
         raise ValueError("kind must be 'sig', 'att' or 'sbom'")
@@ -398,21 +545,32 @@ def push_signature(base: str, repo: str, subject_digest: str, kind: str = "sig",
     algo, hexd = subject_digest.split(":", 1)
     tag = f"{algo}-{hexd}.{kind}"
     if kind == "sig":
-        payload = _canon({
-            "critical": {
-                "identity": {"docker-reference": repo},
-                "image": {"docker-manifest-digest": subject_digest},
-                "type": "cosign container image signature",
-            },
-            "optional": {"nonce": os.urandom(8).hex()},
-        })
+        payload = _canon(
+            {
+                "critical": {
+                    "identity": {"docker-reference": repo},
+                    "image": {"docker-manifest-digest": subject_digest},
+                    "type": "cosign container image signature",
+                },
+                "optional": {"nonce": os.urandom(8).hex()},
+            }
+        )
         layer_mt = COSIGN_SIMPLESIGNING
         layer_ann = {"dev.cosignproject.cosign/signature": base64.b64encode(os.urandom(64)).decode()}
     elif kind == "att":
-        statement = {"_type": "https://in-toto.io/Statement/v0.1", "subject": [{"digest": {algo: hexd}}],
-                     "predicateType": "https://slsa.dev/provenance/v0.2", "predicate": {"n": os.urandom(8).hex()}}
-        payload = _canon({"payloadType": "application/vnd.in-toto+json",
-                          "payload": base64.b64encode(json.dumps(statement).encode()).decode(), "signatures": []})
+        statement = {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "subject": [{"digest": {algo: hexd}}],
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "predicate": {"n": os.urandom(8).hex()},
+        }
+        payload = _canon(
+            {
+                "payloadType": "application/vnd.in-toto+json",
+                "payload": base64.b64encode(json.dumps(statement).encode()).decode(),
+                "signatures": [],
+            }
+        )
         layer_mt = DSSE_ENVELOPE
         layer_ann = {"predicateType": statement["predicateType"]}
     else:
@@ -421,8 +579,15 @@ def push_signature(base: str, repo: str, subject_digest: str, kind: str = "sig",
         layer_ann = {}
     layer_digest, layer_size = c.push_blob(repo, payload, skip_existing=True)
     created_s = _rfc3339(created)
-    config_bytes = _canon({"architecture": "", "os": "", "created": created_s, "config": {},
-                           "rootfs": {"type": "layers", "diff_ids": [layer_digest]}})
+    config_bytes = _canon(
+        {
+            "architecture": "",
+            "os": "",
+            "created": created_s,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        }
+    )
     config_digest, config_size = c.push_blob(repo, config_bytes, skip_existing=True)
     layer_desc: dict[str, Any] = {"mediaType": layer_mt, "size": layer_size, "digest": layer_digest}
     if layer_ann:
@@ -435,14 +600,32 @@ def push_signature(base: str, repo: str, subject_digest: str, kind: str = "sig",
     }
     body = _canon(manifest)
     digest = c.put_manifest(repo, tag, body, OCI_MANIFEST)
-    return PushedImage(digest=digest, manifest_bytes=body, media_type=OCI_MANIFEST, config_digest=config_digest,
-                       layer_digests=[layer_digest], size_total=len(body) + config_size + layer_size,
-                       repo=repo, tag=tag)
+    return PushedImage(
+        digest=digest,
+        manifest_bytes=body,
+        media_type=OCI_MANIFEST,
+        config_digest=config_digest,
+        layer_digests=[layer_digest],
+        size_total=len(body) + config_size + layer_size,
+        repo=repo,
+        tag=tag,
+    )
 
 
-def push_referrer(base: str, repo: str, subject_desc: Any, *, artifact_type: str = "application/vnd.example.sbom.v1+json",
-                  tag: str | None = None, fallback_tag: bool = True, auth=None, verify: bool | str = True,
-                  timeout: float = DEFAULT_TIMEOUT, token_server=None, created: dt.datetime | None = None) -> PushedImage:
+def push_referrer(
+    base: str,
+    repo: str,
+    subject_desc: Any,
+    *,
+    artifact_type: str = "application/vnd.example.sbom.v1+json",
+    tag: str | None = None,
+    fallback_tag: bool = True,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+    created: dt.datetime | None = None,
+) -> PushedImage:
     """Push an OCI 1.1 artifact manifest whose ``subject`` is ``subject_desc`` (by digest unless ``tag``).
 
     distribution 2.8 has no referrers API, so like oras/cosign do against such registries, with
@@ -465,9 +648,16 @@ def push_referrer(base: str, repo: str, subject_desc: Any, *, artifact_type: str
     }
     body = _canon(manifest)
     digest = c.put_manifest(repo, tag or sha256_digest(body), body, OCI_MANIFEST)
-    img = PushedImage(digest=digest, manifest_bytes=body, media_type=OCI_MANIFEST, config_digest=EMPTY_JSON_DIGEST,
-                      layer_digests=[blob_digest], size_total=len(body) + len(EMPTY_JSON) + blob_size,
-                      repo=repo, tag=tag)
+    img = PushedImage(
+        digest=digest,
+        manifest_bytes=body,
+        media_type=OCI_MANIFEST,
+        config_digest=EMPTY_JSON_DIGEST,
+        layer_digests=[blob_digest],
+        size_total=len(body) + len(EMPTY_JSON) + blob_size,
+        repo=repo,
+        tag=tag,
+    )
     if fallback_tag:
         ref_tag = subject["digest"].replace(":", "-")
         r = c.req("GET", f"/v2/{repo}/manifests/{ref_tag}", headers={"Accept": OCI_INDEX})
@@ -477,14 +667,24 @@ def push_referrer(base: str, repo: str, subject_desc: Any, *, artifact_type: str
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         else:
             raise c.fail(f"read referrers tag {repo}:{ref_tag}", r)
-        index["manifests"].append({**img.descriptor, "artifactType": artifact_type,
-                                   "annotations": manifest["annotations"]})
+        index["manifests"].append(
+            {**img.descriptor, "artifactType": artifact_type, "annotations": manifest["annotations"]}
+        )
         c.put_manifest(repo, ref_tag, _canon(index), OCI_INDEX)
     return img
 
 
-def tag_existing(base: str, repo: str, tag: str, digest: str, *, auth=None, verify: bool | str = True,
-                 timeout: float = DEFAULT_TIMEOUT, token_server=None) -> str:
+def tag_existing(
+    base: str,
+    repo: str,
+    tag: str,
+    digest: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> str:
     """GET the manifest bytes by digest (full Accept) and PUT them unchanged under ``tag``."""
     c = _Client(base, auth, verify, timeout, token_server=token_server)
     body, ctype, _ = c.get_manifest(repo, digest)
@@ -494,14 +694,30 @@ def tag_existing(base: str, repo: str, tag: str, digest: str, *, auth=None, veri
     return got
 
 
-def get_manifest(base: str, repo: str, ref: str, *, auth=None, verify: bool | str = True,
-                 timeout: float = DEFAULT_TIMEOUT, token_server=None) -> tuple[bytes, str, str]:
+def get_manifest(
+    base: str,
+    repo: str,
+    ref: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> tuple[bytes, str, str]:
     """(body bytes, Content-Type, Docker-Content-Digest header) of a manifest."""
     return _Client(base, auth, verify, timeout, token_server=token_server).get_manifest(repo, ref)
 
 
-def head_manifest(base: str, repo: str, ref: str, *, auth=None, verify: bool | str = True,
-                  timeout: float = DEFAULT_TIMEOUT, token_server=None) -> str | None:
+def head_manifest(
+    base: str,
+    repo: str,
+    ref: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> str | None:
     """The manifest digest, or None if the registry answers 404."""
     c = _Client(base, auth, verify, timeout, token_server=token_server)
     r = c.req("HEAD", f"/v2/{repo}/manifests/{ref}", headers={"Accept": MANIFEST_ACCEPT})
@@ -512,8 +728,16 @@ def head_manifest(base: str, repo: str, ref: str, *, auth=None, verify: bool | s
     return r.headers.get("Docker-Content-Digest")
 
 
-def delete_manifest(base: str, repo: str, digest: str, *, auth=None, verify: bool | str = True,
-                    timeout: float = DEFAULT_TIMEOUT, token_server=None) -> int:
+def delete_manifest(
+    base: str,
+    repo: str,
+    digest: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> int:
     """DELETE by digest (the only way distribution allows); returns the HTTP status."""
     if not digest.startswith("sha256:"):
         raise ValueError("delete manifests by digest only")
@@ -521,8 +745,15 @@ def delete_manifest(base: str, repo: str, digest: str, *, auth=None, verify: boo
     return c.req("DELETE", f"/v2/{repo}/manifests/{digest}").status_code
 
 
-def list_tags(base: str, repo: str, *, auth=None, verify: bool | str = True,
-              timeout: float = DEFAULT_TIMEOUT, token_server=None) -> list[str]:
+def list_tags(
+    base: str,
+    repo: str,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> list[str]:
     """All tags of a repository (follows Link pagination); [] when the repository is unknown."""
     c = _Client(base, auth, verify, timeout, token_server=token_server)
     url, tags = f"/v2/{repo}/tags/list?n=100", []
@@ -538,8 +769,15 @@ def list_tags(base: str, repo: str, *, auth=None, verify: bool | str = True,
     return tags
 
 
-def catalog(base: str, *, page_size: int = 100, auth=None, verify: bool | str = True,
-            timeout: float = DEFAULT_TIMEOUT, token_server=None) -> list[str]:
+def catalog(
+    base: str,
+    *,
+    page_size: int = 100,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+) -> list[str]:
     """All repositories from /v2/_catalog, following the Link header."""
     c = _Client(base, auth, verify, timeout, token_server=token_server)
     url, repos = f"/v2/_catalog?n={page_size}", []
@@ -553,11 +791,26 @@ def catalog(base: str, *, page_size: int = 100, auth=None, verify: bool | str = 
     return repos
 
 
-def push_many(base: str, n_repos: int | None = None, tags_per_repo: int = 1, shared_base_layer: bool = True,
-              prefix: str = "bench/app", workers: int = 8, *, auth=None, verify: bool | str = True,
-              timeout: float = DEFAULT_TIMEOUT, token_server=None, media: str = "docker", base_layer_size: int = 64 * 1024,
-              layer_size: int = 2048, created_start: dt.datetime | None = None,
-              tag_format: str = "build-{j:04d}", seed=None, repos: list[str] | None = None) -> list[PushedImage]:
+def push_many(
+    base: str,
+    n_repos: int | None = None,
+    tags_per_repo: int = 1,
+    shared_base_layer: bool = True,
+    prefix: str = "bench/app",
+    workers: int = 8,
+    *,
+    auth=None,
+    verify: bool | str = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    token_server=None,
+    media: str = "docker",
+    base_layer_size: int = 64 * 1024,
+    layer_size: int = 2048,
+    created_start: dt.datetime | None = None,
+    tag_format: str = "build-{j:04d}",
+    seed=None,
+    repos: list[str] | None = None,
+) -> list[PushedImage]:
     """Push ``n_repos`` repositories (``{prefix}-{i:04d}``, or exactly ``repos``) with ``tags_per_repo`` tags each.
 
     With ``shared_base_layer`` every image also carries one common base layer, uploaded once and
@@ -591,8 +844,17 @@ def push_many(base: str, n_repos: int | None = None, tags_per_repo: int = 1, sha
         for j in range(tags_per_repo):
             own = _randbytes(_rng(f"{seed}/{i}/{j}") if seed is not None else None, layer_size)
             layers = ([base_layer] if base_layer is not None else []) + [own]
-            img = _build_image(c, repo, layers=layers, created=created_start + dt.timedelta(hours=j),
-                               media=media, arch="amd64", os_="linux", extra_annotations=None, seed=None)
+            img = _build_image(
+                c,
+                repo,
+                layers=layers,
+                created=created_start + dt.timedelta(hours=j),
+                media=media,
+                arch="amd64",
+                os_="linux",
+                extra_annotations=None,
+                seed=None,
+            )
             tag = tag_format.format(i=i, j=j)
             c.put_manifest(repo, tag, img.manifest_bytes, img.media_type)
             img.tag = tag

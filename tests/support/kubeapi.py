@@ -40,8 +40,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["KubeApiServer", "write_kubeconfig", "load_responses", "synthetic_pods", "FAKE_TOKEN",
-           "FIXTURES", "RESOURCES"]
+__all__ = [
+    "KubeApiServer",
+    "write_kubeconfig",
+    "load_responses",
+    "synthetic_pods",
+    "FAKE_TOKEN",
+    "FIXTURES",
+    "RESOURCES",
+]
 
 FAKE_TOKEN = "rk-fake-kube-token-" + secrets.token_hex(16)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kube"
@@ -58,17 +65,41 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
 }
 _LIST_KIND_TO_RESOURCE = {v[1]: k for k, v in RESOURCES.items()}
 _KIND_TO_RESOURCE = {v[1][:-4]: k for k, v in RESOURCES.items()}
-_GROUP = {"pods": "", "deployments": "apps", "statefulsets": "apps", "daemonsets": "apps",
-          "replicasets": "apps", "jobs": "batch", "cronjobs": "batch"}
-_PATH_RE = re.compile(r"^/(?:api/v1|apis/(?:apps|batch)/v1)(?:/namespaces/(?P<ns>[a-z0-9-]+))?/(?P<res>[a-z]+)$")
+_GROUP = {
+    "pods": "",
+    "deployments": "apps",
+    "statefulsets": "apps",
+    "daemonsets": "apps",
+    "replicasets": "apps",
+    "jobs": "batch",
+    "cronjobs": "batch",
+}
+_PATH_RE = re.compile(
+    r"^/(?:api/v1|apis/(?:apps|batch)/v1)(?:/namespaces/(?P<ns>[a-z0-9-]+))?/(?P<res>[a-z]+)$"
+)
 
-_STATUS_REASON = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Expired",
-                  429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+_STATUS_REASON = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    410: "Expired",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
 
 
 def _status(code: int, message: str, reason: str | None = None, kind: str | None = None) -> dict:
-    doc = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-           "reason": reason or _STATUS_REASON.get(code, "Unknown"), "code": code}
+    doc = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or _STATUS_REASON.get(code, "Unknown"),
+        "code": code,
+    }
     if kind:
         doc["details"] = {"kind": kind}
     return doc
@@ -78,8 +109,10 @@ def _default_message(resource: str, code: int) -> str:
     group = _GROUP.get(resource, "")
     full = f"{resource}.{group}" if group else resource
     if code == 403:
-        return (f'{full} is forbidden: User "system:serviceaccount:regkeeper:regkeeper" cannot list resource '
-                f'"{resource}" in API group "{group}" at the cluster scope')
+        return (
+            f'{full} is forbidden: User "system:serviceaccount:regkeeper:regkeeper" cannot list resource '
+            f'"{resource}" in API group "{group}" at the cluster scope'
+        )
     if code == 500:
         return "Internal error occurred: etcdserver: request timed out"
     if code == 503:
@@ -87,16 +120,19 @@ def _default_message(resource: str, code: int) -> str:
     if code == 429:
         return "storage is (re)initializing"
     if code == 410:
-        return ("The provided continue parameter is too old to display a consistent list result. You can start a "
-                "new list without the continue parameter, or use the continue token in this response to retrieve "
-                "the remainder of the results. Continuing with the provided token results in an inconsistent list "
-                "- objects that were created, modified, or deleted between the time the first chunk was returned "
-                "and now may show up in the list.")
+        return (
+            "The provided continue parameter is too old to display a consistent list result. You can start a "
+            "new list without the continue parameter, or use the continue token in this response to retrieve "
+            "the remainder of the results. Continuing with the provided token results in an inconsistent list "
+            "- objects that were created, modified, or deleted between the time the first chunk was returned "
+            "and now may show up in the list."
+        )
     return f"the server could not list {full}"
 
 
-def load_responses(source: str | Path | Mapping[str, Any] | None,
-                   substitutions: Mapping[str, str] | None = None) -> dict[str, dict]:
+def load_responses(
+    source: str | Path | Mapping[str, Any] | None, substitutions: Mapping[str, str] | None = None
+) -> dict[str, dict]:
     """Recorded list responses keyed by resource plural.
 
     ``source``: a directory of ``*.json`` list responses (the resource comes from the document's
@@ -123,7 +159,12 @@ def load_responses(source: str | Path | Mapping[str, Any] | None,
             raise ValueError(f"unknown resource {res!r}; known: {', '.join(RESOURCES)}")
         if isinstance(val, list):
             path, kind, api_version = RESOURCES[res]
-            val = {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": val}
+            val = {
+                "kind": kind,
+                "apiVersion": api_version,
+                "metadata": {"resourceVersion": "1"},
+                "items": val,
+            }
         if substitutions:
             text = json.dumps(val)
             for k, v in substitutions.items():
@@ -136,23 +177,30 @@ def load_responses(source: str | Path | Mapping[str, Any] | None,
 class _Fault:
     __slots__ = ("status", "message", "drop", "delay", "times", "on_continue_only", "cut")
 
-    def __init__(self, status=None, message=None, drop=False, delay=0.0, times=None, on_continue_only=False,
-                 cut=None):
+    def __init__(
+        self, status=None, message=None, drop=False, delay=0.0, times=None, on_continue_only=False, cut=None
+    ):
         self.status = status
         self.message = message
         self.drop = drop
         self.delay = delay
         self.times = times
         self.on_continue_only = on_continue_only
-        self.cut = cut          # fraction of a 200 body sent before the connection is reset
+        self.cut = cut  # fraction of a 200 body sent before the connection is reset
 
 
 class KubeApiServer:
     """Threaded HTTP(S) server on 127.0.0.1 serving recorded Kubernetes list responses."""
 
-    def __init__(self, responses: str | Path | Mapping[str, Any] | None = None, *,
-                 substitutions: Mapping[str, str] | None = None, token: str | None = FAKE_TOKEN,
-                 tls: bool = False, git_version: str = "v1.30.2"):
+    def __init__(
+        self,
+        responses: str | Path | Mapping[str, Any] | None = None,
+        *,
+        substitutions: Mapping[str, str] | None = None,
+        token: str | None = FAKE_TOKEN,
+        tls: bool = False,
+        git_version: str = "v1.30.2",
+    ):
         self.token = token
         self.tls = tls
         self.git_version = git_version
@@ -177,7 +225,12 @@ class KubeApiServer:
             raise ValueError(f"unknown resource {resource!r}")
         path, kind, api_version = RESOURCES[resource]
         if isinstance(doc, list):
-            doc = {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": doc}
+            doc = {
+                "kind": kind,
+                "apiVersion": api_version,
+                "metadata": {"resourceVersion": "1"},
+                "items": doc,
+            }
         items = list(doc.get("items") or [])
         encoded = [json.dumps(i, separators=(",", ":")).encode() for i in items]
         entry = {
@@ -195,11 +248,19 @@ class KubeApiServer:
             return list(self._lists.get(resource, {}).get("items", []))
 
     # -- fault switches --------------------------------------------------------------------------
-    def fail(self, resource: str, status: int, message: str | None = None, *, times: int | None = None,
-             on_continue_only: bool = False) -> None:
+    def fail(
+        self,
+        resource: str,
+        status: int,
+        message: str | None = None,
+        *,
+        times: int | None = None,
+        on_continue_only: bool = False,
+    ) -> None:
         """Make ``resource`` answer ``status`` with a Status body (``times`` None: until cleared)."""
-        self._set_fault(resource, _Fault(status=status, message=message, times=times,
-                                         on_continue_only=on_continue_only))
+        self._set_fault(
+            resource, _Fault(status=status, message=message, times=times, on_continue_only=on_continue_only)
+        )
 
     def drop(self, resource: str, *, times: int | None = None) -> None:
         """Close the connection without answering requests for ``resource``."""
@@ -279,8 +340,12 @@ class KubeApiServer:
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._port = httpd.server_address[1]
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"kubeapi-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"kubeapi-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -304,7 +369,7 @@ class KubeApiServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def __repr__(self) -> str:   # never the token
+    def __repr__(self) -> str:  # never the token
         state = self.url if self._httpd is not None else "stopped"
         return f"KubeApiServer({state}, resources={sorted(self._lists)})"
 
@@ -334,24 +399,56 @@ class _Handler(BaseHTTPRequestHandler):
         resource = m.group("res") if m and m.group("res") in RESOURCES else None
         scheme, _, credential = self.headers.get("Authorization", "").partition(" ")
         authorized = api.token is None or (scheme.lower() == "bearer" and credential.strip() == api.token)
-        entry = {"method": "GET", "path": path, "resource": resource, "query": query,
-                 "authorized": authorized, "status": None}
+        entry = {
+            "method": "GET",
+            "path": path,
+            "resource": resource,
+            "query": query,
+            "authorized": authorized,
+            "status": None,
+        }
         api._record(entry)
 
         if not authorized:
             return self._json(401, _status(401, "Unauthorized"), entry)
         if path == "/version":
             major, minor = self.api.git_version.lstrip("v").split(".")[:2]
-            return self._json(200, {"major": major, "minor": minor, "gitVersion": api.git_version,
-                                    "gitCommit": "0" * 40, "gitTreeState": "clean",
-                                    "buildDate": "2024-06-11T20:20:00Z", "goVersion": "go1.22.4",
-                                    "compiler": "gc", "platform": "linux/amd64"}, entry)
+            return self._json(
+                200,
+                {
+                    "major": major,
+                    "minor": minor,
+                    "gitVersion": api.git_version,
+                    "gitCommit": "0" * 40,
+                    "gitTreeState": "clean",
+                    "buildDate": "2024-06-11T20:20:00Z",
+                    "goVersion": "go1.22.4",
+                    "compiler": "gc",
+                    "platform": "linux/amd64",
+                },
+                entry,
+            )
         if path == "/api":
-            return self._json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}]}, entry)
+            return self._json(
+                200,
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}
+                    ],
+                },
+                entry,
+            )
         if path == "/apis":
-            groups = [{"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
-                       "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in ("apps", "batch")]
+            groups = [
+                {
+                    "name": g,
+                    "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+                    "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"},
+                }
+                for g in ("apps", "batch")
+            ]
             return self._json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}, entry)
         if resource is None or not path.startswith(RESOURCES[resource][0].rsplit("/", 1)[0] + "/"):
             return self._json(404, _status(404, "the server could not find the requested resource"), entry)
@@ -369,19 +466,33 @@ class _Handler(BaseHTTPRequestHandler):
                     pass
                 return
             if fault.status:
-                return self._json(fault.status, _status(fault.status, fault.message or _default_message(
-                    resource, fault.status), kind=resource), entry)
+                return self._json(
+                    fault.status,
+                    _status(
+                        fault.status, fault.message or _default_message(resource, fault.status), kind=resource
+                    ),
+                    entry,
+                )
 
         with api._lock:
             lst = api._lists.get(resource)
         if lst is None:
             path0, kind, api_version = RESOURCES[resource]
-            lst = {"kind": kind, "apiVersion": api_version, "resourceVersion": "1", "items": [], "encoded": []}
+            lst = {
+                "kind": kind,
+                "apiVersion": api_version,
+                "resourceVersion": "1",
+                "items": [],
+                "encoded": [],
+            }
         encoded = lst["encoded"]
         if m.group("ns"):
             ns = m.group("ns")
-            encoded = [e for e, i in zip(lst["encoded"], lst["items"], strict=True)
-                       if (i.get("metadata") or {}).get("namespace") == ns]
+            encoded = [
+                e
+                for e, i in zip(lst["encoded"], lst["items"], strict=True)
+                if (i.get("metadata") or {}).get("namespace") == ns
+            ]
 
         start = 0
         token = query.get("continue")
@@ -400,13 +511,27 @@ class _Handler(BaseHTTPRequestHandler):
         end = len(encoded) if limit <= 0 else min(len(encoded), start + limit)
         meta: dict = {"resourceVersion": lst["resourceVersion"]}
         if end < len(encoded):
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
-                {"v": "meta.k8s.io/v1", "rv": lst["resourceVersion"], "start": end}).encode()).decode().rstrip("=")
+            meta["continue"] = (
+                base64.urlsafe_b64encode(
+                    json.dumps({"v": "meta.k8s.io/v1", "rv": lst["resourceVersion"], "start": end}).encode()
+                )
+                .decode()
+                .rstrip("=")
+            )
             meta["remainingItemCount"] = len(encoded) - end
-        body = b"".join([
-            b'{"kind":', json.dumps(lst["kind"]).encode(), b',"apiVersion":', json.dumps(lst["apiVersion"]).encode(),
-            b',"metadata":', json.dumps(meta).encode(), b',"items":[', b",".join(encoded[start:end]), b"]}",
-        ])
+        body = b"".join(
+            [
+                b'{"kind":',
+                json.dumps(lst["kind"]).encode(),
+                b',"apiVersion":',
+                json.dumps(lst["apiVersion"]).encode(),
+                b',"metadata":',
+                json.dumps(meta).encode(),
+                b',"items":[',
+                b",".join(encoded[start:end]),
+                b"]}",
+            ]
+        )
         entry["page"] = (start, end)
         if fault is not None and fault.cut is not None:
             return self._send_cut(body, fault.cut, entry)
@@ -455,36 +580,72 @@ def _make_tls(d: Path) -> tuple[str, str, bytes]:
     now = _dt.datetime.now(_dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regkeeper-test-kube-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     cert_path, key_path = d / "apiserver.crt", d / "apiserver.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path), ca.public_bytes(serialization.Encoding.PEM)
 
 
-def write_kubeconfig(path: str | Path, contexts: Mapping[str, str | KubeApiServer], current: str | None = None,
-                     *, token: str = FAKE_TOKEN, namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: str | Path,
+    contexts: Mapping[str, str | KubeApiServer],
+    current: str | None = None,
+    *,
+    token: str = FAKE_TOKEN,
+    namespace: str = "default",
+) -> Path:
     """Write a kubeconfig with one cluster/user per context, bearer-token auth.
 
     A context's value is a server URL (then ``token`` is used, plain HTTP or unverified) or a
@@ -507,10 +668,20 @@ def write_kubeconfig(path: str | Path, contexts: Mapping[str, str | KubeApiServe
             cluster["server"] = str(target)
         clusters.append({"name": f"cluster-{name}", "cluster": cluster})
         users.append({"name": f"user-{name}", "user": {"token": tok}})
-        ctxs.append({"name": name, "context": {"cluster": f"cluster-{name}", "user": f"user-{name}",
-                                               "namespace": namespace}})
-    doc: dict = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "clusters": clusters,
-                 "users": users, "contexts": ctxs}
+        ctxs.append(
+            {
+                "name": name,
+                "context": {"cluster": f"cluster-{name}", "user": f"user-{name}", "namespace": namespace},
+            }
+        )
+    doc: dict = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": clusters,
+        "users": users,
+        "contexts": ctxs,
+    }
     if current is None:
         current = next(iter(contexts), "")
     if current:
@@ -524,7 +695,10 @@ def write_kubeconfig(path: str | Path, contexts: Mapping[str, str | KubeApiServe
 
 # -- synthetic load ------------------------------------------------------------------------------
 
-def synthetic_pods(n: int, images: list[str], *, namespaces: int = 20, seed_pod: dict | None = None) -> list[dict]:
+
+def synthetic_pods(
+    n: int, images: list[str], *, namespaces: int = 20, seed_pod: dict | None = None
+) -> list[dict]:
     """``n`` realistic Pod objects (metadata with labels, ownerReferences and managedFields, spec,
     status with containerStatuses and docker-pullable imageIDs) cycling through ``images``."""
     if seed_pod is None:
@@ -544,7 +718,9 @@ def synthetic_pods(n: int, images: list[str], *, namespaces: int = 20, seed_pod:
         c["image"] = img
         cs = p["status"]["containerStatuses"][0]
         cs["image"] = img
-        repo = img.split("@", 1)[0].rsplit(":", 1)[0] if ":" in img.rsplit("/", 1)[-1] else img.split("@", 1)[0]
+        repo = (
+            img.split("@", 1)[0].rsplit(":", 1)[0] if ":" in img.rsplit("/", 1)[-1] else img.split("@", 1)[0]
+        )
         cs["imageID"] = f"docker-pullable://{repo}@sha256:{(i % 97):064x}"
         cs["containerID"] = f"containerd://{i:064x}"
         p["status"]["podIP"] = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
@@ -554,62 +730,178 @@ def synthetic_pods(n: int, images: list[str], *, namespaces: int = 20, seed_pod:
 
 _SEED_POD: dict = {
     "metadata": {
-        "name": "x", "generateName": "x-", "namespace": "default", "uid": "", "resourceVersion": "1",
-        "creationTimestamp": "2024-06-01T08:00:00Z", "labels": {},
+        "name": "x",
+        "generateName": "x-",
+        "namespace": "default",
+        "uid": "",
+        "resourceVersion": "1",
+        "creationTimestamp": "2024-06-01T08:00:00Z",
+        "labels": {},
         "annotations": {"kubectl.kubernetes.io/restartedAt": "2024-06-01T07:59:00Z"},
-        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "uid": "",
-                             "controller": True, "blockOwnerDeletion": True}],
+        "ownerReferences": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "x",
+                "uid": "",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
         "managedFields": [
-            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
-             "time": "2024-06-01T08:00:00Z", "fieldsType": "FieldsV1",
-             "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:pod-template-hash": {}},
-                                         "f:ownerReferences": {".": {}, "k:{\"uid\":\"x\"}": {}}},
-                          "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
-                              ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {},
-                              "f:ports": {".": {}, "k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {}},
-                              "f:resources": {".": {}, "f:limits": {}, "f:requests": {}}}}}}},
-            {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2024-06-01T08:00:05Z",
-             "fieldsType": "FieldsV1", "subresource": "status",
-             "fieldsV1": {"f:status": {"f:conditions": {}, "f:containerStatuses": {}, "f:hostIP": {},
-                                       "f:phase": {}, "f:podIP": {}, "f:startTime": {}}}},
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": "2024-06-01T08:00:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {
+                        "f:generateName": {},
+                        "f:labels": {".": {}, "f:pod-template-hash": {}},
+                        "f:ownerReferences": {".": {}, 'k:{"uid":"x"}': {}},
+                    },
+                    "f:spec": {
+                        "f:containers": {
+                            'k:{"name":"app"}': {
+                                ".": {},
+                                "f:image": {},
+                                "f:imagePullPolicy": {},
+                                "f:name": {},
+                                "f:ports": {".": {}, 'k:{"containerPort":8080,"protocol":"TCP"}': {}},
+                                "f:resources": {".": {}, "f:limits": {}, "f:requests": {}},
+                            }
+                        }
+                    },
+                },
+            },
+            {
+                "manager": "kubelet",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": "2024-06-01T08:00:05Z",
+                "fieldsType": "FieldsV1",
+                "subresource": "status",
+                "fieldsV1": {
+                    "f:status": {
+                        "f:conditions": {},
+                        "f:containerStatuses": {},
+                        "f:hostIP": {},
+                        "f:phase": {},
+                        "f:podIP": {},
+                        "f:startTime": {},
+                    }
+                },
+            },
         ],
     },
     "spec": {
-        "volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
-                                                                           "fieldPath": "metadata.namespace"}}]}}],
-            "defaultMode": 420}}],
-        "containers": [{
-            "name": "app", "image": "x", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-            "env": [{"name": "LOG_LEVEL", "value": "info"}],
-            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
-            "volumeMounts": [{"name": "kube-api-access-abcde", "readOnly": True,
-                              "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
-            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
-                               "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
-            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
-            "imagePullPolicy": "IfNotPresent"}],
-        "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
-        "serviceAccountName": "default", "serviceAccount": "default", "nodeName": "node-1",
-        "securityContext": {}, "schedulerName": "default-scheduler",
-        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-                         "tolerationSeconds": 300},
-                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-                         "tolerationSeconds": 300}],
-        "priority": 0, "enableServiceLinks": True, "preemptionPolicy": "PreemptLowerPriority",
+        "volumes": [
+            {
+                "name": "kube-api-access-abcde",
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                    "defaultMode": 420,
+                },
+            }
+        ],
+        "containers": [
+            {
+                "name": "app",
+                "image": "x",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "env": [{"name": "LOG_LEVEL", "value": "info"}],
+                "resources": {
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                },
+                "volumeMounts": [
+                    {
+                        "name": "kube-api-access-abcde",
+                        "readOnly": True,
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                    }
+                ],
+                "readinessProbe": {
+                    "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                    "timeoutSeconds": 1,
+                    "periodSeconds": 10,
+                    "successThreshold": 1,
+                    "failureThreshold": 3,
+                },
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent",
+            }
+        ],
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "default",
+        "serviceAccount": "default",
+        "nodeName": "node-1",
+        "securityContext": {},
+        "schedulerName": "default-scheduler",
+        "tolerations": [
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+        ],
+        "priority": 0,
+        "enableServiceLinks": True,
+        "preemptionPolicy": "PreemptLowerPriority",
     },
     "status": {
         "phase": "Running",
-        "conditions": [{"type": t, "status": "True", "lastProbeTime": None,
-                        "lastTransitionTime": "2024-06-01T08:00:05Z"}
-                       for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")],
-        "hostIP": "172.18.0.2", "hostIPs": [{"ip": "172.18.0.2"}], "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
+        "conditions": [
+            {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": "2024-06-01T08:00:05Z"}
+            for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+        ],
+        "hostIP": "172.18.0.2",
+        "hostIPs": [{"ip": "172.18.0.2"}],
+        "podIP": "10.0.0.1",
+        "podIPs": [{"ip": "10.0.0.1"}],
         "startTime": "2024-06-01T08:00:00Z",
-        "containerStatuses": [{"name": "app", "state": {"running": {"startedAt": "2024-06-01T08:00:04Z"}},
-                               "lastState": {}, "ready": True, "restartCount": 0, "image": "x", "imageID": "x",
-                               "containerID": "x", "started": True}],
+        "containerStatuses": [
+            {
+                "name": "app",
+                "state": {"running": {"startedAt": "2024-06-01T08:00:04Z"}},
+                "lastState": {},
+                "ready": True,
+                "restartCount": 0,
+                "image": "x",
+                "imageID": "x",
+                "containerID": "x",
+                "started": True,
+            }
+        ],
         "qosClass": "Burstable",
     },
 }

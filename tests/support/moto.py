@@ -34,7 +34,9 @@ class MotoRequest(NamedTuple):
 
 
 class MotoServer:
-    def __init__(self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 30.0
+    ) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key = ACCESS_KEY
@@ -51,8 +53,15 @@ class MotoServer:
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        wait_http_ready(self._proc, "moto_server", f"{self.endpoint}/moto-api/", lambda st: st < 500,
-                        timeout=timeout, interval=0.1, stop=self.stop)
+        wait_http_ready(
+            self._proc,
+            "moto_server",
+            f"{self.endpoint}/moto-api/",
+            lambda st: st < 500,
+            timeout=timeout,
+            interval=0.1,
+            stop=self.stop,
+        )
         self._offset = self._log_size()
 
     @property
@@ -103,7 +112,7 @@ class MotoServer:
     def request_log(self, settle: float = 0.1) -> list[MotoRequest]:
         """Requests moto served since the last :meth:`clear_request_log` (werkzeug log lines)."""
         time.sleep(settle)  # werkzeug logs right after the response is written
-        data = self.log_path.read_bytes()[self._offset:].decode(errors="replace")
+        data = self.log_path.read_bytes()[self._offset :].decode(errors="replace")
         out = []
         for line in data.splitlines():
             m = _LINE_RE.search(line)
@@ -120,8 +129,11 @@ class MotoServer:
         """Single-request object writes (PUT /bucket/key without multipart partNumber)."""
         want = f"/{bucket}/{prefix}"
         return [
-            r for r in self.request_log()
-            if r.method == "PUT" and r.path.startswith(want) and r.path != f"/{bucket}"
+            r
+            for r in self.request_log()
+            if r.method == "PUT"
+            and r.path.startswith(want)
+            and r.path != f"/{bucket}"
             and "partNumber=" not in r.query
         ]
 

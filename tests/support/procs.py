@@ -44,11 +44,21 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s (last error: {last})")
 
 
-def wait_http_ready(proc: ManagedProcess, name: str, url: str, ok, *, timeout: float,
-                    verify=False, interval: float = 0.05, stop=None) -> None:
+def wait_http_ready(
+    proc: ManagedProcess,
+    name: str,
+    url: str,
+    ok,
+    *,
+    timeout: float,
+    verify=False,
+    interval: float = 0.05,
+    stop=None,
+) -> None:
     """Poll ``url`` until ``ok(status)``; the process must stay alive. On timeout call ``stop``
     (the owner's stop, so nothing is left running) and raise with the process's log tail."""
     import requests
+
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

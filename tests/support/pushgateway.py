@@ -20,7 +20,9 @@ class Pushgateway:
 
     def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 20.0) -> None:
         if not os.access(PUSHGATEWAY_BIN, os.X_OK):
-            raise RuntimeError(f"{PUSHGATEWAY_BIN} is missing: install the Debian package 'prometheus-pushgateway'")
+            raise RuntimeError(
+                f"{PUSHGATEWAY_BIN} is missing: install the Debian package 'prometheus-pushgateway'"
+            )
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -36,8 +38,14 @@ class Pushgateway:
             ],
             log_path=self.log_path,
         ).start()
-        wait_http_ready(self._proc, "pushgateway", f"{self.url}/-/ready", lambda st: st == 200,
-                        timeout=ready_timeout, stop=self.stop)
+        wait_http_ready(
+            self._proc,
+            "pushgateway",
+            f"{self.url}/-/ready",
+            lambda st: st == 200,
+            timeout=ready_timeout,
+            stop=self.stop,
+        )
 
     @property
     def pid(self) -> int | None:

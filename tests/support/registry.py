@@ -30,7 +30,7 @@ REGISTRY_BIN = "/usr/bin/docker-registry"
 # gorilla/handlers combined log format, as printed by distribution for every request:
 # 127.0.0.1 - - [25/Nov/2026:20:25:34 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
 _ACCESS_RE = re.compile(
-    r'^(?P<remote>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+    r"^(?P<remote>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) (?P<size>\S+)'
     r'(?: "(?P<referer>[^"]*)" "(?P<agent>[^"]*)")?'
 )
@@ -139,12 +139,27 @@ class RegistryServer:
         key = self.dir / "tls.key"
         subprocess.run(
             [
-                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-                "-days", "3", "-subj", "/CN=localhost",
-                "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                "-keyout", str(key), "-out", str(cert),
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-days",
+                "3",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
             ],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         self._cert_file, self._key_file = cert, key
         self.ca_file = str(cert)
@@ -250,8 +265,15 @@ class RegistryServer:
         return self.ca_file if self.tls else False
 
     def _wait_ready(self) -> None:
-        wait_http_ready(self._proc, "registry", f"{self.url}/v2/", lambda st: st in (200, 401),
-                        timeout=self.ready_timeout, verify=self._verify(), stop=self.stop)
+        wait_http_ready(
+            self._proc,
+            "registry",
+            f"{self.url}/v2/",
+            lambda st: st in (200, 401),
+            timeout=self.ready_timeout,
+            verify=self._verify(),
+            stop=self.stop,
+        )
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -288,7 +310,9 @@ class RegistryServer:
         except FileNotFoundError:
             return b""
 
-    def access_log(self, settle: float = 0.15, max_wait: float = 3.0, min_entries: int = 0) -> list[AccessEntry]:
+    def access_log(
+        self, settle: float = 0.15, max_wait: float = 3.0, min_entries: int = 0
+    ) -> list[AccessEntry]:
         """Access-log entries since the last :meth:`clear_access_log`.
 
         distribution writes a request's line just after the response is sent, so this waits
@@ -314,7 +338,7 @@ class RegistryServer:
             elif now - quiet_since >= settle or now >= deadline:
                 break
             time.sleep(0.02)
-        data = self._read_log_bytes()[self._log_offset:]
+        data = self._read_log_bytes()[self._log_offset :]
         out: list[AccessEntry] = []
         for line in data.decode(errors="replace").splitlines():
             m = _ACCESS_RE.match(line)
@@ -322,7 +346,9 @@ class RegistryServer:
                 continue
             uri = m.group("uri")
             path, _, query = uri.partition("?")
-            out.append(AccessEntry(m.group("method"), path, int(m.group("status")), query, m.group("agent") or ""))
+            out.append(
+                AccessEntry(m.group("method"), path, int(m.group("status")), query, m.group("agent") or "")
+            )
         return out
 
     def clear_access_log(self) -> None:

@@ -60,14 +60,21 @@ class RegistryControl:
         self.thread.start()
 
     def _cmd(self, mode: str) -> list[str]:
-        return [sys.executable, "-c",
-                f"import urllib.request; urllib.request.urlopen(urllib.request.Request("
-                f"'{self.url}/{mode}', method='POST'), timeout=60)"]
+        return [
+            sys.executable,
+            "-c",
+            f"import urllib.request; urllib.request.urlopen(urllib.request.Request("
+            f"'{self.url}/{mode}', method='POST'), timeout=60)",
+        ]
 
     def reclaim_config(self) -> dict:
-        return {"mode": "command", "readOnly": self._cmd("readonly"),
-                "garbageCollect": ["/usr/bin/docker-registry", "garbage-collect", str(self.reg.config_path)],
-                "readWrite": self._cmd("readwrite"), "timeout": "5m"}
+        return {
+            "mode": "command",
+            "readOnly": self._cmd("readonly"),
+            "garbageCollect": ["/usr/bin/docker-registry", "garbage-collect", str(self.reg.config_path)],
+            "readWrite": self._cmd("readwrite"),
+            "timeout": "5m",
+        }
 
     def stop(self):
         self.server.shutdown()

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.support import images
 
 V = {"verify": False}
-BIG = 6 * 1024 * 1024         # > 4 MiB: the chunked upload path
+BIG = 6 * 1024 * 1024  # > 4 MiB: the chunked upload path
 
 
 def fill(url: str) -> dict:
@@ -17,11 +17,26 @@ def fill(url: str) -> dict:
     a multi-arch OCI index and a Docker manifest list (untagged children), cosign signature and
     attestation on the index and a signature on an image, an OCI referrer (with its fallback
     referrers tag), a tag alias, and a 6 MiB single-layer image."""
-    pushed = images.push_many(url, n_repos=4, tags_per_repo=5, prefix="team/app", verify=False,
-                              base_layer_size=512 * 1024, layer_size=4096, seed=21)
+    pushed = images.push_many(
+        url,
+        n_repos=4,
+        tags_per_repo=5,
+        prefix="team/app",
+        verify=False,
+        base_layer_size=512 * 1024,
+        layer_size=4096,
+        seed=21,
+    )
     idx = images.push_index(url, "multi/oci", "v1", verify=False, seed="fi1")
-    lst = images.push_index(url, "multi/docker", "v1", media="docker", verify=False, seed="fi2",
-                            platforms=(("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le")))
+    lst = images.push_index(
+        url,
+        "multi/docker",
+        "v1",
+        media="docker",
+        verify=False,
+        seed="fi2",
+        platforms=(("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le")),
+    )
     sig_idx = images.push_signature(url, "multi/oci", idx.digest, "sig", verify=False)
     att_idx = images.push_signature(url, "multi/oci", idx.digest, "att", verify=False)
     img = images.push_image(url, "signed/app", "v1", media="oci", verify=False, seed="fs1")
@@ -30,21 +45,34 @@ def fill(url: str) -> dict:
     images.tag_existing(url, "signed/app", "latest", img.digest, verify=False)
     layer = (hashlib.sha256(b"big").digest() * (BIG // 32 + 1))[:BIG]
     big = images.push_image(url, "big/app", "v1", layers=[layer], verify=False, seed="fb")
-    return {"many": pushed, "index": idx, "list": lst, "sig_idx": sig_idx, "att_idx": att_idx,
-            "image": img, "sig_img": sig_img, "referrer": ref, "big": big}
+    return {
+        "many": pushed,
+        "index": idx,
+        "list": lst,
+        "sig_idx": sig_idx,
+        "att_idx": att_idx,
+        "image": img,
+        "sig_img": sig_img,
+        "referrer": ref,
+        "big": big,
+    }
 
 
 def truth(url: str) -> dict[tuple[str, str], str]:
     """(repository, tag) -> digest, as the registry itself answers."""
-    return {(repo, tag): images.head_manifest(url, repo, tag, **V)
-            for repo in images.catalog(url, **V) for tag in images.list_tags(url, repo, **V)}
+    return {
+        (repo, tag): images.head_manifest(url, repo, tag, **V)
+        for repo in images.catalog(url, **V)
+        for tag in images.list_tags(url, repo, **V)
+    }
 
 
 def age(root, repo: str, tags, when: float) -> None:
     """Set the push time of tags (the tag link's mtime in filesystem storage) to ``when``."""
     for tag in tags:
-        link = (Path(root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag
-                / "current/link")
+        link = (
+            Path(root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+        )
         os.utime(link, (when, when))
 
 
@@ -54,6 +82,7 @@ def resolves_with_blobs(url: str, repo: str, ref: str) -> list[str]:
     import json
 
     import requests
+
     problems = []
     try:
         raw, _mt, _dg = images.get_manifest(url, repo, ref, **V)

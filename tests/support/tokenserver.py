@@ -52,8 +52,10 @@ class TokenRequest:
     token: str | None = None  # the issued token (None when refused), so tests can grep logs for it
 
     def __repr__(self) -> str:  # never print the token itself
-        return (f"TokenRequest(user={self.user!r}, scopes={self.scopes!r}, service={self.service!r}, "
-                f"status={self.status}, method={self.method!r})")
+        return (
+            f"TokenRequest(user={self.user!r}, scopes={self.scopes!r}, service={self.service!r}, "
+            f"status={self.status}, method={self.method!r})"
+        )
 
 
 def parse_scope(scope: str) -> dict | None:
@@ -174,16 +176,22 @@ class TokenServer:
             def _answer(self, user, ok, scopes, service, method):
                 if not ok:
                     server._record(TokenRequest(user, scopes, service, 401, method=method))
-                    return self._send(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]},
-                                      {"WWW-Authenticate": 'Basic realm="regkeeper-test-token"'})
+                    return self._send(
+                        401,
+                        {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]},
+                        {"WWW-Authenticate": 'Basic realm="regkeeper-test-token"'},
+                    )
                 token, granted, issued = server.issue(user, scopes)
                 server._record(TokenRequest(user, scopes, service, 200, granted, method=method, token=token))
-                self._send(200, {
-                    "token": token,
-                    "access_token": token,
-                    "expires_in": server.expires_in,
-                    "issued_at": issued,
-                })
+                self._send(
+                    200,
+                    {
+                        "token": token,
+                        "access_token": token,
+                        "expires_in": server.expires_in,
+                        "issued_at": issued,
+                    },
+                )
 
             def _send(self, status, obj, headers=None):
                 data = json.dumps(obj).encode()
@@ -200,7 +208,9 @@ class TokenServer:
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.realm = f"{self.url}/token"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="tokenserver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="tokenserver", daemon=True
+        )
         self._thread.start()
 
     # -- behaviour -------------------------------------------------------------------

@@ -50,7 +50,9 @@ class WebhookReceiver:
                     parsed = None
                 status = receiver._next_status()
                 with receiver._lock:
-                    receiver.received.append(ReceivedRequest(self.path, dict(self.headers.items()), body, parsed))
+                    receiver.received.append(
+                        ReceivedRequest(self.path, dict(self.headers.items()), body, parsed)
+                    )
                 data = b'{"ok": true}' if status < 400 else b'{"ok": false}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -67,7 +69,9 @@ class WebhookReceiver:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="webhook", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="webhook", daemon=True
+        )
         self._thread.start()
 
     def _next_status(self) -> int:
@@ -83,7 +87,9 @@ class WebhookReceiver:
                 if len(self.received) >= count:
                     return list(self.received)
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"webhook got {len(self.received)} POSTs, expected {count} within {timeout}s")
+                raise TimeoutError(
+                    f"webhook got {len(self.received)} POSTs, expected {count} within {timeout}s"
+                )
             time.sleep(0.02)
 
     def clear(self) -> None:

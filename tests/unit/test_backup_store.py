@@ -25,7 +25,7 @@ def sha(b: bytes) -> str:
 
 def test_filestore_roundtrip_list_delete(tmp_path):
     s = B.FileStore(tmp_path / "t")
-    assert s.list("manifests/") == {}            # nothing there yet, not even the root
+    assert s.list("manifests/") == {}  # nothing there yet, not even the root
     s.put("manifests/sha256/aa", b"one")
     s.put("manifests/sha256/ab", b"three")
     s.put("blobs/sha256/cc", b"x")
@@ -35,8 +35,12 @@ def test_filestore_roundtrip_list_delete(tmp_path):
     assert s.list("manifests/") == {"manifests/sha256/aa": 3, "manifests/sha256/ab": 5}
     assert s.list("manifests/sha256/a") == {"manifests/sha256/aa": 3, "manifests/sha256/ab": 5}
     assert s.list("manifests/sha256/ab") == {"manifests/sha256/ab": 5}
-    assert set(s.list("")) == {"manifests/sha256/aa", "manifests/sha256/ab", "blobs/sha256/cc",
-                               "snapshots/reg/1.json"}
+    assert set(s.list("")) == {
+        "manifests/sha256/aa",
+        "manifests/sha256/ab",
+        "blobs/sha256/cc",
+        "snapshots/reg/1.json",
+    }
     assert s.delete(["manifests/sha256/aa", "manifests/sha256/gone"]) == 1
     assert set(s.list("manifests/")) == {"manifests/sha256/ab"}
     with pytest.raises(B.ObjectMissing, match="manifests/sha256/aa does not exist"):
@@ -75,10 +79,16 @@ def test_open_target_parses_urls(tmp_path, monkeypatch):
     s = B.open_target(f"file://{tmp_path}/bk")
     assert isinstance(s, B.FileStore) and s.root == tmp_path / "bk"
     monkeypatch.chdir(tmp_path)
-    rel = B.open_target("file://./backups")            # BackupConfig's default target
+    rel = B.open_target("file://./backups")  # BackupConfig's default target
     assert rel.root == tmp_path / "backups"
-    cfg = BackupConfig.model_validate({"target": "s3://bucket-x/meta/prod", "endpoint": "http://127.0.0.1:1",
-                                       "accessKey": "env:BK_KEY", "secretKey": "env:BK_SECRET"})
+    cfg = BackupConfig.model_validate(
+        {
+            "target": "s3://bucket-x/meta/prod",
+            "endpoint": "http://127.0.0.1:1",
+            "accessKey": "env:BK_KEY",
+            "secretKey": "env:BK_SECRET",
+        }
+    )
     monkeypatch.setenv("BK_KEY", "AKIA-test")
     monkeypatch.setenv("BK_SECRET", "very-secret-value")
     s3 = B.open_target(cfg.target, cfg)
@@ -110,9 +120,17 @@ def test_snapshot_ids_sort_by_time_and_are_unique():
 
 
 def _body(sid="20250101T000000.000Z-aaaaaa", registry="reg", objects=(), complete=True):
-    return {"format": B.FORMAT, "id": sid, "registry": registry, "complete": complete,
-            "objects": sorted(objects), "repositories": {}, "manifests": {},
-            "counts": {"objects": len(objects)}, "finished": "2025-01-01T00:00:00+00:00"}
+    return {
+        "format": B.FORMAT,
+        "id": sid,
+        "registry": registry,
+        "complete": complete,
+        "objects": sorted(objects),
+        "repositories": {},
+        "manifests": {},
+        "counts": {"objects": len(objects)},
+        "finished": "2025-01-01T00:00:00+00:00",
+    }
 
 
 def test_seal_and_unseal():
@@ -124,13 +142,18 @@ def test_seal_and_unseal():
     assert B.unseal(json.dumps(json.loads(raw)).encode())[0] is not None
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda raw: raw[: len(raw) // 2], "not valid JSON"),
-    (lambda raw: raw.replace(b"manifests/sha256/aa", b"manifests/sha256/ab"), "checksum mismatch"),
-    (lambda raw: json.dumps({k: v for k, v in json.loads(raw).items() if k != "checksum"}).encode(),
-     "no checksum"),
-    (lambda raw: b"[]", "not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda raw: raw[: len(raw) // 2], "not valid JSON"),
+        (lambda raw: raw.replace(b"manifests/sha256/aa", b"manifests/sha256/ab"), "checksum mismatch"),
+        (
+            lambda raw: json.dumps({k: v for k, v in json.loads(raw).items() if k != "checksum"}).encode(),
+            "no checksum",
+        ),
+        (lambda raw: b"[]", "not a JSON object"),
+    ],
+)
 def test_unseal_rejects_torn_tampered_or_unchecksummed(mutate, reason):
     doc, why = B.unseal(mutate(B.seal(_body(objects=["manifests/sha256/aa"]))))
     assert doc is None and reason in why
@@ -147,14 +170,21 @@ def test_only_complete_checksummed_snapshots_are_listed(tmp_path):
     for sid in ids:
         s.put(B.snapshot_key("reg", sid), B.seal(_body(sid)))
     # newer than all of them, but none of these is a snapshot:
-    s.put(B.snapshot_key("reg", "20250104T000000.000Z-dddddd"), B.seal(_body("20250104T000000.000Z-dddddd"))[:40])
-    s.put(B.snapshot_key("reg", "20250105T000000.000Z-eeeeee"),
-          B.seal(_body("20250105T000000.000Z-eeeeee", complete=False)))
+    s.put(
+        B.snapshot_key("reg", "20250104T000000.000Z-dddddd"),
+        B.seal(_body("20250104T000000.000Z-dddddd"))[:40],
+    )
+    s.put(
+        B.snapshot_key("reg", "20250105T000000.000Z-eeeeee"),
+        B.seal(_body("20250105T000000.000Z-eeeeee", complete=False)),
+    )
     s.put(B.snapshot_key("reg", "20250106T000000.000Z-ffffff"), B.seal(_body("20250101T000000.000Z-aaaaaa")))
-    s.put(B.snapshot_key("other", "20250101T000000.000Z-111111"),
-          B.seal(_body("20250101T000000.000Z-111111", registry="other")))
+    s.put(
+        B.snapshot_key("other", "20250101T000000.000Z-111111"),
+        B.seal(_body("20250101T000000.000Z-111111", registry="other")),
+    )
     assert [x.id for x in B.list_snapshots(s, "reg")] == ids
-    assert B.load_snapshot(s, "reg").id == ids[-1]            # latest = newest complete one
+    assert B.load_snapshot(s, "reg").id == ids[-1]  # latest = newest complete one
     assert B.load_snapshot(s, "reg", ids[0]).id == ids[0]
     assert [x.registry for x in B.list_snapshots(s)] == ["other", "reg", "reg", "reg"]
     entries = {e.id: e for e in B.scan_snapshots(s, "reg")}
@@ -174,12 +204,28 @@ def test_only_complete_checksummed_snapshots_are_listed(tmp_path):
 
 def test_commit_refuses_when_an_object_is_missing(tmp_path):
     s = B.FileStore(tmp_path)
-    run = B.BackupRun(id=B.new_snapshot_id(), registry="reg", registry_url="http://r",
-                      started=utcnow().isoformat(), existing={})
+    run = B.BackupRun(
+        id=B.new_snapshot_id(),
+        registry="reg",
+        registry_url="http://r",
+        started=utcnow().isoformat(),
+        existing={},
+    )
     d = sha(b"manifest")
-    batch = B.BatchResult(repositories={"a": {"tags": {"v1": d}, "manifests": [d], "errors": []}},
-                          manifests={d: {"media_type": "x", "size": 8, "kind": "image", "children": [],
-                                         "config": None, "layers": [], "subject": None}})
+    batch = B.BatchResult(
+        repositories={"a": {"tags": {"v1": d}, "manifests": [d], "errors": []}},
+        manifests={
+            d: {
+                "media_type": "x",
+                "size": 8,
+                "kind": "image",
+                "children": [],
+                "config": None,
+                "layers": [],
+                "subject": None,
+            }
+        },
+    )
     with pytest.raises(B.BackupError, match="not on file://.*no index written"):
         B.commit_snapshot(s, run, [batch])
     assert B.list_snapshots(s) == [] and s.list("snapshots/") == {}
@@ -212,18 +258,18 @@ def test_prune_keeps_last_n_and_deletes_only_unused_objects(tmp_path):
     mid = _snap(s, "reg", 2, [_k("b"), _k("shared")])
     new = _snap(s, "reg", 3, [_k("c"), _k("shared")])
     newest = _snap(s, "reg", 4, [_k("c"), _k("d")])
-    other = _snap(s, "other", 1, [_k("a")])      # another registry uses "a"
+    other = _snap(s, "other", 1, [_k("a")])  # another registry uses "a"
     preview = B.prune(s, 2, registry="reg", dry_run=True)
     assert preview.deleted_snapshots == [B.snapshot_key("reg", old), B.snapshot_key("reg", mid)]
-    assert preview.deleted_objects == 1                       # only "b": "a" is other's
-    assert len(B.list_snapshots(s, "reg")) == 4               # dry run deleted nothing
+    assert preview.deleted_objects == 1  # only "b": "a" is other's
+    assert len(B.list_snapshots(s, "reg")) == 4  # dry run deleted nothing
     assert s.exists(_k("b"))
 
     res = B.prune(s, 2, registry="reg")
     assert [x.id for x in B.list_snapshots(s, "reg")] == [new, newest]
     assert [x.id for x in B.list_snapshots(s, "other")] == [other]
     assert res.deleted_objects == 1 and not s.exists(_k("b"))
-    for k in (_k("a"), _k("shared"), _k("c"), _k("d")):      # used by a kept snapshot: kept
+    for k in (_k("a"), _k("shared"), _k("c"), _k("d")):  # used by a kept snapshot: kept
         assert s.exists(k), k
     # pruning "other" with keep=1 changes nothing; keep=1 on reg drops "new" and "shared"
     B.prune(s, 1, registry="other")
@@ -247,7 +293,7 @@ def test_prune_leaves_objects_of_an_in_flight_backup(tmp_path):
     res = B.prune(s, 1, registry="reg")
     assert res.sweep_skipped is None and res.deleted_objects == 1
     assert not s.exists(_k("fresh")) and s.exists(_k("a"))
-    assert s.list("inflight/") == {}                      # the stale marker is tidied away
+    assert s.list("inflight/") == {}  # the stale marker is tidied away
     # an unreadable marker is treated as live (fail safe) and named
     s.put(_k("fresh2"), b"x")
     s.put(B.inflight_key("reg", "run2"), b"{garbled")
@@ -295,7 +341,7 @@ def test_prune_rereads_indexes_a_backup_committed_meanwhile(tmp_path, monkeypatc
     real = retention._live_markers
 
     def commit_then_check(store, now, stale_after):
-        _snap(store, "other", 5, [_k("b-new")])     # the commit lands right now
+        _snap(store, "other", 5, [_k("b-new")])  # the commit lands right now
         return real(store, now, stale_after)
 
     monkeypatch.setattr(retention, "_live_markers", commit_then_check)

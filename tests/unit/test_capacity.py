@@ -29,15 +29,26 @@ def run_sequence(ratios, thresholds=cap.Thresholds(), **kw):
     state = None
     alerts = []
     for i, r in enumerate(ratios):
-        state, alert = cap.evaluate(r, thresholds, state, registry="reg", now=T0 + timedelta(minutes=5 * i), **kw)
+        state, alert = cap.evaluate(
+            r, thresholds, state, registry="reg", now=T0 + timedelta(minutes=5 * i), **kw
+        )
         if alert is not None:
             alerts.append((r, alert))
     return state, alerts
 
 
-@pytest.mark.parametrize("ratio,level", [
-    (0.0, "ok"), (0.799, "ok"), (0.80, "warn"), (0.85, "warn"), (0.8999, "warn"), (0.90, "critical"), (1.2, "critical"),
-])
+@pytest.mark.parametrize(
+    "ratio,level",
+    [
+        (0.0, "ok"),
+        (0.799, "ok"),
+        (0.80, "warn"),
+        (0.85, "warn"),
+        (0.8999, "warn"),
+        (0.90, "critical"),
+        (1.2, "critical"),
+    ],
+)
 def test_classify(ratio, level):
     assert cap.classify(ratio, cap.Thresholds()) == level
 
@@ -49,8 +60,8 @@ def test_one_alert_per_crossing_escalation_deescalation_and_resolve():
     assert got == [
         (0.81, "warn", "ok", "crossing"),
         (0.92, "critical", "warn", "escalation"),
-        (0.87, "warn", "critical", "de-escalation"),   # 0.89 is inside critical's hysteresis band
-        (0.77, "resolved", "warn", "resolved"),        # 0.79 is inside warn's hysteresis band
+        (0.87, "warn", "critical", "de-escalation"),  # 0.89 is inside critical's hysteresis band
+        (0.77, "resolved", "warn", "resolved"),  # 0.79 is inside warn's hysteresis band
     ]
     assert state.level == "ok"
     assert state.last_alert_level == "resolved"
@@ -75,11 +86,21 @@ def test_hysteresis_prevents_flapping_and_zero_hysteresis_does_not():
     assert [a.level for _, a in alerts0[:2]] == ["warn", "resolved"]
 
 
-@pytest.mark.parametrize("previous,ratio,level", [
-    ("critical", 0.88, "critical"), ("critical", 0.8799, "warn"), ("critical", 0.7801, "warn"),
-    ("critical", 0.7799, "ok"), ("warn", 0.78, "warn"), ("warn", 0.7799, "ok"), ("warn", 0.90, "critical"),
-    ("ok", 0.7999, "ok"), ("ok", 0.80, "warn"), ("ok", 0.90, "critical"),
-])
+@pytest.mark.parametrize(
+    "previous,ratio,level",
+    [
+        ("critical", 0.88, "critical"),
+        ("critical", 0.8799, "warn"),
+        ("critical", 0.7801, "warn"),
+        ("critical", 0.7799, "ok"),
+        ("warn", 0.78, "warn"),
+        ("warn", 0.7799, "ok"),
+        ("warn", 0.90, "critical"),
+        ("ok", 0.7999, "ok"),
+        ("ok", 0.80, "warn"),
+        ("ok", 0.90, "critical"),
+    ],
+)
 def test_hysteresis_boundaries(previous, ratio, level):
     assert cap.next_level(ratio, cap.Thresholds(hysteresis=0.02), previous) == level
 
@@ -113,11 +134,27 @@ def test_reassert_after_repeats_only_when_old_enough():
 
 
 def test_alert_carries_numbers_and_message():
-    s, a = cap.evaluate(0.91, cap.Thresholds(), None, registry="local-registry", used_bytes=455 * GiB,
-                        capacity_bytes=500 * GiB, days_to_full=6.25, now=T0)
-    assert (a.registry, a.level, a.previous_level, a.used_bytes, a.capacity_bytes, a.days_to_full) == \
-        ("local-registry", "critical", "ok", 455 * GiB, 500 * GiB, 6.25)
-    assert a.message.startswith("[CRITICAL] registry local-registry: storage usage 91.0% (455.0 GiB of 500.0 GiB)")
+    s, a = cap.evaluate(
+        0.91,
+        cap.Thresholds(),
+        None,
+        registry="local-registry",
+        used_bytes=455 * GiB,
+        capacity_bytes=500 * GiB,
+        days_to_full=6.25,
+        now=T0,
+    )
+    assert (a.registry, a.level, a.previous_level, a.used_bytes, a.capacity_bytes, a.days_to_full) == (
+        "local-registry",
+        "critical",
+        "ok",
+        455 * GiB,
+        500 * GiB,
+        6.25,
+    )
+    assert a.message.startswith(
+        "[CRITICAL] registry local-registry: storage usage 91.0% (455.0 GiB of 500.0 GiB)"
+    )
     assert "6.2 days" in a.message or "6.3 days" in a.message
     assert a.at == T0 and s.since == "2026-01-01T00:00:00Z"
 
@@ -133,6 +170,7 @@ def test_thresholds_validation():
 
 def test_thresholds_from_config():
     from regkeeper.config import CapacityConfig
+
     t = cap.Thresholds.from_config(CapacityConfig(warn=0.7, critical=0.85))
     assert (t.warn, t.critical) == (0.7, 0.85)
     assert cap.Thresholds.from_config(None) == cap.Thresholds()
@@ -143,11 +181,11 @@ def test_thresholds_from_config():
 
 def test_state_store_roundtrip_atomic_and_corrupt(tmp_path, caplog):
     store = cap.StateStore(tmp_path / "capacity")
-    assert store.load("r1").level == "ok"          # missing file: ok
+    assert store.load("r1").level == "ok"  # missing file: ok
     s, _ = cap.evaluate(0.93, cap.Thresholds(), store.load("r1"), now=T0)
     p = store.save(s)
     assert p.name == "state-r1.json"
-    assert sorted(x.name for x in p.parent.iterdir()) == ["state-r1.json"]   # no temp file left
+    assert sorted(x.name for x in p.parent.iterdir()) == ["state-r1.json"]  # no temp file left
     back = store.load("r1")
     assert back == s and back.level == "critical" and back.ratio == 0.93
     assert json.loads(p.read_text())["version"] == 1
@@ -172,6 +210,7 @@ def test_state_save_failure_keeps_old_file(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(cap_state.os, "replace", boom)
     with pytest.raises(OSError):
         store.save(s2)
@@ -221,7 +260,7 @@ def test_alertmanager_payload_firing_escalation_and_resolve():
     crit = _alert([0.85, 0.95])
     by = _by_severity(cap.alertmanager_payload(crit))
     assert "startsAt" in by["critical"] and by["critical"]["endsAt"] > by["critical"]["startsAt"]
-    assert by["warning"]["endsAt"] == cap._iso(crit.at)       # warning ended by the escalation
+    assert by["warning"]["endsAt"] == cap._iso(crit.at)  # warning ended by the escalation
 
     res = _alert([0.85, 0.95, 0.1])
     p = cap.alertmanager_payload(res)
@@ -231,8 +270,12 @@ def test_alertmanager_payload_firing_escalation_and_resolve():
 
 
 def test_event_payload_names_and_resource():
-    for seq, name in (([0.85], "regkeeper.capacity.warn"), ([0.95], "regkeeper.capacity.critical"),
-                      ([0.95, 0.1], "regkeeper.capacity.resolved"), ([0.95, 0.85], "regkeeper.capacity.warn")):
+    for seq, name in (
+        ([0.85], "regkeeper.capacity.warn"),
+        ([0.95], "regkeeper.capacity.critical"),
+        ([0.95, 0.1], "regkeeper.capacity.resolved"),
+        ([0.95, 0.85], "regkeeper.capacity.warn"),
+    ):
         a = _alert(seq)
         ev, res, payload = cap.event_payload(a)
         assert ev == name
@@ -296,16 +339,23 @@ def test_metrics_push_error_never_shows_credentials():
 # =========================================================================== forecast
 
 
-def linear_history(days=14, per_hour=1, start=100 * GiB, per_day=2 * GiB, registry="reg", capacity=500 * GiB,
-                   noise=0.0):
+def linear_history(
+    days=14, per_hour=1, start=100 * GiB, per_day=2 * GiB, registry="reg", capacity=500 * GiB, noise=0.0
+):
     rows = []
     n = days * 24 * per_hour
     for i in range(n + 1):
         t = T0 + timedelta(hours=i / per_hour)
         d = (t - T0).total_seconds() / 86400
         wobble = noise * math.sin(i * 1.7) * GiB
-        rows.append({"timestamp": t, "registry": registry, "bytes_used": int(start + per_day * d + wobble),
-                     "capacity_bytes": capacity})
+        rows.append(
+            {
+                "timestamp": t,
+                "registry": registry,
+                "bytes_used": int(start + per_day * d + wobble),
+                "capacity_bytes": capacity,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -316,9 +366,9 @@ def test_forecast_linear_within_one_percent():
     assert f.method == "linear-least-squares" and f.reason is None
     assert f.points_used == 14 * 24 + 1
     assert f.slope_bytes_per_day == pytest.approx(2 * GiB, rel=0.01)
-    assert f.days_to_warn == pytest.approx((400 * GiB - current) / (2 * GiB), rel=0.01)        # 136
-    assert f.days_to_critical == pytest.approx((450 * GiB - current) / (2 * GiB), rel=0.01)    # 161
-    assert f.days_to_full == pytest.approx((500 * GiB - current) / (2 * GiB), rel=0.01)        # 186
+    assert f.days_to_warn == pytest.approx((400 * GiB - current) / (2 * GiB), rel=0.01)  # 136
+    assert f.days_to_critical == pytest.approx((450 * GiB - current) / (2 * GiB), rel=0.01)  # 161
+    assert f.days_to_full == pytest.approx((500 * GiB - current) / (2 * GiB), rel=0.01)  # 186
     assert f.current_bytes == current and f.as_of == T0 + timedelta(days=14)
 
 
@@ -329,7 +379,7 @@ def test_forecast_with_noise_still_within_one_percent():
 
 
 def test_forecast_uses_only_the_window():
-    old = linear_history(days=30, per_day=10 * GiB)              # steep past...
+    old = linear_history(days=30, per_day=10 * GiB)  # steep past...
     recent = linear_history(days=7, start=old.bytes_used.iloc[-1], per_day=1 * GiB)
     recent["timestamp"] += timedelta(days=30, hours=1)
     df = pd.concat([old, recent], ignore_index=True)
@@ -357,15 +407,19 @@ def test_forecast_too_little_data():
     assert f.method == "insufficient-data" and f.days_to_full is None and f.slope_bytes_per_day is None
     assert f.points_used == 2
     # many points over less than an hour
-    short = pd.DataFrame({"timestamp": [T0 + timedelta(minutes=i) for i in range(30)],
-                          "bytes_used": [i * GiB for i in range(30)]})
+    short = pd.DataFrame(
+        {
+            "timestamp": [T0 + timedelta(minutes=i) for i in range(30)],
+            "bytes_used": [i * GiB for i in range(30)],
+        }
+    )
     f = cap.forecast(short, 500 * GiB)
     assert f.method == "insufficient-data" and f.points_used == 30
     assert cap.forecast(df.iloc[:0], 500 * GiB).points_used == 0
 
 
 def test_forecast_already_past_is_zero():
-    df = linear_history(start=420 * GiB)          # 420 -> 448 GiB of 500: past warn (400), not critical (450)
+    df = linear_history(start=420 * GiB)  # 420 -> 448 GiB of 500: past warn (400), not critical (450)
     f = cap.forecast(df, 500 * GiB)
     assert f.days_to_warn == 0.0
     assert f.days_to_critical == pytest.approx((450 - 448) / 2, rel=0.01)
@@ -376,7 +430,7 @@ def test_forecast_already_past_is_zero():
 
 def test_forecast_capacity_from_history_and_none():
     df = linear_history()
-    f = cap.forecast(df)                         # capacity_bytes column
+    f = cap.forecast(df)  # capacity_bytes column
     assert f.capacity_bytes == 500 * GiB and f.days_to_full == pytest.approx(186, rel=0.01)
     df2 = df.assign(capacity_bytes=float("nan"))
     f = cap.forecast(df2)
@@ -431,7 +485,7 @@ def test_render_usage_svg():
     assert len(points) == len(df)
     ys = [float(p.split(",")[1]) for p in points]
     xs = [float(p.split(",")[0]) for p in points]
-    assert xs == sorted(xs) and ys[0] > ys[-1]          # growing usage goes up (smaller y)
+    assert xs == sorted(xs) and ys[0] > ys[-1]  # growing usage goes up (smaller y)
     lines = {ln.get("class").split()[1]: float(ln.get("y1")) for ln in root.iter(f"{NS}line")}
     assert set(lines) == {"warn", "critical", "capacity"}
     assert lines["capacity"] < lines["critical"] < lines["warn"]
@@ -446,8 +500,8 @@ def test_render_usage_svg_empty_no_capacity_and_escaping():
     assert "no history yet" in "".join(t.text or "" for t in root.iter(f"{NS}text"))
     df = linear_history(days=1, registry="<evil&>")
     s = cap.render_usage_svg(df, None, registry="<evil&>")
-    root = _svg(s)                                   # still well-formed
-    assert list(root.iter(f"{NS}line")) == []        # no capacity: no threshold lines
+    root = _svg(s)  # still well-formed
+    assert list(root.iter(f"{NS}line")) == []  # no capacity: no threshold lines
     assert root.find(f"{NS}title").text == "Storage usage: <evil&>"
 
 
@@ -456,21 +510,34 @@ def test_render_usage_svg_empty_no_capacity_and_escaping():
 
 def _m(digest, blobs, size=500, kind="image"):
     cfg = blobs[0][0] if blobs and kind == "image" else None
-    return ManifestInfo(digest=digest, media_type="application/vnd.oci.image.manifest.v1+json", kind=kind,
-                        size=size, config_digest=cfg,
-                        blobs=[Descriptor("application/octet-stream", d, s) for d, s in blobs])
+    return ManifestInfo(
+        digest=digest,
+        media_type="application/vnd.oci.image.manifest.v1+json",
+        kind=kind,
+        size=size,
+        config_digest=cfg,
+        blobs=[Descriptor("application/octet-stream", d, s) for d, s in blobs],
+    )
 
 
 def sample_inventory():
-    base = ("sha256:base", 1000)           # shared by app and web
+    base = ("sha256:base", 1000)  # shared by app and web
     inv = Inventory(registry="r", scanned_at=T0)
     inv.repositories["app"] = RepoInventory(
-        name="app", tags={"v1": "sha256:m1", "v2": "sha256:m2", "latest": "sha256:m2"},
-        manifests={"sha256:m1": _m("sha256:m1", [("sha256:c1", 10), base, ("sha256:l1", 200)], 300),
-                   "sha256:m2": _m("sha256:m2", [("sha256:c2", 20), base, ("sha256:l1", 200), ("sha256:l2", 50)], 400)})
+        name="app",
+        tags={"v1": "sha256:m1", "v2": "sha256:m2", "latest": "sha256:m2"},
+        manifests={
+            "sha256:m1": _m("sha256:m1", [("sha256:c1", 10), base, ("sha256:l1", 200)], 300),
+            "sha256:m2": _m(
+                "sha256:m2", [("sha256:c2", 20), base, ("sha256:l1", 200), ("sha256:l2", 50)], 400
+            ),
+        },
+    )
     inv.repositories["web"] = RepoInventory(
-        name="web", tags={"1.0": "sha256:m3"},
-        manifests={"sha256:m3": _m("sha256:m3", [("sha256:c3", 5), base], 100)})
+        name="web",
+        tags={"1.0": "sha256:m3"},
+        manifests={"sha256:m3": _m("sha256:m3", [("sha256:c3", 5), base], 100)},
+    )
     inv.repositories["empty"] = RepoInventory(name="empty")
     return inv
 
@@ -486,7 +553,7 @@ def test_logical_usage_unique_and_shared():
     assert app.shared_bytes == 1000
     assert (web.unique_bytes, web.shared_bytes, web.total_bytes) == (100 + 5, 1000, 1105)
     assert (empty.tags, empty.total_bytes) == (0, 0)
-    assert list(df.repository) == ["app", "web", "empty"]          # largest first
+    assert list(df.repository) == ["app", "web", "empty"]  # largest first
     assert cap.deduplicated_bytes(sample_inventory()) == 300 + 400 + 10 + 20 + 200 + 50 + 1000 + 100 + 5
     assert cap.image_counts(sample_inventory()) == (4, 3)
 
@@ -522,8 +589,9 @@ def test_resolve_capacity():
 
 def test_check_capacity_s3_without_capacity_reports_no_ratio(tmp_path):
     store = cap.StateStore(tmp_path)
-    chk = cap.check_capacity("s3reg", _usage("s3", used=10**12), store=store,
-                             history=cap.UsageHistory(tmp_path / "h.csv"), now=T0)
+    chk = cap.check_capacity(
+        "s3reg", _usage("s3", used=10**12), store=store, history=cap.UsageHistory(tmp_path / "h.csv"), now=T0
+    )
     assert chk.ratio is None and chk.alert is None and chk.capacity_bytes is None
     assert "no usage ratio" in chk.note
     assert chk.forecast.method == "insufficient-data"
@@ -574,7 +642,7 @@ def test_run_metrics_failure_has_no_last_success_family():
     m.set_items_failed(3)
     m.finish(False, now=1_700_000_100)
     text = m.text()
-    assert "regkeeper_last_success_timestamp_seconds" not in text      # not even HELP/TYPE
+    assert "regkeeper_last_success_timestamp_seconds" not in text  # not even HELP/TYPE
     fams = families(text)
     assert sample(fams, "regkeeper_run_success", flow="gc", registry="r1") == 0
     assert sample(fams, "regkeeper_items_failed", flow="gc", registry="r1") == 3
@@ -588,7 +656,7 @@ def test_run_metrics_replication_and_fresh_registry():
     fams = families(a.text())
     assert sample(fams, "regkeeper_items_replicated", registry="primary", target="eu") == 5
     assert sample(fams, "regkeeper_replication_lag_tags", source="primary", target="eu") == 2
-    b = rkm.RunMetrics("replicate", "primary")      # a fresh registry per run: nothing carried over
+    b = rkm.RunMetrics("replicate", "primary")  # a fresh registry per run: nothing carried over
     assert b.text() == ""
     # no family without a value
     assert "registry_storage_capacity_bytes" not in rkm.RunMetrics("c", "s3").text()
@@ -597,15 +665,26 @@ def test_run_metrics_replication_and_fresh_registry():
     assert "registry_storage_usage_ratio" not in m.text()
     # the global default registry is untouched
     from prometheus_client import REGISTRY
+
     assert REGISTRY.get_sample_value("registry_storage_bytes_total", {"registry": "s3"}) is None
 
 
 def test_metric_names_cover_the_contract():
-    required = {"registry_storage_bytes_total", "registry_storage_capacity_bytes", "registry_storage_usage_ratio",
-                "registry_image_count", "registry_manifest_count", "registry_pull_duration_seconds",
-                "regkeeper_last_success_timestamp_seconds", "regkeeper_last_run_timestamp_seconds",
-                "regkeeper_run_success", "regkeeper_bytes_reclaimed", "regkeeper_items_replicated",
-                "regkeeper_items_failed", "regkeeper_replication_lag_tags"}
+    required = {
+        "registry_storage_bytes_total",
+        "registry_storage_capacity_bytes",
+        "registry_storage_usage_ratio",
+        "registry_image_count",
+        "registry_manifest_count",
+        "registry_pull_duration_seconds",
+        "regkeeper_last_success_timestamp_seconds",
+        "regkeeper_last_run_timestamp_seconds",
+        "regkeeper_run_success",
+        "regkeeper_bytes_reclaimed",
+        "regkeeper_items_replicated",
+        "regkeeper_items_failed",
+        "regkeeper_replication_lag_tags",
+    }
     assert required <= set(rkm.SPEC)
     assert rkm.SPEC["registry_pull_duration_seconds"][0] == "histogram"
     assert rkm.SPEC["regkeeper_items_replicated"][2] == ("registry", "target")

@@ -53,18 +53,33 @@ def test_seed_shaped_file_loads():
     assert cfg.registry_hosts("local-registry") == {"registry.local:5000"}
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("500Gi", 500 * 1024**3), ("1Ti", 1024**4), ("10GB", 10 * 1000**3), ("1.5T", int(1.5e12)),
-    (1024, 1024), ("512", 512), ("64Mi", 64 * 1024**2),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("500Gi", 500 * 1024**3),
+        ("1Ti", 1024**4),
+        ("10GB", 10 * 1000**3),
+        ("1.5T", int(1.5e12)),
+        (1024, 1024),
+        ("512", 512),
+        ("64Mi", 64 * 1024**2),
+    ],
+)
 def test_sizes(value, expected):
     assert parse_size(value) == expected
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("72h", timedelta(hours=72)), ("30d", timedelta(days=30)), ("1h30m", timedelta(minutes=90)),
-    ("90s", timedelta(seconds=90)), ("2w", timedelta(weeks=2)), (60, timedelta(seconds=60)),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("72h", timedelta(hours=72)),
+        ("30d", timedelta(days=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("90s", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+        (60, timedelta(seconds=60)),
+    ],
+)
 def test_durations(value, expected):
     assert parse_duration(value) == expected
 
@@ -128,8 +143,9 @@ def test_not_yaml():
 
 def test_missing_env_secret_names_key(monkeypatch):
     monkeypatch.delenv("RK_TEST_PASS", raising=False)
-    cfg = parse_config(BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n",
-                       "conf.yaml")
+    cfg = parse_config(
+        BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n", "conf.yaml"
+    )
     monkeypatch.setenv("RK_TEST_USER", "bob")
     with pytest.raises(SecretError) as ei:
         cfg.registry().auth.password.get()
@@ -140,8 +156,11 @@ def test_missing_env_secret_names_key(monkeypatch):
 def test_secrets_never_shown(monkeypatch, caplog):
     monkeypatch.setenv("RK_TEST_USER", "bob")
     monkeypatch.setenv("RK_TEST_PASS", "hunter2-very-secret")
-    cfg = parse_config(BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n"
-                       "  accessKey: LITERALKEY123\n", "conf.yaml")
+    cfg = parse_config(
+        BASE + "  auth: {username: env:RK_TEST_USER, password: env:RK_TEST_PASS}\n"
+        "  accessKey: LITERALKEY123\n",
+        "conf.yaml",
+    )
     pw = cfg.registry().auth.password
     assert pw.get() == "hunter2-very-secret"
     with caplog.at_level(logging.DEBUG):
@@ -172,11 +191,14 @@ def test_config_model_is_the_contract():
 
 # --------------------------------------------------------------------------- reclaim safety
 
-RECLAIM = BASE + """\
+RECLAIM = (
+    BASE
+    + """\
   storage: {type: directory, path: /var/lib/registry}
   reclaim:
     mode: command
 """
+)
 GC = "    garbageCollect: [docker-registry, garbage-collect, /etc/docker/registry/config.yml]\n"
 RO = "    readOnly: [systemctl, start, registry-readonly.service]\n"
 RW = "    readWrite: [systemctl, start, registry-readwrite.service]\n"
@@ -211,8 +233,15 @@ def test_reclaim_kubernetes_job_without_read_only_is_refused_too():
     job = BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml}\n"
     msg = _err(job)
     assert "mirrorRepositories[0].reclaim.readOnly:" in msg and "kubernetes-job" in msg
-    ok = parse_config(BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml, "
-                      "liveGarbageCollect: true}\n", "conf.yaml").registry().reclaim
+    ok = (
+        parse_config(
+            BASE + "  reclaim: {mode: kubernetes-job, jobTemplate: /tmp/job.yaml, "
+            "liveGarbageCollect: true}\n",
+            "conf.yaml",
+        )
+        .registry()
+        .reclaim
+    )
     assert ok.mode == "kubernetes-job" and ok.live_garbage_collect
 
 
@@ -228,8 +257,9 @@ def test_reclaim_read_only_without_read_write_is_refused():
 
 def test_reclaim_examples_pass_the_safety_rules():
     demo = (EXAMPLE.parent / "demo" / "regkeeper.yaml").read_text()
-    demo = re.sub(r"\{\{(\w+)\}\}", lambda m: "http://127.0.0.1:5000" if m.group(1).endswith("URL")
-                  else "/tmp/x", demo)
+    demo = re.sub(
+        r"\{\{(\w+)\}\}", lambda m: "http://127.0.0.1:5000" if m.group(1).endswith("URL") else "/tmp/x", demo
+    )
     rc = parse_config(demo, "demo.yaml").registry("demo-registry").reclaim
     assert rc.mode == "command" and rc.live_garbage_collect
     rc = load_config(EXAMPLE).registry("local-registry").reclaim
@@ -243,12 +273,21 @@ def test_replication_rule_has_its_own_delete_cap():
     two = BASE + "- name: replica\n  url: http://127.0.0.1:5001\n"
     cfg = parse_config(two + "replication: [{from: local-registry, to: replica}]\n", "conf.yaml")
     assert cfg.replication[0].max_delete_fraction == 0.5
-    cfg = parse_config(two + "gc: {maxDeleteFraction: 0.9}\nreplication: [{from: local-registry, "
-                       "to: replica, deleteExtraneous: true, maxDeleteFraction: 0.2}]\n", "conf.yaml")
+    cfg = parse_config(
+        two + "gc: {maxDeleteFraction: 0.9}\nreplication: [{from: local-registry, "
+        "to: replica, deleteExtraneous: true, maxDeleteFraction: 0.2}]\n",
+        "conf.yaml",
+    )
     assert cfg.replication[0].max_delete_fraction == 0.2 and cfg.gc.max_delete_fraction == 0.9
     assert cfg.replication[0].model_dump(by_alias=True)["maxDeleteFraction"] == 0.2
     for bad in ("0", "1.5", "-0.1"):
         msg = _err(two + f"replication:\n- {{from: local-registry, to: replica, maxDeleteFraction: {bad}}}\n")
         assert "conf.yaml:8: replication[0].maxDeleteFraction" in msg
-    assert parse_config(two + "replication: [{from: local-registry, to: replica, maxDeleteFraction: 1}]\n",
-                        "conf.yaml").replication[0].max_delete_fraction == 1.0
+    assert (
+        parse_config(
+            two + "replication: [{from: local-registry, to: replica, maxDeleteFraction: 1}]\n", "conf.yaml"
+        )
+        .replication[0]
+        .max_delete_fraction
+        == 1.0
+    )

@@ -22,8 +22,13 @@ K8S = ROOT / "deployments" / "kubernetes"
 
 # what the in-use read needs: get/list/watch, cluster-wide, on exactly these
 EXPECTED = {
-    ("", "pods"), ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"),
-    ("apps", "replicasets"), ("batch", "jobs"), ("batch", "cronjobs"),
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
 }
 READ_VERBS = {"get", "list", "watch"}
 
@@ -50,9 +55,11 @@ def grants(role: dict) -> dict[tuple[str, str], set[str]]:
 def authorized(role: dict, group: str, resource: str, verb: str) -> bool:
     """kube-apiserver's RBAC rule match (no wildcards are expected; they would match here too)."""
     for rule in role["rules"]:
-        if (group in rule["apiGroups"] or "*" in rule["apiGroups"]) and \
-                (resource in rule["resources"] or "*" in rule["resources"]) and \
-                (verb in rule["verbs"] or "*" in rule["verbs"]):
+        if (
+            (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+            and (resource in rule["resources"] or "*" in rule["resources"])
+            and (verb in rule["verbs"] or "*" in rule["verbs"])
+        ):
             return True
     return False
 
@@ -85,10 +92,14 @@ def test_binding_ties_the_role_to_the_service_account_the_jobs_run_as():
     (sa,) = by_kind(rbac, "ServiceAccount")
     (role,) = by_kind(rbac, "ClusterRole")
     (binding,) = by_kind(rbac, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": sa["metadata"]["namespace"]}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
     # flow-run Jobs use that service account, in its namespace, by default
     variables = json.loads((K8S / "base-job-template.json").read_text())["variables"]["properties"]
     assert variables["service_account_name"]["default"] == sa["metadata"]["name"]
@@ -121,7 +132,10 @@ def test_worker_is_namespaced_and_cannot_read_images_cluster_wide():
     cmd = spec["containers"][0]["command"]
     assert cmd[:3] == ["prefect", "worker", "start"] and "kubernetes" in cmd
     assert cmd[cmd.index("--pool") + 1] == "regkeeper"
-    assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_read_in_use_lists_exactly_the_granted_resources():
@@ -134,7 +148,12 @@ def test_read_in_use_lists_exactly_the_granted_resources():
         assert r.path == want + r.plural
     # and no other Kubernetes API call hides elsewhere in the package
     src = "\n".join(f.read_text() for f in sorted(Path(kube.__file__).parent.rglob("*.py")))
-    calls = set(re.findall(r"\b((?:list|read|watch|create|patch|delete|replace)_[a-z_]+_(?:for_all_namespaces|namespaced_[a-z_]+))\b", src))
+    calls = set(
+        re.findall(
+            r"\b((?:list|read|watch|create|patch|delete|replace)_[a-z_]+_(?:for_all_namespaces|namespaced_[a-z_]+))\b",
+            src,
+        )
+    )
     assert calls == {r.method for r in kube.RESOURCES}, calls
 
 
@@ -149,11 +168,15 @@ def test_every_request_of_a_real_read_is_authorised_by_the_cluster_role(tmp_path
     assert not scan.errors and scan.refs
     seen = set()
     for req in requests:
-        m = re.match(r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v\d+)(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?P<name>/[^/]+)?$",
-                     urlsplit(req["path"]).path)
+        m = re.match(
+            r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v\d+)(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?P<name>/[^/]+)?$",
+            urlsplit(req["path"]).path,
+        )
         assert m, f"unexpected API call {req['method']} {req['path']}"
         group, res = m.group("group") or "", m.group("res")
-        verb = "watch" if req["query"].get("watch") in ("1", "true") else ("get" if m.group("name") else "list")
+        verb = (
+            "watch" if req["query"].get("watch") in ("1", "true") else ("get" if m.group("name") else "list")
+        )
         assert req["method"] == "GET"
         assert "/namespaces/" not in req["path"], "the read is cluster-wide"
         assert authorized(role, group, res, verb), f"RBAC would forbid {verb} {res}.{group}"
@@ -170,9 +193,15 @@ def test_manifests_are_valid_for_the_kubernetes_client_models(name):
     from kubernetes.client import ApiClient
 
     api = ApiClient()
-    models = {"ServiceAccount": "V1ServiceAccount", "ClusterRole": "V1ClusterRole",
-              "ClusterRoleBinding": "V1ClusterRoleBinding", "Role": "V1Role", "RoleBinding": "V1RoleBinding",
-              "Deployment": "V1Deployment", "Namespace": "V1Namespace"}
+    models = {
+        "ServiceAccount": "V1ServiceAccount",
+        "ClusterRole": "V1ClusterRole",
+        "ClusterRoleBinding": "V1ClusterRoleBinding",
+        "Role": "V1Role",
+        "RoleBinding": "V1RoleBinding",
+        "Deployment": "V1Deployment",
+        "Namespace": "V1Namespace",
+    }
 
     class Resp:
         def __init__(self, d):

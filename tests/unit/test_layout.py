@@ -45,8 +45,11 @@ def test_the_core_imports_no_prefect_tasks_flows_or_app():
                 names = [node.module or ""]
             else:
                 continue
-            bad += [f"{_rel(f)}:{node.lineno} {n}" for n in names
-                    if n.split(".")[0] in ("prefect", "tasks", "flows", "app")]
+            bad += [
+                f"{_rel(f)}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] in ("prefect", "tasks", "flows", "app")
+            ]
     assert bad == []
 
 
@@ -61,7 +64,9 @@ def _grep(pattern: str, *packages: str) -> set[str]:
 
 
 def test_one_module_sends_delete_to_a_registry():
-    assert _grep(r"""request\(\s*["']DELETE["']""", "regkeeper", "tasks", "flows") == {"regkeeper/oci/client.py"}
+    assert _grep(r"""request\(\s*["']DELETE["']""", "regkeeper", "tasks", "flows") == {
+        "regkeeper/oci/client.py"
+    }
 
 
 def test_one_module_implements_the_mount_quirk():

@@ -13,27 +13,45 @@ def test_moved_tag_is_information():
     rep = build_report("gc", "local-registry", None, verified=v)
     assert rep.status == "ok"
     assert rep.summary["kept tags moved during the run"] == 1 and rep.summary["verify problems"] == 0
-    assert rep.notes == ["tag team-a/app:stable moved during the run from sha256:abababababab… to "
-                         "sha256:cdcdcdcdcdcd… (pushed after the plan): not a problem"]
+    assert rep.notes == [
+        "tag team-a/app:stable moved during the run from sha256:abababababab… to "
+        "sha256:cdcdcdcdcdcd… (pushed after the plan): not a problem"
+    ]
     [row] = rep.table("verify").rows
-    assert row == {"repository": "team-a/app", "tag": "stable", "result": "moved",
-                   "planned digest": OLD, "digest now": NEW,
-                   "detail": "pushed after the plan: not a problem"}
+    assert row == {
+        "repository": "team-a/app",
+        "tag": "stable",
+        "result": "moved",
+        "planned digest": OLD,
+        "digest now": NEW,
+        "detail": "pushed after the plan: not a problem",
+    }
     assert "not a problem" in rep.markdown() and NEW in rep.html()
 
 
 def test_moved_tag_with_a_broken_image_and_a_missing_tag_fail_the_run():
-    broken = MovedTag("team-a/app", "stable", OLD, NEW, problem="the image it points to now is not "
-                      "whole: blob sha256:ee… unreadable: HEAD 404")
-    v = VerifyResult(tags_checked=2, moved=[broken],
-                     problems=[("team-a/app", "stable", f"{broken.describe()}, but {broken.problem}"),
-                               ("team-a/app", "prod", f"tag missing (expected {OLD})")])
+    broken = MovedTag(
+        "team-a/app",
+        "stable",
+        OLD,
+        NEW,
+        problem="the image it points to now is not whole: blob sha256:ee… unreadable: HEAD 404",
+    )
+    v = VerifyResult(
+        tags_checked=2,
+        moved=[broken],
+        problems=[
+            ("team-a/app", "stable", f"{broken.describe()}, but {broken.problem}"),
+            ("team-a/app", "prod", f"tag missing (expected {OLD})"),
+        ],
+    )
     rep = build_report("expire", "local-registry", None, verified=v)
     assert rep.status == "failed"
     assert rep.summary["verify problems"] == 2 and rep.summary["kept tags moved during the run"] == 1
     assert not any(n.endswith("not a problem") for n in rep.notes)
-    assert any(n.startswith("verify: team-a/app:stable moved during the run") and "HEAD 404" in n
-               for n in rep.notes)
+    assert any(
+        n.startswith("verify: team-a/app:stable moved during the run") and "HEAD 404" in n for n in rep.notes
+    )
     rows = rep.table("verify").rows
     assert [(r["tag"], r["result"]) for r in rows] == [("stable", "moved, problem"), ("prod", "problem")]
     assert rows[0]["digest now"] == NEW

@@ -23,8 +23,8 @@ D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 D3 = "sha256:" + "3" * 64
 D4 = "sha256:" + "4" * 64
-C1 = "sha256:" + "c" * 64   # a child of an index
-S1 = "sha256:" + "a" * 64   # signature manifests
+C1 = "sha256:" + "c" * 64  # a child of an index
+S1 = "sha256:" + "a" * 64  # signature manifests
 S2 = "sha256:" + "b" * 64
 S3 = "sha256:" + "e" * 64
 
@@ -48,7 +48,7 @@ def test_target_repository_prefix():
 def test_source_repository_inverse_and_outside_prefix():
     assert source_repository("eu", "eu/library/nginx") == "library/nginx"
     assert source_repository("eu", "us/library/nginx") is None
-    assert source_repository("eu", "europe/app") is None       # a sibling, not under eu/
+    assert source_repository("eu", "europe/app") is None  # a sibling, not under eu/
     assert source_repository("eu", "eu") is None
     assert source_repository("", "x/y") == "x/y"
 
@@ -93,6 +93,7 @@ def test_signature_of_index_child_follows_index():
     def children_of(d):
         looked.append(d)
         return [C1] if d == D1 else []
+
     got = select_tags(tags, TagFilter(include=["v*"]), children_of)
     assert got == {"v1": D1, sig(C1): S1}
     assert looked == [D1]
@@ -117,7 +118,9 @@ def test_diff_missing_different_in_sync():
     to_copy, in_sync = diff_tags(src, dst)
     assert in_sync == ["a"]
     assert [(c.tag, c.reason, c.target_digest) for c in to_copy] == [
-        ("b", "different", D4), ("c", "missing", None)]
+        ("b", "different", D4),
+        ("c", "missing", None),
+    ]
 
 
 def test_diff_nothing_to_do():
@@ -140,7 +143,7 @@ def test_extraneous_only_inside_tag_scope():
     deletable, kept, scope = extraneous_tags(target, {"v1": D1}, TagFilter(include=["v*"]))
     assert deletable == [("v0", D2)]
     assert kept == []
-    assert scope == 2                      # "dev" is outside the rule's scope: never counted
+    assert scope == 2  # "dev" is outside the rule's scope: never counted
     assert all(t != "dev" for t, _ in deletable)
 
 
@@ -164,8 +167,9 @@ def test_extraneous_retag_on_source_is_not_deleted():
 
 def test_extraneous_protects_children_of_kept_index():
     target = {"v1": D1, "platform-amd64": C1}
-    deletable, kept, _ = extraneous_tags(target, {"v1": D1}, ALL,
-                                         children_of=lambda d: [C1] if d == D1 else [])
+    deletable, kept, _ = extraneous_tags(
+        target, {"v1": D1}, ALL, children_of=lambda d: [C1] if d == D1 else []
+    )
     assert deletable == []
     assert "child" in kept[0][1]
 
@@ -204,7 +208,7 @@ def _plan(extraneous: int, scope: int) -> ReplicationPlan:
 
 def test_delete_cap():
     assert check_delete_cap(_plan(0, 10)) is None
-    assert check_delete_cap(_plan(5, 10)) is None             # 50% is at the cap
+    assert check_delete_cap(_plan(5, 10)) is None  # 50% is at the cap
     why = check_delete_cap(_plan(6, 10))
     assert why and "6/10 tags (60%)" in why and "--force" in why
     assert "deleteExtraneous would delete" in why and "rule r -> target b" in why
@@ -220,6 +224,7 @@ def test_transient_classification():
     """Replicate has no decision of its own: the one in regkeeper.retry (the transport retries
     the calls, the blob transfer restarts a broken stream; items are never retried)."""
     import regkeeper.replicate as rep
+
     assert not hasattr(rep, "is_transient") and not hasattr(rep, "TRANSIENT_STATUSES")
     assert is_transient(RegistryError("x", status=503))
     assert is_transient(RegistryError("x", status=429))
@@ -228,7 +233,7 @@ def test_transient_classification():
     assert not is_transient(AuthError("x", status=401))
     assert not is_transient(DigestMismatchError("x"))
     assert not is_transient(RegistryError("bad", status=400))
-    assert not is_transient(RegistryError("x", status=500))           # 500 is permanent now
+    assert not is_transient(RegistryError("x", status=500))  # 500 is permanent now
     assert not is_transient(NotFoundError("x", status=404, url="http://r/v2/a/manifests/b"))
     # a forgotten upload session is no longer retried per item: the next run copies the item
     assert not is_transient(NotFoundError("x", status=404, url="http://r/v2/a/blobs/uploads/uuid"))
@@ -268,11 +273,13 @@ def test_signature_tags_recognised(tag):
 def test_extraneous_keeps_grandchildren_of_a_kept_index_and_referrers_subjects():
     from regkeeper.config import TagFilter
     from regkeeper.replicate import extraneous_tags
+
     A, B, C, X = ("sha256:" + ch * 64 for ch in "abcx")
     children = {A: [B], B: [C]}
     # keep -> index A -> index B -> C; "old" -> C is gone from the source but C is still needed
-    deletable, kept, _ = extraneous_tags({"keep": A, "old": C}, {"keep": A}, TagFilter(),
-                                         children_of=lambda d: children.get(d, []))
+    deletable, kept, _ = extraneous_tags(
+        {"keep": A, "old": C}, {"keep": A}, TagFilter(), children_of=lambda d: children.get(d, [])
+    )
     assert deletable == [] and kept[0][0] == "old" and "child of kept index" in kept[0][1]
     # a referrers-schema tag (sha256-<hex>, no suffix) lives and dies with its subject
     ref_tag = "sha256-" + "x" * 64

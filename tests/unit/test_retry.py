@@ -34,6 +34,7 @@ def _json_error() -> json.JSONDecodeError:
 
 # ---------------------------------------------------------------- the decision
 
+
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_transient_statuses(status):
     assert is_transient(status=status)
@@ -47,43 +48,53 @@ def test_permanent_statuses(status):
     assert not is_transient(RegistryError("x", status=status))
 
 
-@pytest.mark.parametrize("exc", [
-    requests.exceptions.ConnectionError("refused"),
-    requests.exceptions.ConnectTimeout("connect timeout"),
-    requests.exceptions.ReadTimeout("read timeout"),
-    requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
-    requests.exceptions.ContentDecodingError("bad gzip"),
-    urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),
-    urllib3.exceptions.IncompleteRead(10, 20),
-    urllib3.exceptions.ReadTimeoutError(None, "/v2/", "read timed out"),
-    urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"),
-    urllib3.exceptions.MaxRetryError(None, "/v2/", urllib3.exceptions.NewConnectionError(None, "refused")),
-    http.client.IncompleteRead(b"abc", 10),
-    http.client.RemoteDisconnected("closed"),
-    ConnectionResetError(104, "Connection reset by peer"),
-    TimeoutError("timed out"),
-    _json_error(),
-    requests.exceptions.JSONDecodeError("Expecting value", "x", 0),
-    DigestMismatchError("cut in transit", transient=True),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ConnectionError("refused"),
+        requests.exceptions.ConnectTimeout("connect timeout"),
+        requests.exceptions.ReadTimeout("read timeout"),
+        requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+        requests.exceptions.ContentDecodingError("bad gzip"),
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),
+        urllib3.exceptions.IncompleteRead(10, 20),
+        urllib3.exceptions.ReadTimeoutError(None, "/v2/", "read timed out"),
+        urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"),
+        urllib3.exceptions.MaxRetryError(
+            None, "/v2/", urllib3.exceptions.NewConnectionError(None, "refused")
+        ),
+        http.client.IncompleteRead(b"abc", 10),
+        http.client.RemoteDisconnected("closed"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError("timed out"),
+        _json_error(),
+        requests.exceptions.JSONDecodeError("Expecting value", "x", 0),
+        DigestMismatchError("cut in transit", transient=True),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_transient_exceptions(exc):
     assert is_transient(exc), exc
     assert transient_reason(exc)
 
 
-@pytest.mark.parametrize("exc", [
-    requests.exceptions.SSLError("certificate verify failed"),
-    urllib3.exceptions.SSLError("certificate verify failed"),
-    urllib3.exceptions.MaxRetryError(None, "/v2/", urllib3.exceptions.SSLError("bad cert")),
-    requests.exceptions.InvalidURL("no host"),
-    ValueError("x"),
-    KeyError("repositories"),
-    AttributeError("'list' object has no attribute 'get'"),
-    RegistryError("upload started without a Location header"),
-    AuthError("x", status=401),
-    NotFoundError("x", status=404),
-    DigestMismatchError("x"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.SSLError("certificate verify failed"),
+        urllib3.exceptions.SSLError("certificate verify failed"),
+        urllib3.exceptions.MaxRetryError(None, "/v2/", urllib3.exceptions.SSLError("bad cert")),
+        requests.exceptions.InvalidURL("no host"),
+        ValueError("x"),
+        KeyError("repositories"),
+        AttributeError("'list' object has no attribute 'get'"),
+        RegistryError("upload started without a Location header"),
+        AuthError("x", status=401),
+        NotFoundError("x", status=404),
+        DigestMismatchError("x"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_permanent_exceptions(exc):
     assert not is_transient(exc), exc
     assert transient_reason(exc) is None
@@ -109,14 +120,22 @@ def test_status_and_retry_after_from_foreign_exceptions():
 def test_reasons_are_short_and_named():
     assert transient_reason(status=503) == "HTTP 503"
     assert transient_reason(_json_error()).startswith("response is not valid JSON (")
-    why = transient_reason(requests.exceptions.ChunkedEncodingError(urllib3.exceptions.ProtocolError(
-        "Connection broken: IncompleteRead(14 bytes read, 15 more expected)",
-        urllib3.exceptions.IncompleteRead(14, 15))))
-    assert why == ("connection broke while reading the response (ProtocolError: Connection broken: "
-                   "IncompleteRead(14 bytes read, 15 more expected))")
+    why = transient_reason(
+        requests.exceptions.ChunkedEncodingError(
+            urllib3.exceptions.ProtocolError(
+                "Connection broken: IncompleteRead(14 bytes read, 15 more expected)",
+                urllib3.exceptions.IncompleteRead(14, 15),
+            )
+        )
+    )
+    assert why == (
+        "connection broke while reading the response (ProtocolError: Connection broken: "
+        "IncompleteRead(14 bytes read, 15 more expected))"
+    )
 
 
 # ---------------------------------------------------------------- Retry-After and backoff
+
 
 def test_parse_retry_after_seconds_and_http_date():
     assert parse_retry_after("5") == 5.0
@@ -134,7 +153,7 @@ def test_delay_honours_retry_after_capped():
     p = RetryPolicy(attempts=4, base=0.5, cap=10)
     assert p.delay(1, retry_after=3) == 3
     assert p.delay(3, retry_after=0) == 0
-    assert p.delay(1, retry_after=3600) == 10            # capped
+    assert p.delay(1, retry_after=3600) == 10  # capped
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     assert p.delay(1, retry_after=parse_retry_after(when)) == 10
 
@@ -146,7 +165,7 @@ def test_delay_full_jitter_bounds_and_cap():
         assert p.delay(attempt, rand=lambda: 0.0) == 0.0
         samples = [p.delay(attempt) for _ in range(300)]
         assert all(0 <= d <= ceiling for d in samples)
-        assert max(samples) > ceiling / 2                  # spread over the interval, not constant
+        assert max(samples) > ceiling / 2  # spread over the interval, not constant
         assert len(set(samples)) > 100
 
 
@@ -158,6 +177,7 @@ def test_policy_from_configured_retries():
 
 # ---------------------------------------------------------------- the loop
 
+
 def _flaky(errors, result="ok"):
     calls = []
 
@@ -166,6 +186,7 @@ def _flaky(errors, result="ok"):
         if len(calls) <= len(errors):
             raise errors[len(calls) - 1]
         return result
+
     return fn, calls
 
 
@@ -173,8 +194,13 @@ def test_loop_retries_transient_then_succeeds(caplog):
     fn, calls = _flaky([requests.exceptions.ChunkedEncodingError("cut"), _json_error()])
     seen, slept = [], []
     with caplog.at_level(logging.WARNING, logger="regkeeper.retry"):
-        got = run_with_retries(fn, RetryPolicy(attempts=3, base=0.01), "registry 'r1': GET /v2/_catalog",
-                               lambda e, why, n, d: seen.append((type(e).__name__, n)), sleep=slept.append)
+        got = run_with_retries(
+            fn,
+            RetryPolicy(attempts=3, base=0.01),
+            "registry 'r1': GET /v2/_catalog",
+            lambda e, why, n, d: seen.append((type(e).__name__, n)),
+            sleep=slept.append,
+        )
     assert got == "ok" and len(calls) == 3
     assert seen == [("ChunkedEncodingError", 1), ("JSONDecodeError", 2)] and len(slept) == 2
     lines = [r.getMessage() for r in caplog.records if r.name == "regkeeper.retry"]

@@ -36,6 +36,7 @@ def parse(doc: dict):
     import yaml
 
     from regkeeper.config import parse_config
+
     return parse_config(yaml.safe_dump(doc))
 
 
@@ -58,12 +59,13 @@ def hold(root: Path, name: str, owner: Owner, ttl: float = 60) -> Lease:
 
 # ---------------------------------------------------------------- leases
 
+
 def test_lease_taken_once_released_then_taken_again(tmp_path):
     a = hold(tmp_path, "replicate-rule-all", me("run-a"))
     rec = json.loads(lease_path(tmp_path, "replicate-rule-all").read_text())
     assert rec["owner"]["run"] == "run-a" and rec["owner"]["pid"] == os.getpid() and rec["expires"]
     got = Lease(tmp_path, "replicate-rule-all", me("run-b"), 60).acquire()
-    assert not got.ok and got.holder.owner.run == "run-a"           # a live holder keeps it
+    assert not got.ok and got.holder.owner.run == "run-a"  # a live holder keeps it
     a.release()
     assert not lease_path(tmp_path, "replicate-rule-all").exists()
     assert Lease(tmp_path, "replicate-rule-all", me("run-b"), 60).acquire().ok
@@ -71,7 +73,7 @@ def test_lease_taken_once_released_then_taken_again(tmp_path):
 
 def test_dead_pid_taken_over_and_said_whose(tmp_path):
     dead = dead_owner()
-    hold(tmp_path, "replicate-rule-all", dead)                       # never released: killed
+    hold(tmp_path, "replicate-rule-all", dead)  # never released: killed
     got = Lease(tmp_path, "replicate-rule-all", me("run-next"), 60).acquire()
     assert got.ok and got.took_over.owner.run == "run-dead"
     assert f"pid {dead.pid} is not running" in got.reason
@@ -84,10 +86,10 @@ def test_zombie_and_reused_pid_are_gone(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         o = replace(Owner.current("replicate", "run-zombie"), pid=p.pid, pid_start=pid_start(p.pid))
-        assert o.gone_reason() is None                               # alive: not gone
+        assert o.gone_reason() is None  # alive: not gone
         p.kill()
         wait_until(lambda: o.gone_reason(), what="the killed child to be a zombie")
-        assert "zombie" in o.gone_reason()                           # killed, not reaped yet
+        assert "zombie" in o.gone_reason()  # killed, not reaped yet
     finally:
         p.wait()
     reused = replace(Owner.current("gc", "run-old"), pid_start="1")  # our pid, another start time
@@ -98,21 +100,20 @@ def test_other_host_busy_until_expired(tmp_path):
     far = replace(me("run-far"), host="another-host")
     hold(tmp_path, "reclaim-r", far, ttl=60)
     got = Lease(tmp_path, "reclaim-r", me("run-here"), 60).acquire()
-    assert not got.ok and got.holder.owner.host == "another-host"    # no pid check across hosts
+    assert not got.ok and got.holder.owner.host == "another-host"  # no pid check across hosts
     rec = json.loads(lease_path(tmp_path, "reclaim-r").read_text())
-    rec["expires"] = (utcnow() - timedelta(seconds=1)).isoformat()   # no heartbeat for a ttl
+    rec["expires"] = (utcnow() - timedelta(seconds=1)).isoformat()  # no heartbeat for a ttl
     lease_path(tmp_path, "reclaim-r").write_text(json.dumps(rec))
     got = Lease(tmp_path, "reclaim-r", me("run-here"), 60).acquire()
     assert got.ok and "expired" in got.reason
 
 
 def test_heartbeat_renews_and_release_removes(tmp_path):
-    far = replace(me("run-far"), host="another-host")                # only expiry protects it
+    far = replace(me("run-far"), host="another-host")  # only expiry protects it
     lease = hold(tmp_path, "reclaim-r", far, ttl=2)
     first = read_holder(tmp_path, "reclaim-r").expires
     with lease.held():
-        wait_until(lambda: read_holder(tmp_path, "reclaim-r").expires > first, timeout=20,
-                   what="a heartbeat")
+        wait_until(lambda: read_holder(tmp_path, "reclaim-r").expires > first, timeout=20, what="a heartbeat")
         assert not Lease(tmp_path, "reclaim-r", me("other"), 2).acquire().ok
     assert read_holder(tmp_path, "reclaim-r") is None
 
@@ -121,7 +122,7 @@ def test_lost_lease_is_not_renewed_nor_removed(tmp_path):
     lease = hold(tmp_path, "reclaim-r", me("run-a"))
     p = lease_path(tmp_path, "reclaim-r")
     rec = json.loads(p.read_text())
-    p.write_text(json.dumps({**rec, "token": "someone-else"}))       # taken over meanwhile
+    p.write_text(json.dumps({**rec, "token": "someone-else"}))  # taken over meanwhile
     assert lease.renew() is False and lease.lost
     lease.release()
     assert json.loads(p.read_text())["token"] == "someone-else"
@@ -131,10 +132,10 @@ def test_takeover_race_puts_back_a_lease_taken_meanwhile(tmp_path):
     hold(tmp_path, "r", dead_owner())
     stale = read_holder(tmp_path, "r")
     winner = Lease(tmp_path, "r", me("winner"), 60)
-    assert winner.acquire().ok                                       # took it over first
+    assert winner.acquire().ok  # took it over first
     loser = Lease(tmp_path, "r", me("loser"), 60)
-    assert loser._move_aside(stale) is False                         # judged the old record
-    assert read_holder(tmp_path, "r").owner.run == "winner"          # put back, intact
+    assert loser._move_aside(stale) is False  # judged the old record
+    assert read_holder(tmp_path, "r").owner.run == "winner"  # put back, intact
     assert not [p for p in (tmp_path / "leases").iterdir() if ".stale-" in p.name]
 
 
@@ -151,11 +152,19 @@ def test_unreadable_record_waits_a_ttl(tmp_path):
 
 # ---------------------------------------------------------------- read-only windows
 
+
 def window(root: Path, registry: str, owner: Owner, argv: list[str], *, hold_lease: bool) -> Window:
     lease = Lease(root, lease_name(registry), owner, 60)
     assert lease.acquire().ok
-    w = Window(registry=registry, owner=owner, started=owner.started, read_write=argv, timeout=30,
-               lease=lease.name, lease_token=lease.token)
+    w = Window(
+        registry=registry,
+        owner=owner,
+        started=owner.started,
+        read_write=argv,
+        timeout=30,
+        lease=lease.name,
+        lease_token=lease.token,
+    )
     save_window(root, w)
     if not hold_lease:
         lease.release()
@@ -172,12 +181,14 @@ def test_window_of_a_dead_run_recovered_once(tmp_path):
     rs = RunState(tmp_path, me("run-next", "capacity"), 60)
     (r,) = recover_windows(rs)
     assert r.outcome == "recovered" and (tmp_path / "rw").read_text() == "rw\n"
-    assert r.note().startswith(f"recovered: registry local-registry was left read-only by run "
-                               f"run-killed (pid {dead.pid}, started {dead.started}); readWrite run")
+    assert r.note().startswith(
+        f"recovered: registry local-registry was left read-only by run "
+        f"run-killed (pid {dead.pid}, started {dead.started}); readWrite run"
+    )
     assert read_window(tmp_path, "local-registry") is None and list_windows(tmp_path) == []
     assert read_holder(tmp_path, lease_name("local-registry")) is None
     assert rs.recovered_count("local-registry") == 1
-    assert recover_windows(rs) == []                                 # nothing left to do
+    assert recover_windows(rs) == []  # nothing left to do
 
 
 def test_live_window_left_alone(tmp_path):
@@ -219,9 +230,22 @@ def test_failed_read_write_keeps_the_record_until_it_works(tmp_path):
 
 
 def test_configured_read_write_preferred_over_the_recorded_one(tmp_path):
-    cfg = parse({"mirrorRepositories": [{"name": "r", "url": "http://127.0.0.1:1", "reclaim": {
-        "mode": "command", "readOnly": ["true"], "garbageCollect": ["true"],
-        "readWrite": touch_cmd(tmp_path / "fixed")}}]})
+    cfg = parse(
+        {
+            "mirrorRepositories": [
+                {
+                    "name": "r",
+                    "url": "http://127.0.0.1:1",
+                    "reclaim": {
+                        "mode": "command",
+                        "readOnly": ["true"],
+                        "garbageCollect": ["true"],
+                        "readWrite": touch_cmd(tmp_path / "fixed"),
+                    },
+                }
+            ]
+        }
+    )
     window(tmp_path, "r", dead_owner(), [sys.executable, "-c", "raise SystemExit(1)"], hold_lease=False)
     (r,) = recover_windows(RunState(tmp_path, me(), 60), config=cfg)
     assert r.outcome == "recovered" and (tmp_path / "fixed").exists()
