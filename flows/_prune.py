@@ -25,10 +25,11 @@ DELETE_BATCH = 25  # repositories per delete task
 def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) -> Inventory:
     repos = list_repositories(ctx, registry, include, exclude)
     futures = [scan_batch.submit(ctx, registry, b, label=batch_label(b)) for b in batches(repos, SCAN_BATCH)]
+    storage = ctx.storage(registry)
     inv = Inventory(
         registry=registry,
         scanned_at=utcnow(),
-        push_time_source=(ctx.storage(registry).kind if ctx.storage(registry) else "none"),
+        push_time_source=storage.kind if storage else "none",
     )
     for f in futures:
         inv.merge(f.result())

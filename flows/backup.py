@@ -69,19 +69,23 @@ def _backup_one(
             existing = run.existing
         todo = batches(repos, BATCH)
         futures = [
-            backup_batch.submit(
+            backup_batch.submit(  # type: ignore[call-overload]  # prefect: quote(x) for x
                 ctx, registry, store, b, quote(existing), dry_run=dry_run, label=batch_label(b)
             )
             for b in todo
         ]
         results, errors = _collect(todo, futures, "backup batch")
         if not errors and not dry_run:
-            snap = commit_snapshot(registry, store, quote(run), quote(results))
+            snap = commit_snapshot(  # type: ignore[call-overload]  # prefect: quote(x) for x
+                registry, store, quote(run), quote(results)
+            )
     except Exception as e:  # noqa: BLE001 - reported, then the run fails
         errors.append(str(e) if isinstance(e, RegkeeperError) else f"{type(e).__name__}: {e}")
     finally:
         if run is not None and snap is None:
-            abort_backup(store, quote(run))
+            abort_backup(  # type: ignore[call-overload]  # prefect: quote(x) for x
+                store, quote(run)
+            )
     if dry_run or snap is not None:
         try:
             pruned = prune_snapshots(store, keep, registry, dry_run=dry_run)
@@ -123,7 +127,10 @@ def _unconfigured(
 
 
 @flow(
-    name="backup", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True
+    name="backup",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    log_prints=False,
+    validate_parameters=True,
 )
 def backup(
     registry: Annotated[
@@ -205,7 +212,7 @@ def backup(
 
 @flow(
     name="restore",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
     log_prints=False,
     validate_parameters=True,
 )
@@ -334,7 +341,7 @@ def _restore_into(
             )
         todo = batches(repos, BATCH)
         futures = [
-            restore_batch.submit(
+            restore_batch.submit(  # type: ignore[call-overload]  # prefect: quote(x) for x
                 ctx,
                 name,
                 store,

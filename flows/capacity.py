@@ -10,6 +10,7 @@ from pydantic import Field
 
 from flows._prune import scan_registry
 from regkeeper import capacity as cap
+from regkeeper.config import CapacityConfig
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
@@ -22,7 +23,7 @@ from tasks.recovery import add_notes, begin_run
 
 @flow(
     name="capacity",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
     log_prints=False,
     validate_parameters=True,
 )
@@ -51,8 +52,6 @@ def capacity(
     """
     ctx = RunContext.load(config_path)
     if ctx.config.capacity is None:
-        from regkeeper.config import CapacityConfig
-
         ctx.config.capacity = CapacityConfig()
     names = (
         [ctx.registry_name(registry)]
@@ -81,7 +80,7 @@ def capacity(
 
 def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[str]) -> dict:
     """Measure one registry, alert, and publish its report (also when the run fails)."""
-    cc = ctx.config.capacity
+    cc = ctx.config.capacity or CapacityConfig()  # filled in by capacity() already
     rep = Report(flow="capacity", registry=name, title="regkeeper capacity")
     add_notes(rep, notes)
     metrics = RunMetrics("capacity", name)

@@ -14,7 +14,10 @@ from tasks.recovery import begin_run
 
 
 @flow(
-    name="expire", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True
+    name="expire",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    log_prints=False,
+    validate_parameters=True,
 )
 def expire(
     registry: Annotated[

@@ -13,7 +13,12 @@ from regkeeper.context import RunContext
 from tasks.recovery import begin_run
 
 
-@flow(name="gc", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False, validate_parameters=True)
+@flow(
+    name="gc",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    log_prints=False,
+    validate_parameters=True,
+)
 def gc(
     registry: Annotated[
         Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")

@@ -221,7 +221,7 @@ def _summarize_jobs(report: Report, rows: list[dict]) -> list[tuple[str, str]]:
 
 @flow(
     name="nightly",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
     log_prints=False,
     validate_parameters=True,
 )
@@ -264,7 +264,7 @@ def nightly(
     cfg = load_config(path)  # a bad config fails the run at once, naming the key
     notes = begin_run_config(cfg, "nightly")
     reports_dir = cfg.reports_dir()
-    wanted = set(jobs) if jobs else set(NIGHTLY_ORDER)
+    wanted: set[str] = set(jobs) if jobs else set(NIGHTLY_ORDER)
     report = Report(flow="nightly", registry=registry or "all", title="regkeeper nightly")
     add_notes(report, notes)
     rows = _run_jobs(cfg, wanted, report, registry=registry, dry_run=dry_run, force=force, config_path=path)

@@ -94,12 +94,12 @@ def _replicate_target(
     repos, removed, errors = scope(ctx, rule, target, rule_name=rule.rule_name)
     # plan: one task per batch of repositories (removed ones go with the first batch)
     plan_batches = batches(repos, PLAN_BATCH) or ([[]] if removed else [])
-    futures = [
+    plan_futures = [
         plan_batch.submit(ctx, rule, target, b, removed if i == 0 else [], label=batch_label(b))
         for i, b in enumerate(plan_batches)
     ]
     parts = []
-    for b, part, err in gather(plan_batches, futures):  # a failed batch does not stop the others
+    for b, part, err in gather(plan_batches, plan_futures):  # a failed batch does not stop the others
         if err is None:
             parts.append(part)
         else:
@@ -115,11 +115,11 @@ def _replicate_target(
         )
         work = [p for p in plan.repositories if p.to_copy and not p.errors]
         copy_batches = batches(work, COPY_BATCH)
-        futures = [
+        copy_futures = [
             copy_batch.submit(ctx, rule, target, b, rep, label=batch_label(b, lambda p: p.source_repo))
             for b in copy_batches
         ]
-        for b, done, err in gather(copy_batches, futures):
+        for b, done, err in gather(copy_batches, copy_futures):
             for r in done or []:
                 results[r.source_repo] = r
             for p in b if err is not None else []:
@@ -129,7 +129,7 @@ def _replicate_target(
             result.deletes_stopped = _delete_extraneous(ctx, rule, target, plan, results)
         copied = [p for p in plan.repositories if results[p.source_repo].copied]
         vbatches = batches(copied, PLAN_BATCH)
-        futures = [
+        verify_futures = [
             verify_batch.submit(
                 ctx,
                 rule,
@@ -140,7 +140,7 @@ def _replicate_target(
             )
             for b in vbatches
         ]
-        for b, _, err in gather(vbatches, futures):
+        for b, _, err in gather(vbatches, verify_futures):
             for p in b if err is not None else []:
                 results[p.source_repo].errors.append(f"verification failed: {err}")
     result.repositories = [results[p.source_repo] for p in plan.repositories]
@@ -168,7 +168,7 @@ def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -
 
 @flow(
     name="replicate",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
     log_prints=False,
     validate_parameters=True,
 )

@@ -39,16 +39,17 @@ class DigestCache:
         if self.root:
             self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, kind: str, digest: str) -> Path:
+    @staticmethod
+    def _path(root: Path, kind: str, digest: str) -> Path:
         algo, _, hexpart = digest.partition(":")
         if not hexpart or "/" in hexpart or not hexpart.isalnum():
             raise ValueError(f"not a digest: {digest!r}")
-        return self.root / kind / algo / hexpart[:2] / hexpart
+        return root / kind / algo / hexpart[:2] / hexpart
 
     def get(self, kind: str, digest: str) -> tuple[bytes, str | None] | None:
         if not self.root:
             return None
-        p = self._path(kind, digest)
+        p = self._path(self.root, kind, digest)
         try:
             data = p.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -77,7 +78,7 @@ class DigestCache:
             return
         if not verify_digest(digest, data):
             return  # never cache content under the wrong name
-        p = self._path(kind, digest)
+        p = self._path(self.root, kind, digest)
         p.parent.mkdir(parents=True, exist_ok=True)
         if media_type:
             atomic_write(p.with_suffix(".type"), media_type)

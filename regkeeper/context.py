@@ -8,12 +8,16 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import DigestCache
 from .config import Config, check_secrets, load_config
 from .errors import ConfigError
 from .oci import RegistryClient
 from .storage import StorageReader, storage_for
+
+if TYPE_CHECKING:
+    from .runstate import Owner
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class RunContext:
         self._clients: dict[str, RegistryClient] = {}
         self._storages: dict[str, StorageReader | None] = {}
         self._lock = threading.Lock()
-        self.owner = None  # this run as owner of durable run state (runstate.Owner)
+        self.owner: Owner | None = None  # this run as owner of durable run state
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "RunContext":

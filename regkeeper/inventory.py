@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,7 @@ from .models import (
 )
 from .oci import RegistryClient
 from .storage import StorageReader
-from .util import atomic_write, bounded_map, utcnow
+from .util import atomic_write, bounded_map, succeeded, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -162,27 +163,23 @@ class _Scan:
         """1. the tags of every repository (an emptied repository has none)."""
         client = self.client
 
-        def list_repo(repo: str):
+        def list_repo(repo: str) -> list[str]:
             try:
                 return client.list_tags(repo)
             except NotFoundError:
                 return []  # listed by _catalog but emptied: an empty repository
 
-        for repo, tags, err in bounded_map(list_repo, repositories, self.workers):
-            if err is not None:
-                raise err
+        for repo, tags in succeeded(bounded_map(list_repo, repositories, self.workers)):
             self.inv.repositories[repo] = RepoInventory(name=repo)
             self.inv.repositories[repo].tags = {t: "" for t in tags}
 
     def read_storage(self, storage: StorageReader) -> None:
         """2. push times + untagged revisions from storage."""
 
-        def read(repo: str):
+        def read(repo: str) -> tuple[dict[str, datetime], dict[str, datetime]]:
             return storage.push_times(repo), storage.revision_times(repo)
 
-        for repo, res, err in bounded_map(read, list(self.inv.repositories), self.workers):
-            if err is not None:
-                raise err
+        for repo, res in succeeded(bounded_map(read, list(self.inv.repositories), self.workers)):
             r = self.inv.repositories[repo]
             times, revs = res
             r.push_times = {t: v for t, v in times.items() if t in r.tags}
@@ -305,8 +302,8 @@ class _Scan:
             info = self.inv.repositories[repo].manifests[d]
             if err is not None:
                 self.inv.repositories[repo].errors.append(f"{d}: config unreadable: {err}")
-                continue
-            info.created, info.created_source = res
+            elif res is not None:
+                info.created, info.created_source = res
 
     def index_created(self) -> None:
         """An index is as old as its newest child (else its created annotation)."""
@@ -314,9 +311,9 @@ class _Scan:
             for info in r.manifests.values():
                 if info.kind == "index" and info.created is None:
                     times = [
-                        r.manifests[c.digest].created
+                        created
                         for c in info.children
-                        if c.digest in r.manifests and r.manifests[c.digest].created
+                        if c.digest in r.manifests and (created := r.manifests[c.digest].created)
                     ]
                     if times:
                         info.created, info.created_source = max(times), "config"

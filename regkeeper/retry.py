@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -151,7 +151,7 @@ def exception_text(exc: BaseException) -> str:
     drops urllib3's object reprs."""
     for _ in range(5):
         exc = _inner(exc)
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         if len(args) == 1 and isinstance(args[0], BaseException):
             exc = args[0]
             continue
@@ -207,7 +207,7 @@ def is_transient(exc: BaseException | None = None, status: int | None = None) ->
 
 def _mark_attempts(exc: BaseException, attempts: int) -> None:
     try:
-        exc.attempts = attempts
+        exc.attempts = attempts  # type: ignore[attr-defined]  # any exception type: read back with getattr
     except (AttributeError, TypeError):  # an exception type with __slots__: keep it as is
         pass
 

@@ -3,10 +3,10 @@
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -40,6 +40,15 @@ def bounded_map(
             except Exception as e:  # noqa: BLE001
                 out[i] = (items[i], None, e)
     return out
+
+
+def succeeded(results: Iterable[tuple[T, R | None, BaseException | None]]) -> Iterator[tuple[T, R]]:
+    """``(item, result)`` of :func:`bounded_map` results, in order, for a caller that stops at
+    the first failure: that failure is raised when the loop reaches it."""
+    for item, res, err in results:
+        if err is not None:
+            raise err
+        yield item, cast(R, res)  # no error: what ``fn`` returned
 
 
 def batches(items: list, size: int) -> list[list]:

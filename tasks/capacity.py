@@ -5,12 +5,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from regkeeper import capacity as cap
+from regkeeper.config import CapacityConfig
 from regkeeper.context import RunContext
 from tasks.common import RETRY, logger
 
 
 @task(name="measure-storage", **RETRY)
-def measure_storage(ctx: RunContext, registry: str):
+def measure_storage(ctx: RunContext, registry: str) -> cap.StorageUsage | None:
     usage = cap.measure_storage(ctx.config.registry(registry))
     if usage is not None:
         logger().info("%s: %d bytes in %d files (%s)", registry, usage.bytes_used, usage.files, usage.source)
@@ -24,8 +25,10 @@ def pull_latency(ctx: RunContext, registry: str, samples: list[tuple[str, str]])
 
 
 @task(name="evaluate-and-alert", retries=0, cache_policy=NO_CACHE)
-def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
-    cc = ctx.config.capacity
+def evaluate_and_alert(
+    ctx: RunContext, registry: str, usage: cap.StorageUsage | None, dry_run: bool
+) -> tuple[cap.CapacityCheck, list[cap.Delivery]]:
+    cc = ctx.config.capacity or CapacityConfig()  # the flow fills in the defaults
     d = ctx.reports_dir() / "capacity"
     store = cap.StateStore(d)
     history = cap.UsageHistory(d / "history.csv") if not dry_run else None
@@ -39,7 +42,7 @@ def evaluate_and_alert(ctx: RunContext, registry: str, usage, dry_run: bool):
         history=history,
         window=cc.forecast_window,
     )
-    deliveries = []
+    deliveries: list[cap.Delivery] = []
     if check.alert is not None and not dry_run:
         name, resource, payload = cap.event_payload(check.alert)
         try:
@@ -64,10 +67,12 @@ def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
 
 
 @task(name="check-writes", retries=0, cache_policy=NO_CACHE)
-def check_read_only(ctx: RunContext, registry: str, dry_run: bool):
+def check_read_only(
+    ctx: RunContext, registry: str, dry_run: bool
+) -> tuple[cap.ReadOnlyCheck | None, list[cap.Delivery]]:
     """Does the registry take writes? Alert when it refuses them and no live regkeeper read-only
     window explains it. Returns ``(ReadOnlyCheck or None when not checked, deliveries)``."""
-    cc = ctx.config.capacity
+    cc = ctx.config.capacity or CapacityConfig()  # the flow fills in the defaults
     rc = ctx.config.registry(registry)
     if not cc.write_check or rc.type == "proxy" or not rc.url:
         return None, []
@@ -80,7 +85,7 @@ def check_read_only(ctx: RunContext, registry: str, dry_run: bool):
         state_root=ctx.config.state_path(),
         store=store,
     )
-    deliveries = []
+    deliveries: list[cap.Delivery] = []
     if ro.alert is not None and not dry_run:
         from regkeeper.capacity.readonly import event_payload
 

@@ -1,6 +1,7 @@
 """Tasks every flow uses: publishing the report (files + artifacts) and job metrics."""
 
 import logging
+from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -26,7 +27,9 @@ def retry_transient(task, task_run, state) -> bool:
 
 # THE task retry preset: every task that retries uses it (a task is a batch: worth one more go
 # only when nothing below has retried the failure already).
-RETRY = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+RETRY: dict[str, Any] = dict(
+    retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient, cache_policy=NO_CACHE
+)
 
 
 def with_reports(exc: BaseException, reports: list) -> BaseException:
@@ -51,7 +54,7 @@ def reports_of(outcome) -> list[dict]:
 def gather(batches: list, futures: list) -> list[tuple]:
     """``(batch, result, error)`` for submitted per-batch tasks, in order: a failed batch
     (after its retries) does not stop the others; the caller reports it."""
-    out = []
+    out: list[tuple[Any, Any, BaseException | None]] = []
     for b, f in zip(batches, futures, strict=True):
         try:
             out.append((b, f.result(), None))

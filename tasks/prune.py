@@ -59,7 +59,7 @@ def delete_batch(
 
 
 @task(name="reclaim-storage", retries=0, cache_policy=NO_CACHE)
-def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool):
+def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool) -> prune.ReclaimResult:
     res = prune.run_reclaim(ctx, registry, plan, deleted_any)
     if res.mode != "none":
         logger().info(
@@ -74,7 +74,9 @@ def reclaim_storage(ctx: RunContext, registry: str, plan, deleted_any: bool):
 
 
 @task(name="verify-kept", **RETRY)
-def verify_kept(ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool, deleted=None):
+def verify_kept(
+    ctx: RunContext, registry: str, inv: Inventory, plan, everything: bool, deleted=None
+) -> prune.VerifyResult:
     res = prune.run_verify(ctx, registry, inv, plan, everything, deleted)
     logger().info(
         "verified %d tags, %d manifests, %d blobs: %d problems, %d kept tags moved during the run",

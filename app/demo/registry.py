@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import requests
 import yaml
@@ -34,7 +35,7 @@ class DemoRegistry:
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def write_config(self) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)

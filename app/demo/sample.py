@@ -31,6 +31,13 @@ class Item:
     kind: str = "image"
     of: str | None = None  # alias / sig: the tag it points at / signs
 
+    @property
+    def target(self) -> str:
+        """``of``, which an alias or a signature must name."""
+        if self.of is None:
+            raise ValueError(f"sample {self.repo}:{self.tag} ({self.kind}) names no tag in 'of'")
+        return self.of
+
 
 D = 24.0
 SAMPLE: tuple[Item, ...] = (
@@ -148,13 +155,14 @@ class Pusher:
                 }
             ),
         )
+        media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
         manifest = {
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+            "mediaType": media_type,
             "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, **config},
             "layers": [{"mediaType": lmt, **x} for x in layers],
         }
-        return _canon(manifest), manifest["mediaType"]
+        return _canon(manifest), media_type
 
     def index(self, repo: str, tag: str, created: dt.datetime) -> tuple[bytes, str]:
         """A two-platform OCI index; its child images are pushed first, by digest only."""
@@ -231,9 +239,9 @@ class Pusher:
         elif it.kind == "index":
             raw, mt = self.index(repo, it.tag, created)
         elif it.kind == "alias":
-            raw, mt = self.raw[self.digests[(repo, it.of)]]
+            raw, mt = self.raw[self.digests[(repo, it.target)]]
         elif it.kind == "sig":
-            subject = self.digests[(repo, it.of)]
+            subject = self.digests[(repo, it.target)]
             raw, mt = self.signature(repo, subject, created)
             tag = subject.replace(":", "-") + ".sig"
             d = self.put(repo, tag, raw, mt)

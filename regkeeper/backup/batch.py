@@ -191,13 +191,13 @@ def _upload(
     for (kind, digest, repo), out, err in bounded_map(
         lambda it: _copy_object(client, store, it), todo, concurrency
     ):
-        if err is None:
+        if isinstance(err, NotFoundError):
+            gone[digest] = f"{_WHAT[kind]} {digest} disappeared during the backup (404)"
+        elif err is not None:
+            failures.append(f"{_WHAT[kind]} {digest} of {', '.join(_users(res, digest)) or repo}: {err}")
+        elif out is not None:  # copied: (object key, size)
             res.written[out[0]] = out[1]
             existing[out[0]] = out[1]
-        elif isinstance(err, NotFoundError):
-            gone[digest] = f"{_WHAT[kind]} {digest} disappeared during the backup (404)"
-        else:
-            failures.append(f"{_WHAT[kind]} {digest} of {', '.join(_users(res, digest)) or repo}: {err}")
     if gone:
         _drop_gone(res, gone)
     return failures

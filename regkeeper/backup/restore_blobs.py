@@ -10,7 +10,7 @@ HEADs only.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..oci import RegistryClient
 from ..oci.transfer import MOUNTED, BlobTransfer, BytesSource, RegistrySource
@@ -56,7 +56,7 @@ class BlobSupply:
         return BytesSource(load=load, probe=lambda: self.store.exists(key), label="the snapshot's copy")
 
     def provide_blob(
-        self, repo: str, digest: str, desc: dict, *, dry: bool, known_in: list[str] = ()
+        self, repo: str, digest: str, desc: dict, *, dry: bool, known_in: Sequence[str] = ()
     ) -> bool | str:
         """Make blob ``digest`` available in ``repo``: mount it from another repository of this
         registry, upload a config from the snapshot, or copy it from the blob source. Returns
@@ -67,7 +67,7 @@ class BlobSupply:
         known = [r for r in known_in if r != repo][:MOUNT_CANDIDATES]
         maybe = [h for h in holders if h not in known][: max(0, MOUNT_CANDIDATES - len(known))]
         config_src = self._snapshot_bytes(digest) if role == "config" else None
-        sources = [s for s in (config_src,) if s is not None]
+        sources: list[BytesSource | RegistrySource] = [s for s in (config_src,) if s is not None]
         if self.src is not None:
             sources.append(RegistrySource(self.src, [repo] + holders, check=True))
         size = desc.get("size")

@@ -63,13 +63,14 @@ class SnapshotReader:
     def raw(self, digest: str) -> bytes | None:
         """Manifest bytes from the target, digest-checked (memoized)."""
         if digest not in self._raw:
+            data: bytes | None = None
             try:
-                data = self.store.get(object_key("manifests", digest))
-                if not verify_digest(digest, data):
+                got = self.store.get(object_key("manifests", digest))
+                if verify_digest(digest, got):
+                    data = got
+                else:
                     self._raw_why[digest] = f"manifest {digest} on the backup target is corrupted"
-                    data = None
             except ObjectMissing:
                 self._raw_why[digest] = f"manifest {digest} is not on the backup target"
-                data = None
             self._raw[digest] = data
         return self._raw[digest]

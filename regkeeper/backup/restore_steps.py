@@ -262,7 +262,7 @@ class _Restorer(SnapshotReader):
     def _put_manifests(self, todo: list[RestoreRow]) -> dict[tuple[str, str], str]:
         """6. PUT missing manifests by digest, children first (level by level). Returns
         (repository, digest) -> why its PUT failed."""
-        to_put = {}
+        to_put: dict[tuple[str, str], None] = {}
         for r in todo:
             for d in self.closure(r.digest):
                 if not self.man_present.get((r.repository, d)):
@@ -301,8 +301,7 @@ class _Restorer(SnapshotReader):
             ]
             if failed:
                 raise BackupError(failed[0])
-            m = self.man(r.digest)
-            self.c.put_manifest(r.repository, r.tag, self.raw(r.digest), m["media_type"])
+            self.c.put_manifest(r.repository, r.tag, *self._put_bytes(r.digest))
 
         for r, _out, err in self._map(put_tag, todo):
             if err is not None:
@@ -336,10 +335,16 @@ class _Restorer(SnapshotReader):
             parts.append(f"{r.missing_blobs} blob(s) {'supplied' if done else 'to supply'}")
         return "; ".join(parts)
 
-    def _put_by_digest(self, item):
+    def _put_by_digest(self, item: tuple[str, str]) -> None:
         repo, d = item
-        m = self.man(d)
-        self.c.put_manifest(repo, d, self.raw(d), m["media_type"])
+        self.c.put_manifest(repo, d, *self._put_bytes(d))
+
+    def _put_bytes(self, d: str) -> tuple[bytes, str]:
+        """The exact bytes and media type to PUT for manifest ``d`` (``_can`` checked both)."""
+        m, raw = self.man(d), self.raw(d)
+        if m is None or raw is None:
+            raise BackupError(self._raw_why.get(d, f"manifest {d} unavailable"))
+        return raw, m["media_type"]
 
 
 def _err(e: BaseException) -> str:

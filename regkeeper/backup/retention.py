@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..util import utcnow
-from .snapshot import SnapshotEntry, list_existing, scan_snapshots
+from .snapshot import Snapshot, list_existing, scan_snapshots
 from .store import BackupError, ObjectMissing, ObjectStore
 
 INFLIGHT_STALE = timedelta(hours=6)  # an in-flight marker older than this is ignored
@@ -38,7 +38,8 @@ class PruneResult:
 def _live_markers(store: ObjectStore, now: datetime, stale_after: timedelta) -> tuple[list[str], list[str]]:
     """(live, stale) in-flight markers. An unreadable marker counts as live (fail safe; the
     prune result names it so it can be removed by hand)."""
-    live, stale = [], []
+    live: list[str] = []
+    stale: list[str] = []
     for key in store.list("inflight/"):
         try:
             t = datetime.fromisoformat(json.loads(store.get(key)).get("started"))
@@ -68,27 +69,27 @@ def prune(
     now = now or utcnow()
     res = PruneResult(dry_run=dry_run)
     entries = scan_snapshots(store)
-    by_reg: dict[str, list[SnapshotEntry]] = {}
+    by_reg: dict[str, list[Snapshot]] = {}  # the valid snapshots, by registry
     for e in entries:
-        if e.valid:
-            by_reg.setdefault(e.registry, []).append(e)
+        if e.snapshot is not None:
+            by_reg.setdefault(e.registry, []).append(e.snapshot)
         else:
             res.invalid.append((e.key, e.reason or "invalid"))
     drop: set[str] = set()
     for reg, es in by_reg.items():
         if registry is not None and reg != registry:
             continue
-        es.sort(key=lambda e: e.id)
-        for e in es[:-keep] if len(es) > keep else []:
-            drop.add(e.key)
+        es.sort(key=lambda s: s.id)
+        for s in es[:-keep] if len(es) > keep else []:
+            drop.add(s.key)
     used: set[str] = set()
     for es in by_reg.values():
-        for e in es:
-            if e.key in drop:
+        for s in es:
+            if s.key in drop:
                 continue
-            if registry is None or e.registry == registry:
-                res.kept.append(e.key)
-            used.update(e.snapshot.objects)
+            if registry is None or s.registry == registry:
+                res.kept.append(s.key)
+            used.update(s.objects)
     res.deleted_snapshots = sorted(drop)
 
     objects = list_existing(store)
@@ -105,7 +106,7 @@ def prune(
         # a backup may have committed between the first index read and the marker check (its
         # marker is gone, its index is there): read the indexes again, last, before deleting
         for e in scan_snapshots(store):
-            if e.valid and e.key not in drop:
+            if e.snapshot is not None and e.key not in drop:  # a valid one
                 used.update(e.snapshot.objects)
         orphans = [k for k in orphans if k not in used]
     res.deleted_objects = len(orphans)

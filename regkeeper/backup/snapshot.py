@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..util import bounded_map, utcnow
+from ..util import bounded_map, succeeded, utcnow
 from .store import BackupError, ObjectMissing, ObjectStore
 
 FORMAT = "regkeeper-backup/1"
@@ -139,7 +139,7 @@ def scan_snapshots(store: ObjectStore, registry: str | None = None) -> list[Snap
             continue
         found.append((m.group(1), m.group(2), key))
 
-    def read(item):
+    def read(item: tuple[str, str, str]) -> SnapshotEntry:
         reg, sid, key = item
         try:
             raw = store.get(key)
@@ -152,18 +152,14 @@ def scan_snapshots(store: ObjectStore, registry: str | None = None) -> list[Snap
             return SnapshotEntry(reg, sid, key, None, "id/registry do not match its key")
         return SnapshotEntry(reg, sid, key, Snapshot(sid, reg, doc, key))
 
-    out = []
-    for _item, entry, err in bounded_map(read, found, 8):
-        if err is not None:
-            raise err
-        out.append(entry)
+    out = [entry for _item, entry in succeeded(bounded_map(read, found, 8))]
     out.sort(key=lambda e: (e.registry, e.id))
     return out
 
 
 def list_snapshots(store: ObjectStore, registry: str | None = None) -> list[Snapshot]:
     """Complete, checksummed snapshots only (oldest first). Anything else is ignored."""
-    return [e.snapshot for e in scan_snapshots(store, registry) if e.valid]
+    return [e.snapshot for e in scan_snapshots(store, registry) if e.snapshot is not None]  # the valid ones
 
 
 def load_snapshot(store: ObjectStore, registry: str, snapshot: str = "latest") -> Snapshot:

@@ -3,6 +3,7 @@ Alertmanager (v2 ``/api/v2/alerts``, one entry per severity) and Prefect events.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..util import human_bytes
 from .thresholds import _RANK
@@ -132,7 +133,7 @@ def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=2
         ann["days_to_full"] = f"{alert.days_to_full:.1f}"
     out = []
     for level in ("warn", "critical"):
-        entry = {
+        entry: dict[str, Any] = {
             "labels": {
                 "alertname": ALERT_NAME,
                 "severity": _severity(level),

@@ -49,6 +49,7 @@ def send_webhook(
     ``util.retry_session``: connection errors and resets, 429 with Retry-After, 502/503/504; not
     500 nor other 4xx). Returns the HTTP status; raises NotifyError otherwise. The URL (which
     may hold a token) is never logged or put in an error: only ``scheme://host/…``."""
+    body: dict | list[dict]
     if fmt == "slack":
         body = slack_payload(alert)
     elif fmt == "alertmanager":

@@ -12,6 +12,7 @@ reported read-only takes writes again: the alert resolves).
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..util import redact_url
 from .notify import Delivery, NotifyError, post_alert, target_of
@@ -79,7 +80,7 @@ def alertmanager_payload(a: ReadOnlyAlert, firing_ttl: timedelta = timedelta(hou
     now = _iso(a.at)
     ann = {"summary": a.message, **{k: str(v) for k, v in a.details.items() if v is not None}}
     labels = {"registry": a.registry, "source": "regkeeper"}
-    main = {
+    main: dict[str, Any] = {
         "labels": {"alertname": READONLY_ALERT, "severity": "critical", **labels},
         "annotations": dict(ann),
     }

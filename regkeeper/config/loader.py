@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import ConfigError
 from .root import Config
@@ -89,7 +90,7 @@ def _valid_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items() if n != "source"]
 
 
-def _error_loc(err: dict) -> tuple:
+def _error_loc(err: ErrorDetails) -> tuple:
     """The key path of a pydantic error, without pydantic's validator and union-branch labels."""
     loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
     # drop pydantic's union-branch labels
@@ -114,7 +115,7 @@ def _unknown_key_hint(loc: tuple) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
 
 
-def _format_error(err: dict, source: str, lines: dict[tuple, int]) -> str:
+def _format_error(err: ErrorDetails, source: str, lines: dict[tuple, int]) -> str:
     """One ``file:line: key.path: message`` line for one pydantic error."""
     loc = _error_loc(err)
     path = _fmt_path(loc) or "(top level)"

@@ -132,6 +132,8 @@ class RegistryAuth:
         q = [("service", params["service"])] if params.get("service") else []
         q += [("scope", s) for s in scopes if s]
         url = realm + ("&" if "?" in realm else "?") + urlencode(q)
+        if self.request_token is None:  # set by the transport that owns this auth
+            raise RegistryError("bearer challenge, but no token requester is set", registry=self.name)
         body = self.request_token(url, self.creds(), scopes)
         value = body.get("token") or body.get("access_token")
         if not value or not isinstance(value, str):

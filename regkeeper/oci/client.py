@@ -140,10 +140,11 @@ class RegistryClient(BlobReader):
         def read(resp):
             return _names(json_object(resp.content), field), _next_link(resp)
 
-        while path:
-            names, nxt = self.request("GET", path, repo=repo, read=read)
+        page: str | None = path
+        while page:
+            names, nxt = self.request("GET", page, repo=repo, read=read)
             out.extend(names)
-            path = urljoin(self.url + "/", nxt) if nxt else None
+            page = urljoin(self.url + "/", nxt) if nxt else None
         return out
 
     def catalog(self, page_size: int = 1000) -> list[str]:

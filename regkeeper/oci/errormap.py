@@ -8,6 +8,7 @@ the client: the transport maps it here, after the retry loop gave up or found it
 
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -117,7 +118,7 @@ def error_for_status(
 ) -> RegistryError:
     """The error for ``status``: 401/403 AuthError, 404 NotFoundError, 405 DeletesDisabledError
     (DELETE) or ReadOnlyError, else RegistryError; ``transient`` per the retry decision."""
-    kw = dict(
+    kw: dict[str, Any] = dict(
         registry=call.registry,
         repository=call.repo,
         status=status,
@@ -147,7 +148,7 @@ def error_for_status(
 
 def error_for_exception(e: BaseException, call: Call) -> RegistryError:
     """The error for a library exception the retry loop gave up on (or found permanent)."""
-    kw = dict(
+    kw: dict[str, Any] = dict(
         registry=call.registry,
         repository=call.repo,
         url=call.url,

@@ -145,7 +145,7 @@ def _image(doc: dict, raw: bytes, digest: str, mt: str) -> Manifest:
     config = Descriptor.from_json(doc["config"]) if isinstance(doc.get("config"), dict) else None
     layers = [Descriptor.from_json(d) for d in doc.get("layers") or []]
     artifact_type = doc.get("artifactType")
-    kind = "image"
+    kind: ManifestKind = "image"
     if artifact_type or (config is not None and config.media_type not in IMAGE_CONFIG_TYPES):
         kind = "artifact"
     mt = mt or (OCI_MANIFEST if "artifactType" in doc else DOCKER_MANIFEST)

@@ -103,16 +103,21 @@ class RegistrySource:
             path=e.path,
         )
 
+    def _located(self) -> str:
+        if self.repo is None:
+            raise ValueError(f"{self!r}: no repository to read a blob from")
+        return self.repo
+
     def read(self, digest: str, max_bytes: int) -> bytes:
         try:
-            return self.client.get_blob(self.repo, digest, max_bytes=max_bytes)
+            return self.client.get_blob(self._located(), digest, max_bytes=max_bytes)
         except NotFoundError as e:
             raise self._missing(digest, e) from None
 
     def chunks(self, digest: str) -> Iterator[bytes]:
         """The blob streamed (a fresh GET per call), checked against its digest as it ends."""
         try:
-            with self.client.stream_blob(self.repo, digest) as (pieces, _size):
+            with self.client.stream_blob(self._located(), digest) as (pieces, _size):
                 yield from pieces
         except NotFoundError as e:
             raise self._missing(digest, e) from None

@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -58,13 +59,13 @@ class _Send:
     call: Call
     key: str
     headers: dict
-    data: object = None
-    params: object = None
+    data: Any = None  # bytes, or a file rewound before each attempt
+    params: dict | None = None
     stream: bool = False
     ok: tuple = (200,)
     allow_404: bool = False
     extra_scopes: list = field(default_factory=list)
-    timeout: object = None
+    timeout: float | tuple[float, float] | None = None
     read: Callable | None = None
 
 

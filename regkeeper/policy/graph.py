@@ -27,7 +27,7 @@ import heapq
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from ..models import Inventory, ManifestInfo, RepoInventory, signature_subject
 
@@ -54,7 +54,7 @@ def short(digest: str) -> str:
     return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
 
 
-def is_real(m: ManifestInfo | None) -> bool:
+def is_real(m: ManifestInfo | None) -> TypeGuard[ManifestInfo]:
     """The inventory records referenced-but-missing manifests as empty placeholders."""
     return m is not None and bool(m.media_type)
 
@@ -81,9 +81,9 @@ class RepoGraph:
                 self.sigs_of.setdefault(s[0], []).append(t)
         self.referrers_of: dict[str, list[str]] = {}  # subject -> referrer digests
         for d in self.present:
-            s = r.manifests[d].subject
-            if s:
-                self.referrers_of.setdefault(s, []).append(d)
+            subject = r.manifests[d].subject
+            if subject:
+                self.referrers_of.setdefault(subject, []).append(d)
 
     def parents(self) -> dict[str, list[str]]:
         """child digest -> the indexes (present in the repository) that list it."""

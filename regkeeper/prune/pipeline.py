@@ -21,9 +21,9 @@ from .verify import VerifyResult, verify_kept
 
 @dataclass
 class KubeState:
-    usage: object | None  # kube.RegistryUsage or None (no protection)
+    usage: kube.RegistryUsage | None  # None: no protection
     notes: list[str] = field(default_factory=list)
-    scan: object | None = None  # kube.InUseScan
+    scan: kube.InUseScan | None = None
 
 
 def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:

@@ -115,8 +115,9 @@ def reclaim(
             )
             res.seconds = time.perf_counter() - t0
             return res
-        if got.took_over is not None:
-            res.notes.append(got.takeover_note(f"lease {lease.name}"))
+        note = got.takeover_note(f"lease {lease.name}")
+        if note is not None:  # it took over a lease a dead run left
+            res.notes.append(note)
     with lease.held() if lease is not None else nullcontext():
         _in_window(
             reclaim_cfg,
@@ -162,7 +163,7 @@ class _Guard:
         save_window(self.state.root, self.window)
 
     def step(self, name: str, pid: int | None = None, gc_job: dict | None = None) -> None:
-        if self.window is None:
+        if self.window is None or self.state is None:  # a window is opened only with run state
             return
         self.window.step, self.window.step_pid = name, pid
         self.window.step_pid_start = pid_start(pid) if pid else None
@@ -174,7 +175,7 @@ class _Guard:
         return (lambda pid: self.step(name, pid)) if self.window is not None else None
 
     def close(self) -> None:
-        if self.window is not None:
+        if self.window is not None and self.state is not None:
             close_window(self.state.root, self.window)
             self.window = None
 

@@ -8,6 +8,7 @@ again). HEAD, mount, upload, cancel and restarts are the transfer's.
 import json
 import logging
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -44,6 +45,13 @@ class BlobCopy:
 
     Relies on what ``Replicator.__init__`` sets: ``src``, ``dst``, ``_glock`` and ``_lock()``;
     ``_init_blob_state`` sets the rest."""
+
+    src: RegistryClient
+    dst: RegistryClient
+    _glock: threading.Lock
+
+    def _lock(self, key: tuple) -> threading.Lock:
+        raise NotImplementedError("Replicator's per-key lock")
 
     def _init_blob_state(self, transfer: BlobTransfer, hints_path: str | os.PathLike | None) -> None:
         self.transfer = transfer

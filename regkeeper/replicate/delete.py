@@ -21,7 +21,7 @@ from ..oci import RegistryClient
 from ..policy.cap import check_cap
 from ..policy.graph import manifest_references
 from ..prune.delete import DeleteResult, delete_manifests
-from ..util import bounded_map
+from ..util import bounded_map, succeeded
 from .plan_model import ReplicationPlan, RepoPlan
 from .result import RepoResult
 
@@ -66,18 +66,14 @@ def extraneous_references(
         tags_on.setdefault(digest, []).append(tag)
     to_read = [d for d in tags_on if types.get(d) not in _NO_REFERENCES]
 
-    def read(digest):
+    def read(digest: str) -> tuple[list[str], str | None]:
         try:
             m = dst.get_manifest(repo, digest)
         except NotFoundError:  # gone already: the DELETE will say so (404)
             return [], None
         return m.referenced_manifests(), (m.subject.digest if m.subject else None)
 
-    read_back = {}
-    for digest, got, err in bounded_map(read, to_read, workers):
-        if err is not None:
-            raise err
-        read_back[digest] = got
+    read_back = dict(succeeded(bounded_map(read, to_read, workers)))
     out: dict[str, list[str]] = {}
     for digest, tags in tags_on.items():
         children, subject = read_back.get(digest, ([], None))

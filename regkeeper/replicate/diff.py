@@ -3,7 +3,7 @@ different digest) and which target tags are extraneous (``extraneous_tags``: in 
 gone from the source, and with a digest nothing that stays still needs).
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..config import TagFilter
 from ..models import signature_subject
@@ -11,7 +11,7 @@ from .plan_model import TagCopy
 from .scope import in_delete_scope, tag_matches
 
 
-def diff_tags(source: dict[str, str], target: dict[str, str | None]) -> tuple[list[TagCopy], list[str]]:
+def diff_tags(source: dict[str, str], target: Mapping[str, str | None]) -> tuple[list[TagCopy], list[str]]:
     """(tags to copy, tags in sync). ``target`` maps a tag to its digest (None: unknown)."""
     to_copy, in_sync = [], []
     for t in sorted(source):

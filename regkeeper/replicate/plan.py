@@ -42,8 +42,8 @@ class _Scan:
     def __post_init__(self):
         self.by_target = {rp.target_repo: rp for rp in self.plans.values()}
 
-    def plan_for(self, side: str, repo: str) -> RepoPlan | None:
-        return self.plans.get(repo) if side == "src" else self.by_target[repo]
+    def plan_for(self, side: str, repo: str) -> RepoPlan:
+        return self.plans[repo] if side == "src" else self.by_target[repo]
 
 
 def plan_replication(
@@ -128,8 +128,8 @@ def _read_tags_lists(src: RegistryClient, dst: RegistryClient, scan: _Scan, work
         rp = scan.plan_for(side, repo)
         if err is not None:
             rp.errors.append(f"{'source' if side == 'src' else 'target'} tags unreadable: {err}")
-            continue
-        (scan.src_tags if side == "src" else scan.dst_tags)[repo] = tags
+        elif tags is not None:
+            (scan.src_tags if side == "src" else scan.dst_tags)[repo] = tags
 
 
 def _digest_jobs(rule: ReplicationRule, scan: _Scan) -> list[tuple[str, str, str]]:

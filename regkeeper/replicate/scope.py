@@ -84,16 +84,18 @@ def select_tags(
     """
     selected = {}
     sigs = {}
+    unresolved: dict[str, str] = {}  # signature tag -> its subject digest
     for t, d in tags.items():
-        if signature_subject(t):
+        subj = signature_subject(t)
+        if subj:
             sigs[t] = d
+            unresolved[t] = subj[0]
         elif tag_matches(t, tag_filter):
             selected[t] = d
     if not sigs:
         return selected
     chosen = set(selected.values())
     tagged = {d for t, d in tags.items() if t not in sigs}
-    unresolved = {t: signature_subject(t)[0] for t in sigs}
     # subjects that are children of selected indexes (looked up only when needed)
     need_children = [s for s in unresolved.values() if s not in chosen and s not in tagged]
     if need_children and children_of is not None:

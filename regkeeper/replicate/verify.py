@@ -25,9 +25,10 @@ def verify_copied(
 
     problems = []
     for (repo, tag), got, err in bounded_map(head, jobs, concurrency):
-        p, expected = want.get((repo, tag), (None, None))
-        if expected is None:
+        wanted = want.get((repo, tag))
+        if wanted is None:
             continue
+        p, expected = wanted
         if err is not None:
             why = f"read-back failed: {err}"
         elif got != expected:

@@ -155,9 +155,10 @@ class Lease:
                     return Acquired(False)
                 reason = "its lease record was unreadable"
             else:
-                reason = holder.gone_reason()
-                if reason is None:
+                gone = holder.gone_reason()
+                if gone is None:
                     return Acquired(False, holder=holder)
+                reason = gone
             if self._move_aside(holder) and create_exclusive(self.path, self._doc()):
                 log.warning(
                     "lease %s: taken over from %s: %s",

@@ -132,7 +132,8 @@ def _job_running(w: Window, kube_cfg) -> str | None:
         job_active,  # only windows of the kubernetes-job mode need it
     )
 
-    ns, name = w.gc_job.get("namespace", "default"), w.gc_job.get("name", "?")
+    job = w.gc_job or {}
+    ns, name = job.get("namespace", "default"), job.get("name", "?")
     try:
         active = job_active(kube_cfg, ns, name)
     except RegkeeperError as e:
