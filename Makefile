@@ -4,6 +4,7 @@
 #                registry full of sample images (see app/demo/); prints where the
 #                reports are and how to open the Prefect UI
 #   make test    the test command CI runs (python -m pytest -q)
+#   make lint    the linters CI runs before the tests: ruff check, ruff format --check, mypy
 #   make serve   serve every deployment from this process (deployments/serve.py)
 #   make deploy  register deployments/prefect.yaml with a Prefect server (Kubernetes work pool)
 #
@@ -16,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test install registry-binary serve deploy work-pool clean-demo
+.PHONY: demo test lint install registry-binary serve deploy work-pool clean-demo
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -36,6 +37,12 @@ demo: install registry-binary
 
 test:
 	$(PYTHON) -m pytest -q
+
+# configured in pyproject.toml ([tool.ruff], [tool.mypy]); ruff and mypy come with `make install`
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 serve:
 	$(PYTHON) -m app.cli serve

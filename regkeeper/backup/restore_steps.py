@@ -167,7 +167,7 @@ class _Restorer(SnapshotReader):
         for repo, d in blobs:
             by_digest.setdefault(d, []).append(repo)
 
-        def provide_all(d):
+        def provide_all(d: str) -> dict[str, bool | str]:
             out: dict[str, bool | str] = {}
             done_in: list[str] = []
             for repo in by_digest[d]:

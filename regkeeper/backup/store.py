@@ -48,7 +48,7 @@ def _check_key(key: str) -> str:
 
 
 class _Counting:
-    def _init_stats(self):
+    def _init_stats(self) -> None:
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()
 

@@ -3,6 +3,12 @@ deduplicated size, image counts, and pull-latency probes (which images to pull, 
 """
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..models import Inventory
 
 LOGICAL_COLUMNS = ["repository", "tags", "manifests", "unique_bytes", "shared_bytes", "total_bytes"]
 
@@ -18,7 +24,7 @@ def _repo_blobs(repo) -> dict[str, int]:
     return out
 
 
-def logical_usage(inventory):
+def logical_usage(inventory: "Inventory") -> "pd.DataFrame":
     """Per repository: tags, manifests, and blob bytes split into ``unique_bytes`` (blobs only
     this repository references) and ``shared_bytes`` (blobs other repositories reference too);
     ``total_bytes`` = both. Sorted by total_bytes, largest first."""

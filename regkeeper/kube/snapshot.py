@@ -45,7 +45,7 @@ def _read_docs(path: Path, substitutions: Mapping[str, str] | None) -> list:
 class _Contexts:
     """What the documents of a snapshot hold, per context: a collector and object counts."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.cols: dict[str, _Collector] = {}
         self.counts: dict[str, dict[str, int]] = {}
 

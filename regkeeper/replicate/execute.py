@@ -206,7 +206,7 @@ class Replicator(BlobCopy):
             phase1 += [(p, c) for c in a]
             phase2 += [(p, c) for c in b]
 
-        def run(job):
+        def run(job: tuple[RepoPlan, TagCopy]) -> None:
             p, c = job
             res = results[id(p)]
             s = signature_subject(c.tag)
