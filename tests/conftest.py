@@ -4,6 +4,11 @@ loopback helpers (token server, fault proxy, webhook receiver).
 Session-scoped: ``registry`` (filesystem storage, plain http), ``moto_server``, ``pushgateway``.
 Function-scoped: ``registry_factory``, ``fault_proxy_factory``, ``token_server_factory``,
 ``webhook_receiver``, ``s3_bucket``, ``unique_repo``. Everything started is stopped at teardown.
+
+The registry matrix and the Go-built tools (scripts/install-go-tools): ``registry_matrix``
+(parametrised: dist28-fs, dist28-s3, dist3-fs, referrers-api), ``dist3_factory``,
+``referrers_registry_factory``, ``oras``, ``cosign``, ``regctl``. A missing Go binary skips the
+test with the command to run, or fails it when REGKEEPER_REQUIRE_GO_TOOLS=1 (as in CI).
 """
 
 import os
@@ -12,6 +17,8 @@ import shutil
 import uuid
 
 import pytest
+
+from tests.support.matrix import MATRIX
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -138,3 +145,116 @@ def unique_repo(request):
     """A repository name unique to this test, e.g. ``t/test-push-roundtrip-1a2b3c``."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     return f"t/{name}-{uuid.uuid4().hex[:6]}"
+
+
+# -- the registry matrix and the Go-built tools -------------------------------------------
+
+
+def _require_go_tool(name: str) -> None:
+    from tests.support.gotools import go_tool_path, go_tools_required, missing_go_tool_message
+
+    if go_tool_path(name) is None:
+        if go_tools_required():
+            pytest.fail(missing_go_tool_message(name), pytrace=False)
+        pytest.skip(missing_go_tool_message(name))
+
+
+@pytest.fixture
+def dist3_factory(tmp_path):
+    """``make(**RegistryServer options) -> Distribution3Server`` (distribution v3, filesystem)."""
+    _require_go_tool("registry")
+    from tests.support.dist3 import Distribution3Server
+
+    started: list[Distribution3Server] = []
+
+    def make(**kwargs) -> Distribution3Server:
+        srv = Distribution3Server(tmp_path / f"dist3-{len(started)}", **kwargs)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def referrers_registry_factory(tmp_path):
+    """``make(**ReferrersRegistryServer options)``: the OCI 1.1 referrers-API test registry."""
+    _require_go_tool("referrers-registry")
+    from tests.support.referrers import ReferrersRegistryServer
+
+    started: list[ReferrersRegistryServer] = []
+
+    def make(**kwargs) -> ReferrersRegistryServer:
+        srv = ReferrersRegistryServer(tmp_path / f"referrers-{len(started)}", **kwargs)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(params=MATRIX)
+def registry_matrix(request, tmp_path):
+    """A fresh registry of each matrix kind (see tests/support/matrix.py): ``.url``, ``.host``,
+    ``.name``, ``.capabilities``, ``.start()``/``.stop()`` and the server's own methods."""
+    from tests.support.matrix import GO_BINARY, MatrixRegistry
+
+    name = request.param
+    if name in GO_BINARY:
+        _require_go_tool(GO_BINARY[name])
+    else:
+        _require(REGISTRY_BIN, "docker-registry")
+    root = tmp_path / name
+
+    def make():
+        if name == "dist28-fs":
+            from tests.support.registry import RegistryServer
+
+            return RegistryServer(root)
+        if name == "dist28-s3":
+            from tests.support.registry import RegistryServer
+
+            moto = request.getfixturevalue("moto_server")
+            bucket = request.getfixturevalue("s3_bucket")
+            return RegistryServer(root, storage="s3", s3=moto.s3_config(bucket))
+        if name == "dist3-fs":
+            from tests.support.dist3 import Distribution3Server
+
+            return Distribution3Server(root)
+        from tests.support.referrers import ReferrersRegistryServer
+
+        return ReferrersRegistryServer(root)
+
+    reg = MatrixRegistry(name, make)
+    yield reg
+    reg.stop()
+
+
+def _go_tool_fixture(name: str, tmp_path):
+    _require_go_tool(name)
+    from tests.support import ocitools
+
+    cls = {"oras": ocitools.Oras, "cosign": ocitools.Cosign, "regctl": ocitools.Regctl}[name]
+    tool = cls(tmp_path / f"{name}-work")
+    yield tool
+    tool.close()
+
+
+@pytest.fixture
+def oras(tmp_path):
+    """``Oras`` (tests/support/ocitools.py) with its own HOME, offline."""
+    yield from _go_tool_fixture("oras", tmp_path)
+
+
+@pytest.fixture
+def cosign(tmp_path):
+    """``Cosign`` with a fresh key pair on first sign(), no Rekor/Fulcio/TUF."""
+    yield from _go_tool_fixture("cosign", tmp_path)
+
+
+@pytest.fixture
+def regctl(tmp_path):
+    """``Regctl`` with its own config file; call ``.plain_http(host)`` for a loopback registry."""
+    yield from _go_tool_fixture("regctl", tmp_path)

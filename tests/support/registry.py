@@ -70,7 +70,15 @@ class RegistryServer:
     Auth: ``htpasswd=(user, password)`` or ``token=TokenAuthConfig`` (not both: distribution
     allows one access controller). ``tls=True`` serves https with a self-signed cert for
     127.0.0.1/localhost (``.ca_file``). ``extra_config`` is deep-merged into the YAML.
+
+    Subclass hooks: ``binary`` (the executable for ``serve`` and ``garbage-collect``) and
+    ``require_binary()``; tests/support/dist3.py serves distribution v3 through them.
     """
+
+    binary: str = REGISTRY_BIN
+
+    def require_binary(self) -> None:
+        require_registry_binary()
 
     def __init__(
         self,
@@ -88,7 +96,7 @@ class RegistryServer:
         start: bool = True,
         ready_timeout: float = 20.0,
     ) -> None:
-        require_registry_binary()
+        self.require_binary()
         if storage not in ("filesystem", "s3"):
             raise ValueError(f"storage must be 'filesystem' or 's3', not {storage!r}")
         if storage == "s3" and not s3:
@@ -256,7 +264,7 @@ class RegistryServer:
     def start(self) -> RegistryServer:
         self.write_config()
         self._proc = ManagedProcess(
-            [REGISTRY_BIN, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
+            [self.binary, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
         ).start()
         self._wait_ready()
         return self
@@ -291,7 +299,7 @@ class RegistryServer:
 
     def garbage_collect(self, dry_run: bool = False, timeout: float = 120.0) -> subprocess.CompletedProcess:
         """Run ``docker-registry garbage-collect [--dry-run] <config>`` (never --delete-untagged)."""
-        args = [REGISTRY_BIN, "garbage-collect"]
+        args = [self.binary, "garbage-collect"]
         if dry_run:
             args.append("--dry-run")
         args.append(str(self.config_path))
