@@ -8,6 +8,8 @@ Referrer modes (tests/support/ocitools.py): "referrers-api" (GET /v2/<name>/refe
 """
 
 import json
+import socket
+import threading
 
 import pytest
 import requests
@@ -191,3 +193,49 @@ def test_raw_go_containerregistry_gaps(referrers_registry_factory, oras, unique_
     sbom = oras.attach(subject, SPDX, _sbom("raw"))
     assert tool_mode(raw.access_log(), img.digest) == TAG
     assert oras.referrers(oras.discover(subject))[img.digest] == [(sbom["digest"], images.OCI_EMPTY)]
+
+
+class _ProxyRecorder:
+    """A loopback "proxy" that records the first line of every request (CONNECT host:443...)
+    and closes: what a tool tries to reach beyond 127.0.0.1 (Go never proxies loopback)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.seen: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                self.seen.append(conn.recv(4096).decode(errors="replace").split("\r\n", 1)[0])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_tools_reach_nothing_beyond_loopback(
+    referrers_registry_factory, oras, cosign, regctl, unique_repo
+):
+    reg = referrers_registry_factory()
+    proxy = _ProxyRecorder()
+    try:
+        for tool in (oras, cosign, regctl):
+            tool.proxy_url = proxy.url
+        img = images.push_image(reg.url, unique_repo, "v1", media="oci", seed=unique_repo)
+        subject = f"{reg.host}/{unique_repo}@{img.digest}"
+        oras.attach(subject, SPDX, _sbom("net"))
+        oras.discover(subject)
+        for mode in ("legacy", "oci-1-1"):
+            cosign.sign(subject, mode=mode)
+            cosign.verify(subject, mode=mode)
+        regctl.plain_http(reg.host)
+        regctl.tree(subject, digest_tags=True)
+    finally:
+        proxy.close()
+    assert proxy.seen == []

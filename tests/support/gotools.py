@@ -84,6 +84,9 @@ class GoTool:
     :meth:`close` only when it was created here)."""
 
     name = ""
+    #: where HTTP(S)_PROXY point: a closed port, so a non-loopback request fails at once (a test
+    #: may point it at a listener to see what a tool tries to reach)
+    proxy_url = _DEAD_PROXY
 
     def __init__(self, workdir: str | os.PathLike | None = None, timeout: float = 120.0) -> None:
         path = go_tool_path(self.name)
@@ -104,10 +107,10 @@ class GoTool:
             XDG_CONFIG_HOME=str(self.home / ".config"),
             XDG_CACHE_HOME=str(self.home / ".cache"),
             TMPDIR=str(self.dir),
-            HTTP_PROXY=_DEAD_PROXY,
-            HTTPS_PROXY=_DEAD_PROXY,
-            http_proxy=_DEAD_PROXY,
-            https_proxy=_DEAD_PROXY,
+            HTTP_PROXY=self.proxy_url,
+            HTTPS_PROXY=self.proxy_url,
+            http_proxy=self.proxy_url,
+            https_proxy=self.proxy_url,
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
         )

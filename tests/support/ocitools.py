@@ -111,8 +111,8 @@ class Oras(GoTool):
 
 class Cosign(GoTool):
     """cosign v2 with a local key pair only: ``--tlog-upload=false`` on sign and
-    ``--insecure-ignore-tlog --insecure-ignore-sct`` on verify, so neither Rekor nor Fulcio nor
-    the sigstore TUF root is ever needed. ``mode``: "legacy" (the ``sha256-<hex>.sig`` tag) or
+    ``--insecure-ignore-tlog --insecure-ignore-sct --trusted-root <empty>`` on verify, so neither
+    Rekor nor Fulcio nor the sigstore TUF root is ever contacted. ``mode``: "legacy" (the ``sha256-<hex>.sig`` tag) or
     "oci-1-1" (COSIGN_EXPERIMENTAL=1 and --registry-referrers-mode=oci-1-1 on sign,
     --experimental-oci11 on verify: a referrer with ``subject``, found through the referrers API
     or the ``sha256-<hex>`` fallback tag)."""
@@ -138,6 +138,14 @@ class Cosign(GoTool):
         self.key, self.pub = self.dir / "cosign.key", self.dir / "cosign.pub"
         return self.key, self.pub
 
+    def _empty_trusted_root(self) -> Path:
+        path = self.dir / "trusted_root.json"
+        if not path.exists():
+            path.write_text(
+                json.dumps({"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"})
+            )
+        return path
+
     def _mode_env(self, mode: str) -> dict[str, str]:
         if mode not in ("legacy", "oci-1-1"):
             raise ValueError(f"mode must be 'legacy' or 'oci-1-1', not {mode!r}")
@@ -160,6 +168,9 @@ class Cosign(GoTool):
         if self.pub is None:
             raise RuntimeError("no key pair: call generate_key_pair() or sign() first")
         args = ["verify", "--key", str(self.pub), "--insecure-ignore-tlog", "--insecure-ignore-sct"]
+        # an empty trusted root: without one, cosign verify fetches the sigstore TUF root from
+        # tuf-repo-cdn.sigstore.dev first, even with a key (it carries on when that fails)
+        args += ["--trusted-root", str(self._empty_trusted_root())]
         args += ["--output", "json", *self.REGISTRY_FLAGS]
         if mode == "oci-1-1":
             args.append("--experimental-oci11")
