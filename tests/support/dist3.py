@@ -1,11 +1,12 @@
 """A real CNCF distribution v3 registry (``registry`` v3.0.0, built by scripts/install-go-tools)
 on 127.0.0.1, with the same interface as :class:`tests.support.registry.RegistryServer`.
 
-The config RegistryServer writes for 2.8 is valid for v3.0.0 as it is: ``version: 0.1``,
-``log.formatter: text``, ``log.accesslog``, ``storage.delete.enabled``,
-``storage.maintenance.{uploadpurging,readonly}``, ``http.addr``/``secret``/``tls``/``debug``,
-``auth.htpasswd``/``auth.token``, and the access log is the same gorilla "combined" line, so
-``access_log()`` works unchanged. What differs in v3 (and what the tests may rely on):
+The config RegistryServer writes for 2.8 is valid for v3.0.0 as it is (tried here: ``version:
+0.1``, ``log.level``/``formatter: text``/``accesslog``, filesystem ``rootdirectory``,
+``storage.delete.enabled``, ``storage.maintenance.{uploadpurging,readonly}``, ``http.addr``/
+``secret``/``headers``; not tried with v3: tls, debug, auth), and the access log is the same
+gorilla "combined" line, so ``access_log()`` works unchanged. A read-only v3 answers writes like
+2.8: a bare 405 "Method not allowed" (text/plain, ``Allow: GET, HEAD``). What differs in v3:
 
 - the binary: ``registry serve|garbage-collect`` (Debian's is ``docker-registry``);
 - no referrers API: ``GET /v2/<name>/referrers/<digest>`` is 404 (a plain-text "404 page not
@@ -13,8 +14,8 @@ The config RegistryServer writes for 2.8 is valid for v3.0.0 as it is: ``version
   ``artifactType`` unchanged but sets no ``OCI-Subject`` header, so clients use the fallback
   ``sha256-<hex>`` tag scheme;
 - ``DELETE /v2/<name>/manifests/<tag>`` deletes a tag (2.8 answers 400 DIGEST_INVALID);
-- ``garbage-collect`` also has ``--delete-untagged`` (never used here) and ``--quiet``;
-- the s3 driver is ``s3-aws`` with other parameters; this class serves filesystem storage only;
+- ``garbage-collect`` has ``--quiet`` besides 2.8's ``--dry-run``/``--delete-untagged``;
+- this class serves filesystem storage only (v3's S3 driver was not tried: dist28-s3 covers S3);
 - v3 exports OpenTelemetry traces when the OTEL_* variables ask for it: we set
   ``OTEL_TRACES_EXPORTER=none`` so it never tries.
 """
