@@ -163,7 +163,7 @@ def _job_table_rows(rows: list[dict]) -> list[dict]:
         out.append(
             {
                 **r,
-                "flow run": Link(run_id[:8] + "…" if url else run_id, url) if run_id else "",
+                "flow run": Link(run_id[:8] + "…" if url else run_id, url, run_id) if run_id else "",
             }
         )
     return out

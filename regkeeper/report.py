@@ -38,11 +38,13 @@ CELL_LIMIT = 100  # characters per cell in markdown and the table artifact (the 
 
 @dataclass(frozen=True)
 class Link:
-    """A table cell that is a link where the reader can follow one (HTML, markdown); ``url``
-    None renders the text alone."""
+    """A table cell that is a link where the reader can follow one (HTML, markdown; the table
+    artifact shows the URL); ``url`` None renders the text alone. CSV and JSON carry ``value``
+    (e.g. the full id), else the text."""
 
     text: str
     url: str | None = None
+    value: str | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -372,7 +374,7 @@ def _csv(v):
     if isinstance(v, (list, tuple)):
         return ";".join(str(x) for x in v)
     if isinstance(v, Link):
-        return v.url or v.text
+        return v.text if v.value is None else v.value
     return v
 
 
@@ -386,7 +388,7 @@ def _jsonable(v):
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v
     if isinstance(v, Link):
-        return v.url or v.text
+        return v.text if v.value is None else v.value
     return str(v)
 
 

@@ -109,6 +109,16 @@ class NotifyConfig(_Model):
     format: Literal["slack", "alertmanager"] = "slack"
 
 
+class AutomationConfig(_Model):
+    """``capacity.automation``: the Prefect automation ``regkeeper alerts install`` creates, which
+    calls ``webhook`` (a secret reference) on every capacity and read-only event."""
+
+    webhook: SecretStr
+    format: Literal["slack", "json"] = "slack"  # slack: {"text": ...}; json: {"subject", "body"}
+    block: str = Field("regkeeper-alerts", min_length=1)  # the Custom Webhook block's name
+    name: str = Field("regkeeper capacity alerts", min_length=1)  # the automation's name
+
+
 class CapacityConfig(_Model):
     warn: float = Field(0.80, gt=0, le=1)
     critical: float = Field(0.90, gt=0, le=1)
@@ -123,6 +133,7 @@ class CapacityConfig(_Model):
     # (read-only mode left on); proxy registries are never checked (they refuse pushes anyway)
     write_check: bool = Field(True, alias="writeCheck")
     write_check_repository: str = Field("regkeeper/write-check", alias="writeCheckRepository")
+    automation: AutomationConfig | None = None  # `regkeeper alerts install`
 
     @field_validator("history")
     @classmethod

@@ -98,12 +98,16 @@ def test_links_render_as_links_where_a_reader_can_follow_them():
     r = Report("nightly", "all")
     url = "http://127.0.0.1:4200/runs/flow-run/0b8c"
     r.add_table(
-        "jobs", [{"job": "gc", "flow run": Link("0b8c…", url)}, {"job": "expire", "flow run": Link("1234")}]
+        "jobs",
+        [
+            {"job": "gc", "flow run": Link("0b8c…", url, "0b8c-full-id")},
+            {"job": "expire", "flow run": Link("1234")},
+        ],
     )
     assert f"[0b8c…]({url})" in r.markdown() and "| expire | 1234 |" in r.markdown()
     assert f"<a href='{url}'>0b8c…</a>" in r.html()
     assert r.artifact_table()[0][0]["flow run"] == url  # plain text there: the URL to copy
-    assert url in r.csv_text()
+    assert r.csv_text().splitlines()[1:] == ["gc,0b8c-full-id", "expire,1234"]  # exact values for tooling
     assert short_digests(f"x {D1} y") == "x sha256:aaaaaaaaaaaa… y"
 
 
