@@ -98,6 +98,7 @@ SPECS: tuple[Spec, ...] = (
         None,
         "Dry run, deletes nothing: what gc would delete and the bytes it would free, in the run's "
         "report and artifacts. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
         preview=True,
         purpose="preview",
     ),
@@ -117,6 +118,7 @@ SPECS: tuple[Spec, ...] = (
         None,
         "Dry run, deletes nothing: what the tier policies would delete and which repositories they "
         "would remove. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
         preview=True,
         purpose="preview",
     ),
@@ -136,6 +138,7 @@ SPECS: tuple[Spec, ...] = (
         None,
         "Dry run, writes nothing: what replication would copy (and delete, with deleteExtraneous) "
         "on each target. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
         preview=True,
         purpose="preview",
     ),

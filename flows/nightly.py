@@ -315,7 +315,8 @@ def nightly(
     report.add_table(
         "jobs",
         _job_table_rows(rows),
-        ["job", "registry", "status", "key figures", "error", "flow run", "seconds", "report"],
+        ["job", "registry", "status", "flow run", "error", "key figures", "seconds", "report"],
+        brief=["job", "registry", "status", "flow run", "error"],  # key figures: in the headline
     )
     _headline(report, rows, bad, dry_run)
     report.extra_html = _links_html(rows, reports_dir / "nightly")

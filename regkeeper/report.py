@@ -1,18 +1,14 @@
 """One report writer for every flow.
 
 A run's Report holds a status, a headline (what a reader must know first: what was deleted or
-would be, refusals and why, failures), key figures, notes, and named tables. It renders to:
-- ``reports/<flow>/<timestamp>-<registry>.csv``   (the main table, e.g. per-tag decisions)
-- ``reports/<flow>/<timestamp>-<registry>.html``  (headline, figures, notes, every table, extra HTML)
-- ``reports/<flow>/<timestamp>-<registry>.json``  (status, headline, summary, notes: for tooling)
-- ``reports/index.html``                          (links the latest run of each flow)
-- the Prefect artifacts: markdown (headline first, then figures, notes and the first rows) and
-  the main table (:meth:`Report.artifact_table`)
-
-CSV and JSON carry exact values (full digests); what people read (markdown, HTML, the table
-artifact) shows short digests (``sha256:0123456789ab…``, the full one in the HTML tooltip),
-human-readable bytes and :class:`Link` cells as links. Reports never contain secrets: they are
-built from inventory data, and free text goes through ``util.scrub``.
+would be, refusals and why, failures), key figures, notes, and named tables. It renders to
+``reports/<flow>/<timestamp>-<registry>.csv`` (the main table), ``.html`` (everything) and
+``.json`` (for tooling), ``reports/index.html`` (the latest run of each flow), and the Prefect
+artifacts: markdown (headline first, then figures, notes, first rows) and the main table
+(:meth:`Report.artifact_table`). CSV and JSON carry exact values (full digests); what people
+read shows short digests (``sha256:0123456789ab…``; the HTML has the full one as a tooltip),
+readable bytes and :class:`Link` cells as links. Reports never contain secrets: they are built
+from inventory data, and free text goes through ``util.scrub``.
 """
 
 import csv
@@ -55,6 +51,7 @@ class Table:
     name: str
     rows: list[dict]
     columns: list[str] | None = None
+    brief: list[str] | None = None  # the columns the markdown shows (the rest: artifact, CSV)
 
     def cols(self) -> list[str]:
         if self.columns:
@@ -91,8 +88,8 @@ class Report:
         """A headline line: shown first, before the figures (markdown, HTML, JSON)."""
         self.headline.append(scrub(str(text)))
 
-    def add_table(self, name: str, rows: list[dict], columns: list[str] | None = None) -> Table:
-        t = Table(name, rows, columns)
+    def add_table(self, name: str, rows: list[dict], columns: list[str] | None = None, brief=None) -> Table:
+        t = Table(name, rows, columns, brief)
         self.tables.append(t)
         return t
 
@@ -127,19 +124,22 @@ class Report:
     def markdown(self, max_rows: int = 50) -> str:
         lines = [f"# {_md(self.title or self.flow)} — {_md(self.registry)}", ""]
         lines += [f"**Status: {self.status_text}**", ""]
-        lines += [f"- {_md(h)}" for h in self.headline]
+        lines += [f"- {_md(short_digests(h))}" for h in self.headline]
         lines += ["", f"_{self._when()}_", ""]
         if self.summary:
             lines += ["## Figures", "", "| figure | value |", "|---|---|"]
-            lines += [f"| {_md(k)} | {_md(_fmt(k, v))} |" for k, v in self.summary.items()]
+            lines += [f"| {_md(k)} | {_md(_fmt(k, v))} |" for k, v in self.summary.items() if v is not None]
             lines.append("")
         if self.notes:
             lines += ["## Notes", ""] + [f"- {_md(short_digests(n))}" for n in self.notes] + [""]
         for t in self.tables[:2]:
             if not t.rows:
                 continue
-            cols = t.cols()
-            lines += [f"## {_md(t.name)} ({len(t.rows)} rows)", ""]
+            cols = t.brief or t.cols()
+            lines += [f"## {_md(t.name)} ({len(t.rows)} row{'s' if len(t.rows) != 1 else ''})", ""]
+            if t.brief:
+                more = ", ".join(c for c in t.cols() if c not in t.brief)
+                lines += [f"_More columns ({_md(more)}): the table artifact and the CSV report._", ""]
             lines += ["| " + " | ".join(_md(c) for c in cols) + " |", "|" + "---|" * len(cols)]
             for r in t.rows[:max_rows]:
                 lines.append("| " + " | ".join(_md_cell(c, r.get(c)) for c in cols) + " |")
@@ -174,12 +174,13 @@ class Report:
             f"<div class='headline {e(self.status)}'><p class='status'>{e(self.status_text)}</p>",
         ]
         if self.headline:
-            parts.append("<ul>" + "".join(f"<li>{e(h)}</li>" for h in self.headline) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{e(short_digests(h))}</li>" for h in self.headline) + "</ul>")
         parts.append(f"</div><p class='when'>{e(self._when())}</p>")
         if self.summary:
             parts.append("<h2>Figures</h2><table class='figures'>")
             for k, v in self.summary.items():
-                parts.append(f"<tr><th>{e(str(k))}</th><td>{e(_fmt(k, v))}</td></tr>")
+                if v is not None:
+                    parts.append(f"<tr><th>{e(str(k))}</th><td>{e(_fmt(k, v))}</td></tr>")
             parts.append("</table>")
         if self.notes:
             parts.append(

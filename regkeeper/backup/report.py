@@ -190,7 +190,7 @@ def restore_report(
     if result is not None:
         rep.summary.update(result.summary())
         rows = sorted(result.rows, key=lambda r: (_RESTORE_ORDER.get(r.action, 1), r.repository, r.tag))
-        rep.add_table("tags", [r.to_dict() for r in rows], RESTORE_COLUMNS)
+        rep.add_table("tags", [r.to_dict() for r in rows], RESTORE_COLUMNS, RESTORE_COLUMNS[:4])
         bad = result.failed
         if bad:
             rep.note(

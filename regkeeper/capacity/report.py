@@ -49,9 +49,6 @@ def usage_report(rep, usage: StorageUsage | None, check: CapacityCheck, deliveri
     _figures(rep, usage, check)
     if check.note:
         rep.note(check.note)
-    fc = check.forecast
-    if fc is not None and fc.reason:
-        rep.note(f"forecast: {fc.reason}")
     if check.alert is not None:
         rep.note(
             f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else "")
@@ -112,8 +109,8 @@ def _figures(rep, usage: StorageUsage | None, check: CapacityCheck) -> None:
         if usage.allocated_bytes is not None:
             s["allocated bytes"] = usage.allocated_bytes
         s["files"] = usage.files
-        if usage.fs_used_bytes is not None:
-            s["filesystem used bytes (df)"] = usage.fs_used_bytes
+        if usage.fs_used_bytes is not None and check.capacity_source == "filesystem":
+            s["filesystem used bytes (df)"] = usage.fs_used_bytes  # the registry may share it
 
 
 def history_rows(df, limit: int = HISTORY_ROWS) -> list[dict]:

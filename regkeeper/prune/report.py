@@ -51,16 +51,17 @@ def build_report(
     return rep
 
 
-# What a reader needs first, left to right: what happens to which tag and why; the digest, age
-# and bytes after (the Prefect UI cuts a wide table off on the right). Deletes first.
+# What a reader needs first, left to right: what happens to which tag and why, how old it is and
+# what it frees; the digest after (the Prefect UI cuts a wide table off on the right; the
+# markdown shows the first four). Deletes first.
 DECISION_COLUMNS = [
     "action",
     "repository",
     "tag",
     "reason",
-    "digest",
     "age_days",
     "bytes_freed",
+    "digest",
     "rule",
     "in_use",
     "age_source",
@@ -108,7 +109,7 @@ def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
             "per-repository cap not applied (ttl tier / repository removed whole; the "
             "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt)
         )
-    rep.add_table("decisions", _deletes_first(plan.tag_rows()), DECISION_COLUMNS)
+    rep.add_table("decisions", _deletes_first(plan.tag_rows()), DECISION_COLUMNS, DECISION_COLUMNS[:4])
     repos = sorted(plan.repository_rows(), key=lambda r: (-r["deleted"], r["repository"]))
     rep.add_table("repositories", repos, REPOSITORY_COLUMNS)
     rep.add_table("manifests", _deletes_first(plan.manifest_rows()), MANIFEST_COLUMNS)

@@ -54,7 +54,12 @@ def build_report(
     _summarize(rep, result, rule)
     _note(rep, result, rule, error)
     rows = [r.row() for r in result.repositories]
-    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
+    rep.add_table(
+        "per repository",
+        rows,
+        columns=_REPO_COLUMNS,
+        brief=["repository", "target_repository", *_REPO_COLUMNS[2:5], "lag"],
+    )
     rep.add_table(
         "failed items",
         [{"repository": a, "tag": b, "reason": c} for a, b, c in result.failed_items],

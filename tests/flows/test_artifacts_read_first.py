@@ -30,9 +30,9 @@ def artifacts_of(flow_run_id) -> dict:
 def small_registry(registry_factory, tmp_path):
     reg = registry_factory()
     pushed = images.push_many(reg.url, repos=["team/app", "team/web"], tags_per_repo=3, seed=5, verify=False)
-    for img in pushed:  # every tag 90 days old: keepLast decides
+    for img in pushed:  # every tag about 90 days old, build-0002 the newest: keepLast 1 keeps it
         link = Path(reg.root) / "docker/registry/v2/repositories" / img.repo / "_manifests/tags" / img.tag
-        t = OLD.timestamp()
+        t = OLD.timestamp() + 60 * int(img.tag[-4:])
         os.utime(link / "current" / "link", (t, t))
     cfg = write_config(
         tmp_path / "regkeeper.yaml",
@@ -60,7 +60,7 @@ def test_gc_preview_deletes_nothing_and_its_artifacts_lead_with_what_it_would_de
     assert "No Kubernetes in-use protection" in md
     table = arts["gc-local-registry-table"].data
     rows = table if isinstance(table, list) else __import__("json").loads(table)
-    assert list(rows[0])[:5] == ["action", "repository", "tag", "reason", "digest"]
+    assert list(rows[0])[:7] == ["action", "repository", "tag", "reason", "age_days", "bytes_freed", "digest"]
     assert [r["action"] for r in rows] == ["delete"] * 4 + ["keep"] * 2  # deletes first
     deleted = {(r["repository"], r["tag"]) for r in rows if r["action"] == "delete"}
     assert deleted == {(i.repo, i.tag) for i in pushed if i.tag != "build-0002"}

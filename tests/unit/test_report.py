@@ -41,7 +41,8 @@ def test_gc_dry_run_headline_columns_and_deletes_first():
     assert rep.headline[0] == "Would delete 2 tags (1 manifest) in 2 repositories, freeing 3.0 MiB (exact)."
     assert "Kept because a workload uses them: 1 tag (1 expired but in use)." in rep.headline
     t = rep.tables[0]
-    assert t.name == "decisions" and t.cols()[:5] == ["action", "repository", "tag", "reason", "digest"]
+    assert t.name == "decisions" and t.cols()[:4] == ["action", "repository", "tag", "reason"]
+    assert t.cols()[4:7] == ["age_days", "bytes_freed", "digest"]  # the digest after what it frees
     assert [r["action"] for r in t.rows] == ["delete", "delete", "keep", "keep"]  # deletes first
     md = rep.markdown()
     # the status, then the headline, then the figures: what a user must know comes first
@@ -51,8 +52,8 @@ def test_gc_dry_run_headline_columns_and_deletes_first():
         < md.index("## Figures")
     )
     assert "| figure | value |" in md  # no empty header row
-    assert "sha256:bbbbbbbbbbbb…" in md and D2 not in md
-    assert "sha256-dddddddddddd….sig" in md  # a signature tag shortened too
+    assert "_More columns (age_days, bytes_freed, digest, " in md  # the markdown stays narrow
+    assert "sha256-dddddddddddd….sig" in md and "sha256-" + "d" * 64 not in md  # a signature tag, short
     # the CSV keeps exact values, in the same column order
     rows = list(csv.DictReader(io.StringIO(rep.csv_text())))
     assert list(rows[0])[:3] == ["action", "repository", "tag"] and rows[0]["digest"] in (D1, D2)
