@@ -1,4 +1,4 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | demo | check``.
+"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | demo | check | alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.

@@ -22,7 +22,7 @@ from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.report import Link, Report, _fmt
 from regkeeper.util import scrub
-from tasks.common import flow_run_url, logger, publish_report, reports_of, with_reports
+from tasks.common import flow_run_label, flow_run_url, logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run_config
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
@@ -163,7 +163,7 @@ def _job_table_rows(rows: list[dict]) -> list[dict]:
         out.append(
             {
                 **r,
-                "flow run": Link(run_id[:8] + "…" if url else run_id, url, run_id) if run_id else "",
+                "flow run": Link(flow_run_label(run_id) if url else run_id, url, run_id) if run_id else "",
             }
         )
     return out

@@ -150,19 +150,20 @@ class Report:
             lines.append("Report files: " + ", ".join(f"`{p}`" for p in self.paths.values()))
         return "\n".join(lines)
 
-    def artifact_table(self, max_rows: int = 200) -> tuple[list[dict], str] | None:
+    def artifact_table(self, max_rows: int = 200) -> tuple[list[dict], str]:
         """The main table as the rows of a Prefect table artifact (readable cells, columns in the
-        table's order) and its description; one "(none)" row when the table is empty; None when
-        the report has no table."""
-        if not self.tables:
-            return None
-        t = self.tables[0]
+        table's order) and its description; one "(none)" row when the table is empty; the
+        figures when the run ended before it had a table (so every run has one)."""
+        figures = [{"figure": k, "value": _fmt(k, v)} for k, v in self.summary.items() if v is not None]
+        t = self.tables[0] if self.tables else Table("figures (no table: the run ended early)", figures)
         cols = t.cols() or ["result"]
         rows = [{c: _artifact_cell(c, r.get(c)) for c in cols} for r in t.rows[:max_rows]]
         if not rows:
             rows = [{c: ("(none)" if i == 0 else "") for i, c in enumerate(cols)}]
         shown = f"first {max_rows} of {len(t.rows)} rows; all in the CSV report"
-        return rows, f"{t.name}: " + (shown if len(t.rows) > max_rows else f"{len(t.rows)} rows")
+        return rows, f"{t.name}: " + (
+            shown if len(t.rows) > max_rows else f"{len(t.rows)} row" + "s" * (len(t.rows) != 1)
+        )
 
     def html(self) -> str:
         e = html.escape
@@ -256,7 +257,8 @@ class Report:
 _CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}"
+    "td{max-width:36em;overflow:hidden;text-overflow:ellipsis}"
     "th{background:#f3f3f3}.ok{color:#187a2f}.failed,.refused{color:#b00020}.dry-run{color:#8a6d00}"
     ".headline{border-left:6px solid #187a2f;background:#f4faf5;padding:.4em 1em;margin:1em 0}"
     ".headline.failed,.headline.refused{border-color:#b00020;background:#fdf3f4}"

@@ -78,6 +78,18 @@ def flow_run_url(run_id) -> str | None:
     return f"{str(ui).rstrip('/')}/runs/flow-run/{run_id}" if ui else None
 
 
+def flow_run_label(run_id: str) -> str:
+    """What a link to a flow run reads: its name (``tangerine-octopus``, as the UI shows it)
+    when the server answers, else the first 8 characters of its id."""
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as c:
+            return c.read_flow_run(run_id).name or run_id[:8] + "…"
+    except Exception:  # noqa: BLE001 - a label only
+        return run_id[:8] + "…"
+
+
 def logger():
     try:
         return get_run_logger()
@@ -99,10 +111,8 @@ def publish_report(report: Report, reports_dir: str, table_rows: int = 200) -> d
         key=key,
         description=f"{report.flow} on {report.registry}: {report.status_text}",
     )
-    table = report.artifact_table(table_rows)
-    if table is not None:
-        rows, description = table
-        create_table_artifact(table=rows, key=f"{key}-table", description=description)
+    rows, description = report.artifact_table(table_rows)
+    create_table_artifact(table=rows, key=f"{key}-table", description=description)
     logger().info("report written: %s", paths.get("html"))
     return paths
 

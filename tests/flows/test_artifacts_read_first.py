@@ -112,9 +112,13 @@ def test_nightly_links_each_job_flow_run_in_the_ui(small_registry):
     assert len(ids) == 2 and all(ids)
     md = artifacts_of(state.state_details.flow_run_id)["nightly-all"].data
     html = Path(out["files"]["html"]).read_text()
+    from prefect.client.orchestration import get_client
+
     for run_id in ids:
         url = f"{ui}/runs/flow-run/{run_id}"
-        assert f"[{run_id[:8]}…]({url})" in md  # a link, not a raw UUID
+        with get_client(sync_client=True) as client:
+            name = client.read_flow_run(run_id).name
+        assert f"[{name}]({url})" in md  # a link named as the UI names the run, not a raw UUID
         assert f"<a href='{url}'>" in html
         assert f"| {run_id} |" not in md
     assert out["headline"][0] == "2 of 2 job(s) ok (dry run)."

@@ -92,7 +92,12 @@ def test_artifact_table_readable_cells_and_an_empty_table():
     r = Report("backup", "reg")
     r.add_table("repositories", [], ["repository", "tags"])
     assert r.artifact_table() == ([{"repository": "(none)", "tags": ""}], "repositories: 0 rows")
-    assert Report("x", "y").artifact_table() is None
+    early = Report("gc", "reg", summary={"tags scanned": 0, "scan seconds": None})  # failed before a plan
+    assert early.artifact_table() == (
+        [{"figure": "tags scanned", "value": "0"}],
+        "figures (no table: the run ended early): 1 row",
+    )
+    assert Report("x", "y").artifact_table()[0] == [{"result": "(none)"}]
 
 
 def test_links_render_as_links_where_a_reader_can_follow_them():
