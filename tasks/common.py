@@ -84,8 +84,10 @@ def flow_run_label(run_id: str) -> str:
     try:
         from prefect.client.orchestration import get_client
 
+        from uuid import UUID
+
         with get_client(sync_client=True) as c:
-            return c.read_flow_run(run_id).name or run_id[:8] + "…"
+            return c.read_flow_run(UUID(str(run_id))).name or run_id[:8] + "…"
     except Exception:  # noqa: BLE001 - a label only
         return run_id[:8] + "…"
 
