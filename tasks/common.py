@@ -82,9 +82,9 @@ def flow_run_label(run_id: str) -> str:
     """What a link to a flow run reads: its name (``tangerine-octopus``, as the UI shows it)
     when the server answers, else the first 8 characters of its id."""
     try:
-        from prefect.client.orchestration import get_client
-
         from uuid import UUID
+
+        from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as c:
             return c.read_flow_run(UUID(str(run_id))).name or run_id[:8] + "…"
