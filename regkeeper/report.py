@@ -254,17 +254,15 @@ class Report:
         return self.paths
 
 
-_CSS = (
-    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}"
-    "td{max-width:36em;overflow:hidden;text-overflow:ellipsis}"
-    "th{background:#f3f3f3}.ok{color:#187a2f}.failed,.refused{color:#b00020}.dry-run{color:#8a6d00}"
-    ".headline{border-left:6px solid #187a2f;background:#f4faf5;padding:.4em 1em;margin:1em 0}"
-    ".headline.failed,.headline.refused{border-color:#b00020;background:#fdf3f4}"
-    ".headline.dry-run{border-color:#c79a00;background:#fffbea}"
-    ".headline .status{font-weight:bold;font-size:1.15em;margin:.3em 0}.headline ul{margin:.3em 0}"
-    ".when{color:#666;font-size:13px}code,.digest{font-family:ui-monospace,monospace;font-size:12px}"
+_CSS = (  # table rows stay one line: a long cell ends in … and shows all of it on hover
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
+    "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;"
+    "vertical-align:top;white-space:nowrap}td{max-width:36em;overflow:hidden;text-overflow:ellipsis}"
+    ".figures td{white-space:normal}th{background:#f3f3f3}.ok{color:#187a2f}.failed,.refused{color:"
+    "#b00020}.dry-run{color:#8a6d00}.headline{border-left:6px solid #187a2f;background:#f4faf5;"
+    "padding:.4em 1em;margin:1em 0}.headline.failed,.headline.refused{border-color:#b00020;background:"
+    "#fdf3f4}.headline.dry-run{border-color:#c79a00;background:#fffbea}.headline .status{font-weight:"
+    "bold;font-size:1.15em;margin:.3em 0}.headline ul{margin:.3em 0}.when{color:#666;font-size:13px}"
 )
 
 
@@ -286,12 +284,8 @@ def write_index(root: str | os.PathLike) -> Path:
     e = html.escape
     rows = []
     for (flow, reg), d in sorted(latest.items()):
-        first = (d.get("headline") or [])[:1]
-        summ = (
-            first[0]
-            if first
-            else ", ".join(f"{k}: {_fmt(k, v)}" for k, v in list(d.get("summary", {}).items())[:4])
-        )
+        figures = ", ".join(f"{k}: {_fmt(k, v)}" for k, v in list(d.get("summary", {}).items())[:4])
+        summ = next(iter(d.get("headline") or []), figures)  # the first headline line, else figures
         rows.append(
             f"<tr><td>{e(flow)}</td><td>{e(reg)}</td><td class='{e(d.get('status', ''))}'>"
             f"{e(d.get('status', ''))}</td><td>{e(d.get('started', '')[:19].replace('T', ' '))}</td>"
