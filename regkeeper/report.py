@@ -258,7 +258,7 @@ _CSS = (  # table rows stay one line: a long cell ends in … and shows all of i
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
     "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;"
     "vertical-align:top;white-space:nowrap}td{max-width:36em;overflow:hidden;text-overflow:ellipsis}"
-    ".figures td{white-space:normal}th{background:#f3f3f3}.ok{color:#187a2f}.failed,.refused{color:"
+    ".figures td,td.what{white-space:normal}th{background:#f3f3f3}.ok{color:#187a2f}.failed,.refused{color:"
     "#b00020}.dry-run{color:#8a6d00}.headline{border-left:6px solid #187a2f;background:#f4faf5;"
     "padding:.4em 1em;margin:1em 0}.headline.failed,.headline.refused{border-color:#b00020;background:"
     "#fdf3f4}.headline.dry-run{border-color:#c79a00;background:#fffbea}.headline .status{font-weight:"
@@ -289,7 +289,7 @@ def write_index(root: str | os.PathLike) -> Path:
         rows.append(
             f"<tr><td>{e(flow)}</td><td>{e(reg)}</td><td class='{e(d.get('status', ''))}'>"
             f"{e(d.get('status', ''))}</td><td>{e(d.get('started', '')[:19].replace('T', ' '))}</td>"
-            f"<td><a href='{e(d['_html'])}'>report</a></td><td>{e(short_digests(summ))}</td></tr>"
+            f"<td><a href='{e(d['_html'])}'>report</a></td><td class='what'>{e(short_digests(summ))}</td></tr>"
         )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>regkeeper reports</title>"
