@@ -1,4 +1,4 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | demo | check``.
+"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | demo | check | alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.
@@ -58,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="validate the config and reach every registry")
     chk.add_argument("--config", help="config file")
 
+    alerts = sub.add_parser(
+        "alerts", help="install the Prefect automation that sends capacity and read-only alerts"
+    )
+    alerts.add_argument("action", choices=("install",))
+    alerts.add_argument("--config", help="config file")
+    alerts.add_argument(
+        "--webhook",
+        help="secret reference of the webhook URL (env:NAME, file:/path, prefect-secret:NAME); "
+        "default: capacity.automation.webhook",
+    )
+
     sub.add_parser("serve", help="serve every deployment from this process (prefect serve)")
     demo = sub.add_parser("demo", help="run the nightly flow against a local demo registry")
     demo.add_argument("--workdir", default=None, help="where the demo keeps its registry and reports")
@@ -87,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _snapshots(args)
         if args.cmd == "check":
             return _check(args)
+        if args.cmd == "alerts":
+            return _alerts(args)
         if args.cmd == "serve":
             _quiet_prefect_env()
             from deployments.serve import main as serve_main
@@ -250,6 +263,35 @@ def _snapshots(args) -> int:
     print("  ".join(cols))
     for r in rows:
         print("  ".join(str(r.get(c, "")) for c in cols))
+    return EXIT_OK
+
+
+def _alerts(args) -> int:
+    """``regkeeper alerts install``: the webhook block and the automation, on the Prefect server
+    PREFECT_API_URL names (the URL itself is never printed)."""
+    _quiet_prefect_env()
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    from app.alerts import EVENTS, install
+    from regkeeper.context import load_context
+
+    if not PREFECT_API_URL.value():
+        print(
+            "regkeeper: PREFECT_API_URL is not set: point it at your Prefect server "
+            "(e.g. http://127.0.0.1:4200/api); an automation on a temporary server would vanish",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    ctx = load_context(args.config)
+    done = install(ctx.config, args.webhook)
+    print(f"webhook block {done.block} saved (posts to {done.target})")
+    print(
+        f"automation '{done.automation}' {'created' if done.created else 'updated'}: "
+        f"on {', '.join(EVENTS)} it notifies through {done.block}"
+    )
+    ui = PREFECT_UI_URL.value()
+    if ui:
+        print(f"see it: {ui.rstrip('/')}/automations/automation/{done.automation_id}")
     return EXIT_OK
 
 

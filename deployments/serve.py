@@ -1,19 +1,28 @@
 """Serve every regkeeper deployment from one process: ``regkeeper serve`` (or
 ``python -m deployments.serve``).
 
-Schedules are cron expressions in ``$REGKEEPER_TIMEZONE`` (default UTC). The same deployments,
-with the same names, schedules and concurrency limits, are declared in ``deployments/prefect.yaml``
-for a Kubernetes work pool; ``tests/flows/test_deployments.py`` keeps the two in step.
+Deployments are named by job and purpose, so the Prefect UI's deployments page tells them apart
+by name: ``gc-nightly`` deletes on a schedule, ``gc-preview`` is the button that shows what gc
+would delete. Schedules are cron expressions in ``$REGKEEPER_TIMEZONE`` (default UTC). The same
+deployments, with the same names, schedules, parameters, tags and concurrency limits, are
+declared in ``deployments/prefect.yaml`` for a Kubernetes work pool;
+``tests/flows/test_deployments.py`` keeps the two in step.
 
-| deployment          | schedule                        | concurrency |
-| ------------------- | ------------------------------- | ----------- |
-| backup/regkeeper    | 02:00 daily                     | 1           |
-| gc/regkeeper        | 03:00 daily                     | 1           |
-| expire/regkeeper    | hourly at :30 (clear of gc's 03:00 start) | 1 |
-| replicate/regkeeper | every 15 minutes                | 1           |
-| capacity/regkeeper  | every 5 minutes                 | -           |
-| restore/regkeeper   | none: run by hand (dry run by default) | 1    |
-| nightly/regkeeper   | 02:00 daily, INACTIVE: turn it on instead of the five schedules above | 1 |
+| deployment                       | schedule                         | concurrency |
+| -------------------------------- | -------------------------------- | ----------- |
+| backup/backup-nightly            | 02:00 daily                      | 1           |
+| gc/gc-nightly                    | 03:00 daily                      | 1           |
+| gc/gc-preview                    | none: a dry run, by hand         | -           |
+| expire/expire-hourly             | hourly at :30 (clear of gc's 03:00 start) | 1  |
+| expire/expire-preview            | none: a dry run, by hand         | -           |
+| replicate/replicate-every-15-min | every 15 minutes                 | 1           |
+| replicate/replicate-preview      | none: a dry run, by hand         | -           |
+| restore/restore-manual           | none: by hand (a dry run unless dry_run is false) | 1 |
+| capacity/capacity-every-5-min    | every 5 minutes                  | -           |
+| nightly/nightly-all-jobs         | 02:00 daily, INACTIVE: turn it on instead of the schedules above | 1 |
+
+The preview deployments run ``deployments/preview.py``'s flows: ``dry_run`` is fixed to true
+(the server refuses false) and there is no ``force``.
 
 The config file comes from ``$REGKEEPER_CONFIG`` in the serving process (every flow's
 ``config_path`` parameter defaults to it).
@@ -26,41 +35,141 @@ from typing import Any, Optional
 
 from flows.jobs import JOBS, flow_of
 
-DEPLOYMENT_NAME = "regkeeper"
-TAGS = ("regkeeper",)
+TAGS = ("regkeeper",)  # every deployment; plus "deletes", "writes" or "preview" by purpose
 DEFAULT_TIMEZONE = "UTC"
 TIMEZONE_ENV = "REGKEEPER_TIMEZONE"
+PREVIEW_MODULE = "deployments.preview"
 
 
 @dataclass(frozen=True)
 class Spec:
+    name: str  # the deployment's name: job and purpose (``gc-nightly``, ``gc-preview``)
     flow: str  # the job's name in flows.jobs.JOBS (the flow's name)
     cron: Optional[str]  # None: no schedule (run by hand)
     concurrency_limit: Optional[int]
+    description: str
     active: bool = True  # an inactive schedule is registered but creates no runs
     parameters: dict[str, Any] = field(default_factory=dict)
+    preview: bool = False  # the dry-run-only flow of deployments/preview.py
+    purpose: Optional[str] = None  # a tag beside "regkeeper": deletes | writes | preview
 
     @property
     def module(self) -> str:
-        """Where the flow function lives (from the jobs map)."""
-        return JOBS[self.flow].module
+        """Where the flow function lives (from the jobs map, or deployments.preview)."""
+        return PREVIEW_MODULE if self.preview else JOBS[self.flow].module
+
+    @property
+    def function(self) -> str:
+        return f"{self.flow}_preview" if self.preview else self.flow
 
     @property
     def entrypoint(self) -> str:
         """The file-path entrypoint prefect.yaml uses (``flows/gc.py:gc``)."""
-        return JOBS[self.flow].entrypoint
+        return f"{self.module.replace('.', '/')}.py:{self.function}"
+
+    @property
+    def tags(self) -> list[str]:
+        return [*TAGS, *([self.purpose] if self.purpose else [])]
 
 
 # Destructive jobs (they delete tags, overwrite tags or prune snapshots) run one at a time.
 SPECS: tuple[Spec, ...] = (
-    Spec("backup", "0 2 * * *", 1),
-    Spec("gc", "0 3 * * *", 1),
-    Spec("expire", "30 * * * *", 1),
-    Spec("replicate", "*/15 * * * *", 1),
+    Spec(
+        "backup-nightly",
+        "backup",
+        "0 2 * * *",
+        1,
+        "Nightly 02:00: snapshot registry metadata (tags, manifests, configs, blob descriptors) to "
+        "the backup target; prunes snapshots beyond backup.keep.",
+    ),
+    Spec(
+        "gc-nightly",
+        "gc",
+        "0 3 * * *",
+        1,
+        "Nightly 03:00: DELETES image versions that no rule keeps and no Kubernetes workload uses, "
+        "then reclaims blob storage. To see what it would delete, run gc-preview.",
+        purpose="deletes",
+    ),
+    Spec(
+        "gc-preview",
+        "gc",
+        None,
+        None,
+        "Dry run, deletes nothing: what gc would delete and the bytes it would free, in the run's "
+        "report and artifacts. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
+        preview=True,
+        purpose="preview",
+    ),
+    Spec(
+        "expire-hourly",
+        "expire",
+        "30 * * * *",
+        1,
+        "Hourly at :30: DELETES what the tier policies expire (temp repositories 72h after push, "
+        "removed whole; business keeps N/days; base never). Preview: expire-preview.",
+        purpose="deletes",
+    ),
+    Spec(
+        "expire-preview",
+        "expire",
+        None,
+        None,
+        "Dry run, deletes nothing: what the tier policies would delete and which repositories they "
+        "would remove. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
+        preview=True,
+        purpose="preview",
+    ),
+    Spec(
+        "replicate-every-15-min",
+        "replicate",
+        "*/15 * * * *",
+        1,
+        "Every 15 minutes: copy what differs from each rule's source to its targets, byte for byte "
+        "(same digests); deletes extraneous target tags only with deleteExtraneous.",
+        purpose="writes",
+    ),
+    Spec(
+        "replicate-preview",
+        "replicate",
+        None,
+        None,
+        "Dry run, writes nothing: what replication would copy (and delete, with deleteExtraneous) "
+        "on each target. dry_run is fixed to true.",
+        parameters={"dry_run": True},  # shown in every run's parameters; the only value allowed
+        preview=True,
+        purpose="preview",
+    ),
+    Spec(
+        "restore-manual",
+        "restore",
+        None,
+        1,
+        "By hand: restore tags from a backup snapshot. A dry run unless dry_run is set to false.",
+        purpose="writes",
+    ),
     # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory
-    Spec("capacity", "*/5 * * * *", None, parameters={"logical_usage": False}),
-    Spec("restore", None, 1),
-    Spec("nightly", "0 2 * * *", 1, active=False),
+    Spec(
+        "capacity-every-5-min",
+        "capacity",
+        "*/5 * * * *",
+        None,
+        "Every 5 minutes: measure storage, alert at 80% / 90%, forecast days to full, notice a "
+        "registry that refuses writes (cheap: no inventory scan).",
+        parameters={"logical_usage": False},
+    ),
+    Spec(
+        "nightly-all-jobs",
+        "nightly",
+        "0 2 * * *",
+        1,
+        "Inactive by default: backup, gc, expire, replicate, capacity in order as subflows, with one "
+        "combined report. Activate it INSTEAD of the separate schedules.",
+        active=False,
+        purpose="deletes",
+    ),
 )
 
 
@@ -69,6 +178,10 @@ def timezone_from_env() -> str:
 
 
 def load_flow(spec: Spec):
+    if spec.preview:
+        import importlib
+
+        return getattr(importlib.import_module(spec.module), spec.function)
     return flow_of(spec.flow)
 
 
@@ -93,11 +206,12 @@ def build_deployments(timezone: Optional[str] = None, *, skip_missing: bool = Fa
         schedules = [Cron(spec.cron, timezone=tz, active=spec.active)] if spec.cron else []
         out.append(
             fn.to_deployment(
-                name=DEPLOYMENT_NAME,
+                name=spec.name,
+                description=spec.description,
                 schedules=schedules,
                 concurrency_limit=spec.concurrency_limit,
                 parameters=dict(spec.parameters),
-                tags=list(TAGS),
+                tags=spec.tags,
                 enforce_parameter_schema=True,
                 # module path: the served runs import the installed package from any directory
                 entrypoint_type=EntrypointType.MODULE_PATH,

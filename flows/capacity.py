@@ -10,6 +10,13 @@ from pydantic import Field
 
 from flows._prune import scan_registry
 from regkeeper import capacity as cap
+from regkeeper.capacity.report import (
+    HISTORY_COLUMNS,
+    HISTORY_TABLE,
+    history_rows,
+    usage_chart_html,
+    usage_report,
+)
 from regkeeper.config import CapacityConfig
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
@@ -90,16 +97,15 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
         inv = scan_registry(ctx, name) if logical else None
         check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
         ro, ro_deliveries = check_read_only(ctx, name, dry_run)
-        _read_only_figures(rep, metrics, ro, ro_deliveries, dry_run)
         samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
         latencies = pull_latency(ctx, name, samples) if samples else []
-        _usage_figures(rep, metrics, usage, check, deliveries, dry_run)
+        usage_report(rep, usage, check, deliveries, dry_run)
+        _usage_metrics(metrics, usage, check)
+        _read_only_figures(rep, metrics, ro, ro_deliveries, dry_run)
+        hist = cap.UsageHistory(cc.history_file(ctx.reports_dir())).load(name)
+        rep.add_table(HISTORY_TABLE, history_rows(hist), HISTORY_COLUMNS)  # the table artifact
         _inventory_figures(ctx, name, rep, metrics, inv, latencies)
-        hist = cap.UsageHistory(ctx.reports_dir() / "capacity" / "history.csv").load(name)
-        if hist is not None and len(hist):
-            rep.extra_html = "<h2>Usage over time</h2>" + cap.render_usage_svg(
-                hist, check.capacity_bytes, cc.warn, cc.critical, registry=name
-            )
+        rep.extra_html = usage_chart_html(hist, check, cc.warn, cc.critical, name)
         alerting = (
             not dry_run
             and not all(d.ok for d in deliveries + ro_deliveries)
@@ -110,13 +116,15 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
         ok = not alerting
         rep.finish("dry-run" if dry_run else ("ok" if ok else "failed"))
         logger().info(
-            "%s: %s used of %s (%s)",
+            "%s: %s used of %s (%s, %s)",
             name,
-            human_bytes(usage.bytes_used if usage else None),
+            human_bytes(check.used_bytes),
             human_bytes(check.capacity_bytes),
+            check.basis,
             check.level,
         )
     except RegkeeperError as e:
+        rep.lead(f"Failed: {e}")
         rep.note(str(e))
         rep.finish("failed")
         with_reports(e, [rep])  # the same exception, carrying the report
@@ -136,39 +144,12 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     return rep.to_dict()
 
 
-def _usage_figures(rep: Report, metrics: RunMetrics, usage, check, deliveries, dry_run: bool) -> None:
-    """Storage use, thresholds, forecast and alert deliveries into the report and the metrics."""
-    rep.summary["storage bytes"] = usage.bytes_used if usage else None
-    rep.summary["files"] = usage.files if usage else None
-    rep.summary["capacity bytes"] = check.capacity_bytes
-    rep.summary["capacity source"] = check.capacity_source
-    rep.summary["usage ratio"] = round(check.ratio, 4) if check.ratio is not None else None
-    rep.summary["level"] = check.level
-    if check.note:
-        rep.note(check.note)
-    fc = check.forecast
-    if fc is not None:
-        slope = fc.slope_bytes_per_day
-        rep.summary["growth bytes/day"] = round(slope) if slope is not None else None
-        rep.summary["days to warn"] = _days(fc.days_to_warn)
-        rep.summary["days to critical"] = _days(fc.days_to_critical)
-        rep.summary["days to full"] = _days(fc.days_to_full)
-        if fc.reason:
-            rep.note(f"forecast: {fc.reason}")
-        metrics.set_days_to_full(fc.days_to_full)
-    if check.alert is not None:
-        rep.note(
-            f"alert {check.alert.level}: {check.alert.message}" + (" (dry run: not sent)" if dry_run else "")
-        )
-        for d in deliveries:
-            rep.note(f"delivered to {d.target} ({d.fmt}): {'ok' if d.ok else 'FAILED ' + (d.error or '')}")
+def _usage_metrics(metrics: RunMetrics, usage, check) -> None:
+    """Storage use on the ratio's basis (so bytes / capacity = ratio), days to full."""
+    if check.forecast is not None:
+        metrics.set_days_to_full(check.forecast.days_to_full)
     if usage is not None:
-        metrics.set_storage(usage.bytes_used, check.capacity_bytes, check.ratio, usage.files)
-    else:
-        rep.note(
-            "no storage access configured for this registry (storage section): physical usage "
-            "unknown; only logical usage is reported"
-        )
+        metrics.set_storage(check.used_bytes, check.capacity_bytes, check.ratio, usage.files)
 
 
 def _read_only_figures(rep: Report, metrics: RunMetrics, ro, deliveries, dry_run: bool) -> None:
@@ -184,11 +165,13 @@ def _read_only_figures(rep: Report, metrics: RunMetrics, ro, deliveries, dry_run
     if ro.owned_by:
         rep.note(ro.owned_by)
     elif c.refuses_writes:
+        rep.lead("READ-ONLY: the registry refuses writes and no running regkeeper job explains it.")
         rep.note(
             f"READ-ONLY: the registry refuses writes ({c.detail}) and no live regkeeper run "
             f"holds a read-only window on it" + (f"; {ro.stale}" if ro.stale else "")
         )
     if ro.alert is not None:
+        rep.lead(f"Read-only alert ({ro.alert.kind})" + (": not sent (dry run)." if dry_run else " sent."))
         rep.note(
             f"read-only alert ({ro.alert.kind}): {ro.alert.message}"
             + (" (dry run: not sent)" if dry_run else "")
@@ -219,7 +202,3 @@ def _inventory_figures(
         metrics.observe_pull(s)
     if latencies:
         rep.summary["pull latency p50 s"] = round(sorted(latencies)[len(latencies) // 2], 4)
-
-
-def _days(v):
-    return None if v is None else round(v, 1)

@@ -20,9 +20,9 @@ from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
 from regkeeper.config import Config, load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
-from regkeeper.report import Report, _fmt
+from regkeeper.report import Link, Report, _fmt
 from regkeeper.util import scrub
-from tasks.common import logger, publish_report, reports_of, with_reports
+from tasks.common import flow_run_label, flow_run_url, logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run_config
 
 JobName = Literal["backup", "gc", "expire", "replicate", "capacity"]
@@ -121,6 +121,7 @@ def _run_job(job: str, kw: dict) -> list[dict]:
                 "status": st,
                 "registry": r.get("registry", ""),
                 "key figures": _figures(job, r.get("summary") or {}),
+                "first line": next(iter(r.get("headline") or []), ""),
                 "report": (r.get("files") or {}).get("html", ""),
                 "error": error or "",
             }
@@ -141,12 +142,31 @@ def _links_html(rows: list[dict], nightly_html_dir: Path) -> str:
         else:
             link = e(label)
         extra = r.get("key figures") or r.get("error") or ""
+        url = flow_run_url(r.get("flow run"))
+        run = f" · <a href='{e(url)}'>flow run in Prefect</a>" if url else ""
         items.append(
             f"<li>{link}: <b class='{e(r['status'])}'>{e(r['status'])}</b>"
             + (f" — {e(extra)}" if extra else "")
+            + run
             + "</li>"
         )
     return "<h2>Job reports</h2><ul>" + "".join(items) + "</ul>"
+
+
+def _job_table_rows(rows: list[dict]) -> list[dict]:
+    """The jobs table as people read it: each job's flow run a link into the Prefect UI when a
+    server is known (the id otherwise)."""
+    out = []
+    for r in rows:
+        run_id = r.get("flow run") or ""
+        url = flow_run_url(run_id)
+        out.append(
+            {
+                **r,
+                "flow run": Link(flow_run_label(run_id) if url else run_id, url, run_id) if run_id else "",
+            }
+        )
+    return out
 
 
 def _run_jobs(
@@ -219,6 +239,26 @@ def _summarize_jobs(report: Report, rows: list[dict]) -> list[tuple[str, str]]:
     return bad
 
 
+def _headline(report: Report, rows: list[dict], bad: list[tuple[str, str]], dry_run: bool) -> None:
+    """What a reader must know first: how many jobs ran and which failed or refused, and why;
+    then one line per job with its own headline."""
+    s = report.summary
+    ran = f"{s['jobs ok']} of {s['jobs run']} job(s) ok" + (" (dry run)" if dry_run else "")
+    if s["jobs skipped"]:
+        ran += f", {s['jobs skipped']} skipped"
+    report.lead(ran + ("; " + ", ".join(f"{j} {st}" for j, st in bad) if bad else "."))
+    for r in rows:
+        if r["status"] == "skipped":
+            continue
+        what = (
+            r.get("error")
+            if r["status"] in ("failed", "refused")
+            else (r.get("first line") or r.get("key figures"))
+        )
+        who = r["job"] + (f" ({r['registry']})" if r.get("registry") else "")
+        report.lead(f"{who}: {r['status']}" + (f" — {what}" if what else ""))
+
+
 @flow(
     name="nightly",
     task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
@@ -273,8 +313,12 @@ def nightly(
 
     bad = _summarize_jobs(report, rows)
     report.add_table(
-        "jobs", rows, ["job", "registry", "status", "seconds", "key figures", "report", "flow run", "error"]
+        "jobs",
+        _job_table_rows(rows),
+        ["job", "registry", "status", "flow run", "error", "key figures", "seconds", "report"],
+        brief=["job", "registry", "status", "flow run", "error"],  # key figures: in the headline
     )
+    _headline(report, rows, bad, dry_run)
     report.extra_html = _links_html(rows, reports_dir / "nightly")
     report.finish("failed" if bad else ("dry-run" if dry_run else "ok"))
     publish_report(report, str(reports_dir))

@@ -1,6 +1,8 @@
 """Tasks for the capacity flow: measure storage, pull latency, evaluate thresholds, alert,
 check that the registry takes writes (read-only detection)."""
 
+from datetime import timedelta
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -31,7 +33,7 @@ def evaluate_and_alert(
     cc = ctx.config.capacity or CapacityConfig()  # the flow fills in the defaults
     d = ctx.reports_dir() / "capacity"
     store = cap.StateStore(d)
-    history = cap.UsageHistory(d / "history.csv") if not dry_run else None
+    history = cap.UsageHistory(cc.history_file(ctx.reports_dir())) if not dry_run else None
     rc = ctx.config.registry(registry)
     check = cap.check_capacity(
         registry,
@@ -42,6 +44,8 @@ def evaluate_and_alert(
         history=history,
         window=cc.forecast_window,
     )
+    if history is not None:  # keep historyRetention; the file is rewritten at most once a day
+        history.prune(cc.history_retention, slack=timedelta(days=1))
     deliveries: list[cap.Delivery] = []
     if check.alert is not None and not dry_run:
         name, resource, payload = cap.event_payload(check.alert)

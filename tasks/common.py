@@ -63,6 +63,35 @@ def gather(batches: list, futures: list) -> list[tuple]:
     return out
 
 
+def flow_run_url(run_id) -> str | None:
+    """The Prefect UI page of a flow run (``<ui>/runs/flow-run/<id>``) when a server is known:
+    ``PREFECT_UI_URL``, else derived from ``PREFECT_API_URL``. None in Prefect's local mode (a
+    temporary server whose UI is gone once the run ends) or without an id."""
+    if not run_id:
+        return None
+    try:
+        from prefect.settings import PREFECT_UI_URL
+
+        ui = PREFECT_UI_URL.value()
+    except Exception:  # noqa: BLE001 - no settings: no link
+        return None
+    return f"{str(ui).rstrip('/')}/runs/flow-run/{run_id}" if ui else None
+
+
+def flow_run_label(run_id: str) -> str:
+    """What a link to a flow run reads: its name (``tangerine-octopus``, as the UI shows it)
+    when the server answers, else the first 8 characters of its id."""
+    try:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as c:
+            return c.read_flow_run(UUID(str(run_id))).name or run_id[:8] + "…"
+    except Exception:  # noqa: BLE001 - a label only
+        return run_id[:8] + "…"
+
+
 def logger():
     try:
         return get_run_logger()
@@ -72,29 +101,22 @@ def logger():
 
 @task(name="publish-report", retries=0)
 def publish_report(report: Report, reports_dir: str, table_rows: int = 200) -> dict:
-    """Write CSV/HTML/JSON report files and create the run's artifacts."""
+    """Write CSV/HTML/JSON report files and create the run's artifacts: ``<key>`` (markdown:
+    the headline first, then figures, notes and the first rows) and ``<key>-table`` (the main
+    table, readable cells; one "(none)" row when it is empty)."""
     if report.finished is None:
         report.finish()
     paths = report.write(reports_dir)
     key = report.artifact_key
     create_markdown_artifact(
-        markdown=report.markdown(), key=key, description=f"{report.flow} report for {report.registry}"
+        markdown=report.markdown(),
+        key=key,
+        description=f"{report.flow} on {report.registry}: {report.status_text}",
     )
-    if report.tables and report.tables[0].rows:
-        t = report.tables[0]
-        create_table_artifact(
-            table=[{c: _cell(r.get(c)) for c in t.cols()} for r in t.rows[:table_rows]],
-            key=f"{key}-table",
-            description=f"{t.name} (first {min(table_rows, len(t.rows))} of {len(t.rows)} rows)",
-        )
+    rows, description = report.artifact_table(table_rows)
+    create_table_artifact(table=rows, key=f"{key}-table", description=description)
     logger().info("report written: %s", paths.get("html"))
     return paths
-
-
-def _cell(v):
-    if v is None or isinstance(v, (int, float, str, bool)):
-        return v
-    return str(v)
 
 
 @task(name="push-job-metrics", **RETRY)

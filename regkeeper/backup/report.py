@@ -8,6 +8,7 @@ the action taken), ``repository_rows`` and ``snapshot_rows``/``list_snapshots_cl
 from collections.abc import Iterable
 from datetime import datetime
 
+from ..util import human_bytes
 from .batch import BatchResult
 from .config import require_backup_config
 from .restore_result import RestoreResult
@@ -120,15 +121,45 @@ def backup_report(
         rep.finish("failed")
     else:
         rep.finish("dry-run" if dry_run else "ok")
+    _backup_headline(rep, snapshot, would, written, pruned, problems, errs)
     return rep
 
 
+def _backup_headline(rep, snapshot, would, written, pruned, problems, errs) -> None:
+    """What a reader must know first: the snapshot written (or not), what was pruned, failures."""
+    for e in errs[:3]:
+        rep.lead(f"Failed: {e}")
+    s = rep.summary
+    if snapshot is not None:
+        rep.lead(
+            f"Snapshot {snapshot.id} written: {s['repositories']} repositories, {s['tags']} tags; "
+            f"{len(written)} new object(s), {human_bytes(sum(written.values()))}."
+        )
+    elif rep.status == "dry-run":
+        rep.lead(
+            f"Dry run: no snapshot written; a run would write {len(would)} new object(s) for "
+            f"{s['repositories']} repositories, {s['tags']} tags."
+        )
+    else:
+        rep.lead("No snapshot written: this run cannot be restored from.")
+    if pruned is not None and pruned.deleted_snapshots:
+        verb = "Would prune" if pruned.dry_run else "Pruned"
+        rep.lead(
+            f"{verb} {len(pruned.deleted_snapshots)} old snapshot(s) "
+            f"({human_bytes(pruned.deleted_bytes)}); {len(pruned.kept)} kept."
+        )
+    if problems:
+        rep.lead(f"{len(problems)} item(s) left out of the snapshot, e.g. {problems[0]}")
+
+
+# action first (what happens to the tag), the digest after the reason: the Prefect UI cuts a wide
+# table off on the right. Rows that need attention (cannot restore, would restore) come first.
 RESTORE_COLUMNS = [
+    "action",
     "repository",
     "tag",
-    "digest",
-    "action",
     "reason",
+    "digest",
     "state",
     "current",
     "missing_manifests",
@@ -158,7 +189,8 @@ def restore_report(
     rep.summary["blobSource"] = blob_source or "(none)"
     if result is not None:
         rep.summary.update(result.summary())
-        rep.add_table("tags", [r.to_dict() for r in result.rows], RESTORE_COLUMNS)
+        rows = sorted(result.rows, key=lambda r: (_RESTORE_ORDER.get(r.action, 1), r.repository, r.tag))
+        rep.add_table("tags", [r.to_dict() for r in rows], RESTORE_COLUMNS, RESTORE_COLUMNS[:4])
         bad = result.failed
         if bad:
             rep.note(
@@ -176,7 +208,36 @@ def restore_report(
         rep.finish("failed")
     else:
         rep.finish("ok")
+    _restore_headline(rep, result, errs)
     return rep
+
+
+_RESTORE_ORDER = {"cannot restore": 0, "would restore": 0, "would move back": 0, "already present": 2}
+
+
+def _restore_headline(rep, result: RestoreResult | None, errs: list[str]) -> None:
+    for e in errs[:3]:
+        rep.lead(f"Failed: {e}")
+    if result is None:
+        return
+    s = result.summary()
+    if result.dry_run:
+        rep.lead(
+            f"Dry run: would restore {s['would restore']} and move back {s['would move back']} of "
+            f"{s['tags in snapshot']} tag(s) from snapshot {result.snapshot}; {s['already present']} "
+            "already present. Run with dry_run false (CLI: --apply) to restore."
+        )
+    else:
+        rep.lead(
+            f"Restored {s['restored']} and moved back {s['moved back']} of {s['tags in snapshot']} "
+            f"tag(s) from snapshot {result.snapshot}; {s['already present']} already present."
+        )
+    bad = result.failed
+    if bad:
+        rep.lead(
+            f"{len(bad)} tag(s) {'cannot be' if result.dry_run else 'could not be'} restored, e.g. "
+            f"{bad[0].repository}:{bad[0].tag}: {bad[0].reason}"
+        )
 
 
 def snapshot_rows(store: ObjectStore, registry: str | None = None) -> list[dict]:

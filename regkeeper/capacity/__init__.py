@@ -17,6 +17,7 @@ Where things live:
   notify.py      webhook delivery and notify_and_commit (state saved only once delivered)
   history.py     the usage-history CSV and the days-to-full forecast
   chart.py       the SVG usage chart of the HTML report
+  report.py      what a run reports: headline, figures, the usage-history table, the chart
   check.py       one registry, one run: check_capacity
   writecheck.py  does the registry take writes (start + cancel a blob upload), the read-only
                  state per registry (alert once, resolve when writable again)

@@ -57,22 +57,18 @@ def render_usage_svg(
         return pad_t + ph - v / ymax * ph
 
     if capacity_bytes:
-        for cls, ratio, color in (
-            ("capacity", 1.0, "#555"),
-            ("critical", critical, "#d00000"),
-            ("warn", warn, "#e0a800"),
-        ):
-            y = py(ratio * capacity_bytes)
-            parts.append(
-                f'<line class="threshold {cls}" x1="{pad_l}" x2="{pad_l + pw}" y1="{y:.1f}" '
-                f'y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>'
-            )
-            label = "capacity" if cls == "capacity" else f"{cls} {ratio * 100:.0f}%"
-            parts.append(f'<text x="{pad_l + pw + 4}" y="{y + 4:.1f}" fill="{color}">{esc(label)}</text>')
+        parts += _threshold_lines(capacity_bytes, warn, critical, py, pad_l, pw)
     pts = " ".join(
         f"{px(t):.1f},{py(float(v)):.1f}" for t, v in zip(d["timestamp"], d["bytes_used"], strict=True)
     )
     parts.append(f'<polyline class="usage" fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>')
+    if len(d) == 1:  # a first run: one point, no line yet
+        x, y = pts.split(",")
+        parts.append(f'<circle class="usage" cx="{x}" cy="{y}" r="3" fill="#1f77b4"/>')
+        parts.append(
+            f'<text x="{pad_l + pw / 2:.1f}" y="{pad_t + ph / 2:.1f}" text-anchor="middle" fill="#888">'
+            "history starts now; the chart appears after the second run</text>"
+        )
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{esc(human_bytes(ymax))}</text>')
     parts.append(f'<text x="{pad_l - 4}" y="{pad_t + ph}" text-anchor="end">0</text>')
     fmt = "%Y-%m-%d %H:%M"
@@ -80,3 +76,21 @@ def render_usage_svg(
     parts.append(f'<text x="{pad_l + pw}" y="{height - 6}" text-anchor="end">{esc(t1.strftime(fmt))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _threshold_lines(capacity_bytes: int, warn: float, critical: float, py, pad_l: int, pw: int) -> list[str]:
+    """The dashed capacity / critical / warn lines with their labels on the right."""
+    out = []
+    for cls, ratio, color in (
+        ("capacity", 1.0, "#555"),
+        ("critical", critical, "#d00000"),
+        ("warn", warn, "#e0a800"),
+    ):
+        y = py(ratio * capacity_bytes)
+        out.append(
+            f'<line class="threshold {cls}" x1="{pad_l}" x2="{pad_l + pw}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>'
+        )
+        label = "capacity" if cls == "capacity" else f"{cls} {ratio * 100:.0f}%"
+        out.append(f'<text x="{pad_l + pw + 4}" y="{y + 4:.1f}" fill="{color}">{html.escape(label)}</text>')
+    return out

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .alerts import Alert
-from .history import Forecast, UsageHistory, forecast
-from .measure import StorageUsage, resolve_capacity
+from .history import Forecast, UsageHistory
+from .measure import StorageUsage, resolve_capacity, used_on_basis
 from .state import CapacityState, StateStore, evaluate
 from .thresholds import Thresholds
 
@@ -23,6 +23,8 @@ class CapacityCheck:
     previous_state: CapacityState
     alert: Alert | None
     forecast: Forecast | None
+    used_bytes: int | None = None  # the usage compared with the capacity (on ``basis``)
+    basis: str = "file bytes"  # allocated bytes | file bytes | object bytes (measure.used_on_basis)
 
     @property
     def level(self) -> str:
@@ -45,20 +47,20 @@ def check_capacity(
     save: call :func:`notify_and_commit` (or ``store.save(check.state)``) afterwards."""
     now = now or datetime.now(UTC)
     cap, src, note = resolve_capacity(usage, capacity_bytes)
-    ratio = usage.bytes_used / cap if usage is not None and cap else None
+    used, basis = used_on_basis(usage, src)
+    ratio = used / cap if used is not None and cap else None
     fc = None
-    if usage is not None and history is not None:
-        history.append(registry, usage.bytes_used, cap, now)
-        fc = forecast(history.load(registry), cap, thresholds.warn, thresholds.critical, window)
+    if used is not None and history is not None:
+        fc = history.record(registry, used, cap, now, basis=basis, thresholds=thresholds, window=window)
     previous = store.load(registry)
     state, alert = evaluate(
         ratio,
         thresholds,
         previous,
-        used_bytes=usage.bytes_used if usage else None,
+        used_bytes=used,
         capacity_bytes=cap,
         days_to_full=fc.days_to_full if fc else None,
         now=now,
         reassert_after=reassert_after,
     )
-    return CapacityCheck(registry, usage, cap, src, ratio, note, state, previous, alert, fc)
+    return CapacityCheck(registry, usage, cap, src, ratio, note, state, previous, alert, fc, used, basis)

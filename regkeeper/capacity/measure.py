@@ -1,8 +1,13 @@
 """Physical storage usage: what the registry's storage holds and how big it may get.
 
-A filesystem walk (``du -sb`` style, hard links once) or a paginated S3 listing gives the bytes
-used; :func:`resolve_capacity` says what 100% is (``capacityBytes``, else the filesystem size;
-S3 without ``capacityBytes`` has no ratio).
+A filesystem walk (hard links once) gives two figures: **file bytes** (the sum of the regular
+files' sizes, ``du -sb`` without directories) and **allocated bytes** (what the filesystem
+allocates for the tree, files and directories, ``st_blocks * 512``: ``du -s -B1``, the basis
+of ``df``'s used and size). A paginated S3 listing gives **object bytes**.
+:func:`resolve_capacity` says what 100% is (``capacityBytes``, else the filesystem size; S3
+without ``capacityBytes`` has no ratio) and :func:`used_on_basis` which figure is compared with
+it, like with like: allocated bytes against the filesystem's size, file (or object) bytes
+against ``capacityBytes`` (a quota on what the registry stores, like Harbor's or an S3 bill).
 """
 
 import logging
@@ -26,6 +31,7 @@ class StorageUsage:
     root: str
     seconds: float = 0.0  # how long the measurement took
     errors: int = 0  # directories that could not be read (filesystem)
+    allocated_bytes: int | None = None  # filesystem: st_blocks * 512 of files and directories
 
     @property
     def fs_used_bytes(self) -> int | None:
@@ -34,9 +40,16 @@ class StorageUsage:
         return self.fs_size_bytes - self.fs_free_bytes
 
 
+BASIS_ALLOCATED = "allocated bytes"
+BASIS_FILE = "file bytes"
+BASIS_OBJECT = "object bytes"
+
+
 def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
-    """Apparent size (``du -sb`` style, st_size) and count of the regular files under ``root``,
-    plus the size / free space of its filesystem (statvfs; free = available to non-root).
+    """File bytes (st_size, ``du -sb`` without directories) and count of the regular files
+    under ``root``, allocated bytes (st_blocks * 512 of files, directories and symlinks,
+    ``du -s -B1``), and the size / free space of its filesystem (statvfs; free = available to
+    non-root).
 
     Iterative os.scandir walk; symlinks are not followed; a hard-linked file is counted once.
     Directories that vanish meanwhile (a concurrent garbage-collect) are skipped; unreadable
@@ -46,6 +59,7 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
     if not os.path.isdir(root):
         raise CapacityError(f"storage path {root}: not a directory (storage.path)")
     total = files = errors = 0
+    allocated = os.stat(root).st_blocks * 512
     seen_inodes: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -61,15 +75,16 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
         with it:
             for entry in it:
                 try:
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False):
+                        key = (st.st_dev, st.st_ino)
+                        if key in seen_inodes:
+                            continue
+                        seen_inodes.add(key)
+                    allocated += st.st_blocks * 512
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        if st.st_nlink > 1:
-                            key = (st.st_dev, st.st_ino)
-                            if key in seen_inodes:
-                                continue
-                            seen_inodes.add(key)
                         total += st.st_size
                         files += 1
                 except FileNotFoundError:
@@ -84,6 +99,7 @@ def filesystem_usage(root: str | os.PathLike) -> StorageUsage:
         root=root,
         seconds=time.perf_counter() - t0,
         errors=errors,
+        allocated_bytes=allocated,
     )
 
 
@@ -167,3 +183,19 @@ def resolve_capacity(
             ),
         )
     return None, "none", "no capacityBytes configured and no filesystem size: no usage ratio"
+
+
+def used_on_basis(usage: StorageUsage | None, capacity_source: str) -> tuple[int | None, str]:
+    """``(bytes, basis)``: the usage figure to compare with the capacity, like with like.
+
+    Against the filesystem's size (no ``capacityBytes``): allocated bytes, what ``df`` counts
+    (summing file sizes misses directories and the tail of every partial block: 26-42% of a
+    registry made of small files, so thresholds would fire late). Against ``capacityBytes``:
+    file bytes (object bytes on S3), what the registry stores."""
+    if usage is None:
+        return None, BASIS_FILE
+    if usage.source == "s3":
+        return usage.bytes_used, BASIS_OBJECT
+    if capacity_source == "filesystem" and usage.allocated_bytes is not None:
+        return usage.allocated_bytes, BASIS_ALLOCATED
+    return usage.bytes_used, BASIS_FILE

@@ -18,6 +18,7 @@ Where things live:
 
 from ..errors import ConfigError, SecretError
 from .jobs import (
+    AutomationConfig,
     BackupConfig,
     CapacityConfig,
     ExpireConfig,
@@ -45,6 +46,7 @@ from .units import Duration, Size, format_duration, parse_duration, parse_size
 __all__ = [
     "AuthConfig",
     "BackupConfig",
+    "AutomationConfig",
     "CapacityConfig",
     "Config",
     "ConfigError",

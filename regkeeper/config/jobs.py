@@ -4,13 +4,14 @@
 import os
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from .model import _Model
 from .secrets import SecretStr
-from .units import Duration
+from .units import Duration, format_duration, parse_duration
 
 
 class TierConfig(_Model):
@@ -108,23 +109,63 @@ class NotifyConfig(_Model):
     format: Literal["slack", "alertmanager"] = "slack"
 
 
+class AutomationConfig(_Model):
+    """``capacity.automation``: the Prefect automation ``regkeeper alerts install`` creates, which
+    calls ``webhook`` (a secret reference) on every capacity and read-only event."""
+
+    webhook: SecretStr
+    format: Literal["slack", "json"] = "slack"  # slack: {"text": ...}; json: {"subject", "body"}
+    block: str = Field("regkeeper-alerts", min_length=1)  # the Custom Webhook block's name
+    name: str = Field("regkeeper capacity alerts", min_length=1)  # the automation's name
+
+
 class CapacityConfig(_Model):
     warn: float = Field(0.80, gt=0, le=1)
     critical: float = Field(0.90, gt=0, le=1)
     notify: list[NotifyConfig] = Field(default_factory=list)
     pushgateway: str | None = None
+    # the usage-history CSV the forecast reads (default <reports.directory>/capacity/history.csv;
+    # a relative path is relative to the working directory, like reports.directory)
     history: str | None = None
+    history_retention: Duration = Field(timedelta(days=90), alias="historyRetention")
     forecast_window: Duration = Field(timedelta(days=14), alias="forecastWindow")
     # each run starts (and cancels) a blob upload to learn whether the registry refuses writes
     # (read-only mode left on); proxy registries are never checked (they refuse pushes anyway)
     write_check: bool = Field(True, alias="writeCheck")
     write_check_repository: str = Field("regkeeper/write-check", alias="writeCheckRepository")
+    automation: AutomationConfig | None = None  # `regkeeper alerts install`
+
+    @field_validator("history")
+    @classmethod
+    def _history_is_a_path(cls, v):
+        if v is None:
+            return v
+        try:
+            parse_duration(v)
+        except ValueError:
+            return os.path.expanduser(v)
+        raise ValueError(
+            f"expected the usage-history file's path (e.g. /var/lib/regkeeper/capacity-history.csv), "
+            f"not {v!r}; for how long history is kept use capacity.historyRetention ({v})"
+        )
 
     @model_validator(mode="after")
     def _order(self):
         if self.warn >= self.critical:
             raise ValueError(f"warn ({self.warn}) must be below critical ({self.critical})")
+        if self.history_retention < self.forecast_window:
+            raise ValueError(
+                f"historyRetention ({format_duration(self.history_retention)}) must be at least "
+                f"forecastWindow ({format_duration(self.forecast_window)}): the forecast reads that much history"
+            )
         return self
+
+    def history_file(self, reports_dir: Path) -> Path:
+        """The usage-history CSV: ``history``, else ``<reports_dir>/capacity/history.csv``."""
+        if not self.history:
+            return Path(reports_dir) / "capacity" / "history.csv"
+        p = Path(self.history)
+        return p if p.is_absolute() else Path.cwd() / p
 
 
 class KubernetesConfig(_Model):

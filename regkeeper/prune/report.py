@@ -47,7 +47,42 @@ def build_report(
     if verified is not None:
         _verify_section(rep, verified)
     rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
+    _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error)
     return rep
+
+
+# What a reader needs first, left to right: what happens to which tag and why, how old it is and
+# what it frees; the digest after (the Prefect UI cuts a wide table off on the right; the
+# markdown shows the first four). Deletes first.
+DECISION_COLUMNS = [
+    "action",
+    "repository",
+    "tag",
+    "reason",
+    "age_days",
+    "bytes_freed",
+    "digest",
+    "rule",
+    "in_use",
+    "age_source",
+    "overridden",
+]
+REPOSITORY_COLUMNS = [
+    "repository",
+    "deleted",
+    "kept",
+    "tags",
+    "manifests_deleted",
+    "bytes_freed",
+    "in_use",
+    "rule",
+    "remove_repository",
+]
+MANIFEST_COLUMNS = ["action", "repository", "tags", "kind", "reason", "digest", "bytes_freed", "in_use"]
+
+
+def _deletes_first(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["action"] != "delete", r["repository"], str(r.get("tag", ""))))
 
 
 def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
@@ -74,9 +109,10 @@ def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
             "per-repository cap not applied (ttl tier / repository removed whole; the "
             "registry-wide cap still applies): " + ", ".join(str(c) for c in plan.cap_exempt)
         )
-    rep.add_table("decisions", plan.tag_rows(), Plan.TAG_COLUMNS)
-    rep.add_table("repositories", plan.repository_rows())
-    rep.add_table("manifests", plan.manifest_rows())
+    rep.add_table("decisions", _deletes_first(plan.tag_rows()), DECISION_COLUMNS, DECISION_COLUMNS[:4])
+    repos = sorted(plan.repository_rows(), key=lambda r: (-r["deleted"], r["repository"]))
+    rep.add_table("repositories", repos, REPOSITORY_COLUMNS)
+    rep.add_table("manifests", _deletes_first(plan.manifest_rows()), MANIFEST_COLUMNS)
     for t in plan.expired_in_use():
         if len(rep.notes) < 200:
             rep.note(f"expired but in use: {t.repository}:{t.tag} ({'; '.join(t.in_use)})")
@@ -185,3 +221,82 @@ def _push_source_label(src: str | None) -> str:
         src or "none",
         f"storage: {src}" if src and src != "none" else "image config created (no storage access)",
     )
+
+
+def _n(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refused, error) -> None:
+    """What a reader must know first: what was deleted (or would be), refusals and why,
+    failures; the figures, notes and tables follow."""
+    if error:
+        rep.lead(f"Failed: {error}")
+    if refused:
+        rep.lead(f"Refused, nothing was deleted: {refused}")
+    if plan is not None:
+        _plan_headline(rep, plan, deleted)
+    if deleted is not None:
+        if deleted.failed:
+            first = "; ".join(f"{r}@{d}: {why}" for r, d, why in deleted.failed[:3])
+            rep.lead(f"{_n(len(deleted.failed), 'delete')} FAILED: {first}")
+        if deleted.skipped:
+            names = ", ".join(r for r, _ in deleted.skipped[:5])
+            rep.lead(
+                f"{_n(len(deleted.skipped), 'repository', 'repositories')} left alone (a tag "
+                f"changed since the scan): {names}"
+            )
+    if reclaimed is not None and reclaimed.mode != "none":
+        if reclaimed.error:
+            rep.lead(f"Reclaim failed: {reclaimed.error}")
+        elif reclaimed.bytes_freed is not None:
+            rep.lead(f"Storage freed by garbage-collect: {human_bytes(reclaimed.bytes_freed)} (measured).")
+    elif deleted is not None and deleted.deleted and plan is not None and plan.bytes_freed:
+        rep.lead(
+            f"{human_bytes(plan.bytes_freed)} become free when the registry's garbage-collect runs "
+            "(reclaim mode: none)."
+        )
+    if plan is not None and plan.repositories_to_remove and deleted is not None:
+        removed = list(reclaimed.repositories_removed) if reclaimed is not None else []
+        left = [r for r in plan.repositories_to_remove if r not in removed]
+        if removed:
+            rep.lead(f"Removed whole: {', '.join(removed[:5])}.")
+        if left:
+            rep.lead(
+                f"Left behind empty (still listed in _catalog; removing them needs storage access "
+                f"and a reclaim mode): {', '.join(left[:5])}."
+            )
+    if verified is not None and verified.problems:
+        r, t, p = verified.problems[0]
+        rep.lead(f"Verify: {_n(len(verified.problems), 'problem')} with kept tags, e.g. {r}:{t} {p}")
+
+
+def _plan_headline(rep: Report, plan: Plan, deleted: DeleteResult | None) -> None:
+    tags, mans = plan.deleted_tags(), plan.deleted_manifests()
+    repos = len({t.repository for t in tags} | {m.repository for m in mans})
+    what = (
+        f"{_n(len(tags), 'tag')} ({_n(len(mans), 'manifest')}) in {_n(repos, 'repository', 'repositories')}"
+    )
+    exact = "exact" if plan.untagged_known else "an upper bound: no storage access"
+    if not mans:
+        rep.lead(f"Nothing to delete: all {_n(len(plan.tags), 'tag')} kept.")
+    elif deleted is not None:
+        rep.lead(f"Deleted {len(deleted.deleted)} of {len(mans)} planned manifests ({what}).")
+    elif rep.status == "dry-run":
+        rep.lead(f"Would delete {what}, freeing {human_bytes(plan.bytes_freed)} ({exact}).")
+    else:
+        rep.lead(f"The plan (not carried out) deletes {what}, {human_bytes(plan.bytes_freed)} ({exact}).")
+    if plan.repositories_to_remove and deleted is None:
+        n = _n(len(plan.repositories_to_remove), "repository", "repositories")
+        rep.lead(f"Would remove {n} whole: " + ", ".join(plan.repositories_to_remove[:5]))
+    in_use = sum(1 for t in plan.tags if t.action == "keep" and t.in_use)
+    if in_use:
+        expired = len(plan.expired_in_use())
+        rep.lead(
+            f"Kept because a workload uses them: {_n(in_use, 'tag')}"
+            + (f" ({expired} expired but in use)." if expired else ".")
+        )
+    if not plan.kube_protection:
+        rep.lead("No Kubernetes in-use protection: images that workloads use are NOT protected.")
+    if plan.cap_tripped:
+        rep.lead("Blast-radius cap tripped: " + "; ".join(str(c) for c in plan.cap_tripped))

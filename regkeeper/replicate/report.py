@@ -47,13 +47,19 @@ def build_report(
         rep.summary["prefix"] = rule.prefix
     if result is None:
         rep.note(error or "the run failed before planning")
+        rep.lead(f"Failed before planning: {error or 'see the notes'}")
         rep.add_table("per repository", [], columns=_REPO_COLUMNS)
         return rep.finish("failed")
     plan = result.plan
     _summarize(rep, result, rule)
     _note(rep, result, rule, error)
     rows = [r.row() for r in result.repositories]
-    rep.add_table("per repository", rows, columns=_REPO_COLUMNS)
+    rep.add_table(
+        "per repository",
+        rows,
+        columns=_REPO_COLUMNS,
+        brief=["repository", "target_repository", *_REPO_COLUMNS[2:5], "lag"],
+    )
     rep.add_table(
         "failed items",
         [{"repository": a, "tag": b, "reason": c} for a, b, c in result.failed_items],
@@ -67,13 +73,41 @@ def build_report(
         )
     rep.add_table(
         "plan",
-        plan.rows(),
-        columns=["repository", "target_repository", "tag", "action", "reason", "digest", "target_digest"],
+        sorted(plan.rows(), key=lambda r: (r["action"] == "keep", r["repository"], r["tag"])),
+        columns=["action", "repository", "tag", "reason", "target_repository", "digest", "target_digest"],
     )
     status = result.status
     if error and status in ("ok", "dry-run"):
         status = "failed"
-    return rep.finish(status)
+    rep.finish(status)
+    _headline(rep, result, rule, target)
+    return rep
+
+
+def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str) -> None:
+    """What a reader must know first: copied (or would copy), failures, deletes, the lag left."""
+    t = result.totals()
+    plan = result.plan
+    if result.dry_run:
+        rep.lead(f"Would copy {plan.to_copy} tag(s) to {target}; {plan.in_sync} already in sync.")
+        if rule.delete_extraneous and plan.extraneous:
+            rep.lead(f"Would delete {plan.extraneous} tag(s) on {target} that the source no longer has.")
+    else:
+        rep.lead(
+            f"Copied {t['copied']} of {plan.to_copy} tag(s) to {target} "
+            f"({human_bytes(t['bytes_uploaded'])} uploaded); {t['skipped']} already in sync; "
+            f"lag now {t['lag']} tag(s)."
+        )
+        if rule.delete_extraneous and (t["deleted"] or plan.extraneous):
+            rep.lead(f"Deleted {t['deleted']} of {plan.extraneous} extraneous tag(s) on {target}.")
+    failed = result.failed_items
+    if failed:
+        first = "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3])
+        rep.lead(f"{len(failed)} item(s) FAILED: {first}")
+    if result.deletes_refused:
+        rep.lead(f"Deletes refused: {result.deletes_refused}")
+    if result.deletes_stopped:
+        rep.lead(f"Deletes stopped: {result.deletes_stopped}")
 
 
 def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:

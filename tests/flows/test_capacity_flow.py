@@ -19,7 +19,7 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
     import time
 
     from prefect import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all(timeout=10)
@@ -34,6 +34,8 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
                 EventFilter(
                     occurred=EventOccurredFilter(since=since),
                     event=EventNameFilter(prefix=["regkeeper.capacity."]),
+                    # this test's registry (other tests emit events for registries of their own)
+                    resource=EventResourceFilter(id=["regkeeper.registry.local-registry"]),
                 ),
                 limit=50,
             )

@@ -1,7 +1,8 @@
-"""Deployments: serve.py's deployments register against a real (temporary) Prefect server and
-read back with their schedules, time zones, concurrency limits and parameter schemas; the server
-rejects bad parameter values; prefect.yaml declares the same deployments and deploys for real to
-a Kubernetes work pool created from base-job-template.json."""
+"""Deployments: serve.py's deployments, named by job and purpose, register against a real
+(temporary) Prefect server and read back with their names, descriptions, tags, schedules, time
+zones, concurrency limits and parameter schemas; the server rejects bad parameter values and a
+preview deployment's dry_run false; prefect.yaml declares the same deployments and deploys for
+real to a Kubernetes work pool created from base-job-template.json."""
 
 import json
 import os
@@ -12,20 +13,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.serve import DEPLOYMENT_NAME, SPECS, TAGS, build_deployments
+from deployments.serve import SPECS, TAGS, build_deployments
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 TEMPLATE = ROOT / "deployments" / "kubernetes" / "base-job-template.json"
 
-EXPECTED = {  # flow: (cron, active, concurrency limit) -- the issue's schedule table
-    "backup": ("0 2 * * *", True, 1),
-    "gc": ("0 3 * * *", True, 1),
-    "expire": ("30 * * * *", True, 1),
-    "replicate": ("*/15 * * * *", True, 1),
-    "capacity": ("*/5 * * * *", True, None),
-    "restore": (None, None, 1),
-    "nightly": ("0 2 * * *", False, 1),
+EXPECTED = {  # deployment: (flow, cron, active, concurrency limit) -- the issue's schedule table
+    "backup-nightly": ("backup", "0 2 * * *", True, 1),
+    "gc-nightly": ("gc", "0 3 * * *", True, 1),
+    "gc-preview": ("gc", None, None, None),
+    "expire-hourly": ("expire", "30 * * * *", True, 1),
+    "expire-preview": ("expire", None, None, None),
+    "replicate-every-15-min": ("replicate", "*/15 * * * *", True, 1),
+    "replicate-preview": ("replicate", None, None, None),
+    "restore-manual": ("restore", None, None, 1),
+    "capacity-every-5-min": ("capacity", "*/5 * * * *", True, None),
+    "nightly-all-jobs": ("nightly", "0 2 * * *", False, 1),
+}
+PREVIEWS = {
+    "gc-preview": "gc-nightly",
+    "expire-preview": "expire-hourly",
+    "replicate-preview": "replicate-every-15-min",
 }
 
 
@@ -51,65 +60,107 @@ def client():
 
 
 def test_specs_cover_every_flow_with_the_issue_schedules():
-    assert {s.flow: (s.cron, s.active if s.cron else None, s.concurrency_limit) for s in SPECS} == EXPECTED
+    got = {s.name: (s.flow, s.cron, s.active if s.cron else None, s.concurrency_limit) for s in SPECS}
+    assert got == EXPECTED
     deps = build_deployments("UTC")
-    assert [d.flow_name for d in deps] == [s.flow for s in SPECS]
-    for d in deps:
-        assert d.name == DEPLOYMENT_NAME and d.tags == list(TAGS) and d.enforce_parameter_schema
+    assert [(d.flow_name, d.name) for d in deps] == [(s.flow, s.name) for s in SPECS]
+    for s, d in zip(SPECS, deps, strict=True):
+        assert d.name.startswith(s.flow + "-")  # the name alone says which job (the UI shows it large)
+        assert d.tags == s.tags and d.tags[0] == TAGS[0] and d.enforce_parameter_schema
+        assert d.description == s.description and len(s.description) > 40
+        assert ("preview" in d.tags) == s.preview == ("Dry run" in s.description)
 
 
 def test_deployments_register_and_read_back(prefect_harness):
     tz = "Europe/Berlin"  # not the default: proves the time zone is carried through
     deps = build_deployments(tz)
-    ids = {d.flow_name: d.apply() for d in deps}
+    ids = {d.name: d.apply() for d in deps}
     with client() as c:
-        for flow, (cron, active, limit) in EXPECTED.items():
-            dep = c.read_deployment_by_name(f"{flow}/{DEPLOYMENT_NAME}")
-            assert dep.id == ids[flow]
-            assert dep.tags == ["regkeeper"]
+        for name, (flow, cron, active, limit) in EXPECTED.items():
+            dep = c.read_deployment_by_name(f"{flow}/{name}")
+            spec = next(s for s in SPECS if s.name == name)
+            assert dep.id == ids[name]
+            assert dep.tags == spec.tags and dep.description == spec.description
             assert dep.enforce_parameter_schema is True
-            assert limit_of(dep) == limit, flow
+            assert limit_of(dep) == limit, name
             scheds = c.read_deployment_schedules(dep.id)
             if cron is None:
-                assert scheds == [], flow
+                assert scheds == [], name
             else:
                 (s,) = scheds
-                assert (s.schedule.cron, s.schedule.timezone, s.active) == (cron, tz, active), flow
+                assert (s.schedule.cron, s.schedule.timezone, s.active) == (cron, tz, active), name
             schema = dep.parameter_openapi_schema
             assert prop(schema, "config_path")["type"] == "string"
             assert prop(schema, "dry_run")["type"] == "boolean"
-            for name in schema["properties"]:  # every parameter has a description for the form
-                assert schema["properties"][name].get("description"), f"{flow}.{name}"
+            for pname in schema["properties"]:  # every parameter has a description for the form
+                assert schema["properties"][pname].get("description"), f"{name}.{pname}"
 
-        gc = c.read_deployment_by_name(f"gc/{DEPLOYMENT_NAME}").parameter_openapi_schema
+        gc = c.read_deployment_by_name("gc/gc-nightly").parameter_openapi_schema
         days = prop(gc, "days")
         assert days["type"] == "integer" and days["minimum"] == 0
         assert prop(gc, "keep_last")["minimum"] == 0
         assert prop(gc, "force")["type"] == "boolean" and gc["properties"]["force"]["default"] is False
-        restore = c.read_deployment_by_name(f"restore/{DEPLOYMENT_NAME}").parameter_openapi_schema
+        restore = c.read_deployment_by_name("restore/restore-manual").parameter_openapi_schema
         assert restore["properties"]["dry_run"]["default"] is True  # restore is a dry run unless told
-        nightly = c.read_deployment_by_name(f"nightly/{DEPLOYMENT_NAME}").parameter_openapi_schema
+        nightly = c.read_deployment_by_name("nightly/nightly-all-jobs").parameter_openapi_schema
         jobs = prop(nightly, "jobs")
         assert jobs["type"] == "array"
         assert jobs["items"]["enum"] == ["backup", "gc", "expire", "replicate", "capacity"]
+        for preview, job in PREVIEWS.items():
+            flow = EXPECTED[preview][0]
+            pv = c.read_deployment_by_name(f"{flow}/{preview}").parameter_openapi_schema
+            real = c.read_deployment_by_name(f"{flow}/{job}").parameter_openapi_schema
+            # dry_run is fixed to true; there is no force; every other parameter is the job's own
+            dry_run = pv["properties"]["dry_run"]
+            assert (dry_run["default"], dry_run["const"], dry_run["readOnly"]) == (True, True, True)
+            assert "force" not in pv["properties"]
+            assert unplaced(pv["properties"]) == unplaced(real["properties"]), preview
+
+
+def unplaced(props: dict) -> dict:
+    """Parameter schemas other than dry_run and force, without their place in the form."""
+    return {
+        k: {a: b for a, b in v.items() if a != "position"}
+        for k, v in props.items()
+        if k not in ("dry_run", "force")
+    }
+
+
+def test_preview_deployment_refuses_a_real_run(prefect_harness):
+    """The "show me what you would delete" button cannot delete: the server refuses dry_run false
+    (409) before any run exists, and force is not a parameter at all (the flow function has no
+    such argument: a run given one anyway fails before doing anything)."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    ids = {d.name: d.apply() for d in build_deployments() if d.name in PREVIEWS}
+    with client() as c:
+        for name, dep_id in ids.items():
+            with pytest.raises(PrefectHTTPStatusError) as err:
+                c.create_flow_run_from_deployment(dep_id, parameters={"dry_run": False})
+            assert err.value.response.status_code == 409, name
+            assert "force" not in c.read_deployment(dep_id).parameter_openapi_schema["properties"]
+            ok = c.create_flow_run_from_deployment(dep_id, parameters={"dry_run": True})
+            assert ok.parameters == {"dry_run": True}
+            c.delete_flow_run(ok.id)
 
 
 @pytest.mark.parametrize(
-    "flow,params",
+    "name,params",
     [
-        ("gc", {"days": -1}),
-        ("gc", {"days": "abc"}),
-        ("gc", {"keep_last": 100001}),
-        ("gc", {"dry_run": "maybe"}),
-        ("nightly", {"jobs": ["backup", "reboot"]}),
-        ("restore", {"snapshot": ""}),
+        ("gc-nightly", {"days": -1}),
+        ("gc-nightly", {"days": "abc"}),
+        ("gc-nightly", {"keep_last": 100001}),
+        ("gc-nightly", {"dry_run": "maybe"}),
+        ("gc-preview", {"days": -1}),
+        ("nightly-all-jobs", {"jobs": ["backup", "reboot"]}),
+        ("restore-manual", {"snapshot": ""}),
     ],
 )
-def test_server_rejects_bad_parameter_values(prefect_harness, flow, params):
+def test_server_rejects_bad_parameter_values(prefect_harness, name, params):
     from prefect.exceptions import PrefectHTTPStatusError
 
     for d in build_deployments():
-        if d.flow_name == flow:
+        if d.name == name:
             dep_id = d.apply()
     with client() as c:
         with pytest.raises(PrefectHTTPStatusError) as err:
@@ -130,14 +181,15 @@ def load_prefect_yaml() -> dict:
 
 def test_prefect_yaml_matches_serve():
     doc = load_prefect_yaml()
-    entries = {e["entrypoint"]: e for e in doc["deployments"]}
+    entries = {e["name"]: e for e in doc["deployments"]}
     deps = build_deployments("UTC")
     assert len(entries) == len(doc["deployments"]) == len(deps)
     for spec, d in zip(SPECS, deps, strict=True):
-        e = entries[spec.entrypoint]
+        e = entries[spec.name]
+        assert e["entrypoint"] == spec.entrypoint
         assert (ROOT / spec.entrypoint.split(":")[0]).is_file()
-        assert d.entrypoint == f"{spec.module}.{spec.flow}"
-        assert e["name"] == d.name
+        assert d.entrypoint == f"{spec.module}.{spec.function}"
+        assert e["description"] == d.description
         assert e.get("concurrency_limit") == d.concurrency_limit, spec.flow
         assert e["tags"] == d.tags
         assert e["parameters"] == d.parameters
@@ -200,8 +252,9 @@ def test_work_pool_from_template_and_prefect_yaml_deploy(prefect_harness, tmp_pa
     doc = load_prefect_yaml()
     with client() as c:
         for e in doc["deployments"]:
-            flow = e["entrypoint"].rsplit(":", 1)[1]
+            flow = EXPECTED[e["name"]][0]
             dep = c.read_deployment_by_name(f"{flow}/{e['name']}")
+            assert dep.description == e["description"] and dep.tags == e["tags"]
             assert dep.work_pool_name == "regkeeper"
             assert dep.entrypoint == e["entrypoint"]
             assert limit_of(dep) == e.get("concurrency_limit"), flow
@@ -211,4 +264,7 @@ def test_work_pool_from_template_and_prefect_yaml_deploy(prefect_harness, tmp_pa
                 for s in c.read_deployment_schedules(dep.id)
             ]
             assert got == e["schedules"], flow
-            assert dep.parameter_openapi_schema["properties"]["dry_run"]["type"] == "boolean"
+            dry_run = dep.parameter_openapi_schema["properties"]["dry_run"]
+            assert dry_run["type"] == "boolean"
+            if e["name"] in PREVIEWS:  # the preview's dry_run is fixed through prefect deploy too
+                assert dry_run["const"] is True

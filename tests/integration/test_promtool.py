@@ -194,12 +194,18 @@ def test_prefect_automation_validates_and_matches_capacity_events():
     from prefect.server.events.schemas.automations import AutomationCore as ServerAutomation
     from prefect.server.events.schemas.events import ReceivedEvent
 
+    from app.alerts import EVENTS, automation_spec
+    from regkeeper.capacity.readonly import ReadOnlyAlert
+    from regkeeper.capacity.readonly import event_payload as readonly_payload
+
     doc = yaml.safe_load(AUTOMATION.read_text())
     autos = doc["automations"]  # the shape `prefect automation create --from-file` reads
     assert len(autos) == 1
+    # the file is what `regkeeper alerts install` creates, but for the block id it fills in
+    assert autos[0] == automation_spec(autos[0]["actions"][0]["block_document_id"])
     a = ClientAutomation.model_validate(autos[0])  # what the CLI validates with
     assert a.actions[0].type == "send-notification"
-    assert a.trigger.expect == {"regkeeper.capacity.*"}
+    assert a.trigger.expect == set(EVENTS)
     server = ServerAutomation.model_validate(autos[0])
     now = datetime.now(UTC)
 
@@ -208,6 +214,8 @@ def test_prefect_automation_validates_and_matches_capacity_events():
 
     events = _events()
     assert set(events) == {"warn", "critical", "resolved"}
+    for kind in ("read-only", "recovery-failed", "recovered", "writable"):
+        events[kind] = readonly_payload(ReadOnlyAlert("local-registry", kind, f"{kind} message"))
     for name, resource, payload in events.values():
         assert server.trigger.covers(received(name, resource, payload)), name
     # unrelated events do not trigger it

@@ -457,12 +457,51 @@ def test_usage_history_roundtrip_and_prune(tmp_path):
     assert str(df.timestamp.dt.tz) == "UTC" and df.timestamp.iloc[0] == pd.Timestamp(T0)
     s3 = h.load("s3reg")
     assert s3.capacity_bytes.isna().all()
-    assert h.path.read_text().splitlines()[0] == "timestamp,registry,bytes_used,capacity_bytes"
+    assert (
+        h.path.read_text().splitlines()[0]
+        == "timestamp,registry,bytes_used,capacity_bytes,basis,days_to_full"
+    )
     dropped = h.prune(keep=timedelta(days=2), now=T0 + timedelta(days=4))
     assert dropped == 4
     df = h.load()
     assert len(df) == 6 and df.timestamp.min() == pd.Timestamp(T0 + timedelta(days=2))
     assert h.load("s3reg").capacity_bytes.isna().all() and h.load("a").capacity_bytes.iloc[0] == 10_000
+
+
+def test_usage_history_upgrades_an_old_file_and_forecasts_per_basis(tmp_path):
+    """A history.csv written before the basis column is rewritten with every column on the next
+    append; its rows count as file bytes, so a registry now measured in allocated bytes starts
+    its forecast afresh instead of mixing the two."""
+    path = tmp_path / "history.csv"
+    old = ["timestamp,registry,bytes_used,capacity_bytes"]
+    old += [
+        f"{(T0 + timedelta(hours=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},a,{1000 + 10 * i},10000"
+        for i in range(6)
+    ]
+    path.write_text("\n".join(old) + "\n")
+    h = cap.UsageHistory(path)
+    assert set(h.load("a").basis) == {"file bytes"}
+    fc = h.record("a", 2000, 10_000, T0 + timedelta(hours=6), basis="allocated bytes")
+    assert fc.method == "insufficient-data" and fc.points_used == 1  # the file-bytes rows are not mixed in
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(cap.HISTORY_COLUMNS) and len(lines) == 8
+    assert lines[1].endswith(",file bytes,") and lines[-1].split(",")[4] == "allocated bytes"
+    fc = h.record("a", 1070, 10_000, T0 + timedelta(hours=7), basis="file bytes")
+    assert fc.method == "linear-least-squares" and fc.points_used == 7  # the old rows and this one
+    assert fc.slope_bytes_per_day == pytest.approx(240, rel=0.01)
+    assert h.load("a").days_to_full.iloc[-1] == pytest.approx(fc.days_to_full, abs=0.001)
+
+
+def test_usage_history_prune_with_slack_rewrites_once_a_day(tmp_path):
+    h = cap.UsageHistory(tmp_path / "history.csv")
+    for i in range(10):
+        h.append("a", i, None, T0 + timedelta(hours=12 * i), basis="file bytes")
+    now = T0 + timedelta(days=5)
+    # the oldest row is 5 days old: within keep (4d) + slack (2d) -> nothing rewritten
+    assert h.prune(keep=timedelta(days=4), now=now, slack=timedelta(days=2)) == 0
+    assert len(h.load()) == 10
+    assert h.prune(keep=timedelta(days=4), now=now, slack=timedelta(hours=12)) == 2
+    assert len(h.load()) == 8 and h.load().basis.iloc[0] == "file bytes"
 
 
 # --------------------------------------------------------------------------- svg
