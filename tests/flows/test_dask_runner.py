@@ -13,8 +13,6 @@ import pytest
 from tests.support import images
 from tests.support.rkconfig import registry_entry, write_config
 
-pytest.importorskip("prefect_dask", reason="the dask extra (pip install -e .[dev]) brings prefect-dask")
-
 CREATED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)  # fixed: identical digests in both registries
 N_REPOS = 30  # > 25: two scan batches and two delete batches
 TAGS = 3
