@@ -3,7 +3,10 @@
 #   make demo    install what the demo needs, then run the nightly flow against a local
 #                registry full of sample images (see app/demo/); prints where the
 #                reports are and how to open the Prefect UI
-#   make test    the test command CI runs (python -m pytest -q)
+#   make test    installs what the tests need when something is missing (scripts/install-test-deps:
+#                Debian packages with apt-get, sudo when not root; pip install -e ".[dev]"), then
+#                runs the test command CI runs (python -m pytest -q)
+#   make test-deps  only the install step (CI's .ci/run calls the same script)
 #   make lint    the linters CI runs before the tests: ruff check, ruff format --check, mypy
 #   make serve   serve every deployment from this process (deployments/serve.py)
 #   make deploy  register deployments/prefect.yaml with a Prefect server (Kubernetes work pool)
@@ -17,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint install registry-binary serve deploy work-pool clean-demo
+.PHONY: demo test test-deps lint install registry-binary serve deploy work-pool clean-demo
 
 install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
@@ -35,7 +38,10 @@ registry-binary:
 demo: install registry-binary
 	$(PYTHON) -m app.cli demo $(if $(WORKDIR),--workdir $(WORKDIR)) $(if $(KEEP_RUNNING),--keep-running)
 
-test:
+test-deps:
+	PYTHON=$(PYTHON) bash scripts/install-test-deps
+
+test: test-deps
 	$(PYTHON) -m pytest -q
 
 # configured in pyproject.toml ([tool.ruff], [tool.mypy]); ruff and mypy come with `make install`

@@ -6,10 +6,10 @@ asked otherwise."""
 from typing import Annotated, Optional
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.runner import RegkeeperTaskRunner
 from regkeeper import backup as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
@@ -128,7 +128,7 @@ def _unconfigured(
 
 @flow(
     name="backup",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )
@@ -212,7 +212,7 @@ def backup(
 
 @flow(
     name="restore",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )

@@ -5,10 +5,10 @@ regkeeper garbage-collect window explains it). Every 5 minutes by default."""
 from typing import Annotated, Optional
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows._prune import scan_registry
+from flows.runner import RegkeeperTaskRunner
 from regkeeper import capacity as cap
 from regkeeper.capacity.report import (
     HISTORY_COLUMNS,
@@ -30,7 +30,7 @@ from tasks.recovery import add_notes, begin_run
 
 @flow(
     name="capacity",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )

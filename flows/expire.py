@@ -4,10 +4,10 @@ business keeps N/days, base never expires. Hourly by default."""
 from typing import Annotated, Optional
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows._prune import run_pipeline
+from flows.runner import RegkeeperTaskRunner
 from regkeeper import prune
 from regkeeper.context import RunContext
 from tasks.recovery import begin_run
@@ -15,7 +15,7 @@ from tasks.recovery import begin_run
 
 @flow(
     name="expire",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )

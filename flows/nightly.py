@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
+from flows.runner import RegkeeperTaskRunner
 from regkeeper.config import Config, load_config
 from regkeeper.context import resolve_config_path
 from regkeeper.errors import RefusedError, RegkeeperError
@@ -261,7 +261,7 @@ def _headline(report: Report, rows: list[dict], bad: list[tuple[str, str]], dry_
 
 @flow(
     name="nightly",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )

@@ -12,9 +12,9 @@ from datetime import timedelta
 from typing import Annotated, Optional
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.runner import RegkeeperTaskRunner
 from regkeeper import replicate as core
 from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
@@ -168,7 +168,7 @@ def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -
 
 @flow(
     name="replicate",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # prefect typing gap
+    task_runner=RegkeeperTaskRunner(),
     log_prints=False,
     validate_parameters=True,
 )

@@ -39,6 +39,10 @@ class DigestCache:
         if self.root:
             self.root.mkdir(parents=True, exist_ok=True)
 
+    def __reduce__(self):
+        # another process (a Dask worker) opens the same directory with its own lock and counters
+        return (DigestCache, (self.root,))
+
     @staticmethod
     def _path(root: Path, kind: str, digest: str) -> Path:
         algo, _, hexpart = digest.partition(":")

@@ -88,6 +88,15 @@ class RunContext:
         for c in self._clients.values():
             c.close()
 
+    # A task argument: a process worker (Dask) gets the config and this run's owner, and builds
+    # its own clients, sessions and caches on first use. Secret values are not pickled.
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "owner": self.owner}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+        self.owner = state["owner"]
+
 
 def load_context(path: str | os.PathLike | None = None) -> RunContext:
     return RunContext.load(path)

@@ -69,6 +69,9 @@ class FileStore(_Counting):
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
 
+    def __reduce__(self):  # a task argument in a process worker (Dask): the same directory
+        return (FileStore, (self.root,))
+
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
@@ -146,7 +149,14 @@ class S3Store(_Counting):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.recipe: tuple | None = None  # (target url, backup config) when built by open_target
         self._init_stats()
+
+    def __reduce__(self):
+        # a process worker (Dask) opens its own boto3 client from the config's secret references
+        if self.recipe is None:
+            raise TypeError(f"S3Store {self.url} was not built by open_target and cannot be pickled")
+        return (open_target, self.recipe)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
@@ -262,5 +272,7 @@ def open_target(url: str, backup_cfg=None) -> ObjectStore:
             getattr(backup_cfg, "secret_key", None),
             getattr(backup_cfg, "region", None) or "us-east-1",
         )
-        return S3Store(client, bucket, prefix)
+        store = S3Store(client, bucket, prefix)
+        store.recipe = (url, backup_cfg)
+        return store
     raise BackupError(f"backup.target must be s3://bucket/prefix or file:///path, got {url!r}")

@@ -13,6 +13,7 @@ Where things live:
   reclaim.py     mirrorRepositories[].reclaim: blob reclamation and its safety rules
   jobs.py        tiers, gc, expire, replication, backup, capacity, kubernetes, reports
   root.py        Config: the sections and the cross-references between them
+  runner.py      runner: threads or Dask for the flows' tasks (REGKEEPER_TASK_RUNNER)
   loader.py      YAML -> Config with file:line: key.path errors; parse_config, load_config
 """
 
@@ -40,6 +41,7 @@ from .registries import (
     TLSConfig,
 )
 from .root import Config
+from .runner import RUNNER_ENV, RunnerConfig, effective_runner
 from .secrets import Secret, SecretStr, register_secret_resolver
 from .units import Duration, Size, format_duration, parse_duration, parse_size
 
@@ -60,6 +62,8 @@ __all__ = [
     "RegistryConfig",
     "ReplicationRule",
     "ReportsConfig",
+    "RUNNER_ENV",
+    "RunnerConfig",
     "Secret",
     "SecretError",
     "SecretStr",
@@ -69,6 +73,7 @@ __all__ = [
     "TagFilter",
     "TierConfig",
     "check_secrets",
+    "effective_runner",
     "format_duration",
     "load_config",
     "parse_config",

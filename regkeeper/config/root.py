@@ -22,6 +22,7 @@ from .jobs import (
 )
 from .model import _Model
 from .registries import RegistryConfig
+from .runner import RunnerConfig
 from .units import Duration
 
 
@@ -40,6 +41,8 @@ class Config(_Model):
     # machines must share it (a shared volume), or they cannot see each other's leases.
     state_dir: str | None = Field(None, alias="stateDir")
     lease_ttl: Duration = Field(timedelta(minutes=2), alias="leaseTtl")
+    # where a flow run's tasks execute: threads (default) or Dask (regkeeper/config/runner.py)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
 
     # set by load_config, not from YAML
     source: str | None = Field(None, exclude=True)

@@ -104,6 +104,11 @@ class Secret:
     def __hash__(self):
         return hash(self.ref)
 
+    def __reduce__(self):
+        # a pickled Secret (a task argument sent to a Dask worker) carries the reference, never
+        # the resolved value: the receiving process resolves it again when it needs it
+        return (Secret, (self.ref, self.key))
+
 
 def _to_secret(v: Any) -> Secret:
     if isinstance(v, Secret):

@@ -54,6 +54,8 @@ def _names(body: dict, field: str) -> list[str]:
 class RegistryClient(BlobReader):
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
+    _rc = None  # the RegistryConfig of from_config: what a pickle carries (see __reduce__)
+
     def __init__(
         self,
         name: str,
@@ -100,7 +102,7 @@ class RegistryClient(BlobReader):
         if rc.auth and rc.auth.username is not None:
             u, p = rc.auth.username, rc.auth.password
             creds = lambda: (u.get(), p.get())  # noqa: E731 - resolved only when used
-        return cls(
+        client = cls(
             rc.name,
             rc.url,
             verify=verify,
@@ -113,6 +115,13 @@ class RegistryClient(BlobReader):
             credentials=creds,
             token=rc.auth.token.get if rc.auth and rc.auth.token is not None else None,
         )
+        client._rc = rc
+        return client
+
+    def __reduce__(self):  # in a process worker (Dask): rebuilt from its config, own sessions
+        if self._rc is None:
+            raise TypeError(f"{self!r} was not built by from_config and cannot be pickled")
+        return (RegistryClient.from_config, (self._rc, DigestCache(self.cache.root)))
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, {self.url!r})"

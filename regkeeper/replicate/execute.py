@@ -75,6 +75,22 @@ class Replicator(BlobCopy):
         self._init_blob_state(transfer, hints_path)
         # one bound per target, shared by every batch copied through this Replicator
         self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._recipe = dict(
+            concurrency=concurrency,
+            attempts=attempts,
+            backoff=backoff,
+            chunk_size=chunk_size,
+            monolithic_max=monolithic_max,
+            hints_path=hints_path,
+        )
+        self.remote = False  # rebuilt in another process (a Dask worker) from a pickle
+
+    def __reduce__(self):
+        """A task argument sent to a process worker (Dask): rebuilt there with its own clients,
+        locks and concurrency bound (per worker process), knowing the blobs known here."""
+        with self._glock:
+            where = {d: list(r) for d, r in self._where.items()}
+        return (_rebuilt, (self.src, self.dst, self._recipe, where))
 
     # ---------------------------------------------------------------- locking
 
@@ -239,6 +255,8 @@ class Replicator(BlobCopy):
                     p, c = job
                     with lock:
                         results[id(p)].failed.append((c.tag, f"{type(err).__name__}: {err}"))
+        if self.remote:  # what this copy learned is seen by no other process: keep the hints
+            self.save_hints()
         elapsed = round(time.perf_counter() - t0, 3)
         out = []
         for p in plans:
@@ -248,6 +266,13 @@ class Replicator(BlobCopy):
             r.seconds = elapsed
             out.append(r)
         return out
+
+
+def _rebuilt(src: RegistryClient, dst: RegistryClient, recipe: dict, where: dict) -> Replicator:
+    rep = Replicator(src, dst, **recipe)
+    rep._where.update(where)
+    rep.remote = True
+    return rep
 
 
 def copy_repositories(
