@@ -22,7 +22,6 @@ from ..models import Manifest, signature_subject
 from ..oci import RegistryClient
 from ..oci.transfer import CHUNK_SIZE, MONOLITHIC_MAX, BlobTransfer
 from ..retry import RetryPolicy
-from ..util import bounded_map
 from .blobs import BlobCopy, _SourceVanished
 from .plan_model import RepoPlan, TagCopy
 from .result import RepoResult, new_result
@@ -234,7 +233,9 @@ class Replicator(BlobCopy):
                 progress(f"{p.source_repo}:{c.tag} {'copied' if reason is None else 'failed'}")
 
         for phase in (phase1, phase2):
-            for job, _, err in bounded_map(run, phase, self.concurrency):
+            # on the target client's shared threads: the copy batches of a run (several at once
+            # on Prefect's task runner) share them instead of stacking a pool each
+            for job, _, err in self.dst.map(run, phase, self.concurrency):
                 if err is not None:  # defensive: run() records its own failures
                     p, c = job
                     with lock:
