@@ -225,6 +225,12 @@ class RegistryClient(BlobReader):
 
     def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
         """PUT raw manifest bytes under a tag or digest; returns the digest (checked)."""
+        return self.put_manifest_checked(repo, ref, raw, media_type)[0]
+
+    def put_manifest_checked(self, repo: str, ref: str, raw: bytes, media_type: str) -> tuple[str, bool]:
+        """PUT raw manifest bytes; ``(digest, confirmed)``: ``confirmed`` when the registry
+        answered with a Docker-Content-Digest equal to the digest of ``raw`` (what it stored
+        is known: no read-back needed). A different digest raises DigestMismatchError."""
         resp = self.request(
             "PUT",
             f"/v2/{repo}/manifests/{ref}",
@@ -241,7 +247,7 @@ class RegistryClient(BlobReader):
                 registry=self.name,
                 repository=repo,
             )
-        return digest
+        return digest, bool(got)
 
     def delete_manifest(self, repo: str, digest: str) -> bool:
         """DELETE by digest (removes every tag on it). True if deleted, False if already gone.

@@ -126,8 +126,10 @@ class Replicator(BlobCopy):
             with self._glock:
                 self._manifests.add(key)
 
-    def _put(self, dst_repo: str, ref: str, m: Manifest, acc: Counter) -> None:
-        got = self.dst.put_manifest(dst_repo, ref, m.raw, m.media_type)
+    def _put(self, dst_repo: str, ref: str, m: Manifest, acc: Counter) -> bool:
+        """PUT the exact source bytes; True when the target answered with their digest (what it
+        stored is known: the read-back after the copy skips this tag)."""
+        got, confirmed = self.dst.put_manifest_checked(dst_repo, ref, m.raw, m.media_type)
         acc["manifests_put"] += 1
         if got != m.digest:
             raise DigestMismatchError(
@@ -135,9 +137,11 @@ class Replicator(BlobCopy):
                 registry=self.dst.name,
                 repository=dst_repo,
             )
+        return confirmed
 
-    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> None:
-        """One item: the tag's closure, then the tag itself with the exact source bytes.
+    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> bool:
+        """One item: the tag's closure, then the tag itself with the exact source bytes. True
+        when the target confirmed the tag's digest in its answer to the PUT.
 
         A signature/attestation tag brings its subject along by digest when the target lacks
         it (a subject tagged on the source is copied first, by its own item; one that is
@@ -150,14 +154,17 @@ class Replicator(BlobCopy):
             except _SourceVanished:
                 pass  # an orphan on the source too: replicate it as it is
         self._ensure_closure(plan.source_repo, plan.target_repo, m, acc)
-        self._put(plan.target_repo, item.tag, m, acc)
+        confirmed = self._put(plan.target_repo, item.tag, m, acc)
         with self._glock:
             self._manifests.add((plan.target_repo, m.digest))
+        return confirmed
 
     def _copy_item(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
-        """None when copied; else why not (``vanished: ...`` when gone from the source)."""
+        """None when copied; else why not (``vanished: ...`` when gone from the source).
+        ``acc["unconfirmed"]``: the target gave no digest for the tag PUT (read it back)."""
         try:
-            self.copy_tag(plan, item, acc)
+            if not self.copy_tag(plan, item, acc):
+                acc["unconfirmed"] += 1
             return None
         except _SourceVanished as e:
             return self._vanished_or_broken(plan, item, e)
@@ -219,11 +226,14 @@ class Replicator(BlobCopy):
             acc: Counter = Counter()
             with self._slots:
                 reason = self._copy_item(p, c, acc)
+            unconfirmed = acc.pop("unconfirmed", 0)
             with lock:
                 for k, v in acc.items():
                     setattr(res, k, getattr(res, k) + v)
                 if reason is None:
                     res.copied.append(c.tag)
+                    if not unconfirmed:
+                        res.confirmed.append(c.tag)
                 elif reason.startswith("vanished: "):
                     res.vanished.append(c.tag)
                 else:
@@ -245,6 +255,7 @@ class Replicator(BlobCopy):
         for p in plans:
             r = results[id(p)]
             r.copied.sort()
+            r.confirmed.sort()
             r.failed.sort()
             r.seconds = elapsed
             out.append(r)
