@@ -52,6 +52,34 @@ def scan_registry(ctx: RunContext, registry: str, include=None, exclude=None) ->
     return inv
 
 
+def delete_planned(ctx: RunContext, registry: str, plan, inv: Inventory) -> DeleteResult:
+    """The plan's deletes, one task per batch of repositories; a failed batch does not stop
+    the others (its deletes are recorded as failed)."""
+    by_repo: dict[str, list] = {}
+    for repo, dg in plan.manifests_to_delete():
+        by_repo.setdefault(repo, []).append((repo, dg))
+    repo_batches = batches(sorted(by_repo), DELETE_BATCH)
+    recheck = prune.planned_tag_deletes(plan)
+    futures = [
+        delete_batch.submit(
+            ctx,
+            registry,
+            _whole([it for r in b for it in by_repo[r]]),
+            _whole(inv),
+            label=batch_label(b),
+            recheck=_whole({r: recheck.get(r, set()) for r in b}),
+        )
+        for b in repo_batches
+    ]
+    deleted = DeleteResult()
+    for b, res, err in gather(repo_batches, futures):
+        if err is None:
+            deleted.merge(res)
+        else:
+            deleted.failed += [(r, dg, f"delete task failed: {err}") for r in b for _, dg in by_repo[r]]
+    return deleted
+
+
 def run_pipeline(
     flow: str,
     ctx: RunContext,
@@ -76,31 +104,7 @@ def run_pipeline(
         if not dry_run:
             refused = prune.check_cap(plan, force)
         if not dry_run and not refused:
-            items = plan.manifests_to_delete()
-            by_repo: dict[str, list] = {}
-            for repo, dg in items:
-                by_repo.setdefault(repo, []).append((repo, dg))
-            repo_batches = batches(sorted(by_repo), DELETE_BATCH)
-            recheck = prune.planned_tag_deletes(plan)
-            futures = [
-                delete_batch.submit(
-                    ctx,
-                    registry,
-                    _whole([it for r in b for it in by_repo[r]]),
-                    _whole(inv),
-                    label=batch_label(b),
-                    recheck=_whole({r: recheck.get(r, set()) for r in b}),
-                )
-                for b in repo_batches
-            ]
-            deleted = DeleteResult()
-            for b, res, err in gather(repo_batches, futures):  # one failed batch: the others go on
-                if err is None:
-                    deleted.merge(res)
-                else:
-                    deleted.failed += [
-                        (r, dg, f"delete task failed: {err}") for r in b for _, dg in by_repo[r]
-                    ]
+            deleted = delete_planned(ctx, registry, plan, inv)
             if deleted.stopped:
                 raise RegkeeperError(deleted.stopped)
             reclaimed = reclaim_storage(ctx, registry, _whole(plan), bool(deleted.deleted))
