@@ -119,7 +119,9 @@ class Replicator(BlobCopy):
             with self._glock:
                 if key in self._manifests:
                     return
-            if self.dst.head_manifest(dst_repo, digest) is None:
+            # a repository with no tag in scope at plan time (``_fresh``) is not asked first: the
+            # HEAD would almost surely 404 (at worst the child is PUT once more, idempotent)
+            if dst_repo in self._fresh or self.dst.head_manifest(dst_repo, digest) is None:
                 cm = self._source_manifest(src_repo, digest)
                 self._ensure_closure(src_repo, dst_repo, cm, acc, depth)
                 self._put(dst_repo, digest, cm, acc)

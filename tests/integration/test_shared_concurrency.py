@@ -40,21 +40,26 @@ class GaugeProxy(FaultProxy):
 
 
 class ThreadWatch:
-    """The most worker threads alive at once (regkeeper names them ``rk...``: the client's
-    shared pool ``rk-<client>_N``, a per-call bounded_map pool ``rk_N``)."""
+    """The most worker threads started inside the block alive at once (regkeeper names them
+    ``rk...``: a client's shared pool ``rk-<client>_N``, a per-call bounded_map pool ``rk_N``;
+    idle pools of earlier tests' clients are not counted)."""
 
     def __init__(self):
         self.peak = 0
+        self._before: set[int] = set()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            n = sum(1 for t in threading.enumerate() if t.name.startswith("rk"))
+            n = sum(
+                1 for t in threading.enumerate() if t.name.startswith("rk") and t.ident not in self._before
+            )
             self.peak = max(self.peak, n)
             time.sleep(0.002)
 
     def __enter__(self):
+        self._before = {t.ident for t in threading.enumerate() if t.ident is not None}
         self._t.start()
         return self
 
