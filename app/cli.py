@@ -5,6 +5,7 @@ Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or con
 """
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -162,12 +163,13 @@ def _inventory(args) -> int:
 
 def _run(args) -> int:
     _quiet_prefect_env()
-    from regkeeper.errors import RefusedError
+    from regkeeper.errors import RefusedError, RegkeeperError
 
     t0 = time.perf_counter()
     import prefect  # noqa: F401 - measured: the fixed cost of a CLI run
 
     t_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if args.config:
         os.environ["REGKEEPER_CONFIG"] = os.path.abspath(args.config)
     # validate the config before paying for Prefect's server
@@ -176,28 +178,22 @@ def _run(args) -> int:
 
     load_config(resolve_config_path(args.config))
     kw = _flow_kwargs(args, os.environ.get("REGKEEPER_CONFIG"))
-    fn = flow_of(args.flow)
-    t1 = time.perf_counter()
+    clock = _FlowClock(flow_of(args.flow))
+    clock.setup = time.perf_counter() - t0  # the flow's modules imported, the config checked
+    error: Exception | None = None
+    result = None
     try:
-        result = fn(**kw)
-    except RefusedError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the flow failed; say why and exit non-zero
-        from regkeeper.errors import RegkeeperError
-
-        if isinstance(e, RegkeeperError):
-            raise
-        _stop_ephemeral_server()
-        print(f"regkeeper: {args.flow} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        result = clock.run(**kw)
+    except Exception as e:  # noqa: BLE001 - said below, after the fixed cost
+        error = e
     finally:
-        _stop_ephemeral_server()
-    t_run = time.perf_counter() - t1
-    print(
-        f"regkeeper: {args.flow} finished (import prefect {t_import:.1f}s, run {t_run:.1f}s "
-        "including Prefect's local server start when no PREFECT_API_URL is set)",
-        file=sys.stderr,
-    )
+        t_flush = _stop_ephemeral_server() or 0.0
+    print(f"regkeeper: {args.flow} {clock.describe(t_import, t_flush)}", file=sys.stderr)
+    if isinstance(error, (RefusedError, RegkeeperError)):
+        raise error
+    if error is not None:  # the flow failed; say why and exit non-zero
+        print(f"regkeeper: {args.flow} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     if isinstance(result, dict):
         files = result.get("files") or {}
         if files.get("html"):
@@ -213,9 +209,61 @@ def _run(args) -> int:
     return EXIT_OK
 
 
-def _stop_ephemeral_server() -> None:
-    """Stop Prefect's temporary local server now (it would otherwise stop at exit and log after
-    our last line, which must say why the run ended as it did)."""
+class _FlowClock:
+    """Where the time of one flow call goes: the flow's body (the work) vs Prefect's part before
+    it (server connect, or its temporary local server start, flow run creation, parameter
+    validation, state changes) and after it (final state, result)."""
+
+    def __init__(self, flow):
+        self.flow = flow
+        self.setup = self.called = self.body_start = self.body_end = self.returned = 0.0
+
+    def run(self, **kw):
+        inner = self.flow.fn
+
+        @functools.wraps(inner)
+        def body(*a, **k):
+            self.body_start = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                self.body_end = time.perf_counter()
+
+        self.flow.fn = body  # Prefect calls flow.fn with the validated parameters
+        self.called = time.perf_counter()
+        try:
+            return self.flow(**kw)
+        finally:
+            self.returned = time.perf_counter()
+            self.flow.fn = inner
+
+    def describe(self, t_import: float, t_flush: float) -> str:
+        """``finished in ...: work ..., fixed cost ... = import + start + end + flush``."""
+        total = self.returned - self.called
+        if not self.body_start:  # the flow never started its body (parameters, server)
+            return f"ended after {total:.1f}s in Prefect before the flow started (import prefect {t_import:.1f}s)"
+        work = self.body_end - self.body_start
+        start = self.body_start - self.called
+        end = self.returned - self.body_end
+        fixed = t_import + self.setup + start + end + t_flush
+        where = (
+            "Prefect server connect"
+            if os.environ.get("PREFECT_API_URL")
+            else "Prefect's temporary local server start (no PREFECT_API_URL)"
+        )
+        return (
+            f"finished: work {work:.2f}s; fixed cost {fixed:.2f}s = import prefect {t_import:.2f}s "
+            f"+ flow module and config {self.setup:.2f}s + flow run start {start:.2f}s ({where}, "
+            f"flow run creation) + flow run end {end:.2f}s (final state, heartbeat stop) + log flush "
+            f"{t_flush:.2f}s"
+        )
+
+
+def _stop_ephemeral_server() -> float:
+    """Flush Prefect's log and event workers, and stop its temporary local server now (it would
+    otherwise stop at exit and log after our last line, which must say why the run ended as it
+    did). Returns the seconds it took."""
+    t0 = time.perf_counter()
     try:  # flush Prefect's log and event workers first, so nothing talks to a stopped server
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
@@ -225,7 +273,7 @@ def _stop_ephemeral_server() -> None:
     except Exception:  # noqa: BLE001 - best effort
         pass
     if os.environ.get("PREFECT_API_URL"):
-        return  # a real server: there is no temporary one (and importing the server costs ~2 s)
+        return time.perf_counter() - t0  # a real server: no temporary one (importing it costs ~2 s)
     try:
         from prefect.server.api.server import SubprocessASGIServer
 
@@ -233,6 +281,7 @@ def _stop_ephemeral_server() -> None:
             srv.stop()
     except Exception:  # noqa: BLE001 - best effort
         pass
+    return time.perf_counter() - t0
 
 
 def _flow_kwargs(args, config_path: str | None) -> dict:

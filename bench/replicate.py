@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.replicate_minimum import per_tag, protocol_minimum  # noqa: E402
 from tests.support import images  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 
@@ -55,10 +56,10 @@ t_import = time.perf_counter() - t0
 src = RegistryClient("primary", sys.argv[1], verify=False)
 dst = RegistryClient("replica", sys.argv[2], verify=False)
 rule = ReplicationRule.model_validate({"from": "primary", "to": ["replica"]})
-res = replicate_target(src, dst, rule, "replica")
+res = replicate_target(src, dst, rule, "replica", verify=True)  # the flow always reads back
 print(json.dumps({"status": res.status, "failed": res.failed_items, "totals": res.totals(),
                   "plan_seconds": res.plan.stats.get("seconds"), "import_seconds": t_import,
-                  "target_requests": res.target_requests}))
+                  "target_requests": res.target_requests, "source_requests": dict(src.stats)}))
 """
 
 
@@ -249,6 +250,7 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_r
         gen_s = time.perf_counter() - t0
         want = snapshot(src, wl["repositories"])
         assert sum(len(v) for v in want.values()) == wl["tags"]
+        minimum = protocol_minimum(src.url, wl["repositories"])
 
         sk_cold = run_skopeo(src, peer, wl["repositories"])
         rk_cold, rk_cold_out = run_regkeeper(src, ours)
@@ -287,6 +289,7 @@ def one_round(tmp: Path, n_repos: int, n_tags: int, seed: int, cli: bool, warm_r
             "rk_cold": rk_cold_out,
             "rk_warm": rk_warm_out,
             "cli_warm": cli_s,
+            "minimum": minimum,
         }
     finally:
         for reg in (src, ours, peer):
@@ -363,6 +366,15 @@ def main(argv=None) -> int:
         f"regkeeper warm: target requests {r0['rk_warm']['target_requests']}; "
         f"python start + imports {r0['rk_warm']['import_seconds']:.2f}s of {med['regkeeper_warm']:.2f}s"
     )
+    m, n_tags = r0["minimum"], r0["tags"]
+    print("requests per tag (source / target; the flow's read-back included) vs the protocol minimum:")
+    for temp in ("cold", "warm"):
+        out = r0[f"rk_{temp}"]
+        print(
+            f"  {temp}: regkeeper {per_tag(out['source_requests'], n_tags):.2f} / "
+            f"{per_tag(out['target_requests'], n_tags):.2f}, minimum {m[temp + '_source']:.2f} / "
+            f"{m[temp + '_target']:.2f}; source {out['source_requests']}, target {out['target_requests']}"
+        )
     if r0.get("cli_warm") is not None:
         print(
             f"`regkeeper run replicate` (warm, CLI incl. import prefect + Prefect local server): "

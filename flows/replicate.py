@@ -3,7 +3,8 @@ already there. Every 15 minutes by default; one concurrent run per rule.
 
 plan (scope, then one task per batch of repositories: tags lists + HEADs, no writes) ->
 (dry run: report the plan and stop) -> copy (one task per batch of repositories; items retried
-inside) -> delete extraneous (opt-in, under the cap) -> verify (read back every copied tag) ->
+inside) -> delete extraneous (opt-in, under the cap) -> verify (read back every copied tag the
+target did not confirm with its digest when it took the PUT) ->
 report (``reports/replicate/``, artifact ``replication-<target>``) per (rule, target)."""
 
 import time
@@ -127,7 +128,12 @@ def _replicate_target(
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
             result.deletes_stopped = _delete_extraneous(ctx, rule, target, plan, results)
-        copied = [p for p in plan.repositories if results[p.source_repo].copied]
+        # read back only tags whose PUT the target did not answer with their digest
+        copied = [
+            p
+            for p in plan.repositories
+            if set(results[p.source_repo].copied) - set(results[p.source_repo].confirmed)
+        ]
         vbatches = batches(copied, PLAN_BATCH)
         verify_futures = [
             verify_batch.submit(

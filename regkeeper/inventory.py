@@ -30,7 +30,7 @@ from .models import (
 )
 from .oci import RegistryClient
 from .storage import StorageReader
-from .util import atomic_write, bounded_map, succeeded, utcnow
+from .util import atomic_write, succeeded, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class _Scan:
             except NotFoundError:
                 return []  # listed by _catalog but emptied: an empty repository
 
-        for repo, tags in succeeded(bounded_map(list_repo, repositories, self.workers)):
+        for repo, tags in succeeded(self.client.map(list_repo, repositories, self.workers)):
             self.inv.repositories[repo] = RepoInventory(name=repo)
             self.inv.repositories[repo].tags = {t: "" for t in tags}
 
@@ -179,25 +179,32 @@ class _Scan:
         def read(repo: str) -> tuple[dict[str, datetime], dict[str, datetime]]:
             return storage.push_times(repo), storage.revision_times(repo)
 
-        for repo, res in succeeded(bounded_map(read, list(self.inv.repositories), self.workers)):
+        for repo, res in succeeded(self.client.map(read, list(self.inv.repositories), self.workers)):
             r = self.inv.repositories[repo]
             times, revs = res
             r.push_times = {t: v for t, v in times.items() if t in r.tags}
             self.revisions[repo] = revs
 
     def resolve_tags(self, state: "_TagState", read_errors: list | None = None) -> None:
-        """3. every tag to a digest: HEAD when known + cached, else GET by tag."""
+        """3. every tag to a digest: HEAD when known + cached, else GET by tag. A known digest
+        is read from the disk cache once per scan, however many tags point at it."""
         client = self.client
+        known: dict[str, Manifest] = {}
 
         def resolve(item: tuple[str, str]):
             repo, tag = item
             prev = state.known(repo, tag)
-            if prev and client.cache.get("manifests", prev) is not None:
+            cached = known.get(prev) if prev else None
+            if prev and cached is None:
+                cached = client.cached_manifest(prev)
+                if cached is not None:
+                    known[prev] = cached
+            if cached is not None:
                 head = client.head_manifest(repo, tag)
                 if head is None:
                     return None
                 if head.digest == prev:
-                    return client.get_manifest(repo, prev)  # cache hit, no request
+                    return cached
                 return client.get_manifest(repo, head.digest)
             try:
                 return client.get_manifest(repo, tag)
@@ -205,7 +212,7 @@ class _Scan:
                 return None
 
         pairs = [(repo, tag) for repo, r in self.inv.repositories.items() for tag in r.tags]
-        for (repo, tag), m, err in bounded_map(resolve, pairs, self.workers):
+        for (repo, tag), m, err in client.map(resolve, pairs, self.workers):
             r = self.inv.repositories[repo]
             if err is not None:
                 if isinstance(err, (UnsupportedManifestError,)) or (
@@ -241,7 +248,7 @@ class _Scan:
             todo = self._missing_children()
             if not todo:
                 break
-            for (repo, digest), m, err in bounded_map(fetch, todo, self.workers):
+            for (repo, digest), m, err in client.map(fetch, todo, self.workers):
                 r = self.inv.repositories[repo]
                 if err is not None and read_errors is not None:
                     read_errors.append((repo, digest, err))
@@ -298,7 +305,7 @@ class _Scan:
                 m = self.client.get_manifest(repo, d)
             return self.client.image_created(repo, m)
 
-        for (repo, d), res, err in bounded_map(get_created, todo, self.workers):
+        for (repo, d), res, err in self.client.map(get_created, todo, self.workers):
             info = self.inv.repositories[repo].manifests[d]
             if err is not None:
                 self.inv.repositories[repo].errors.append(f"{d}: config unreadable: {err}")
@@ -328,14 +335,10 @@ def count_tags(client: RegistryClient) -> tuple[int, int]:
     cheap image count for frequent capacity runs."""
     repos = client.catalog()
 
-    def n_tags(repo):
+    def n_tags(repo: str) -> int:
         try:
             return len(client.list_tags(repo))
         except NotFoundError:
             return 0
 
-    counts = client.map(n_tags, repos)
-    for _, _, err in counts:
-        if err is not None:
-            raise err
-    return len(repos), sum(n for _, n, _ in counts)
+    return len(repos), sum(n for _, n in succeeded(client.map(n_tags, repos)))

@@ -16,7 +16,7 @@ from ..cache import verify_digest
 from ..errors import NotFoundError
 from ..inventory import scan
 from ..oci import RegistryClient
-from ..util import bounded_map, human_bytes
+from ..util import human_bytes
 from .snapshot import list_existing, object_key
 from .store import BackupError, ObjectStore
 
@@ -188,7 +188,7 @@ def _upload(
     other failures, each naming the object and the tags that need it."""
     failures = []
     gone: dict[str, str] = {}
-    for (kind, digest, repo), out, err in bounded_map(
+    for (kind, digest, repo), out, err in client.map(
         lambda it: _copy_object(client, store, it), todo, concurrency
     ):
         if isinstance(err, NotFoundError):

@@ -17,7 +17,7 @@ from collections import Counter
 
 from ..errors import NotFoundError
 from ..oci import RegistryClient
-from ..util import bounded_map, scrub
+from ..util import scrub
 from .restore_blobs import BlobSupply
 from .restore_result import (
     ACTION_CANNOT,
@@ -70,7 +70,7 @@ class _Restorer(SnapshotReader):
             self.stats[key] += n
 
     def _map(self, fn, items):
-        return bounded_map(fn, items, self.workers)
+        return self.c.map(fn, items, self.workers)
 
     # -------------------------------------------------------------- the batch
 

@@ -51,7 +51,7 @@ class BlobReader(RegistryTransport):
             read=lambda resp: _read_blob(resp, digest, max_bytes),
         )
         if cache:
-            self.cache.put("blobs", digest, data)
+            self.cache.put("blobs", digest, data, checked=True)  # _read_blob checked the digest
         return data
 
     @contextmanager

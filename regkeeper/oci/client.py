@@ -8,7 +8,7 @@ their digest and parsed (manifest.py); manifests and configs are cached on disk 
 """
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode, urljoin
 
 import requests
@@ -129,12 +129,6 @@ class RegistryClient(BlobReader):
     def _auth_headers(self, key: str) -> dict:
         return self.auth.headers(key)
 
-    def map(self, fn: Callable, items: Iterable, max_workers: int | None = None):
-        """Bounded-concurrency map sized to this client's connection pool."""
-        from ..util import bounded_map
-
-        return bounded_map(fn, items, max_workers or self.concurrency)
-
     # ------------------------------------------------------------------ catalog and tags
 
     def ping(self) -> None:
@@ -192,15 +186,20 @@ class RegistryClient(BlobReader):
             int(resp.headers.get("Content-Length") or 0),
         )
 
+    def cached_manifest(self, digest: str) -> Manifest | None:
+        """The manifest from the disk cache (one file read, one digest check), or None."""
+        hit = self.cache.get("manifests", digest)
+        return parse_manifest(hit[0], digest, hit[1]) if hit is not None else None
+
     def get_manifest(self, repo: str, ref: str) -> Manifest:
         """Fetch and parse a manifest by tag or digest. By digest, the disk cache answers first;
         the bytes are always checked against the digest. A body that does not match its digest
         or is not JSON was cut in transit: retried."""
         by_digest = ref.startswith("sha256:") or ref.startswith("sha512:")
         if by_digest:
-            hit = self.cache.get("manifests", ref)
-            if hit is not None:
-                return parse_manifest(hit[0], ref, hit[1])
+            cached = self.cached_manifest(ref)
+            if cached is not None:
+                return cached
         m = self.request(
             "GET",
             f"/v2/{repo}/manifests/{ref}",
@@ -208,7 +207,8 @@ class RegistryClient(BlobReader):
             headers={"Accept": ACCEPT_MANIFESTS},
             read=lambda resp: self._read_manifest(resp, repo, ref, by_digest),
         )
-        self.cache.put("manifests", m.digest, m.raw, m.media_type)
+        # the digest was checked (by digest) or computed (by tag) from these very bytes
+        self.cache.put("manifests", m.digest, m.raw, m.media_type, checked=True)
         return m
 
     def _read_manifest(self, resp: requests.Response, repo: str, ref: str, by_digest: bool) -> Manifest:
@@ -234,6 +234,12 @@ class RegistryClient(BlobReader):
 
     def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:
         """PUT raw manifest bytes under a tag or digest; returns the digest (checked)."""
+        return self.put_manifest_checked(repo, ref, raw, media_type)[0]
+
+    def put_manifest_checked(self, repo: str, ref: str, raw: bytes, media_type: str) -> tuple[str, bool]:
+        """PUT raw manifest bytes; ``(digest, confirmed)``: ``confirmed`` when the registry
+        answered with a Docker-Content-Digest equal to the digest of ``raw`` (what it stored
+        is known: no read-back needed). A different digest raises DigestMismatchError."""
         resp = self.request(
             "PUT",
             f"/v2/{repo}/manifests/{ref}",
@@ -250,7 +256,7 @@ class RegistryClient(BlobReader):
                 registry=self.name,
                 repository=repo,
             )
-        return digest
+        return digest, bool(got)
 
     def delete_manifest(self, repo: str, digest: str) -> bool:
         """DELETE by digest (removes every tag on it). True if deleted, False if already gone.

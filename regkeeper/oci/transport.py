@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -37,8 +37,11 @@ from .errormap import (
 )
 from .manifest import ManifestHead
 from .mediatypes import ACCEPT_MANIFESTS
+from .pool import SharedPool
 
 log = logging.getLogger("regkeeper.oci")
+T = TypeVar("T")
+R = TypeVar("R")
 
 RETRIED_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "POST"})
 SLOW = object()  # sentinel: the fast HEAD path declined, use the normal one
@@ -50,6 +53,30 @@ _LIBRARY_ERRORS = (
     OSError,
     ValueError,
 )
+
+
+class _InFlight:
+    """The bound on requests in flight (a semaphore) and its high-water mark."""
+
+    __slots__ = ("_sem", "_lock", "_now", "peak")
+
+    def __init__(self, size: int):
+        self._sem = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._now = 0
+        self.peak = 0
+
+    def __enter__(self):
+        self._sem.acquire()
+        with self._lock:
+            self._now += 1
+            if self._now > self.peak:
+                self.peak = self._now
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._now -= 1
+        self._sem.release()
 
 
 @dataclass(slots=True)
@@ -100,8 +127,10 @@ class RegistryTransport:
         self._stats_lock = threading.Lock()
         self.session = requests.Session()
         # ``concurrency`` bounds the requests in flight to this registry, however many tasks and
-        # thread pools share the client; the connection pool is sized to match.
-        self._inflight = threading.BoundedSemaphore(concurrency)
+        # thread pools share the client; the connection pool is sized to match. ``pool``: the
+        # client's worker threads (as many), shared by every batch that fans out on it.
+        self._inflight = _InFlight(concurrency)
+        self.pool = SharedPool(concurrency, name)
         # max_retries=0: urllib3 retries nothing; every retry is decided in regkeeper.retry
         adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=concurrency + 2)
         self.session.mount("http://", adapter)
@@ -113,7 +142,21 @@ class RegistryTransport:
             log.warning("registry %s: TLS certificate verification is disabled", name)
 
     def close(self) -> None:
+        self.pool.close()
         self.session.close()
+
+    @property
+    def inflight_peak(self) -> int:
+        """The most requests this client ever had in flight at once (<= ``concurrency``)."""
+        return self._inflight.peak
+
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], max_workers: int | None = None
+    ) -> list[tuple[T, R | None, BaseException | None]]:
+        """``(item, result, error)`` of ``fn`` over ``items`` in input order, on the client's
+        shared worker threads (``pool.SharedPool``), at most ``max_workers`` at a time for this
+        call (default and ceiling: the client's concurrency)."""
+        return self.pool.map(fn, items, max_workers)
 
     def __enter__(self):
         return self

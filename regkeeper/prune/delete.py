@@ -19,7 +19,6 @@ from ..errors import DeletesDisabledError, NotFoundError, RegistryError, Regkeep
 from ..models import Inventory
 from ..oci import RegistryClient
 from ..policy.graph import delete_levels
-from ..util import bounded_map
 
 
 @dataclass
@@ -49,7 +48,7 @@ def changed_since_plan(
     except NotFoundError:  # the repository is gone: its planned digests are too
         return None
     tags = [t for t in listed if t not in planned_tag_deletes]
-    for tag, head, err in bounded_map(lambda t: client.head_manifest(repo, t), tags, max_workers):
+    for tag, head, err in client.map(lambda t: client.head_manifest(repo, t), tags, max_workers):
         if err is not None:
             return f"tag {tag} could not be re-checked ({err})"
         if head is not None and head.digest in digests:
@@ -133,7 +132,7 @@ def _delete_phase(
             res.stopped = res.stopped or str(e)
             raise
 
-    for (repo, digest), ok, err in bounded_map(one, phase, workers):
+    for (repo, digest), ok, err in client.map(one, phase, workers):
         if err is None:
             (res.deleted if ok else res.already_gone).append((repo, digest))
         elif isinstance(err, DeletesDisabledError):

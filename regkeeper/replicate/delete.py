@@ -21,7 +21,7 @@ from ..oci import RegistryClient
 from ..policy.cap import check_cap
 from ..policy.graph import manifest_references
 from ..prune.delete import DeleteResult, delete_manifests
-from ..util import bounded_map, succeeded
+from ..util import succeeded
 from .plan_model import ReplicationPlan, RepoPlan
 from .result import RepoResult
 
@@ -73,7 +73,7 @@ def extraneous_references(
             return [], None
         return m.referenced_manifests(), (m.subject.digest if m.subject else None)
 
-    read_back = dict(succeeded(bounded_map(read, to_read, workers)))
+    read_back = dict(succeeded(dst.map(read, to_read, workers)))
     out: dict[str, list[str]] = {}
     for digest, tags in tags_on.items():
         children, subject = read_back.get(digest, ([], None))

@@ -22,7 +22,6 @@ from ..models import Manifest, signature_subject
 from ..oci import RegistryClient
 from ..oci.transfer import CHUNK_SIZE, MONOLITHIC_MAX, BlobTransfer
 from ..retry import RetryPolicy
-from ..util import bounded_map
 from .blobs import BlobCopy, _SourceVanished
 from .plan_model import RepoPlan, TagCopy
 from .result import RepoResult, new_result
@@ -136,15 +135,19 @@ class Replicator(BlobCopy):
             with self._glock:
                 if key in self._manifests:
                     return
-            if self.dst.head_manifest(dst_repo, digest) is None:
+            # a repository with no tag in scope at plan time (``_fresh``) is not asked first: the
+            # HEAD would almost surely 404 (at worst the child is PUT once more, idempotent)
+            if dst_repo in self._fresh or self.dst.head_manifest(dst_repo, digest) is None:
                 cm = self._source_manifest(src_repo, digest)
                 self._ensure_closure(src_repo, dst_repo, cm, acc, depth)
                 self._put(dst_repo, digest, cm, acc)
             with self._glock:
                 self._manifests.add(key)
 
-    def _put(self, dst_repo: str, ref: str, m: Manifest, acc: Counter) -> None:
-        got = self.dst.put_manifest(dst_repo, ref, m.raw, m.media_type)
+    def _put(self, dst_repo: str, ref: str, m: Manifest, acc: Counter) -> bool:
+        """PUT the exact source bytes; True when the target answered with their digest (what it
+        stored is known: the read-back after the copy skips this tag)."""
+        got, confirmed = self.dst.put_manifest_checked(dst_repo, ref, m.raw, m.media_type)
         acc["manifests_put"] += 1
         if got != m.digest:
             raise DigestMismatchError(
@@ -152,9 +155,11 @@ class Replicator(BlobCopy):
                 registry=self.dst.name,
                 repository=dst_repo,
             )
+        return confirmed
 
-    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> None:
-        """One item: the tag's closure, then the tag itself with the exact source bytes.
+    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> bool:
+        """One item: the tag's closure, then the tag itself with the exact source bytes. True
+        when the target confirmed the tag's digest in its answer to the PUT.
 
         A signature/attestation tag brings its subject along by digest when the target lacks
         it (a subject tagged on the source is copied first, by its own item; one that is
@@ -167,14 +172,17 @@ class Replicator(BlobCopy):
             except _SourceVanished:
                 pass  # an orphan on the source too: replicate it as it is
         self._ensure_closure(plan.source_repo, plan.target_repo, m, acc)
-        self._put(plan.target_repo, item.tag, m, acc)
+        confirmed = self._put(plan.target_repo, item.tag, m, acc)
         with self._glock:
             self._manifests.add((plan.target_repo, m.digest))
+        return confirmed
 
     def _copy_item(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
-        """None when copied; else why not (``vanished: ...`` when gone from the source)."""
+        """None when copied; else why not (``vanished: ...`` when gone from the source).
+        ``acc["unconfirmed"]``: the target gave no digest for the tag PUT (read it back)."""
         try:
-            self.copy_tag(plan, item, acc)
+            if not self.copy_tag(plan, item, acc):
+                acc["unconfirmed"] += 1
             return None
         except _SourceVanished as e:
             return self._vanished_or_broken(plan, item, e)
@@ -236,11 +244,14 @@ class Replicator(BlobCopy):
             acc: Counter = Counter()
             with self._slots:
                 reason = self._copy_item(p, c, acc)
+            unconfirmed = acc.pop("unconfirmed", 0)
             with lock:
                 for k, v in acc.items():
                     setattr(res, k, getattr(res, k) + v)
                 if reason is None:
                     res.copied.append(c.tag)
+                    if not unconfirmed:
+                        res.confirmed.append(c.tag)
                 elif reason.startswith("vanished: "):
                     res.vanished.append(c.tag)
                 else:
@@ -250,7 +261,9 @@ class Replicator(BlobCopy):
                 progress(f"{p.source_repo}:{c.tag} {'copied' if reason is None else 'failed'}")
 
         for phase in (phase1, phase2):
-            for job, _, err in bounded_map(run, phase, self.concurrency):
+            # on the target client's shared threads: the copy batches of a run (several at once
+            # on Prefect's task runner) share them instead of stacking a pool each
+            for job, _, err in self.dst.map(run, phase, self.concurrency):
                 if err is not None:  # defensive: run() records its own failures
                     p, c = job
                     with lock:
@@ -262,6 +275,7 @@ class Replicator(BlobCopy):
         for p in plans:
             r = results[id(p)]
             r.copied.sort()
+            r.confirmed.sort()
             r.failed.sort()
             r.seconds = elapsed
             out.append(r)

@@ -17,7 +17,6 @@ from ..errors import NotFoundError, RegistryError
 from ..globs import select
 from ..models import INDEX_MEDIA_TYPES, Manifest, signature_subject
 from ..oci import RegistryClient
-from ..util import bounded_map
 from .delete import extraneous_references
 from .diff import diff_tags, extraneous_tags
 from .plan_model import ReplicationPlan, RepoPlan
@@ -124,7 +123,7 @@ def _read_tags_lists(src: RegistryClient, dst: RegistryClient, scan: _Scan, work
         side, repo = job
         return _list_tags(src if side == "src" else dst, repo)
 
-    for (side, repo), tags, err in bounded_map(list_job, jobs, workers):
+    for (side, repo), tags, err in dst.map(list_job, jobs, workers):
         rp = scan.plan_for(side, repo)
         if err is not None:
             rp.errors.append(f"{'source' if side == 'src' else 'target'} tags unreadable: {err}")
@@ -175,7 +174,7 @@ def _read_digests(
                 return None
         return (src_head if side == "src" else dst_head)(repo, tag)
 
-    for (side, repo, tag), h, err in bounded_map(head_job, heads, workers):
+    for (side, repo, tag), h, err in dst.map(head_job, heads, workers):
         if side == "src-get":
             side = "src"
             if isinstance(h, Manifest):

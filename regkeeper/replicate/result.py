@@ -13,6 +13,8 @@ class RepoResult:
     source_repo: str
     target_repo: str
     copied: list[str] = field(default_factory=list)
+    # copied tags whose PUT the target answered with the source digest: no read-back needed
+    confirmed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in sync
     failed: list[tuple[str, str]] = field(default_factory=list)  # (tag, reason)
     vanished: list[str] = field(default_factory=list)  # gone from the source mid-run

@@ -1,10 +1,11 @@
-"""Read-back verification after a copy: every copied tag is HEADed on the target and its digest
-compared with the source digest (a copied image must be byte-identical); a mismatch turns the
-tag into a failed item.
+"""Read-back verification after a copy: every copied tag whose PUT the target did not answer
+with the source digest is HEADed on the target and its digest compared with the source digest (a
+copied image must be byte-identical); a mismatch turns the tag into a failed item. A tag the
+target confirmed (Docker-Content-Digest equal to the digest of the bytes PUT, checked by
+``put_manifest``) is not read again: that answer is the read-back.
 """
 
 from ..oci import RegistryClient
-from ..util import bounded_map
 from .plan_model import RepoPlan
 from .result import RepoResult
 
@@ -12,11 +13,11 @@ from .result import RepoResult
 def verify_copied(
     dst: RegistryClient, plans: list[RepoPlan], results: list[RepoResult], *, concurrency: int = 8
 ) -> list[tuple[str, str, str]]:
-    """Read back every copied tag on the target (HEAD) and compare with the source digest.
-    Returns (repository, tag, problem) for each mismatch; also records it as a failure."""
+    """Read back every copied tag the target did not confirm (HEAD) and compare with the source
+    digest. Returns (repository, tag, problem) for each mismatch; also records it as a failure."""
     want = {(p.target_repo, c.tag): (p, c.digest) for p in plans for c in p.to_copy}
     by_target = {r.target_repo: r for r in results}
-    jobs = [(r.target_repo, t) for r in results for t in r.copied]
+    jobs = [(r.target_repo, t) for r in results for t in sorted(set(r.copied) - set(r.confirmed))]
 
     def head(job):
         repo, tag = job
@@ -24,7 +25,7 @@ def verify_copied(
         return h.digest if h else None
 
     problems = []
-    for (repo, tag), got, err in bounded_map(head, jobs, concurrency):
+    for (repo, tag), got, err in dst.map(head, jobs, concurrency):
         wanted = want.get((repo, tag))
         if wanted is None:
             continue

@@ -9,6 +9,7 @@ from regkeeper.inventory import scan
 from regkeeper.oci import RegistryClient
 from regkeeper.storage import FilesystemStorage
 from tests.support import images
+from tests.support.opens import files_opened
 
 
 def test_inventory_structure_push_times_and_cache(registry_factory, tmp_path):
@@ -84,3 +85,22 @@ def test_inventory_without_storage_uses_created(registry, tmp_path):
     info = r.manifests[r.tags["v1"]]
     assert inv.push_time_source == "none" and r.push_times == {}
     assert info.created == old and info.created_source == "config"
+
+
+def test_warm_scan_reads_each_cached_manifest_once(registry_factory, tmp_path):
+    """A known tag costs one HEAD; a known digest one cache file open (no ``.type`` sidecar, no
+    second read of the same entry)."""
+    reg = registry_factory()
+    u = reg.url
+    pushed = [images.push_image(u, "once/app", f"v{i}") for i in range(4)]
+    images.tag_existing(u, "once/app", "latest", pushed[-1].digest)  # two tags, one digest
+    root = tmp_path / "cache"
+    scan(RegistryClient("t", u, cache=DigestCache(root)), storage=FilesystemStorage(reg.root))
+    assert not list(root.rglob("*.type"))
+    c = RegistryClient("t", u, cache=DigestCache(root))
+    with files_opened(root / "manifests") as opened:
+        inv = scan(c, storage=FilesystemStorage(reg.root))
+    assert inv.repositories["once/app"].tags["latest"] == pushed[-1].digest
+    want = sorted(str(next((root / "manifests").rglob(p.digest.split(":")[1]))) for p in pushed)
+    assert sorted(opened) == want  # one open per digest ("latest" and "v3" share one)
+    assert c.stats["HEAD"] == 5 and c.stats["GET"] == 2  # catalog + tags list only

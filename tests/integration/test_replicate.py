@@ -271,13 +271,14 @@ def test_transient_faults_are_retried_and_the_run_completes(src_reg, dst_reg, pr
     images.push_signature(src_reg.url, "multi/app", idx.digest, verify=False)
     # connection resets in the middle of a chunked upload (PATCH is never retried by the HTTP
     # layer: the blob transfer cancels the session and restarts the blob from a fresh source
-    # stream), 503 and 429 on manifest PUTs, a reset on a HEAD (the read-back of a copied tag:
-    # a fresh target repository gets no blob HEADs, see Replicator._fresh), a 502 on an upload
-    # POST (retried by the HTTP layer; a 500 is permanent in the one retry decision)
+    # stream), 503 and 429 on manifest PUTs, a reset on a read of the target (a tags list of the
+    # plan: a fresh target repository gets no blob or manifest HEADs, see Replicator._fresh, and
+    # no read-back of tags whose PUT answered their digest), a 502 on an upload POST (retried
+    # by the HTTP layer; a 500 is permanent in the one retry decision)
     proxied.add_fault("reset", method="PATCH", times=2)
     proxied.add_fault("status", status=503, method="PUT", path_regex=r"/manifests/", times=2)
     proxied.add_fault("429", method="PUT", path_regex=r"/manifests/", times=1, retry_after=0)
-    proxied.add_fault("reset", method="HEAD", path_regex=r"/manifests/", times=1)
+    proxied.add_fault("reset", method="GET", path_regex=r"/tags/list", times=1)
     proxied.add_fault("status", status=502, method="POST", path_regex=r"/blobs/uploads/", times=1)
     src, dst = client(src_reg.url, "primary"), client(proxied.url, "replica")
 
