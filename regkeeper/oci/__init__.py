@@ -12,7 +12,7 @@ transfer.py    the ONE blob copy (HEAD -> mount -> upload, the 202 quirk, cancel
 """
 
 from .auth import RegistryAuth, parse_challenge, scope_key
-from .client import DEFAULT_CHUNK, MAX_MANIFEST_BYTES, RegistryClient
+from .client import MAX_MANIFEST_BYTES, RegistryClient
 from .errormap import Call
 from .manifest import (
     CREATED_ANNOTATION,
@@ -44,6 +44,7 @@ from .transfer import (
     Transferred,
 )
 from .transport import RETRIED_METHODS, RegistryTransport
+from .uploads import DEFAULT_CHUNK
 
 __all__ = [
     "ACCEPT_MANIFESTS",

@@ -32,7 +32,8 @@ from ..errors import (
     SourceBlobMissing,
 )
 from ..retry import RetryPolicy, run_with_retries
-from .client import DEFAULT_CHUNK, RegistryClient
+from .client import RegistryClient
+from .uploads import DEFAULT_CHUNK
 
 log = logging.getLogger("regkeeper.oci.transfer")
 
