@@ -7,7 +7,6 @@ in auth.py. Manifests are fetched with the full Accept header (mediatypes.py), c
 their digest and parsed (manifest.py); manifests and configs are cached on disk by digest.
 """
 
-import re
 from collections.abc import Callable
 from urllib.parse import quote, urljoin
 
@@ -24,18 +23,11 @@ from .manifest import (
     parse_manifest,
 )
 from .mediatypes import ACCEPT_MANIFESTS
-from .transport import SLOW
+from .referrers import ReferrersReader
+from .transport import SLOW, next_link
 from .uploads import BlobUploads
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
-
-def _next_link(resp: requests.Response) -> str | None:
-    link = resp.headers.get("Link")
-    if not link:
-        return None
-    m = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', link)
-    return m.group(1) if m else None
 
 
 def _names(body: dict, field: str) -> list[str]:
@@ -46,7 +38,7 @@ def _names(body: dict, field: str) -> list[str]:
     return items
 
 
-class RegistryClient(BlobUploads):
+class RegistryClient(BlobUploads, ReferrersReader):
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
     _rc = None  # the RegistryConfig of from_config: what a pickle carries (see __reduce__)
@@ -136,7 +128,7 @@ class RegistryClient(BlobUploads):
         out: list[str] = []
 
         def read(resp):
-            return _names(json_object(resp.content), field), _next_link(resp)
+            return _names(json_object(resp.content), field), next_link(resp.headers.get("Link"))
 
         page: str | None = path
         while page:
@@ -244,6 +236,7 @@ class RegistryClient(BlobUploads):
             ok=(201, 200, 202),
         )
         digest = sha256_digest(raw)
+        self.note_put(resp)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got != digest:
             raise DigestMismatchError(

@@ -13,6 +13,7 @@ Each retry counts in ``stats["retries"]`` and is logged by ``regkeeper.retry`` (
 import http.client
 import logging
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -370,3 +371,11 @@ class RegistryTransport:
         if status == 200 or 300 <= status < 400:
             return SLOW
         raise error_for_status(call, status, retry_after=parse_retry_after(h.get("Retry-After")))
+
+
+def next_link(link: str | None) -> str | None:
+    """The ``rel="next"`` target of a Link header (catalog, tags and referrers pages)."""
+    if not link:
+        return None
+    m = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', link)
+    return m.group(1) if m else None

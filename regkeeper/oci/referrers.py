@@ -1,0 +1,185 @@
+"""OCI 1.1 referrers discovery and the referrers tag schema, for RegistryClient (client.py).
+
+Three ways a registry can hold what refers to a manifest (its ``subject``):
+
+``api``         ``GET /v2/<name>/referrers/<digest>`` answers an OCI image index of
+                descriptors (paginated with Link; ``artifactType`` filter, which a registry may
+                ignore: it says so in ``OCI-Filters-Applied``, else we filter ourselves).
+``tag-schema``  registries without the API (distribution 2.8 and 3): clients keep an index
+                tagged ``sha256-<hex of the subject>`` listing the referrers (the fallback).
+``cosign-tag``  cosign's own conventions (``sha256-<hex>.sig/.att/.sbom`` tags): seen from the
+                tags list, by the inventory (models.signature_subject), not here.
+
+The mode is detected once per registry (the first subject asked about): a 200 index from the
+API means ``api``; a 404 (the route does not exist) means ``tag-schema``. A manifest PUT
+answered with ``OCI-Subject`` also proves the API (see note_put). Errors go through the one
+transport (its retry decision, errors naming the registry, call and status).
+"""
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+import requests
+
+from ..errors import NotFoundError, RegistryError
+from .errormap import parse_json
+from .manifest import Descriptor, Manifest
+from .mediatypes import OCI_INDEX
+from .transport import RegistryTransport, next_link
+
+ReferrersMode = Literal["api", "tag-schema"]
+MAX_REFERRER_PAGES = 100
+
+
+def fallback_tag(subject: str) -> str:
+    """The referrers tag schema's tag for a subject digest: ``sha256:abc`` -> ``sha256-abc``."""
+    algo, _, hexpart = subject.partition(":")
+    return f"{algo}-{hexpart}"
+
+
+def index_bytes(descriptors: list[dict]) -> bytes:
+    """An OCI image index listing ``descriptors`` (raw JSON dicts, kept as found)."""
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Referrers:
+    """The referrers of one subject: descriptors and how they were found (``api`` or
+    ``tag-schema``). ``fallback``: the ``sha256-<hex>`` index manifest itself (tag-schema)."""
+
+    subject: str
+    found_by: ReferrersMode
+    descriptors: tuple[Descriptor, ...]
+    fallback: Manifest | None = None
+
+
+class ReferrersReader(RegistryTransport):
+    """The referrers verbs of RegistryClient (see client.py)."""
+
+    _referrers_mode: ReferrersMode | None = None
+    _mode_lock = threading.Lock()
+
+    def get_manifest(self, repo: str, ref: str) -> Manifest:  # pragma: no cover - client.py
+        raise NotImplementedError
+
+    def put_manifest(self, repo: str, ref: str, raw: bytes, media_type: str) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def referrers_mode(self) -> ReferrersMode | None:
+        """``api`` / ``tag-schema`` once detected (None before the first referrers call)."""
+        return self._referrers_mode
+
+    def note_put(self, resp: requests.Response) -> None:
+        """A manifest PUT answered with ``OCI-Subject``: the registry has the referrers API."""
+        if resp.headers.get("OCI-Subject"):
+            self._referrers_mode = "api"
+
+    def referrers(self, repo: str, subject: str, artifact_type: str | None = None) -> Referrers:
+        """Every referrer of ``subject`` in ``repo`` (optionally of one artifact type), by the
+        API when the registry has it, else from the referrers tag schema's index."""
+        if self._referrers_mode != "tag-schema":
+            found = self._api_referrers(repo, subject, artifact_type)
+            if found is not None:
+                return found
+        return self._fallback_referrers(repo, subject, artifact_type)
+
+    def _api_referrers(self, repo: str, subject: str, artifact_type: str | None) -> Referrers | None:
+        query = f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
+        path: str | None = f"/v2/{repo}/referrers/{subject}{query}"
+        out: list[Descriptor] = []
+        filtered = artifact_type is None
+        for _ in range(MAX_REFERRER_PAGES):
+            if path is None:
+                break
+            resp = self.request("GET", path, repo=repo, allow_404=True, read=_read_page)
+            status, body, headers = resp
+            if status == 404:
+                if self._referrers_mode is None and not out:
+                    self._set_mode("tag-schema")
+                    return None
+                raise NotFoundError(
+                    f"referrers of {subject}: 404 from the referrers API",
+                    registry=self.name,
+                    repository=repo,
+                    status=404,
+                )
+            self._set_mode("api")
+            filtered = filtered or "artifactType" in headers.get("OCI-Filters-Applied", "")
+            out += _descriptors(body, self.name, repo, subject)
+            path = next_link(headers.get("Link"))
+        if artifact_type and not filtered:
+            out = [d for d in out if d.artifact_type == artifact_type]
+        return Referrers(subject, "api", tuple(out))
+
+    def _set_mode(self, mode: ReferrersMode) -> None:
+        with self._mode_lock:
+            if self._referrers_mode is None or mode == "api":
+                self._referrers_mode = mode
+
+    def fallback_index(self, repo: str, subject: str) -> Manifest | None:
+        """The referrers tag schema's index of ``subject`` (tag ``sha256-<hex>``), or None."""
+        try:
+            m = self.get_manifest(repo, fallback_tag(subject))
+        except NotFoundError:
+            return None
+        if m.kind != "index":
+            raise RegistryError(
+                f"tag {fallback_tag(subject)} is not an index (the referrers tag schema needs one)",
+                registry=self.name,
+                repository=repo,
+            )
+        return m
+
+    def _fallback_referrers(self, repo: str, subject: str, artifact_type: str | None) -> Referrers:
+        idx = self.fallback_index(repo, subject)
+        found = tuple(idx.children) if idx is not None else ()
+        if artifact_type:
+            found = tuple(d for d in found if d.artifact_type == artifact_type)
+        return Referrers(subject, "tag-schema", found, idx)
+
+    def update_fallback_index(
+        self,
+        repo: str,
+        subject: str,
+        *,
+        add: tuple[dict, ...] = (),
+        remove: frozenset[str] = frozenset(),
+    ) -> tuple[Manifest | None, str | None]:
+        """Add descriptors to / remove digests from the ``sha256-<hex>`` index of ``subject``
+        and PUT it back under the same tag. Returns (the index before, the new index digest);
+        when nothing is left the index is not PUT (new digest None): the caller deletes the
+        old one through the delete path. Descriptors already listed are not added twice."""
+        before = self.fallback_index(repo, subject)
+        entries = (json.loads(before.raw).get("manifests") or []) if before is not None else []
+        keep = [e for e in entries if isinstance(e, dict) and e.get("digest") not in remove]
+        known = {e.get("digest") for e in keep}
+        keep += [d for d in add if d.get("digest") not in known]
+        if keep == entries and before is not None:
+            return before, before.digest
+        if not keep:
+            return before, None
+        return before, self.put_manifest(repo, fallback_tag(subject), index_bytes(keep), OCI_INDEX)
+
+
+def _read_page(resp: requests.Response) -> tuple[int, object, dict]:
+    if resp.status_code == 404:
+        return 404, None, dict(resp.headers)
+    return resp.status_code, parse_json(resp.content), dict(resp.headers)
+
+
+def _descriptors(body: object, registry: str, repo: str, subject: str) -> list[Descriptor]:
+    items = body.get("manifests") if isinstance(body, dict) else None
+    if items is None:
+        items = []
+    if not isinstance(items, list) or not all(isinstance(x, dict) and "digest" in x for x in items):
+        raise RegistryError(
+            f"referrers of {subject}: the answer is not an image index of descriptors",
+            registry=registry,
+            repository=repo,
+        )
+    return [Descriptor.from_json(x) for x in items]
