@@ -8,95 +8,28 @@ garbage-collect runs inside the read-only window and frees what the preview said
 the shared layer and every blob of a kept image survive, and the unique layers of the deleted
 images are gone from the storage itself (files, or S3 objects)."""
 
-import json
-import random
-
-import requests
-
 from tests.support import images
+from tests.support.matrixcfg import blob_stored, layer, matrix_entry, whole
 from tests.support.rkconfig import RegistryControl, write_config
 
 REPO = "team/app"
-UNIQUE = 300_000  # bytes per unique layer: the link files' overhead stays far below 5%
 
 
-def _layer(seed: int, n: int = UNIQUE) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def _entry(reg, request, ctl: RegistryControl | None) -> dict:
-    e: dict = {"name": "m", "url": reg.url, "retries": 3, "timeout": "20s"}
-    kind = reg.capabilities.storage_kind
-    if kind == "filesystem":
-        e["storage"] = {"type": "directory", "path": str(reg.root)}
-    elif kind == "s3":
-        s3 = reg.server.s3
-        e.update(
-            type="s3",
-            endpoint=s3["endpoint"],
-            accessKey=s3["access_key"],
-            secretKey=s3["secret_key"],
-            bucket=s3["bucket"],
-            region=s3.get("region", "us-east-1"),
-        )
-    if ctl is not None:
-        e["reclaim"] = {
-            **ctl.reclaim_config(),
-            # the registry's own binary and config; the S3 driver must not see the sandbox's CA bundle
-            "garbageCollect": [
-                "env",
-                "-u",
-                "AWS_CA_BUNDLE",
-                reg.server.binary,
-                "garbage-collect",
-                str(reg.config_path),
-            ],
-        }
-    return e
-
-
-def _blob_stored(reg, request, digest: str) -> bool:
-    kind = reg.capabilities.storage_kind
-    if kind == "filesystem":
-        return reg.blob_path(digest).exists()
-    moto = request.getfixturevalue("moto_server")
-    hexd = digest.split(":")[1]
-    key = f"docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data"
-    found = moto.client().list_objects_v2(Bucket=reg.server.s3["bucket"], Prefix=key)
-    return found.get("KeyCount", 0) > 0
-
-
-def _whole(reg, repo: str, tag: str) -> bool:
-    m = images.head_manifest(reg.url, repo, tag)
-    if m is None:
-        return False
-    raw, _, _ = images.get_manifest(reg.url, repo, tag)
-    doc = json.loads(raw)
-    blobs = [doc["config"]["digest"]] + [x["digest"] for x in doc["layers"]]
-    return all(_blob_answers(reg, repo, d) for d in blobs)
-
-
-def _blob_answers(reg, repo: str, digest: str) -> bool:
-    # distribution on S3 answers a blob GET with a redirect to the bucket: followed
-    with requests.get(f"{reg.url}/v2/{repo}/blobs/{digest}", timeout=10, verify=False, stream=True) as r:
-        return r.status_code == 200
-
-
-def test_gc_and_reclaim_on_every_registry(registry_matrix, request, tmp_path):
+def test_gc_and_reclaim_on_every_registry(registry_matrix, tmp_path):
     from flows.gc import gc
 
     reg = registry_matrix
     caps = reg.capabilities
-    shared = _layer(1)
+    shared = layer(1)
     pushed = {
-        tag: images.push_image(reg.url, REPO, tag, layers=[shared, _layer(10 + i)], seed=tag, verify=False)
+        tag: images.push_image(reg.url, REPO, tag, layers=[shared, layer(10 + i)], seed=tag, verify=False)
         for i, tag in enumerate(["keep-1", "keep-2", "old-1", "old-2"])
     }
     ctl = RegistryControl(reg) if caps.garbage_collect else None
     try:
         cfg = write_config(
             tmp_path / "regkeeper.yaml",
-            [_entry(reg, request, ctl)],
+            [matrix_entry(reg, ctl)],
             gc={"registry": "m", "days": 0, "keepLast": 0, "protect": ["keep-*"], "maxDeleteFraction": 0.9},
             stateDir=str(tmp_path / "state"),
         )
@@ -115,7 +48,7 @@ def test_gc_and_reclaim_on_every_registry(registry_matrix, request, tmp_path):
         assert sorted(images.list_tags(reg.url, REPO)) == ["keep-1", "keep-2"]
         for img in gone:
             assert images.head_manifest(reg.url, REPO, img.digest) is None
-        assert _whole(reg, REPO, "keep-1") and _whole(reg, REPO, "keep-2")
+        assert whole(reg, REPO, "keep-1") and whole(reg, REPO, "keep-2")
         assert res["summary"]["verify problems"] == 0
 
         if not caps.garbage_collect:
@@ -127,11 +60,11 @@ def test_gc_and_reclaim_on_every_registry(registry_matrix, request, tmp_path):
         measured = res["summary"]["bytes freed (measured)"]
         assert abs(measured - preview) <= 0.05 * preview, (measured, preview)
         for d in unique:
-            assert not _blob_stored(reg, request, d), d
-        assert _blob_stored(reg, request, pushed["keep-1"].layer_digests[0])  # the shared layer
+            assert not blob_stored(reg, d), d
+        assert blob_stored(reg, pushed["keep-1"].layer_digests[0])  # the shared layer
         for tag in ("keep-1", "keep-2"):
             for d in pushed[tag].layer_digests + [pushed[tag].config_digest]:
-                assert _blob_stored(reg, request, d), (tag, d)
+                assert blob_stored(reg, d), (tag, d)
         # writable again after the window
         images.push_image(reg.url, REPO, "after", seed="after", verify=False)
     finally:
