@@ -98,6 +98,10 @@ class ReferrersReader(RegistryTransport):
                 break
             resp = self.request("GET", path, repo=repo, allow_404=True, read=_read_page)
             status, body, headers = resp
+            if status == 404 and _repository_unknown(body):
+                # the route exists (an OCI error body): a repository not created yet
+                self._set_mode("api")
+                return Referrers(subject, "api", tuple(out))
             if status == 404:
                 if self._referrers_mode is None and not out:
                     self._set_mode("tag-schema")
@@ -115,6 +119,14 @@ class ReferrersReader(RegistryTransport):
         if artifact_type and not filtered:
             out = [d for d in out if d.artifact_type == artifact_type]
         return Referrers(subject, "api", tuple(out))
+
+    def detect_referrers_mode(self, repo: str, subject: str) -> ReferrersMode:
+        """The registry's referrers mode, asking the API once (one GET) when not known yet;
+        unlike ``referrers`` it never reads the fallback tag."""
+        if self._referrers_mode is None:
+            if self._api_referrers(repo, subject, None) is None:
+                self._set_mode("tag-schema")
+        return self._referrers_mode or "tag-schema"
 
     def _set_mode(self, mode: ReferrersMode) -> None:
         with self._mode_lock:
@@ -166,9 +178,31 @@ class ReferrersReader(RegistryTransport):
         return before, self.put_manifest(repo, fallback_tag(subject), index_bytes(keep), OCI_INDEX)
 
 
+def descriptor_dict(d: Descriptor) -> dict:
+    """A referrer's descriptor as index JSON (what the fallback index lists)."""
+    out: dict = {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+    if d.artifact_type:
+        out["artifactType"] = d.artifact_type
+    if d.annotations:
+        out["annotations"] = d.annotations
+    return out
+
+
+def _repository_unknown(body: object) -> bool:
+    """A 404 answered with an OCI error body (NAME_UNKNOWN...): the referrers route exists,
+    the repository does not (a registry without the API answers a plain 'page not found')."""
+    errs = body.get("errors") if isinstance(body, dict) else None
+    codes = {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
+    return bool(codes & {"NAME_UNKNOWN", "MANIFEST_UNKNOWN"})
+
+
 def _read_page(resp: requests.Response) -> tuple[int, object, dict]:
     if resp.status_code == 404:
-        return 404, None, dict(resp.headers)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return 404, body, dict(resp.headers)
     return resp.status_code, parse_json(resp.content), dict(resp.headers)
 
 
