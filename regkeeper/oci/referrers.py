@@ -18,6 +18,7 @@ transport (its retry decision, errors naming the registry, call and status).
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from .transport import RegistryTransport, next_link
 
 ReferrersMode = Literal["api", "tag-schema"]
 MAX_REFERRER_PAGES = 100
+REFERRER_DEPTH = 2  # referrers, and referrers of referrers (a signed SBOM)
 
 
 def fallback_tag(subject: str) -> str:
@@ -194,6 +196,47 @@ def _repository_unknown(body: object) -> bool:
     errs = body.get("errors") if isinstance(body, dict) else None
     codes = {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
     return bool(codes & {"NAME_UNKNOWN", "MANIFEST_UNKNOWN"})
+
+
+Found = tuple[str, str, Descriptor, int, str]  # (subject, parent, Descriptor, level, found_by)
+
+
+def walk_referrers(
+    client: "ReferrersReader",
+    repo: str,
+    subjects: list[str],
+    workers: int,
+    ask: Callable[[str], bool] | None = None,
+    errors: list[tuple[str, str]] | None = None,
+) -> list[Found]:
+    """Every referrer of ``subjects`` in ``repo``, ``REFERRER_DEPTH`` levels deep, through
+    ``client.referrers`` (the API, else the fallback index). ``ask(parent)``: False skips the
+    request (e.g. no fallback tag listed). A read failure is appended to ``errors``
+    ((subject, why)) when given, else raised."""
+    out: list[Found] = []
+    seen = set(subjects)
+    frontier = [(s, s) for s in subjects]
+    for level in range(1, REFERRER_DEPTH + 1):
+        frontier = [f for f in frontier if ask is None or ask(f[1])]
+        if not frontier:
+            break
+        nxt = []
+        for (subject, parent), res, err in client.map(
+            lambda it: client.referrers(repo, it[1]), frontier, workers
+        ):
+            if err is not None or res is None:
+                if errors is None:
+                    raise err or RegistryError(f"referrers of {parent}: no answer")
+                errors.append((subject, f"referrers of {parent[:19]} unreadable: {err}"))
+                continue
+            for d in res.descriptors:
+                if d.digest in seen:
+                    continue
+                seen.add(d.digest)
+                out.append((subject, parent, d, level, res.found_by))
+                nxt.append((subject, d.digest))
+        frontier = nxt
+    return out
 
 
 def _read_page(resp: requests.Response) -> tuple[int, object, dict]:

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from ..errors import RegistryError
 from ..models import signature_subject
 from ..oci import RegistryClient
-from ..oci.referrers import descriptor_dict, fallback_tag
-
-REFERRER_DEPTH = 2  # referrers, and referrers of referrers (a signed SBOM)
+from ..oci.referrers import descriptor_dict, fallback_tag, walk_referrers
 
 
 @dataclass(slots=True)
@@ -45,47 +43,6 @@ class ReferrerCopy:
     found_by: str  # "api" | "tag-schema"
     descriptor: dict  # as the source lists it (what the target's fallback index gets)
     level: int = 1
-
-
-Found = tuple[str, str, object, int, str]  # (subject, parent, Descriptor, level, found_by)
-
-
-def walk_referrers(
-    client: RegistryClient,
-    repo: str,
-    subjects: list[str],
-    workers: int,
-    ask: Callable[[str], bool] | None = None,
-    errors: list[tuple[str, str]] | None = None,
-) -> list[Found]:
-    """Every referrer of ``subjects`` in ``repo``, ``REFERRER_DEPTH`` levels deep, through
-    ``client.referrers`` (the API, else the fallback index). ``ask(parent)``: False skips the
-    request (e.g. no fallback tag listed). A read failure is appended to ``errors``
-    ((subject, why)) when given, else raised."""
-    out: list[Found] = []
-    seen = set(subjects)
-    frontier = [(s, s) for s in subjects]
-    for level in range(1, REFERRER_DEPTH + 1):
-        frontier = [f for f in frontier if ask is None or ask(f[1])]
-        if not frontier:
-            break
-        nxt = []
-        for (subject, parent), res, err in client.map(
-            lambda it: client.referrers(repo, it[1]), frontier, workers
-        ):
-            if err is not None:
-                if errors is None:
-                    raise err
-                errors.append((subject, f"referrers of {parent[:19]} unreadable: {err}"))
-                continue
-            for d in res.descriptors:
-                if d.digest in seen:
-                    continue
-                seen.add(d.digest)
-                out.append((subject, parent, d, level, res.found_by))
-                nxt.append((subject, d.digest))
-        frontier = nxt
-    return out
 
 
 def detect_modes(src: RegistryClient, dst: RegistryClient, scan) -> tuple[str | None, str | None]:
@@ -142,7 +99,7 @@ def plan_referrers(
         ask = sorted({f[1] for f in found}) if listed else []
     have: dict[str, set[str]] = {}
     for parent, res, err in dst.map(lambda p: dst.referrers(rp.target_repo, p), ask, workers):
-        if err is None:  # unreadable: copied again (idempotent; the index add dedups)
+        if err is None and res is not None:  # unreadable: copied again (the index add dedups)
             have[parent] = {d.digest for d in res.descriptors}
     for subject, parent, d, level, found_by in found:
         if d.digest in have.get(parent, ()):
@@ -215,7 +172,7 @@ def verify_referrers(dst: RegistryClient, plans: list, results: list, concurrenc
     problems = []
     jobs = sorted(want)
     for (repo, parent), got, err in dst.map(lambda j: dst.referrers(j[0], j[1]), jobs, concurrency):
-        listed = {d.digest for d in got.descriptors} if err is None else set()
+        listed = {d.digest for d in got.descriptors} if got is not None else set()
         for digest in sorted(want[(repo, parent)] - listed):
             why = f"read-back failed: {err}" if err is not None else "not listed by the target's discovery"
             res = by_target[repo]
