@@ -111,39 +111,11 @@ def backup_report(
     else:
         rep.summary["objects written"] = len(written)
         rep.summary["bytes written"] = sum(written.values())
-    if pruned is not None:
-        rep.summary["snapshots kept"] = len(pruned.kept)
-        dry = " (dry run)" if pruned.dry_run else ""
-        rep.summary["snapshots pruned" + dry] = len(pruned.deleted_snapshots)
-        rep.summary["objects pruned" + dry] = pruned.deleted_objects
-        rep.summary["bytes pruned" + dry] = pruned.deleted_bytes
-        if pruned.sweep_skipped:
-            rep.note(f"prune: {pruned.sweep_skipped}")
-        for key, why in pruned.invalid:
-            rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+    _pruned_part(rep, pruned)
     if requests:
         rep.summary["registry requests"] = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
-    rep.summary["referrers"] = sum(r["referrers"] for r in rows)
-    mode = (snapshot.data.get("referrers_mode") if snapshot else None) or next(
-        (b.referrers_mode for b in batches if b.referrers_mode), None
-    )
-    rep.summary["referrers mode"] = mode or "not asked"
-    rep.add_table(
-        "repositories",
-        rows,
-        [
-            "repository",
-            "tags",
-            "manifests",
-            "referrers",
-            "indexes",
-            "configs",
-            "layers",
-            "layer_bytes",
-            "errors",
-        ],
-    )
-    rep.add_table("referrers", snapshot_referrer_rows(snapshot if snapshot else batches), REFERRER_COLUMNS)
+    rep.add_table("repositories", rows, REPOSITORY_COLUMNS)
+    _referrers_part(rep, snapshot, batches, rows)
     problems = [e for b in batches for e in b.errors]
     if problems:
         rep.add_table("problems", [{"problem": p} for p in problems])
@@ -164,6 +136,44 @@ def backup_report(
         rep.finish("dry-run" if dry_run else "ok")
     _backup_headline(rep, snapshot, would, written, pruned, problems, errs)
     return rep
+
+
+def _pruned_part(rep, pruned: PruneResult | None) -> None:
+    """What the retention prune did (or would do)."""
+    if pruned is None:
+        return
+    rep.summary["snapshots kept"] = len(pruned.kept)
+    dry = " (dry run)" if pruned.dry_run else ""
+    rep.summary["snapshots pruned" + dry] = len(pruned.deleted_snapshots)
+    rep.summary["objects pruned" + dry] = pruned.deleted_objects
+    rep.summary["bytes pruned" + dry] = pruned.deleted_bytes
+    if pruned.sweep_skipped:
+        rep.note(f"prune: {pruned.sweep_skipped}")
+    for key, why in pruned.invalid:
+        rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+
+
+REPOSITORY_COLUMNS = [
+    "repository",
+    "tags",
+    "manifests",
+    "referrers",
+    "indexes",
+    "configs",
+    "layers",
+    "layer_bytes",
+    "errors",
+]
+
+
+def _referrers_part(rep, snapshot: Snapshot | None, batches: list[BatchResult], rows: list[dict]) -> None:
+    """The referrers a backup recorded: counted apart, the registry's mode, one row each."""
+    rep.summary["referrers"] = sum(r["referrers"] for r in rows)
+    mode = (snapshot.data.get("referrers_mode") if snapshot else None) or next(
+        (b.referrers_mode for b in batches if b.referrers_mode), None
+    )
+    rep.summary["referrers mode"] = mode or "not asked"
+    rep.add_table("referrers", snapshot_referrer_rows(snapshot if snapshot else batches), REFERRER_COLUMNS)
 
 
 def _backup_headline(rep, snapshot, would, written, pruned, problems, errs) -> None:

@@ -27,6 +27,9 @@ _WOULD_BE_THERE = _THERE | {ACTION_WOULD_RESTORE, ACTION_WOULD_MOVE}
 
 def restore_referrers(r, repos: list[str], tag_rows: list[RestoreRow]) -> list[RestoreRow]:
     """Rows for the API-found referrers of ``repos`` (``r``: the batch's ``_Restorer``)."""
+    first = next(((repo, d) for repo in repos for d in sorted(r.snap.tags(repo).values())), None)
+    if first is not None:  # the registry's referrers mode, for the report (one GET, once)
+        r.c.detect_referrers_mode(*first)
     ok_actions = _WOULD_BE_THERE if r.dry_run else _THERE
     there = {(x.repository, x.digest) for x in tag_rows if x.action in ok_actions}
     out: list[RestoreRow] = []

@@ -13,7 +13,6 @@ Pairs: every matrix registry to a fresh registry of the same kind, and across mo
 referrers-api -> dist28-fs, dist28-fs -> referrers-api, referrers-api -> dist3-fs.
 """
 
-import json
 import uuid
 from collections import Counter
 
@@ -25,15 +24,9 @@ from regkeeper.replicate import replicate_target
 from tests.support import images
 from tests.support.matrix import MatrixRegistry
 from tests.support.ocitools import digest_tag
+from tests.support.signed import SPDX, assert_replica_verifies, sbom, sign_and_attach, tree
 
-SPDX = "application/spdx+json"
-CYCLONEDX = "application/vnd.cyclonedx+json"
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
-
-
-def _sbom(name: str, media: str = SPDX) -> dict[str, tuple[bytes, str]]:
-    doc = {"spdxVersion": "SPDX-2.3", "name": name, "SPDXID": "SPDXRef-DOCUMENT"}
-    return {"sbom.json": (json.dumps(doc).encode(), media)}
 
 
 def client(reg, name: str) -> RegistryClient:
@@ -72,36 +65,6 @@ def same_kind(request, tmp_path):
     yield make
     for reg in made:
         reg.stop()
-
-
-def sign_and_attach(src, repo: str, oras, cosign, seed: str) -> images.PushedImage:
-    """An image with four referrers on ``src`` (see the module doc)."""
-    img = images.push_image(src.url, repo, "v1", media="oci", seed=seed)
-    subject = src.ref(repo, img.digest)
-    oras.attach(subject, SPDX, _sbom("auto"))
-    oras.attach(subject, CYCLONEDX, _sbom("tag", CYCLONEDX), mode="tag")
-    cosign.sign(subject, mode="oci-1-1")
-    cosign.sign(subject, mode="legacy")
-    return img
-
-
-def tree(regctl, reg, repo: str, digest: str) -> dict[str, list[tuple[str, str]]]:
-    regctl.plain_http(reg.host)
-    return {k: sorted(v) for k, v in regctl.tree(reg.ref(repo, digest)).referrer_map().items()}
-
-
-def assert_replica_verifies(src, dst, repo: str, img, cosign, regctl) -> None:
-    """The replica's referrers: what the tools see there equals the source's, and both cosign
-    signatures verify against the replica."""
-    want = tree(regctl, src, repo, img.digest)
-    assert len(want[img.digest]) == 3  # spdx, cyclonedx, the OCI 1.1 signature
-    assert tree(regctl, dst, repo, img.digest) == want
-    replica = dst.ref(repo, img.digest)
-    for mode in ("oci-1-1", "legacy"):
-        payloads = cosign.verify(replica, mode=mode)
-        assert [p["critical"]["image"]["docker-manifest-digest"] for p in payloads] == [img.digest]
-    regctl.plain_http(dst.host)
-    assert f"{digest_tag(img.digest)}.sig" in regctl.tree(replica, digest_tags=True).digest_tags()
 
 
 def replicate_and_check(src, dst, repo, img, cosign, regctl) -> dict:
@@ -150,7 +113,7 @@ def extraneous_subject_goes_with_its_referrers(src, dst, repo, oras, cosign, reg
     """v2 and its referrers replicated, then v2 deleted on the source: deleteExtraneous deletes
     v2 on the replica and its referrers before it; v1's referrers stay."""
     v2 = images.push_image(src.url, repo, "v2", media="oci", seed=repo + "-v2")
-    oras.attach(src.ref(repo, v2.digest), SPDX, _sbom("v2"))
+    oras.attach(src.ref(repo, v2.digest), SPDX, sbom("v2"))
     res = replicate_target(client(src, "primary"), client(dst, "replica"), rule(), "replica")
     assert res.status == "ok", res.failed_items
     gone = [dg for dg, _ in tree(regctl, dst, repo, v2.digest)[v2.digest]]
