@@ -270,6 +270,7 @@ def _combined(reports: list) -> dict:
         "deleted",
         "bytes uploaded",
         "bytes mounted",
+        "referrers copied",
     )
     summary = {"targets": len(reports)}
     for k in keys:

@@ -13,6 +13,7 @@ added to the parent's ``sha256-<hex>`` index; verified by discovery (listed afte
 from ..oci.referrers import REFERRER_DEPTH
 from .restore_result import (
     ACTION_CANNOT,
+    ACTION_LEFT_MOVED,
     ACTION_MOVED,
     ACTION_PRESENT,
     ACTION_RESTORED,
@@ -32,6 +33,7 @@ def restore_referrers(r, repos: list[str], tag_rows: list[RestoreRow]) -> list[R
         r.c.detect_referrers_mode(*first)
     ok_actions = _WOULD_BE_THERE if r.dry_run else _THERE
     there = {(x.repository, x.digest) for x in tag_rows if x.action in ok_actions}
+    left = {(x.repository, x.digest) for x in tag_rows if x.action == ACTION_LEFT_MOVED} - there
     out: list[RestoreRow] = []
     for level in range(1, REFERRER_DEPTH + 1):
         rows = []
@@ -44,7 +46,10 @@ def restore_referrers(r, repos: list[str], tag_rows: list[RestoreRow]) -> list[R
                     row.kind, row.subject, row.parent = "referrer", subject, e.get("parent") or subject
                     row.artifact_type, row.found_by = e.get("artifact_type") or "", "api"
                     row.descriptor = e.get("descriptor") or {}
-                    if (repo, row.parent) not in there:
+                    if (repo, row.parent) in left:
+                        row.action = ACTION_LEFT_MOVED
+                        row.reason = f"its subject's tag was left moved ({row.parent[:19]} not restored)"
+                    elif (repo, row.parent) not in there:
                         row.action = ACTION_CANNOT
                         row.reason = f"what it refers to ({row.parent[:19]}) is not restored"
                     rows.append(row)
@@ -52,6 +57,7 @@ def restore_referrers(r, repos: list[str], tag_rows: list[RestoreRow]) -> list[R
             break
         _level(r, rows)
         there |= {(x.repository, x.digest) for x in rows if x.action in ok_actions}
+        left |= {(x.repository, x.digest) for x in rows if x.action == ACTION_LEFT_MOVED}
         out += rows
     return out
 

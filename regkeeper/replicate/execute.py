@@ -314,9 +314,14 @@ class Replicator(BlobCopy):
                         why[r.digest] = f"its subject {r.parent[:19]} was not replicated in this run"
                         continue
                     try:
-                        m = self._source_manifest(p.source_repo, r.digest)
-                        self._ensure_closure(p.source_repo, p.target_repo, m, acc)
-                        self._put(p.target_repo, r.digest, m, acc)
+                        with self._glock:  # e.g. an entry of a fallback index copied in phase 2
+                            there = (p.target_repo, r.digest) in self._manifests
+                        if not there:
+                            m = self._source_manifest(p.source_repo, r.digest)
+                            self._ensure_closure(p.source_repo, p.target_repo, m, acc)
+                            self._put(p.target_repo, r.digest, m, acc)
+                            with self._glock:
+                                self._manifests.add((p.target_repo, r.digest))
                         done.append(r)
                     except Exception as e:  # noqa: BLE001 - one referrer never stops the others
                         why[r.digest] = str(e) or type(e).__name__

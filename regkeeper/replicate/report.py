@@ -91,7 +91,8 @@ def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str
     t = result.totals()
     plan = result.plan
     if result.dry_run:
-        rep.lead(f"Would copy {plan.to_copy} tag(s) to {target}; {plan.in_sync} already in sync.")
+        more = f" and {plan.referrers} untagged referrer(s)" if plan.referrers else ""
+        rep.lead(f"Would copy {plan.to_copy} tag(s){more} to {target}; {plan.in_sync} already in sync.")
         if rule.delete_extraneous and plan.extraneous:
             rep.lead(f"Would delete {plan.extraneous} tag(s) on {target} that the source no longer has.")
     else:
