@@ -13,6 +13,7 @@ Pairs: every matrix registry to a fresh registry of the same kind, and across mo
 referrers-api -> dist28-fs, dist28-fs -> referrers-api, referrers-api -> dist3-fs.
 """
 
+import json
 import uuid
 from collections import Counter
 
@@ -155,3 +156,33 @@ def test_replica_across_referrers_modes_verifies(pair, same_kind, oras, cosign, 
     figures = replicate_and_check(src, dst, unique_repo, img, cosign, regctl)
     print(f"\n{src.name} -> {dst.name}: {figures}")
     extraneous_subject_goes_with_its_referrers(src, dst, unique_repo, oras, cosign, regctl)
+
+
+def test_a_referrer_put_before_its_subject_is_accepted(registry_matrix, unique_repo):
+    """Why the copy order (subject, then its referrers) is a choice, not a need: every registry
+    of the matrix takes a referrer whose subject does not exist (yet); the one with the API
+    answers OCI-Subject and lists it under that digest already."""
+    import requests
+
+    reg = registry_matrix
+    missing = {"mediaType": images.OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 100}
+    images.push_blob(reg.url, unique_repo, b"{}")
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": images.OCI_MANIFEST,
+            "artifactType": SPDX,
+            "config": {"mediaType": images.OCI_EMPTY, "digest": images.EMPTY_JSON_DIGEST, "size": 2},
+            "layers": [{"mediaType": images.OCI_EMPTY, "digest": images.EMPTY_JSON_DIGEST, "size": 2}],
+            "subject": missing,
+        }
+    ).encode()
+    digest = images.sha256_digest(body)
+    r = requests.put(
+        f"{reg.url}/v2/{unique_repo}/manifests/{digest}",
+        data=body,
+        headers={"Content-Type": images.OCI_MANIFEST},
+    )
+    assert r.status_code == 201
+    found = client(reg, "reg").referrers(unique_repo, missing["digest"])
+    assert [d.digest for d in found.descriptors] == ([digest] if reg.capabilities.referrers_api else [])
