@@ -10,6 +10,9 @@ source tags of the set (referrer tags included in the count of tags). Pairs: eve
 of distribution 2.8 (no API) and the referrers-API registry (tests/go/referrers-registry; a
 pair is skipped when that binary is missing).
 
+Then the backup of each source kind, both sets apart (``regkeeper.backup.backup`` to a fresh
+directory, first and second run): registry requests per source tag, with and without referrers.
+
     python bench/replicate_referrers.py [--repos 5] [--tags 10] [--referrers 2]
 """
 
@@ -77,6 +80,31 @@ def run(src_url: str, dst_url: str, kind: str) -> dict:
     }
 
 
+def backup_requests(tmp: Path, kind: str, n_repos: int, n_tags: int, k: int) -> None:
+    from regkeeper.backup import FileStore, backup
+    from regkeeper.cache import DigestCache
+
+    src = start(kind, tmp / f"backup-{kind}")
+    try:
+        tags = fill(src.url, kind == "referrers-api", n_repos, n_tags, k)
+        print(f"\nbackup of {kind}: requests per source tag (first run, second run)")
+        per = {}
+        for group in ("plain", "signed"):
+            store = FileStore(tmp / f"store-{kind}-{group}")
+            runs = []
+            for _ in range(2):
+                cache = DigestCache(tmp / f"cache-{kind}-{group}")  # as the flow's (cacheDir)
+                client = RegistryClient("reg", src.url, verify=False, cache=cache)
+                res = backup(client, store, include=[f"{group}/**"])
+                runs.append(sum(v for k_, v in res.requests.items() if k_ != "retries") / tags[group])
+            per[group] = runs
+            refs = res.snapshot.counts.get("referrers", 0)
+            print(f"  {group:7} {runs[0]:6.2f} {runs[1]:6.2f}   referrers recorded {refs}")
+        print(f"  second run: signed/plain = {per['signed'][1] / per['plain'][1]:.2f}x")
+    finally:
+        src.stop()
+
+
 def one_pair(tmp: Path, a: str, b: str, n_repos: int, n_tags: int, k: int) -> None:
     src, dsts = start(a, tmp / f"src-{a}-{b}"), []
     try:
@@ -123,6 +151,9 @@ def main(argv=None) -> int:
                     print(f"\n{a} -> {b}: skipped (referrers-registry not built: scripts/install-go-tools)")
                     continue
                 one_pair(Path(d), a, b, args.repos, args.tags, args.referrers)
+        for kind in KINDS:
+            if kind == "dist28" or have_api:
+                backup_requests(Path(d), kind, args.repos, args.tags, args.referrers)
     return 0
 
 

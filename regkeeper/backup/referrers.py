@@ -13,14 +13,15 @@ Per repository, ``referrers``: subject digest -> the referrers found for it, eac
                 so the reports list every subject's referrers.
 
 Requests: one per tagged subject on a registry with the API (plus one per referrer, for
-referrers of referrers); on one without it, one per subject that has a fallback tag.
+referrers of referrers); on one without it none beyond the scan (each fallback index is read by
+the digest its tag points at: the disk cache answers).
 Snapshots of ``regkeeper-backup/1`` have no ``referrers`` field: restore treats it as empty.
 """
 
 from ..models import signature_subject
 from ..oci import RegistryClient
 from ..oci.manifest import Manifest
-from ..oci.referrers import descriptor_dict, fallback_tag, walk_referrers
+from ..oci.referrers import REFERRER_DEPTH, Found, descriptor_dict, fallback_tag, walk_referrers
 
 
 def describe_manifest(m: Manifest) -> dict:
@@ -63,10 +64,11 @@ def record_referrers(
             out.setdefault(sig[0], []).append(_entry(d, sig[0], sig[1], "", "cosign-tag", None))
     if subjects:
         mode = client.detect_referrers_mode(name, subjects[0])
-        listed = set(tags)
-        ask = None if mode == "api" else (lambda p: fallback_tag(p) in listed)
         problems: list[tuple[str, str]] = []
-        found = walk_referrers(client, name, subjects, workers, ask=ask, errors=problems)
+        if mode == "api":
+            found = walk_referrers(client, name, subjects, workers, errors=problems)
+        else:
+            found = _fallback_entries(client, name, tags, subjects, workers, problems)
         errors += [f"{name}: {why}" for _, why in problems]
         for subject, parent, desc, _level, found_by in found:
             dd = descriptor_dict(desc)
@@ -76,6 +78,37 @@ def record_referrers(
         api = [f for f in found if f[4] == "api"]
         _add_manifests(client, name, rec, [f[2].digest for f in api], manifests, need, errors, config_max)
     rec["referrers"] = {s: out[s] for s in sorted(out)}
+
+
+def _fallback_entries(
+    client: RegistryClient,
+    name: str,
+    tags: dict[str, str],
+    subjects: list[str],
+    workers: int,
+    problems: list[tuple[str, str]],
+) -> list[Found]:
+    """A registry without the API: the entries of each subject's ``sha256-<hex>`` index, read
+    by the digest its tag points at (the scan just read it: the disk cache answers)."""
+    out: list[Found] = []
+    frontier = [(s, s) for s in subjects if fallback_tag(s) in tags]
+    seen = set(subjects)
+    for level in range(1, REFERRER_DEPTH + 1):
+        nxt = []
+        for (subject, parent), m, err in client.map(
+            lambda it: client.get_manifest(name, tags[fallback_tag(it[1])]), frontier, workers
+        ):
+            if err is not None or m is None:
+                problems.append((subject, f"referrers index of {parent[:19]} unreadable: {err}"))
+                continue
+            for d in m.children:
+                if d.digest not in seen:
+                    seen.add(d.digest)
+                    out.append((subject, parent, d, level, "tag-schema"))
+                    if fallback_tag(d.digest) in tags:
+                        nxt.append((subject, d.digest))
+        frontier = nxt
+    return out
 
 
 def _entry(digest, parent, artifact_type, media_type, found_by, descriptor) -> dict:
