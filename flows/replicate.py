@@ -4,7 +4,8 @@ already there. Every 15 minutes by default; one concurrent run per rule.
 plan (scope, then one task per batch of repositories: tags lists + HEADs, no writes) ->
 (dry run: report the plan and stop) -> copy (one task per batch of repositories; items retried
 inside) -> delete extraneous (opt-in, under the cap) -> verify (read back every copied tag the
-target did not confirm with its digest when it took the PUT) ->
+target did not confirm with its digest when it took the PUT, and the referrers copied: listed
+by the target's discovery) ->
 report (``reports/replicate/``, artifact ``replication-<target>``) per (rule, target)."""
 
 import time
@@ -133,6 +134,7 @@ def _replicate_target(
             p
             for p in plan.repositories
             if set(results[p.source_repo].copied) - set(results[p.source_repo].confirmed)
+            or (p.referrers and results[p.source_repo].referrers_copied)
         ]
         vbatches = batches(copied, PLAN_BATCH)
         verify_futures = [
@@ -268,6 +270,7 @@ def _combined(reports: list) -> dict:
         "deleted",
         "bytes uploaded",
         "bytes mounted",
+        "referrers copied",
     )
     summary = {"targets": len(reports)}
     for k in keys:

@@ -30,10 +30,12 @@ Where each concern lives:
                        BackupError, ObjectMissing
     snapshot.py        keys and ids, seal/unseal of an index, Snapshot; scan/list/load snapshots
     batch.py           one batch: scan repositories, upload the manifests and configs missing
+    referrers.py       what a snapshot records about each image's referrers (format /2)
     run.py             one backup run: plan, begin (in-flight marker), commit the index LAST, abort
     retention.py       prune: keep the last N snapshots, sweep unused objects (in-flight aware)
     restore_run.py     restore entry points: plan_restore, restore_batch, restore
     restore_steps.py   the phases of one restore batch (diff ... verify)
+    restore_referrers.py  the untagged referrers, after their subjects, through the same phases
     restore_snapshot.py what a restore reads from a snapshot (closure, blobs, holders, bytes)
     restore_blobs.py   where a missing blob can come from, handed to the one blob transfer
     restore_result.py  per-tag actions, RestoreRow, RestoreResult

@@ -17,6 +17,7 @@ from ..errors import NotFoundError
 from ..inventory import scan
 from ..oci import RegistryClient
 from ..util import human_bytes
+from .referrers import drop_missing, record_referrers
 from .snapshot import list_existing, object_key
 from .store import BackupError, ObjectStore
 
@@ -32,6 +33,7 @@ class BatchResult:
     errors: list[str] = field(default_factory=list)
     requests: dict = field(default_factory=dict)
     seconds: float = 0.0
+    referrers_mode: str | None = None  # the registry's: "api" | "tag-schema"
 
 
 def _describe(info) -> dict:
@@ -84,6 +86,17 @@ def backup_batch(
         read_errors=unreadable,
     )
     need_manifest, need_config = _record_repositories(inv, res)
+    for name, rec in res.repositories.items():  # referrers: see referrers.py
+        record_referrers(
+            client,
+            name,
+            rec,
+            res.manifests,
+            (need_manifest, need_config),
+            res.errors,
+            concurrency,
+            CONFIG_MAX_BYTES,
+        )
     todo = _lacking(existing, need_manifest, need_config)
     if dry_run:
         res.would_write = [object_key(kind, d) for kind, d, _repo in todo]
@@ -95,6 +108,9 @@ def backup_batch(
         for repo, ref, err in sorted(unreadable, key=lambda x: x[:2])
     ]
     failures += _upload(client, store, todo, existing, res, concurrency)
+    for rec in res.repositories.values():
+        drop_missing(rec, res.manifests)
+    res.referrers_mode = client.referrers_mode
     if failures:
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
         raise BackupError(

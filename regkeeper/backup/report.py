@@ -40,10 +40,35 @@ def repository_rows(snap_or_batches) -> list[dict]:
                 "configs": len({mans[d]["config"]["digest"] for d in ds if mans[d].get("config")}),
                 "layers": len(layers),
                 "layer_bytes": sum(layers.values()),
+                "referrers": sum(len(v) for v in (rec.get("referrers") or {}).values()),
                 "errors": "; ".join(rec.get("errors") or []),
             }
         )
     return rows
+
+
+REFERRER_COLUMNS = ["repository", "subject", "referrer", "artifact_type", "found_by"]
+
+
+def snapshot_referrer_rows(snap_or_batches) -> list[dict]:
+    """One row per referrer a backup recorded, by subject: artifact type and how it was found
+    (api, tag-schema, cosign-tag)."""
+    if isinstance(snap_or_batches, Snapshot):
+        repos = snap_or_batches.repositories
+    else:
+        repos = {k: v for b in snap_or_batches for k, v in b.repositories.items()}
+    return [
+        {
+            "repository": name,
+            "subject": subject,
+            "referrer": e["digest"],
+            "artifact_type": e.get("artifact_type") or "",
+            "found_by": e.get("found_by") or "",
+        }
+        for name, rec in sorted(repos.items())
+        for subject, entries in sorted((rec.get("referrers") or {}).items())
+        for e in entries
+    ]
 
 
 def backup_report(
@@ -86,23 +111,11 @@ def backup_report(
     else:
         rep.summary["objects written"] = len(written)
         rep.summary["bytes written"] = sum(written.values())
-    if pruned is not None:
-        rep.summary["snapshots kept"] = len(pruned.kept)
-        dry = " (dry run)" if pruned.dry_run else ""
-        rep.summary["snapshots pruned" + dry] = len(pruned.deleted_snapshots)
-        rep.summary["objects pruned" + dry] = pruned.deleted_objects
-        rep.summary["bytes pruned" + dry] = pruned.deleted_bytes
-        if pruned.sweep_skipped:
-            rep.note(f"prune: {pruned.sweep_skipped}")
-        for key, why in pruned.invalid:
-            rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+    _pruned_part(rep, pruned)
     if requests:
         rep.summary["registry requests"] = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
-    rep.add_table(
-        "repositories",
-        rows,
-        ["repository", "tags", "manifests", "indexes", "configs", "layers", "layer_bytes", "errors"],
-    )
+    rep.add_table("repositories", rows, REPOSITORY_COLUMNS)
+    _referrers_part(rep, snapshot, batches, rows)
     problems = [e for b in batches for e in b.errors]
     if problems:
         rep.add_table("problems", [{"problem": p} for p in problems])
@@ -123,6 +136,44 @@ def backup_report(
         rep.finish("dry-run" if dry_run else "ok")
     _backup_headline(rep, snapshot, would, written, pruned, problems, errs)
     return rep
+
+
+def _pruned_part(rep, pruned: PruneResult | None) -> None:
+    """What the retention prune did (or would do)."""
+    if pruned is None:
+        return
+    rep.summary["snapshots kept"] = len(pruned.kept)
+    dry = " (dry run)" if pruned.dry_run else ""
+    rep.summary["snapshots pruned" + dry] = len(pruned.deleted_snapshots)
+    rep.summary["objects pruned" + dry] = pruned.deleted_objects
+    rep.summary["bytes pruned" + dry] = pruned.deleted_bytes
+    if pruned.sweep_skipped:
+        rep.note(f"prune: {pruned.sweep_skipped}")
+    for key, why in pruned.invalid:
+        rep.note(f"ignored on the target (not a complete snapshot): {key}: {why}")
+
+
+REPOSITORY_COLUMNS = [
+    "repository",
+    "tags",
+    "manifests",
+    "referrers",
+    "indexes",
+    "configs",
+    "layers",
+    "layer_bytes",
+    "errors",
+]
+
+
+def _referrers_part(rep, snapshot: Snapshot | None, batches: list[BatchResult], rows: list[dict]) -> None:
+    """The referrers a backup recorded: counted apart, the registry's mode, one row each."""
+    rep.summary["referrers"] = sum(r["referrers"] for r in rows)
+    mode = (snapshot.data.get("referrers_mode") if snapshot else None) or next(
+        (b.referrers_mode for b in batches if b.referrers_mode), None
+    )
+    rep.summary["referrers mode"] = mode or "not asked"
+    rep.add_table("referrers", snapshot_referrer_rows(snapshot if snapshot else batches), REFERRER_COLUMNS)
 
 
 def _backup_headline(rep, snapshot, would, written, pruned, problems, errs) -> None:
@@ -191,6 +242,11 @@ def restore_report(
         rep.summary.update(result.summary())
         rows = sorted(result.rows, key=lambda r: (_RESTORE_ORDER.get(r.action, 1), r.repository, r.tag))
         rep.add_table("tags", [r.to_dict() for r in rows], RESTORE_COLUMNS, RESTORE_COLUMNS[:4])
+        rep.add_table(
+            "referrers",
+            result.referrers,
+            ["action", "repository", "subject", "referrer", "artifact_type", "found_by", "reason"],
+        )
         bad = result.failed
         if bad:
             rep.note(
@@ -231,6 +287,15 @@ def _restore_headline(rep, result: RestoreResult | None, errs: list[str]) -> Non
         rep.lead(
             f"Restored {s['restored']} and moved back {s['moved back']} of {s['tags in snapshot']} "
             f"tag(s) from snapshot {result.snapshot}; {s['already present']} already present."
+        )
+    n = s["referrers in snapshot"]
+    if n:
+        verb = "would re-create" if result.dry_run else "re-created"
+        done = s.get("referrers would restore", s.get("referrers restored", 0))
+        rep.lead(
+            f"Referrers: {n} in the snapshot ({s['untagged referrers (api)']} untagged, {verb} "
+            f"{done}, {s['referrers already present']} present; the others travel as tags); "
+            f"registry referrers mode: {s['referrers mode']}."
         )
     bad = result.failed
     if bad:

@@ -24,9 +24,17 @@ class RestoreRow:
     current: str = ""  # the digest the tag resolved to before, when moved
     missing_manifests: int = 0
     missing_blobs: int = 0
+    kind: str = "tag"  # "tag" | "referrer" (an untagged referrer, restored after its subject)
+    subject: str = ""  # referrer rows: the tagged image it belongs to, what it refers to,
+    parent: str = ""  # its artifact type, how it was found at backup time (api)
+    artifact_type: str = ""
+    found_by: str = ""
+    descriptor: dict = field(default_factory=dict, repr=False)  # what a fallback index lists
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("descriptor", None)
+        return d
 
 
 @dataclass
@@ -37,21 +45,28 @@ class RestoreResult:
     rows: list[RestoreRow] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    referrers: list[dict] = field(default_factory=list)  # every snapshot referrer, what happened
+    referrers_mode: str | None = None  # the registry's (client.referrers_mode)
 
     @property
     def failed(self) -> list[RestoreRow]:
         return [r for r in self.rows if r.action == ACTION_CANNOT]
 
+    @property
+    def tag_rows(self) -> list[RestoreRow]:
+        return [r for r in self.rows if r.kind == "tag"]
+
     def counts(self) -> Counter:
-        return Counter(r.action for r in self.rows)
+        return Counter(r.action for r in self.tag_rows)
 
     def summary(self) -> dict:
         c = self.counts()
+        tags = self.tag_rows
         s = {
             "snapshot": self.snapshot,
-            "tags in snapshot": len(self.rows),
-            "missing tags": sum(1 for r in self.rows if r.state == "missing"),
-            "moved tags": sum(1 for r in self.rows if r.state == "moved"),
+            "tags in snapshot": len(tags),
+            "missing tags": sum(1 for r in tags if r.state == "missing"),
+            "moved tags": sum(1 for r in tags if r.state == "moved"),
             "missing manifests": self.stats.get("missing_manifests", 0),
             "missing blobs": self.stats.get("missing_blobs", 0),
         }
@@ -70,9 +85,26 @@ class RestoreResult:
         if c.get(ACTION_LEFT_MOVED):
             s["left moved"] = c[ACTION_LEFT_MOVED]
         s["cannot restore"] = c.get(ACTION_CANNOT, 0)
+        s.update(self._referrer_summary())
         return s
+
+    def _referrer_summary(self) -> dict:
+        """Referrers counted apart from tags: all the snapshot recorded, and the untagged ones
+        (API-found) restore re-created after their subjects."""
+        rc = Counter(r.action for r in self.rows if r.kind == "referrer")
+        done = (ACTION_WOULD_RESTORE,) if self.dry_run else (ACTION_RESTORED,)
+        return {
+            "referrers mode": self.referrers_mode or "not asked",
+            "referrers in snapshot": len(self.referrers),
+            "untagged referrers (api)": sum(rc.values()),
+            ("referrers would restore" if self.dry_run else "referrers restored"): sum(rc[a] for a in done),
+            "referrers already present": rc.get(ACTION_PRESENT, 0),
+            "referrers cannot restore": rc.get(ACTION_CANNOT, 0),
+        }
 
     def merge(self, other: "RestoreResult") -> None:
         self.rows += other.rows
+        self.referrers += other.referrers
+        self.referrers_mode = self.referrers_mode or other.referrers_mode
         self.stats.update(other.stats)
         self.seconds += other.seconds

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from ..globs import select
 from ..oci import RegistryClient
+from .restore_referrers import referrer_report_rows
 from .restore_result import RestoreResult
 from .restore_steps import _Restorer
 from .snapshot import Snapshot, load_snapshot
@@ -36,8 +37,8 @@ def restore_batch(
     ``restore_moved=False`` leaves tags that now point elsewhere as they are."""
     t0 = time.perf_counter()
     r = _Restorer(client, store, snap, dry_run, blob_source, concurrency or client.concurrency, restore_moved)
-    rows = r.run(list(repositories))
-    rows.sort(key=lambda x: (x.repository, x.tag))
+    rows = r.run_with_referrers(list(repositories))
+    rows.sort(key=lambda x: (x.repository, x.kind != "tag", x.tag))
     return RestoreResult(
         snapshot=snap.id,
         registry=client.name,
@@ -45,6 +46,8 @@ def restore_batch(
         rows=rows,
         stats=r.stats,
         seconds=time.perf_counter() - t0,
+        referrers=referrer_report_rows(snap, list(repositories), rows),
+        referrers_mode=client.referrers_mode,
     )
 
 

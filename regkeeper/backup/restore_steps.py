@@ -19,6 +19,7 @@ from ..errors import NotFoundError
 from ..oci import RegistryClient
 from ..util import scrub
 from .restore_blobs import BlobSupply
+from .restore_referrers import restore_referrers
 from .restore_result import (
     ACTION_CANNOT,
     ACTION_LEFT_MOVED,
@@ -93,6 +94,11 @@ class _Restorer(SnapshotReader):
         self._put_tags(todo, put_failed)
         self._verify(todo)
         return list(rows.values())
+
+    def run_with_referrers(self, repos: list[str]) -> list[RestoreRow]:
+        """The tags, then the untagged referrers recorded for them (``restore_referrers``)."""
+        rows = self.run(repos)
+        return rows + restore_referrers(self, repos, rows)
 
     def _diff(self, repos: list[str]) -> dict[tuple[str, str], RestoreRow]:
         """1. the diff: current tags, and what each snapshot tag resolves to now."""

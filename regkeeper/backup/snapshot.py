@@ -17,7 +17,8 @@ from datetime import datetime
 from ..util import bounded_map, succeeded, utcnow
 from .store import BackupError, ObjectMissing, ObjectStore
 
-FORMAT = "regkeeper-backup/1"
+FORMAT = "regkeeper-backup/2"  # /2: repositories[].referrers (see referrers.py)
+FORMATS = ("regkeeper-backup/1", FORMAT)  # what restore reads: /1 has no referrers field
 
 _SNAP_KEY_RE = re.compile(r"^snapshots/([^/]+)/([^/]+)\.json$")
 _ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
@@ -71,7 +72,7 @@ def unseal(raw: bytes) -> tuple[dict | None, str | None]:
     body = {k: v for k, v in doc.items() if k != "checksum"}
     if "sha256:" + hashlib.sha256(_canonical(body)).hexdigest() != checksum:
         return None, "checksum mismatch"
-    if doc.get("format") != FORMAT:
+    if doc.get("format") not in FORMATS:
         return None, f"unknown format {doc.get('format')!r}"
     if doc.get("complete") is not True:
         return None, "not marked complete"
@@ -109,6 +110,10 @@ class Snapshot:
 
     def tags(self, repo: str) -> dict[str, str]:
         return (self.repositories.get(repo) or {}).get("tags") or {}
+
+    def referrers(self, repo: str) -> dict[str, list[dict]]:
+        """subject -> its referrers (``backup/referrers.py``); empty in a /1 snapshot."""
+        return (self.repositories.get(repo) or {}).get("referrers") or {}
 
 
 @dataclass

@@ -18,6 +18,7 @@ transport (its retry decision, errors naming the registry, call and status).
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from .transport import RegistryTransport, next_link
 
 ReferrersMode = Literal["api", "tag-schema"]
 MAX_REFERRER_PAGES = 100
+REFERRER_DEPTH = 2  # referrers, and referrers of referrers (a signed SBOM)
 
 
 def fallback_tag(subject: str) -> str:
@@ -98,6 +100,10 @@ class ReferrersReader(RegistryTransport):
                 break
             resp = self.request("GET", path, repo=repo, allow_404=True, read=_read_page)
             status, body, headers = resp
+            if status == 404 and _repository_unknown(body):
+                # the route exists (an OCI error body): a repository not created yet
+                self._set_mode("api")
+                return Referrers(subject, "api", tuple(out))
             if status == 404:
                 if self._referrers_mode is None and not out:
                     self._set_mode("tag-schema")
@@ -115,6 +121,14 @@ class ReferrersReader(RegistryTransport):
         if artifact_type and not filtered:
             out = [d for d in out if d.artifact_type == artifact_type]
         return Referrers(subject, "api", tuple(out))
+
+    def detect_referrers_mode(self, repo: str, subject: str) -> ReferrersMode:
+        """The registry's referrers mode, asking the API once (one GET) when not known yet;
+        unlike ``referrers`` it never reads the fallback tag."""
+        if self._referrers_mode is None:
+            if self._api_referrers(repo, subject, None) is None:
+                self._set_mode("tag-schema")
+        return self._referrers_mode or "tag-schema"
 
     def _set_mode(self, mode: ReferrersMode) -> None:
         with self._mode_lock:
@@ -166,9 +180,72 @@ class ReferrersReader(RegistryTransport):
         return before, self.put_manifest(repo, fallback_tag(subject), index_bytes(keep), OCI_INDEX)
 
 
+def descriptor_dict(d: Descriptor) -> dict:
+    """A referrer's descriptor as index JSON (what the fallback index lists)."""
+    out: dict = {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+    if d.artifact_type:
+        out["artifactType"] = d.artifact_type
+    if d.annotations:
+        out["annotations"] = d.annotations
+    return out
+
+
+def _repository_unknown(body: object) -> bool:
+    """A 404 answered with an OCI error body (NAME_UNKNOWN...): the referrers route exists,
+    the repository does not (a registry without the API answers a plain 'page not found')."""
+    errs = body.get("errors") if isinstance(body, dict) else None
+    codes = {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
+    return bool(codes & {"NAME_UNKNOWN", "MANIFEST_UNKNOWN"})
+
+
+Found = tuple[str, str, Descriptor, int, str]  # (subject, parent, Descriptor, level, found_by)
+
+
+def walk_referrers(
+    client: "ReferrersReader",
+    repo: str,
+    subjects: list[str],
+    workers: int,
+    ask: Callable[[str], bool] | None = None,
+    errors: list[tuple[str, str]] | None = None,
+) -> list[Found]:
+    """Every referrer of ``subjects`` in ``repo``, ``REFERRER_DEPTH`` levels deep, through
+    ``client.referrers`` (the API, else the fallback index). ``ask(parent)``: False skips the
+    request (e.g. no fallback tag listed). A read failure is appended to ``errors``
+    ((subject, why)) when given, else raised."""
+    out: list[Found] = []
+    seen = set(subjects)
+    frontier = [(s, s) for s in subjects]
+    for level in range(1, REFERRER_DEPTH + 1):
+        frontier = [f for f in frontier if ask is None or ask(f[1])]
+        if not frontier:
+            break
+        nxt = []
+        for (subject, parent), res, err in client.map(
+            lambda it: client.referrers(repo, it[1]), frontier, workers
+        ):
+            if err is not None or res is None:
+                if errors is None:
+                    raise err or RegistryError(f"referrers of {parent}: no answer")
+                errors.append((subject, f"referrers of {parent[:19]} unreadable: {err}"))
+                continue
+            for d in res.descriptors:
+                if d.digest in seen:
+                    continue
+                seen.add(d.digest)
+                out.append((subject, parent, d, level, res.found_by))
+                nxt.append((subject, d.digest))
+        frontier = nxt
+    return out
+
+
 def _read_page(resp: requests.Response) -> tuple[int, object, dict]:
     if resp.status_code == 404:
-        return 404, None, dict(resp.headers)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return 404, body, dict(resp.headers)
     return resp.status_code, parse_json(resp.content), dict(resp.headers)
 
 

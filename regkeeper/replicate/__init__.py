@@ -8,6 +8,9 @@ Where each concern lives:
 - ``plan_model.py`` the plan's data: ``TagCopy``, ``RepoPlan``, ``ReplicationPlan``
 - ``plan.py``       ``plan_replication``: tags lists, HEADs, per-repository decisions; merge_plans
 - ``execute.py``    ``Replicator``: copy phases, manifest closure and tag PUT, one reason per failed item
+- ``referrers.py``  referrers with their subjects: the API-listed ones planned and copied after
+                    the subject (into the target's ``sha256-<hex>`` index where it has no API),
+                    deleted with an extraneous subject, read back
 - ``blobs.py``      blob memory around the one blob transfer (``oci/transfer.py``): known
                     locations, mount hints across runs, blobs that failed this run
 - ``delete.py``     deleteExtraneous: the one cap with the rule's maxDeleteFraction, the

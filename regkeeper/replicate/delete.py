@@ -6,7 +6,8 @@
 - ``extraneous_references``: what each extraneous target digest references in its repository
   (signature tag subjects, OCI ``subject``, index children), read while planning, so the delete
   path can order deletes without a full inventory (referencing manifests first).
-- ``delete_extraneous``: the plan's extraneous digests through ``prune.delete.delete_manifests``
+- ``delete_extraneous``: the plan's extraneous digests, and the referrers of those digests on
+  the target (part of their subject: deleted before it; not counted by the cap), through ``prune.delete.delete_manifests``
   (reference-depth order, 404 = already gone, 405 stops everything, every repository's tags
   re-read just before deleting); ``record_deletes`` writes the outcome per tag into each
   ``RepoResult`` (deleted / already gone / skipped because changed since the plan / failed).
@@ -102,6 +103,11 @@ def delete_extraneous(
         items += [(p.target_repo, d) for d in sorted({d for _, d in p.extraneous})]
         references.update({(p.target_repo, d): refs for d, refs in p.references.items()})
         recheck[p.target_repo] = {t for t, _ in p.extraneous}
+        # a referrer is part of its subject: deleted with it, before it
+        for _subject, parent, d in p.extraneous_referrers:
+            if (p.target_repo, d) not in references:
+                items.append((p.target_repo, d))
+            references.setdefault((p.target_repo, d), []).append(parent)
     if not items:
         return DeleteResult()
     return delete_manifests(dst, items, references=references, max_workers=max_workers, recheck=recheck)
@@ -127,6 +133,13 @@ def record_deletes(plans: list[RepoPlan], results: Mapping[str, RepoResult], res
     failed = {(repo, d): why for repo, d, why in res.failed}
     for p in deletable_plans(plans):
         r = results[p.source_repo]
+        for subject, _parent, digest in p.extraneous_referrers:
+            key = (p.target_repo, digest)
+            if key in deleted or key in gone:
+                r.referrers_deleted.append((subject, digest))
+            elif p.target_repo not in skipped:
+                why = failed.get(key, "not attempted")
+                r.delete_failed.append((f"(referrer {digest[:19]} of {subject[:19]})", why))
         for tag, digest in p.extraneous:
             key = (p.target_repo, digest)
             if p.target_repo in skipped:

@@ -37,7 +37,9 @@ def extraneous_tags(
     so a tag is deletable only when its digest is not needed by anything that stays: a target
     tag that stays, a source tag being replicated (same digest), a child of a staying or
     replicated index (``children_of(digest)`` lists an index's children; it is asked only about
-    staying digests), or the subject of a signature tag that stays.
+    staying digests), or the subject of a signature tag that stays. A signature / referrers
+    tag whose subject stays is never deletable: a referrer is part of its subject (the source
+    with the API has no ``sha256-<hex>`` tag for a replica's index built from its list).
     """
     in_scope_plain = {t for t in target if not signature_subject(t) and tag_matches(t, tag_filter)}
     scope_digests = {target[t] for t in in_scope_plain}
@@ -66,8 +68,11 @@ def extraneous_tags(
     deletable, kept = [], []
     for t in sorted(candidates):
         d = candidates[t]
+        s = signature_subject(t)
         if d in needed:
             kept.append((t, needed[d]))
+        elif s and s[0] in needed:  # a referrer is part of its subject: it stays with it
+            kept.append((t, f"{s[1]} of kept subject {s[0][:19]}"))
         else:
             deletable.append((t, d))
     return deletable, kept, len(scope)

@@ -24,6 +24,7 @@ from ..oci.transfer import CHUNK_SIZE, MONOLITHIC_MAX, BlobTransfer
 from ..retry import RetryPolicy
 from .blobs import BlobCopy, _SourceVanished
 from .plan_model import RepoPlan, TagCopy
+from .referrers import referrer_jobs, tagged_referrers
 from .result import RepoResult, new_result
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Replicator(BlobCopy):
             )
         return confirmed
 
-    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> bool:
+    def copy_tag(self, plan: RepoPlan, item: TagCopy, acc: Counter, carried: list | None = None) -> bool:
         """One item: the tag's closure, then the tag itself with the exact source bytes. True
         when the target confirmed the tag's digest in its answer to the PUT.
 
@@ -175,13 +176,17 @@ class Replicator(BlobCopy):
         confirmed = self._put(plan.target_repo, item.tag, m, acc)
         with self._glock:
             self._manifests.add((plan.target_repo, m.digest))
+        if sig and carried is not None:  # the referrers this tag carried, for the report
+            carried += tagged_referrers(item.tag, m)
         return confirmed
 
-    def _copy_item(self, plan: RepoPlan, item: TagCopy, acc: Counter) -> str | None:
+    def _copy_item(
+        self, plan: RepoPlan, item: TagCopy, acc: Counter, carried: list | None = None
+    ) -> str | None:
         """None when copied; else why not (``vanished: ...`` when gone from the source).
         ``acc["unconfirmed"]``: the target gave no digest for the tag PUT (read it back)."""
         try:
-            if not self.copy_tag(plan, item, acc):
+            if not self.copy_tag(plan, item, acc, carried):
                 acc["unconfirmed"] += 1
             return None
         except _SourceVanished as e:
@@ -214,13 +219,14 @@ class Replicator(BlobCopy):
         """Copy every planned tag of several repositories through one bounded pool.
 
         Ordinary tags first, then signature tags (a signature whose subject failed here fails
-        too, naming the subject). A repository whose plan has errors is not touched."""
+        too, naming the subject), then the untagged referrers the source API listed, after
+        their subjects (``referrers.py``). A repository whose plan has errors is not touched."""
         results = {id(p): new_result(p) for p in plans}
         for p in plans:
             if p.scope_tags == 0 and not p.in_sync and not p.extraneous:
                 self._fresh.add(p.target_repo)
         t0 = time.perf_counter()
-        failed_digests: dict[str, set[str]] = {}
+        failed: dict[str, set[str]] = {}  # source repo -> digests that failed this run
         lock = threading.Lock()
         phase1, phase2 = [], []
         for p in plans:
@@ -231,33 +237,9 @@ class Replicator(BlobCopy):
             phase2 += [(p, c) for c in b]
 
         def run(job: tuple[RepoPlan, TagCopy]) -> None:
-            p, c = job
-            res = results[id(p)]
-            s = signature_subject(c.tag)
-            if s:
-                with lock:
-                    bad = s[0] in failed_digests.get(p.source_repo, set())
-                if bad:
-                    with lock:
-                        res.failed.append((c.tag, f"subject {s[0][:19]} was not replicated in this run"))
-                    return
-            acc: Counter = Counter()
-            with self._slots:
-                reason = self._copy_item(p, c, acc)
-            unconfirmed = acc.pop("unconfirmed", 0)
-            with lock:
-                for k, v in acc.items():
-                    setattr(res, k, getattr(res, k) + v)
-                if reason is None:
-                    res.copied.append(c.tag)
-                    if not unconfirmed:
-                        res.confirmed.append(c.tag)
-                elif reason.startswith("vanished: "):
-                    res.vanished.append(c.tag)
-                else:
-                    res.failed.append((c.tag, reason))
-                    failed_digests.setdefault(p.source_repo, set()).add(c.digest)
+            reason = self._run_item(job, results[id(job[0])], failed, lock)
             if progress:
+                p, c = job
                 progress(f"{p.source_repo}:{c.tag} {'copied' if reason is None else 'failed'}")
 
         for phase in (phase1, phase2):
@@ -268,6 +250,7 @@ class Replicator(BlobCopy):
                     p, c = job
                     with lock:
                         results[id(p)].failed.append((c.tag, f"{type(err).__name__}: {err}"))
+        self._copy_referrers(plans, results, failed, lock)
         if self.remote:  # what this copy learned is seen by no other process: keep the hints
             self.save_hints()
         elapsed = round(time.perf_counter() - t0, 3)
@@ -280,6 +263,94 @@ class Replicator(BlobCopy):
             r.seconds = elapsed
             out.append(r)
         return out
+
+    def _run_item(self, job: tuple[RepoPlan, TagCopy], res: RepoResult, failed: dict, lock) -> str | None:
+        """One tag of ``copy`` (None when copied, else why not): skipped when its signature's
+        subject failed this run."""
+        p, c = job
+        s = signature_subject(c.tag)
+        if s:
+            with lock:
+                bad = s[0] in failed.get(p.source_repo, set())
+            if bad:
+                with lock:
+                    res.failed.append((c.tag, f"subject {s[0][:19]} was not replicated in this run"))
+                return "subject failed"
+        acc: Counter = Counter()
+        carried: list = []
+        with self._slots:
+            reason = self._copy_item(p, c, acc, carried)
+        unconfirmed = acc.pop("unconfirmed", 0)
+        with lock:
+            for k, v in acc.items():
+                setattr(res, k, getattr(res, k) + v)
+            if reason is None:
+                res.referrers_copied += carried
+                res.copied.append(c.tag)
+                if not unconfirmed:
+                    res.confirmed.append(c.tag)
+            elif reason.startswith("vanished: "):
+                res.vanished.append(c.tag)
+            else:
+                res.failed.append((c.tag, reason))
+                failed.setdefault(p.source_repo, set()).add(c.digest)
+        return reason
+
+    def _copy_referrers(self, plans: list[RepoPlan], results: dict, failed: dict, lock) -> None:
+        """The untagged referrers (one job per subject, parents first): the exact source
+        bytes PUT by digest after their closure; on a target without the API, their
+        descriptors then added to the subject's ``sha256-<hex>`` index."""
+
+        def run(job) -> None:
+            p, subject, items = job
+            res = results[id(p)]
+            with lock:
+                bad = subject in failed.get(p.source_repo, set())
+            acc: Counter = Counter()
+            done, why = [], {}
+            with self._slots:
+                for r in items:
+                    if bad or r.parent in why:
+                        why[r.digest] = f"its subject {r.parent[:19]} was not replicated in this run"
+                        continue
+                    try:
+                        with self._glock:  # e.g. an entry of a fallback index copied in phase 2
+                            there = (p.target_repo, r.digest) in self._manifests
+                        if not there:
+                            m = self._source_manifest(p.source_repo, r.digest)
+                            self._ensure_closure(p.source_repo, p.target_repo, m, acc)
+                            self._put(p.target_repo, r.digest, m, acc)
+                            with self._glock:
+                                self._manifests.add((p.target_repo, r.digest))
+                        done.append(r)
+                    except Exception as e:  # noqa: BLE001 - one referrer never stops the others
+                        why[r.digest] = str(e) or type(e).__name__
+                if p.fallback_update and done:
+                    self._add_to_fallback(p, done, why)
+            acc.pop("unconfirmed", None)
+            with lock:
+                for k, v in acc.items():
+                    setattr(res, k, getattr(res, k) + v)
+                res.referrers_copied += [
+                    (subject, r.digest, r.artifact_type, r.found_by) for r in done if r.digest not in why
+                ]
+                res.referrers_failed += sorted(why.items())
+
+        for job, _, err in self.dst.map(run, referrer_jobs(plans), self.concurrency):
+            if err is not None:  # defensive: run() records its own failures
+                with lock:
+                    results[id(job[0])].referrers_failed += [(r.digest, str(err)) for r in job[2]]
+
+    def _add_to_fallback(self, p: RepoPlan, done: list, why: dict) -> None:
+        """Add what was PUT to each parent's ``sha256-<hex>`` index on the target."""
+        by_parent: dict[str, list] = {}
+        for r in done:
+            by_parent.setdefault(r.parent, []).append(r)
+        for parent, rs in by_parent.items():
+            try:
+                self.dst.update_fallback_index(p.target_repo, parent, add=tuple(r.descriptor for r in rs))
+            except Exception as e:  # noqa: BLE001 - reported per referrer
+                why.update({r.digest: f"fallback index {parent[:19]} not updated: {e}" for r in rs})
 
 
 def _rebuilt(src: RegistryClient, dst: RegistryClient, recipe: dict, where: dict) -> Replicator:

@@ -20,6 +20,7 @@ from ..oci import RegistryClient
 from .delete import extraneous_references
 from .diff import diff_tags, extraneous_tags
 from .plan_model import ReplicationPlan, RepoPlan
+from .referrers import detect_modes, drop_fallback_tags, extraneous_referrers, plan_referrers
 from .scope import scope_repositories, select_tags, tag_matches, target_repository
 
 PREFETCH_MAX = 20_000  # source manifests a plan keeps in memory for the copy
@@ -37,6 +38,7 @@ class _Scan:
     dst_dig: dict[str, dict[str, str]] = field(default_factory=dict)  # target repo -> tag -> digest
     src_types: dict[tuple[str, str], str] = field(default_factory=dict)  # (source repo, tag) -> type
     types: dict[str, str] = field(default_factory=dict)  # digest -> media type, HEADs on either side
+    modes: tuple[str | None, str | None] = (None, None)  # referrers mode: (source, target)
 
     def __post_init__(self):
         self.by_target = {rp.target_repo: rp for rp in self.plans.values()}
@@ -81,6 +83,8 @@ def plan_replication(
     scan = _Scan(_repo_plans(rule, repositories, removed))
     _read_tags_lists(src, dst, scan, workers)  # 1. tags lists, both sides
     _read_digests(src, dst, scan, _digest_jobs(rule, scan), workers)  # 2. digests
+    scan.modes = detect_modes(src, dst, scan)
+    plan.source_referrers_mode, plan.target_referrers_mode = scan.modes
     for rp in scan.plans.values():  # 3. select, diff, extraneous
         if not rp.errors:
             _decide(src, dst, rule, rp, scan)
@@ -232,6 +236,7 @@ def _decide(
     r = rp.source_repo
     stags = scan.src_dig.get(r, {})
     selected = select_tags(stags, rule.tags, _children_lookup(scan.types, [(src, r)], False)) if stags else {}
+    selected = drop_fallback_tags(selected, *scan.modes)
     dtags = scan.dst_dig.get(rp.target_repo, {})
     rp.to_copy, rp.in_sync = diff_tags(selected, dtags)
     for c in rp.to_copy:
@@ -248,17 +253,20 @@ def _decide(
         except RegistryError as e:
             rp.errors.append(f"an index on the target is unreadable, so no deletes in this repository: {e}")
             rp.extraneous, rp.kept_extraneous = [], []
+    listed = scan.dst_tags.get(rp.target_repo, [])
+    plan_referrers(src, dst, rp, selected, listed, scan.modes, rule.concurrency)
     if rp.extraneous:  # what each deleted manifest references: the delete order
         try:
             rp.references = extraneous_references(
                 dst, rp.target_repo, rp.extraneous, scan.types, rule.concurrency
             )
+            rp.extraneous_referrers = extraneous_referrers(dst, rp, listed, scan.modes[1], rule.concurrency)
         except (RegistryError, ValueError) as e:
             rp.no_deletes = (
                 f"a target manifest planned for deletion is unreadable ({e}), so the "
                 "delete order is unknown: no deletes in this repository"
             )
-            rp.extraneous = []
+            rp.extraneous, rp.extraneous_referrers = [], []
 
 
 def merge_plans(
@@ -279,6 +287,8 @@ def merge_plans(
     )
     stats: Counter = Counter()
     for p in parts:
+        plan.source_referrers_mode = plan.source_referrers_mode or p.source_referrers_mode
+        plan.target_referrers_mode = plan.target_referrers_mode or p.target_referrers_mode
         plan.repositories += p.repositories
         plan.errors += p.errors
         stats["seconds"] += p.stats.get("seconds", 0)

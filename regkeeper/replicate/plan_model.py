@@ -41,6 +41,12 @@ class RepoPlan:
     # source manifests fetched while planning (tags the target lacks: the copy needs the bytes
     # anyway, so the plan GETs them instead of a HEAD); digest -> Manifest
     prefetched: dict = field(default_factory=dict, repr=False)
+    # referrers the source API lists that the target does not (referrers.py: ReferrerCopy)
+    referrers: list = field(default_factory=list)
+    referrers_in_sync: int = 0  # API-listed referrers the target already lists
+    fallback_update: bool = False  # the target has no API: add copied referrers to its index
+    # (subject, parent, digest) of target referrers deleted with an extraneous subject
+    extraneous_referrers: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def lag(self) -> int:
@@ -66,6 +72,13 @@ class ReplicationPlan:
     repositories: list[RepoPlan] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # planning problems outside one repo
     stats: dict = field(default_factory=dict)
+    source_referrers_mode: str | None = None  # "api" | "tag-schema" (client.referrers_mode)
+    target_referrers_mode: str | None = None
+
+    @property
+    def referrers(self) -> int:
+        """Untagged (API-listed) referrers to copy."""
+        return sum(len(r.referrers) for r in self.repositories)
 
     @property
     def lag(self) -> int:
@@ -104,6 +117,18 @@ class ReplicationPlan:
                         "reason": c.reason,
                         "digest": c.digest,
                         "target_digest": c.target_digest or "",
+                    }
+                )
+            for ref in r.referrers:
+                out.append(
+                    {
+                        "repository": r.source_repo,
+                        "target_repository": r.target_repo,
+                        "tag": f"(referrer of {ref.parent[:19]})",
+                        "action": "copy referrer",
+                        "reason": f"{ref.artifact_type or 'artifact'}, found by {ref.found_by}",
+                        "digest": ref.digest,
+                        "target_digest": "",
                     }
                 )
             for t, d in r.extraneous:

@@ -12,7 +12,8 @@ def summary_line(result: ReplicationResult) -> str:
     t = result.totals()
     return (
         f"{result.plan.rule} -> {result.plan.target}: {t['copied']} copied, {t['skipped']} in sync, "
-        f"{t['failed']} failed, {t['deleted']} deleted, lag {t['lag']}, uploaded "
+        f"{t['failed']} failed, {t['deleted']} deleted, {t['referrers_copied']} referrers copied, "
+        f"lag {t['lag']}, uploaded "
         f"{human_bytes(t['bytes_uploaded'])}, mounted {human_bytes(t['bytes_mounted'])} "
         f"in {t['seconds']}s"
     )
@@ -71,6 +72,7 @@ def build_report(
             result.delete_rows(),
             columns=["repository", "target_repository", "tag", "digest", "outcome", "reason"],
         )
+    rep.add_table("referrers", referrer_rows(result), columns=_REFERRER_COLUMNS)
     rep.add_table(
         "plan",
         sorted(plan.rows(), key=lambda r: (r["action"] == "keep", r["repository"], r["tag"])),
@@ -89,7 +91,8 @@ def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str
     t = result.totals()
     plan = result.plan
     if result.dry_run:
-        rep.lead(f"Would copy {plan.to_copy} tag(s) to {target}; {plan.in_sync} already in sync.")
+        more = f" and {plan.referrers} untagged referrer(s)" if plan.referrers else ""
+        rep.lead(f"Would copy {plan.to_copy} tag(s){more} to {target}; {plan.in_sync} already in sync.")
         if rule.delete_extraneous and plan.extraneous:
             rep.lead(f"Would delete {plan.extraneous} tag(s) on {target} that the source no longer has.")
     else:
@@ -98,6 +101,12 @@ def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str
             f"({human_bytes(t['bytes_uploaded'])} uploaded); {t['skipped']} already in sync; "
             f"lag now {t['lag']} tag(s)."
         )
+        if t["referrers_copied"] or t["referrers_failed"]:
+            rep.lead(
+                f"Referrers copied with their subjects: {t['referrers_copied']} "
+                f"({t['referrers_failed']} failed); source {_mode(plan.source_referrers_mode)}, "
+                f"target {_mode(plan.target_referrers_mode)}."
+            )
         if rule.delete_extraneous and (t["deleted"] or plan.extraneous):
             rep.lead(f"Deleted {t['deleted']} of {plan.extraneous} extraneous tag(s) on {target}.")
     failed = result.failed_items
@@ -128,6 +137,14 @@ def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:
         rep.summary["deleted"] = t["deleted"]
         rep.summary["already gone"] = t["already_gone"]
         rep.summary["delete skipped (changed since plan)"] = t["delete_skipped"]
+    rep.summary["referrers mode (source)"] = _mode(plan.source_referrers_mode)
+    rep.summary["referrers mode (target)"] = _mode(plan.target_referrers_mode)
+    rep.summary["referrers to copy (plan, untagged)"] = plan.referrers
+    rep.summary["referrers copied"] = t["referrers_copied"]
+    rep.summary["referrers in sync"] = t["referrers_in_sync"]
+    rep.summary["referrers failed"] = t["referrers_failed"]
+    if rule.delete_extraneous:
+        rep.summary["referrers deleted (with their subject)"] = t["referrers_deleted"]
     rep.summary["bytes uploaded"] = t["bytes_uploaded"]
     rep.summary["bytes mounted"] = t["bytes_mounted"]
     rep.summary["blobs uploaded"] = t["blobs_uploaded"]
@@ -171,6 +188,59 @@ def _note(rep, result: ReplicationResult, rule: ReplicationRule, error: str | No
         )
 
 
+def _mode(mode: str | None) -> str:
+    return {"api": "referrers API", "tag-schema": "sha256-<hex> tag schema (no referrers API)"}.get(
+        mode or "", "not asked"
+    )
+
+
+def referrer_rows(result: ReplicationResult) -> list[dict]:
+    """One row per referrer carried, failed or deleted: by subject, with its artifact type and
+    how it was found (api, tag-schema, cosign-tag)."""
+    rows = []
+    for r in result.repositories:
+        base = {"repository": r.source_repo, "target_repository": r.target_repo}
+        for subject, digest, atype, found_by in r.referrers_copied:
+            rows.append(
+                dict(
+                    base,
+                    subject=subject,
+                    referrer=digest,
+                    artifact_type=atype,
+                    found_by=found_by,
+                    outcome="copied",
+                )
+            )
+        for digest, why in r.referrers_failed:
+            rows.append(
+                dict(
+                    base, subject="", referrer=digest, artifact_type="", found_by="", outcome=f"failed: {why}"
+                )
+            )
+        for subject, digest in r.referrers_deleted:
+            rows.append(
+                dict(
+                    base,
+                    subject=subject,
+                    referrer=digest,
+                    artifact_type="",
+                    found_by="",
+                    outcome="deleted with its subject",
+                )
+            )
+    return sorted(rows, key=lambda x: (x["repository"], x["subject"], x["referrer"]))
+
+
+_REFERRER_COLUMNS = [
+    "repository",
+    "subject",
+    "referrer",
+    "artifact_type",
+    "found_by",
+    "outcome",
+    "target_repository",
+]
+
 _REPO_COLUMNS = [
     "repository",
     "target_repository",
@@ -189,5 +259,8 @@ _REPO_COLUMNS = [
     "blobs_mounted",
     "blobs_present",
     "retries",
+    "referrers_copied",
+    "referrers_in_sync",
+    "referrers_failed",
     "errors",
 ]

@@ -32,6 +32,12 @@ class RepoResult:
     lag_before: int = 0
     errors: list[str] = field(default_factory=list)  # repository-level problems
     seconds: float = 0.0
+    # referrers carried to the target: (subject, digest, artifact type, found by: api |
+    # tag-schema | cosign-tag); failed: (digest, reason); deleted with their subject
+    referrers_copied: list[tuple[str, str, str, str]] = field(default_factory=list)
+    referrers_failed: list[tuple[str, str]] = field(default_factory=list)
+    referrers_deleted: list[tuple[str, str]] = field(default_factory=list)  # (subject, digest)
+    referrers_in_sync: int = 0
 
     @property
     def lag_after(self) -> int:
@@ -40,7 +46,7 @@ class RepoResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.delete_failed and not self.errors
+        return not self.failed and not self.delete_failed and not self.errors and not self.referrers_failed
 
     def row(self) -> dict:
         return {
@@ -61,6 +67,9 @@ class RepoResult:
             "blobs_mounted": self.blobs_mounted,
             "blobs_present": self.blobs_present,
             "retries": self.retries,
+            "referrers_copied": len(self.referrers_copied),
+            "referrers_in_sync": self.referrers_in_sync,
+            "referrers_failed": len(self.referrers_failed),
             "errors": "; ".join(self.errors + [f"{t}: {r}" for t, r in self.failed][:5]),
         }
 
@@ -74,6 +83,7 @@ def new_result(p: RepoPlan) -> RepoResult:
         lag_before=p.lag,
         errors=list(p.errors),
         failed=list(p.unresolved),
+        referrers_in_sync=p.referrers_in_sync,
     )
 
 
@@ -94,6 +104,7 @@ class ReplicationResult:
         for r in self.repositories:
             out += [(r.source_repo, t, why) for t, why in r.failed]
             out += [(r.source_repo, t, f"delete failed: {why}") for t, why in r.delete_failed]
+            out += [(r.source_repo, f"referrer {d[:19]}", why) for d, why in r.referrers_failed]
             out += [(r.source_repo, "*", e) for e in r.errors]
         out += [("*", "*", e) for e in self.plan.errors]
         return out
@@ -112,6 +123,16 @@ class ReplicationResult:
                 dict(base, tag=t, digest="", outcome="skipped", reason=why) for t, why in r.delete_skipped
             ]
             out += [dict(base, tag=t, digest="", outcome="failed", reason=why) for t, why in r.delete_failed]
+            out += [
+                dict(
+                    base,
+                    tag=f"(referrer of {s[:19]})",
+                    digest=d,
+                    outcome="deleted",
+                    reason="with its subject",
+                )
+                for s, d in r.referrers_deleted
+            ]
         return out
 
     @property
@@ -136,6 +157,10 @@ class ReplicationResult:
             "delete_skipped": sum(len(r.delete_skipped) for r in rs),
             "lag_before": self.plan.lag,
             "lag": sum(r.lag_after for r in rs) if not self.dry_run else self.plan.lag,
+            "referrers_copied": sum(len(r.referrers_copied) for r in rs),
+            "referrers_in_sync": sum(r.referrers_in_sync for r in rs),
+            "referrers_failed": sum(len(r.referrers_failed) for r in rs),
+            "referrers_deleted": sum(len(r.referrers_deleted) for r in rs),
             "bytes_uploaded": sum(r.bytes_uploaded for r in rs),
             "bytes_mounted": sum(r.bytes_mounted for r in rs),
             "blobs_uploaded": sum(r.blobs_uploaded for r in rs),

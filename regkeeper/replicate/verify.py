@@ -2,11 +2,14 @@
 with the source digest is HEADed on the target and its digest compared with the source digest (a
 copied image must be byte-identical); a mismatch turns the tag into a failed item. A tag the
 target confirmed (Docker-Content-Digest equal to the digest of the bytes PUT, checked by
-``put_manifest``) is not read again: that answer is the read-back.
+``put_manifest``) is not read again: that answer is the read-back. Every untagged referrer
+copied this run must be listed by the target's discovery (the API, else its ``sha256-<hex>``
+index): ``referrers.verify_referrers``.
 """
 
 from ..oci import RegistryClient
 from .plan_model import RepoPlan
+from .referrers import verify_referrers
 from .result import RepoResult
 
 
@@ -40,4 +43,7 @@ def verify_copied(
         res.copied.remove(tag)
         res.failed.append((tag, why))
         problems.append((p.source_repo, tag, why))
+    # the referrers copied this run: listed by the target's discovery (one read per subject)
+    for repo, digest, why in verify_referrers(dst, plans, results, concurrency):
+        problems.append((repo, f"referrer {digest[:19]}", why))
     return problems

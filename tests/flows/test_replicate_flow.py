@@ -272,3 +272,32 @@ def test_flow_persistent_503_costs_exactly_the_transport_attempts(regs, tmp_path
             replicate(config_path=str(cfg))
         assert "HTTP 503" in str(ei.value) and "after 2 attempts" in str(ei.value)
         assert len([r for r in sproxy.requests if r.path.startswith("/v2/_catalog")]) == 2
+
+
+def test_flow_carries_untagged_referrers_to_a_registry_without_the_api(
+    referrers_registry_factory, registry_factory, tmp_path
+):
+    """Through Prefect: an SBOM the source's referrers API lists (untagged) is copied after its
+    image, listed in the sha256-<hex> index the flow writes on distribution 2.8, read back by the
+    verify step, and reported with both registries' referrers modes; the next run copies nothing."""
+    from flows.replicate import replicate
+
+    src, dst = referrers_registry_factory(), registry_factory()
+    img = images.push_image(src.url, "svc/signed", "v1", media="oci", seed="flow-referrers")
+    sbom = images.push_referrer(src.url, "svc/signed", img.descriptor, fallback_tag=False)
+    cfg = write_config(tmp_path, src.url, dst.url)
+
+    out = replicate(config_path=str(cfg))
+    assert out["status"] == "ok" and out["summary"]["referrers copied"] == 1
+    summary = report_json(tmp_path)[-1]["summary"]
+    assert summary["referrers mode (source)"] == "referrers API"
+    assert summary["referrers mode (target)"].startswith("sha256-<hex> tag schema")
+    index = json.loads(images.get_manifest(dst.url, "eu/svc/signed", img.digest.replace(":", "-"))[0])
+    assert [m["digest"] for m in index["manifests"]] == [sbom.digest]
+    assert images.get_manifest(dst.url, "eu/svc/signed", sbom.digest)[0] == sbom.manifest_bytes
+
+    dst.clear_access_log()
+    out = replicate(config_path=str(cfg))
+    assert out["status"] == "ok" and out["summary"]["copied"] == 0
+    assert out["summary"]["referrers copied"] == 0
+    assert [e for e in dst.access_log() if e.method in WRITES] == []
