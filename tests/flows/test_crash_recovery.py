@@ -130,7 +130,14 @@ def test_killed_inside_read_only_window_next_run_of_another_job_restores_it(
     try:
         gc = Cli(tmp_path, "run", "gc", "--config", str(cfg))
         killed.append(gc)
-        wait_until(marker.exists, timeout=120, what="garbage-collect to start")
+        state_path = load_config(cfg).state_path()
+
+        def in_garbage_collect() -> bool:
+            # the command runs (marker) and the run recorded the step (written just after the spawn)
+            w = read_window(state_path, "local-registry") if marker.exists() else None
+            return w is not None and w.step == "garbageCollect"
+
+        wait_until(in_garbage_collect, timeout=120, what="garbage-collect to start")
         gc.kill_group()  # killed inside the read-only window
         assert ctl.calls == ["readonly"]
         with pytest.raises(images.PushError, match="405"):
