@@ -1,0 +1,269 @@
+"""The pull store: last pull time and count per (registry, repository, digest), when collection
+started per registry, detected gaps and the receiver's heartbeat.
+
+Embedded SQLite by default (``sqlite:///<stateDir>/pulls.sqlite``, WAL mode: gc reads while the
+receiver writes); PostgreSQL by URL (``postgresql://...``, needs the ``psycopg`` driver). Times
+are stored as UNIX seconds (float) in both. One envelope = one transaction (:meth:`record`).
+
+Counts are at-least-once: distribution retries an envelope whose answer it did not get, so a
+lost answer can count a pull twice; the last-pull time is exact either way.
+"""
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .events import PullEvent
+from .history import Gap, PullHistory
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS pulls (
+        registry TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL,
+        last_pull DOUBLE PRECISION NOT NULL, pull_count BIGINT NOT NULL,
+        last_tag TEXT, last_user_agent TEXT,
+        PRIMARY KEY (registry, repository, digest))""",
+    """CREATE TABLE IF NOT EXISTS collection (
+        registry TEXT PRIMARY KEY, started DOUBLE PRECISION NOT NULL,
+        last_event DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS gaps (
+        registry TEXT NOT NULL, start_at DOUBLE PRECISION NOT NULL,
+        end_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS heartbeat (
+        receiver TEXT PRIMARY KEY, alive DOUBLE PRECISION NOT NULL)""",
+]
+
+_UPSERT = """INSERT INTO pulls (registry, repository, digest, last_pull, pull_count, last_tag, last_user_agent)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (registry, repository, digest) DO UPDATE SET
+  pull_count = pulls.pull_count + excluded.pull_count,
+  last_tag = CASE WHEN excluded.last_pull >= pulls.last_pull THEN excluded.last_tag ELSE pulls.last_tag END,
+  last_user_agent = CASE WHEN excluded.last_pull >= pulls.last_pull
+                    THEN excluded.last_user_agent ELSE pulls.last_user_agent END,
+  last_pull = {greatest}(pulls.last_pull, excluded.last_pull)"""
+_COLLECTION = """INSERT INTO collection (registry, started, last_event) VALUES (?, ?, ?)
+ON CONFLICT (registry) DO UPDATE SET last_event = {greatest}(collection.last_event, excluded.last_event)"""
+RECEIVER = "receiver"
+
+
+def _ts(t: datetime) -> float:
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+def _dt(x: float | None) -> datetime | None:
+    return None if x is None else datetime.fromtimestamp(float(x), UTC)
+
+
+class PullStore:
+    """``PullStore(url)``; thread-safe (one connection behind a lock: writes are serialized by
+    the database anyway)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._lock = threading.Lock()
+        if url.startswith("sqlite:///"):
+            self.kind = "sqlite"
+            self._conn: Any = _sqlite(url[len("sqlite://") :])
+            self._greatest = "max"
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.kind = "postgresql"
+            self._conn = _postgres(url)
+            self._greatest = "GREATEST"
+        else:
+            raise ConfigError(
+                f"pulls.store: unsupported URL {url.split('://')[0]}:// (sqlite:/// or postgresql://)"
+            )
+        with self._tx() as cur:
+            for stmt in SCHEMA:
+                cur.execute(stmt)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _q(self, sql: str) -> str:
+        sql = sql.replace("{greatest}", self._greatest)
+        return sql.replace("?", "%s") if self.kind == "postgresql" else sql
+
+    def _tx(self, write: bool = True):
+        store = self
+
+        class _Tx:
+            def __enter__(self):
+                store._lock.acquire()
+                self.cur = store._conn.cursor()
+                if store.kind == "sqlite":
+                    self.cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                return self.cur
+
+            def __exit__(self, et, ev, tb):
+                try:
+                    if et is None:
+                        store._conn.commit()
+                    else:
+                        store._conn.rollback()
+                finally:
+                    self.cur.close()
+                    store._lock.release()
+
+        return _Tx()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def record(self, registry: str, pulls: Iterable[PullEvent], now: datetime) -> int:
+        """Store one envelope's pulls in one transaction (aggregated per digest first); the
+        registry's collection starts at its first envelope (``now``, the receive time). Returns
+        the number of (repository, digest) rows written."""
+        agg: dict[tuple[str, str], list] = {}
+        for p in pulls:
+            row = agg.get((p.repository, p.digest))
+            t = p.at.timestamp()
+            if row is None:
+                agg[(p.repository, p.digest)] = [t, 1, p.tag, p.user_agent]
+            else:
+                row[1] += 1
+                if t >= row[0]:
+                    row[0], row[2], row[3] = t, p.tag, p.user_agent
+        n = _ts(now)
+        with self._tx() as cur:
+            cur.execute(self._q(_COLLECTION), (registry, n, n))
+            if agg:
+                cur.executemany(self._q(_UPSERT), [(registry, r, d, *v) for (r, d), v in agg.items()])
+        return len(agg)
+
+    def mark_collection_start(self, registry: str, at: datetime) -> None:
+        """Set when collection started for a registry (an operator backfilling history from
+        logs, or tests simulating time)."""
+        t = _ts(at)
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM collection WHERE registry = ?"), (registry,))
+            cur.execute(self._q("INSERT INTO collection VALUES (?, ?, ?)"), (registry, t, t))
+
+    def record_pull(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        at: datetime,
+        tag: str | None = None,
+        user_agent: str = "",
+    ) -> None:
+        """One pull at a given time, outside an envelope (backfill, tests)."""
+        with self._tx() as cur:
+            cur.execute(self._q(_UPSERT), (registry, repository, digest, _ts(at), 1, tag, user_agent))
+
+    def add_gap(self, registry: str, start: datetime, end: datetime, reason: str) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                self._q("INSERT INTO gaps VALUES (?, ?, ?, ?)"), (registry, _ts(start), _ts(end), reason)
+            )
+
+    def heartbeat(self, now: datetime) -> None:
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM heartbeat WHERE receiver = ?"), (RECEIVER,))
+            cur.execute(self._q("INSERT INTO heartbeat VALUES (?, ?)"), (RECEIVER, _ts(now)))
+
+    def receiver_started(self, now: datetime, tolerance_s: float) -> list[Gap]:
+        """Called when a receiver starts: a heartbeat older than the tolerance means the receiver
+        was down (events the registry dropped meanwhile are lost: a registry restart empties its
+        retry queue), recorded as a gap for every registry collected so far. Then beats."""
+        gaps: list[Gap] = []
+        with self._tx() as cur:
+            cur.execute(self._q("SELECT alive FROM heartbeat WHERE receiver = ?"), (RECEIVER,))
+            row = cur.fetchone()
+            if row is not None and _ts(now) - float(row[0]) > tolerance_s:
+                cur.execute("SELECT registry FROM collection")
+                for (reg,) in cur.fetchall():
+                    cur.execute(
+                        self._q("INSERT INTO gaps VALUES (?, ?, ?, ?)"),
+                        (reg, float(row[0]), _ts(now), "receiver down"),
+                    )
+                    gaps.append(Gap(_dt(row[0]), now, "receiver down"))  # type: ignore[arg-type]
+            cur.execute(self._q("DELETE FROM heartbeat WHERE receiver = ?"), (RECEIVER,))
+            cur.execute(self._q("INSERT INTO heartbeat VALUES (?, ?)"), (RECEIVER, _ts(now)))
+        return gaps
+
+    # ------------------------------------------------------------------ reads
+
+    def history(self, registry: str, tolerance_s: float = 600.0) -> PullHistory:
+        """Everything the planner needs for one registry, read once per run."""
+        from datetime import timedelta
+
+        with self._tx(write=False) as cur:
+            cur.execute(
+                self._q("SELECT repository, digest, last_pull FROM pulls WHERE registry = ?"), (registry,)
+            )
+            last = {(r, d): _dt(t) for r, d, t in cur.fetchall()}
+            cur.execute(self._q("SELECT started FROM collection WHERE registry = ?"), (registry,))
+            row = cur.fetchone()
+            cur.execute(self._q("SELECT start_at, end_at, reason FROM gaps WHERE registry = ?"), (registry,))
+            gaps = [Gap(_dt(a), _dt(b), why) for a, b, why in cur.fetchall()]  # type: ignore[arg-type]
+            cur.execute(self._q("SELECT alive FROM heartbeat WHERE receiver = ?"), (RECEIVER,))
+            hb = cur.fetchone()
+        return PullHistory(
+            registry,
+            last,  # type: ignore[arg-type]
+            _dt(row[0]) if row else None,
+            gaps,
+            _dt(hb[0]) if hb else None,
+            timedelta(seconds=tolerance_s),
+        )
+
+    def rows(self, registry: str) -> list[dict]:
+        """Every stored pull of a registry (for reports and tests)."""
+        cols = ["repository", "digest", "last_pull", "pull_count", "last_tag", "last_user_agent"]
+        with self._tx(write=False) as cur:
+            cur.execute(
+                self._q(f"SELECT {', '.join(cols)} FROM pulls WHERE registry = ? ORDER BY 1, 2"), (registry,)
+            )
+            out = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        for r in out:
+            r["last_pull"] = _dt(r["last_pull"])
+        return out
+
+
+def _sqlite(path: str):
+    p = Path(os.path.expanduser(path))
+    p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(p), timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return _AutoTx(conn)
+
+
+class _AutoTx:
+    """sqlite3 in autocommit mode with explicit BEGIN/COMMIT (the module's implicit transactions
+    would not cover the upsert batch as one)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def cursor(self):
+        return self.conn.cursor()
+
+    def commit(self):
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self):
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def close(self):
+        self.conn.close()
+
+
+def _postgres(url: str):
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "pulls.store: postgresql:// needs the psycopg driver (pip install 'psycopg[binary]')"
+        ) from None
+    return psycopg.connect(url, autocommit=False)
