@@ -106,9 +106,19 @@ class PullStore:
                         store._conn.rollback()
                 finally:
                     self.cur.close()
+                    store._reconnect_if_broken()
                     store._lock.release()
 
         return _Tx()
+
+    def _reconnect_if_broken(self) -> None:
+        """A PostgreSQL connection lost (server restart, failover) is replaced for the next call
+        (the receiver answered this envelope 503: the registry retries it)."""
+        if self.kind == "postgresql" and getattr(self._conn, "broken", False):
+            try:
+                self._conn.close()
+            finally:
+                self._conn = _postgres(self.url)
 
     def close(self) -> None:
         with self._lock:

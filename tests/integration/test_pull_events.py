@@ -39,6 +39,16 @@ def stack(tmp_path):
         s.stop()
 
 
+@pytest.fixture
+def any_store_stack(tmp_path, pull_store_url):
+    """The same stack on SQLite and on PostgreSQL."""
+    s = PullStack(tmp_path, store_url=pull_store_url).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
 def curl_manifest(url: str, repo: str, ref: str, method: str = "GET") -> None:
     head = ["-I"] if method == "HEAD" else []
     subprocess.run(
@@ -61,7 +71,8 @@ def by_digest(rows: list[dict]) -> dict[str, dict]:
     return {r["digest"]: r for r in rows}
 
 
-def test_skopeo_and_curl_pulls_are_stored_with_digest_and_time(stack):
+def test_skopeo_and_curl_pulls_are_stored_with_digest_and_time(any_store_stack):
+    stack = any_store_stack
     url = stack.reg.url
     a = images.push_image(url, "team/app", "v1", seed=1)
     b = images.push_image(url, "team/app", "v2", seed=2, media="oci")
@@ -120,7 +131,8 @@ def test_regkeepers_own_scan_and_replication_are_not_pulls(stack, tmp_path):
     assert agents and all(a.startswith("regkeeper/") for a in agents), agents
 
 
-def test_receiver_down_then_up_loses_no_retried_event(stack):
+def test_receiver_down_then_up_loses_no_retried_event(any_store_stack):
+    stack = any_store_stack
     url = stack.reg.url
     img = images.push_image(url, "team/app", "v1", seed=1)
     stack.stop_receiver()

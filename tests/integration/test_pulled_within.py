@@ -81,14 +81,18 @@ def run_gc(store_url, old_images, tmp_path):
     ctx.close()
 
 
-def test_gc_keeps_an_old_image_pulled_yesterday_and_deletes_the_unpulled(old_images, tmp_path):
-    run_gc(None, old_images, tmp_path)
+def test_gc_keeps_an_old_image_pulled_yesterday_and_deletes_the_unpulled(
+    old_images, tmp_path, pull_store_url
+):
+    run_gc(pull_store_url, old_images, tmp_path)
 
 
 @pytest.mark.parametrize("since_days,gap", [(5, False), (40, True)])
-def test_history_shorter_than_the_window_deletes_nothing_and_says_why(old_images, tmp_path, since_days, gap):
+def test_history_shorter_than_the_window_deletes_nothing_and_says_why(
+    old_images, tmp_path, since_days, gap, pull_store_url
+):
     reg, digests = old_images
-    ctx, store = setup_run(reg, tmp_path)
+    ctx, store = setup_run(reg, tmp_path, pull_store_url)
     now = datetime.now(UTC)
     history(store, digests, now, since_days=since_days)
     if gap:
