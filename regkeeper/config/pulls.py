@@ -3,6 +3,8 @@
 ```yaml
 pulls:
   store: sqlite:///var/lib/regkeeper/pulls.sqlite   # default: <stateDir>/pulls.sqlite
+                                                   # or postgresql://..., or env:PULLS_STORE
+                                                   # (a secret reference: a URL with a password)
   listen: 127.0.0.1:5080                           # regkeeper events serve
   token: env:PULL_EVENTS_TOKEN                     # the registry sends Authorization: Bearer <token>
   exclude: {userAgents: ["regkeeper/*", "skopeo/*", "trivy/*"]}
@@ -19,8 +21,9 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator, model_validator
 
+from ..errors import SecretError
 from .model import _Model
-from .secrets import SecretStr
+from .secrets import Secret, SecretStr
 from .units import Duration
 
 DEFAULT_EXCLUDED_AGENTS = ["regkeeper/*"]
@@ -42,7 +45,7 @@ class PullsConfig(_Model):
     @field_validator("store")
     @classmethod
     def _store(cls, v):
-        if v is None:
+        if v is None or re.match(r"^(env|file|prefect-secret):.+$", v):
             return v
         if not re.match(r"^(sqlite:///.+|postgres(ql)?://.+)$", v):
             raise ValueError(f"expected sqlite:///path or postgresql://user@host/db, got {v!r}")
@@ -63,6 +66,15 @@ class PullsConfig(_Model):
         if self.gap_tolerance < 2 * self.heartbeat:
             raise ValueError("gapTolerance: must be at least twice the heartbeat")
         return self
+
+    def store_url(self) -> str | None:
+        """``store`` with a secret reference resolved (the URL may carry a password: never log it)."""
+        if self.store is None or re.match(r"^(sqlite|postgres(ql)?)://", self.store):
+            return self.store
+        url = Secret(self.store, "pulls.store").get().strip()
+        if not re.match(r"^(sqlite:///.+|postgres(ql)?://.+)$", url):
+            raise SecretError(f"pulls.store: {self.store} does not hold a sqlite:/// or postgresql:// URL")
+        return url
 
     @property
     def host_port(self) -> tuple[str, int]:

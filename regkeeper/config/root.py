@@ -96,8 +96,9 @@ class Config(_Model):
 
     def pulls_store_url(self) -> str:
         """``pulls.store``, else ``sqlite:///<stateDir>/pulls.sqlite``."""
-        if self.pulls is not None and self.pulls.store:
-            return self.pulls.store
+        url = self.pulls.store_url() if self.pulls is not None else None
+        if url:
+            return url
         return f"sqlite:///{self.state_path() / 'pulls.sqlite'}"
 
     def registry(self, name: str | None = None) -> RegistryConfig:

@@ -1,10 +1,12 @@
 """The pull history a gc / expire run reads: once per registry, only when a rule uses
 ``pulledWithin``; plus the report note that says whether it covers each window."""
 
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ..config import Config
+from ..errors import RegkeeperError
 from .history import PullHistory
 from .store import PullStore
 
@@ -34,7 +36,11 @@ def history_for(
     windows = windows_in_use(config, job)
     if not windows:
         return None, []
-    hist = read_history(config, registry)
+    try:
+        hist = read_history(config, registry)
+    except (RegkeeperError, OSError, sqlite3.Error) as e:
+        why = f"pull history unavailable ({e})"
+        return None, [f"pulledWithin on {registry}: {why}: every image the rule would delete is kept"]
     return hist, notes(hist, windows, now)
 
 

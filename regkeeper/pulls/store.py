@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RegkeeperError
+from ..util import redact_url, scrub
 from .events import PullEvent
 from .history import Gap, PullHistory
 
@@ -276,4 +277,9 @@ def _postgres(url: str):
         raise ConfigError(
             "pulls.store: postgresql:// needs the psycopg driver (pip install 'psycopg[binary]')"
         ) from None
-    return psycopg.connect(url, autocommit=False)
+    try:
+        return psycopg.connect(url, autocommit=False, connect_timeout=10)
+    except psycopg.Error as e:
+        raise RegkeeperError(
+            f"pull store {redact_url(url)}: cannot connect: {scrub(str(e)).strip()}"
+        ) from None

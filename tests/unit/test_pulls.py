@@ -189,3 +189,27 @@ def test_config_pulled_within_needs_a_pulls_section():
 def test_config_errors_name_the_key(yaml_text, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         parse_config(BASE + yaml_text)
+
+
+def test_store_url_from_a_secret_reference(monkeypatch, tmp_path):
+    monkeypatch.setenv("RK_PULLS_STORE", f"sqlite:///{tmp_path}/x.sqlite")
+    cfg = parse_config(BASE + "pulls: {store: env:RK_PULLS_STORE}\n")
+    assert cfg.pulls_store_url() == f"sqlite:///{tmp_path}/x.sqlite"
+
+
+def test_an_unreachable_store_keeps_everything_and_never_shows_the_password():
+    from regkeeper.pulls.lookup import history_for
+    from tests.support.procs import free_port
+
+    port = free_port()
+    cfg = parse_config(
+        BASE
+        + f"gc: {{pulledWithin: 30d}}\npulls: {{store: 'postgresql://rk:hunter2pw@127.0.0.1:{port}/db'}}\n"
+    )
+    hist, notes = history_for(cfg, "gc", "local-registry", NOW)
+    assert hist is None and len(notes) == 1
+    assert "pull history unavailable" in notes[0] and "every image the rule would delete is kept" in notes[0]
+    assert "hunter2pw" not in notes[0]
+    res = gc_resolver(["**"], [], 30, 1, [], pulled_within=timedelta(days=30))
+    p = plan(inv(_repo()), res, now=NOW, pulls=None)
+    assert p.deleted_tags() == [] and by_tag(p)["cold"].reason == "pull history unavailable"
