@@ -1,7 +1,9 @@
 """``regkeeper events serve`` and ``regkeeper serve --events``: the pull-event receiver
 (regkeeper/pulls/receiver.py) in the foreground or in a thread beside the deployments."""
 
+import signal
 import sys
+import threading
 
 
 def events_serve(args) -> int:
@@ -19,6 +21,8 @@ def events_serve(args) -> int:
         f"regkeeper: pull-event receiver on {rx.url} (POST /events/<registry>, GET /metrics)", file=sys.stderr
     )
     print(f"regkeeper: store {rx.store.kind}", file=sys.stderr)
+    # SIGTERM (kubectl delete, a rollout) stops serving cleanly: the open envelope is answered
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=rx.httpd.shutdown, daemon=True).start())
     rx.serve_forever()
     return 0
 
