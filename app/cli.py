@@ -380,6 +380,9 @@ def _check(args) -> int:
         except RegkeeperError as e:
             bad += 1
             print(f"{rc.name}: {e}")
+    from app.events import check_pulls
+
+    bad += check_pulls(ctx.config)
     return EXIT_FAILED if bad else EXIT_OK
 
 

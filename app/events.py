@@ -35,3 +35,35 @@ def start_receiver():
     rx = PullReceiver(load_context(None).config).start()
     print(f"regkeeper: pull-event receiver on {rx.url}", file=sys.stderr)
     return rx
+
+
+def check_pulls(config) -> int:
+    """``regkeeper check``: the pull store opens, the token resolves, and what each registry's
+    collection looks like. Returns the number of problems."""
+    from regkeeper.errors import RegkeeperError
+    from regkeeper.pulls.store import PullStore
+    from regkeeper.util import redact_url, utcnow
+
+    if config.pulls is None:
+        return 0
+    try:
+        if config.pulls.token is not None:
+            config.pulls.token.get()
+        url = config.pulls_store_url()
+        store = PullStore(url)
+    except (RegkeeperError, OSError) as e:
+        print(f"pulls: {e}")
+        return 1
+    try:
+        print(f"pulls: store ok ({store.kind}, {redact_url(url) if store.kind != 'sqlite' else url})")
+        tol = config.pulls.gap_tolerance.total_seconds()
+        for rc in config.mirror_repositories:
+            h = store.history(rc.name, tol)
+            since = h.since.strftime("%Y-%m-%dT%H:%M:%SZ") if h.since else "not yet (no event received)"
+            print(f"pulls: {rc.name}: collecting since {since}; {h.status()}")
+        alive = h.alive if config.mirror_repositories else None
+        if alive is None or utcnow() - alive > config.pulls.gap_tolerance:
+            print("pulls: the receiver is not running (no recent heartbeat): pulledWithin keeps everything")
+    finally:
+        store.close()
+    return 0

@@ -32,6 +32,7 @@ class PullHistory:
     gaps: list[Gap] = field(default_factory=list)
     alive: datetime | None = None  # the receiver's last heartbeat
     tolerance: timedelta = timedelta(minutes=10)
+    last_event: datetime | None = None  # the last envelope stored for the registry
 
     def last_pull(self, repository: str, digest: str) -> datetime | None:
         return self.last.get((repository, digest))
@@ -50,6 +51,10 @@ class PullHistory:
             seen = iso(self.alive) if self.alive else "never"
             return f"pull history has a gap in the window (receiver not heard from since {seen})"
         return None
+
+    def status(self) -> str:
+        last = iso(self.last_event) if self.last_event else "none"
+        return f"last event {last}, {len(self.last)} images pulled, {len(self.gaps)} gaps recorded"
 
     def describe(self, window: timedelta, now: datetime) -> str:
         why = self.shortfall(window, now)

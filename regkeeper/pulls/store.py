@@ -211,7 +211,7 @@ class PullStore:
                 self._q("SELECT repository, digest, last_pull FROM pulls WHERE registry = ?"), (registry,)
             )
             last = {(r, d): _dt(t) for r, d, t in cur.fetchall()}
-            cur.execute(self._q("SELECT started FROM collection WHERE registry = ?"), (registry,))
+            cur.execute(self._q("SELECT started, last_event FROM collection WHERE registry = ?"), (registry,))
             row = cur.fetchone()
             cur.execute(self._q("SELECT start_at, end_at, reason FROM gaps WHERE registry = ?"), (registry,))
             gaps = [Gap(_dt(a), _dt(b), why) for a, b, why in cur.fetchall()]  # type: ignore[arg-type]
@@ -224,6 +224,7 @@ class PullStore:
             gaps,
             _dt(hb[0]) if hb else None,
             timedelta(seconds=tolerance_s),
+            _dt(row[1]) if row else None,
         )
 
     def rows(self, registry: str) -> list[dict]:

@@ -9,17 +9,18 @@ from datetime import UTC, datetime
 import requests
 
 from regkeeper.pulls.store import PullStore
+from tests.integration.test_cli import rk
 from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 from tests.support.rkconfig import write_config
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def test_events_serve_stores_an_envelope_and_stops_on_sigterm(tmp_path):
+def test_events_serve_stores_an_envelope_and_stops_on_sigterm(tmp_path, monkeypatch):
     port = free_port()
     cfg = write_config(
         tmp_path / "regkeeper.yaml",
-        [{"name": "local-registry", "type": "local", "url": "http://127.0.0.1:5000"}],
+        [{"name": "local-registry", "type": "local", "url": f"http://127.0.0.1:{free_port()}", "retries": 1}],
         pulls={"listen": f"127.0.0.1:{port}", "token": "env:RK_TEST_PULL_TOKEN"},
         stateDir=str(tmp_path / "state"),
     )
@@ -71,3 +72,10 @@ def test_events_serve_stores_an_envelope_and_stops_on_sigterm(tmp_path):
     s.close()
     assert row["digest"] == DIGEST and row["last_pull"] == datetime(2026, 12, 1, 10, tzinfo=UTC)
     assert row["last_user_agent"] == "containerd/1.7"
+
+    # `regkeeper check` reports the store and each registry's collection (the receiver is down now)
+    monkeypatch.setenv("RK_TEST_PULL_TOKEN", "tok-123")
+    out = rk("check", "--config", str(cfg))
+    assert "pulls: store ok (sqlite" in out.stdout, out.stdout + out.stderr
+    assert "pulls: local-registry: collecting since 20" in out.stdout
+    assert "receiver is not running" not in out.stdout  # its last heartbeat is seconds old
