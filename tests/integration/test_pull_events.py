@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from regkeeper import backup as B
 from regkeeper.config import ReplicationRule
 from regkeeper.inventory import scan
 from regkeeper.oci import RegistryClient
@@ -103,7 +104,7 @@ def test_skopeo_and_curl_pulls_are_stored_with_digest_and_time(any_store_stack):
     assert "regkeeper_pull_events_received_total" in metrics
 
 
-def test_regkeepers_own_scan_and_replication_are_not_pulls(stack, tmp_path):
+def test_regkeepers_own_scan_replication_and_backup_are_not_pulls(stack, tmp_path):
     url = stack.reg.url
     images.push_image(url, "team/app", "v1", seed=1)
     images.push_image(url, "team/lib", "v1", seed=2)
@@ -119,6 +120,7 @@ def test_regkeepers_own_scan_and_replication_are_not_pulls(stack, tmp_path):
         assert images.list_tags(dst_reg.url, "team/app", verify=False) == ["v1"]
     finally:
         dst_reg.stop()
+    B.backup(src, B.open_target(f"file://{tmp_path}/backups"))
     # the registry did send those manifest reads: each was excluded by user agent, none stored
     wait_until(
         lambda: stack.metric("regkeeper_pull_events_excluded_total", registry=NAME) >= 4,
