@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..config import Config
+from ..errors import ConfigError
 from ..util import utcnow
 from .events import EnvelopeError, parse_envelope
 from .store import PullStore
@@ -74,19 +75,27 @@ class PullReceiver:
         now: Callable[[], datetime] = utcnow,
     ):
         if config.pulls is None:
-            from ..errors import ConfigError
-
             raise ConfigError(f"{config.source or 'config'}: no `pulls` section (the receiver's settings)")
         self.pc = config.pulls
+        self.token = self.pc.token.get() if self.pc.token is not None else None
+        host, port = listen or self.pc.host_port
+        if self.token is None and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(
+                f"{config.source or 'config'}: pulls.token: required when the receiver listens on "
+                f"{host} (anyone reaching it could write pull history)"
+            )
         self.registries = {r.name for r in config.mirror_repositories}
-        self.store = store or PullStore(config.pulls_store_url())
-        self._own_store = store is None
+        self.exclude = list(self.pc.exclude.user_agents)
         self.now = now
         self.metrics = ReceiverMetrics()
-        self.token = self.pc.token.get() if self.pc.token is not None else None
-        self.exclude = list(self.pc.exclude.user_agents)
-        host, port = listen or self.pc.host_port
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self.store = store or PullStore(config.pulls_store_url())
+        self._own_store = store is None
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError:
+            if self._own_store:
+                self.store.close()
+            raise
         self.httpd.daemon_threads = True
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -182,6 +191,7 @@ def _handler(rx: PullReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "regkeeper-pulls"
+        timeout = 60  # a client that stops sending mid-body frees its thread
 
         def log_message(self, format, *args):  # noqa: A002 - the base class's name
             log.debug("%s %s", self.address_string(), format % args)
@@ -202,14 +212,17 @@ def _handler(rx: PullReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self):  # noqa: N802
             t0 = time.perf_counter()
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                n = -1
+            if not 0 <= n <= MAX_BODY:
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                return self._answer(413 if n > MAX_BODY else 400)
+            body = self.rfile.read(n)  # always read, so a keep-alive connection stays in step
             parts = self.path.split("?", 1)[0].strip("/").split("/")
-            n = int(self.headers.get("Content-Length") or 0)
             if len(parts) != 2 or parts[0] != "events":
                 return self._answer(404)
-            if n > MAX_BODY:
-                self.close_connection = True
-                return self._answer(413)
-            body = self.rfile.read(n)
             status = rx.handle(parts[1], self.headers.get("Authorization"), body)
             self._answer(status)
             rx.metrics.seconds.observe(time.perf_counter() - t0)

@@ -213,3 +213,11 @@ def test_an_unreachable_store_keeps_everything_and_never_shows_the_password():
     res = gc_resolver(["**"], [], 30, 1, [], pulled_within=timedelta(days=30))
     p = plan(inv(_repo()), res, now=NOW, pulls=None)
     assert p.deleted_tags() == [] and by_tag(p)["cold"].reason == "pull history unavailable"
+
+
+def test_a_receiver_without_a_token_listens_on_loopback_only(tmp_path):
+    from regkeeper.pulls.receiver import PullReceiver
+
+    cfg = parse_config(BASE + f"pulls: {{listen: '0.0.0.0:5080', store: 'sqlite:///{tmp_path}/p.sqlite'}}\n")
+    with pytest.raises(ConfigError, match="pulls.token: required when the receiver listens on 0.0.0.0"):
+        PullReceiver(cfg)
