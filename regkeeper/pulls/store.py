@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS gaps (
         registry TEXT NOT NULL, start_at DOUBLE PRECISION NOT NULL,
         end_at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL)""",
+    # pulls per UTC day (day = UNIX days): the history a backtest replays (issue 13 part 4)
+    """CREATE TABLE IF NOT EXISTS pull_days (
+        registry TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL,
+        day BIGINT NOT NULL, pull_count BIGINT NOT NULL,
+        PRIMARY KEY (registry, repository, digest, day))""",
     """CREATE TABLE IF NOT EXISTS heartbeat (
         receiver TEXT PRIMARY KEY, alive DOUBLE PRECISION NOT NULL)""",
 ]
@@ -48,7 +53,10 @@ ON CONFLICT (registry, repository, digest) DO UPDATE SET
   last_pull = {greatest}(pulls.last_pull, excluded.last_pull)"""
 _COLLECTION = """INSERT INTO collection (registry, started, last_event) VALUES (?, ?, ?)
 ON CONFLICT (registry) DO UPDATE SET last_event = {greatest}(collection.last_event, excluded.last_event)"""
+_DAYS = """INSERT INTO pull_days (registry, repository, digest, day, pull_count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (registry, repository, digest, day) DO UPDATE SET pull_count = pull_days.pull_count + excluded.pull_count"""
 RECEIVER = "receiver"
+DAY = 86400
 
 
 def _ts(t: datetime) -> float:
@@ -132,9 +140,12 @@ class PullStore:
         registry's collection starts at its first envelope (``now``, the receive time). Returns
         the number of (repository, digest) rows written."""
         agg: dict[tuple[str, str], list] = {}
+        days: dict[tuple[str, str, int], int] = {}
         for p in pulls:
             row = agg.get((p.repository, p.digest))
             t = p.at.timestamp()
+            dk = (p.repository, p.digest, int(t // DAY))
+            days[dk] = days.get(dk, 0) + 1
             if row is None:
                 agg[(p.repository, p.digest)] = [t, 1, p.tag, p.user_agent]
             else:
@@ -146,6 +157,7 @@ class PullStore:
             cur.execute(self._q(_COLLECTION), (registry, n, n))
             if agg:
                 cur.executemany(self._q(_UPSERT), [(registry, r, d, *v) for (r, d), v in agg.items()])
+                cur.executemany(self._q(_DAYS), [(registry, *k, c) for k, c in days.items()])
         return len(agg)
 
     def mark_collection_start(self, registry: str, at: datetime) -> None:
@@ -168,6 +180,7 @@ class PullStore:
         """One pull at a given time, outside an envelope (backfill, tests)."""
         with self._tx() as cur:
             cur.execute(self._q(_UPSERT), (registry, repository, digest, _ts(at), 1, tag, user_agent))
+            cur.execute(self._q(_DAYS), (registry, repository, digest, int(_ts(at) // DAY), 1))
 
     def add_gap(self, registry: str, start: datetime, end: datetime, reason: str) -> None:
         with self._tx() as cur:
@@ -204,8 +217,6 @@ class PullStore:
 
     def history(self, registry: str, tolerance_s: float = 600.0) -> PullHistory:
         """Everything the planner needs for one registry, read once per run."""
-        from datetime import timedelta
-
         with self._tx(write=False) as cur:
             cur.execute(
                 self._q("SELECT repository, digest, last_pull FROM pulls WHERE registry = ?"), (registry,)
@@ -226,6 +237,19 @@ class PullStore:
             timedelta(seconds=tolerance_s),
             _dt(row[1]) if row else None,
         )
+
+    def pull_days(
+        self, registry: str, since: datetime | None = None
+    ) -> dict[tuple[str, str], list[tuple[date, int]]]:
+        """(repository, digest) -> [(UTC day, pulls that day)] in day order, from ``since``."""
+        first = int(_ts(since) // DAY) if since is not None else 0
+        sql = "SELECT repository, digest, day, pull_count FROM pull_days WHERE registry = ? AND day >= ? ORDER BY 3"
+        with self._tx(write=False) as cur:
+            cur.execute(self._q(sql), (registry, first))
+            out: dict[tuple[str, str], list[tuple[date, int]]] = {}
+            for r, d, day, n in cur.fetchall():
+                out.setdefault((r, d), []).append((date(1970, 1, 1) + timedelta(days=int(day)), int(n)))
+        return out
 
     def rows(self, registry: str) -> list[dict]:
         """Every stored pull of a registry (for reports and tests)."""

@@ -77,6 +77,9 @@ def run_gc(store_url, old_images, tmp_path):
     assert sorted(d for _, d in done.deleted) == sorted([digests["unpulled"], digests["stale"]])
     after = truth(reg.url)
     assert set(after) == {(REPO, "pulled"), (REPO, "new")}
+    # the per-day history a backtest replays, on either store
+    days = store.pull_days(NAME)
+    assert days[(REPO, digests["pulled"])] == [((now - timedelta(days=1)).date(), 1)]
     store.close()
     ctx.close()
 

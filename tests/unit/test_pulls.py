@@ -221,3 +221,26 @@ def test_a_receiver_without_a_token_listens_on_loopback_only(tmp_path):
     cfg = parse_config(BASE + f"pulls: {{listen: '0.0.0.0:5080', store: 'sqlite:///{tmp_path}/p.sqlite'}}\n")
     with pytest.raises(ConfigError, match="pulls.token: required when the receiver listens on 0.0.0.0"):
         PullReceiver(cfg)
+
+
+def test_pulls_per_day_for_a_backtest(tmp_path):
+    from datetime import date
+
+    s = PullStore(f"sqlite:///{tmp_path}/p.sqlite")
+    t = datetime(2026, 12, 1, 23, 59, tzinfo=UTC)
+    ev = [
+        PullEvent("r", dg("a"), t, "v1", "docker", "x"),
+        PullEvent("r", dg("a"), t + timedelta(minutes=2), "v1", "docker", "x"),
+    ]
+    s.record("reg", ev, t)
+    s.record_pull("reg", "r", dg("a"), t + timedelta(days=3))
+    assert s.pull_days("reg")[("r", dg("a"))] == [
+        (date(2026, 12, 1), 1),
+        (date(2026, 12, 2), 1),
+        (date(2026, 12, 4), 1),
+    ]
+    assert s.pull_days("reg", since=t + timedelta(days=1))[("r", dg("a"))] == [
+        (date(2026, 12, 2), 1),
+        (date(2026, 12, 4), 1),
+    ]
+    s.close()
