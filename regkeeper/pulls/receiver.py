@@ -30,6 +30,17 @@ from .store import PullStore
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
+# what /metrics exposes (the alert rules in deployments/monitoring may use these names)
+RECEIVER_METRICS = frozenset(
+    {
+        "regkeeper_pull_events_received_total",
+        "regkeeper_pull_events_rejected_total",
+        "regkeeper_pull_events_stored_total",
+        "regkeeper_pull_events_excluded_total",
+        "regkeeper_pull_last_event_timestamp_seconds",
+        "regkeeper_pull_envelope_seconds",
+    }
+)
 
 
 class ReceiverMetrics:

@@ -244,3 +244,24 @@ def test_pulls_per_day_for_a_backtest(tmp_path):
         (date(2026, 12, 4), 1),
     ]
     s.close()
+
+
+def test_receiver_metrics_names_are_what_metrics_exposes(tmp_path):
+    from prometheus_client import generate_latest
+
+    from regkeeper.pulls.receiver import RECEIVER_METRICS, ReceiverMetrics
+
+    m = ReceiverMetrics()
+    m.received.labels("r").inc()
+    m.rejected.labels("r", "token").inc()
+    m.stored.labels("r").inc()
+    m.excluded.labels("r").inc()
+    m.last_event.labels("r").set(1)
+    m.seconds.observe(0.001)
+    text = generate_latest(m.registry).decode()
+    exposed = {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
+    exposed = {n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for n in exposed}
+    exposed = {n for n in exposed if not n.endswith("_created")}
+    assert exposed == RECEIVER_METRICS
