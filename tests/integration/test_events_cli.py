@@ -79,3 +79,27 @@ def test_events_serve_stores_an_envelope_and_stops_on_sigterm(tmp_path, monkeypa
     assert "pulls: store ok (sqlite" in out.stdout, out.stdout + out.stderr
     assert "pulls: local-registry: collecting since 20" in out.stdout
     assert "receiver is not running" not in out.stdout  # its last heartbeat is seconds old
+
+
+def test_serve_events_starts_the_receiver_beside_the_deployments(tmp_path, monkeypatch):
+    """``regkeeper serve --events``: the receiver runs in a thread of the serving process (the
+    deployments part is prefect serve, tested in tests/flows/test_deployments.py)."""
+    from app.cli import _parser
+    from app.events import start_receiver
+
+    assert _parser().parse_args(["serve", "--events"]).events is True
+    port = free_port()
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [{"name": "local-registry", "type": "local", "url": "http://127.0.0.1:5000"}],
+        pulls={"listen": f"127.0.0.1:{port}"},
+        stateDir=str(tmp_path / "state"),
+    )
+    monkeypatch.setenv("REGKEEPER_CONFIG", str(cfg))
+    rx = start_receiver()
+    try:
+        assert rx.port == port
+        r = requests.post(f"{rx.url}/events/local-registry", data=b'{"events": []}', timeout=10)
+        assert r.status_code == 200  # loopback without a token is allowed
+    finally:
+        rx.stop()
