@@ -180,3 +180,26 @@ def test_token_mismatch_is_rejected_counted_and_not_logged(tmp_path, caplog):
         assert "token mismatch" in caplog.text
     finally:
         s.stop()
+
+
+def test_a_multi_arch_pull_records_the_index_by_tag_and_the_platform_child_by_digest(stack, tmp_path):
+    idx = images.push_index(stack.reg.url, "team/multi", "v1", seed="m")
+    amd64 = next(c for c in idx.children if c.platform["architecture"] == "amd64")
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            "--override-os=linux",
+            "--override-arch=amd64",
+            f"docker://{stack.reg.host}/team/multi:v1",
+            f"dir:{tmp_path}/out",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rows = by_digest(stack.wait_rows(2))
+    assert rows[idx.digest]["last_tag"] == "v1"
+    assert rows[amd64.digest]["last_tag"] is None  # the child is fetched by digest
+    assert set(rows) == {idx.digest, amd64.digest}  # the arm64 child was not pulled
