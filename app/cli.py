@@ -1,4 +1,5 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | demo | check | alerts install``.
+"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | events serve | demo | check |
+alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.
@@ -70,7 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         "default: capacity.automation.webhook",
     )
 
-    sub.add_parser("serve", help="serve every deployment from this process (prefect serve)")
+    srv = sub.add_parser("serve", help="serve every deployment from this process (prefect serve)")
+    srv.add_argument(
+        "--events",
+        action="store_true",
+        help="also run the pull-event receiver (the config's `pulls` section) in this process",
+    )
+    ev = sub.add_parser("events", help="the registry pull-event receiver (retention by last pull)")
+    ev.add_argument("action", choices=("serve",))
+    ev.add_argument("--config", help="config file (default $REGKEEPER_CONFIG or ./regkeeper.yaml)")
+    ev.add_argument("--listen", help="host:port (default: pulls.listen)")
     demo = sub.add_parser("demo", help="run the nightly flow against a local demo registry")
     demo.add_argument("--workdir", default=None, help="where the demo keeps its registry and reports")
     demo.add_argument("--keep-running", action="store_true", help="leave the demo registry running")
@@ -101,11 +111,21 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.cmd == "alerts":
             return _alerts(args)
+        if args.cmd == "events":
+            from app.events import events_serve
+
+            return events_serve(args)
         if args.cmd == "serve":
             _quiet_prefect_env()
+            from app.events import start_receiver
             from deployments.serve import main as serve_main
 
-            return serve_main() or 0
+            rx = start_receiver() if args.events else None
+            try:
+                return serve_main() or 0
+            finally:
+                if rx is not None:
+                    rx.stop()
         if args.cmd == "demo":
             _quiet_prefect_env()
             from app.demo import run_demo
@@ -360,6 +380,9 @@ def _check(args) -> int:
         except RegkeeperError as e:
             bad += 1
             print(f"{rc.name}: {e}")
+    from app.events import check_pulls
+
+    bad += check_pulls(ctx.config)
     return EXIT_FAILED if bad else EXIT_OK
 
 

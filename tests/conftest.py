@@ -258,3 +258,25 @@ def cosign(tmp_path):
 def regctl(tmp_path):
     """``Regctl`` with its own config file; call ``.plain_http(host)`` for a loopback registry."""
     yield from _go_tool_fixture("regctl", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Debian's PostgreSQL 15 on 127.0.0.1 (the pull store's production option)."""
+    from tests.support.postgres import BIN, PostgresServer, available
+
+    if not available():
+        pytest.fail(f"{BIN}/postgres is missing: install the Debian package 'postgresql'", pytrace=False)
+    srv = PostgresServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pull_store_url(request, tmp_path):
+    """A fresh pull store: SQLite under tmp_path, or a new database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/pulls.sqlite"
+    return request.getfixturevalue("postgres_server").new_database()

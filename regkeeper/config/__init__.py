@@ -12,6 +12,7 @@ Where things live:
   registries.py  mirrorRepositories[]: type, url, auth, tls, storage, s3 and proxy keys
   reclaim.py     mirrorRepositories[].reclaim: blob reclamation and its safety rules
   jobs.py        tiers, gc, expire, replication, backup, capacity, kubernetes, reports
+  pulls.py       pulls: the pull-event receiver and store (pulledWithin reads it)
   root.py        Config: the sections and the cross-references between them
   runner.py      runner: threads or Dask for the flows' tasks (REGKEEPER_TASK_RUNNER)
   loader.py      YAML -> Config with file:line: key.path errors; parse_config, load_config
@@ -32,6 +33,7 @@ from .jobs import (
     TierConfig,
 )
 from .loader import check_secrets, load_config, parse_config
+from .pulls import PullExclude, PullsConfig
 from .reclaim import ReclaimConfig
 from .registries import (
     AuthConfig,
@@ -58,6 +60,8 @@ __all__ = [
     "KubernetesConfig",
     "NotifyConfig",
     "ProxyCacheConfig",
+    "PullExclude",
+    "PullsConfig",
     "ReclaimConfig",
     "RegistryConfig",
     "ReplicationRule",

@@ -23,6 +23,8 @@ class TierConfig(_Model):
     ttl: Duration | None = None
     delete_repository: bool = Field(False, alias="deleteRepository")
     protect: list[str] = Field(default_factory=list)
+    # keep an image pulled within this window (needs the `pulls` section; keepLast/keepDays only)
+    pulled_within: Duration | None = Field(None, alias="pulledWithin")
 
     @model_validator(mode="after")
     def _one_policy(self):
@@ -35,6 +37,8 @@ class TierConfig(_Model):
             raise ValueError("a tier needs exactly one policy: keep: forever, keepLast/keepDays, or ttl")
         if self.delete_repository and self.ttl is None:
             raise ValueError("deleteRepository only applies with ttl")
+        if self.pulled_within is not None and not kinds[1]:
+            raise ValueError("pulledWithin only applies to a keepLast/keepDays tier")
         return self
 
 
@@ -48,6 +52,8 @@ class GCConfig(_Model):
     max_delete_fraction: float = Field(0.5, alias="maxDeleteFraction", gt=0, le=1)
     delete_untagged: bool = Field(True, alias="deleteUntagged")
     untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
+    # keep an image pulled within this window (needs the `pulls` section)
+    pulled_within: Duration | None = Field(None, alias="pulledWithin")
 
 
 class ExpireConfig(_Model):

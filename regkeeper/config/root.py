@@ -21,6 +21,7 @@ from .jobs import (
     TierConfig,
 )
 from .model import _Model
+from .pulls import PullsConfig
 from .registries import RegistryConfig
 from .runner import RunnerConfig
 from .units import Duration
@@ -35,6 +36,7 @@ class Config(_Model):
     backup: BackupConfig | None = None
     capacity: CapacityConfig | None = None
     kubernetes: KubernetesConfig | None = None
+    pulls: PullsConfig | None = None  # the pull-event receiver and store (regkeeper/pulls/)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     cache_dir: str | None = Field(None, alias="cacheDir")
     # durable run state (leases, read-only windows): see regkeeper.runstate. Workers on several
@@ -79,9 +81,25 @@ class Config(_Model):
         tier_names = [t.name for t in self.tiers]
         if self.expire and self.expire.default_tier and self.expire.default_tier not in tier_names:
             raise ValueError(f"expire.defaultTier: unknown tier {self.expire.default_tier!r}")
+        self._pulls_needed()
         if self.lease_ttl < timedelta(seconds=5):
             raise ValueError("leaseTtl: must be at least 5s (a lease is renewed every quarter of it)")
         return self
+
+    def _pulls_needed(self) -> None:
+        """``pulledWithin`` reads the pull history: without a ``pulls`` section there is none."""
+        users = [f"tiers[{i}].pulledWithin" for i, t in enumerate(self.tiers) if t.pulled_within]
+        if self.gc and self.gc.pulled_within:
+            users.insert(0, "gc.pulledWithin")
+        if users and self.pulls is None:
+            raise ValueError(f"{users[0]}: needs a `pulls` section (the pull-event store it reads)")
+
+    def pulls_store_url(self) -> str:
+        """``pulls.store``, else ``sqlite:///<stateDir>/pulls.sqlite``."""
+        url = self.pulls.store_url() if self.pulls is not None else None
+        if url:
+            return url
+        return f"sqlite:///{self.state_path() / 'pulls.sqlite'}"
 
     def registry(self, name: str | None = None) -> RegistryConfig:
         """The named registry, or the first one when name is None."""

@@ -22,6 +22,7 @@ from .cap import RepoCount, tally
 from .decisions import DELETE, KEEP, ManifestDecision, Plan, TagDecision
 from .freed import RepoResult, collect
 from .graph import InUse, InUseProtection, KeptSet, RepoGraph, is_real, short
+from .pulled import PullHistory, PullKeep
 from .rules import (
     FOLLOW,
     NO_POLICY,
@@ -45,8 +46,10 @@ class _RepoPlanner:
         push_src: str,
         untagged_known: bool,
         untagged_grace: timedelta = timedelta(0),
+        pulls: PullKeep | None = None,
     ):
         self.untagged_grace = untagged_grace
+        self.pulls = pulls
         self.r = r
         self.pol = pol
         self.in_use = in_use
@@ -101,7 +104,7 @@ class _RepoPlanner:
         for t, d in r.tags.items():
             when = times[t]
             sub = self.subject_of.get(t)
-            self.verdict[t] = tag_verdict(
+            v = tag_verdict(
                 pol,
                 t,
                 None if when is None else self.now - when,
@@ -110,6 +113,9 @@ class _RepoPlanner:
                 sub is not None and sub[0] in self.present,
                 self.untagged_known,
             )
+            if self.pulls is not None and pol is not None and sub is None:
+                v = self.pulls.verdict(pol.pulled_within, r.name, d, v)
+            self.verdict[t] = v
 
     def _tag_times(self) -> tuple[dict[str, datetime | None], dict[str, datetime]]:
         """(tag -> time, digest -> newest tag time for ranking); records ``self.ages``."""
@@ -147,6 +153,19 @@ class _RepoPlanner:
                     self.keep(d, "untagged (deleteUntagged off)")
         if pol is not None and not pol.keep_forever and self.untagged_grace > timedelta(0):
             self._seed_grace()
+        if pol is not None and not pol.keep_forever and self.pulls is not None:
+            self._seed_pulled(pol)
+
+    def _seed_pulled(self, pol: RepoPolicy) -> None:
+        """pulledWithin: an untagged manifest pulled by digest within the window is kept (and
+        every untagged one when the pull history does not cover the window)."""
+        r = self.r
+        for d in r.untagged:
+            m = r.manifests.get(d)
+            if is_real(m) and not (m.subject and m.subject in self.present):
+                why = self.pulls.untagged(pol.pulled_within, r.name, d)  # type: ignore[union-attr]
+                if why:
+                    self.keep(d, why)
 
     def _seed_grace(self) -> None:
         """A multi-arch push uploads its children before the index, and a tag is written after
@@ -256,6 +275,7 @@ def plan(
     exempt_ttl_repositories: bool = True,
     untagged_known: bool | None = None,
     untagged_grace: timedelta = timedelta(hours=1),
+    pulls: PullHistory | None = None,
 ) -> Plan:
     """Plan what a gc / expire run would delete.
 
@@ -287,6 +307,8 @@ def plan(
     ``untagged_known``: whether the inventory lists untagged manifests (default: it does when
     push times came from storage). Only then is a signature whose subject is absent deleted as
     dangling.
+
+    ``pulls``: the registry's pull history for ``pulled_within`` rules (``policy.pulled``).
     """
     if not 0 < max_delete_fraction <= 1:
         raise ValueError(f"max_delete_fraction must be in (0, 1], got {max_delete_fraction}")
@@ -303,17 +325,15 @@ def plan(
         push_time_source=inventory.push_time_source,
     )
     pols = {name: resolve(name) for name in sorted(inventory.repositories)}
+    uses_pulls = any(p is not None and p.pulled_within is not None for p in pols.values())
+    pull_keep = PullKeep(pulls, now) if uses_pulls else None
     results: dict[str, RepoResult] = {}
     for name, pol in pols.items():
         out.policies[name] = pol.name if pol else NO_POLICY
+        repo = inventory.repositories[name]
+        src = inventory.push_time_source
         results[name] = _RepoPlanner(
-            inventory.repositories[name],
-            pol,
-            in_use,
-            now,
-            inventory.push_time_source,
-            untagged_known,
-            untagged_grace,
+            repo, pol, in_use, now, src, untagged_known, untagged_grace, pull_keep
         ).run()
     collect(out, inventory, results)
     out.cap_tripped, out.cap_exempt = tally(

@@ -66,6 +66,7 @@ class RepoPolicy:
     delete_repository: bool = False
     protect: tuple[str, ...] = ()
     delete_untagged: bool = True
+    pulled_within: timedelta | None = None  # keep what was pulled within (see policy/pulled.py)
 
     def __post_init__(self):
         if not isinstance(self.protect, tuple):
@@ -100,6 +101,8 @@ class RepoPolicy:
                 parts.append(f"older than {format_duration(self.max_age)}")
         if self.protect:
             parts.append("protect " + ",".join(self.protect))
+        if self.pulled_within is not None:
+            parts.append(f"pulled within {format_duration(self.pulled_within)}")
         return f"{self.name}: " + ("; ".join(parts) or "no rule")
 
 
@@ -129,6 +132,7 @@ def gc_resolver(
     *,
     delete_untagged: bool = True,
     name: str = "gc",
+    pulled_within: timedelta | None = None,
 ) -> Resolver:
     """gc rules: repositories selected by include/exclude globs get ``RepoPolicy(days,
     keep_last, protect)``; the others get None (no action). ``days=None`` disables the age
@@ -141,6 +145,7 @@ def gc_resolver(
         max_age=None if days is None else timedelta(days=days),
         protect=tuple(protect or ()),
         delete_untagged=delete_untagged,
+        pulled_within=pulled_within,
     )
     return _cached(lambda repo: pol if select(repo, inc, exc) else None)
 
@@ -164,6 +169,7 @@ def tier_policy(
         ttl=tier.ttl,
         delete_repository=tier.delete_repository,
         protect=tuple(tier.protect) + tuple(protect or ()),
+        pulled_within=tier.pulled_within,
     )
 
 

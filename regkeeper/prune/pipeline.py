@@ -13,6 +13,7 @@ from ..errors import RefusedError
 from ..models import Inventory
 from ..policy import Plan, gc_resolver, tier_resolver
 from ..policy import plan as make_plan
+from ..pulls.lookup import history_for
 from ..util import utcnow
 from .delete import DeleteResult, delete_manifests
 from .reclaim import ReclaimResult, reclaim
@@ -71,14 +72,19 @@ def gc_plan(
         g.keep_last if keep_last is None else keep_last,
         g.protect,
         delete_untagged=g.delete_untagged,
+        pulled_within=g.pulled_within,
     )
+    now = now or utcnow()
+    pulls, notes = history_for(ctx.config, "gc", registry, now)
+    kstate.notes.extend(notes)
     return make_plan(
         inv,
         resolve,
         in_use=kstate.usage,
-        now=now or utcnow(),
+        now=now,
         max_delete_fraction=g.max_delete_fraction,
         untagged_grace=g.untagged_grace,
+        pulls=pulls,
     )
 
 
@@ -89,8 +95,17 @@ def expire_plan(
     resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
     frac = e.max_delete_fraction if e else 0.5
     grace = e.untagged_grace if e else timedelta(hours=1)
+    now = now or utcnow()
+    pulls, notes = history_for(ctx.config, "expire", registry, now)
+    kstate.notes.extend(notes)
     return make_plan(
-        inv, resolve, in_use=kstate.usage, now=now or utcnow(), max_delete_fraction=frac, untagged_grace=grace
+        inv,
+        resolve,
+        in_use=kstate.usage,
+        now=now,
+        max_delete_fraction=frac,
+        untagged_grace=grace,
+        pulls=pulls,
     )
 
 

@@ -210,3 +210,20 @@ def test_manifests_are_valid_for_the_kubernetes_client_models(name):
     for d in docs(name):
         obj = api.deserialize(Resp(d), models[d["kind"]])
         assert api.sanitize_for_serialization(obj) == d, f"{name}: {d['kind']} {d['metadata']['name']}"
+
+
+def test_pull_events_deployment_runs_the_receiver_and_its_service_reaches_it():
+    from app.cli import _parser
+
+    d = docs("pull-events.yaml")
+    (dep,) = by_kind(d, "Deployment")
+    (svc,) = by_kind(d, "Service")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    args = _parser().parse_args(c["command"][1:])
+    assert (args.cmd, args.action, args.listen) == ("events", "serve", "0.0.0.0:5080")
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert dep["spec"]["replicas"] == 1  # the heartbeat that detects gaps is the receiver's own
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"][0]["targetPort"] == c["ports"][0]["name"]
+    env = {e["name"] for e in c["env"]}
+    assert {"PULL_EVENTS_TOKEN", "PULLS_STORE"} <= env  # secrets from a Secret, never inline
