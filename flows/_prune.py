@@ -68,6 +68,7 @@ def delete_planned(ctx: RunContext, registry: str, plan, inv: Inventory) -> Dele
             _whole(inv),
             label=batch_label(b),
             recheck=_whole({r: recheck.get(r, set()) for r in b}),
+            plan=_whole(plan),
         )
         for b in repo_batches
     ]

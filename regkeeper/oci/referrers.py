@@ -79,6 +79,14 @@ class ReferrersReader(RegistryTransport):
         if resp.headers.get("OCI-Subject"):
             self._referrers_mode = "api"
 
+    def detect_referrers_mode(self, repo: str, subject: str) -> Referrers | None:
+        """Detect the mode with one API request when not known yet (a 404 route: tag-schema).
+        Returns the referrers that request found in API mode (so the caller need not ask
+        again), else None."""
+        if self._referrers_mode is None:
+            return self._api_referrers(repo, subject, None)
+        return None
+
     def referrers(self, repo: str, subject: str, artifact_type: str | None = None) -> Referrers:
         """Every referrer of ``subject`` in ``repo`` (optionally of one artifact type), by the
         API when the registry has it, else from the referrers tag schema's index."""

@@ -1,0 +1,145 @@
+"""Referrers through gc and expire on every registry of the matrix, made by the real tools
+(issue 12): oras attach (an SBOM by the API where the registry has one, an attestation through
+the sha256-<hex> fallback index everywhere), cosign's default signature (a sha256-<hex>.sig
+tag), and a tagged referrer (a manifest with ``subject`` tagged ``sbom-1.0``, what oras-py
+writes on a registry without the API).
+
+A 120-day-old image goes with ALL its referrers (the API answers an empty index for it, no
+fallback entry or tag, no .sig tag); the kept image keeps all of its own and ``cosign verify``
+still passes; the young tagged SBOM neither keeps its old subject alive nor takes the keepLast
+slot. ``regkeeper inventory --format json`` links every referrer to its subject, and the API /
+fallback ones equal ``regctl artifact tree``.
+
+The registries run without a ``storage`` section here (the same on all four; the memory
+registry has none): ages come from the image configs' ``created``. Reclaim does not apply (no
+garbage-collect run here; the referrers-api registry has none at all)."""
+
+import datetime as dt
+import json
+
+import pytest
+import requests
+
+from regkeeper import prune
+from regkeeper.context import RunContext
+from regkeeper.inventory import scan
+from tests.support import images
+from tests.support.ocitools import digest_tag
+from tests.support.rkconfig import registry_entry, write_config
+
+SPDX = "application/spdx+json"
+INTOTO = "application/vnd.in-toto+json"
+TAGGED = "application/vnd.example.sbom.v1+json"
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
+MID = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+REG = "local-registry"
+
+
+def _file(name: str, media: str) -> dict[str, tuple[bytes, str]]:
+    return {f"{name}.json": (json.dumps({"name": name}).encode(), media)}
+
+
+def _decorate(reg, oras, cosign, repo: str, img) -> dict[str, str]:
+    """Every kind of referrer on ``img``: name -> digest (the .sig tag's digest included)."""
+    ref = reg.ref(repo, img.digest)
+    out = {
+        "sbom": oras.attach(ref, SPDX, _file("sbom", SPDX))["digest"],  # API where there is one
+        "att": oras.attach(ref, INTOTO, _file("att", INTOTO), mode="tag")["digest"],  # fallback
+    }
+    cosign.sign(ref, mode="legacy")
+    out["sig"] = images.head_manifest(reg.url, repo, digest_tag(img.digest) + ".sig")
+    return out
+
+
+@pytest.fixture
+def referred(registry_matrix, oras, cosign, unique_repo, tmp_path):
+    reg, repo = registry_matrix, unique_repo
+    old = images.push_image(reg.url, repo, "1.0", media="oci", created=OLD, seed=repo + "old")
+    new = images.push_image(reg.url, repo, "2.0", media="oci", created=MID, seed=repo + "new")
+    refs = {"old": _decorate(reg, oras, cosign, repo, old), "new": _decorate(reg, oras, cosign, repo, new)}
+    # the young tagged referrer of the old image, no fallback entry (oras-py without the API)
+    tagged = images.push_referrer(
+        reg.url, repo, old, artifact_type=TAGGED, tag="sbom-1.0", fallback_tag=False
+    )
+    refs["old"]["tagged"] = tagged.digest
+    return reg, repo, {"old": old.digest, "new": new.digest}, refs
+
+
+def _config(tmp_path, reg, job: str):
+    if job == "gc":
+        sections = {"gc": {"days": 30, "keepLast": 1, "protect": [], "maxDeleteFraction": 1.0}}
+    else:
+        tiers = [{"name": "business", "match": ["t/**"], "keepLast": 1, "keepDays": 30}]
+        sections = {"tiers": tiers, "expire": {"maxDeleteFraction": 1.0}}
+    return write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg, REG, storage=False)], **sections)
+
+
+def _run(ctx, job: str):
+    """The core pipeline as the flow runs it: scan, plan, delete (with the re-check), verify,
+    report."""
+    client = ctx.client(REG)
+    inv = scan(client)
+    make = prune.gc_plan if job == "gc" else prune.expire_plan
+    plan = make(ctx, REG, inv, prune.KubeState(None))
+    deleted = prune.delete_batch(
+        ctx, REG, plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan)
+    )
+    verified = prune.run_verify(ctx, REG, inv, plan, everything=False, deleted=deleted)
+    rep = prune.build_report(job, REG, plan, inv=inv, deleted=deleted, verified=verified)
+    return inv, plan, deleted, rep
+
+
+def _api_referrers(reg, repo, digest) -> list:
+    r = requests.get(f"{reg.url}/v2/{repo}/referrers/{digest}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["manifests"]
+
+
+@pytest.mark.parametrize("job", ["gc", "expire"])
+def test_referrers_live_and_die_with_their_subject(referred, job, cosign, regctl, tmp_path):
+    reg, repo, img, refs = referred
+    ctx = RunContext.load(_config(tmp_path, reg, job))
+    inv, plan, deleted, rep = _run(ctx, job)
+    assert not deleted.failed and not deleted.skipped, (deleted.failed, deleted.skipped)
+    assert rep.status == "ok", rep.notes
+
+    tags = {t.tag: t for t in plan.tags}
+    assert tags["2.0"].action == "keep" and tags["2.0"].reason == "among newest 1"  # ranks images only
+    assert tags["1.0"].action == "delete"
+    assert tags["sbom-1.0"].action == "delete" and tags["sbom-1.0"].reason.startswith("referrer of deleted")
+
+    # the old image and every referrer of it are gone: manifests, fallback index tag, .sig tag
+    listed = images.list_tags(reg.url, repo)
+    left = {t for t in listed if images.head_manifest(reg.url, repo, t) is not None}
+    assert left == {"2.0", digest_tag(img["new"]), digest_tag(img["new"]) + ".sig"}
+    if reg.name != "dist28-s3":
+        assert set(listed) == left
+    # distribution 2.8 on S3 may go on listing a tag whose manifest was deleted by digest for a
+    # moment: the tag no longer resolves (HEAD 404) and the next scan drops it
+    assert images.head_manifest(reg.url, repo, img["old"]) is None
+    for name, digest in refs["old"].items():
+        assert images.head_manifest(reg.url, repo, digest) is None, name
+    if reg.capabilities.referrers_api:
+        assert _api_referrers(reg, repo, img["old"]) == []
+    # the kept image keeps all of its own; its signature still verifies
+    for name, digest in refs["new"].items():
+        assert images.head_manifest(reg.url, repo, digest) == digest, name
+    subject = reg.ref(repo, img["new"])
+    payloads = cosign.verify(subject, mode="legacy")
+    assert [p["critical"]["image"]["docker-manifest-digest"] for p in payloads] == [img["new"]]
+    regctl.plain_http(reg.host)
+    tree = {d for d, _ in regctl.tree(subject).referrer_map().get(img["new"], [])}
+    assert tree == {refs["new"]["sbom"], refs["new"]["att"]}
+
+    # the report: referrers counted apart from images, the mode named, one row per referrer
+    mode = "api" if reg.capabilities.referrers_api else "tag-schema"
+    assert rep.summary["referrers"] == mode
+    rows = {(r["subject"], r["digest"]): r for r in rep.table("referrers").rows}
+    print(img, refs, *rows.values(), sep="\n")
+    assert {d for (s, d) in rows if s == img["old"]} == set(refs["old"].values())
+    # the API lists the tagged referrer too; only its subject field finds it elsewhere
+    tagged_by = "api" if reg.capabilities.referrers_api else "subject-field"
+    assert rows[(img["old"], refs["old"]["tagged"])]["discovered_by"] == tagged_by
+    assert rows[(img["old"], refs["old"]["sig"])]["discovered_by"] == "cosign-tag"
+    assert rows[(img["new"], refs["new"]["att"])]["discovered_by"] == mode
+    assert rep.summary["referrers deleted"] == 4 and rep.summary["referrers kept"] == 3
