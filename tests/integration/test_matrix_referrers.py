@@ -23,6 +23,7 @@ import requests
 from regkeeper import prune
 from regkeeper.context import RunContext
 from regkeeper.inventory import scan
+from tests.integration.test_cli import rk
 from tests.support import images
 from tests.support.ocitools import digest_tag
 from tests.support.rkconfig import registry_entry, write_config
@@ -82,7 +83,7 @@ def _run(ctx, job: str):
     make = prune.gc_plan if job == "gc" else prune.expire_plan
     plan = make(ctx, REG, inv, prune.KubeState(None))
     deleted = prune.delete_batch(
-        ctx, REG, plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan)
+        ctx, REG, plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan), plan=plan
     )
     verified = prune.run_verify(ctx, REG, inv, plan, everything=False, deleted=deleted)
     rep = prune.build_report(job, REG, plan, inv=inv, deleted=deleted, verified=verified)
@@ -143,3 +144,61 @@ def test_referrers_live_and_die_with_their_subject(referred, job, cosign, regctl
     assert rows[(img["old"], refs["old"]["sig"])]["discovered_by"] == "cosign-tag"
     assert rows[(img["new"], refs["new"]["att"])]["discovered_by"] == mode
     assert rep.summary["referrers deleted"] == 4 and rep.summary["referrers kept"] == 3
+
+
+def test_inventory_json_links_every_referrer_to_its_subject(referred, regctl, tmp_path):
+    """``regkeeper inventory --format json``: every referrer names its subject, type and how it
+    was found; each image lists its referrers, and those found by the API or the fallback index
+    are exactly what ``regctl artifact tree`` shows (regctl sees neither cosign's .sig tag nor,
+    without the API, a referrer that no fallback index lists)."""
+    reg, repo, img, refs = referred
+    cfg = _config(tmp_path, reg, "gc")
+    out = rk("inventory", "--config", str(cfg), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    mode = "api" if reg.capabilities.referrers_api else "tag-schema"
+    assert doc["referrers_mode"] == mode and f"referrers: {mode}" in out.stderr
+    manifests = doc["repositories"][repo]["manifests"]
+    regctl.plain_http(reg.host)
+    for name in ("old", "new"):
+        subject = img[name]
+        listed = {x["digest"]: x for x in manifests[subject]["referrers"]}
+        assert set(listed) == set(refs[name].values()), name
+        for digest in refs[name].values():
+            m = manifests[digest]
+            assert m["subject"] == subject and m["discovered_by"] == listed[digest]["discovered_by"]
+            assert m["referrer_type"], digest
+        assert listed[refs[name]["sig"]]["discovered_by"] == "cosign-tag"
+        tree = {d for d, _ in regctl.tree(reg.ref(repo, subject)).referrer_map().get(subject, [])}
+        assert tree == {d for d, x in listed.items() if x["discovered_by"] in ("api", "tag-schema")}
+        assert manifests[subject]["subject"] is None and manifests[subject]["referrer_type"] is None
+    assert manifests[refs["old"]["tagged"]]["discovered_by"] == ("api" if mode == "api" else "subject-field")
+    # the fallback index is bookkeeping, linked to its subject but not a referrer
+    idx = manifests[img["new"]]["referrers_index"]
+    assert idx and manifests[idx]["referrer_type"] == "referrers-index"
+    csv = rk("inventory", "--config", str(cfg), "--format", "csv")
+    sig_row = next(ln for ln in csv.stdout.splitlines() if f"{digest_tag(img['new'])}.sig," in ln)
+    assert sig_row.count(img["new"]) == 2 and ",cosign-tag" in sig_row  # signature_of and subject
+
+
+def test_fallback_index_loses_an_entry_that_is_gone(referred, regctl, tmp_path):
+    """Someone deleted the kept image's attestation behind the fallback index's back: gc re-PUTs
+    the sha256-<hex> index without the dangling entry (same tag), and regctl sees the rest."""
+    reg, repo, img, refs = referred
+    assert images.delete_manifest(reg.url, repo, refs["new"]["att"]) == 202
+    before = images.head_manifest(reg.url, repo, digest_tag(img["new"]))
+    ctx = RunContext.load(_config(tmp_path, reg, "gc"))
+    inv, plan, deleted, rep = _run(ctx, "gc")
+    assert not deleted.failed, deleted.failed
+    [(r, subject, new)] = deleted.fallback_updates
+    assert (r, subject) == (repo, img["new"])
+    if reg.capabilities.referrers_api:  # the SBOM went through the API: the index held only the
+        assert new is None  # attestation, so it was emptied and deleted
+        assert images.head_manifest(reg.url, repo, digest_tag(img["new"])) is None
+    else:
+        assert new not in (None, before)
+        assert images.head_manifest(reg.url, repo, digest_tag(img["new"])) == new
+    assert rep.summary["fallback indexes repaired"] == 1
+    regctl.plain_http(reg.host)
+    tree = {d for d, _ in regctl.tree(reg.ref(repo, img["new"])).referrer_map().get(img["new"], [])}
+    assert tree == {refs["new"]["sbom"]}
