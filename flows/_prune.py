@@ -58,6 +58,8 @@ def delete_planned(ctx: RunContext, registry: str, plan, inv: Inventory) -> Dele
     by_repo: dict[str, list] = {}
     for repo, dg in plan.manifests_to_delete():
         by_repo.setdefault(repo, []).append((repo, dg))
+    for repo in prune.needs_repair(inv):  # a fallback index listing a referrer that is gone
+        by_repo.setdefault(repo, [])
     repo_batches = batches(sorted(by_repo), DELETE_BATCH)
     recheck = prune.planned_tag_deletes(plan)
     futures = [

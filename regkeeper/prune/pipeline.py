@@ -119,7 +119,7 @@ def delete_batch(
     res = delete_manifests(client, items, inventory=inv, recheck=recheck)
     if plan is not None and inv is not None and not res.stopped:
         skipped = {repo for repo, _ in res.skipped}
-        touched = (set(repos or ()) | {repo for repo, _ in items}) - skipped
+        touched = (set(repos or ()) | set(recheck or ()) | {repo for repo, _ in items}) - skipped
         repair_fallback_indexes(client, inv, plan, res, touched)
     return res
 

@@ -9,7 +9,8 @@ Fallback indexes (``sha256-<hex>`` tags, registries without the referrers API): 
 or deletes an index with its subject. A kept index that still lists an entry this run deleted,
 or one that is not there any more (a referrer deleted behind its back), is re-PUT without it
 under the same tag (``RegistryClient.update_fallback_index``); one left empty is deleted through
-the one delete path. No dangling entry remains.
+the one delete path. No dangling entry remains. The flow hands the delete path every repository
+with deletes and every one ``needs_repair`` names.
 """
 
 from ..models import Inventory
@@ -56,6 +57,19 @@ def referrer_summary(rows: list[dict], preview: bool) -> dict:
         "referrers kept": sum(1 for x in rows if x["action"] == KEEP),
         "orphan referrers to remove" if preview else "orphan referrers removed": orphans,
     }
+
+
+def needs_repair(inv: Inventory) -> list[str]:
+    """Repositories with a fallback index that lists a referrer which is not there."""
+    return sorted(
+        repo
+        for repo, r in inv.repositories.items()
+        if any(
+            not is_real(r.manifests.get(c.digest))
+            for idx in r.fallback_indexes.values()
+            for c in r.manifests[idx].children
+        )
+    )
 
 
 def repair_fallback_indexes(

@@ -202,3 +202,27 @@ def test_fallback_index_loses_an_entry_that_is_gone(referred, regctl, tmp_path):
     regctl.plain_http(reg.host)
     tree = {d for d, _ in regctl.tree(reg.ref(repo, img["new"])).referrer_map().get(img["new"], [])}
     assert tree == {refs["new"]["sbom"]}
+
+
+def test_fallback_index_repaired_where_nothing_is_deleted(registry, unique_repo, tmp_path):
+    """A repository where the plan deletes nothing but a fallback index lists a referrer that is
+    gone: the flow hands it to the delete path (``needs_repair``), which re-PUTs the index."""
+    u, repo = registry.url, unique_repo
+    img = images.push_image(u, repo, "v1", media="oci", created=MID, seed=repo)
+    keep = images.push_referrer(u, repo, img, artifact_type=SPDX)
+    lost = images.push_referrer(u, repo, img, artifact_type=INTOTO)
+    assert images.delete_manifest(u, repo, lost.digest) == 202
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(registry, REG, storage=False)],
+        gc={"days": 30, "keepLast": 1, "include": [repo]},
+    )
+    ctx = RunContext.load(cfg)
+    inv = scan(ctx.client(REG), repositories=[repo])
+    plan = prune.gc_plan(ctx, REG, inv, prune.KubeState(None))
+    assert plan.manifests_to_delete() == [] and prune.needs_repair(inv) == [repo]
+    res = prune.delete_batch(ctx, REG, [], inv, recheck={repo: set()}, plan=plan)
+    [(r, subject, new)] = res.fallback_updates
+    assert (r, subject) == (repo, img.digest)
+    idx = images.get_manifest(u, repo, digest_tag(img.digest))[0]
+    assert [m["digest"] for m in json.loads(idx)["manifests"]] == [keep.digest]
