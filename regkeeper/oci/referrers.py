@@ -11,7 +11,8 @@ Three ways a registry can hold what refers to a manifest (its ``subject``):
                 tags list, by the inventory (models.signature_subject), not here.
 
 The mode is detected once per registry (the first subject asked about): a 200 index from the
-API means ``api``; a 404 (the route does not exist) means ``tag-schema``. A manifest PUT
+API means ``api``; a 404 (the route does not exist), or a 400 / 405 / 406 / 501 on that first
+call, means ``tag-schema``. A manifest PUT
 answered with ``OCI-Subject`` also proves the API (see note_put). Errors go through the one
 transport (its retry decision, errors naming the registry, call and status).
 """
@@ -32,6 +33,7 @@ from .transport import RegistryTransport, next_link
 
 ReferrersMode = Literal["api", "tag-schema"]
 MAX_REFERRER_PAGES = 100
+NO_API_STATUSES = (400, 405, 406, 501)  # besides 404: what a registry without the route answers
 
 
 def fallback_tag(subject: str) -> str:
@@ -84,14 +86,25 @@ class ReferrersReader(RegistryTransport):
         Returns the referrers that request found in API mode (so the caller need not ask
         again), else None."""
         if self._referrers_mode is None:
-            return self._api_referrers(repo, subject, None)
+            return self._probe(repo, subject, None)
         return None
+
+    def _probe(self, repo: str, subject: str, artifact_type: str | None) -> Referrers | None:
+        """The API call that detects the mode: a 404 route, and the 400 / 405 / 406 / 501 some
+        registries and proxies answer for a route they do not serve, mean no API."""
+        try:
+            return self._api_referrers(repo, subject, artifact_type)
+        except RegistryError as e:
+            if self._referrers_mode is None and e.status in NO_API_STATUSES:
+                self._set_mode("tag-schema")
+                return None
+            raise
 
     def referrers(self, repo: str, subject: str, artifact_type: str | None = None) -> Referrers:
         """Every referrer of ``subject`` in ``repo`` (optionally of one artifact type), by the
         API when the registry has it, else from the referrers tag schema's index."""
         if self._referrers_mode != "tag-schema":
-            found = self._api_referrers(repo, subject, artifact_type)
+            found = self._probe(repo, subject, artifact_type)
             if found is not None:
                 return found
         return self._fallback_referrers(repo, subject, artifact_type)
@@ -107,7 +120,8 @@ class ReferrersReader(RegistryTransport):
             resp = self.request("GET", path, repo=repo, allow_404=True, read=_read_page)
             status, body, headers = resp
             if status == 404:
-                if self._referrers_mode is None and not out:
+                # no API (a concurrent first call may have said so already: the same answer)
+                if self._referrers_mode != "api" and not out:
                     self._set_mode("tag-schema")
                     return None
                 raise NotFoundError(
