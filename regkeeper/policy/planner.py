@@ -232,14 +232,14 @@ class _RepoPlanner:
     ) -> str:
         if tags:
             return "all tags deleted"
-        if dead_parents:
-            return f"child of deleted index {short(dead_parents[0])}"
-        if m.subject:
+        if m.subject:  # a referrer: its subject says more than the fallback index listing it
             return (
                 f"referrer of deleted {short(m.subject)}"
                 if m.subject in self.present
                 else orphan_reason(m.subject)
             )
+        if dead_parents:
+            return f"child of deleted index {short(dead_parents[0])}"
         if d in untagged:
             return "untagged, unreferenced"
         return "unreferenced"

@@ -79,7 +79,7 @@ def _run(ctx, job: str):
     """The core pipeline as the flow runs it: scan, plan, delete (with the re-check), verify,
     report."""
     client = ctx.client(REG)
-    inv = scan(client)
+    inv = scan(client, storage=ctx.storage(REG))
     make = prune.gc_plan if job == "gc" else prune.expire_plan
     plan = make(ctx, REG, inv, prune.KubeState(None))
     deleted = prune.delete_batch(
@@ -226,3 +226,30 @@ def test_fallback_index_repaired_where_nothing_is_deleted(registry, unique_repo,
     assert (r, subject) == (repo, img.digest)
     idx = images.get_manifest(u, repo, digest_tag(img.digest))[0]
     assert [m["digest"] for m in json.loads(idx)["manifests"]] == [keep.digest]
+
+
+def test_orphan_referrers_removed_by_gc_with_storage(registry, cosign, unique_repo, tmp_path):
+    """Someone deleted an image by digest and left its referrers behind: with storage access
+    (untagged manifests visible, so the subject is provably gone) gc removes the SBOM, the
+    fallback index and the cosign signature, each with the orphan reason, and counts them."""
+    u, repo = registry.url, unique_repo
+    gone = images.push_image(u, repo, "1.0", media="oci", seed=repo + "gone")
+    images.push_image(u, repo, "2.0", media="oci", seed=repo + "kept")
+    sbom = images.push_referrer(u, repo, gone, artifact_type=SPDX)
+    cosign.sign(f"{registry.host}/{repo}@{gone.digest}", mode="legacy")
+    assert images.delete_manifest(u, repo, gone.digest) == 202
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(registry, REG)],
+        gc={"days": 30, "keepLast": 5, "include": [repo], "maxDeleteFraction": 1.0, "untaggedGrace": "0s"},
+    )
+    ctx = RunContext.load(cfg)
+    inv, plan, deleted, rep = _run(ctx, "gc")
+    assert not deleted.failed, deleted.failed
+    why = f"orphan referrer: subject {gone.digest[:19]} is gone"
+    t = {x.tag: x for x in plan.tags}
+    assert t[digest_tag(gone.digest) + ".sig"].reason == why and t[digest_tag(gone.digest)].reason == why
+    assert {m.digest: m.reason for m in plan.deleted_manifests()}[sbom.digest] == why
+    assert rep.summary["orphan referrers removed"] == 2  # the SBOM and the signature
+    assert images.list_tags(u, repo) == ["2.0"]
+    assert images.head_manifest(u, repo, sbom.digest) is None
