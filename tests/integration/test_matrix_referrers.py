@@ -1,12 +1,12 @@
 """Referrers through gc and expire on every registry of the matrix, made by the real tools
 (issue 12): oras attach (an SBOM by the API where the registry has one, an attestation through
 the sha256-<hex> fallback index everywhere), cosign's default signature (a sha256-<hex>.sig
-tag), and a tagged referrer (a manifest with ``subject`` tagged ``sbom-1.0``, what oras-py
+tag) and its OCI 1.1 one (a referrer), and a tagged referrer (a manifest with ``subject`` tagged ``sbom-1.0``, what oras-py
 writes on a registry without the API).
 
 A 120-day-old image goes with ALL its referrers (the API answers an empty index for it, no
 fallback entry or tag, no .sig tag); the kept image keeps all of its own and ``cosign verify``
-still passes; the young tagged SBOM neither keeps its old subject alive nor takes the keepLast
+still passes (both kinds); the young tagged SBOM neither keeps its old subject alive nor takes the keepLast
 slot. ``regkeeper inventory --format json`` links every referrer to its subject, and the API /
 fallback ones equal ``regctl artifact tree``.
 
@@ -49,7 +49,14 @@ def _decorate(reg, oras, cosign, repo: str, img) -> dict[str, str]:
     }
     cosign.sign(ref, mode="legacy")
     out["sig"] = images.head_manifest(reg.url, repo, digest_tag(img.digest) + ".sig")
+    before = _referrer_digests(reg, oras, ref)
+    cosign.sign(ref, mode="oci-1-1")  # a referrer: by the API, else in the fallback index
+    [out["sig11"]] = _referrer_digests(reg, oras, ref) - before
     return out
+
+
+def _referrer_digests(reg, oras, ref: str) -> set[str]:
+    return {d for refs in oras.referrers(oras.discover(ref)).values() for d, _ in refs}
 
 
 @pytest.fixture
@@ -126,11 +133,12 @@ def test_referrers_live_and_die_with_their_subject(referred, job, cosign, regctl
     for name, digest in refs["new"].items():
         assert images.head_manifest(reg.url, repo, digest) == digest, name
     subject = reg.ref(repo, img["new"])
-    payloads = cosign.verify(subject, mode="legacy")
-    assert [p["critical"]["image"]["docker-manifest-digest"] for p in payloads] == [img["new"]]
+    for mode in ("legacy", "oci-1-1"):
+        payloads = cosign.verify(subject, mode=mode)
+        assert [p["critical"]["image"]["docker-manifest-digest"] for p in payloads] == [img["new"]]
     regctl.plain_http(reg.host)
     tree = {d for d, _ in regctl.tree(subject).referrer_map().get(img["new"], [])}
-    assert tree == {refs["new"]["sbom"], refs["new"]["att"]}
+    assert tree == {refs["new"]["sbom"], refs["new"]["att"], refs["new"]["sig11"]}
 
     # the report: referrers counted apart from images, the mode named, one row per referrer
     mode = "api" if reg.capabilities.referrers_api else "tag-schema"
@@ -143,7 +151,7 @@ def test_referrers_live_and_die_with_their_subject(referred, job, cosign, regctl
     assert rows[(img["old"], refs["old"]["tagged"])]["discovered_by"] == tagged_by
     assert rows[(img["old"], refs["old"]["sig"])]["discovered_by"] == "cosign-tag"
     assert rows[(img["new"], refs["new"]["att"])]["discovered_by"] == mode
-    assert rep.summary["referrers deleted"] == 4 and rep.summary["referrers kept"] == 3
+    assert rep.summary["referrers deleted"] == 5 and rep.summary["referrers kept"] == 4
 
 
 def test_inventory_json_links_every_referrer_to_its_subject(referred, regctl, tmp_path):
@@ -201,7 +209,7 @@ def test_fallback_index_loses_an_entry_that_is_gone(referred, regctl, tmp_path):
     assert rep.summary["fallback indexes repaired"] == 1
     regctl.plain_http(reg.host)
     tree = {d for d, _ in regctl.tree(reg.ref(repo, img["new"])).referrer_map().get(img["new"], [])}
-    assert tree == {refs["new"]["sbom"]}
+    assert tree == {refs["new"]["sbom"], refs["new"]["sig11"]}
 
 
 def test_fallback_index_repaired_where_nothing_is_deleted(registry, unique_repo, tmp_path):
