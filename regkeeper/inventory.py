@@ -130,7 +130,7 @@ def scan(
         s.read_storage(storage)
     s.resolve_tags(state, read_errors)
     s.fetch_children(read_errors)
-    api, referrer_calls = discover_api(client, inv.repositories, s.workers, s.fetch_referrers)
+    api, referrer_calls = discover_api(client, inv.repositories, s.workers, s.fetch_referrers, read_errors)
     s.mark_untagged()
     for name, r in inv.repositories.items():
         link_referrers(r, api.get(name))

@@ -105,13 +105,15 @@ def discover_api(
     repos: Mapping[str, RepoInventory],
     workers: int,
     fetch_missing: Callable[[list[tuple[str, str]]], None],
+    read_errors: list | None = None,
 ) -> tuple[ApiReferrers, int]:
     """API mode: the referrers of every subject the scan holds (``api_subjects``), one request
     per unique (repository, digest), then of the referrers found that may have their own (not
     signatures: ``LEAF_TYPES``), up to three levels. Referrers the scan had not seen (untagged)
     are fetched into the inventory by ``fetch_missing``. Without the API (tag-schema mode) this
     costs one request per client, the detection. Returns (repo -> subject -> descriptors, the
-    number of referrers requests)."""
+    number of referrers requests). A failed call raises (gc / expire plan nothing on a half-known
+    registry) unless ``read_errors`` collects it (backup, as for the scan's other reads)."""
     todo = [(repo, d) for repo, r in repos.items() for d in api_subjects(r)]
     out: ApiReferrers = {}
     if not todo:
@@ -134,7 +136,9 @@ def discover_api(
         calls += len(ask)
         for (repo, subject), res, err in client.map(lambda it: client.referrers(*it), ask, workers):
             if err is not None and not isinstance(err, NotFoundError):
-                raise err
+                if read_errors is None:
+                    raise err
+                read_errors.append((repo, subject, err))  # backup: named, the rest carries on
             out.setdefault(repo, {})[subject] = tuple(res.descriptors) if res is not None else ()
         found = [(repo, d) for (repo, s) in level for d in out.get(repo, {}).get(s, ())]
         fetch_missing(
