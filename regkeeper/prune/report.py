@@ -53,7 +53,19 @@ def build_report(
         _verify_section(rep, verified)
     rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
     _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error)
+    _referrer_headline(rep)
     return rep
+
+
+def _referrer_headline(rep: Report) -> None:
+    """Referrers that go with their subjects, and orphans, said after what happens to images."""
+    s = rep.summary
+    gone = s.get("referrers deleted", s.get("referrers to delete", 0))
+    orphans = s.get("orphan referrers removed", s.get("orphan referrers to remove", 0))
+    if gone:
+        verb = "deleted" if "referrers deleted" in s else "to delete"
+        extra = f", {_n(orphans, 'orphan')} among them (subject gone)" if orphans else ""
+        rep.lead(f"Referrers {verb} with their subjects: {gone}{extra}; kept: {s.get('referrers kept', 0)}.")
 
 
 # What a reader needs first, left to right: what happens to which tag and why, how old it is and
