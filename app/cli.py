@@ -166,13 +166,15 @@ def _inventory(args) -> int:
             with pd.option_context(
                 "display.max_rows", None, "display.width", 200, "display.max_colwidth", 40
             ):
-                show = df.drop(columns=["media_type"]).copy()
+                show = df.drop(columns=["media_type", "signature_of"]).copy()
                 show["digest"] = show["digest"].str.slice(0, 19)
+                show["subject"] = show["subject"].str.slice(0, 19)  # referrer -> its subject
                 print(show.to_string(index=False))
     st = inv.stats
     print(
         f"{name}: {st['repositories']} repositories, {st['tags']} tags in {st['seconds']}s "
-        f"(requests {st['requests']}, cache hits {st['cache_hits']})",
+        f"(requests {st['requests']}, cache hits {st['cache_hits']}); referrers: "
+        f"{st.get('referrers_mode', 'unknown')}, {st.get('referrers', 0)} linked to their subjects",
         file=sys.stderr,
     )
     for repo, r in inv.repositories.items():

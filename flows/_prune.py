@@ -58,6 +58,8 @@ def delete_planned(ctx: RunContext, registry: str, plan, inv: Inventory) -> Dele
     by_repo: dict[str, list] = {}
     for repo, dg in plan.manifests_to_delete():
         by_repo.setdefault(repo, []).append((repo, dg))
+    for repo in prune.needs_repair(inv):  # a fallback index listing a referrer that is gone
+        by_repo.setdefault(repo, [])
     repo_batches = batches(sorted(by_repo), DELETE_BATCH)
     recheck = prune.planned_tag_deletes(plan)
     futures = [
@@ -68,6 +70,7 @@ def delete_planned(ctx: RunContext, registry: str, plan, inv: Inventory) -> Dele
             _whole(inv),
             label=batch_label(b),
             recheck=_whole({r: recheck.get(r, set()) for r in b}),
+            plan=_whole(plan),
         )
         for b in repo_batches
     ]

@@ -29,6 +29,7 @@ from .models import (
     parse_time,
 )
 from .oci import RegistryClient
+from .referrers import discover_api, link_referrers
 from .storage import StorageReader
 from .util import atomic_write, succeeded, utcnow
 
@@ -129,7 +130,10 @@ def scan(
         s.read_storage(storage)
     s.resolve_tags(state, read_errors)
     s.fetch_children(read_errors)
+    api, referrer_calls = discover_api(client, inv.repositories, s.workers, s.fetch_referrers, read_errors)
     s.mark_untagged()
+    for name, r in inv.repositories.items():
+        link_referrers(r, api.get(name))
     if created != "never":
         s.created_times(created)
         s.index_created()
@@ -144,6 +148,9 @@ def scan(
         "cache_misses": client.cache.misses - misses0,
         "repositories": len(inv.repositories),
         "tags": inv.tag_count,
+        "referrers_mode": client.referrers_mode or "unknown",
+        "referrer_requests": referrer_calls,
+        "referrers": sum(len(v) for r in inv.repositories.values() for v in r.referrers.values()),
     }
     return inv
 
@@ -261,6 +268,16 @@ class _Scan:
                     continue
                 self.manifests[m.digest] = m
                 r.manifests.setdefault(m.digest, manifest_info(m))
+
+    def fetch_referrers(self, items: list[tuple[str, str]]) -> None:
+        """Referrers the API listed that no tag or index led to (untagged): into the inventory."""
+        fetched = self.client.map(lambda it: self.client.get_manifest(*it), items, self.workers)
+        for (repo, _digest), m, err in fetched:
+            if err is not None and not isinstance(err, NotFoundError):
+                raise err
+            if m is not None:
+                self.manifests[m.digest] = m
+                self.inv.repositories[repo].manifests.setdefault(m.digest, manifest_info(m))
 
     def _missing_children(self) -> list[tuple[str, str]]:
         out = []

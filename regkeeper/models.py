@@ -90,6 +90,32 @@ class ManifestInfo:
         return [c.platform for c in self.children if c.platform]
 
 
+# How a referrer was found (regkeeper/referrers.py links them; the first that finds one names it)
+DISCOVERED_BY = ("api", "tag-schema", "cosign-tag", "subject-field")
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """Something that refers to a subject manifest: an SBOM, attestation or signature found by
+    the referrers API, listed in the ``sha256-<hex>`` fallback index, tagged the cosign way
+    (``sha256-<hex>.sig/.att/.sbom``) or carrying a ``subject`` field (tagged or not)."""
+
+    digest: str
+    subject: str
+    artifact_type: str
+    discovered_by: str  # one of DISCOVERED_BY
+    tags: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {
+            "digest": self.digest,
+            "subject": self.subject,
+            "artifact_type": self.artifact_type,
+            "discovered_by": self.discovered_by,
+            "tags": list(self.tags),
+        }
+
+
 @dataclass(slots=True)
 class RepoInventory:
     name: str
@@ -99,6 +125,14 @@ class RepoInventory:
     untagged: list[str] = field(default_factory=list)  # digests known only from storage
     untagged_pushed: dict[str, datetime] = field(default_factory=dict)  # untagged digest -> push time
     errors: list[str] = field(default_factory=list)  # per-tag scan problems
+    # subject digest -> its referrers (regkeeper.referrers.link_referrers), and the digest of the
+    # subject's sha256-<hex> fallback index where one exists
+    referrers: dict[str, list[Referrer]] = field(default_factory=dict)
+    fallback_indexes: dict[str, str] = field(default_factory=dict)
+
+    def referrer_of(self) -> dict[str, Referrer]:
+        """referrer digest -> how it refers to its subject (one link per referrer)."""
+        return {ref.digest: ref for refs in self.referrers.values() for ref in refs}
 
     def closure(self, digests) -> list["ManifestInfo"]:
         """The manifests reachable from ``digests`` (index children, recursively), each once,
@@ -146,7 +180,10 @@ class Inventory:
         """Fold a batch's inventory into this one (batches scan disjoint repositories)."""
         self.repositories.update(other.repositories)
         for k, v in (other.stats or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, str):  # referrers_mode: a known mode wins over "unknown"
+                if self.stats.get(k) in (None, "unknown"):
+                    self.stats[k] = v
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.stats[k] = self.stats.get(k, 0) + v
             elif isinstance(v, dict):
                 agg = self.stats.setdefault(k, {})
@@ -161,29 +198,36 @@ class Inventory:
         return sum(len(r.tags) for r in self.repositories.values())
 
     def rows(self) -> list[dict]:
-        """One row per tag, for tables, CSV and JSON."""
+        """One row per tag, for tables, CSV and JSON. A referrer's row names its subject, its
+        artifact type and how it was discovered; a fallback index tag's row its subject."""
         rows = []
         for repo in sorted(self.repositories):
             r = self.repositories[repo]
+            links = r.referrer_of()
             for tag in sorted(r.tags):
                 d = r.tags[tag]
                 m = r.manifests.get(d)
                 sig = signature_subject(tag)
-                rows.append(
-                    {
-                        "repository": repo,
-                        "tag": tag,
-                        "digest": d,
-                        "kind": m.kind if m else None,
-                        "media_type": m.media_type if m else None,
-                        "created": m.created.isoformat() if m and m.created else None,
-                        "pushed": r.push_times[tag].isoformat() if tag in r.push_times else None,
-                        "size": (m.size + m.blob_bytes) if m else None,
-                        "platforms": ",".join(m.platforms) if m and m.platforms else "",
-                        "children": len(m.children) if m else 0,
-                        "signature_of": sig[0] if sig else "",
-                    }
-                )
+                link = links.get(d)
+                row = {
+                    "repository": repo,
+                    "tag": tag,
+                    "digest": d,
+                    "kind": m.kind if m else None,
+                    "media_type": m.media_type if m else None,
+                    "created": m.created.isoformat() if m and m.created else None,
+                    "pushed": r.push_times[tag].isoformat() if tag in r.push_times else None,
+                    "size": (m.size + m.blob_bytes) if m else None,
+                    "platforms": ",".join(m.platforms) if m and m.platforms else "",
+                    "children": len(m.children) if m else 0,
+                    "signature_of": sig[0] if sig else "",
+                    "subject": link.subject if link else "",
+                    "referrer_type": link.artifact_type if link else "",
+                    "discovered_by": link.discovered_by if link else "",
+                }
+                if link is None and sig and sig[1] == "referrers":
+                    row.update(subject=sig[0], referrer_type=FALLBACK_INDEX, discovered_by="tag-schema")
+                rows.append(row)
         return rows
 
     def to_dataframe(self):
@@ -201,6 +245,9 @@ class Inventory:
             "platforms",
             "children",
             "signature_of",
+            "subject",
+            "referrer_type",
+            "discovered_by",
         ]
         return pd.DataFrame(self.rows(), columns=cols)
 
@@ -218,8 +265,30 @@ class Inventory:
                 "registry": self.registry,
                 "scanned_at": self.scanned_at.isoformat(),
                 "push_time_source": self.push_time_source,
-                "repositories": {k: asdict(v) for k, v in self.repositories.items()},
+                "referrers_mode": self.stats.get("referrers_mode", "unknown"),
+                "repositories": {k: _repo_json(v) for k, v in self.repositories.items()},
             },
             default=enc,
             indent=1,
         )
+
+
+FALLBACK_INDEX = "referrers-index"  # the referrer_type shown for a sha256-<hex> fallback index
+
+
+def _repo_json(r: RepoInventory) -> dict:
+    """A repository as JSON: every manifest says what it refers to (``subject``,
+    ``referrer_type``, ``discovered_by``; cosign tags included) and lists its own
+    ``referrers`` (and its fallback index, ``referrers_index``)."""
+    out = asdict(r)
+    links = r.referrer_of()
+    indexes = {d: s for s, d in r.fallback_indexes.items()}
+    for digest, m in out["manifests"].items():
+        link = links.get(digest)
+        m["subject"] = link.subject if link else (indexes.get(digest) or m["subject"])
+        m["referrer_type"] = link.artifact_type if link else (FALLBACK_INDEX if digest in indexes else None)
+        m["discovered_by"] = link.discovered_by if link else ("tag-schema" if digest in indexes else None)
+        m["referrers"] = [ref.as_dict() for ref in r.referrers.get(digest, ())]
+        m["referrers_index"] = r.fallback_indexes.get(digest)
+    out["referrers"] = {s: [ref.as_dict() for ref in refs] for s, refs in r.referrers.items()}
+    return out

@@ -44,16 +44,19 @@ def delete_batch(
     inv: Inventory,
     label: str = "",
     recheck: dict | None = None,
+    plan=None,
 ):
-    res = prune.delete_batch(ctx, registry, items, inv, recheck)
+    res = prune.delete_batch(ctx, registry, items, inv, recheck, plan=plan)
     logger().info(
-        "%s [%s]: deleted %d, already gone %d, failed %d, repositories skipped %d",
+        "%s [%s]: deleted %d, already gone %d, failed %d, repositories skipped %d, "
+        "fallback indexes repaired %d",
         registry,
         label,
         len(res.deleted),
         len(res.already_gone),
         len(res.failed),
         len(res.skipped),
+        len(res.fallback_updates),
     )
     return res
 

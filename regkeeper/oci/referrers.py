@@ -11,7 +11,8 @@ Three ways a registry can hold what refers to a manifest (its ``subject``):
                 tags list, by the inventory (models.signature_subject), not here.
 
 The mode is detected once per registry (the first subject asked about): a 200 index from the
-API means ``api``; a 404 (the route does not exist) means ``tag-schema``. A manifest PUT
+API means ``api``; a 404 (the route does not exist), or a 400 / 405 / 406 / 501 on that first
+call, means ``tag-schema``. A manifest PUT
 answered with ``OCI-Subject`` also proves the API (see note_put). Errors go through the one
 transport (its retry decision, errors naming the registry, call and status).
 """
@@ -34,6 +35,7 @@ from .transport import RegistryTransport, next_link
 ReferrersMode = Literal["api", "tag-schema"]
 MAX_REFERRER_PAGES = 100
 REFERRER_DEPTH = 2  # referrers, and referrers of referrers (a signed SBOM)
+NO_API_STATUSES = (400, 405, 406, 501)  # besides 404: what a registry without the route answers
 
 
 def fallback_tag(subject: str) -> str:
@@ -81,11 +83,30 @@ class ReferrersReader(RegistryTransport):
         if resp.headers.get("OCI-Subject"):
             self._referrers_mode = "api"
 
+    def probe_referrers(self, repo: str, subject: str) -> Referrers | None:
+        """Detect the mode with one API request when not known yet (a 404 route: tag-schema).
+        Returns the referrers that request found in API mode (so the caller need not ask
+        again), else None."""
+        if self._referrers_mode is None:
+            return self._probe(repo, subject, None)
+        return None
+
+    def _probe(self, repo: str, subject: str, artifact_type: str | None) -> Referrers | None:
+        """The API call that detects the mode: a 404 route, and the 400 / 405 / 406 / 501 some
+        registries and proxies answer for a route they do not serve, mean no API."""
+        try:
+            return self._api_referrers(repo, subject, artifact_type)
+        except RegistryError as e:
+            if self._referrers_mode is None and e.status in NO_API_STATUSES:
+                self._set_mode("tag-schema")
+                return None
+            raise
+
     def referrers(self, repo: str, subject: str, artifact_type: str | None = None) -> Referrers:
         """Every referrer of ``subject`` in ``repo`` (optionally of one artifact type), by the
         API when the registry has it, else from the referrers tag schema's index."""
         if self._referrers_mode != "tag-schema":
-            found = self._api_referrers(repo, subject, artifact_type)
+            found = self._probe(repo, subject, artifact_type)
             if found is not None:
                 return found
         return self._fallback_referrers(repo, subject, artifact_type)
@@ -105,7 +126,8 @@ class ReferrersReader(RegistryTransport):
                 self._set_mode("api")
                 return Referrers(subject, "api", tuple(out))
             if status == 404:
-                if self._referrers_mode is None and not out:
+                # no API (a concurrent first call may have said so already: the same answer)
+                if self._referrers_mode != "api" and not out:
                     self._set_mode("tag-schema")
                     return None
                 raise NotFoundError(
@@ -125,9 +147,8 @@ class ReferrersReader(RegistryTransport):
     def detect_referrers_mode(self, repo: str, subject: str) -> ReferrersMode:
         """The registry's referrers mode, asking the API once (one GET) when not known yet;
         unlike ``referrers`` it never reads the fallback tag."""
-        if self._referrers_mode is None:
-            if self._api_referrers(repo, subject, None) is None:
-                self._set_mode("tag-schema")
+        if self._referrers_mode is None and self._probe(repo, subject, None) is None:
+            self._set_mode("tag-schema")
         return self._referrers_mode or "tag-schema"
 
     def _set_mode(self, mode: ReferrersMode) -> None:

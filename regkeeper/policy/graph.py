@@ -3,7 +3,9 @@ through it, and the order in which deletes are safe.
 
 Edges: an index -> its children; a signature / attestation tag (``sha256-<hex>.sig/.att/.sbom``)
 or an OCI referrers-fallback index tag (``sha256-<hex>``) -> its subject; an OCI referrer (a
-manifest with a ``subject`` field) -> its subject. Tags sharing a digest share its fate.
+manifest with a ``subject`` field, tagged or not) -> its subject. Tags sharing a digest share
+its fate. A tag on a referrer is a referrer tag (kind ``referrer``), never an image tag: it gets
+no keepLast rank and no verdict of its own (it follows its subject).
 
 Rules, applied to a fixpoint per repository by :class:`KeptSet` (protection only ever grows):
 
@@ -13,8 +15,8 @@ Rules, applied to a fixpoint per repository by :class:`KeptSet` (protection only
 - A kept index keeps its children (tagged or not); a child is deleted only when no kept
   manifest in the repository references it.
 - Signatures, referrers-fallback index tags and ``subject`` referrers live and die with their
-  subject. One kept for its own sake (protect glob, in use) keeps its subject too, so our deletes
-  never leave an orphan.
+  subject: a referrer is kept because its subject is, never for its age. One kept for its own
+  sake (protect glob, in use) keeps its subject too, so our deletes never leave an orphan.
 - Kubernetes (:class:`InUseProtection`): ``in_use.is_protected(repo, tag, digest)`` returning a
   non-empty list keeps the tag / digest, and that flows through the graph again.
 
@@ -74,8 +76,11 @@ class RepoGraph:
         self.by_digest = r.tags_by_digest()
         self.subject_of: dict[str, tuple[str, str]] = {}  # tag -> (subject, kind)
         self.sigs_of: dict[str, list[str]] = {}  # subject -> tags
-        for t in r.tags:
+        for t, d in r.tags.items():
             s = tag_subject(t)
+            if s is None:  # a tagged referrer (oras-py without the API): its manifest's subject
+                m = r.manifests.get(d)
+                s = (m.subject, "referrer") if m is not None and m.subject else None
             if s:
                 self.subject_of[t] = s
                 self.sigs_of.setdefault(s[0], []).append(t)

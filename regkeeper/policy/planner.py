@@ -28,6 +28,7 @@ from .rules import (
     NO_POLICY,
     RepoPolicy,
     Resolver,
+    orphan_reason,
     rank_images,
     ranks_images,
     removes_repository,
@@ -173,7 +174,10 @@ class _RepoPlanner:
         r = self.r
         for d in r.untagged:
             pushed = r.untagged_pushed.get(d)
-            if pushed is not None and is_real(r.manifests.get(d)) and self.now - pushed < self.untagged_grace:
+            m = r.manifests.get(d)
+            if m is not None and m.subject and m.subject in self.present:
+                continue  # a referrer follows its subject; only an orphan may be a push in progress
+            if pushed is not None and is_real(m) and self.now - pushed < self.untagged_grace:
                 self.keep(
                     d,
                     f"untagged, pushed {format_duration(self.now - pushed)} ago (within the "
@@ -247,14 +251,14 @@ class _RepoPlanner:
     ) -> str:
         if tags:
             return "all tags deleted"
-        if dead_parents:
-            return f"child of deleted index {short(dead_parents[0])}"
-        if m.subject:
+        if m.subject:  # a referrer: its subject says more than the fallback index listing it
             return (
                 f"referrer of deleted {short(m.subject)}"
                 if m.subject in self.present
-                else "dangling referrer"
+                else orphan_reason(m.subject)
             )
+        if dead_parents:
+            return f"child of deleted index {short(dead_parents[0])}"
         if d in untagged:
             return "untagged, unreferenced"
         return "unreferenced"

@@ -268,14 +268,20 @@ def tag_verdict(
     return _count_age_verdict(pol, age, rank)
 
 
+def orphan_reason(subject: str) -> str:
+    """Why an orphan referrer (signature, attestation, SBOM, fallback index) is deleted."""
+    return f"orphan referrer: subject {short(subject)} is gone"
+
+
 def _subject_verdict(subject: tuple[str, str], present: bool, untagged_known: bool) -> Verdict:
-    """A signature lives and dies with its subject; a dangling one goes only when the inventory
-    lists untagged manifests (otherwise its subject may exist untagged)."""
+    """A referrer lives and dies with its subject (its own age is irrelevant); an orphan goes
+    only when the inventory lists untagged manifests (otherwise its subject may exist
+    untagged)."""
     if present:
         return FOLLOW, f"{subject[1]} of {short(subject[0])}"
     if untagged_known:
-        return DELETE, "dangling signature"
-    return KEEP, "signature subject not among tags (untagged manifests not visible without storage access)"
+        return DELETE, orphan_reason(subject[0])
+    return KEEP, "referrer's subject not among tags (untagged manifests not visible without storage access)"
 
 
 def ttl_verdict(ttl: timedelta, age: timedelta | None) -> Verdict:

@@ -30,6 +30,7 @@ from .pipeline import (
     run_verify,
 )
 from .reclaim import ReclaimResult, check_gc_argv, storage_bytes
+from .referrers import needs_repair
 from .report import build_report
 from .verify import VerifyResult, verify_kept
 
@@ -47,6 +48,7 @@ __all__ = [
     "expire_plan",
     "gc_plan",
     "load_job_template",
+    "needs_repair",
     "planned_tag_deletes",
     "read_kubernetes",
     "refuse",

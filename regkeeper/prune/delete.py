@@ -28,8 +28,11 @@ class DeleteResult:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, digest, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (repo, why nothing deleted)
     stopped: str | None = None  # why the run stopped early
+    # (repo, subject, new index digest or None = emptied and deleted): fallback indexes repaired
+    fallback_updates: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def merge(self, other: "DeleteResult") -> None:
+        self.fallback_updates += other.fallback_updates
         self.deleted += other.deleted
         self.already_gone += other.already_gone
         self.failed += other.failed

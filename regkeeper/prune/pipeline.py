@@ -17,6 +17,7 @@ from ..pulls.lookup import history_for
 from ..util import utcnow
 from .delete import DeleteResult, delete_manifests
 from .reclaim import ReclaimResult, reclaim
+from .referrers import repair_fallback_indexes
 from .verify import VerifyResult, verify_kept
 
 
@@ -122,10 +123,20 @@ def delete_batch(
     items: list[tuple[str, str]],
     inv: Inventory | None,
     recheck: dict[str, set[str]] | None = None,
+    plan: Plan | None = None,
+    repos: list[str] | None = None,
 ) -> DeleteResult:
     """Delete a batch; with ``recheck`` (repo -> tags the plan deletes) every repository's tags
-    are re-read first and a repository changed since the scan is left alone."""
-    return delete_manifests(ctx.client(registry), items, inventory=inv, recheck=recheck)
+    are re-read first and a repository changed since the scan is left alone. With ``plan``,
+    the kept fallback indexes of the batch's repositories are repaired after (no entry for a
+    deleted or missing referrer remains: prune/referrers.py)."""
+    client = ctx.client(registry)
+    res = delete_manifests(client, items, inventory=inv, recheck=recheck)
+    if plan is not None and inv is not None and not res.stopped:
+        skipped = {repo for repo, _ in res.skipped}
+        touched = (set(repos or ()) | set(recheck or ()) | {repo for repo, _ in items}) - skipped
+        repair_fallback_indexes(client, inv, plan, res, touched)
+    return res
 
 
 def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:

@@ -6,12 +6,15 @@ words for where ages come from (push-source labels).
 from datetime import datetime
 
 from ..models import Inventory
+from ..oci.referrers import fallback_tag
 from ..policy import Plan
 from ..report import Report
 from ..util import human_bytes
 from .delete import DeleteResult
 from .pipeline import KubeState
 from .reclaim import ReclaimResult
+from .referrers import COLUMNS as REFERRER_COLUMNS
+from .referrers import referrer_rows, referrer_summary
 from .verify import VerifyResult
 
 
@@ -39,6 +42,8 @@ def build_report(
     if plan is not None:
         _plan_section(rep, plan, dry_run or bool(refused))
     if inv is not None:
+        if plan is not None:
+            _referrer_section(rep, plan, inv, dry_run or bool(refused) or deleted is None)
         _scan_section(rep, inv)
     if deleted is not None:
         _delete_section(rep, deleted)
@@ -48,7 +53,19 @@ def build_report(
         _verify_section(rep, verified)
     rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
     _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error)
+    _referrer_headline(rep)
     return rep
+
+
+def _referrer_headline(rep: Report) -> None:
+    """Referrers that go with their subjects, and orphans, said after what happens to images."""
+    s = rep.summary
+    gone = s.get("referrers deleted", s.get("referrers to delete", 0))
+    orphans = s.get("orphan referrers removed", s.get("orphan referrers to remove", 0))
+    if gone:
+        verb = "deleted" if "referrers deleted" in s else "to delete"
+        extra = f", {_n(orphans, 'orphan')} among them (subject gone)" if orphans else ""
+        rep.lead(f"Referrers {verb} with their subjects: {gone}{extra}; kept: {s.get('referrers kept', 0)}.")
 
 
 # What a reader needs first, left to right: what happens to which tag and why, how old it is and
@@ -123,6 +140,15 @@ def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
         )
 
 
+def _referrer_section(rep: Report, plan: Plan, inv: Inventory, preview: bool) -> None:
+    """Referrers apart from images: how the registry keeps them (``referrers: api |
+    tag-schema``), the counts, and one row per referrer under its subject."""
+    rows = referrer_rows(plan, inv)
+    rep.summary["referrers"] = inv.stats.get("referrers_mode", "unknown")
+    rep.summary.update(referrer_summary(rows, preview))
+    rep.add_table("referrers", rows, REFERRER_COLUMNS)
+
+
 def _scan_section(rep: Report, inv: Inventory) -> None:
     errs = [(repo, e) for repo, r in inv.repositories.items() for e in r.errors]
     for repo, e in errs[:50]:
@@ -136,6 +162,11 @@ def _delete_section(rep: Report, deleted: DeleteResult) -> None:
     rep.summary["deletes failed"] = len(deleted.failed)
     if deleted.skipped:
         rep.summary["repositories changed since the scan (skipped)"] = len(deleted.skipped)
+    if deleted.fallback_updates:
+        rep.summary["fallback indexes repaired"] = len(deleted.fallback_updates)
+    for repo, subject, new in deleted.fallback_updates[:100]:
+        done = f"re-put as {new[:19]}…" if new else "emptied: deleted"
+        rep.note(f"fallback index {repo}:{fallback_tag(subject)[:19]}…: {done}")
     for repo, why in deleted.skipped[:100]:
         rep.note(f"skipped {repo}: {why}")
     for repo, dg, why in deleted.failed[:100]:

@@ -207,11 +207,15 @@ def test_gc_adversarial_keeps_everything_in_use(adversarial):
     dry = gc(config_path=str(cfg), dry_run=True)
     assert dry["status"] == "dry-run"
     assert {r: tags(reg, r) for r in images.catalog(reg.url)} == before
+    # referrers apart from images: the registry's mode, b's signature to go, a's kept
+    assert dry["summary"]["referrers"] == "tag-schema"
+    assert dry["summary"]["referrers to delete"] == 1 and dry["summary"]["referrers kept"] == 1
     preview = dry["summary"]["bytes freed (preview)"]
     assert preview > 4 * 40_000
 
     res = gc(config_path=str(cfg))
     assert res["status"] == "ok", res["notes"]
+    assert res["summary"]["referrers deleted"] == 1 and res["summary"]["orphan referrers removed"] == 0
 
     assert tags(reg, "adv/deploy-tag") == ["new1", "old1"]
     assert tags(reg, "adv/cron-digest") == ["build-1"]

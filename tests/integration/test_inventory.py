@@ -103,4 +103,6 @@ def test_warm_scan_reads_each_cached_manifest_once(registry_factory, tmp_path):
     assert inv.repositories["once/app"].tags["latest"] == pushed[-1].digest
     want = sorted(str(next((root / "manifests").rglob(p.digest.split(":")[1]))) for p in pushed)
     assert sorted(opened) == want  # one open per digest ("latest" and "v3" share one)
-    assert c.stats["HEAD"] == 5 and c.stats["GET"] == 2  # catalog + tags list only
+    # catalog + tags list + the one referrers-API probe per client (404 here: tag-schema mode)
+    assert c.stats["HEAD"] == 5 and c.stats["GET"] == 3
+    assert inv.stats["referrers_mode"] == "tag-schema" and inv.stats["referrer_requests"] == 1

@@ -360,7 +360,9 @@ def test_signature_lives_and_dies_with_subject_and_dangling_deleted():
     assert t[sig_tag("new", "att")].action == "keep"
     assert t[sig_tag("old")].action == "delete" and t[sig_tag("old")].reason.startswith("sig of deleted")
     assert t[sig_tag("never-pushed")].action == "delete"
-    assert t[sig_tag("never-pushed")].reason == "dangling signature"
+    assert t[sig_tag("never-pushed")].reason == (
+        f"orphan referrer: subject sha256:{hexof('never-pushed')[:12]} is gone"
+    )
     order = [d for _, d in p.manifests_to_delete()]
     assert set(order) == {dg("old"), dg("sig-old"), dg("sig-gone")}
     assert order.index(dg("sig-old")) < order.index(dg("old"))  # signature before its subject
@@ -401,7 +403,7 @@ def test_oci_subject_referrers():
     assert md[dg("sbom-old")].action == "delete" and md[dg("sbom-old")].reason.startswith(
         "referrer of deleted"
     )
-    assert md[dg("sbom-orphan")].reason == "dangling referrer"
+    assert md[dg("sbom-orphan")].reason == f"orphan referrer: subject sha256:{hexof('vanished')[:12]} is gone"
     order = [d for _, d in p.manifests_to_delete()]
     assert set(order) == {dg("old"), dg("sbom-old"), dg("sbom-orphan")}
     assert order.index(dg("sbom-old")) < order.index(dg("old"))
