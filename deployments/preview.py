@@ -9,7 +9,7 @@ their parameter schema), and there is no ``force``. The other parameters mirror 
 (``tests/flows/test_deployments.py`` checks they stay in step).
 """
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,6 +17,7 @@ from pydantic import Field
 
 from flows.expire import expire
 from flows.gc import gc
+from flows.params import ConfigPath, ExpireRegistry, GcDays, GcKeepLast, GcRegistry, ReplicationRule
 from flows.replicate import replicate
 
 DryRun = Annotated[
@@ -25,9 +26,6 @@ DryRun = Annotated[
         description="Always true here: a preview plans and reports; it changes nothing",
         json_schema_extra={"readOnly": True},  # the UI's run form shows it, not editable
     ),
-]
-ConfigPath = Annotated[
-    Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
 ]
 
 
@@ -38,17 +36,9 @@ ConfigPath = Annotated[
     validate_parameters=True,
 )
 def gc_preview(
-    registry: Annotated[
-        Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")
-    ] = None,
-    days: Annotated[
-        Optional[int],
-        Field(ge=0, le=3650, description="Delete versions older than this many days (default: gc.days)"),
-    ] = None,
-    keep_last: Annotated[
-        Optional[int],
-        Field(ge=0, le=10000, description="Always keep the newest N per repository (default: gc.keepLast)"),
-    ] = None,
+    registry: GcRegistry = None,
+    days: GcDays = None,
+    keep_last: GcKeepLast = None,
     dry_run: DryRun = True,
     config_path: ConfigPath = None,
 ) -> dict:
@@ -71,12 +61,7 @@ def gc_preview(
     validate_parameters=True,
 )
 def expire_preview(
-    registry: Annotated[
-        Optional[str],
-        Field(
-            description="Registry name from mirrorRepositories (default: expire.registry, else gc.registry)"
-        ),
-    ] = None,
+    registry: ExpireRegistry = None,
     dry_run: DryRun = True,
     config_path: ConfigPath = None,
 ) -> dict:
@@ -98,13 +83,7 @@ def expire_preview(
     validate_parameters=True,
 )
 def replicate_preview(
-    rule: Annotated[
-        Optional[str],
-        Field(
-            description="Replication rule name (its `name:` key, else "
-            "`<from>-to-<to+to>`); default: every rule"
-        ),
-    ] = None,
+    rule: ReplicationRule = None,
     dry_run: DryRun = True,
     config_path: ConfigPath = None,
 ) -> dict:

@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.params import ConfigPath
 from flows.runner import RegkeeperTaskRunner
 from regkeeper import backup as core
 from regkeeper.context import RunContext
@@ -149,9 +150,7 @@ def backup(
         Optional[list[str]], Field(description="Repository globs to back up (default: every repository)")
     ] = None,
     exclude: Annotated[Optional[list[str]], Field(description="Repository globs to leave out")] = None,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Snapshot registry metadata: tags, manifests and indexes (exact bytes), image configs and
     layer descriptors (never layer data). Content-addressed objects are written once; the
@@ -242,9 +241,7 @@ def restore(
     restore_moved: Annotated[
         bool, Field(description="Move tags that now point elsewhere back to the snapshot's digest")
     ] = True,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Verified restore from a backup snapshot: diff (missing tags, moved tags, missing
     manifests, missing blobs), re-create manifests children first with their exact bytes, put

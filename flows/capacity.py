@@ -8,6 +8,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows._prune import scan_registry
+from flows.params import ConfigPath
 from flows.runner import RegkeeperTaskRunner
 from regkeeper import capacity as cap
 from regkeeper.capacity.report import (
@@ -45,9 +46,7 @@ def capacity(
     dry_run: Annotated[
         bool, Field(description="Measure and report, but send no alert and record no history")
     ] = False,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Measure storage, push metrics, alert on threshold crossings, forecast days to full.
 

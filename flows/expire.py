@@ -1,12 +1,10 @@
 """expire: tier policies. temp repositories expire 72h after push (whole repositories removed),
 business keeps N/days, base never expires. Hourly by default."""
 
-from typing import Annotated, Optional
-
 from prefect import flow
-from pydantic import Field
 
 from flows._prune import run_pipeline
+from flows.params import CapForce, ConfigPath, DeleteDryRun, ExpireRegistry
 from flows.runner import RegkeeperTaskRunner
 from regkeeper import prune
 from regkeeper.context import RunContext
@@ -20,17 +18,10 @@ from tasks.recovery import begin_run
     validate_parameters=True,
 )
 def expire(
-    registry: Annotated[
-        Optional[str],
-        Field(
-            description="Registry name from mirrorRepositories (default: expire.registry, else gc.registry)"
-        ),
-    ] = None,
-    dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
-    force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    registry: ExpireRegistry = None,
+    dry_run: DeleteDryRun = False,
+    force: CapForce = False,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Apply the tier policies from the config's `tiers` section.
 

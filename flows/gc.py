@@ -1,12 +1,10 @@
 """gc: delete image versions that no rule keeps and no Kubernetes workload uses, then reclaim
 blob storage. Nightly at 03:00 by default."""
 
-from typing import Annotated, Optional
-
 from prefect import flow
-from pydantic import Field
 
 from flows._prune import run_pipeline
+from flows.params import CapForce, ConfigPath, DeleteDryRun, GcDays, GcKeepLast, GcRegistry
 from flows.runner import RegkeeperTaskRunner
 from regkeeper import prune
 from regkeeper.context import RunContext
@@ -20,22 +18,12 @@ from tasks.recovery import begin_run
     validate_parameters=True,
 )
 def gc(
-    registry: Annotated[
-        Optional[str], Field(description="Registry name from mirrorRepositories (default: gc.registry)")
-    ] = None,
-    days: Annotated[
-        Optional[int],
-        Field(ge=0, le=3650, description="Delete versions older than this many days (default: gc.days)"),
-    ] = None,
-    keep_last: Annotated[
-        Optional[int],
-        Field(ge=0, le=10000, description="Always keep the newest N per repository (default: gc.keepLast)"),
-    ] = None,
-    dry_run: Annotated[bool, Field(description="Plan and report only; delete nothing")] = False,
-    force: Annotated[bool, Field(description="Override the blast-radius cap (maxDeleteFraction)")] = False,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    registry: GcRegistry = None,
+    days: GcDays = None,
+    keep_last: GcKeepLast = None,
+    dry_run: DeleteDryRun = False,
+    force: CapForce = False,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Kubernetes-aware garbage collection with an exact reclaim preview.
 

@@ -16,6 +16,7 @@ from prefect import flow
 from pydantic import Field
 
 from flows.jobs import JOBS, NIGHTLY_ORDER, flow_of
+from flows.params import ConfigPath
 from flows.runner import RegkeeperTaskRunner
 from regkeeper.config import Config, load_config
 from regkeeper.context import resolve_config_path
@@ -286,9 +287,7 @@ def nightly(
             "expire, replicate, capacity (default: all)"
         ),
     ] = None,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Every job in order, as subflows; one failing does not stop the rest. Ends with a
     combined report (reports/nightly/) linking each job's report.

@@ -11,11 +11,12 @@ report (``reports/replicate/``, artifact ``replication-<target>``) per (rule, ta
 import time
 from contextlib import ExitStack
 from datetime import timedelta
-from typing import Annotated, Optional
+from typing import Annotated
 
 from prefect import flow
 from pydantic import Field
 
+from flows.params import ConfigPath, ReplicationRule
 from flows.runner import RegkeeperTaskRunner
 from regkeeper import replicate as core
 from regkeeper.context import RunContext
@@ -181,20 +182,12 @@ def _metrics(ctx: RunContext, source: str, target: str, result, success: bool) -
     validate_parameters=True,
 )
 def replicate(
-    rule: Annotated[
-        Optional[str],
-        Field(
-            description="Replication rule name (its `name:` key, else "
-            "`<from>-to-<to+to>`); default: every rule"
-        ),
-    ] = None,
+    rule: ReplicationRule = None,
     dry_run: Annotated[
         bool, Field(description="Plan and report only: what would be copied and deleted; write nothing")
     ] = False,
     force: Annotated[bool, Field(description="Override the rule's replication[].maxDeleteFraction")] = False,
-    config_path: Annotated[
-        Optional[str], Field(description="Config file (default: $REGKEEPER_CONFIG or ./regkeeper.yaml)")
-    ] = None,
+    config_path: ConfigPath = None,
 ) -> dict:
     """Copy what differs from each rule's source to its targets, byte for byte.
 
