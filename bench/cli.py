@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready  # noqa: E402
+from tests.support.prefectserver import start_prefect_server  # noqa: E402
+from tests.support.procs import ManagedProcess  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 from tests.support.rkconfig import registry_entry, write_config  # noqa: E402
 
@@ -62,17 +63,7 @@ def _env(home: Path, api: str | None) -> dict:
 
 
 def start_server(home: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    env = _env(home, None)
-    env["PREFECT_UI_ENABLED"] = "false"
-    proc = ManagedProcess(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        log_path=home / "server.log",
-    ).start()
-    api = f"http://127.0.0.1:{port}/api"
-    wait_http_ready(proc, "prefect server", f"{api}/health", lambda s: s == 200, timeout=180)
-    return proc, api
+    return start_prefect_server(home, _env(home, None))
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:

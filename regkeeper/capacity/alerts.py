@@ -7,7 +7,7 @@ from typing import Any
 
 from ..util import human_bytes
 from .thresholds import _RANK
-from .timestamps import _iso
+from .timestamps import _iso, registry_resource
 
 ALERT_NAME = "RegistryStorageUsage"
 EVENT_PREFIX = "regkeeper.capacity"
@@ -154,11 +154,7 @@ def alertmanager_payload(alert: Alert, firing_ttl: timedelta = timedelta(hours=2
 def event_payload(alert: Alert) -> tuple[str, dict, dict]:
     """``(event name, resource, payload)`` for ``prefect.events.emit_event``: names
     ``regkeeper.capacity.warn|critical|resolved``, resource ``regkeeper.registry.<name>``."""
-    resource = {
-        "prefect.resource.id": f"regkeeper.registry.{alert.registry}",
-        "prefect.resource.name": alert.registry,
-        "regkeeper.registry": alert.registry,
-    }
+    resource = registry_resource(alert.registry)
     payload = {
         "registry": alert.registry,
         "level": alert.level,

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..util import redact_url
 from .notify import Delivery, NotifyError, post_alert, target_of
-from .timestamps import _iso
+from .timestamps import _iso, registry_resource
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,7 @@ def alertmanager_payload(a: ReadOnlyAlert, firing_ttl: timedelta = timedelta(hou
 
 def event_payload(a: ReadOnlyAlert) -> tuple[str, dict, dict]:
     """``(event name, resource, payload)`` for ``prefect.events.emit_event``."""
-    resource = {
-        "prefect.resource.id": f"regkeeper.registry.{a.registry}",
-        "prefect.resource.name": a.registry,
-        "regkeeper.registry": a.registry,
-    }
+    resource = registry_resource(a.registry)
     payload = {
         "registry": a.registry,
         "kind": a.kind,

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import images
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready, wait_until
+from tests.support.prefectserver import start_prefect_server
+from tests.support.procs import ManagedProcess, wait_until
 from tests.support.rkconfig import registry_entry, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,19 +43,8 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict:
 def server(tmp_path_factory):
     """``prefect server start`` on its own database, stopped by its PID."""
     home = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    env = prefect_env(home)
-    env.pop("PREFECT_API_URL", None)
-    env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
-    env["PREFECT_UI_ENABLED"] = "false"
-    proc = ManagedProcess(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        log_path=home / "server.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}/api"
+    proc, url = start_prefect_server(home, prefect_env(home))
     try:
-        wait_http_ready(proc, "prefect server", f"{url}/health", lambda s: s == 200, timeout=180)
         yield url
     finally:
         proc.stop(timeout=15)
