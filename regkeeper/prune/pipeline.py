@@ -75,18 +75,7 @@ def gc_plan(
         delete_untagged=g.delete_untagged,
         pulled_within=g.pulled_within,
     )
-    now = now or utcnow()
-    pulls, notes = history_for(ctx.config, "gc", registry, now)
-    kstate.notes.extend(notes)
-    return make_plan(
-        inv,
-        resolve,
-        in_use=kstate.usage,
-        now=now,
-        max_delete_fraction=g.max_delete_fraction,
-        untagged_grace=g.untagged_grace,
-        pulls=pulls,
-    )
+    return _plan(ctx, "gc", registry, inv, kstate, resolve, now, g.max_delete_fraction, g.untagged_grace)
 
 
 def expire_plan(
@@ -96,16 +85,21 @@ def expire_plan(
     resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
     frac = e.max_delete_fraction if e else 0.5
     grace = e.untagged_grace if e else timedelta(hours=1)
+    return _plan(ctx, "expire", registry, inv, kstate, resolve, now, frac, grace)
+
+
+def _plan(ctx, job, registry, inv, kstate, resolve, now, max_delete_fraction, untagged_grace) -> Plan:
+    """The plan of gc or expire: the rule resolver, the pull history (pulledWithin) read once."""
     now = now or utcnow()
-    pulls, notes = history_for(ctx.config, "expire", registry, now)
+    pulls, notes = history_for(ctx.config, job, registry, now)
     kstate.notes.extend(notes)
     return make_plan(
         inv,
         resolve,
         in_use=kstate.usage,
         now=now,
-        max_delete_fraction=frac,
-        untagged_grace=grace,
+        max_delete_fraction=max_delete_fraction,
+        untagged_grace=untagged_grace,
         pulls=pulls,
     )
 
