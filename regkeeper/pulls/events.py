@@ -14,7 +14,8 @@ digest.
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
+
+from ..globs import match_any_tag
 
 MANIFEST_TYPES = frozenset(
     {
@@ -64,8 +65,9 @@ def parse_time(s: str) -> datetime:
 
 
 def excluded(user_agent: str, globs: list[str]) -> bool:
-    ua = (user_agent or "").lower()
-    return any(fnmatchcase(ua, g.lower()) for g in globs)
+    """A user agent matched by one of ``globs`` (case-insensitive; ``*`` spans ``/``: the one
+    fnmatch-style matcher of globs.py)."""
+    return match_any_tag([g.lower() for g in globs], (user_agent or "").lower()) is not None
 
 
 def parse_envelope(body: bytes, exclude_agents: list[str]) -> Parsed:
