@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from .errors import NotFoundError
 from .models import Descriptor, ManifestInfo, Referrer, RepoInventory, signature_subject
+from .oci.referrers import REFERRER_DEPTH
 
 # cosign's artifact types (what cosign's OCI 1.1 mode writes as artifactType)
 COSIGN_TYPES = {
@@ -109,7 +110,7 @@ def discover_api(
 ) -> tuple[ApiReferrers, int]:
     """API mode: the referrers of every subject the scan holds (``api_subjects``), one request
     per unique (repository, digest), then of the referrers found that may have their own (not
-    signatures: ``LEAF_TYPES``), up to three levels. Referrers the scan had not seen (untagged)
+    signatures: ``LEAF_TYPES``), ``REFERRER_DEPTH`` levels (as replicate and backup follow them). Referrers the scan had not seen (untagged)
     are fetched into the inventory by ``fetch_missing``. Without the API (tag-schema mode) this
     costs one request per client, the detection. Returns (repo -> subject -> descriptors, the
     number of referrers requests). A failed call raises (gc / expire plan nothing on a half-known
@@ -127,7 +128,7 @@ def discover_api(
     if client.referrers_mode != "api":
         return out, calls
     asked = {(repo, s) for repo, subs in out.items() for s in subs}
-    for _level in range(3):
+    for _level in range(REFERRER_DEPTH):  # as deep as replication and backup carry them
         level = sorted(set(todo))
         ask = [it for it in level if it not in asked]
         if not level:
