@@ -1,0 +1,69 @@
+"""``regkeeper backtest`` on a real distribution 2.8 and a pull store (SQLite and PostgreSQL)
+holding a generated pull history: the regret report names exactly the images a too-aggressive
+gc rule would have deleted and that were pulled afterwards, and the registry is untouched (a
+backtest never deletes). Ages are set on the registry's storage, pulls recorded with their
+times: nothing sleeps."""
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from regkeeper.pulls.store import PullStore
+from tests.integration.test_cli import rk
+from tests.support import images
+from tests.support.rkconfig import registry_entry, write_config
+from tests.support.sample import age, truth
+
+NAME = "local-registry"
+REPO = "team/app"
+PUSHED = {"hot": 60, "cold": 55, "early": 50, "late": 45, "fresh": 3}  # days ago
+PULLS = {"hot": range(1, 60, 2), "early": [48], "late": [5], "fresh": [1]}  # days ago
+
+
+def test_backtest_names_the_regretted_images_and_deletes_nothing(registry_factory, tmp_path, pull_store_url):
+    reg = registry_factory()
+    digests = {t: images.push_image(reg.url, REPO, t, seed=t, verify=False).digest for t in PUSHED}
+    now = datetime.now(UTC)
+    for t, days in PUSHED.items():
+        age(reg.root, REPO, [t], (now - timedelta(days=days)).timestamp())
+    store = PullStore(pull_store_url)
+    store.mark_collection_start(NAME, now - timedelta(days=100))
+    for t, ds in PULLS.items():
+        for d in ds:
+            store.record_pull(NAME, REPO, digests[t], now - timedelta(days=d), t, "containerd/1.7")
+    store.heartbeat(now)
+    store.close()
+    gc = {"registry": NAME, "protect": [], "rules": [{"name": "week", "delete": {"olderThan": "7d"}}]}
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, NAME, reclaim="none")],
+        gc=gc,
+        pulls={"store": pull_store_url},
+        stateDir=str(tmp_path / "state"),
+    )
+    before = truth(reg.url)
+    out = rk("backtest", "--config", str(cfg), "--job", "gc", "--since", "90d")
+    assert out.returncode == 0, out.stderr
+    assert "Nothing was deleted" in out.stdout
+    assert truth(reg.url) == before  # a backtest never deletes
+    csvs = sorted(Path(tmp_path / "reports" / "backtest").glob("*.csv"))
+    rows = [r for p in csvs for r in csv.DictReader(p.open()) if r.get("kind")]
+    names = {d: t for t, d in digests.items()}
+    replay = {names[r["digest"]] for r in rows if r["kind"] == "replay"}
+    assert replay == {"hot", "late"}  # cold never pulled, early only before, fresh never deleted
+    assert {names[r["digest"]] for r in rows if r["kind"] == "now"} == {"hot", "early", "late"}
+    late = next(r for r in rows if r["kind"] == "replay" and names[r["digest"]] == "late")
+    assert late["rule"] == "gc/week" and late["pulled_after"] == (now - timedelta(days=5)).date().isoformat()
+    assert late["day"] == (now - timedelta(days=38)).date().isoformat()
+
+
+def test_backtest_bad_input_names_the_problem(tmp_path):
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [{"name": NAME, "type": "local", "url": "http://127.0.0.1:9"}],
+        gc={"registry": NAME},
+    )
+    out = rk("backtest", "--config", str(cfg), "--job", "gc")
+    assert out.returncode == 2 and "needs a `pulls` section" in out.stderr
+    out = rk("backtest", "--config", str(cfg), "--job", "gc", "--since", "soon")
+    assert out.returncode == 2 and "--since" in out.stderr
