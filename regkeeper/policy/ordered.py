@@ -188,7 +188,9 @@ def _keeps(
     return None
 
 
-def _history_short(sel: list[tuple[OrderedRule, dict[str, int]]], pulls: "PullKeep | None") -> tuple[str, str] | None:
+def _history_short(
+    sel: list[tuple[OrderedRule, dict[str, int]]], pulls: "PullKeep | None"
+) -> tuple[str, str] | None:
     """(rule, why) when a selecting rule keeps by pulledWithin and the history cannot tell."""
     for rule, _ in sel:
         if rule.keep_pulled is not None:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import kube
+from ..config import Config, GCConfig
 from ..context import RunContext
 from ..errors import RefusedError
 from ..models import Inventory
-from ..config import Config, GCConfig
 from ..policy import Plan, Resolver, gc_resolver, tier_resolver
 from ..policy import plan as make_plan
 from ..pulls.lookup import history_for

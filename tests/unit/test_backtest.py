@@ -43,8 +43,17 @@ def _run(rules, **kw):
     res = tier_resolver([{"name": "t", "match": ["**"], "rules": rules}])
     kube = FakeInUse(digests=[(REPO, dg("running"), "prod/Deployment/api")])
     return run(
-        _inventory(), res, _days(), job="expire", now=NOW, since=timedelta(days=90), history=_history(),
-        in_use=kube, untagged_grace=timedelta(0), max_delete_fraction=1.0, **kw,
+        _inventory(),
+        res,
+        _days(),
+        job="expire",
+        now=NOW,
+        since=timedelta(days=90),
+        history=_history(),
+        in_use=kube,
+        untagged_grace=timedelta(0),
+        max_delete_fraction=1.0,
+        **kw,
     )
 
 

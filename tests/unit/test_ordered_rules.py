@@ -50,7 +50,11 @@ def test_pr_deleted_after_7_days_last_10_releases_stay_rule_named():
     assert t["pr-3"].rule == "tier:apps/pull-requests" and t["pr-3"].reason == "pull-requests: older than 7d"
     assert t["pr-2"].action == "keep" and t["pr-2"].rule == "tier:apps/pull-requests"
     # a tag no rule selects is kept, however old
-    assert (t["main"].action, t["main"].reason, t["main"].rule) == ("keep", "no rule selects this tag", "tier:apps")
+    assert (t["main"].action, t["main"].reason, t["main"].rule) == (
+        "keep",
+        "no rule selects this tag",
+        "tier:apps",
+    )
     # the manifests name the rule too
     md = {m.digest: m for m in p.manifests}
     assert md[dg("pr-4")].rule == "tier:apps/pull-requests" and md[dg("pr-4")].action == "delete"
@@ -110,9 +114,17 @@ def test_untagged_rules_and_unselected_untagged_kept():
 def test_referrer_follows_subject_and_protect_still_applies():
     rules = [{"name": "all", "tags": ["*"], "delete": {"olderThan": "1d"}}]
     ms = [image("s"), image("sig"), image("p")]
-    r = repo("a", ms, {"v1": "s", sig_tag("s"): "sig", "latest": "p"}, {"v1": 50, sig_tag("s"): 1, "latest": 50})
-    res = gc_resolver(["**"], [], None, None, ["latest"], rules=TierConfig.model_validate(
-        {"name": "x", "match": ["**"], "rules": rules}).rules)
+    r = repo(
+        "a", ms, {"v1": "s", sig_tag("s"): "sig", "latest": "p"}, {"v1": 50, sig_tag("s"): 1, "latest": 50}
+    )
+    res = gc_resolver(
+        ["**"],
+        [],
+        None,
+        None,
+        ["latest"],
+        rules=TierConfig.model_validate({"name": "x", "match": ["**"], "rules": rules}).rules,
+    )
     t = by_tag(plan(inv(r), res, now=NOW))
     assert t["v1"].action == "delete" and t[sig_tag("s")].action == "delete"
     assert t["latest"].action == "keep" and t["latest"].reason == "protected tag pattern 'latest'"
@@ -163,21 +175,38 @@ def _err(text: str) -> str:
             "conf.yaml:9: tiers[1].rules[1].tagStatus",
             "untagged",
         ),
-        ("tiers:\n- {name: b, match: ['**'], rules: [{tags: ['a*']}]}\n", "tiers[0].rules[0]", "keep, delete"),
+        (
+            "tiers:\n- {name: b, match: ['**'], rules: [{tags: ['a*']}]}\n",
+            "tiers[0].rules[0]",
+            "keep, delete",
+        ),
         (
             "tiers:\n- {name: b, match: ['**'], rules: [{tagStatus: untagged, tags: ['a'], "
             "delete: {olderThan: 1d}}]}\n",
             "tiers[0].rules[0]",
             "untagged selection has no tags",
         ),
-        ("tiers:\n- {name: b, match: ['**'], rules: [{delete: {olderThan: soon}}]}\n",
-         "tiers[0].rules[0].delete.olderThan", "soon"),
-        ("tiers:\n- {name: b, match: ['**'], rules: [{keep: {}}]}\n", "tiers[0].rules[0].keep", "at least one"),
-        ("tiers:\n- {name: b, match: ['**'], keepLast: 2, rules: [{delete: {olderThan: 1d}}]}\n",
-         "tiers[0]", "exactly one policy"),
+        (
+            "tiers:\n- {name: b, match: ['**'], rules: [{delete: {olderThan: soon}}]}\n",
+            "tiers[0].rules[0].delete.olderThan",
+            "soon",
+        ),
+        (
+            "tiers:\n- {name: b, match: ['**'], rules: [{keep: {}}]}\n",
+            "tiers[0].rules[0].keep",
+            "at least one",
+        ),
+        (
+            "tiers:\n- {name: b, match: ['**'], keepLast: 2, rules: [{delete: {olderThan: 1d}}]}\n",
+            "tiers[0]",
+            "exactly one policy",
+        ),
         ("gc: {keepLast: 3, rules: [{delete: {olderThan: 1d}}]}\n", "gc", "cannot be combined with keepLast"),
-        ("tiers:\n- {name: b, match: ['**'], rules: [{keep: {pulledWithin: 30d}}]}\n",
-         "tiers[0].rules[0].keep.pulledWithin", "needs a `pulls` section"),
+        (
+            "tiers:\n- {name: b, match: ['**'], rules: [{keep: {pulledWithin: 30d}}]}\n",
+            "tiers[0].rules[0].keep.pulledWithin",
+            "needs a `pulls` section",
+        ),
     ],
 )
 def test_config_errors_name_the_key(text, where, what):

@@ -19,9 +19,21 @@ from .test_policy import NOW, FakeInUse, ago, dg, image, index, inv, repo, sig_t
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "fixtures" / "plans"
-EXAMPLES = {"example": ROOT / "examples" / "regkeeper.yaml", "demo": ROOT / "examples" / "demo" / "regkeeper.yaml"}
+EXAMPLES = {
+    "example": ROOT / "examples" / "regkeeper.yaml",
+    "demo": ROOT / "examples" / "demo" / "regkeeper.yaml",
+}
 AGES = [0.5, 2, 5, 9, 20, 31, 40, 80, 100, 200]
-REPOS = ["library/nginx", "base/alpine", "team-a/app", "team-b/svc", "tmp/x", "ci/build", "other/thing", "app"]
+REPOS = [
+    "library/nginx",
+    "base/alpine",
+    "team-a/app",
+    "team-b/svc",
+    "tmp/x",
+    "ci/build",
+    "other/thing",
+    "app",
+]
 
 
 def _repo(name: str):
@@ -41,8 +53,18 @@ def _repo(name: str):
     pushed.update({"latest": 200, "stable": 100, "v1.0": 80, "alias": 31})
     ms.append(image(f"{name}-undated"))
     tags["undated"] = f"{name}-undated"
-    ms += [image(f"{name}-orphan-old"), image(f"{name}-orphan-new"), image(f"{name}-dangling", subject="gone")]
-    untagged = [f"{name}-4-amd64", f"{name}-4-arm64", f"{name}-orphan-old", f"{name}-orphan-new", f"{name}-dangling"]
+    ms += [
+        image(f"{name}-orphan-old"),
+        image(f"{name}-orphan-new"),
+        image(f"{name}-dangling", subject="gone"),
+    ]
+    untagged = [
+        f"{name}-4-amd64",
+        f"{name}-4-arm64",
+        f"{name}-orphan-old",
+        f"{name}-orphan-new",
+        f"{name}-dangling",
+    ]
     r = repo(name, ms, tags, pushed, untagged)
     r.untagged_pushed = {dg(u): ago(0.2 if u.endswith("new") else 50) for u in untagged}
     return r
@@ -53,7 +75,9 @@ def _inventory():
 
 
 def _kube():
-    return FakeInUse(tags=[("team-a/app", "b8", "prod/Deployment/web")], digests=[("app", dg("app-9"), "ci/Pod/x")])
+    return FakeInUse(
+        tags=[("team-a/app", "b8", "prod/Deployment/web")], digests=[("app", dg("app-9"), "ci/Pod/x")]
+    )
 
 
 def snapshot(p) -> dict:
@@ -101,21 +125,36 @@ def _case(name: str):
     """(resolver with today's keys, resolver with the equivalent rules)."""
     return {
         "gc days+keepLast": (
-        gc_resolver(["**"], ["base/**"], 30, 2, PROTECT),
-        gc_resolver(["**"], ["base/**"], None, None, PROTECT, rules=_rules({"last": 2, "newerThan": "30d"}, "30d")),
-    ),
-    "gc keepLast only": (
-        gc_resolver(["**"], [], None, 3, PROTECT),
-        gc_resolver(["**"], [], None, None, PROTECT, rules=_rules({"last": 3}, "0s")),
-    ),
-    "tier keepDays only": (
-        tier_resolver([{"name": "t", "match": ["team-*/**", "app"], "keepDays": 10}]),
-        tier_resolver([{"name": "t", "match": ["team-*/**", "app"], "rules": _as_tier(_rules(None, "10d"))}]),
-    ),
-    "tier keepLast+keepDays, protect": (
-        tier_resolver([{"name": "t", "match": ["**"], "keepLast": 4, "keepDays": 20, "protect": ["stable"]}]),
-        tier_resolver([{"name": "t", "match": ["**"], "protect": ["stable"], "rules": _as_tier(_rules({"last": 4, "newerThan": "20d"}, "20d"))}]),
-    ),
+            gc_resolver(["**"], ["base/**"], 30, 2, PROTECT),
+            gc_resolver(
+                ["**"], ["base/**"], None, None, PROTECT, rules=_rules({"last": 2, "newerThan": "30d"}, "30d")
+            ),
+        ),
+        "gc keepLast only": (
+            gc_resolver(["**"], [], None, 3, PROTECT),
+            gc_resolver(["**"], [], None, None, PROTECT, rules=_rules({"last": 3}, "0s")),
+        ),
+        "tier keepDays only": (
+            tier_resolver([{"name": "t", "match": ["team-*/**", "app"], "keepDays": 10}]),
+            tier_resolver(
+                [{"name": "t", "match": ["team-*/**", "app"], "rules": _as_tier(_rules(None, "10d"))}]
+            ),
+        ),
+        "tier keepLast+keepDays, protect": (
+            tier_resolver(
+                [{"name": "t", "match": ["**"], "keepLast": 4, "keepDays": 20, "protect": ["stable"]}]
+            ),
+            tier_resolver(
+                [
+                    {
+                        "name": "t",
+                        "match": ["**"],
+                        "protect": ["stable"],
+                        "rules": _as_tier(_rules({"last": 4, "newerThan": "20d"}, "20d")),
+                    }
+                ]
+            ),
+        ),
     }[name]
 
 
@@ -135,7 +174,9 @@ def test_pulled_within_old_key_and_rule_plan_alike(since_days):
     pulled |= {(n, dg(f"{n}-orphan-old")): ago(2) for n in REPOS}
     hist = PullHistory("local-registry", pulled, since=ago(since_days), alive=NOW)
     old = gc_resolver(["**"], [], 30, 2, PROTECT, pulled_within=timedelta(days=30))
-    new = gc_resolver(["**"], [], None, None, PROTECT, rules=_rules({"last": 2, "newerThan": "30d"}, "30d", "30d"))
+    new = gc_resolver(
+        ["**"], [], None, None, PROTECT, rules=_rules({"last": 2, "newerThan": "30d"}, "30d", "30d")
+    )
     a, b = plan(_inventory(), old, now=NOW, pulls=hist), plan(_inventory(), new, now=NOW, pulls=hist)
     assert _actions(a) == _actions(b)
     kept = {(t.repository, t.tag) for t in a.kept_tags()}
@@ -144,7 +185,11 @@ def test_pulled_within_old_key_and_rule_plan_alike(since_days):
 
 
 def _config_plans(path: Path) -> dict:
-    text = re.sub(r"\{\{(\w+)\}\}", lambda m: f"http://127.0.0.1:1/{m[1]}" if m[1].endswith("URL") else f"/tmp/{m[1]}", path.read_text())
+    text = re.sub(
+        r"\{\{(\w+)\}\}",
+        lambda m: f"http://127.0.0.1:1/{m[1]}" if m[1].endswith("URL") else f"/tmp/{m[1]}",
+        path.read_text(),
+    )
     tmp = Path("/tmp") / f"regkeeper-golden-{path.parent.name}.yaml"
     tmp.write_text(text)
     cfg = load_config(tmp)
@@ -152,7 +197,10 @@ def _config_plans(path: Path) -> dict:
     gc = gc_resolver(g.include, g.exclude, g.days, g.keep_last, g.protect, delete_untagged=g.delete_untagged)
     tiers = tier_resolver(cfg.tiers, default=e.default_tier if e else None)
     out = {}
-    for job, res, frac in [("gc", gc, g.max_delete_fraction), ("expire", tiers, e.max_delete_fraction if e else 0.5)]:
+    for job, res, frac in [
+        ("gc", gc, g.max_delete_fraction),
+        ("expire", tiers, e.max_delete_fraction if e else 0.5),
+    ]:
         for kube in (False, True):
             p = plan(_inventory(), res, now=NOW, in_use=_kube() if kube else None, max_delete_fraction=frac)
             out[f"{job}{'-kube' if kube else ''}"] = snapshot(p)
@@ -170,6 +218,8 @@ def test_example_config_plans_unchanged(name):
 if __name__ == "__main__":  # write the golden files (from the engine the plans must not drift from)
     for n, p in EXAMPLES.items():
         plans = _config_plans(p)
-        lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(plans.items()))
+        lines = ",\n".join(
+            f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(plans.items())
+        )
         (GOLDEN / f"{n}.json").write_text("{\n" + lines + "\n}\n")
         print("wrote", GOLDEN / f"{n}.json", file=sys.stderr)
