@@ -5,6 +5,7 @@ pulls, read once). Then the pure replay. It never deletes: no delete path is rea
 import sqlite3
 from datetime import datetime, timedelta
 
+from ..config import format_duration
 from ..context import RunContext
 from ..errors import ConfigError, RegkeeperError
 from ..inventory import scan
@@ -58,6 +59,11 @@ def backtest(
         untagged_grace=grace,
     )
     bt.notes += kstate.notes
+    if since > ctx.config.pulls.day_retention:
+        keep = format_duration(ctx.config.pulls.day_retention)
+        bt.notes.append(
+            f"the window is longer than pulls.dayRetention ({keep}): older per-day pulls are pruned"
+        )
     if history.since is None or history.since > now - since:
         started = history.since.date().isoformat() if history.since else "never"
         bt.notes.append(f"pull collection for {name} started {started}: shorter than the window")

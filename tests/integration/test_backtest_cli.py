@@ -67,3 +67,30 @@ def test_backtest_bad_input_names_the_problem(tmp_path):
     assert out.returncode == 2 and "needs a `pulls` section" in out.stderr
     out = rk("backtest", "--config", str(cfg), "--job", "gc", "--since", "soon")
     assert out.returncode == 2 and "--since" in out.stderr
+
+
+def test_pull_days_retention_drops_old_days_only(tmp_path, pull_store_url):
+    """``pulls.dayRetention``: the receiver drops per-day counts older than it when it starts;
+    the last pull per image stays (pulledWithin still sees it)."""
+    from regkeeper.context import load_context
+    from regkeeper.pulls.receiver import PullReceiver
+
+    now = datetime.now(UTC)
+    store = PullStore(pull_store_url)
+    for days in (500, 45, 10):
+        store.record_pull(NAME, REPO, "sha256:" + "a" * 64, now - timedelta(days=days))
+    store.record_pull(NAME, REPO, "sha256:" + "b" * 64, now - timedelta(days=60))
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [{"name": NAME, "type": "local", "url": "http://127.0.0.1:9"}],
+        pulls={"store": pull_store_url, "dayRetention": "30d"},
+    )
+    ctx = load_context(cfg)
+    rx = PullReceiver(ctx.config, listen=("127.0.0.1", 0)).start()
+    rx.stop()
+    days = store.pull_days(NAME)
+    assert days == {(REPO, "sha256:" + "a" * 64): [((now - timedelta(days=10)).date(), 1)]}
+    last = {(r["repository"], r["digest"]): r["last_pull"] for r in store.rows(NAME)}
+    assert len(last) == 2  # the last pulls themselves are kept
+    assert store.prune_days(now) == 1 and store.pull_days(NAME) == {}
+    store.close()
