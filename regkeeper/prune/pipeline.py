@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from .. import kube
 from ..config import Config, GCConfig
 from ..context import RunContext
-from ..errors import RefusedError
+from ..errors import ConfigError, RefusedError
 from ..models import Inventory
 from ..policy import Plan, Resolver, gc_resolver, tier_resolver
 from ..policy import plan as make_plan
@@ -81,6 +81,11 @@ def job_rules(
     the same."""
     if job == "gc":
         g = config.gc or GCConfig()
+        if g.rules and (days is not None or keep_last is not None):
+            raise ConfigError(
+                "gc.rules: the run's days / keep_last parameters do not apply to ordered rules "
+                "(change the rules' olderThan / keep.last in the config)"
+            )
         resolve = gc_resolver(
             g.include,
             g.exclude,

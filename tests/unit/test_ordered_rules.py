@@ -219,3 +219,15 @@ def test_rules_policy_refuses_legacy_keys():
 
     with pytest.raises(ValueError, match="rules cannot be combined"):
         RepoPolicy("x", keep_last=1, rules=(OrderedRule("r", delete_older=timedelta(0)),))
+
+
+def test_job_rules_from_config_and_overrides_refused():
+    from regkeeper.prune.pipeline import job_rules
+
+    cfg = parse_config(BASE + "gc: {registry: r, rules: [{name: old, delete: {olderThan: 9d}}]}\n", "c.yaml")
+    resolve, frac, _ = job_rules(cfg, "gc")
+    pol = resolve("team/app")
+    assert pol is not None and pol.keep_last is None and pol.max_age is None
+    assert [r.label for r in pol.rules] == ["old"] and pol.protect == ("latest",) and frac == 0.5
+    with pytest.raises(ConfigError, match="gc.rules: the run's days / keep_last"):
+        job_rules(cfg, "gc", days=3)
