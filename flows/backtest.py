@@ -14,6 +14,7 @@ from regkeeper.config import parse_duration
 from regkeeper.context import RunContext
 from tasks.backtest import backtest_registry
 from tasks.common import publish_report
+from tasks.recovery import add_notes, begin_run
 
 
 @flow(name="backtest", log_prints=False, validate_parameters=True)
@@ -37,6 +38,8 @@ def backtest(
     """
     parse_duration(since)  # a bad window fails before any read
     ctx = RunContext.load(config_path)
+    notes = begin_run(ctx, "backtest")  # every run of every job recovers first
     rep = build_report(backtest_registry(ctx, job, registry, since)).finish("dry-run")
+    add_notes(rep, notes)
     paths = publish_report(rep, str(ctx.reports_dir()))
     return {"status": rep.status, "summary": rep.summary, "files": paths, "notes": rep.notes}
