@@ -45,7 +45,9 @@ class TierConfig(_Model):
         if self.delete_repository and self.ttl is None:
             raise ValueError("deleteRepository only applies with ttl")
         if self.pulled_within is not None and not kinds[1]:
-            raise ValueError("pulledWithin only applies to a keepLast/keepDays tier")
+            raise ValueError(
+                "pulledWithin only applies to a keepLast/keepDays tier (with rules: keep: {pulledWithin: …} in a rule)"
+            )
         return self
 
 
