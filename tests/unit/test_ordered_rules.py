@@ -203,6 +203,11 @@ def _err(text: str) -> str:
         ),
         ("gc: {keepLast: 3, rules: [{delete: {olderThan: 1d}}]}\n", "gc", "cannot be combined with keepLast"),
         (
+            "pulls: {}\ntiers:\n- {name: b, match: ['**'], pulledWithin: 30d, rules: [{delete: {olderThan: 1d}}]}\n",
+            "tiers[0]",
+            "keep: {pulledWithin",
+        ),
+        (
             "tiers:\n- {name: b, match: ['**'], rules: [{keep: {pulledWithin: 30d}}]}\n",
             "tiers[0].rules[0].keep.pulledWithin",
             "needs a `pulls` section",
