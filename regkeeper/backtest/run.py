@@ -12,7 +12,7 @@ from ..inventory import scan
 from ..prune.pipeline import job_rules, read_kubernetes
 from ..pulls.lookup import read_history
 from ..pulls.store import PullStore
-from ..util import utcnow
+from ..util import scrub, utcnow
 from .replay import Backtest, run
 
 JOBS = ("gc", "expire")
@@ -34,10 +34,13 @@ def backtest(
     now = now or utcnow()
     if ctx.config.pulls is None:
         raise ConfigError("backtest: needs a `pulls` section (the pull history it replays)")
-    inv = scan(ctx.client(name), storage=ctx.storage(name))
-    kstate = read_kubernetes(ctx, name)
-    resolve, frac, grace = job_rules(ctx.config, job)
-    try:
+    if (job == "gc" and ctx.config.gc is None) or (job == "expire" and not ctx.config.tiers):
+        raise ConfigError(
+            f"backtest --job {job}: no {'gc section' if job == 'gc' else 'tiers'} in the config"
+        )
+    if since < timedelta(days=1):
+        raise ConfigError(f"backtest --since: at least 1d, got {format_duration(since)}")
+    try:  # the pull store first: it fails fast, the scan does not
         history = read_history(ctx.config, name)
         store = PullStore(ctx.config.pulls_store_url())
         try:
@@ -45,7 +48,10 @@ def backtest(
         finally:
             store.close()
     except (sqlite3.Error, OSError) as e:
-        raise RegkeeperError(f"backtest: pull store unreadable: {e}") from None
+        raise RegkeeperError(f"backtest: pull store unreadable: {scrub(str(e))}") from None
+    inv = scan(ctx.client(name), storage=ctx.storage(name))
+    kstate = read_kubernetes(ctx, name)
+    resolve, frac, grace = job_rules(ctx.config, job)
     bt = run(
         inv,
         resolve,

@@ -67,6 +67,11 @@ def test_backtest_bad_input_names_the_problem(tmp_path):
     assert out.returncode == 2 and "needs a `pulls` section" in out.stderr
     out = rk("backtest", "--config", str(cfg), "--job", "gc", "--since", "soon")
     assert out.returncode == 2 and "--since" in out.stderr
+    cfg.write_text(cfg.read_text() + f"pulls: {{store: 'sqlite:///{tmp_path}/p.sqlite'}}\n")
+    out = rk("backtest", "--config", str(cfg), "--job", "expire")
+    assert out.returncode == 2 and "backtest --job expire: no tiers in the config" in out.stderr
+    out = rk("backtest", "--config", str(cfg), "--job", "gc", "--since", "2h")
+    assert out.returncode == 2 and "--since: at least 1d" in out.stderr
 
 
 def test_pull_days_retention_drops_old_days_only(tmp_path, pull_store_url):
