@@ -171,7 +171,7 @@ def _running(in_use: InUse | None, inv: Inventory, repo: str, digest: str) -> tu
         return ()
     r = inv.repositories.get(repo)
     tags = [t for t, d in r.tags.items() if d == digest] if r else []
-    found = list(in_use.is_protected(repo, None, digest))
+    found = [str(s) for s in in_use.is_protected(repo, None, digest)]
     for t in tags:
-        found += [s for s in in_use.is_protected(repo, t, digest) if s not in found]
+        found += [str(s) for s in in_use.is_protected(repo, t, digest) if str(s) not in found]
     return tuple(found)

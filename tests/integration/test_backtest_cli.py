@@ -1,10 +1,11 @@
 """``regkeeper backtest`` on a real distribution 2.8 and a pull store (SQLite and PostgreSQL)
 holding a generated pull history: the regret report names exactly the images a too-aggressive
 gc rule would have deleted and that were pulled afterwards, and the registry is untouched (a
-backtest never deletes). Ages are set on the registry's storage, pulls recorded with their
+backtest never deletes); an image a Kubernetes workload runs now counts as wanted too. Ages are set on the registry's storage, pulls recorded with their
 times: nothing sleeps."""
 
 import csv
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,11 +35,28 @@ def test_backtest_names_the_regretted_images_and_deletes_nothing(registry_factor
     store.heartbeat(now)
     store.close()
     gc = {"registry": NAME, "protect": [], "rules": [{"name": "week", "delete": {"olderThan": "7d"}}]}
+    host = reg.url.split("://", 1)[1]
+    deploy = {  # a recorded Kubernetes list: one Deployment runs `cold` (never pulled since)
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "prod"},
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "c", "image": f"{host}/{REPO}:cold"}]}}
+                },
+            }
+        ],
+    }
+    (tmp_path / "kube.json").write_text(json.dumps(deploy))
     cfg = write_config(
         tmp_path / "regkeeper.yaml",
         [registry_entry(reg, NAME, reclaim="none")],
         gc=gc,
         pulls={"store": pull_store_url},
+        kubernetes={"snapshot": str(tmp_path / "kube.json")},
         stateDir=str(tmp_path / "state"),
     )
     before = truth(reg.url)
@@ -50,7 +68,11 @@ def test_backtest_names_the_regretted_images_and_deletes_nothing(registry_factor
     rows = [r for p in csvs for r in csv.DictReader(p.open()) if r.get("kind")]
     names = {d: t for t, d in digests.items()}
     replay = {names[r["digest"]] for r in rows if r["kind"] == "replay"}
-    assert replay == {"hot", "late"}  # cold never pulled, early only before, fresh never deleted
+    # cold is run by a workload now; early was pulled only before its deletion; fresh is too young
+    assert replay == {"hot", "late", "cold"}
+    cold = next(r for r in rows if r["kind"] == "replay" and names[r["digest"]] == "cold")
+    assert cold["in_use"] and "prod" in cold["in_use"] and cold["pulls_after"] == "0"
+    # now: cold is kept (in use), so no regret for it today
     assert {names[r["digest"]] for r in rows if r["kind"] == "now"} == {"hot", "early", "late"}
     late = next(r for r in rows if r["kind"] == "replay" and names[r["digest"]] == "late")
     assert late["rule"] == "gc/week" and late["pulled_after"] == (now - timedelta(days=5)).date().isoformat()
