@@ -1,5 +1,5 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | events serve | demo | check |
-alerts install``.
+"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | events serve | backtest |
+demo | check | alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("action", choices=("serve",))
     ev.add_argument("--config", help="config file (default $REGKEEPER_CONFIG or ./regkeeper.yaml)")
     ev.add_argument("--listen", help="host:port (default: pulls.listen)")
+    from app.backtest import add_parser as add_backtest
+
+    add_backtest(sub)
     demo = sub.add_parser("demo", help="run the nightly flow against a local demo registry")
     demo.add_argument("--workdir", default=None, help="where the demo keeps its registry and reports")
     demo.add_argument("--keep-running", action="store_true", help="leave the demo registry running")
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.cmd == "alerts":
             return _alerts(args)
+        if args.cmd == "backtest":
+            from app.backtest import backtest_cmd
+
+            return backtest_cmd(args)
         if args.cmd == "events":
             from app.events import events_serve
 

@@ -18,6 +18,7 @@ declared in ``deployments/prefect.yaml`` for a Kubernetes work pool;
 | replicate/replicate-every-15-min | every 15 minutes                 | 1           |
 | replicate/replicate-preview      | none: a dry run, by hand         | -           |
 | restore/restore-manual           | none: by hand (a dry run unless dry_run is false) | 1 |
+| backtest/backtest-manual         | none: by hand (reads only: the rules' regret)      | - |
 | capacity/capacity-every-5-min    | every 5 minutes                  | -           |
 | nightly/nightly-all-jobs         | 02:00 daily, INACTIVE: turn it on instead of the schedules above | 1 |
 
@@ -149,6 +150,14 @@ SPECS: tuple[Spec, ...] = (
         1,
         "By hand: restore tags from a backup snapshot. A dry run unless dry_run is set to false.",
         purpose="writes",
+    ),
+    Spec(
+        "backtest-manual",
+        "backtest",
+        None,
+        None,
+        "By hand, deletes nothing: which images the gc or expire rules would delete that were pulled "
+        "(or run in Kubernetes) afterwards, replayed over the pull history; a regret report.",
     ),
     # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory
     Spec(

@@ -78,6 +78,8 @@ JOBS: dict[str, Job] = {
         ),
         Job("capacity", "flows.capacity", configured=_missing("capacity section", lambda c: c.capacity)),
         Job("nightly", "flows.nightly", force=True),
+        # reads only (a dry run always): the rules' regret over the pull history
+        Job("backtest", "flows.backtest", configured=_missing("pulls section", lambda c: c.pulls)),
     )
 }
 

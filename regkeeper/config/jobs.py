@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .model import _Model
+from .rulesets import RuleConfig
 from .secrets import SecretStr
 from .units import Duration, format_duration, parse_duration
 
@@ -25,6 +26,7 @@ class TierConfig(_Model):
     protect: list[str] = Field(default_factory=list)
     # keep an image pulled within this window (needs the `pulls` section; keepLast/keepDays only)
     pulled_within: Duration | None = Field(None, alias="pulledWithin")
+    rules: list[RuleConfig] | None = None  # ordered rules (config/rulesets.py), instead of the keys above
 
     @model_validator(mode="after")
     def _one_policy(self):
@@ -32,13 +34,20 @@ class TierConfig(_Model):
             self.keep is not None,
             self.keep_last is not None or self.keep_days is not None,
             self.ttl is not None,
+            self.rules is not None,
         ]
         if sum(kinds) != 1:
-            raise ValueError("a tier needs exactly one policy: keep: forever, keepLast/keepDays, or ttl")
+            raise ValueError(
+                "a tier needs exactly one policy: keep: forever, keepLast/keepDays, ttl, or rules"
+            )
+        if self.rules is not None and not self.rules:
+            raise ValueError("rules: needs at least one rule")
         if self.delete_repository and self.ttl is None:
             raise ValueError("deleteRepository only applies with ttl")
         if self.pulled_within is not None and not kinds[1]:
-            raise ValueError("pulledWithin only applies to a keepLast/keepDays tier")
+            raise ValueError(
+                "pulledWithin only applies to a keepLast/keepDays tier (with rules: keep: {pulledWithin: …} in a rule)"
+            )
         return self
 
 
@@ -54,6 +63,23 @@ class GCConfig(_Model):
     untagged_grace: Duration = Field(timedelta(hours=1), alias="untaggedGrace")
     # keep an image pulled within this window (needs the `pulls` section)
     pulled_within: Duration | None = Field(None, alias="pulledWithin")
+    rules: list[RuleConfig] | None = None  # ordered rules (config/rulesets.py), instead of days/keepLast
+
+    @model_validator(mode="after")
+    def _rules_alone(self):
+        if self.rules is None:
+            return self
+        if not self.rules:
+            raise ValueError("rules: needs at least one rule")
+        legacy = {"days": "days", "keep_last": "keepLast", "pulled_within": "pulledWithin"}
+        legacy["delete_untagged"] = "deleteUntagged"
+        clash = [alias for name, alias in legacy.items() if name in self.model_fields_set]
+        if clash:
+            raise ValueError(
+                f"rules: cannot be combined with {', '.join(clash)} (say it in a rule: "
+                "keep.last, keep.newerThan, keep.pulledWithin, delete.olderThan, tagStatus: untagged)"
+            )
+        return self
 
 
 class ExpireConfig(_Model):

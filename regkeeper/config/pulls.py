@@ -41,6 +41,9 @@ class PullsConfig(_Model):
     exclude: PullExclude = Field(default_factory=PullExclude)
     heartbeat: Duration = timedelta(seconds=30)
     gap_tolerance: Duration = Field(timedelta(minutes=10), alias="gapTolerance")
+    # how long the per-day pull counts (the history `regkeeper backtest` replays) are kept; the
+    # receiver prunes older days when it starts and once a day
+    day_retention: Duration = Field(timedelta(days=400), alias="dayRetention")
 
     @field_validator("store")
     @classmethod
@@ -65,6 +68,8 @@ class PullsConfig(_Model):
             raise ValueError("heartbeat: must be positive")
         if self.gap_tolerance < 2 * self.heartbeat:
             raise ValueError("gapTolerance: must be at least twice the heartbeat")
+        if self.day_retention < timedelta(days=1):
+            raise ValueError("dayRetention: must be at least 1d")
         return self
 
     def store_url(self) -> str | None:

@@ -89,8 +89,12 @@ class Config(_Model):
     def _pulls_needed(self) -> None:
         """``pulledWithin`` reads the pull history: without a ``pulls`` section there is none."""
         users = [f"tiers[{i}].pulledWithin" for i, t in enumerate(self.tiers) if t.pulled_within]
+        for i, t in enumerate(self.tiers):
+            users += [f"tiers[{i}].rules[{j}].keep.pulledWithin" for j in _pull_rules(t.rules)]
         if self.gc and self.gc.pulled_within:
             users.insert(0, "gc.pulledWithin")
+        if self.gc:
+            users[:0] = [f"gc.rules[{j}].keep.pulledWithin" for j in _pull_rules(self.gc.rules)]
         if users and self.pulls is None:
             raise ValueError(f"{users[0]}: needs a `pulls` section (the pull-event store it reads)")
 
@@ -146,3 +150,8 @@ class Config(_Model):
             return cache.with_name(cache.name + "-state")
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         return Path(base) / "regkeeper"
+
+
+def _pull_rules(rules) -> list[int]:
+    """Indexes of the ordered rules that keep by ``pulledWithin``."""
+    return [j for j, r in enumerate(rules or []) if r.keep and r.keep.pulled_within is not None]

@@ -8,6 +8,9 @@ no clock (``now`` is given), no Prefect.
 
 - ``rules``: RepoPolicy, the gc / tier resolvers, keepLast / keepDays / ttl (the 72h temp rule) /
   protect globs, ages.
+- ``ordered``: ordered ``rules:`` (tag globs + tagStatus; keep wins over delete; unselected kept;
+  each verdict names its rule), called by the planner where keepLast / keepDays would decide.
+- ``pulled``: the pulledWithin keep condition and its fail-safe.
 - ``graph``: the reference graph (index children, signature tags, ``subject`` referrers, shared
   digests), protection spreading through it, in-use protection, the delete order.
 - ``decisions``: TagDecision, ManifestDecision, Plan and its rows / summary.

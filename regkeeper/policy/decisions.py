@@ -25,7 +25,7 @@ class TagDecision:
     digest: str
     action: Action
     reason: str
-    rule: str  # policy label ("gc", "tier:temp", "none")
+    rule: str  # policy label ("gc", "tier:temp", "none"), or "tier:apps/<rule>" (ordered rules)
     age_days: float | None
     age_source: str | None  # push:filesystem | push:s3 | created:config | created:annotation
     bytes_freed: int = 0  # on the first (sorted) deleted tag of a digest only
@@ -47,6 +47,7 @@ class ManifestDecision:
     kind: str
     bytes_freed: int = 0  # manifest bytes + blobs only it frees (exact, no double count)
     in_use: tuple[str, ...] = ()
+    rule: str = ""  # the policy label, or policy/rule of the ordered rule that decided it
 
 
 @dataclass

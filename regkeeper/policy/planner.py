@@ -22,6 +22,7 @@ from .cap import RepoCount, tally
 from .decisions import DELETE, KEEP, ManifestDecision, Plan, TagDecision
 from .freed import RepoResult, collect
 from .graph import InUse, InUseProtection, KeptSet, RepoGraph, is_real, short
+from .ordered import Item, decide, rank_images, untagged_items
 from .pulled import PullHistory, PullKeep
 from .rules import (
     FOLLOW,
@@ -29,7 +30,6 @@ from .rules import (
     RepoPolicy,
     Resolver,
     orphan_reason,
-    rank_images,
     ranks_images,
     removes_repository,
     tag_time,
@@ -68,6 +68,10 @@ class _RepoPlanner:
         self.ages: dict[str, tuple[float | None, str | None]] = {}
         self.tag_in_use: dict[str, tuple[str, ...]] = {}
         self.dig_in_use: dict[str, tuple[str, ...]] = {}
+        self.rule_of: dict[str, str] = {}
+        self.untagged_reason: dict[
+            str, str
+        ] = {}  # untagged digest an ordered rule deletes -> why  # tag or untagged digest -> the ordered rule that decided it
 
     def keep(self, digest: str, reason: str, tag: str | None = None) -> None:
         self.closure.keep(digest, reason, tag)
@@ -102,6 +106,7 @@ class _RepoPlanner:
         pol, r = self.pol, self.r
         times, newest = self._tag_times()
         rank = rank_images(newest) if ranks_images(pol) else {}
+        ordered = self._ordered_verdicts(times)
         for t, d in r.tags.items():
             when = times[t]
             sub = self.subject_of.get(t)
@@ -113,10 +118,21 @@ class _RepoPlanner:
                 sub,
                 sub is not None and sub[0] in self.present,
                 self.untagged_known,
+                ordered.get(t),
             )
             if self.pulls is not None and pol is not None and sub is None:
                 v = self.pulls.verdict(pol.pulled_within, r.name, d, v)
             self.verdict[t] = v
+
+    def _ordered_verdicts(self, times: Mapping[str, datetime | None]) -> dict[str, tuple[str, str]]:
+        """The ordered rules' verdict on every tag that is not a referrer's (``policy/ordered.py``);
+        records which rule decided in ``rule_of``."""
+        if self.pol is None or not self.pol.rules:
+            return {}
+        items = [Item(t, d, times[t]) for t, d in self.r.tags.items() if t not in self.subject_of]
+        got = decide(self.pol.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
+        self.rule_of.update({t: f"{self.rule}/{v[2]}" for t, v in got.items() if v[2]})
+        return {t: (v[0], v[1]) for t, v in got.items()}
 
     def _tag_times(self) -> tuple[dict[str, datetime | None], dict[str, datetime]]:
         """(tag -> time, digest -> newest tag time for ranking); records ``self.ages``."""
@@ -147,6 +163,8 @@ class _RepoPlanner:
             why = "keep forever" if pol else "no policy for this repository"
             for d in sorted(self.present):
                 self.keep(d, why)
+        elif pol.rules:
+            self._seed_untagged_rules(pol)
         elif not pol.delete_untagged:
             for d in r.untagged:
                 m = r.manifests.get(d)
@@ -156,6 +174,19 @@ class _RepoPlanner:
             self._seed_grace()
         if pol is not None and not pol.keep_forever and self.pulls is not None:
             self._seed_pulled(pol)
+
+    def _seed_untagged_rules(self, pol: RepoPolicy) -> None:
+        """Ordered rules decide the untagged manifests nothing present references (a rule with
+        ``tagStatus: untagged | any``); one no rule selects is kept. Referenced ones (index
+        children, referrers of a present subject) follow what references them."""
+        items = untagged_items(self.r, self.present, self.graph.parents())
+        got = decide(pol.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
+        for d, (action, reason, label) in got.items():
+            self.rule_of.update({d: f"{self.rule}/{label}"} if label else {})
+            if action == KEEP:
+                self.keep(d, f"untagged, {reason}")
+            else:
+                self.untagged_reason[d] = f"untagged, {reason}"
 
     def _seed_pulled(self, pol: RepoPolicy) -> None:
         """pulledWithin: an untagged manifest pulled by digest within the window is kept (and
@@ -203,12 +234,12 @@ class _RepoPlanner:
         sub = self.subject_of.get(t)
         if d not in self.kept:
             reason = f"{sub[1]} of deleted {short(sub[0])}" if sub and action == FOLLOW else rule_reason
-            return TagDecision(r.name, t, d, DELETE, reason, self.rule, _round(age_days), age_src)
+            rule = self.rule_of.get(t, self.rule)
+            return TagDecision(r.name, t, d, DELETE, reason, rule, _round(age_days), age_src)
         reason, in_use = self._keep_reason(t, d, action, rule_reason, sub)
         overridden = rule_reason if action == DELETE else None
-        return TagDecision(
-            r.name, t, d, KEEP, reason, self.rule, _round(age_days), age_src, 0, in_use, overridden
-        )
+        rule = self.rule_of.get(t, self.rule)
+        return TagDecision(r.name, t, d, KEEP, reason, rule, _round(age_days), age_src, 0, in_use, overridden)
 
     def _keep_reason(
         self, t: str, d: str, action: str, rule_reason: str, sub: tuple[str, str] | None
@@ -239,11 +270,13 @@ class _RepoPlanner:
                 kreason, ktag = self.kept[d]
                 src = self.dig_in_use.get(d) or (self.tag_in_use.get(ktag, ()) if ktag else ())
                 reason = f"tag {ktag}: {kreason}" if ktag else kreason
-                out.append(ManifestDecision(r.name, d, KEEP, reason, tags, m.kind, 0, src))
+                rule = self.rule_of.get(ktag or d, self.rule)
+                out.append(ManifestDecision(r.name, d, KEEP, reason, tags, m.kind, 0, src, rule))
                 continue
             dead_parents = sorted(p for p in parents.get(d, ()) if p in deleted)
             reason = self._delete_reason(d, m, tags, dead_parents, untagged)
-            out.append(ManifestDecision(r.name, d, DELETE, reason, tags, m.kind))
+            rule = self.rule_of.get(tags[0] if tags else d, self.rule)
+            out.append(ManifestDecision(r.name, d, DELETE, reason, tags, m.kind, rule=rule))
         return out
 
     def _delete_reason(
@@ -259,6 +292,8 @@ class _RepoPlanner:
             )
         if dead_parents:
             return f"child of deleted index {short(dead_parents[0])}"
+        if d in self.untagged_reason:
+            return self.untagged_reason[d]
         if d in untagged:
             return "untagged, unreferenced"
         return "unreferenced"
@@ -329,7 +364,7 @@ def plan(
         push_time_source=inventory.push_time_source,
     )
     pols = {name: resolve(name) for name in sorted(inventory.repositories)}
-    uses_pulls = any(p is not None and p.pulled_within is not None for p in pols.values())
+    uses_pulls = any(p is not None and p.pull_windows for p in pols.values())
     pull_keep = PullKeep(pulls, now) if uses_pulls else None
     results: dict[str, RepoResult] = {}
     for name, pol in pols.items():

@@ -26,6 +26,10 @@ source ``push:filesystem`` / ``push:s3``), else the manifest's ``created`` (``cr
 image's age for ranking is its newest tag's age (:func:`rank_images`). Signature / attestation /
 referrers-index tags are not counted: they follow their subject (verdict ``follow``).
 
+Ordered ``rules`` (``policy/ordered.py``) replace keepLast / keepDays / ttl in a policy: several
+rules selecting tags by glob and tag status, keep winning over delete, each verdict naming its
+rule. Protect globs and referrers (above) still come first.
+
 A verdict here is the rule's word only: the reference graph and Kubernetes may still keep a tag
 the rule would delete (see ``graph`` and ``planner``).
 """
@@ -40,6 +44,7 @@ from ..globs import match_any_path, match_any_tag, select
 from ..models import RepoInventory
 from .decisions import DELETE, KEEP
 from .graph import short
+from .ordered import OrderedRule, from_config
 
 NO_POLICY = "none"
 FOLLOW = "follow"  # verdict of a signature / referrer tag whose subject is present: it follows it
@@ -67,6 +72,7 @@ class RepoPolicy:
     protect: tuple[str, ...] = ()
     delete_untagged: bool = True
     pulled_within: timedelta | None = None  # keep what was pulled within (see policy/pulled.py)
+    rules: tuple[OrderedRule, ...] = ()  # ordered rules (policy/ordered.py) instead of the keys
 
     def __post_init__(self):
         if not isinstance(self.protect, tuple):
@@ -81,6 +87,15 @@ class RepoPolicy:
             raise ValueError(f"policy {self.name}: ttl cannot be combined with keep_last/max_age")
         if self.delete_repository and self.ttl is None:
             raise ValueError(f"policy {self.name}: delete_repository only applies with ttl")
+        legacy = (self.keep_last, self.max_age, self.ttl, self.pulled_within)
+        if self.rules and (self.keep_forever or any(v is not None for v in legacy)):
+            raise ValueError(f"policy {self.name}: rules cannot be combined with keep_last/max_age/ttl")
+
+    @property
+    def pull_windows(self) -> list[timedelta]:
+        """Every pulledWithin window the policy uses (its own and its rules')."""
+        ws = [r.keep_pulled for r in self.rules if r.keep_pulled is not None]
+        return ws + ([self.pulled_within] if self.pulled_within is not None else [])
 
     @property
     def keep_days(self) -> float | None:
@@ -93,6 +108,8 @@ class RepoPolicy:
             parts = [f"ttl {format_duration(self.ttl)}"]
             if self.delete_repository:
                 parts.append("deleteRepository")
+        elif self.rules:
+            parts = ["rules " + ", ".join(r.describe() for r in self.rules)]
         else:
             parts = []
             if self.keep_last is not None:
@@ -133,16 +150,20 @@ def gc_resolver(
     delete_untagged: bool = True,
     name: str = "gc",
     pulled_within: timedelta | None = None,
+    rules: Iterable[Any] = (),
 ) -> Resolver:
     """gc rules: repositories selected by include/exclude globs get ``RepoPolicy(days,
     keep_last, protect)``; the others get None (no action). ``days=None`` disables the age
-    condition (only keepLast then decides)."""
+    condition (only keepLast then decides). ``rules`` (config ``RuleConfig`` or ``OrderedRule``):
+    ordered rules instead of days / keepLast (``policy/ordered.py``)."""
     inc = list(include or [])
     exc = list(exclude or [])
+    ordered = _ordered(rules)
     pol = RepoPolicy(
         name=name,
-        keep_last=keep_last,
-        max_age=None if days is None else timedelta(days=days),
+        keep_last=None if ordered else keep_last,
+        max_age=None if days is None or ordered else timedelta(days=days),
+        rules=ordered,
         protect=tuple(protect or ()),
         delete_untagged=delete_untagged,
         pulled_within=pulled_within,
@@ -170,7 +191,15 @@ def tier_policy(
         delete_repository=tier.delete_repository,
         protect=tuple(tier.protect) + tuple(protect or ()),
         pulled_within=tier.pulled_within,
+        rules=_ordered(tier.rules or ()),
     )
+
+
+def _ordered(rules: Iterable[Any]) -> tuple[OrderedRule, ...]:
+    rules = list(rules or ())
+    if all(isinstance(r, OrderedRule) for r in rules):
+        return tuple(rules)
+    return from_config(rules)
 
 
 def tier_resolver(
@@ -231,12 +260,6 @@ def ranks_images(pol: RepoPolicy | None) -> bool:
     return bool(pol and pol.keep_last is not None and pol.ttl is None and not pol.keep_forever)
 
 
-def rank_images(newest: Mapping[str, datetime]) -> dict[str, int]:
-    """digest -> rank for keepLast, 0 = newest image (by its newest tag; ties by digest)."""
-    order = sorted(newest, key=lambda d: (-newest[d].timestamp(), d))
-    return {d: i for i, d in enumerate(order)}
-
-
 # --------------------------------------------------------------------------- verdicts
 
 
@@ -248,12 +271,14 @@ def tag_verdict(
     subject: tuple[str, str] | None,
     subject_present: bool,
     untagged_known: bool,
+    ordered: Verdict | None = None,
 ) -> Verdict:
     """The rule's verdict on one tag: ``(keep | delete | follow, reason)``.
 
     ``age``: now minus the tag's time (None = unknown). ``rank``: its image's keepLast rank
     (None = not ranked). ``subject``: (digest, kind) when the tag is a signature / attestation /
-    referrers tag, with ``subject_present`` saying whether that digest is in the repository."""
+    referrers tag, with ``subject_present`` saying whether that digest is in the repository.
+    ``ordered``: the ordered rules' verdict (``policy/ordered.py``) when the policy has rules."""
     if pol is None:
         return KEEP, "no policy for this repository"
     if pol.keep_forever:
@@ -263,6 +288,8 @@ def tag_verdict(
         return KEEP, f"protected tag pattern '{pat}'"
     if subject is not None:
         return _subject_verdict(subject, subject_present, untagged_known)
+    if ordered is not None:
+        return ordered
     if pol.ttl is not None:
         return ttl_verdict(pol.ttl, age)
     return _count_age_verdict(pol, age, rank)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import kube
+from ..config import Config, GCConfig
 from ..context import RunContext
-from ..errors import RefusedError
+from ..errors import ConfigError, RefusedError
 from ..models import Inventory
-from ..policy import Plan, gc_resolver, tier_resolver
+from ..policy import Plan, Resolver, gc_resolver, tier_resolver
 from ..policy import plan as make_plan
 from ..pulls.lookup import history_for
 from ..util import utcnow
@@ -61,31 +62,44 @@ def gc_plan(
     keep_last: int | None = None,
     now: datetime | None = None,
 ) -> Plan:
-    g = ctx.config.gc
-    if g is None:
-        from ..config import GCConfig
-
-        g = GCConfig()
-    resolve = gc_resolver(
-        g.include,
-        g.exclude,
-        g.days if days is None else days,
-        g.keep_last if keep_last is None else keep_last,
-        g.protect,
-        delete_untagged=g.delete_untagged,
-        pulled_within=g.pulled_within,
-    )
-    return _plan(ctx, "gc", registry, inv, kstate, resolve, now, g.max_delete_fraction, g.untagged_grace)
+    resolve, frac, grace = job_rules(ctx.config, "gc", days=days, keep_last=keep_last)
+    return _plan(ctx, "gc", registry, inv, kstate, resolve, now, frac, grace)
 
 
 def expire_plan(
     ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, *, now: datetime | None = None
 ) -> Plan:
-    e = ctx.config.expire
-    resolve = tier_resolver(ctx.config.tiers, default=e.default_tier if e else None)
-    frac = e.max_delete_fraction if e else 0.5
-    grace = e.untagged_grace if e else timedelta(hours=1)
+    resolve, frac, grace = job_rules(ctx.config, "expire")
     return _plan(ctx, "expire", registry, inv, kstate, resolve, now, frac, grace)
+
+
+def job_rules(
+    config: Config, job: str, *, days: int | None = None, keep_last: int | None = None
+) -> tuple[Resolver, float, timedelta]:
+    """A job's rules from the config: (resolver, maxDeleteFraction, untaggedGrace). gc: the
+    ``gc`` section (``days`` / ``keep_last`` override it); expire: the tiers. The backtest reads
+    the same."""
+    if job == "gc":
+        g = config.gc or GCConfig()
+        if g.rules and (days is not None or keep_last is not None):
+            raise ConfigError(
+                "gc.rules: the run's days / keep_last parameters do not apply to ordered rules "
+                "(change the rules' olderThan / keep.last in the config)"
+            )
+        resolve = gc_resolver(
+            g.include,
+            g.exclude,
+            g.days if days is None else days,
+            g.keep_last if keep_last is None else keep_last,
+            g.protect,
+            delete_untagged=g.delete_untagged,
+            pulled_within=g.pulled_within,
+            rules=g.rules or (),
+        )
+        return resolve, g.max_delete_fraction, g.untagged_grace
+    e = config.expire
+    resolve = tier_resolver(config.tiers, default=e.default_tier if e else None)
+    return resolve, e.max_delete_fraction if e else 0.5, e.untagged_grace if e else timedelta(hours=1)
 
 
 def _plan(ctx, job, registry, inv, kstate, resolve, now, max_delete_fraction, untagged_grace) -> Plan:

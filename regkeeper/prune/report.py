@@ -95,7 +95,17 @@ REPOSITORY_COLUMNS = [
     "rule",
     "remove_repository",
 ]
-MANIFEST_COLUMNS = ["action", "repository", "tags", "kind", "reason", "digest", "bytes_freed", "in_use"]
+MANIFEST_COLUMNS = [
+    "action",
+    "repository",
+    "tags",
+    "kind",
+    "reason",
+    "digest",
+    "bytes_freed",
+    "in_use",
+    "rule",
+]
 
 
 def _deletes_first(rows: list[dict]) -> list[dict]:

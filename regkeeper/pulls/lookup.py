@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ..config import Config
+from ..config.rulesets import pull_windows
 from ..errors import RegkeeperError
 from .history import PullHistory
 from .store import PullStore
@@ -15,8 +16,10 @@ def windows_in_use(config: Config, job: str) -> list[timedelta]:
     """The distinct ``pulledWithin`` windows a job's rules use (gc: ``gc``; expire: the tiers)."""
     if job == "gc":
         ws = [config.gc.pulled_within] if config.gc and config.gc.pulled_within else []
+        ws += pull_windows(config.gc.rules or []) if config.gc else []
     else:
         ws = [t.pulled_within for t in config.tiers if t.pulled_within]
+        ws += [w for t in config.tiers for w in pull_windows(t.rules or [])]
     return sorted(set(ws))
 
 

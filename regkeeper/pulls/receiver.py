@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -110,6 +110,7 @@ class PullReceiver:
         self.httpd.daemon_threads = True
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pruned = now()  # per-day pulls last pruned (pulls.dayRetention)
 
     @property
     def port(self) -> int:
@@ -126,6 +127,7 @@ class PullReceiver:
         gaps = self.store.receiver_started(self.now(), self.pc.gap_tolerance.total_seconds())
         for g in gaps[:1]:
             log.warning("pull receiver was down from %s to %s: recorded as a gap", g.start, g.end)
+        self._prune_days()
         t = threading.Thread(target=self._beat, name="pulls-heartbeat", daemon=True)
         t.start()
         self._threads.append(t)
@@ -136,6 +138,20 @@ class PullReceiver:
                 self.store.heartbeat(self.now())
             except Exception as e:  # noqa: BLE001 - a failed beat shows later as a gap
                 log.warning("pull receiver heartbeat failed: %s", e)
+            if self.now() - self._pruned >= timedelta(days=1):
+                self._prune_days()
+
+    def _prune_days(self) -> None:
+        """``pulls.dayRetention``: per-day pull counts older than it are dropped (at start, then
+        once a day)."""
+        self._pruned = self.now()
+        try:
+            n = self.store.prune_days(self._pruned - self.pc.day_retention)
+        except Exception as e:  # noqa: BLE001 - retried tomorrow; the pulls themselves are stored
+            log.warning("pull receiver: pruning per-day pulls failed: %s", e)
+            return
+        if n:
+            log.info("pull receiver: dropped %d per-day pull rows older than dayRetention", n)
 
     def start(self) -> "PullReceiver":
         self._begin()

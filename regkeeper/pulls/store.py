@@ -182,6 +182,13 @@ class PullStore:
             cur.execute(self._q(_UPSERT), (registry, repository, digest, _ts(at), 1, tag, user_agent))
             cur.execute(self._q(_DAYS), (registry, repository, digest, int(_ts(at) // DAY), 1))
 
+    def prune_days(self, before: datetime) -> int:
+        """Drop the per-day pull counts of days before ``before`` (``pulls.dayRetention``); the
+        last pull per image (``pulls``) is kept. Returns the rows dropped."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM pull_days WHERE day < ?"), (int(_ts(before) // DAY),))
+            return int(cur.rowcount or 0)
+
     def add_gap(self, registry: str, start: datetime, end: datetime, reason: str) -> None:
         with self._tx() as cur:
             cur.execute(

@@ -28,6 +28,7 @@ EXPECTED = {  # deployment: (flow, cron, active, concurrency limit) -- the issue
     "replicate-every-15-min": ("replicate", "*/15 * * * *", True, 1),
     "replicate-preview": ("replicate", None, None, None),
     "restore-manual": ("restore", None, None, 1),
+    "backtest-manual": ("backtest", None, None, None),
     "capacity-every-5-min": ("capacity", "*/5 * * * *", True, None),
     "nightly-all-jobs": ("nightly", "0 2 * * *", False, 1),
 }

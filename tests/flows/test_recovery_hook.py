@@ -58,6 +58,7 @@ def test_every_job_recovers_a_dead_runs_read_only_window_first(job, registry, tm
         ],
         backup={"target": f"file://{tmp_path / 'backups'}"},
         capacity={"writeCheck": False},
+        pulls={"store": f"sqlite:///{tmp_path / 'pulls.sqlite'}"},  # backtest reads the pull store
     )
     root = load_config(cfg).state_path()
     touched = tmp_path / "read-write-ran"

@@ -1,0 +1,57 @@
+"""The backtest's report through the one report writer: the headline (how many images the rules
+would regret), the figures, the notes (limits, pull-history coverage) and the "regret" table
+(one row per image: when the rules delete it, which rule, and the pulls or the Kubernetes
+workloads that wanted it afterwards)."""
+
+from ..config import format_duration
+from ..report import Report
+from .replay import Backtest
+
+REGRET_COLUMNS = [
+    "kind",
+    "day",
+    "repository",
+    "tags",
+    "rule",
+    "pulled_after",
+    "pulls_after",
+    "in_use",
+    "reason",
+    "digest",
+]
+
+
+def build_report(bt: Backtest) -> Report:
+    rep = Report("backtest", bt.registry, status="dry-run", key=f"backtest-{bt.job}-{bt.registry}")
+    now, replay = bt.of_kind("now"), bt.of_kind("replay")
+    window = format_duration(bt.since)
+    rep.title = f"backtest of the {bt.job} rules on {bt.registry} over {window}"
+    rep.lead(
+        f"Now: the {bt.job} rules would delete {bt.deleted_now} images; {len(now)} of them were pulled "
+        f"in the last {window}."
+    )
+    rep.lead(
+        f"Replayed over {bt.days} days: {bt.deleted_replay} images deleted on some day; {len(replay)} of "
+        "them were pulled afterwards or run in Kubernetes now."
+    )
+    rep.lead("Nothing was deleted: a backtest only reads.")
+    rep.summary.update(
+        {
+            "job": bt.job,
+            "window": window,
+            "days replayed": bt.days,
+            "deleted now": bt.deleted_now,
+            "regret now (pulled in the window)": len(now),
+            "deleted in the replay": bt.deleted_replay,
+            "regret in the replay (pulled or run afterwards)": len(replay),
+        }
+    )
+    for n in bt.notes:
+        rep.note(n)
+    rep.note(
+        "The replay sees today's inventory: images already deleted since a day are not in it. Pulls are "
+        "counted per UTC day; a pull on the day of the deletion does not count as afterwards."
+    )
+    rows = [r.row() for r in sorted(bt.regrets, key=lambda r: (r.kind, r.day, r.repository, r.digest))]
+    rep.add_table("regret", rows, REGRET_COLUMNS)
+    return rep
