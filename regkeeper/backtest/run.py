@@ -2,7 +2,6 @@
 as a run would resolve them (``prune.pipeline.job_rules``), the pull store (history and per-day
 pulls, read once). Then the pure replay. It never deletes: no delete path is reachable here."""
 
-import sqlite3
 from datetime import datetime, timedelta
 
 from ..config import format_duration
@@ -47,7 +46,7 @@ def backtest(
             days = store.pull_days(name)
         finally:
             store.close()
-    except (sqlite3.Error, OSError) as e:
+    except OSError as e:  # a database error is named by the store itself (PullStore.error)
         raise RegkeeperError(f"backtest: pull store unreadable: {scrub(str(e))}") from None
     inv = scan(ctx.client(name), storage=ctx.storage(name))
     kstate = read_kubernetes(ctx, name)

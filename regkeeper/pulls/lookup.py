@@ -1,7 +1,6 @@
 """The pull history a gc / expire run reads: once per registry, only when a rule uses
 ``pulledWithin``; plus the report note that says whether it covers each window."""
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -41,7 +40,7 @@ def history_for(
         return None, []
     try:
         hist = read_history(config, registry)
-    except (RegkeeperError, OSError, sqlite3.Error) as e:
+    except (RegkeeperError, OSError) as e:
         why = f"pull history unavailable ({e})"
         return None, [f"pulledWithin on {registry}: {why}: every image the rule would delete is kept"]
     return hist, notes(hist, windows, now)

@@ -76,7 +76,10 @@ class PullStore:
         self._lock = threading.Lock()
         if url.startswith("sqlite:///"):
             self.kind = "sqlite"
-            self._conn: Any = _sqlite(url[len("sqlite://") :])
+            try:
+                self._conn: Any = _sqlite(url[len("sqlite://") :])
+            except (OSError, sqlite3.Error) as e:
+                raise RegkeeperError(f"pull store {url}: cannot open: {e}") from None
             self._greatest = "max"
         elif url.startswith(("postgresql://", "postgres://")):
             self.kind = "postgresql"
@@ -113,10 +116,14 @@ class PullStore:
                         store._conn.commit()
                     else:
                         store._conn.rollback()
+                except _db_errors() as e:  # a failed COMMIT: the same named error as a query's
+                    ev = ev or e
                 finally:
                     self.cur.close()
                     store._reconnect_if_broken()
                     store._lock.release()
+                if ev is not None and isinstance(ev, _db_errors()):
+                    raise store.error(ev) from None
 
         return _Tx()
 
@@ -132,6 +139,12 @@ class PullStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def error(self, e: BaseException) -> RegkeeperError:
+        """A database error, named by the store (password redacted) instead of the driver's
+        bare exception reaching the user."""
+        first = (scrub(str(e)).strip().splitlines() or [type(e).__name__])[0]  # not the SQL echo
+        return RegkeeperError(f"pull store {redact_url(self.url)}: {first}")
 
     # ------------------------------------------------------------------ writes
 
@@ -300,6 +313,15 @@ class _AutoTx:
 
     def close(self):
         self.conn.close()
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """The database drivers' error types (psycopg's only when it is installed)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
 
 
 def _postgres(url: str):
