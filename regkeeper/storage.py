@@ -119,6 +119,66 @@ class FilesystemStorage(StorageReader):
                 parent = parent.parent
 
 
+    # -- what a pull-through cache's eviction reads and removes (regkeeper.proxycache) --------
+    def blob_path(self, digest: str) -> Path:
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest or ".." in digest:
+            raise RegkeeperError(f"digest {digest!r} is not valid")
+        return self.base / "blobs" / algo / hexd[:2] / hexd / "data"
+
+    def blob_size(self, digest: str) -> int | None:
+        """Bytes of a blob's data file; None when the storage does not hold it."""
+        try:
+            return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def read_blob(self, digest: str) -> bytes | None:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def tag_digests(self, repo: str) -> dict[str, str]:
+        """tag -> the digest its ``current/link`` names."""
+        tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
+        out: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(tags_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for e in entries:
+            try:
+                out[e.name] = Path(e.path, "current", "link").read_text().strip()
+            except FileNotFoundError:
+                continue
+        return out
+
+    def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
+        """Remove a manifest's revision link and the tags naming it (their whole tag directory,
+        history included), so garbage-collect no longer marks its blobs. Only inside the
+        reclaim window. Links already gone are fine (idempotent)."""
+        mdir = self._repo_dir(repo) / "_manifests"
+        for tag in tags:
+            if "/" in tag or tag in ("", ".", ".."):
+                raise RegkeeperError(f"tag {tag!r} in {repo} is not valid")
+            _remove_tree(mdir / "tags" / tag)
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest:
+            raise RegkeeperError(f"digest {digest!r} is not valid")
+        _remove_tree(mdir / "revisions" / algo / hexd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a directory tree; one already gone is fine, any other failure names the path."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
+
+
 class S3Storage(StorageReader):
     kind = "s3"
 
@@ -204,8 +264,11 @@ def s3_client(
 
 
 def storage_for(rc) -> StorageReader | None:
-    """The storage reader for a ``config.RegistryConfig``, or None without storage access."""
+    """The storage reader for a ``config.RegistryConfig``, or None without storage access
+    (a proxy's ``proxyCache.storage`` when it has no ``storage`` section)."""
     st = rc.storage
+    if st is None and rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
+        return FilesystemStorage(rc.proxy_cache.storage)
     if st is not None and st.type in ("directory", "filesystem"):
         return FilesystemStorage(st.path)
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
