@@ -4,6 +4,7 @@ cache holds (repositories, images, bytes), its capacity, each image's decision n
 
 from datetime import datetime
 
+from ..config.units import format_duration
 from ..prune.reclaim import ReclaimResult
 from ..pulls.history import iso
 from ..report import Report
@@ -78,9 +79,9 @@ def _inventory(rep: Report, inv: CacheInventory, plan: EvictionPlan, capacity: i
         s["capacity"] = capacity
         s["usage"] = f"{plan.used_bytes / capacity:.1%}"
     s["maxBytes"] = plan.max_bytes
-    s["pulledWithin"] = None if plan.pulled_within is None else str(plan.pulled_within)
+    s["pulledWithin"] = None if plan.pulled_within is None else format_duration(plan.pulled_within)
     for rule in (RULE_PULLED, RULE_MAX_BYTES):
-        s[f"to evict ({rule})"] = sum(1 for d in plan.evicted() if d.rule == rule)
+        s[f"images to evict by {rule.split()[0]}"] = sum(1 for d in plan.evicted() if d.rule == rule)
     s["kept (in use)"] = sum(1 for d in plan.decisions if d.rule == RULE_IN_USE)
     s["bytes to free"] = plan.bytes_to_free
     rep.add_table("repositories", inv.per_repository(), ["repository", "images", "tags", "bytes"])
@@ -145,12 +146,19 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
         f"{rule}: {n}" for rule in (RULE_PULLED, RULE_MAX_BYTES) if (n := sum(1 for d in ev if d.rule == rule))
     )
     in_use = sum(1 for d in plan.decisions if d.rule == RULE_IN_USE)
-    what = f"{len(ev)} of {len(plan.decisions)} cached image(s)" + (f" ({by_rule})" if by_rule else "")
-    if unlinked is None:
+    rules = f" ({by_rule})" if by_rule else ""
+    of = f"of {len(plan.decisions)} cached image(s)"
+    if unlinked is None and not ev and not dry_run:
+        rep.lead(f"Nothing to evict {of}; {in_use} kept because in use.")
+    elif unlinked is None:
         verb = "Would evict" if dry_run else "Planned to evict"
-        rep.lead(f"{verb} {what}, {human_bytes(plan.bytes_to_free)} to free; {in_use} kept because in use.")
+        rep.lead(
+            f"{verb} {len(ev)} {of}{rules}, {human_bytes(plan.bytes_to_free)} to free; "
+            f"{in_use} kept because in use."
+        )
     else:
-        rep.lead(f"Evicted {len(unlinked.evicted)} of {what}; {in_use} kept because in use.")
+        planned = f" (planned {len(ev)})" if len(unlinked.evicted) != len(ev) else ""
+        rep.lead(f"Evicted {len(unlinked.evicted)} {of}{planned}{rules}; {in_use} kept because in use.")
     if reclaimed is not None and reclaimed.bytes_freed is not None:
         rep.lead(
             f"Storage {human_bytes(reclaimed.bytes_before)} -> {human_bytes(reclaimed.bytes_after)} "

@@ -1,0 +1,186 @@
+"""A real distribution in proxy mode in front of a local upstream registry: what the cache
+holds, read from its storage, and eviction by pulledWithin and by maxBytes (least recently used
+first) inside the reclaim window, measured on the storage; an image in use in Kubernetes is
+never evicted, and a pull through the cache afterwards re-fetches from the upstream."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from regkeeper.context import RunContext
+from regkeeper.prune import read_kubernetes
+from regkeeper.proxycache import evict, plan_cache, verify_cache
+from tests.support.proxycache import ProxyStack, layer
+
+NOW = datetime.now(UTC)
+LAYER = 300_000
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = ProxyStack(tmp_path)
+    try:
+        base = layer(LAYER, 100)  # team/web:a and team/web:b share it
+        s.push("team/app", "stale", [layer(LAYER, 1)])
+        s.push("team/app", "hot", [layer(LAYER, 2)])
+        s.push("team/app", "inuse", [layer(LAYER, 3)])
+        s.push("team/web", "a", [base, layer(LAYER, 4)])
+        s.push("team/web", "b", [base, layer(LAYER, 5)])
+        for ref in ("team/app:stale", "team/app:hot", "team/app:inuse", "team/web:a", "team/web:b"):
+            s.pull(ref)
+        for ref, days in (("app:stale", 60), ("app:hot", 60), ("app:inuse", 60), ("web:a", 20), ("web:b", 5)):
+            repo, tag = ref.split(":")
+            s.cached_at(f"team/{repo}", tag, NOW - timedelta(days=days))
+        s.pulls(
+            {
+                "team/app:stale": timedelta(days=40),
+                "team/app:hot": timedelta(days=1),
+                "team/web:a": timedelta(days=10),
+                "team/web:b": timedelta(days=2),
+            }
+        )
+        yield s
+    finally:
+        s.stop()
+
+
+def _plan(s, cfg):
+    ctx = RunContext.load(cfg)
+    k = read_kubernetes(ctx, "cache")
+    inv, plan = plan_cache(ctx, "cache", in_use=k.usage, notes=k.notes)
+    return ctx, inv, plan
+
+
+def _actions(plan) -> dict[str, tuple[str, str]]:
+    return {f"{d.image.repository}:{' '.join(d.image.tags)}": (d.action, d.rule) for d in plan.decisions}
+
+
+def test_inventory_and_capacity_from_the_cache_storage(stack):
+    cfg = stack.config()
+    ctx, inv, plan = _plan(stack, cfg)
+    assert inv.repositories == ["team/app", "team/web"]
+    assert sorted(f"{i.repository}:{t}" for i in inv.images for t in i.tags) == [
+        "team/app:hot",
+        "team/app:inuse",
+        "team/app:stale",
+        "team/web:a",
+        "team/web:b",
+    ]
+    assert {i.digest for i in inv.images} == set(stack.digests.values())
+    # six distinct layers of LAYER bytes, plus configs and manifests
+    assert 6 * LAYER < inv.blob_bytes < 6 * LAYER + 20_000
+    assert plan.used_bytes == stack.storage_bytes()
+    web = {r["repository"]: r for r in inv.per_repository()}["team/web"]
+    assert web["images"] == 2 and 3 * LAYER < web["bytes"] < 3 * LAYER + 10_000  # the shared layer once
+    # no rule configured: nothing is evicted
+    assert all(d.action == "keep" for d in plan.decisions)
+
+
+def test_evicts_by_pulled_within_and_keeps_what_is_in_use_or_pulled(stack):
+    cfg = stack.config(kube=stack.kubernetes("team/app:inuse"), pulledWithin="30d")
+    ctx, inv, plan = _plan(stack, cfg)
+    assert _actions(plan) == {
+        "team/app:stale": ("evict", "pulledWithin"),
+        "team/app:hot": ("keep", ""),
+        "team/app:inuse": ("keep", "in use"),  # cached 60 days ago, never pulled: in use wins
+        "team/web:a": ("keep", ""),
+        "team/web:b": ("keep", ""),
+    }
+    stale = stack.digests["team/app:stale"]
+    gone = {b for d in plan.evicted() for b in d.image.blobs}
+    before = stack.storage_bytes()
+    unlinked, window = evict(ctx, "cache", plan)
+    assert window.error is None and window.ran, window.error
+    assert unlinked.evicted == [("team/app", stale)]
+    assert stack.ctl.calls == ["readonly", "readwrite"]
+    freed = before - stack.storage_bytes()
+    assert window.bytes_freed == freed and freed >= LAYER  # measured on the storage
+    assert not stack.linked("team/app", "stale") and not any(stack.has_blob(b) for b in gone)
+    for ref in ("team/app:hot", "team/app:inuse", "team/web:a", "team/web:b"):
+        repo, tag = ref.split(":")
+        assert stack.linked(repo, tag), ref
+    kept = [b for d in plan.kept() for b in d.image.blobs]
+    assert all(stack.has_blob(b) for b in kept)
+    assert verify_cache(ctx, "cache", inv, plan).ok
+    # a pull through the cache afterwards is fetched from the upstream again
+    stack.pull("team/app:stale")
+    assert stack.linked("team/app", "stale") and all(stack.has_blob(b) for b in gone)
+
+
+def test_evicts_least_recently_used_until_under_max_bytes(stack):
+    used = stack.storage_bytes()
+    cap = used - int(1.5 * LAYER)  # two unique layers must go
+    cfg = stack.config(kube=stack.kubernetes("team/app:inuse"), maxBytes=cap)
+    ctx, inv, plan = _plan(stack, cfg)
+    # least recently used first: stale (pulled 40 days ago), then web:a (10 days); inuse is
+    # older than both (cached 60 days ago, never pulled) but in use
+    assert _actions(plan) == {
+        "team/app:stale": ("evict", "maxBytes LRU"),
+        "team/web:a": ("evict", "maxBytes LRU"),
+        "team/app:inuse": ("keep", "in use"),
+        "team/app:hot": ("keep", ""),
+        "team/web:b": ("keep", ""),
+    }
+    web_a = next(d for d in plan.evicted() if d.image.repository == "team/web")
+    assert LAYER <= web_a.bytes_freed < 2 * LAYER  # the layer it shares with web:b is not freed
+    assert plan.bytes_after <= cap
+    unlinked, window = evict(ctx, "cache", plan)
+    assert window.error is None and len(unlinked.evicted) == 2
+    assert stack.storage_bytes() <= cap
+    assert stack.linked("team/app", "inuse") and stack.linked("team/web", "b")
+    assert verify_cache(ctx, "cache", inv, plan).ok
+    # the shared layer is still served from the cache for web:b, and web:a comes back
+    stack.pull("team/web:b")
+    stack.pull("team/web:a")
+    assert stack.linked("team/web", "a")
+
+
+def test_a_proxy_answers_delete_with_405(stack):
+    dg = stack.digests["team/app:hot"]
+    r = requests.delete(f"{stack.cache.url}/v2/team/app/manifests/{dg}", timeout=10)
+    assert r.status_code == 405
+
+
+def test_without_a_reclaim_window_nothing_is_evicted(stack):
+    import yaml
+
+    from regkeeper.errors import RefusedError
+
+    cfg = stack.config(pulledWithin="30d")
+    doc = yaml.safe_load(cfg.read_text())
+    doc["mirrorRepositories"][0]["reclaim"] = "none"
+    cfg.write_text(yaml.safe_dump(doc))
+    ctx, inv, plan = _plan(stack, cfg)
+    # the plan would evict stale and the (unprotected: no kubernetes section) never-pulled inuse
+    assert {d.image.tags[0] for d in plan.evicted()} == {"stale", "inuse"}
+    before = stack.storage_bytes()
+    with pytest.raises(RefusedError, match=r"reclaim\.mode"):
+        evict(ctx, "cache", plan)
+    assert stack.storage_bytes() == before and stack.linked("team/app", "stale")
+    assert stack.ctl.calls == []
+
+
+def test_cli_inventory_of_the_cache(stack):
+    import json
+    import subprocess
+    import sys
+
+    cfg = stack.config(maxBytes="1Gi")
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "inventory", "--config", str(cfg), "--registry", "cache", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["storage_bytes"] == stack.storage_bytes()
+    assert {(r["repository"], r["tags"]) for r in doc["images"]} == {
+        ("team/app", "stale"),
+        ("team/app", "hot"),
+        ("team/app", "inuse"),
+        ("team/web", "a"),
+        ("team/web", "b"),
+    }
+    assert "2 repositories, 5 images" in out.stderr

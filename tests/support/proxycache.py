@@ -1,0 +1,137 @@
+"""A real pull-through cache for tests: an upstream distribution registry and a second one in
+proxy mode (``proxy: remoteurl:``) in front of it, images pulled through the cache with skopeo,
+a recorded Kubernetes API naming one cached image, the pull store, and a regkeeper config whose
+reclaim window restarts the cache (RegistryControl) like systemctl or kubectl would.
+
+The cache runs with ``storage.cache.blobdescriptor: inmemory`` (Debian's default config): after
+garbage-collect that in-memory cache still believes evicted blobs are local until the registry
+restarts (found for real: pulls then fail with a truncated blob), so readWrite must restart it.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from regkeeper.pulls.store import PullStore
+from tests.support import images
+from tests.support.kubeapi import KubeApiServer, write_kubeconfig
+from tests.support.registry import RegistryServer
+from tests.support.rkconfig import RegistryControl, write_config
+
+NAME = "cache"
+V2 = "docker/registry/v2/repositories"
+
+
+def layer(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _deployment(image: str) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]},
+            }
+        },
+    }
+
+
+class ProxyStack:
+    def __init__(self, tmp: Path):
+        self.tmp = Path(tmp)
+        self.up = RegistryServer(self.tmp / "upstream")
+        self.cache = RegistryServer(
+            self.tmp / "cache",
+            extra_config={"proxy": {"remoteurl": self.up.url}, "storage": {"cache": {"blobdescriptor": "inmemory"}}},
+        )
+        self.ctl = RegistryControl(self.cache)
+        self.api: KubeApiServer | None = None
+        self.store_url = f"sqlite:///{self.tmp / 'state' / 'pulls.sqlite'}"
+        self.digests: dict[str, str] = {}
+
+    def stop(self) -> None:
+        for stop in (self.ctl.stop, self.cache.stop, self.up.stop, self.api.stop if self.api else None):
+            if stop is not None:
+                stop()
+
+    # -- the cache -------------------------------------------------------------------
+    def pull(self, ref: str) -> None:
+        """Pull ``repo:tag`` through the cache with skopeo (the whole image, layers included)."""
+        out = self.tmp / "pulled"
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run(
+            ["skopeo", "copy", "--src-tls-verify=false", f"docker://{self.cache.host}/{ref}", f"dir:{out}"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def cached_at(self, repo: str, tag: str, when: datetime) -> None:
+        """Age what the cache stored for ``repo:tag`` (its revision and tag links)."""
+        t = when.timestamp()
+        base = Path(self.cache.root) / V2 / repo / "_manifests"
+        hexd = self.digests[f"{repo}:{tag}"].split(":")[1]
+        for link in (base / "revisions/sha256" / hexd / "link", base / "tags" / tag / "current/link"):
+            os.utime(link, (t, t))
+
+    def linked(self, repo: str, tag: str) -> bool:
+        hexd = self.digests[f"{repo}:{tag}"].split(":")[1]
+        return (Path(self.cache.root) / V2 / repo / "_manifests/revisions/sha256" / hexd / "link").exists()
+
+    def has_blob(self, digest: str) -> bool:
+        return self.cache.blob_path(digest).exists()
+
+    def storage_bytes(self) -> int:
+        return sum(p.stat().st_size for p in Path(self.cache.root).rglob("*") if p.is_file())
+
+    # -- upstream, history, Kubernetes, config -------------------------------------------
+    def push(self, repo: str, tag: str, layers: list[bytes]) -> images.PushedImage:
+        img = images.push_image(self.up.url, repo, tag, layers=layers)
+        self.digests[f"{repo}:{tag}"] = img.digest
+        return img
+
+    def pulls(self, pulled: dict[str, timedelta], since: timedelta = timedelta(days=90)) -> None:
+        """The pull store: collection since ``since`` ago, the receiver alive, and one pull per
+        ``repo:tag`` at ``now - age``."""
+        now = datetime.now(UTC)
+        (self.tmp / "state").mkdir(exist_ok=True)
+        store = PullStore(self.store_url)
+        try:
+            store.mark_collection_start(NAME, now - since)
+            store.heartbeat(now)
+            for ref, ago in pulled.items():
+                repo, tag = ref.split(":")
+                store.record_pull(NAME, repo, self.digests[ref], now - ago, tag=tag, user_agent="containerd/1.7")
+        finally:
+            store.close()
+
+    def kubernetes(self, in_use: str) -> dict:
+        self.api = KubeApiServer({"deployments": [_deployment(f"{self.cache.host}/{in_use}")]})
+        kubeconfig = write_kubeconfig(self.tmp / "kubeconfig", {"prod": self.api})
+        return {"kubeconfig": str(kubeconfig), "contexts": ["prod"], "failClosed": True}
+
+    def config(self, kube: dict | None = None, **proxy_cache) -> Path:
+        entry = {
+            "name": NAME,
+            "type": "proxy",
+            "url": self.cache.url,
+            "upstream": self.up.url,
+            "proxyCache": {"storage": str(self.cache.root), **proxy_cache},
+            "reclaim": self.ctl.reclaim_config(),
+            "retries": 2,
+            "timeout": "20s",
+        }
+        return write_config(
+            self.tmp / "regkeeper.yaml",
+            [entry],
+            kubernetes=kube,
+            pulls={"store": self.store_url},
+            stateDir=str(self.tmp / "state"),
+        )
