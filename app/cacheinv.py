@@ -4,6 +4,7 @@ storage (its API's tag lists are the upstream's), and its capacity."""
 import csv
 import json
 import sys
+from typing import Any
 
 from regkeeper.capacity import storage_usage
 from regkeeper.context import RunContext
@@ -17,7 +18,7 @@ COLUMNS = ["repository", "tags", "digest", "kind", "cached", "bytes"]
 def print_cache(ctx: RunContext, name: str, fmt: str) -> int:
     storage = ctx.storage(name)
     inv = read_cache(storage)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "repository": i.repository,
             "tags": " ".join(i.tags),
@@ -40,7 +41,9 @@ def print_cache(ctx: RunContext, name: str, fmt: str) -> int:
         w.writerows(rows)
     else:
         for r in rows:
-            print(f"{r['repository']:<40} {r['tags'] or '-':<24} {r['digest'][:19]}  {r['cached']}  {r['bytes']:>12}")
+            print(
+                f"{r['repository']:<40} {r['tags'] or '-':<24} {r['digest'][:19]}  {r['cached']}  {r['bytes']:>12}"
+            )
     ratio = f" of {human_bytes(cap)} ({used / cap:.1%})" if cap and used is not None else ""
     print(
         f"{name} (pull-through cache, from {inv.root}): {len(inv.repositories)} repositories, "

@@ -118,7 +118,6 @@ class FilesystemStorage(StorageReader):
                 parent.rmdir()
                 parent = parent.parent
 
-
     # -- what a pull-through cache's eviction reads and removes (regkeeper.proxycache) --------
     def blob_path(self, digest: str) -> Path:
         algo, _, hexd = digest.partition(":")

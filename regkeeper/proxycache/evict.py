@@ -80,8 +80,9 @@ def plan_eviction(
         plan.decisions.append(d)
         sources = _in_use(img, in_use)
         if sources:
-            d.rule, d.reason = RULE_IN_USE, f"in use: {sources[0]}" + (
-                f" (+{len(sources) - 1} more)" if len(sources) > 1 else ""
+            d.rule, d.reason = (
+                RULE_IN_USE,
+                f"in use: {sources[0]}" + (f" (+{len(sources) - 1} more)" if len(sources) > 1 else ""),
             )
             continue
         if pulled_within is not None:

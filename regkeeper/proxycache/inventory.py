@@ -67,7 +67,9 @@ class CacheInventory:
     def per_repository(self) -> list[dict]:
         rows: dict[str, dict] = {}
         for img in self.images:
-            r = rows.setdefault(img.repository, {"repository": img.repository, "images": 0, "tags": 0, "blobs": set()})
+            r = rows.setdefault(
+                img.repository, {"repository": img.repository, "images": 0, "tags": 0, "blobs": set()}
+            )
             r["images"] += 1
             r["tags"] += len(img.tags)
             r["blobs"] |= img.blobs
@@ -110,7 +112,7 @@ def _repository(storage: FilesystemStorage, repo: str, sizes: dict[str, int]) ->
             if c in parsed and c != dg:
                 child_of.setdefault(c, dg)
     roots = {dg: img for dg, img in parsed.items() if dg not in child_of}
-    for dg, img in roots.items():
+    for img in roots.values():
         img.children = [c for c in img.children if c in parsed]
         for c in img.children:
             img.blobs |= parsed[c].blobs

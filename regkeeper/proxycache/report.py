@@ -143,7 +143,9 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
         return
     ev = plan.evicted()
     by_rule = ", ".join(
-        f"{rule}: {n}" for rule in (RULE_PULLED, RULE_MAX_BYTES) if (n := sum(1 for d in ev if d.rule == rule))
+        f"{rule}: {n}"
+        for rule in (RULE_PULLED, RULE_MAX_BYTES)
+        if (n := sum(1 for d in ev if d.rule == rule))
     )
     in_use = sum(1 for d in plan.decisions if d.rule == RULE_IN_USE)
     rules = f" ({by_rule})" if by_rule else ""

@@ -103,7 +103,9 @@ def evict(ctx: RunContext, registry: str, plan: EvictionPlan) -> tuple[UnlinkRes
 
     # client None: a proxy's readOnly may stop the cache entirely (its read-only mode does not
     # stop it writing what it fetches), so there is nothing to wait for in the window
-    done = reclaim(rc.reclaim, ctx.storage(registry), registry=registry, state=ctx.run_state(), in_window=step)
+    done = reclaim(
+        rc.reclaim, ctx.storage(registry), registry=registry, state=ctx.run_state(), in_window=step
+    )
     return res, done
 
 
@@ -149,5 +151,7 @@ def verify_cache(ctx: RunContext, registry: str, before: CacheInventory, plan: E
         if missing_links:
             out.problems.append(f"{img.ref()}: kept, but manifest links are gone: {', '.join(missing_links)}")
         if missing:
-            out.problems.append(f"{img.ref()}: kept, but {len(missing)} blob(s) are gone: {', '.join(missing[:3])}")
+            out.problems.append(
+                f"{img.ref()}: kept, but {len(missing)} blob(s) are gone: {', '.join(missing[:3])}"
+            )
     return out

@@ -23,6 +23,7 @@ from tests.support.rkconfig import RegistryControl, write_config
 
 NAME = "cache"
 V2 = "docker/registry/v2/repositories"
+LAYER = 300_000  # bytes of each image's own layer
 
 
 def layer(n: int, seed: int) -> bytes:
@@ -47,10 +48,17 @@ class ProxyStack:
     def __init__(self, tmp: Path):
         self.tmp = Path(tmp)
         self.up = RegistryServer(self.tmp / "upstream")
-        self.cache = RegistryServer(
-            self.tmp / "cache",
-            extra_config={"proxy": {"remoteurl": self.up.url}, "storage": {"cache": {"blobdescriptor": "inmemory"}}},
-        )
+        try:
+            self.cache = RegistryServer(
+                self.tmp / "cache",
+                extra_config={
+                    "proxy": {"remoteurl": self.up.url},
+                    "storage": {"cache": {"blobdescriptor": "inmemory"}},
+                },
+            )
+        except BaseException:
+            self.up.stop()
+            raise
         self.ctl = RegistryControl(self.cache)
         self.api: KubeApiServer | None = None
         self.store_url = f"sqlite:///{self.tmp / 'state' / 'pulls.sqlite'}"
@@ -60,6 +68,39 @@ class ProxyStack:
         for stop in (self.ctl.stop, self.cache.stop, self.up.stop, self.api.stop if self.api else None):
             if stop is not None:
                 stop()
+
+    def fill(self) -> "ProxyStack":
+        """Five images pulled through the cache, aged, with a pull history:
+        team/app:stale (cached 60 days ago, last pulled 40), team/app:hot (cached 60, pulled
+        yesterday), team/app:inuse (cached 60, never pulled), team/web:a (cached 20, pulled 10)
+        and team/web:b (cached 5, pulled 2); team/web:a and :b share a base layer."""
+        now = datetime.now(UTC)
+        base = layer(LAYER, 100)
+        self.push("team/app", "stale", [layer(LAYER, 1)])
+        self.push("team/app", "hot", [layer(LAYER, 2)])
+        self.push("team/app", "inuse", [layer(LAYER, 3)])
+        self.push("team/web", "a", [base, layer(LAYER, 4)])
+        self.push("team/web", "b", [base, layer(LAYER, 5)])
+        ages = {
+            "team/app:stale": 60,
+            "team/app:hot": 60,
+            "team/app:inuse": 60,
+            "team/web:a": 20,
+            "team/web:b": 5,
+        }
+        for ref, days in ages.items():
+            self.pull(ref)
+            repo, tag = ref.split(":")
+            self.cached_at(repo, tag, now - timedelta(days=days))
+        self.pulls(
+            {
+                "team/app:stale": timedelta(days=40),
+                "team/app:hot": timedelta(days=1),
+                "team/web:a": timedelta(days=10),
+                "team/web:b": timedelta(days=2),
+            }
+        )
+        return self
 
     # -- the cache -------------------------------------------------------------------
     def pull(self, ref: str) -> None:
@@ -89,7 +130,9 @@ class ProxyStack:
         return self.cache.blob_path(digest).exists()
 
     def storage_bytes(self) -> int:
-        return sum(p.stat().st_size for p in Path(self.cache.root).rglob("*") if p.is_file())
+        """File bytes of what the cache stores (``docker/``: links and blobs; not the scheduler
+        state file the registry rewrites every few seconds on its own)."""
+        return sum(p.stat().st_size for p in (Path(self.cache.root) / "docker").rglob("*") if p.is_file())
 
     # -- upstream, history, Kubernetes, config -------------------------------------------
     def push(self, repo: str, tag: str, layers: list[bytes]) -> images.PushedImage:
@@ -108,7 +151,9 @@ class ProxyStack:
             store.heartbeat(now)
             for ref, ago in pulled.items():
                 repo, tag = ref.split(":")
-                store.record_pull(NAME, repo, self.digests[ref], now - ago, tag=tag, user_agent="containerd/1.7")
+                store.record_pull(
+                    NAME, repo, self.digests[ref], now - ago, tag=tag, user_agent="containerd/1.7"
+                )
         finally:
             store.close()
 

@@ -40,8 +40,8 @@ def cache() -> CacheInventory:
 def history(pulls: dict[str, int], since_days: int = 90) -> PullHistory:
     h = PullHistory("cache", since=NOW - timedelta(days=since_days), alive=NOW)
     for d, ago in pulls.items():
-        h.last[("web" if d in (dg(102), dg(103)) else "multi" if d == dg(105) else "app", d)] = NOW - timedelta(
-            days=ago
+        h.last[("web" if d in (dg(102), dg(103)) else "multi" if d == dg(105) else "app", d)] = (
+            NOW - timedelta(days=ago)
         )
     return h
 
@@ -57,7 +57,9 @@ def actions(plan) -> dict[str, tuple[str, str]]:
 
 def test_pulled_within_evicts_what_was_not_pulled_and_keeps_the_rest():
     pulls = PullKeep(history({dg(102): 3, dg(105): 5, dg(103): 45}), NOW)
-    plan = plan_eviction("cache", cache(), 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls)
+    plan = plan_eviction(
+        "cache", cache(), 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls
+    )
     # m is kept: one of its children was pulled 5 days ago (a pull by digest of a platform)
     assert actions(plan) == {
         "a": ("evict", "pulledWithin"),
@@ -74,9 +76,13 @@ def test_pulled_within_evicts_what_was_not_pulled_and_keeps_the_rest():
 
 def test_pulled_within_evicts_nothing_when_history_is_shorter_than_the_window():
     pulls = PullKeep(history({dg(102): 3}, since_days=10), NOW)
-    plan = plan_eviction("cache", cache(), 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls)
+    plan = plan_eviction(
+        "cache", cache(), 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls
+    )
     assert not plan.evicted()
-    assert all("pull history shorter than the window" in d.reason for d in plan.kept() if d.image.tags != ["b"])
+    assert all(
+        "pull history shorter than the window" in d.reason for d in plan.kept() if d.image.tags != ["b"]
+    )
     assert any("nothing is evicted for that reason" in n for n in plan.notes)
     # no history at all: the same
     plan = plan_eviction(
@@ -100,7 +106,9 @@ def test_max_bytes_evicts_least_recently_used_until_under_the_cap_never_in_use()
         "m": ("evict", "maxBytes LRU"),
     }
     assert plan.bytes_after == 4 * MB
-    assert "least recently used (never pulled, cached" in next(d.reason for d in plan.evicted() if d.image.tags == ["c"])
+    assert "least recently used (never pulled, cached" in next(
+        d.reason for d in plan.evicted() if d.image.tags == ["c"]
+    )
 
 
 def test_max_bytes_out_of_candidates_says_so_and_keeps_what_is_in_use():
@@ -127,7 +135,9 @@ mirrorRepositories:
 
 
 def test_proxy_cache_keys_load():
-    cfg = parse_config(BASE + "  proxyCache: {storage: /var/lib/c, maxBytes: 10Gi, pulledWithin: 30d}\n", "c.yaml")
+    cfg = parse_config(
+        BASE + "  proxyCache: {storage: /var/lib/c, maxBytes: 10Gi, pulledWithin: 30d}\n", "c.yaml"
+    )
     pc = cfg.registry("cache").proxy_cache
     assert (pc.storage, pc.max_bytes, pc.pulled_within) == ("/var/lib/c", 10 * 1024**3, timedelta(days=30))
     assert pc.evicts
@@ -137,8 +147,16 @@ def test_proxy_cache_keys_load():
     "extra, key, words",
     [
         ("  proxyCache: {maxBytes: 1Gi}\n", "mirrorRepositories[0].proxyCache", "storage: required"),
-        ("  proxyCache: {storage: /c, maxBytes: 0}\n", "mirrorRepositories[0].proxyCache.maxBytes", "greater"),
-        ("  proxyCache: {storage: /c, pulledWithin: 3x}\n", "mirrorRepositories[0].proxyCache.pulledWithin", ""),
+        (
+            "  proxyCache: {storage: /c, maxBytes: 0}\n",
+            "mirrorRepositories[0].proxyCache.maxBytes",
+            "greater",
+        ),
+        (
+            "  proxyCache: {storage: /c, pulledWithin: 3x}\n",
+            "mirrorRepositories[0].proxyCache.pulledWithin",
+            "",
+        ),
     ],
 )
 def test_proxy_cache_errors_name_the_key(extra, key, words):
