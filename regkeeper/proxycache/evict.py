@@ -6,7 +6,9 @@ the image and its children): kept, whatever else holds; (2) ``pulledWithin``: an
 last pull (the pull store) is older than the window is evicted, but only when the pull history
 covers the whole window (the same fail-safe as gc's ``pulledWithin``: ``policy.pulled.PullKeep``);
 (3) ``maxBytes``: while the storage would still hold more than the cap, the least recently used
-image left is evicted (last pull, else the time the cache stored it). Bytes freed count only
+image left is evicted. Last use = the later of the last recorded pull and the time the cache
+stored the image (it stores only what something pulled through it); ``pulledWithin`` reads it
+the same way. Bytes freed count only
 blobs no kept image needs (a shared layer is freed with its last user).
 """
 
@@ -110,9 +112,14 @@ def plan_eviction(
 
 
 def _last_used(img: CacheImage, pulls: PullKeep) -> tuple[datetime, str]:
+    """The later of the image's last recorded pull (any of its manifests) and the time the
+    cache stored it: a cache stores only what something pulled through it (an excluded user
+    agent, a pull before collection started, a re-fetch after an eviction)."""
     hist = pulls.pulls
     pulled = [t for m in img.manifests if hist is not None and (t := hist.last_pull(img.repository, m))]
-    return (max(pulled), "pull") if pulled else (img.cached, "cached")
+    if pulled and max(pulled) >= img.cached:
+        return max(pulled), "pull"
+    return img.cached, "cached"
 
 
 def _in_use(img: CacheImage, in_use) -> list:
@@ -125,12 +132,14 @@ def _in_use(img: CacheImage, in_use) -> list:
 
 
 def _pull_keep(d: Decision, window: timedelta, pulls: PullKeep) -> str | None:
-    """Why ``pulledWithin`` keeps the image (a manifest of it pulled within the window, or the
-    history does not cover the window), else None: evict."""
+    """Why ``pulledWithin`` keeps the image (a manifest of it pulled within the window, cached
+    within it, or the history does not cover the window), else None: evict."""
     for m in d.image.manifests:
         why = pulls.pulled(window, d.image.repository, m)
         if why:
             return why
+    if pulls.now - d.image.cached <= window:
+        return f"cached {iso(d.image.cached)} (within {format_duration(window)})"
     return pulls.shortfall(window)
 
 

@@ -171,3 +171,69 @@ def test_cli_inventory_of_the_cache(stack):
         ("team/web", "b"),
     }
     assert "2 repositories, 5 images" in out.stderr
+
+
+def test_pulls_through_the_cache_are_recorded_and_drive_eviction(tmp_path):
+    """The cache's own notifications feed the pull store: a node's pull (curl with a containerd
+    user agent) keeps its image; an image only a pre-warming job fetched (skopeo, excluded) and
+    cached 60 days ago is evicted."""
+    from datetime import UTC, datetime, timedelta
+
+    from regkeeper.pulls.store import PullStore
+    from tests.support.procs import wait_until
+    from tests.support.proxycache import NAME, layer
+
+    s = ProxyStack(tmp_path, notify=True)
+    try:
+        cfg = s.config(pulledWithin="30d")
+        s.start_receiver(cfg)
+        s.push("team/app", "used", [layer(LAYER, 7)])
+        s.push("team/app", "warm", [layer(LAYER, 8)])
+        for tag in ("used", "warm"):
+            s.pull(f"team/app:{tag}")  # skopeo: pre-warming, not counted
+            s.cached_at("team/app", tag, datetime.now(UTC) - timedelta(days=60))
+        s.pull_manifest("team/app:used")
+        store = PullStore(s.store_url)
+        try:
+            wait_until(lambda: len(store.rows(NAME)) >= 1, timeout=20, what="the pull event")
+            rows = store.rows(NAME)
+            store.mark_collection_start(NAME, datetime.now(UTC) - timedelta(days=40))
+        finally:
+            store.close()
+        assert [(r["repository"], r["digest"]) for r in rows] == [("team/app", s.digests["team/app:used"])]
+        ctx, inv, plan = _plan(s, cfg)
+        assert _actions(plan) == {"team/app:used": ("keep", ""), "team/app:warm": ("evict", "pulledWithin")}
+        assert next(d for d in plan.kept()).reason.startswith("pulled ")
+        unlinked, window = evict(ctx, "cache", plan)
+        assert window.ran and unlinked.evicted == [("team/app", s.digests["team/app:warm"])]
+        assert s.linked("team/app", "used") and not s.linked("team/app", "warm")
+    finally:
+        s.stop()
+
+
+def test_the_cache_must_restart_after_garbage_collect(stack):
+    """Found for real, and why readWrite must restart the cache: with distribution's in-memory
+    blob descriptor cache, a cache that was not restarted still believes the evicted blobs are
+    local, and a pull of the evicted image fails; after a restart it is fetched again."""
+    import subprocess
+
+    import yaml
+
+    cfg = stack.config(pulledWithin="30d")
+    doc = yaml.safe_load(cfg.read_text())
+    gc_argv = doc["mirrorRepositories"][0]["reclaim"]["garbageCollect"]
+    doc["mirrorRepositories"][0]["reclaim"] = {
+        "mode": "command",
+        "garbageCollect": gc_argv,
+        "liveGarbageCollect": True,  # no readOnly / readWrite: the cache is never restarted
+    }
+    cfg.write_text(yaml.safe_dump(doc))
+    ctx, inv, plan = _plan(stack, cfg)
+    assert {d.image.tags[0] for d in plan.evicted()} == {"stale", "inuse"}
+    unlinked, window = evict(ctx, "cache", plan)
+    assert window.ran and len(unlinked.evicted) == 2
+    with pytest.raises(subprocess.CalledProcessError):
+        stack.pull("team/app:stale")
+    stack.cache.restart()
+    stack.pull("team/app:stale")
+    assert stack.linked("team/app", "stale")

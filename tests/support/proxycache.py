@@ -15,15 +15,21 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from regkeeper.config import load_config
+from regkeeper.pulls.receiver import PullReceiver
 from regkeeper.pulls.store import PullStore
 from tests.support import images
 from tests.support.kubeapi import KubeApiServer, write_kubeconfig
+from tests.support.procs import free_port, wait_until
+from tests.support.pulls import notifications
 from tests.support.registry import RegistryServer
 from tests.support.rkconfig import RegistryControl, write_config
 
 NAME = "cache"
 V2 = "docker/registry/v2/repositories"
 LAYER = 300_000  # bytes of each image's own layer
+TOKEN = "cache-pull-token"
+ACCEPT = "application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.manifest.v1+json"
 
 
 def layer(n: int, seed: int) -> bytes:
@@ -45,17 +51,20 @@ def _deployment(image: str) -> dict:
 
 
 class ProxyStack:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *, notify: bool = False):
+        """``notify``: the cache notifies a pull-event receiver (``start_receiver``) on
+        ``.events_port``; skopeo's pulls are excluded (a pre-warming job), curl's with a
+        containerd user agent count."""
         self.tmp = Path(tmp)
+        self.events_port = free_port() if notify else None
+        extra: dict = {"proxy": {"remoteurl": "?"}, "storage": {"cache": {"blobdescriptor": "inmemory"}}}
+        if self.events_port is not None:
+            extra |= notifications(self.events_port, TOKEN, NAME)
+        self.rx: PullReceiver | None = None
         self.up = RegistryServer(self.tmp / "upstream")
+        extra["proxy"]["remoteurl"] = self.up.url
         try:
-            self.cache = RegistryServer(
-                self.tmp / "cache",
-                extra_config={
-                    "proxy": {"remoteurl": self.up.url},
-                    "storage": {"cache": {"blobdescriptor": "inmemory"}},
-                },
-            )
+            self.cache = RegistryServer(self.tmp / "cache", extra_config=extra)
         except BaseException:
             self.up.stop()
             raise
@@ -63,9 +72,40 @@ class ProxyStack:
         self.api: KubeApiServer | None = None
         self.store_url = f"sqlite:///{self.tmp / 'state' / 'pulls.sqlite'}"
         self.digests: dict[str, str] = {}
+        self.pushed: dict[str, images.PushedImage] = {}
+
+    def start_receiver(self, cfg: Path) -> PullReceiver:
+        self.rx = PullReceiver(load_config(cfg)).start()
+        return self.rx
+
+    def pull_manifest(self, ref: str, user_agent: str = "containerd/1.7.22") -> None:
+        """A manifest GET through the cache, as a node's runtime does it."""
+        repo, tag = ref.split(":")
+        subprocess.run(
+            [
+                "curl",
+                "-sSf",
+                "-o",
+                "/dev/null",
+                "-A",
+                user_agent,
+                "-H",
+                f"Accept: {ACCEPT}",
+                f"{self.cache.url}/v2/{repo}/manifests/{tag}",
+            ],
+            check=True,
+            timeout=30,
+        )
 
     def stop(self) -> None:
-        for stop in (self.ctl.stop, self.cache.stop, self.up.stop, self.api.stop if self.api else None):
+        rx_stop = self.rx.stop if self.rx else None
+        for stop in (
+            self.ctl.stop,
+            self.cache.stop,
+            self.up.stop,
+            self.api.stop if self.api else None,
+            rx_stop,
+        ):
             if stop is not None:
                 stop()
 
@@ -104,7 +144,9 @@ class ProxyStack:
 
     # -- the cache -------------------------------------------------------------------
     def pull(self, ref: str) -> None:
-        """Pull ``repo:tag`` through the cache with skopeo (the whole image, layers included)."""
+        """Pull ``repo:tag`` through the cache with skopeo (the whole image, layers included), and
+        wait until the cache has stored every blob (it stores what it streams in the background,
+        after the client has its bytes)."""
         out = self.tmp / "pulled"
         shutil.rmtree(out, ignore_errors=True)
         subprocess.run(
@@ -113,6 +155,12 @@ class ProxyStack:
             capture_output=True,
             timeout=60,
         )
+        img = self.pushed.get(ref)
+        if img is not None:
+            blobs = [img.digest, img.config_digest, *img.layer_digests]
+            wait_until(
+                lambda: all(self.has_blob(b) for b in blobs), timeout=20, what=f"{ref} stored by the cache"
+            )
 
     def cached_at(self, repo: str, tag: str, when: datetime) -> None:
         """Age what the cache stored for ``repo:tag`` (its revision and tag links)."""
@@ -138,6 +186,7 @@ class ProxyStack:
     def push(self, repo: str, tag: str, layers: list[bytes]) -> images.PushedImage:
         img = images.push_image(self.up.url, repo, tag, layers=layers)
         self.digests[f"{repo}:{tag}"] = img.digest
+        self.pushed[f"{repo}:{tag}"] = img
         return img
 
     def pulls(self, pulled: dict[str, timedelta], since: timedelta = timedelta(days=90)) -> None:
@@ -173,10 +222,19 @@ class ProxyStack:
             "retries": 2,
             "timeout": "20s",
         }
+        pulls: dict = {"store": self.store_url}
+        if self.events_port is not None:
+            token = self.tmp / "pull-token"
+            token.write_text(TOKEN + "\n")
+            pulls |= {
+                "listen": f"127.0.0.1:{self.events_port}",
+                "token": f"file:{token}",
+                "exclude": {"userAgents": ["regkeeper/*", "skopeo/*"]},
+            }
         return write_config(
             self.tmp / "regkeeper.yaml",
             [entry],
             kubernetes=kube,
-            pulls={"store": self.store_url},
+            pulls=pulls,
             stateDir=str(self.tmp / "state"),
         )

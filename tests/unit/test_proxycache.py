@@ -56,7 +56,7 @@ def actions(plan) -> dict[str, tuple[str, str]]:
 
 
 def test_pulled_within_evicts_what_was_not_pulled_and_keeps_the_rest():
-    pulls = PullKeep(history({dg(102): 3, dg(105): 5, dg(103): 45}), NOW)
+    pulls = PullKeep(history({dg(102): 3, dg(105): 5, dg(103): 35}), NOW)
     plan = plan_eviction(
         "cache", cache(), 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls
     )
@@ -72,6 +72,21 @@ def test_pulled_within_evicts_what_was_not_pulled_and_keeps_the_rest():
     assert by["b"].reason.startswith("pulled ") and "within 30d" in by["b"].reason
     assert by["c"].reason.startswith("last pulled")
     assert "not pulled within 30d" in by["a"].reason
+
+
+def test_pulled_within_keeps_what_the_cache_stored_within_the_window():
+    """The cache stores only what something pulled through it: an image cached 3 days ago with no
+    recorded pull (an excluded user agent, a pre-warming job) is kept; so is one cached again
+    after an old recorded pull."""
+    inv = cache()
+    inv.images[0].cached = NOW - timedelta(days=3)  # a: never pulled by a counted client
+    inv.images[2].cached = NOW - timedelta(days=2)  # c: last recorded pull 45 days ago
+    pulls = PullKeep(history({dg(102): 3, dg(105): 5, dg(103): 45}), NOW)
+    plan = plan_eviction("cache", inv, 7 * MB, max_bytes=None, pulled_within=timedelta(days=30), pulls=pulls)
+    assert not plan.evicted()
+    by = {d.image.tags[0]: d for d in plan.decisions}
+    assert by["a"].reason.startswith("cached ") and "within 30d" in by["a"].reason
+    assert (by["c"].last_used, by["c"].last_used_source) == (NOW - timedelta(days=2), "cached")
 
 
 def test_pulled_within_evicts_nothing_when_history_is_shorter_than_the_window():
