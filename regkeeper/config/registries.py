@@ -71,8 +71,8 @@ class ProxyCacheConfig(_Model):
     ``storage``: the cache registry's filesystem ``rootdirectory`` (inventory, capacity and
     eviction read it). ``pulledWithin``: evict an image not pulled within the window (needs pull
     events for the registry covering the window; otherwise nothing is evicted for that reason).
-    ``maxBytes``: evict the least recently pulled images (last pull, else the time it was
-    cached) until the storage holds at most this many file bytes. An image in use in Kubernetes
+    ``maxBytes``: evict the least recently used images (the later of the last pull and the time
+    it was cached) until the storage holds at most this many file bytes. An image in use in Kubernetes
     is never evicted. Eviction runs in gc, inside the registry's reclaim window."""
 
     storage: str | None = None
