@@ -1,4 +1,5 @@
-"""What a pull-through cache holds, read from its storage (``proxyCache.storage``).
+"""What a pull-through cache holds, read from its storage (``proxyCache.storage``, or the
+registry's ``storage`` section: filesystem or S3).
 
 A proxy registry's API cannot say what it holds: its tag list is the upstream's, and a manifest
 GET by tag asks the upstream. Its storage can: every manifest it cached is a revision link
@@ -16,7 +17,7 @@ from datetime import datetime
 
 from ..errors import RegkeeperError, UnsupportedManifestError
 from ..oci.manifest import parse_manifest
-from ..storage import FilesystemStorage
+from ..storage import FilesystemStorage, S3Storage
 
 
 @dataclass
@@ -86,20 +87,24 @@ class CacheInventory:
 
 def read_cache(storage) -> CacheInventory:
     """The cache's inventory from its filesystem storage."""
-    if not isinstance(storage, FilesystemStorage):
+    if not isinstance(storage, FilesystemStorage | S3Storage):
         raise RegkeeperError(
-            "proxyCache: inventory and eviction read the cache's filesystem storage "
-            "(proxyCache.storage, a directory); this registry's storage is "
-            f"{getattr(storage, 'kind', 'none')}"
+            "proxyCache: inventory and eviction read the cache's storage (proxyCache.storage, a "
+            "directory, or a storage section of type s3); this registry has none"
         )
     storage.check()
-    inv = CacheInventory(root=str(storage.root))
+    root = (
+        str(storage.root)
+        if isinstance(storage, FilesystemStorage)
+        else f"s3://{storage.bucket}/{storage.prefix}"
+    )
+    inv = CacheInventory(root=root)
     for repo in storage.repositories():
         inv.images.extend(_repository(storage, repo, inv.blob_sizes))
     return inv
 
 
-def _repository(storage: FilesystemStorage, repo: str, sizes: dict[str, int]) -> list[CacheImage]:
+def _repository(storage, repo: str, sizes: dict[str, int]) -> list[CacheImage]:
     revs = storage.revision_times(repo)
     parsed: dict[str, CacheImage] = {}
     child_of: dict[str, str] = {}
@@ -124,7 +129,7 @@ def _repository(storage: FilesystemStorage, repo: str, sizes: dict[str, int]) ->
     return [roots[d] for d in sorted(roots)]
 
 
-def _read_manifest(storage: FilesystemStorage, img: CacheImage, digest: str, sizes: dict[str, int]) -> None:
+def _read_manifest(storage, img: CacheImage, digest: str, sizes: dict[str, int]) -> None:
     """The manifest blob and what it references (config, layers; children's digests)."""
     raw = storage.read_blob(digest)
     _size(storage, digest, sizes)
@@ -144,7 +149,7 @@ def _read_manifest(storage: FilesystemStorage, img: CacheImage, digest: str, siz
         _size(storage, d.digest, sizes)
 
 
-def _size(storage: FilesystemStorage, digest: str, sizes: dict[str, int]) -> None:
+def _size(storage, digest: str, sizes: dict[str, int]) -> None:
     if digest not in sizes:
         n = storage.blob_size(digest)
         if n is not None:

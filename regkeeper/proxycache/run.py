@@ -48,10 +48,10 @@ def plan_cache(
     """The cache's inventory and what its eviction rules evict now."""
     rc = ctx.config.registry(registry)
     pc = rc.proxy_cache
-    if rc.type != "proxy" or pc is None or not pc.storage:
+    if rc.type != "proxy" or pc is None or not (pc.storage or rc.storage):
         raise RegkeeperError(
             f"registry {registry}: cache eviction needs type proxy and proxyCache.storage "
-            "(the cache's rootdirectory)"
+            "(the cache's rootdirectory) or a storage section"
         )
     storage = ctx.storage(registry)
     inv = read_cache(storage)

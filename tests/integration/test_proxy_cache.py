@@ -237,3 +237,49 @@ def test_the_cache_must_restart_after_garbage_collect(stack):
     stack.cache.restart()
     stack.pull("team/app:stale")
     assert stack.linked("team/app", "stale")
+
+
+def test_an_s3_backed_cache_is_listed_and_evicted_by_max_bytes(tmp_path, moto_server, s3_bucket):
+    """The cache on S3 (moto): inventory from the bucket, maxBytes evicts the least recently
+    cached image not in use (S3 LastModified cannot be aged: the images are cached a second
+    apart), garbage-collect frees it, the in-use one (cached first) stays."""
+    import time
+
+    from tests.support.proxycache import layer
+
+    s3 = {
+        "endpoint": moto_server.endpoint,
+        "bucket": s3_bucket,
+        "access_key": moto_server.access_key,
+        "secret_key": moto_server.secret_key,
+        "region": moto_server.region,
+    }
+    s = ProxyStack(tmp_path, s3=s3)
+    try:
+        for i, tag in enumerate(("inuse", "old", "new")):
+            s.push("team/app", tag, [layer(LAYER, 20 + i)])
+            s.pull(f"team/app:{tag}")
+            time.sleep(1.1)
+        used = s.storage_bytes()
+        cfg = s.config(kube=s.kubernetes("team/app:inuse"), maxBytes=used - LAYER // 2)
+        ctx, inv, plan = _plan(s, cfg)
+        assert inv.root == f"s3://{s3_bucket}/docker/registry/v2"
+        assert sorted(t for i in inv.images for t in i.tags) == ["inuse", "new", "old"]
+        assert 3 * LAYER < inv.blob_bytes < 3 * LAYER + 10_000
+        assert _actions(plan) == {
+            "team/app:inuse": ("keep", "in use"),
+            "team/app:old": ("evict", "maxBytes LRU"),
+            "team/app:new": ("keep", ""),
+        }
+        old_layer = s.pushed["team/app:old"].layer_digests[0]
+        unlinked, window = evict(ctx, "cache", plan)
+        assert window.ran and window.error is None, window.error
+        assert unlinked.evicted == [("team/app", s.digests["team/app:old"])]
+        assert not s.linked("team/app", "old") and not s.has_blob(old_layer)
+        assert s.linked("team/app", "inuse") and s.linked("team/app", "new")
+        assert used - s.storage_bytes() >= LAYER
+        assert verify_cache(ctx, "cache", inv, plan).ok
+        s.pull("team/app:old")
+        assert s.linked("team/app", "old")
+    finally:
+        s.stop()

@@ -51,10 +51,12 @@ def _deployment(image: str) -> dict:
 
 
 class ProxyStack:
-    def __init__(self, tmp: Path, *, notify: bool = False):
+    def __init__(self, tmp: Path, *, notify: bool = False, s3: dict | None = None):
         """``notify``: the cache notifies a pull-event receiver (``start_receiver``) on
         ``.events_port``; skopeo's pulls are excluded (a pre-warming job), curl's with a
-        containerd user agent count."""
+        containerd user agent count. ``s3``: the cache stores on S3 (``RegistryServer``'s
+        ``s3=`` dict: endpoint, bucket, access_key, secret_key)."""
+        self.s3 = s3
         self.tmp = Path(tmp)
         self.events_port = free_port() if notify else None
         extra: dict = {"proxy": {"remoteurl": "?"}, "storage": {"cache": {"blobdescriptor": "inmemory"}}}
@@ -64,7 +66,9 @@ class ProxyStack:
         self.up = RegistryServer(self.tmp / "upstream")
         extra["proxy"]["remoteurl"] = self.up.url
         try:
-            self.cache = RegistryServer(self.tmp / "cache", extra_config=extra)
+            self.cache = RegistryServer(
+                self.tmp / "cache", extra_config=extra, storage="s3" if s3 else "filesystem", s3=s3
+            )
         except BaseException:
             self.up.stop()
             raise
@@ -170,17 +174,32 @@ class ProxyStack:
         for link in (base / "revisions/sha256" / hexd / "link", base / "tags" / tag / "current/link"):
             os.utime(link, (t, t))
 
+    def files(self) -> dict[str, int]:
+        """What the cache stores under ``docker/`` (links and blobs; not the scheduler state file
+        the registry rewrites every few seconds on its own): key -> bytes."""
+        if self.s3 is None:
+            root = Path(self.cache.root)
+            return {
+                str(p.relative_to(root)): p.stat().st_size
+                for p in (root / "docker").rglob("*")
+                if p.is_file()
+            }
+        c = _s3_client(self.s3)
+        out = {}
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=self.s3["bucket"], Prefix="docker/"):
+            out |= {o["Key"]: o["Size"] for o in page.get("Contents", [])}
+        return out
+
     def linked(self, repo: str, tag: str) -> bool:
         hexd = self.digests[f"{repo}:{tag}"].split(":")[1]
-        return (Path(self.cache.root) / V2 / repo / "_manifests/revisions/sha256" / hexd / "link").exists()
+        return f"{V2}/{repo}/_manifests/revisions/sha256/{hexd}/link" in self.files()
 
     def has_blob(self, digest: str) -> bool:
-        return self.cache.blob_path(digest).exists()
+        hexd = digest.split(":")[1]
+        return f"docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data" in self.files()
 
     def storage_bytes(self) -> int:
-        """File bytes of what the cache stores (``docker/``: links and blobs; not the scheduler
-        state file the registry rewrites every few seconds on its own)."""
-        return sum(p.stat().st_size for p in (Path(self.cache.root) / "docker").rglob("*") if p.is_file())
+        return sum(self.files().values())
 
     # -- upstream, history, Kubernetes, config -------------------------------------------
     def push(self, repo: str, tag: str, layers: list[bytes]) -> images.PushedImage:
@@ -217,7 +236,9 @@ class ProxyStack:
             "type": "proxy",
             "url": self.cache.url,
             "upstream": self.up.url,
-            "proxyCache": {"storage": str(self.cache.root), **proxy_cache},
+            "proxyCache": {"storage": str(self.cache.root), **proxy_cache}
+            if self.s3 is None
+            else proxy_cache,
             "reclaim": self.ctl.reclaim_config(),
             "retries": 2,
             "timeout": "20s",
@@ -231,6 +252,13 @@ class ProxyStack:
                 "token": f"file:{token}",
                 "exclude": {"userAgents": ["regkeeper/*", "skopeo/*"]},
             }
+        if self.s3 is not None:
+            entry |= {
+                "storage": {"type": "s3", "bucket": self.s3["bucket"]},
+                "endpoint": self.s3["endpoint"],
+                "accessKey": self.s3["access_key"],
+                "secretKey": self.s3["secret_key"],
+            }
         return write_config(
             self.tmp / "regkeeper.yaml",
             [entry],
@@ -238,3 +266,17 @@ class ProxyStack:
             pulls=pulls,
             stateDir=str(self.tmp / "state"),
         )
+
+
+def _s3_client(s3: dict):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3["endpoint"],
+        aws_access_key_id=s3["access_key"],
+        aws_secret_access_key=s3["secret_key"],
+        region_name=s3.get("region", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}),
+    )

@@ -161,7 +161,7 @@ def test_proxy_cache_keys_load():
 @pytest.mark.parametrize(
     "extra, key, words",
     [
-        ("  proxyCache: {maxBytes: 1Gi}\n", "mirrorRepositories[0].proxyCache", "storage: required"),
+        ("  proxyCache: {maxBytes: 1Gi}\n", "mirrorRepositories[0]", "proxyCache.storage: required"),
         (
             "  proxyCache: {storage: /c, maxBytes: 0}\n",
             "mirrorRepositories[0].proxyCache.maxBytes",
