@@ -3,13 +3,12 @@
 
 Order: (1) in use (the one in-use rule, ``kube.RegistryUsage.is_protected``, tags or digests of
 the image and its children): kept, whatever else holds; (2) ``pulledWithin``: an image whose
-last pull (the pull store) is older than the window is evicted, but only when the pull history
-covers the whole window (the same fail-safe as gc's ``pulledWithin``: ``policy.pulled.PullKeep``);
-(3) ``maxBytes``: while the storage would still hold more than the cap, the least recently used
-image left is evicted. Last use = the later of the last recorded pull and the time the cache
-stored the image (it stores only what something pulled through it); ``pulledWithin`` reads it
-the same way. Bytes freed count only
-blobs no kept image needs (a shared layer is freed with its last user).
+last use is older than the window is evicted, but only when the pull history covers the whole
+window (the same fail-safe as gc's ``pulledWithin``: ``policy.pulled.PullKeep``); (3)
+``maxBytes``: while the storage would still hold more than the cap, the least recently used
+image left is evicted. Last use = the later of the last recorded pull (the pull store) and the
+time the cache stored the image (it stores only what something pulled through it). Bytes freed
+count only blobs no kept image needs (a shared layer is freed with its last user).
 """
 
 from dataclasses import dataclass, field
@@ -164,7 +163,7 @@ def _lru(plan: EvictionPlan, order: list[Decision], inv, users, max_bytes: int) 
     for d in order:
         if plan.bytes_after <= max_bytes:
             return
-        basis = "last pulled" if d.last_used_source == "pull" else "never pulled, cached"
+        basis = "last pulled" if d.last_used_source == "pull" else "cached"
         _evict(
             d,
             RULE_MAX_BYTES,
