@@ -98,7 +98,10 @@ def evict(ctx: RunContext, registry: str, plan: EvictionPlan) -> tuple[UnlinkRes
     res = UnlinkResult()
 
     def step(storage) -> str:
-        unlink(storage, plan, res)
+        try:
+            unlink(storage, plan, res)
+        except OSError as e:  # a permission or I/O error in the cache's directory
+            raise RegkeeperError(f"registry {registry}: eviction: {e.filename}: {e.strerror}") from None
         return f"eviction: {len(res.evicted)} image(s) unlinked, {len(res.skipped)} skipped\n"
 
     # client None: a proxy's readOnly may stop the cache entirely (its read-only mode does not

@@ -183,3 +183,48 @@ def test_proxy_cache_only_for_a_proxy():
     with pytest.raises(ConfigError) as ei:
         parse_config(text, "c.yaml")
     assert "proxyCache: only for type proxy" in str(ei.value)
+
+
+def _link(root, rel: str, digest: str, mtime: float | None = None):
+    p = root / "docker/registry/v2/repositories" / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(digest)
+    if mtime is not None:
+        import os
+
+        os.utime(p, (mtime, mtime))
+    return p
+
+
+def test_unlink_leaves_what_a_kept_image_needs_and_what_changed_since_the_plan(tmp_path):
+    """Two cached indexes share a child: evicting one keeps the shared child linked; a tag moved
+    to another manifest since the plan stays; an image cached again since the plan is skipped."""
+    from regkeeper.proxycache import UnlinkResult, unlink
+    from regkeeper.proxycache.evict import EVICT, Decision
+    from regkeeper.storage import FilesystemStorage
+
+    rev = lambda d: f"m/_manifests/revisions/sha256/{d.split(':')[1]}/link"  # noqa: E731
+    old = NOW.timestamp()
+    for d in (dg(1), dg(2), dg(3), dg(4), dg(5)):
+        _link(tmp_path, rev(d), d, old)
+    _link(tmp_path, "m/_manifests/tags/x/current/link", dg(1))
+    _link(tmp_path, "m/_manifests/tags/moved/current/link", dg(4))  # was dg(1) at plan time
+    storage = FilesystemStorage(tmp_path)
+    x = CacheImage("m", dg(1), NOW, ["x", "moved"], children=[dg(2), dg(3)])
+    y = CacheImage("m", dg(4), NOW, [], children=[dg(3)])  # kept: shares child dg(3)
+    z = CacheImage("m", dg(5), NOW - timedelta(days=1), [])  # cached again since the plan
+    plan = plan_eviction(
+        "cache", CacheInventory("/x"), 0, max_bytes=None, pulled_within=None, pulls=PullKeep(None, NOW)
+    )
+    plan.decisions = [
+        Decision(x, EVICT, "pulledWithin", "", NOW, "cached"),
+        Decision(y, "keep", "in use", "", NOW, "cached"),
+        Decision(z, EVICT, "pulledWithin", "", NOW, "cached"),
+    ]
+    res = UnlinkResult()
+    unlink(storage, plan, res)
+    assert res.evicted == [("m", dg(1))]
+    assert res.skipped == [("m", dg(5), "cached again since the plan")]
+    assert set(storage.revision_times("m")) == {dg(3), dg(4), dg(5)}
+    assert storage.tag_digests("m") == {"moved": dg(4)}
+    unlink(storage, plan, UnlinkResult())  # again: nothing left to do, no error
