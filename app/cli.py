@@ -158,6 +158,10 @@ def _inventory(args) -> int:
 
     ctx = load_context(args.config)
     name = ctx.registry_name(args.registry)
+    if ctx.config.registry(name).type == "proxy":  # what the cache holds: from its storage
+        from app.cacheinv import print_cache
+
+        return print_cache(ctx, name, args.format)
     inv = scan(ctx.client(name), include=args.include, exclude=args.exclude, storage=ctx.storage(name))
     if args.format == "csv":
         sys.stdout.write(inv.to_csv())

@@ -3,6 +3,7 @@ blob storage. Nightly at 03:00 by default."""
 
 from prefect import flow
 
+from flows._proxy import run_eviction
 from flows._prune import run_pipeline
 from flows.params import CapForce, ConfigPath, DeleteDryRun, GcDays, GcKeepLast, GcRegistry
 from flows.runner import RegkeeperTaskRunner
@@ -25,7 +26,10 @@ def gc(
     force: CapForce = False,
     config_path: ConfigPath = None,
 ) -> dict:
-    """Kubernetes-aware garbage collection with an exact reclaim preview.
+    """Kubernetes-aware garbage collection with an exact reclaim preview. On a proxy
+    (pull-through) registry gc is cache eviction (``proxyCache.pulledWithin``, ``maxBytes``):
+    a proxy answers DELETE with 405, so images are unlinked in its storage inside the reclaim
+    window (flows/_proxy.py); days, keep_last and force do not apply there.
 
     Args:
         registry: registry name from mirrorRepositories (default: gc.registry, else the first).
@@ -39,6 +43,8 @@ def gc(
     name = ctx.registry_name(registry, ctx.config.gc.registry if ctx.config.gc else None)
     try:
         notes = begin_run(ctx, "gc")
+        if ctx.config.registry(name).type == "proxy":
+            return run_eviction(ctx, name, dry_run=dry_run, notes=notes)
         return run_pipeline(
             "gc",
             ctx,

@@ -118,6 +118,65 @@ class FilesystemStorage(StorageReader):
                 parent.rmdir()
                 parent = parent.parent
 
+    # -- what a pull-through cache's eviction reads and removes (regkeeper.proxycache) --------
+    def blob_path(self, digest: str) -> Path:
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest or ".." in digest:
+            raise RegkeeperError(f"digest {digest!r} is not valid")
+        return self.base / "blobs" / algo / hexd[:2] / hexd / "data"
+
+    def blob_size(self, digest: str) -> int | None:
+        """Bytes of a blob's data file; None when the storage does not hold it."""
+        try:
+            return os.stat(self.blob_path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def read_blob(self, digest: str) -> bytes | None:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def tag_digests(self, repo: str) -> dict[str, str]:
+        """tag -> the digest its ``current/link`` names."""
+        tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
+        out: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(tags_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for e in entries:
+            try:
+                out[e.name] = Path(e.path, "current", "link").read_text().strip()
+            except FileNotFoundError:
+                continue
+        return out
+
+    def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
+        """Remove a manifest's revision link and the tags naming it (their whole tag directory,
+        history included), so garbage-collect no longer marks its blobs. Only inside the
+        reclaim window. Links already gone are fine (idempotent)."""
+        mdir = self._repo_dir(repo) / "_manifests"
+        for tag in tags:
+            if "/" in tag or tag in ("", ".", ".."):
+                raise RegkeeperError(f"tag {tag!r} in {repo} is not valid")
+            _remove_tree(mdir / "tags" / tag)
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest:
+            raise RegkeeperError(f"digest {digest!r} is not valid")
+        _remove_tree(mdir / "revisions" / algo / hexd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a directory tree; one already gone is fine, any other failure names the path."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
+
 
 class S3Storage(StorageReader):
     kind = "s3"
@@ -172,6 +231,75 @@ class S3Storage(StorageReader):
                 Bucket=self.bucket, Delete={"Objects": keys[i : i + 1000], "Quiet": True}
             )
 
+    # -- what a pull-through cache's eviction reads and removes (regkeeper.proxycache) --------
+    def check(self) -> None:
+        self._call("list", self.prefix, lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1))
+
+    def _blob_key(self, digest: str) -> str:
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest or ".." in digest:
+            raise RegkeeperError(f"digest {digest!r} is not valid")
+        return f"{self.prefix}/blobs/{algo}/{hexd[:2]}/{hexd}/data"
+
+    def _call(self, what: str, key: str, fn):
+        """A boto3 call; a missing key is None, any other failure names the bucket, key and code."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", "error"))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise RegkeeperError(
+                f"storage s3://{self.bucket}/{key}: {what} failed: {code} (HTTP {status})"
+            ) from None
+        except BotoCoreError as e:
+            raise RegkeeperError(
+                f"storage s3://{self.bucket}/{key}: {what} failed: {type(e).__name__}"
+            ) from None
+
+    def blob_size(self, digest: str) -> int | None:
+        key = self._blob_key(digest)
+        head = self._call("HEAD", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        return int(head["ContentLength"]) if head is not None else None
+
+    def read_blob(self, digest: str) -> bytes | None:
+        key = self._blob_key(digest)
+        obj = self._call("GET", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        return obj["Body"].read() if obj is not None else None
+
+    def tag_digests(self, repo: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for tag in self.push_times(repo):
+            key = f"{self.prefix}/repositories/{repo}/_manifests/tags/{tag}/current/link"
+            obj = self._call("GET", key, lambda k=key: self.client.get_object(Bucket=self.bucket, Key=k))
+            if obj is not None:
+                out[tag] = obj["Body"].read().decode().strip()
+        return out
+
+    def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
+        """As :meth:`FilesystemStorage.unlink_manifest`: every key under the tags' directories
+        and the revision's."""
+        base = f"{self.prefix}/repositories/{repo}/_manifests"
+        algo, _, hexd = digest.partition(":")
+        if not hexd or "/" in digest or ".." in repo.split("/"):
+            raise RegkeeperError(f"{repo}@{digest}: not a valid repository and digest")
+        prefixes = [f"{base}/tags/{t}/" for t in tags if t and "/" not in t] + [
+            f"{base}/revisions/{algo}/{hexd}/"
+        ]
+        keys = [{"Key": o["Key"]} for p in prefixes for o in self._list(p)]
+        for i in range(0, len(keys), 1000):
+            batch = keys[i : i + 1000]
+            self._call(
+                "DELETE",
+                batch[0]["Key"],
+                lambda b=batch: self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": b, "Quiet": True}
+                ),
+            )
+
 
 def s3_client(
     endpoint: str | None,
@@ -204,8 +332,11 @@ def s3_client(
 
 
 def storage_for(rc) -> StorageReader | None:
-    """The storage reader for a ``config.RegistryConfig``, or None without storage access."""
+    """The storage reader for a ``config.RegistryConfig``, or None without storage access
+    (a proxy's ``proxyCache.storage`` when it has no ``storage`` section)."""
     st = rc.storage
+    if st is None and rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
+        return FilesystemStorage(rc.proxy_cache.storage)
     if st is not None and st.type in ("directory", "filesystem"):
         return FilesystemStorage(st.path)
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):

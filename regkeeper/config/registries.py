@@ -66,7 +66,30 @@ class StorageConfig(_Model):
 
 
 class ProxyCacheConfig(_Model):
+    """``type: proxy``: the pull-through cache's storage and its eviction rules.
+
+    ``storage``: the cache registry's filesystem ``rootdirectory`` (inventory, capacity and
+    eviction read it; an S3-backed cache gives the registry's ``storage`` section instead). ``pulledWithin``: evict an image not pulled within the window (needs pull
+    events for the registry covering the window; otherwise nothing is evicted for that reason).
+    ``maxBytes``: evict the least recently used images (the later of the last pull and the time
+    it was cached) until the storage holds at most this many file bytes. An image in use in Kubernetes
+    is never evicted. Eviction runs in gc, inside the registry's reclaim window."""
+
     storage: str | None = None
+    max_bytes: Size | None = Field(None, alias="maxBytes", gt=0)
+    pulled_within: Duration | None = Field(None, alias="pulledWithin")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.storage:
+            self.storage = os.path.expanduser(self.storage)
+        if self.pulled_within is not None and self.pulled_within <= timedelta(0):
+            raise ValueError("pulledWithin: must be a positive duration, e.g. 30d")
+        return self
+
+    @property
+    def evicts(self) -> bool:
+        return bool(self.max_bytes or self.pulled_within)
 
 
 class RegistryConfig(_Model):
@@ -126,6 +149,21 @@ class RegistryConfig(_Model):
                 raise ValueError("accessKey and secretKey must be given together")
         if self.type == "proxy" and not self.upstream:
             raise ValueError("upstream: required for type proxy")
+        if self.proxy_cache is not None and self.type != "proxy":
+            raise ValueError(f"proxyCache: only for type proxy (this registry is type {self.type})")
+        if self.proxy_cache is not None and self.proxy_cache.evicts and not self.proxy_cache.storage:
+            if self.storage is None:
+                raise ValueError(
+                    "proxyCache.storage: required with proxyCache.maxBytes or pulledWithin (the cache "
+                    "registry's filesystem rootdirectory, e.g. /var/lib/registry-cache, or a storage "
+                    "section of type s3): eviction works on the storage because a proxy registry "
+                    "answers DELETE with 405"
+                )
+        if self.proxy_cache is not None and self.proxy_cache.evicts and self.url is None:
+            raise ValueError(
+                "url: required with proxyCache.maxBytes or proxyCache.pulledWithin (the cache's "
+                "own HTTP API address, where Kubernetes pulls from)"
+            )
         s3_storage = self.storage is not None and self.storage.type == "s3"
         if s3_storage and not (self.storage.bucket or self.bucket):
             raise ValueError("storage type s3 needs a bucket (storage.bucket or bucket)")

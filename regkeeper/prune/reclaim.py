@@ -12,6 +12,7 @@ it deletes the untagged children of multi-arch indexes. Storage is measured befo
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -85,6 +86,7 @@ def reclaim(
     kube_cfg=None,
     registry: str | None = None,
     state: RunState | None = None,
+    in_window: Callable[[StorageReader | None], str] | None = None,
 ) -> ReclaimResult:
     """Run blob reclamation as configured (``none`` | ``command`` | ``kubernetes-job``):
     ``readOnly`` command -> remove emptied repositories -> garbage-collect (a command, or a Job
@@ -93,7 +95,12 @@ def reclaim(
     With ``state`` (every flow passes it) the reclaim holds the lease ``reclaim-<registry>``
     throughout (a second reclaim of the same registry is skipped, and says who holds it) and
     the read-only window is recorded durably before ``readOnly`` and cleared only after
-    ``readWrite`` succeeded, so a run killed inside the window is recovered by the next run."""
+    ``readWrite`` succeeded, so a run killed inside the window is recovered by the next run.
+
+    ``in_window``: a storage step run inside the window before garbage-collect (a proxy
+    registry's eviction: ``regkeeper.proxycache``); its return text goes to the output, a
+    RegkeeperError it raises stops the reclaim (garbage-collect does not run) and readWrite
+    still runs."""
     res = ReclaimResult(mode=reclaim_cfg.mode)
     if reclaim_cfg.mode == "none":
         return res
@@ -127,6 +134,7 @@ def reclaim(
             kube_cfg,
             _Guard(state, registry, lease),
             res,
+            in_window,
         )
     res.bytes_after = storage_bytes(storage)
     res.seconds = time.perf_counter() - t0
@@ -181,7 +189,7 @@ class _Guard:
 
 
 def _in_window(
-    reclaim_cfg, storage, repos: list[str], client, kube_cfg, guard: _Guard, res: ReclaimResult
+    reclaim_cfg, storage, repos: list[str], client, kube_cfg, guard: _Guard, res: ReclaimResult, step=None
 ) -> None:
     timeout = reclaim_cfg.timeout.total_seconds()
     read_only = False
@@ -193,6 +201,9 @@ def _in_window(
             if client is not None:
                 wait_ready(client, timeout=60)
         _remove_repositories(storage, repos, res)
+        if step is not None:
+            guard.step("storage step")
+            res.output += step(storage)
         res.output += _garbage_collect(reclaim_cfg, kube_cfg, timeout, guard)
         res.ran = True
     except RegkeeperError as e:
