@@ -71,7 +71,9 @@ def copy_batch(
 def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list, label: str = ""):
     """Delete one batch's extraneous target tags through the one delete path; returns its
     ``DeleteResult`` (the flow records it per tag)."""
-    res = core.delete_extraneous(ctx.client(target), plans, max_workers=rule.concurrency)
+    res = core.delete_extraneous(
+        ctx.client(target), plans, max_workers=rule.concurrency, quarantine=ctx.quarantine(target)
+    )
     logger().info(
         "%s [%s]: %d deleted, %d already gone, %d failed, %d repositories skipped",
         target,

@@ -1,0 +1,187 @@
+"""Undoable deletes (issue 14) on distribution 2.8 with filesystem storage, through the core
+(no Prefect): gc holds what it deletes under the quarantine namespace; the registry's
+garbage-collect reclaims none of it; ``undo`` brings every tag back with the same digest and
+every image whole; a tag moved since the delete is not overwritten; what a run kept is never
+touched; a whole temp repository removed by the 72h expiry comes back in ``_catalog``."""
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from regkeeper import prune
+from regkeeper.context import RunContext
+from regkeeper.errors import RegkeeperError
+from regkeeper.inventory import scan
+from regkeeper.quarantine import quarantine_repo
+from regkeeper.quarantine.listing import read_records, run_rows
+from regkeeper.quarantine.undo import undo
+from tests.support import images
+from tests.support.rkconfig import RegistryControl, registry_entry, write_config
+
+OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+REG = "local-registry"
+NS = "regkeeper-quarantine"
+GC = {"days": 30, "keepLast": 0, "protect": [], "maxDeleteFraction": 1.0}
+
+
+def age(reg, repo, tag, when=OLD):
+    link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    os.utime(link, (when.timestamp(), when.timestamp()))
+
+
+def gc_once(ctx: RunContext, reclaim: bool = False):
+    inv = scan(ctx.client(REG), storage=ctx.storage(REG))
+    plan = prune.gc_plan(ctx, REG, inv, prune.KubeState(None))
+    res = prune.delete_batch(
+        ctx, REG, plan.manifests_to_delete(), inv, recheck=prune.planned_tag_deletes(plan), plan=plan
+    )
+    rec = prune.run_reclaim(ctx, REG, plan, bool(res.deleted)) if reclaim else None
+    return plan, res, rec
+
+
+def whole(reg, repo: str, digest: str) -> None:
+    """The manifest, every child and every blob answer 200 in ``repo``."""
+    raw, _, _ = images.get_manifest(reg.url, repo, digest)
+    doc = json.loads(raw)
+    for child in doc.get("manifests", []):
+        whole(reg, repo, child["digest"])
+    for blob in [doc.get("config")] + doc.get("layers", []):
+        if blob:
+            assert images.blob_exists(reg.url, repo, blob["digest"]), (repo, blob["digest"])
+
+
+@pytest.fixture
+def held(registry_factory, tmp_path):
+    """gc with quarantine on deleted an old multi-arch index (signed) and an old image in app/a;
+    kept app/a:new and everything in app/b."""
+    reg = registry_factory()
+    ctl = RegistryControl(reg)
+    old_index = images.push_index(reg.url, "app/a", "old-index", created=OLD)
+    sig = images.push_signature(reg.url, "app/a", old_index.digest)
+    old = images.push_image(reg.url, "app/a", "old", created=OLD, seed="a-old")
+    images.tag_existing(reg.url, "app/a", "old-too", old.digest)
+    new = images.push_image(reg.url, "app/a", "new", seed="a-new")
+    keep_b = images.push_image(reg.url, "app/b", "v1", seed="b-1")
+    for t in ("old-index", "old", "old-too", sig.tag):
+        age(reg, "app/a", t)
+    entry = registry_entry(reg, reclaim={**ctl.reclaim_config(), "liveGarbageCollect": True})
+    entry["reclaim"].pop("readOnly"), entry["reclaim"].pop("readWrite")
+    cfg = write_config(tmp_path / "regkeeper.yaml", [entry], gc=GC, quarantine={"window": "7d"})
+    ctx = RunContext.load(cfg)
+    plan, res, reclaimed = gc_once(ctx, reclaim=True)
+    yield reg, ctx, res, {"index": old_index, "sig": sig, "old": old, "new": new, "b": keep_b}
+    ctl.stop()
+    ctx.close()
+
+
+def test_gc_holds_deletes_and_garbage_collect_keeps_their_blobs(held):
+    reg, ctx, res, im = held
+    assert sorted(images.list_tags(reg.url, "app/a")) == ["new"]  # the deleted tags are gone
+    assert images.list_tags(reg.url, "app/b") == ["v1"]  # what was kept is untouched
+    whole(reg, "app/a", im["new"].digest)
+    assert not res.failed and res.held and res.held_bytes > 0
+    assert {d for _, d in res.held} >= {im["index"].digest, im["sig"].digest, im["old"].digest}
+    # the registry's own garbage-collect ran (reclaim) and reclaimed nothing held
+    held_blobs = [im["old"].config_digest, *im["old"].layer_digests]
+    for child in im["index"].children:
+        held_blobs += [child.config_digest, *child.layer_digests]
+    for b in held_blobs:
+        assert reg.blob_path(b).exists(), b
+    [rec] = read_records(ctx.client(REG), NS)
+    assert rec.repository == "app/a" and rec.run == ctx.quarantine(REG).run
+    by_digest = {e.digest: e for e in rec.entries}
+    assert by_digest[im["old"].digest].tags == ("old", "old-too")
+    assert by_digest[im["old"].digest].rule == "gc" and "older than" in by_digest[im["old"].digest].reason
+    assert images.list_tags(reg.url, quarantine_repo(NS, "app/a")) == [rec.run]
+    [row] = run_rows([rec], dt.timedelta(days=7))
+    assert row["tags"] == 4 and row["release_at"] == rec.time + dt.timedelta(days=7)
+
+
+def test_undo_brings_every_tag_back_whole(held):
+    reg, ctx, res, im = held
+    client = ctx.client(REG)
+    run = ctx.quarantine(REG).run
+    dry = undo(client, ctx.config.quarantine, run)
+    assert dry.dry_run and len(dry.restored) == 4
+    assert sorted(images.list_tags(reg.url, "app/a")) == ["new"]  # a dry run changes nothing
+    done = undo(client, ctx.config.quarantine, run, apply=True)
+    assert not done.failed and not done.moved, done.failed
+    assert sorted(images.list_tags(reg.url, "app/a")) == sorted(
+        ["new", "old", "old-too", "old-index", im["sig"].tag]
+    )
+    for tag, img in (("old", im["old"]), ("old-too", im["old"]), ("old-index", im["index"]), (im["sig"].tag, im["sig"])):
+        assert images.head_manifest(reg.url, "app/a", tag) == img.digest
+        whole(reg, "app/a", img.digest)
+    # undone entries left the quarantine: no record, no held manifest keeping blobs there
+    assert read_records(client, NS) == []
+    assert images.list_tags(reg.url, quarantine_repo(NS, "app/a")) == []
+    with pytest.raises(RegkeeperError, match="holds nothing of run"):
+        undo(client, ctx.config.quarantine, run, apply=True)
+
+
+def test_undo_never_overwrites_a_moved_tag(held):
+    reg, ctx, res, im = held
+    moved = images.push_image(reg.url, "app/a", "old", seed="a-pushed-again")
+    got = undo(ctx.client(REG), ctx.config.quarantine, ctx.quarantine(REG).run, tags="old*", apply=True)
+    assert got.moved == [("app/a", "old", im["old"].digest, moved.digest)]
+    assert images.head_manifest(reg.url, "app/a", "old") == moved.digest  # not overwritten
+    assert images.head_manifest(reg.url, "app/a", "old-too") == im["old"].digest
+    assert images.head_manifest(reg.url, "app/a", "old-index") == im["index"].digest
+    # the tag glob chose: the signature's tag was not selected on its own, but follows its subject
+    assert images.head_manifest(reg.url, "app/a", im["sig"].tag) == im["sig"].digest
+
+
+def test_quarantine_off_deletes_as_before(registry_factory, tmp_path):
+    reg = registry_factory()
+    images.push_image(reg.url, "z/a", "old", created=OLD, seed="z-old")
+    images.push_image(reg.url, "z/a", "new", seed="z-new")
+    age(reg, "z/a", "old")
+    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg)], gc=GC, quarantine={"window": 0})
+    ctx = RunContext.load(cfg)
+    assert ctx.quarantine(REG) is None
+    _, res, _ = gc_once(ctx)
+    assert res.deleted and not res.held
+    assert images.catalog(reg.url) == ["z/a"]  # no quarantine namespace was written
+
+
+def test_expired_temp_repository_comes_back_whole(registry_factory, tmp_path):
+    reg = registry_factory()
+    ctl = RegistryControl(reg)
+    a = images.push_image(reg.url, "tmp/pr-7", "build-1", seed="t1")
+    b = images.push_image(reg.url, "tmp/pr-7", "build-2", seed="t2")
+    images.push_image(reg.url, "stay/x", "v1", seed="s1")
+    for t in ("build-1", "build-2"):
+        age(reg, "tmp/pr-7", t, dt.datetime.now(dt.UTC) - dt.timedelta(hours=80))
+    tiers = [{"name": "temp", "match": ["tmp/**"], "ttl": "72h", "deleteRepository": True}]
+    entry = registry_entry(reg, reclaim={**ctl.reclaim_config(), "liveGarbageCollect": True})
+    entry["reclaim"].pop("readOnly"), entry["reclaim"].pop("readWrite")
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [entry],
+        tiers=tiers,
+        expire={"maxDeleteFraction": 1.0},
+        quarantine={"window": "7d"},
+    )
+    ctx = RunContext.load(cfg)
+    try:
+        inv = scan(ctx.client(REG), storage=ctx.storage(REG))
+        plan = prune.expire_plan(ctx, REG, inv, prune.KubeState(None))
+        assert plan.repositories_to_remove == ["tmp/pr-7"]
+        res = prune.delete_batch(ctx, REG, plan.manifests_to_delete(), inv, plan=plan)
+        rec = prune.run_reclaim(ctx, REG, plan, bool(res.deleted))
+        assert rec.repositories_removed == ["tmp/pr-7"]
+        assert "tmp/pr-7" not in images.catalog(reg.url)
+        done = undo(ctx.client(REG), ctx.config.quarantine, ctx.quarantine(REG).run, apply=True)
+        assert not done.failed, done.failed
+        assert "tmp/pr-7" in images.catalog(reg.url)
+        assert sorted(images.list_tags(reg.url, "tmp/pr-7")) == ["build-1", "build-2"]
+        for tag, img in (("build-1", a), ("build-2", b)):
+            assert images.head_manifest(reg.url, "tmp/pr-7", tag) == img.digest
+            whole(reg, "tmp/pr-7", img.digest)
+        assert images.list_tags(reg.url, "stay/x") == ["v1"]
+    finally:
+        ctl.stop()
+        ctx.close()
