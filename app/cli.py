@@ -1,5 +1,5 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | events serve | demo | check |
-alerts install``.
+"""Command line: ``regkeeper inventory | run <flow> | undo | quarantine list | snapshots list | serve |
+events serve | demo | check | alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.
@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--apply", action="store_true", help="restore: actually write (restore is a dry run by default)"
     )
+
+    und = sub.add_parser("undo", help="put a run's deletes back from the quarantine (a dry run unless --apply)")
+    und.add_argument("--run", required=True, help="the run id (see `regkeeper quarantine list`)")
+    und.add_argument("--config", help="config file")
+    und.add_argument("--registry", help="registry name (default: the first)")
+    und.add_argument("--repositories", help="only original repositories matching this glob")
+    und.add_argument("--tags", help="only tags matching this glob (children and referrers follow)")
+    und.add_argument("--apply", action="store_true", help="actually restore (a dry run by default)")
+    qua = sub.add_parser("quarantine", help="what the quarantine holds, per run")
+    qua.add_argument("action", choices=("list",))
+    qua.add_argument("--config", help="config file")
+    qua.add_argument("--registry", help="registry name (default: the first)")
 
     snaps = sub.add_parser("snapshots", help="backup snapshots")
     snaps.add_argument("action", choices=("list",))
@@ -105,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             return _inventory(args)
         if args.cmd == "run":
             return _run(args)
+        if args.cmd == "undo":
+            args.flow, args.dry_run, args.force = "undo", not args.apply, False
+            return _run(args)
+        if args.cmd == "quarantine":
+            return _quarantine_list(args)
         if args.cmd == "snapshots":
             return _snapshots(args)
         if args.cmd == "check":
@@ -316,9 +333,30 @@ def _flow_kwargs(args, config_path: str | None) -> dict:
     if args.flow == "restore":
         extra.update(snapshot=args.snapshot, repositories=args.repositories)
         dry_run = not args.apply or args.dry_run
+    if args.flow == "undo":
+        extra.update(run_id=args.run, repositories=args.repositories, tags=args.tags)
     return job.kwargs(
         config_path=config_path, dry_run=dry_run, registry=args.registry, force=args.force, **extra
     )
+
+
+def _quarantine_list(args) -> int:
+    from regkeeper.errors import ConfigError
+    from regkeeper.quarantine.listing import read_records, run_rows
+    from regkeeper.quarantine.report import list_lines
+    from regkeeper.context import load_context
+
+    ctx = load_context(args.config)
+    qc = ctx.config.quarantine
+    if qc is None:
+        raise ConfigError(f"{ctx.config.source or 'config'}: quarantine: no such section: nothing is held")
+    name = ctx.registry_name(args.registry)
+    try:
+        rows = run_rows(read_records(ctx.client(name), qc.namespace), qc.window)
+    finally:
+        ctx.close()
+    print("\n".join(list_lines(name, rows)))
+    return EXIT_OK
 
 
 def _snapshots(args) -> int:

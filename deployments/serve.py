@@ -18,6 +18,7 @@ declared in ``deployments/prefect.yaml`` for a Kubernetes work pool;
 | replicate/replicate-every-15-min | every 15 minutes                 | 1           |
 | replicate/replicate-preview      | none: a dry run, by hand         | -           |
 | restore/restore-manual           | none: by hand (a dry run unless dry_run is false) | 1 |
+| undo/undo-manual                 | none: by hand (a dry run unless dry_run is false) | 1 |
 | capacity/capacity-every-5-min    | every 5 minutes                  | -           |
 | nightly/nightly-all-jobs         | 02:00 daily, INACTIVE: turn it on instead of the schedules above | 1 |
 
@@ -148,6 +149,15 @@ SPECS: tuple[Spec, ...] = (
         None,
         1,
         "By hand: restore tags from a backup snapshot. A dry run unless dry_run is set to false.",
+        purpose="writes",
+    ),
+    Spec(
+        "undo-manual",
+        "undo",
+        None,
+        1,
+        "By hand: put a run's deletes back from the quarantine (run_id from the gc / expire report or "
+        "`regkeeper quarantine list`). A dry run unless dry_run is set to false.",
         purpose="writes",
     ),
     # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory

@@ -64,7 +64,9 @@ class RunContext:
         with self._lock:
             if rc.name not in self._clients:
                 check_secrets(self.config, rc.name)
-                self._clients[rc.name] = RegistryClient.from_config(rc, cache=self.cache)
+                client = RegistryClient.from_config(rc, cache=self.cache)
+                client.apart = self.config.quarantine_namespace()
+                self._clients[rc.name] = client
             return self._clients[rc.name]
 
     def storage(self, name: str | None = None) -> StorageReader | None:

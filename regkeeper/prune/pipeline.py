@@ -151,6 +151,27 @@ def delete_reasons(plan: Plan) -> dict[tuple[str, str], tuple[str, str]]:
     }
 
 
+def release_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, now: datetime | None = None):
+    """What the quarantine holds and which entries the window has passed (``quarantine.release``),
+    or None without a ``quarantine`` section. With the window at 0, all of it is due."""
+    qc = ctx.config.quarantine
+    if qc is None:
+        return None
+    from ..quarantine.release import plan_release
+
+    return plan_release(ctx.client(registry), qc, now or utcnow(), inventory=inv, in_use=kstate.usage)
+
+
+def run_release(ctx: RunContext, registry: str, rplan) -> tuple:
+    """Release the due entries: in-use ones back to their repositories, the others deleted for
+    good through the one delete path. (undo result or None, DeleteResult)."""
+    from ..quarantine.release import execute_release
+
+    if rplan is None or not rplan.due:
+        return None, DeleteResult()
+    return execute_release(ctx.client(registry), ctx.config.quarantine, rplan)
+
+
 def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:
     rc = ctx.config.registry(registry)
     if not deleted_any and not plan.repositories_to_remove:

@@ -15,10 +15,14 @@ from regkeeper import prune
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
 from regkeeper.inventory import scan
+from regkeeper.kube.inuse import InUseSource, RegistryUsage
+from regkeeper.kube.refs import parse_image_ref
+from regkeeper.oci.mediatypes import OCI_INDEX
 from regkeeper.quarantine import quarantine_repo
 from regkeeper.quarantine.listing import read_records, run_rows
 from regkeeper.quarantine.undo import undo
 from tests.support import images
+from tests.support.matrixcfg import layer
 from tests.support.rkconfig import RegistryControl, registry_entry, write_config
 
 OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
@@ -61,7 +65,7 @@ def held(registry_factory, tmp_path):
     ctl = RegistryControl(reg)
     old_index = images.push_index(reg.url, "app/a", "old-index", created=OLD)
     sig = images.push_signature(reg.url, "app/a", old_index.digest)
-    old = images.push_image(reg.url, "app/a", "old", created=OLD, seed="a-old")
+    old = images.push_image(reg.url, "app/a", "old", created=OLD, seed="a-old", layers=[layer(1)])
     images.tag_existing(reg.url, "app/a", "old-too", old.digest)
     new = images.push_image(reg.url, "app/a", "new", seed="a-new")
     keep_b = images.push_image(reg.url, "app/b", "v1", seed="b-1")
@@ -185,3 +189,56 @@ def test_expired_temp_repository_comes_back_whole(registry_factory, tmp_path):
     finally:
         ctl.stop()
         ctx.close()
+
+
+def backdate(client, rec, days: int) -> None:
+    """Simulate time: write an older time into the record (never sleep)."""
+    rec.time = rec.time - dt.timedelta(days=days)
+    client.put_manifest(quarantine_repo(NS, rec.repository), rec.run, rec.to_bytes(), OCI_INDEX)
+
+
+def release_once(ctx: RunContext, kstate=None):
+    inv = scan(ctx.client(REG), storage=ctx.storage(REG))
+    kstate = kstate or prune.KubeState(None)
+    plan = prune.gc_plan(ctx, REG, inv, kstate)
+    rp = prune.release_plan(ctx, REG, inv, kstate)
+    back, released = prune.run_release(ctx, REG, rp)
+    return rp, back, released, prune.run_reclaim(ctx, REG, plan, bool(released.deleted))
+
+
+def test_release_after_the_window_frees_what_the_preview_said(held):
+    reg, ctx, res, im = held
+    client = ctx.client(REG)
+    rp, _, released, _ = release_once(ctx)
+    assert len(rp.held) == 1 and not rp.due and not released.deleted  # inside the window: kept
+    assert rp.bytes_held == res.held_bytes
+    backdate(client, rp.held[0], days=8)
+    rp, back, released, reclaimed = release_once(ctx)
+    assert len(rp.due) == 1 and back is None and not released.failed
+    assert rp.bytes_freed > 300_000  # the old image's unique layer, at least
+    measured = reclaimed.bytes_freed
+    assert abs(measured - rp.bytes_freed) <= 0.05 * rp.bytes_freed, (measured, rp.bytes_freed)
+    assert read_records(client, NS) == []
+    assert not reg.blob_path(im["old"].layer_digests[0]).exists()  # reclaimed for good
+    # what was kept is whole, and the quarantine repository holds nothing any more
+    whole(reg, "app/a", im["new"].digest)
+    whole(reg, "app/b", im["b"].digest)
+    assert images.list_tags(reg.url, quarantine_repo(NS, "app/a")) == []
+
+
+def test_release_puts_an_image_a_workload_uses_back(held):
+    reg, ctx, res, im = held
+    client = ctx.client(REG)
+    [rec] = read_records(client, NS)
+    backdate(client, rec, days=8)
+    host = reg.url.split("//", 1)[1]
+    ref = parse_image_ref(f"{host}/app/a:old")
+    src = InUseSource("prod", "shop", "Deployment", "web", "app", "spec.template.spec.containers[0].image")
+    usage = RegistryUsage([host], [(ref, src)])
+    rp, back, released, _ = release_once(ctx, prune.KubeState(usage))
+    assert [(r.repository, d, tags) for r, d, tags, _ in rp.back] == [("app/a", im["old"].digest, "old,old-too")]
+    assert back is not None and sorted(t for _, t, _ in back.restored) == ["old", "old-too"]
+    assert images.head_manifest(reg.url, "app/a", "old") == im["old"].digest
+    whole(reg, "app/a", im["old"].digest)
+    assert images.head_manifest(reg.url, "app/a", "old-index") is None  # not in use: released
+    assert read_records(client, NS) == []
