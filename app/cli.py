@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from app.quarantine import add_quarantine_parsers, as_undo_run, quarantine_list
 from flows.jobs import JOBS, flow_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -52,17 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--apply", action="store_true", help="restore: actually write (restore is a dry run by default)"
     )
 
-    und = sub.add_parser("undo", help="put a run's deletes back from the quarantine (a dry run unless --apply)")
-    und.add_argument("--run", required=True, help="the run id (see `regkeeper quarantine list`)")
-    und.add_argument("--config", help="config file")
-    und.add_argument("--registry", help="registry name (default: the first)")
-    und.add_argument("--repositories", help="only original repositories matching this glob")
-    und.add_argument("--tags", help="only tags matching this glob (children and referrers follow)")
-    und.add_argument("--apply", action="store_true", help="actually restore (a dry run by default)")
-    qua = sub.add_parser("quarantine", help="what the quarantine holds, per run")
-    qua.add_argument("action", choices=("list",))
-    qua.add_argument("--config", help="config file")
-    qua.add_argument("--registry", help="registry name (default: the first)")
+    add_quarantine_parsers(sub)
 
     snaps = sub.add_parser("snapshots", help="backup snapshots")
     snaps.add_argument("action", choices=("list",))
@@ -117,11 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inventory(args)
         if args.cmd == "run":
             return _run(args)
-        if args.cmd == "undo":
-            args.flow, args.dry_run, args.force = "undo", not args.apply, False
-            return _run(args)
-        if args.cmd == "quarantine":
-            return _quarantine_list(args)
+        if args.cmd in ("undo", "quarantine"):
+            return quarantine_list(args) if args.cmd == "quarantine" else _run(as_undo_run(args))
         if args.cmd == "snapshots":
             return _snapshots(args)
         if args.cmd == "check":
@@ -338,25 +326,6 @@ def _flow_kwargs(args, config_path: str | None) -> dict:
     return job.kwargs(
         config_path=config_path, dry_run=dry_run, registry=args.registry, force=args.force, **extra
     )
-
-
-def _quarantine_list(args) -> int:
-    from regkeeper.errors import ConfigError
-    from regkeeper.quarantine.listing import read_records, run_rows
-    from regkeeper.quarantine.report import list_lines
-    from regkeeper.context import load_context
-
-    ctx = load_context(args.config)
-    qc = ctx.config.quarantine
-    if qc is None:
-        raise ConfigError(f"{ctx.config.source or 'config'}: quarantine: no such section: nothing is held")
-    name = ctx.registry_name(args.registry)
-    try:
-        rows = run_rows(read_records(ctx.client(name), qc.namespace), qc.window)
-    finally:
-        ctx.close()
-    print("\n".join(list_lines(name, rows)))
-    return EXIT_OK
 
 
 def _snapshots(args) -> int:

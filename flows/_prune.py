@@ -14,9 +14,9 @@ from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
 from regkeeper.prune import DeleteResult
+from regkeeper.quarantine.report import QuarantineRun
 from regkeeper.util import batch_label, batches, utcnow
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
-from regkeeper.quarantine.report import QuarantineRun
 from tasks.prune import (
     delete_batch,
     list_repositories,
@@ -171,7 +171,8 @@ def _release(ctx: RunContext, registry: str, quarantine: QuarantineRun | None) -
     manifest was deleted for good (the reclaim then has bytes to free)."""
     if quarantine is None or quarantine.plan is None or not quarantine.plan.due:
         return False
-    quarantine.back, quarantine.released = release_quarantine(ctx, registry, _whole(quarantine.plan))
+    done = cast(tuple, release_quarantine(ctx, registry, _whole(quarantine.plan)))
+    quarantine.back, quarantine.released = done
     if quarantine.released.stopped:
         raise RegkeeperError(quarantine.released.stopped)
     return bool(quarantine.released.deleted)

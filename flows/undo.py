@@ -21,7 +21,8 @@ from tasks.recovery import add_notes, begin_run
 @flow(name="undo", task_runner=RegkeeperTaskRunner(), log_prints=False, validate_parameters=True)
 def undo(
     run_id: Annotated[
-        str, Field(min_length=1, description="The run whose deletes to undo (see `regkeeper quarantine list`)")
+        str,
+        Field(min_length=1, description="The run whose deletes to undo (see `regkeeper quarantine list`)"),
     ],
     registry: Annotated[
         Optional[str], Field(description="Registry name from mirrorRepositories (default: the first)")
@@ -29,8 +30,12 @@ def undo(
     repositories: Annotated[
         Optional[str], Field(description="Only original repositories matching this glob (** crosses /)")
     ] = None,
-    tags: Annotated[Optional[str], Field(description="Only tags matching this glob (their children and referrers follow)")] = None,
-    dry_run: Annotated[bool, Field(description="Say what would be restored; change nothing (default)")] = True,
+    tags: Annotated[
+        Optional[str], Field(description="Only tags matching this glob (their children and referrers follow)")
+    ] = None,
+    dry_run: Annotated[
+        bool, Field(description="Say what would be restored; change nothing (default)")
+    ] = True,
     config_path: ConfigPath = None,
 ) -> dict:
     """Undo a run's deletes from the quarantine: children and referrers first, digests identical,
@@ -61,7 +66,9 @@ def undo(
         ok = report.status in ("ok", "dry-run")
         report_job_metrics(ctx, "undo", name, ok, {"items_failed": len(result.failed) if result else 0})
         if not ok:
-            raise with_reports(RegkeeperError(f"undo of {run_id} on {name} failed: {error or report.notes[:3]}"), [report])
+            raise with_reports(
+                RegkeeperError(f"undo of {run_id} on {name} failed: {error or report.notes[:3]}"), [report]
+            )
         return report.to_dict()
     finally:
         ctx.close()

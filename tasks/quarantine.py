@@ -23,7 +23,9 @@ def undo_run(
 ) -> UndoResult:
     qc = ctx.config.quarantine
     if qc is None:
-        raise ConfigError(f"{ctx.config.source or 'config'}: quarantine: no such section: nothing is held to undo")
+        raise ConfigError(
+            f"{ctx.config.source or 'config'}: quarantine: no such section: nothing is held to undo"
+        )
     res = core_undo(ctx.client(registry), qc, run, repositories=repositories, tags=tags, apply=apply)
     logger().info(
         "undo %s on %s: %d tags %s, %d untagged, %d moved (not overwritten), %d failed",

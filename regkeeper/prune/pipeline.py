@@ -151,7 +151,9 @@ def delete_reasons(plan: Plan) -> dict[tuple[str, str], tuple[str, str]]:
     }
 
 
-def release_plan(ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, now: datetime | None = None):
+def release_plan(
+    ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, now: datetime | None = None
+):
     """What the quarantine holds and which entries the window has passed (``quarantine.release``),
     or None without a ``quarantine`` section. With the window at 0, all of it is due."""
     qc = ctx.config.quarantine
@@ -167,9 +169,10 @@ def run_release(ctx: RunContext, registry: str, rplan) -> tuple:
     good through the one delete path. (undo result or None, DeleteResult)."""
     from ..quarantine.release import execute_release
 
-    if rplan is None or not rplan.due:
+    qc = ctx.config.quarantine
+    if qc is None or rplan is None or not rplan.due:
         return None, DeleteResult()
-    return execute_release(ctx.client(registry), ctx.config.quarantine, rplan)
+    return execute_release(ctx.client(registry), qc, rplan)
 
 
 def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:

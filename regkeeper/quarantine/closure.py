@@ -24,7 +24,7 @@ def read_closure(
     while todo:
         nxt: list[str] = []
         for d, m, err in client.map(lambda x: client.get_manifest(repo, x), todo, workers):
-            if err is not None:
+            if err is not None or m is None:
                 why = "not found" if isinstance(err, NotFoundError) else str(err)
                 missing.append((d, why))
                 continue
@@ -90,9 +90,7 @@ class Linker:
             self._done.update((repo, b) for b in todo)
 
         def one(b: str) -> None:
-            got = self.transfer.ensure(
-                repo, b, blobs[b], mount_from=[from_repo], check_present=check_present
-            )
+            got = self.transfer.ensure(repo, b, blobs[b], mount_from=[from_repo], check_present=check_present)
             if not got.available:
                 raise RegistryError(f"blob {b} could not be mounted into {repo} from {from_repo}")
 

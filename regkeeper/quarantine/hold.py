@@ -95,7 +95,9 @@ class Quarantine:
             if (repo, d) in res.gone:
                 continue
             if d in bad or any(c in bad for c in _below(manifests, d)):
-                res.failed.append((repo, d, f"not held in quarantine ({bad.get(d, 'a child failed')}): not deleted"))
+                res.failed.append(
+                    (repo, d, f"not held in quarantine ({bad.get(d, 'a child failed')}): not deleted")
+                )
                 continue
             m = manifests[d]
             rule, reason = self.why.get((repo, d), ("", ""))

@@ -52,7 +52,8 @@ def read_records(
             if isinstance(err, NotFoundError):
                 continue  # released or undone meanwhile
             raise RegistryError(f"{client.name}: quarantine record {p[0]}:{p[1]}: {err}") from err
-        out.append(rec)
+        if rec is not None:
+            out.append(rec)
     return sorted(out, key=lambda r: (r.time, r.repository))
 
 

@@ -44,7 +44,9 @@ def quarantine_repo(namespace: str, repo: str) -> str:
 
 def in_namespace(repo: str, namespace: str | None) -> bool:
     """Whether ``repo`` is a quarantine repository (every other job leaves it alone)."""
-    return bool(namespace) and (repo == namespace or repo.startswith(namespace + "/"))
+    if not namespace:
+        return False
+    return repo == namespace or repo.startswith(namespace + "/")
 
 
 def original_repo(namespace: str, qrepo: str) -> str:
@@ -131,7 +133,9 @@ def parse_record(raw: bytes, where: str) -> Record:
             a = d.get("annotations") or {}
             tags = tuple(t for t in (a.get(A_TAGS) or "").split(",") if t)
             entries.append(
-                Entry(d["digest"], d["mediaType"], int(d["size"]), tags, a.get(A_RULE, ""), a.get(A_REASON, ""))
+                Entry(
+                    d["digest"], d["mediaType"], int(d["size"]), tags, a.get(A_RULE, ""), a.get(A_REASON, "")
+                )
             )
         return Record(
             ann[A_REPOSITORY],

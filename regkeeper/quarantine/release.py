@@ -136,7 +136,9 @@ def leave(client: RegistryClient, namespace: str, rec: Record, digests: set[str]
     return delete_manifests(client, items, references=refs, max_workers=workers)
 
 
-def execute_release(client: RegistryClient, cfg: QuarantineConfig, plan: ReleasePlan, workers: int | None = None):
+def execute_release(
+    client: RegistryClient, cfg: QuarantineConfig, plan: ReleasePlan, workers: int | None = None
+):
     """Release back the in-use entries (undone), then delete the due ones for good. Returns
     (the undo result of the in-use entries or None, the ``DeleteResult``)."""
     from ..prune.delete import delete_manifests

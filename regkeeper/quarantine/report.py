@@ -10,6 +10,7 @@ from ..report import Report
 from ..util import human_bytes
 from .undo import UndoResult
 
+
 @dataclass
 class QuarantineRun:
     """What a gc / expire run did with the quarantine, for its report."""
@@ -24,7 +25,9 @@ class QuarantineRun:
 UNDO_COLUMNS = ["repository", "tag", "digest", "outcome"]
 
 
-def undo_report(registry: str, run: str, result: UndoResult | None, error: str | None, started: datetime) -> Report:
+def undo_report(
+    registry: str, run: str, result: UndoResult | None, error: str | None, started: datetime
+) -> Report:
     rep = Report(flow="undo", registry=registry, title="Undo from the quarantine", started=started)
     rep.summary["run undone"] = run
     if result is not None:
@@ -61,7 +64,9 @@ def list_lines(registry: str, rows: list[dict]) -> list[str]:
     """``regkeeper quarantine list``: one line per run."""
     if not rows:
         return [f"{registry}: the quarantine holds nothing"]
-    out = [f"{'run':<38} {'held since':<20} {'release at':<20} {'tags':>5} {'manifests':>9} {'bytes':>10}  repositories"]
+    out = [
+        f"{'run':<38} {'held since':<20} {'release at':<20} {'tags':>5} {'manifests':>9} {'bytes':>10}  repositories"
+    ]
     for r in rows:
         out.append(
             f"{r['run']:<38} {r['held_since']:%Y-%m-%d %H:%M}{'':<4} {r['release_at']:%Y-%m-%d %H:%M}{'':<4} "

@@ -36,7 +36,10 @@ class UndoResult:
             {"repository": r, "tag": t, "digest": h, "outcome": f"NOT restored: the tag now points to {n}"}
             for r, t, h, n in self.moved
         ]
-        out += [{"repository": r, "tag": w, "digest": "", "outcome": f"failed: {why}"} for r, w, why in self.failed]
+        out += [
+            {"repository": r, "tag": w, "digest": "", "outcome": f"failed: {why}"}
+            for r, w, why in self.failed
+        ]
         return out
 
 
@@ -106,7 +109,9 @@ def _select(rec: Record, mans: dict[str, Manifest], tags: str | None, only: set[
     """The selected entries, plus every held entry below them (children) or referring to them."""
     roots = {e.digest for e in rec.entries if e.digest in mans and (only is None or e.digest in only)}
     if tags is not None:
-        roots = {e.digest for e in rec.entries if e.digest in roots and any(match_tag(tags, t) for t in e.tags)}
+        roots = {
+            e.digest for e in rec.entries if e.digest in roots and any(match_tag(tags, t) for t in e.tags)
+        }
     picked = set(roots)
     grew = True
     while grew:

@@ -32,7 +32,9 @@ GC = {"days": 30, "keepLast": 0, "protect": [], "maxDeleteFraction": 1.0}
 
 
 def age(reg, repo, tag, when=OLD):
-    link = Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    link = (
+        Path(reg.root) / "docker/registry/v2/repositories" / repo / "_manifests/tags" / tag / "current/link"
+    )
     os.utime(link, (when.timestamp(), when.timestamp()))
 
 
@@ -116,7 +118,12 @@ def test_undo_brings_every_tag_back_whole(held):
     assert sorted(images.list_tags(reg.url, "app/a")) == sorted(
         ["new", "old", "old-too", "old-index", im["sig"].tag]
     )
-    for tag, img in (("old", im["old"]), ("old-too", im["old"]), ("old-index", im["index"]), (im["sig"].tag, im["sig"])):
+    for tag, img in (
+        ("old", im["old"]),
+        ("old-too", im["old"]),
+        ("old-index", im["index"]),
+        (im["sig"].tag, im["sig"]),
+    ):
         assert images.head_manifest(reg.url, "app/a", tag) == img.digest
         whole(reg, "app/a", img.digest)
     # undone entries left the quarantine: no record, no held manifest keeping blobs there
@@ -236,7 +243,9 @@ def test_release_puts_an_image_a_workload_uses_back(held):
     src = InUseSource("prod", "shop", "Deployment", "web", "app", "spec.template.spec.containers[0].image")
     usage = RegistryUsage([host], [(ref, src)])
     rp, back, released, _ = release_once(ctx, prune.KubeState(usage))
-    assert [(r.repository, d, tags) for r, d, tags, _ in rp.back] == [("app/a", im["old"].digest, "old,old-too")]
+    assert [(r.repository, d, tags) for r, d, tags, _ in rp.back] == [
+        ("app/a", im["old"].digest, "old,old-too")
+    ]
     assert back is not None and sorted(t for _, t, _ in back.restored) == ["old", "old-too"]
     assert images.head_manifest(reg.url, "app/a", "old") == im["old"].digest
     whole(reg, "app/a", im["old"].digest)
