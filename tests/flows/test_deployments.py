@@ -157,7 +157,6 @@ def test_preview_deployment_refuses_a_real_run(prefect_harness):
         ("gc-preview", {"days": -1}),
         ("nightly-all-jobs", {"jobs": ["backup", "reboot"]}),
         ("restore-manual", {"snapshot": ""}),
-        ("undo-manual", {"run_id": ""}),
     ],
 )
 def test_server_rejects_bad_parameter_values(prefect_harness, name, params):
