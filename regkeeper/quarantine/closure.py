@@ -91,7 +91,9 @@ class Linker:
 
         def one(b: str) -> None:
             got = self.transfer.ensure(repo, b, blobs[b], mount_from=[from_repo], check_present=check_present)
-            if not got.available:
+            # a registry with one global blob store may answer every mount with an upload
+            # session (202) although the blob is there already: then it is linked
+            if not got.available and self.client.head_blob(repo, b) is None:
                 raise RegistryError(f"blob {b} could not be mounted into {repo} from {from_repo}")
 
         failed = [(b, str(err)) for b, _, err in self.client.map(one, todo, workers) if err is not None]
