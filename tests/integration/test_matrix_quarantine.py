@@ -15,7 +15,7 @@ from tests.support.ocitools import digest_tag
 from tests.support.signed import tree
 
 
-def test_gc_delete_is_undone_whole_with_its_signatures(referred, cosign, regctl, tmp_path):
+def test_gc_delete_is_undone_whole_with_its_signatures(referred, cosign, regctl, tmp_path):  # noqa: F811
     reg, repo, img, refs = referred
     before_tags = sorted(images.list_tags(reg.url, repo))
     before_tree = tree(regctl, reg, repo, img["old"])
