@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from app.quarantine import add_quarantine_parsers, as_undo_run, quarantine_list
+from app.quarantine import add_quarantine_parsers, as_undo_run, print_apart, quarantine_list
 from flows.jobs import JOBS, flow_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -185,7 +185,7 @@ def _inventory(args) -> int:
     for repo, r in inv.repositories.items():
         for e in r.errors:
             print(f"warning: {repo}: {e}", file=sys.stderr)
-    return EXIT_OK
+    return print_apart(ctx, name)
 
 
 def _run(args) -> int:

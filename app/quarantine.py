@@ -2,6 +2,8 @@
 GLOB] [--apply]`` (runs the ``undo`` flow, like ``regkeeper run``) and ``regkeeper quarantine
 list [--registry R]`` (reads the registry only, no Prefect)."""
 
+import sys
+
 from regkeeper.errors import ConfigError
 
 
@@ -25,6 +27,24 @@ def as_undo_run(args):
     """``regkeeper undo`` as ``regkeeper run undo``: the flow's dry run unless --apply."""
     args.flow, args.dry_run, args.force = "undo", not args.apply, False
     return args
+
+
+def print_apart(ctx, name: str) -> int:
+    """``regkeeper inventory``: the quarantine namespace is not listed among the repositories,
+    but said apart (what it holds, per run: ``regkeeper quarantine list``). Returns 0."""
+    from regkeeper.quarantine.listing import read_records
+    from regkeeper.util import human_bytes
+
+    qc = ctx.config.quarantine
+    if qc is not None:
+        recs = read_records(ctx.client(name), qc.namespace)
+        runs = len({r.run for r in recs})
+        print(
+            f"{name}: quarantine {qc.namespace}/ kept apart: {runs} run(s), {len(recs)} record(s), "
+            f"{human_bytes(sum(r.bytes_held for r in recs))} held (see `regkeeper quarantine list`)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def quarantine_list(args) -> int:

@@ -55,6 +55,9 @@ def test_gc_holds_undo_restores_and_release_frees(registry_factory, tmp_path):
         listed = rk("quarantine", "list", "--config", str(cfg))
         assert listed.returncode == 0, listed.stderr
         assert run in listed.stdout and "web/app" in listed.stdout
+        inv = rk("inventory", "--config", str(cfg))
+        assert inv.returncode == 0, inv.stderr
+        assert NS not in inv.stdout and f"quarantine {NS}/ kept apart: 1 run(s)" in inv.stderr
 
         dry = undo(run_id=run, config_path=str(cfg))
         assert dry["status"] == "dry-run" and dry["summary"]["tags to restore"] == 2

@@ -251,3 +251,43 @@ def test_release_puts_an_image_a_workload_uses_back(held):
     whole(reg, "app/a", im["old"].digest)
     assert images.head_manifest(reg.url, "app/a", "old-index") is None  # not in use: released
     assert read_records(client, NS) == []
+
+
+def test_every_other_job_leaves_the_namespace_apart(held, registry_factory, tmp_path):
+    """inventory, capacity's tag count, backup and replication (both sides, deleteExtraneous
+    included) never see the quarantine repositories; capacity counts the held bytes apart."""
+    from regkeeper.backup.run import plan_backup
+    from regkeeper.inventory import count_tags
+    from regkeeper.metrics import RunMetrics
+    from regkeeper.replicate.scope import scope_repositories
+
+    reg, ctx, res, im = held
+    client = ctx.client(REG)
+    qrepo = quarantine_repo(NS, "app/a")
+    assert qrepo in client.catalog()  # it is there ...
+    assert qrepo not in client.repositories()  # ... and apart
+    inv = scan(client, storage=ctx.storage(REG))
+    assert sorted(inv.repositories) == ["app/a", "app/b"]
+    assert count_tags(client) == (2, 2)  # app/a:new, app/b:v1
+    assert plan_backup(client) == ["app/a", "app/b"]
+    # a target that holds a quarantine of its own: replication neither copies the source's nor
+    # deletes the target's as extraneous
+    dst = registry_factory()
+    images.push_image(dst.url, quarantine_repo(NS, "gone/x"), "some-run", seed="dst-q")
+    cfg = write_config(
+        tmp_path / "rep.yaml",
+        [registry_entry(reg, REG), registry_entry(dst, "dst")],
+        replication=[{"from": REG, "to": ["dst"], "deleteExtraneous": True}],
+        quarantine={"window": "7d"},
+    )
+    rctx = RunContext.load(cfg)
+    try:
+        rule = rctx.config.replication[0]
+        repos, removed, problems = scope_repositories(rctx.client(REG), rctx.client("dst"), rule)
+        assert (repos, removed, problems) == (["app/a", "app/b"], [], [])
+    finally:
+        rctx.close()
+    m = RunMetrics("capacity", REG)
+    [rec] = read_records(client, NS)
+    m.set_quarantine_bytes(rec.bytes_held)
+    assert m.collector.get_sample_value("registry_quarantine_bytes", {"registry": REG}) == res.held_bytes
