@@ -115,8 +115,10 @@ def _hold(
     """Hold the items in quarantine; the ones held (or already gone) go on to DELETE."""
     held = quarantine.hold(client, items, inventory=inventory, workers=workers)
     res.failed += held.failed
+    if held.superseded:  # an older record of this run, replaced by a merged one: final
+        res.failed += delete_manifests(client, held.superseded, max_workers=workers).failed
     res.held += sorted(it for it in held.held if not in_namespace(it[0], quarantine.namespace))
-    res.held_bytes += sum(r.bytes_held for r in held.records)
+    res.held_bytes += held.bytes_held
     return [it for it in items if it in held.held or it in held.gone]
 
 

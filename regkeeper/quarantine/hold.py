@@ -15,7 +15,7 @@ from ..models import Inventory
 from ..oci import RegistryClient
 from ..util import utcnow
 from .closure import Linker, held_bytes, put_by_digest, read_closure
-from .record import Entry, Record, in_namespace, parse_record, quarantine_repo, run_tag
+from .record import Entry, Record, in_namespace, quarantine_repo, run_tag
 
 Why = Mapping[tuple[str, str], tuple[str, str]]  # (repo, digest) -> (rule, reason)
 
@@ -26,6 +26,10 @@ class HoldResult:
     gone: set[tuple[str, str]] = field(default_factory=set)  # no longer there: nothing to hold
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, digest, why)
     records: list[Record] = field(default_factory=list)
+    bytes_held: int = 0  # what this hold added (manifests + blobs of the closures, once per record)
+    # (quarantine repo, digest): a record this run wrote before and replaced (merged into a new
+    # one): the delete path removes it for good, so it keeps nothing alive
+    superseded: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Quarantine:
@@ -37,6 +41,7 @@ class Quarantine:
         self.run = run_tag(run or str(uuid.uuid4()))
         self.why: dict[tuple[str, str], tuple[str, str]] = {}
         self._linkers: dict[int, Linker] = {}
+        self._written: dict[str, Record] = {}  # quarantine repo -> the record this run wrote there
         self._lock = threading.Lock()
 
     @property
@@ -105,18 +110,20 @@ class Quarantine:
         if not entries:
             return
         rec = Record(repo, self.run, now, entries, held_bytes(manifests.values()), self.registry)
-        rec = self._merge_existing(client, qrepo, rec)
-        raw = rec.to_bytes()
-        rec.digest = client.put_manifest(qrepo, self.run, raw, "application/vnd.oci.image.index.v1+json")
+        res.bytes_held += rec.bytes_held
+        with self._lock:  # the same run held this repository before (another batch): one record
+            before = self._written.get(qrepo)
+        if before is not None:
+            rec = before.merged(rec)
+        rec.digest = client.put_manifest(
+            qrepo, self.run, rec.to_bytes(), "application/vnd.oci.image.index.v1+json"
+        )
+        with self._lock:
+            self._written[qrepo] = rec
+        if before is not None and before.digest and before.digest != rec.digest:
+            res.superseded.append((qrepo, before.digest))
         res.records.append(rec)
         res.held.update((repo, e.digest) for e in entries)
-
-    def _merge_existing(self, client: RegistryClient, qrepo: str, rec: Record) -> Record:
-        """The same run held this repository before (a second delete batch): one record."""
-        if client.head_manifest(qrepo, self.run) is None:
-            return rec
-        old = client.get_manifest(qrepo, self.run)
-        return parse_record(old.raw, f"{qrepo}:{self.run}").merged(rec)
 
 
 def _blobs(manifests) -> dict[str, int]:

@@ -291,3 +291,26 @@ def test_every_other_job_leaves_the_namespace_apart(held, registry_factory, tmp_
     [rec] = read_records(client, NS)
     m.set_quarantine_bytes(rec.bytes_held)
     assert m.collector.get_sample_value("registry_quarantine_bytes", {"registry": REG}) == res.held_bytes
+
+
+def test_one_run_holding_a_repository_twice_keeps_one_record(registry_factory, tmp_path):
+    reg = registry_factory()
+    a = images.push_image(reg.url, "two/x", "a", seed="x-a")
+    b = images.push_image(reg.url, "two/x", "b", seed="x-b")
+    images.push_image(reg.url, "two/x", "c", seed="x-c")
+    cfg = write_config(tmp_path / "regkeeper.yaml", [registry_entry(reg)], quarantine={"window": "1d"})
+    ctx = RunContext.load(cfg)
+    try:
+        client = ctx.client(REG)
+        q = ctx.quarantine(REG)
+        first = prune.delete_manifests(client, [("two/x", a.digest)], quarantine=q)
+        [(qrepo, digest)] = [(quarantine_repo(NS, "two/x"), r.digest) for r in read_records(client, NS)]
+        second = prune.delete_manifests(client, [("two/x", b.digest)], quarantine=q)
+        assert not first.failed and not second.failed
+        [rec] = read_records(client, NS)
+        assert sorted(e.digest for e in rec.entries) == sorted([a.digest, b.digest])
+        assert rec.bytes_held == first.held_bytes + second.held_bytes
+        assert images.head_manifest(reg.url, qrepo, digest) is None  # the replaced record is gone
+        assert images.list_tags(reg.url, "two/x") == ["c"]
+    finally:
+        ctx.close()
