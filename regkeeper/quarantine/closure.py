@@ -1,7 +1,11 @@
 """What holding and restoring share: a manifest's closure (index children, recursively), the
 PUT order (children and subjects before what refers to them), linking the closure's blobs into
 another repository of the same registry by cross-repository mount (the one transfer, never a
-copy) and PUTting the manifests by digest with identical bytes and media type."""
+copy) and PUTting the manifests by digest with identical bytes and media type.
+
+Each step runs over many repositories at once (one ``client.map`` per step, not per
+repository): a gc run deleting in many repositories holds them all in a few concurrent rounds.
+Keys are ``(repository, digest)``."""
 
 import threading
 from collections.abc import Iterable
@@ -12,48 +16,59 @@ from ..oci.manifest import Manifest
 from ..oci.mediatypes import FOREIGN_LAYER_TYPES
 from ..oci.transfer import BlobTransfer
 
+Key = tuple[str, str]  # (repository, digest)
+
+
+def read_closures(
+    client: RegistryClient, roots: Iterable[Key], workers: int
+) -> tuple[dict[Key, Manifest], list[tuple[Key, str]]]:
+    """Every manifest reachable from ``roots`` (children recursively, in the root's repository),
+    read concurrently level by level; and (key, why) for those that could not be read
+    ("not found": gone)."""
+    out: dict[Key, Manifest] = {}
+    missing: list[tuple[Key, str]] = []
+    todo = list(dict.fromkeys(roots))
+    while todo:
+        nxt: list[Key] = []
+        for k, m, err in client.map(lambda k: client.get_manifest(k[0], k[1]), todo, workers):
+            if err is not None or m is None:
+                missing.append((k, "not found" if isinstance(err, NotFoundError) else str(err)))
+                continue
+            out[k] = m
+            nxt += [(k[0], c) for c in m.referenced_manifests()]
+        todo = [k for k in dict.fromkeys(nxt) if k not in out]
+    return out, missing
+
 
 def read_closure(
     client: RegistryClient, repo: str, digests: Iterable[str], workers: int
 ) -> tuple[dict[str, Manifest], list[tuple[str, str]]]:
-    """Every manifest reachable from ``digests`` in ``repo`` (children recursively), read
-    concurrently; and (digest, why) for those that could not be read (404: gone)."""
-    out: dict[str, Manifest] = {}
-    missing: list[tuple[str, str]] = []
-    todo = list(dict.fromkeys(digests))
-    while todo:
-        nxt: list[str] = []
-        for d, m, err in client.map(lambda x: client.get_manifest(repo, x), todo, workers):
-            if err is not None or m is None:
-                why = "not found" if isinstance(err, NotFoundError) else str(err)
-                missing.append((d, why))
-                continue
-            out[d] = m
-            nxt += [c for c in m.referenced_manifests() if c not in out]
-        todo = [d for d in dict.fromkeys(nxt) if d not in out]
-    return out, missing
+    """``read_closures`` for one repository, keyed by digest."""
+    got, missing = read_closures(client, [(repo, d) for d in digests], workers)
+    return {k[1]: m for k, m in got.items()}, [(k[1], why) for k, why in missing]
 
 
-def put_levels(manifests: dict[str, Manifest]) -> list[list[Manifest]]:
-    """The manifests grouped for PUT: a child before its index, a subject before its
-    referrers (both registries and the record index need what is referenced to exist first)."""
-    level: dict[str, int] = {}
+def put_levels(manifests: dict[Key, Manifest]) -> list[list[Key]]:
+    """The keys grouped for PUT: a child before its index, a subject before its referrers (both
+    registries and the record index need what is referenced to exist first)."""
+    level: dict[Key, int] = {}
 
-    def depth(d: str, seen: frozenset = frozenset()) -> int:
-        if d in level:
-            return level[d]
-        m = manifests[d]
-        below = [c for c in m.referenced_manifests() if c in manifests and c not in seen]
-        if m.subject is not None and m.subject.digest in manifests and m.subject.digest not in seen:
-            below.append(m.subject.digest)
-        n = 1 + max((depth(c, seen | {d}) for c in below), default=-1)
-        level[d] = n
+    def depth(k: Key, seen: frozenset = frozenset()) -> int:
+        if k in level:
+            return level[k]
+        m = manifests[k]
+        below = [(k[0], c) for c in m.referenced_manifests()]
+        if m.subject is not None:
+            below.append((k[0], m.subject.digest))
+        below = [b for b in below if b in manifests and b not in seen]
+        n = 1 + max((depth(b, seen | {k}) for b in below), default=-1)
+        level[k] = n
         return n
 
-    groups: dict[int, list[Manifest]] = {}
-    for d in manifests:
-        groups.setdefault(depth(d), []).append(manifests[d])
-    return [groups[k] for k in sorted(groups)]
+    groups: dict[int, list[Key]] = {}
+    for k in manifests:
+        groups.setdefault(depth(k), []).append(k)
+    return [groups[n] for n in sorted(groups)]
 
 
 def closure_blobs(manifests: Iterable[Manifest]) -> dict[str, int]:
@@ -78,47 +93,71 @@ class Linker:
     def __init__(self, client: RegistryClient):
         self.client = client
         self.transfer = BlobTransfer(client)
-        self._done: set[tuple[str, str]] = set()
+        self._done: set[Key] = set()
         self._lock = threading.Lock()
 
-    def link(
-        self, repo: str, from_repo: str, blobs: dict[str, int], workers: int, check_present: bool = False
-    ) -> list[tuple[str, str]]:
-        """Mount every blob into ``repo`` from ``from_repo``; (blob, why) for those that could not be."""
+    def link_many(
+        self, wanted: Iterable[tuple[str, str, str, int]], workers: int, check_present: bool = False
+    ) -> list[tuple[str, str, str]]:
+        """Mount each (repo, from_repo, blob, size); (repo, blob, why) for those that could not be."""
         with self._lock:
-            todo = [b for b in blobs if (repo, b) not in self._done]
-            self._done.update((repo, b) for b in todo)
+            todo = list({(r, b): (r, f, b, s) for r, f, b, s in wanted if (r, b) not in self._done}.values())
+            self._done.update((r, b) for r, _, b, _ in todo)
 
-        def one(b: str) -> None:
-            got = self.transfer.ensure(repo, b, blobs[b], mount_from=[from_repo], check_present=check_present)
+        def one(w: tuple[str, str, str, int]) -> None:
+            repo, from_repo, b, size = w
+            got = self.transfer.ensure(repo, b, size, mount_from=[from_repo], check_present=check_present)
             # a registry with one global blob store may answer every mount with an upload
             # session (202) although the blob is there already: then it is linked
             if not got.available and self.client.head_blob(repo, b) is None:
                 raise RegistryError(f"blob {b} could not be mounted into {repo} from {from_repo}")
 
-        failed = [(b, str(err)) for b, _, err in self.client.map(one, todo, workers) if err is not None]
+        failed = [
+            (w[0], w[2], str(err)) for w, _, err in self.client.map(one, todo, workers) if err is not None
+        ]
         with self._lock:
-            self._done.difference_update((repo, b) for b, _ in failed)
+            self._done.difference_update((r, b) for r, b, _ in failed)
         return failed
+
+    def link(
+        self, repo: str, from_repo: str, blobs: dict[str, int], workers: int, check_present: bool = False
+    ) -> list[tuple[str, str]]:
+        """Mount every blob into ``repo`` from ``from_repo``; (blob, why) for those that could not be."""
+        got = self.link_many([(repo, from_repo, b, s) for b, s in blobs.items()], workers, check_present)
+        return [(b, why) for _, b, why in got]
+
+
+def put_many(
+    client: RegistryClient, manifests: dict[Key, Manifest], workers: int, target=lambda repo: repo
+) -> dict[Key, str]:
+    """PUT every manifest by digest (identical bytes and media type) into ``target(repo)``,
+    level by level across repositories; key -> why for those that failed (what refers to a
+    failed one is not sent)."""
+    failed: dict[Key, str] = {}
+    for group in put_levels(manifests):
+        send = []
+        for k in group:
+            m = manifests[k]
+            below = m.referenced_manifests() + ([m.subject.digest] if m.subject else [])
+            bad = next((c for c in below if (k[0], c) in failed), None)
+            if bad:
+                failed[k] = f"{bad[:19]}… it references could not be put"
+            else:
+                send.append(k)
+
+        def put(k: Key) -> str:
+            m = manifests[k]
+            return client.put_manifest(target(k[0]), k[1], m.raw, m.media_type)
+
+        for k, _, err in client.map(put, send, workers):
+            if err is not None:
+                failed[k] = str(err)
+    return failed
 
 
 def put_by_digest(
     client: RegistryClient, repo: str, manifests: dict[str, Manifest], workers: int
 ) -> list[tuple[str, str]]:
-    """PUT every manifest into ``repo`` by digest (identical bytes and media type), level by
-    level; (digest, why) for those that failed (what refers to a failed one is not sent)."""
-    failed: dict[str, str] = {}
-    for group in put_levels(manifests):
-        send = []
-        for m in group:
-            below = m.referenced_manifests() + ([m.subject.digest] if m.subject else [])
-            bad = next((c for c in below if c in failed), None)
-            if bad:
-                failed[m.digest] = f"{bad[:19]}… it references could not be put"
-            else:
-                send.append(m)
-        put = lambda m: client.put_manifest(repo, m.digest, m.raw, m.media_type)  # noqa: E731
-        for m, _, err in client.map(put, send, workers):
-            if err is not None:
-                failed[m.digest] = str(err)
-    return list(failed.items())
+    """``put_many`` into one repository, keyed by digest."""
+    failed = put_many(client, {(repo, d): m for d, m in manifests.items()}, workers)
+    return [(k[1], why) for k, why in failed.items()]

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..config import QuarantineConfig
-from ..errors import NotFoundError, RegistryError
+from ..errors import NotFoundError
 from ..models import Inventory
 from ..oci import RegistryClient
+from ..oci.manifest import Manifest
+from ..oci.mediatypes import OCI_INDEX
 from ..util import utcnow
-from .closure import Linker, held_bytes, put_by_digest, read_closure
+from .closure import Key, Linker, closure_blobs, held_bytes, put_many, read_closures
 from .record import Entry, Record, in_namespace, quarantine_repo, run_tag
 
 Why = Mapping[tuple[str, str], tuple[str, str]]  # (repo, digest) -> (rule, reason)
@@ -41,7 +43,7 @@ class Quarantine:
         self.run = run_tag(run or str(uuid.uuid4()))
         self.why: dict[tuple[str, str], tuple[str, str]] = {}
         self._linkers: dict[int, Linker] = {}
-        self._written: dict[str, Record] = {}  # quarantine repo -> the record this run wrote there
+        self._written: dict[str, Record] = {}  # repository -> the record this run wrote for it
         self._lock = threading.Lock()
 
     @property
@@ -65,81 +67,124 @@ class Quarantine:
         workers: int | None = None,
         now: datetime | None = None,
     ) -> HoldResult:
+        """Hold ``items`` (every repository at once: one concurrent round per step)."""
         res = HoldResult()
         workers = workers or client.concurrency
-        by_repo: dict[str, list[str]] = {}
-        for repo, d in items:
-            if in_namespace(repo, self.namespace):
-                res.held.add((repo, d))  # a final delete inside the quarantine (release, undo)
+        roots: list[Key] = []
+        for it in items:
+            if in_namespace(it[0], self.namespace):
+                res.held.add(it)  # a final delete inside the quarantine (release, undo)
             else:
-                by_repo.setdefault(repo, []).append(d)
-        for repo, digests in sorted(by_repo.items()):
-            try:
-                self._hold_repo(client, repo, digests, inventory, workers, now or utcnow(), res)
-            except RegistryError as e:
-                res.failed += [(repo, d, f"not held in quarantine ({e}): not deleted") for d in digests]
+                roots.append(it)
+        if not roots:
+            return res
+        mans, missing = read_closures(client, roots, workers)
+        bad: dict[Key, str] = {}
+        rootset = set(roots)
+        for k, why in missing:
+            if k in rootset and why == "not found":
+                res.gone.add(k)
+            else:
+                bad[k] = why
+        self._link(client, mans, bad, workers)
+        q = self.namespace
+        bad.update(
+            put_many(
+                client,
+                {k: m for k, m in mans.items() if k not in bad},
+                workers,
+                lambda r: quarantine_repo(q, r),
+            )
+        )
+        self._record(client, roots, mans, bad, inventory, workers, now or utcnow(), res)
         return res
 
-    def _hold_repo(self, client, repo, digests, inventory, workers, now, res: HoldResult) -> None:
-        qrepo = quarantine_repo(self.namespace, repo)
-        manifests, missing = read_closure(client, repo, digests, workers)
-        bad: dict[str, str] = {}
-        for d, why in missing:
-            if d in digests and why == "not found":
-                res.gone.add((repo, d))
-            else:
-                bad[d] = why
-        failed = self.linker(client).link(qrepo, repo, _blobs(manifests), workers)
-        if failed:  # any blob missing: the manifests using it cannot be put; keep it simple
-            bad.update({d: f"blob {failed[0][0][:19]}… not linked: {failed[0][1]}" for d in digests})
-        else:
-            bad.update(put_by_digest(client, qrepo, manifests, workers))
-        tags = _tags_by_digest(client, repo, inventory, workers)
-        entries = []
-        for d in digests:
-            if (repo, d) in res.gone:
+    def _link(self, client, mans: dict[Key, Manifest], bad: dict[Key, str], workers: int) -> None:
+        """Mount every blob of the closures into the quarantine repositories; a manifest whose
+        blob could not be linked is bad."""
+        wanted = [
+            (quarantine_repo(self.namespace, k[0]), k[0], b, size)
+            for k, m in mans.items()
+            for b, size in closure_blobs([m]).items()
+        ]
+        failed = {(q, b): why for q, b, why in self.linker(client).link_many(wanted, workers)}
+        for k, m in mans.items():
+            q = quarantine_repo(self.namespace, k[0])
+            why = next(
+                (
+                    f"blob {b[:19]}… not linked: {failed[(q, b)]}"
+                    for b in closure_blobs([m])
+                    if (q, b) in failed
+                ),
+                None,
+            )
+            if why:
+                bad[k] = why
+
+    def _record(self, client, roots, mans, bad, inventory, workers, now, res: HoldResult) -> None:
+        """The record of each repository (merged with what this run wrote there before), PUT
+        concurrently; what it lists is held."""
+        by_repo: dict[str, list[str]] = {}
+        for repo, d in roots:
+            by_repo.setdefault(repo, []).append(d)
+        todo: list[tuple[str, Record, Record | None]] = []
+        for repo, digests in sorted(by_repo.items()):
+            tags = _tags_by_digest(client, repo, inventory, workers)
+            entries = []
+            for d in digests:
+                k = (repo, d)
+                if k in res.gone:
+                    continue
+                why = bad.get(k) or next((bad[c] for c in _below(mans, k) if c in bad), None)
+                if why:
+                    res.failed.append((repo, d, f"not held in quarantine ({why}): not deleted"))
+                    continue
+                m = mans[k]
+                rule, reason = self.why.get(k, ("", ""))
+                entries.append(Entry(d, m.media_type, m.size, tuple(sorted(tags.get(d, ()))), rule, reason))
+            if entries:
+                closure = [
+                    mans[c]
+                    for c in {k for e in entries for k in [(repo, e.digest), *_below(mans, (repo, e.digest))]}
+                ]
+                rec = Record(repo, self.run, now, entries, held_bytes(closure), self.registry)
+                with self._lock:
+                    before = self._written.get(repo)
+                todo.append((repo, before.merged(rec) if before is not None else rec, before))
+
+        def put(t: tuple[str, Record, Record | None]) -> str:
+            q = quarantine_repo(self.namespace, t[0])
+            return client.put_manifest(q, self.run, t[1].to_bytes(), OCI_INDEX)
+
+        for (repo, rec, before), digest, err in client.map(put, todo, workers):
+            if err is not None or digest is None:
+                res.failed += [
+                    (repo, e.digest, f"not held in quarantine (record not written: {err}): not deleted")
+                    for e in rec.entries
+                    if before is None or e not in before.entries
+                ]
                 continue
-            if d in bad or any(c in bad for c in _below(manifests, d)):
-                res.failed.append(
-                    (repo, d, f"not held in quarantine ({bad.get(d, 'a child failed')}): not deleted")
-                )
-                continue
-            m = manifests[d]
-            rule, reason = self.why.get((repo, d), ("", ""))
-            entries.append(Entry(d, m.media_type, m.size, tuple(sorted(tags.get(d, ()))), rule, reason))
-        if not entries:
-            return
-        rec = Record(repo, self.run, now, entries, held_bytes(manifests.values()), self.registry)
-        res.bytes_held += rec.bytes_held
-        with self._lock:  # the same run held this repository before (another batch): one record
-            before = self._written.get(qrepo)
-        if before is not None:
-            rec = before.merged(rec)
-        rec.digest = client.put_manifest(
-            qrepo, self.run, rec.to_bytes(), "application/vnd.oci.image.index.v1+json"
-        )
-        with self._lock:
-            self._written[qrepo] = rec
-        if before is not None and before.digest and before.digest != rec.digest:
-            res.superseded.append((qrepo, before.digest))
-        res.records.append(rec)
-        res.held.update((repo, e.digest) for e in entries)
+            rec.digest = digest
+            with self._lock:
+                self._written[repo] = rec
+            if before is not None and before.digest and before.digest != digest:
+                res.superseded.append((quarantine_repo(self.namespace, repo), before.digest))
+            res.bytes_held += rec.bytes_held - (before.bytes_held if before is not None else 0)
+            res.records.append(rec)
+            res.held.update((repo, e.digest) for e in rec.entries)
 
 
-def _blobs(manifests) -> dict[str, int]:
-    from .closure import closure_blobs
-
-    return closure_blobs(manifests.values())
-
-
-def _below(manifests, d: str) -> list[str]:
-    out, stack = [], [d]
+def _below(mans: dict[Key, Manifest], k: Key) -> list[Key]:
+    """The keys below ``k`` (index children, recursively)."""
+    out: list[Key] = []
+    stack = [k]
     while stack:
-        m = manifests.get(stack.pop())
+        m = mans.get(stack.pop())
         if m is None:
             continue
-        out += m.referenced_manifests()
-        stack += m.referenced_manifests()
+        kids = [(k[0], c) for c in m.referenced_manifests()]
+        out += kids
+        stack += kids
     return out
 
 
