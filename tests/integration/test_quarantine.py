@@ -314,3 +314,46 @@ def test_one_run_holding_a_repository_twice_keeps_one_record(registry_factory, t
         assert images.list_tags(reg.url, "two/x") == ["c"]
     finally:
         ctx.close()
+
+
+def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_path):
+    """deleteExtraneous holds in the TARGET's quarantine through the same delete path; undo on
+    the target puts the tag back; the source is never touched."""
+    from regkeeper.replicate import replicate_target
+
+    src, dst = registry_factory(), registry_factory()
+    for i in range(3):
+        images.push_image(src.url, "rep/x", f"v{i}", seed=f"r{i}")
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(src, "primary"), registry_entry(dst, "replica")],
+        replication=[
+            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
+        ],
+        quarantine={"window": "7d"},
+    )
+    ctx = RunContext.load(cfg)
+    try:
+        rule = ctx.config.replication[0]
+        replicate_target(ctx.client("primary"), ctx.client("replica"), rule, "replica")
+        extra = images.push_image(dst.url, "rep/x", "only-on-replica", seed="extra")
+        got = replicate_target(
+            ctx.client("primary"),
+            ctx.client("replica"),
+            rule,
+            "replica",
+            quarantine=ctx.quarantine("replica"),
+        )
+        assert got.deletes_stopped is None
+        assert sorted(images.list_tags(dst.url, "rep/x")) == ["v0", "v1", "v2"]
+        [rec] = read_records(ctx.client("replica"), NS)
+        assert [(e.digest, e.tags, e.rule) for e in rec.entries] == [
+            (extra.digest, ("only-on-replica",), "deleteExtraneous")
+        ]
+        assert read_records(ctx.client("primary"), NS) == []  # the source holds nothing
+        done = undo(ctx.client("replica"), ctx.config.quarantine, ctx.quarantine("replica").run, apply=True)
+        assert done.restored == [("rep/x", "only-on-replica", extra.digest)] and not done.failed
+        whole(dst, "rep/x", extra.digest)
+        assert sorted(images.list_tags(src.url, "rep/x")) == ["v0", "v1", "v2"]
+    finally:
+        ctx.close()
