@@ -85,6 +85,17 @@ def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: lis
     )
     for repo, why in res.skipped:
         logger().warning("%s on %s: nothing deleted: %s", repo, target, why)
+    q = ctx.quarantine(target)
+    if q is not None and res.held:
+        logger().info(
+            "%s: %d deleted manifests held in quarantine (%d bytes): undo with "
+            "`regkeeper undo --registry %s --run %s --apply`",
+            target,
+            len(res.held),
+            res.held_bytes,
+            target,
+            q.run,
+        )
     if res.stopped:
         logger().error("%s: deletes stopped: %s", target, res.stopped)
     return res
