@@ -1,5 +1,5 @@
-"""Command line: ``regkeeper inventory | run <flow> | snapshots list | serve | events serve | backtest |
-demo | check | alerts install``.
+"""Command line: ``regkeeper inventory | run <flow> | undo | quarantine list | snapshots list | serve |
+events serve | backtest | demo | check | alerts install``.
 
 Exit status: 0 success (dry runs included), 1 the run failed, 2 bad usage or configuration,
 3 the run refused to act (blast-radius cap, fail-closed Kubernetes read). The last lines say why.
@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from app.quarantine import add_quarantine_parsers, as_undo_run, quarantine_list
 from flows.jobs import JOBS, flow_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--apply", action="store_true", help="restore: actually write (restore is a dry run by default)"
     )
+
+    add_quarantine_parsers(sub)
 
     snaps = sub.add_parser("snapshots", help="backup snapshots")
     snaps.add_argument("action", choices=("list",))
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return inventory_cmd(args)
         if args.cmd == "run":
             return _run(args)
+        if args.cmd in ("undo", "quarantine"):
+            return quarantine_list(args) if args.cmd == "quarantine" else _run(as_undo_run(args))
         if args.cmd == "snapshots":
             return _snapshots(args)
         if args.cmd == "check":
@@ -287,6 +292,8 @@ def _flow_kwargs(args, config_path: str | None) -> dict:
     if args.flow == "restore":
         extra.update(snapshot=args.snapshot, repositories=args.repositories)
         dry_run = not args.apply or args.dry_run
+    if args.flow == "undo":
+        extra.update(run_id=args.run, repositories=args.repositories, tags=args.tags)
     return job.kwargs(
         config_path=config_path, dry_run=dry_run, registry=args.registry, force=args.force, **extra
     )

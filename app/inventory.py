@@ -44,4 +44,6 @@ def inventory_cmd(args) -> int:
     for repo, r in inv.repositories.items():
         for e in r.errors:
             print(f"warning: {repo}: {e}", file=sys.stderr)
-    return 0
+    from app.quarantine import print_apart
+
+    return print_apart(ctx, name)

@@ -19,6 +19,7 @@ declared in ``deployments/prefect.yaml`` for a Kubernetes work pool;
 | replicate/replicate-preview      | none: a dry run, by hand         | -           |
 | restore/restore-manual           | none: by hand (a dry run unless dry_run is false) | 1 |
 | backtest/backtest-manual         | none: by hand (reads only: the rules' regret)      | - |
+| undo/undo-manual                 | none: by hand (a dry run unless dry_run is false) | 1 |
 | capacity/capacity-every-5-min    | every 5 minutes                  | -           |
 | nightly/nightly-all-jobs         | 02:00 daily, INACTIVE: turn it on instead of the schedules above | 1 |
 
@@ -158,6 +159,15 @@ SPECS: tuple[Spec, ...] = (
         None,
         "By hand, deletes nothing: which images the gc or expire rules would delete that were pulled "
         "(or run in Kubernetes) afterwards, replayed over the pull history; a regret report.",
+    ),
+    Spec(
+        "undo-manual",
+        "undo",
+        None,
+        1,
+        "By hand: put a run's deletes back from the quarantine (run_id from the gc / expire report or "
+        "`regkeeper quarantine list`). A dry run unless dry_run is set to false.",
+        purpose="writes",
     ),
     # every 5 minutes: storage + thresholds + tag counts only; the nightly run adds the inventory
     Spec(

@@ -14,13 +14,16 @@ from regkeeper.context import RunContext
 from regkeeper.errors import RefusedError, RegkeeperError
 from regkeeper.models import Inventory
 from regkeeper.prune import DeleteResult
+from regkeeper.quarantine.report import QuarantineRun
 from regkeeper.util import batch_label, batches, utcnow
 from tasks.common import gather, logger, publish_report, report_job_metrics, with_reports
 from tasks.prune import (
     delete_batch,
     list_repositories,
+    plan_release,
     read_kubernetes,
     reclaim_storage,
+    release_quarantine,
     scan_batch,
     verify_kept,
 )
@@ -99,18 +102,25 @@ def run_pipeline(
     started = utcnow()
     plan = inv = kstate = deleted = reclaimed = verified = None
     refused = error = None
+    quarantine = _quarantine_run(ctx, registry)
     try:
         inv = scan_registry(ctx, registry)
         kstate = read_kubernetes(ctx, registry)
         plan = make_plan(inv, kstate)
         log.info("plan: %s", {k: v for k, v in plan.summary().items() if k != "per_repository"})
+        if quarantine is not None:  # what the window has passed: deleted for good this run
+            quarantine.plan = plan_release(ctx, registry, _whole(inv), kstate)
         if not dry_run:
             refused = prune.check_cap(plan, force)
         if not dry_run and not refused:
+            released = _release(ctx, registry, quarantine)
             deleted = delete_planned(ctx, registry, plan, inv)
             if deleted.stopped:
                 raise RegkeeperError(deleted.stopped)
-            reclaimed = reclaim_storage(ctx, registry, _whole(plan), bool(deleted.deleted))
+            if quarantine is not None:
+                quarantine.held = deleted
+            freed_any = bool(deleted.deleted or released)
+            reclaimed = reclaim_storage(ctx, registry, _whole(plan), freed_any)
             verified = verify_kept(
                 ctx,
                 registry,
@@ -136,6 +146,7 @@ def run_pipeline(
         refused=refused,
         error=error,
         started=started,
+        quarantine=quarantine,
     )
     add_notes(report, list(notes or []) + (reclaimed.notes if reclaimed is not None else []))
     publish_report(_whole(report), str(ctx.reports_dir()))
@@ -146,6 +157,25 @@ def run_pipeline(
             raise with_reports(RefusedError(f"{flow} on {registry} refused: {reason}"), [report])
         raise with_reports(RegkeeperError(f"{flow} on {registry} failed: {reason}"), [report])
     return report.to_dict()
+
+
+def _quarantine_run(ctx: RunContext, registry: str) -> QuarantineRun | None:
+    if ctx.config.quarantine is None:
+        return None
+    q = ctx.quarantine(registry)
+    return QuarantineRun(run=q.run if q is not None else "")
+
+
+def _release(ctx: RunContext, registry: str, quarantine: QuarantineRun | None) -> bool:
+    """Release the entries past the window (before this run's own deletes); True when any
+    manifest was deleted for good (the reclaim then has bytes to free)."""
+    if quarantine is None or quarantine.plan is None or not quarantine.plan.due:
+        return False
+    done = cast(tuple, release_quarantine(ctx, registry, _whole(quarantine.plan)))
+    quarantine.back, quarantine.released = done
+    if quarantine.released.stopped:
+        raise RegkeeperError(quarantine.released.stopped)
+    return bool(quarantine.released.deleted)
 
 
 def _metrics(ctx: RunContext, flow: str, registry: str, report, reclaimed) -> None:

@@ -24,7 +24,14 @@ from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
-from tasks.capacity import check_read_only, count_tags, evaluate_and_alert, measure_storage, pull_latency
+from tasks.capacity import (
+    check_read_only,
+    count_tags,
+    evaluate_and_alert,
+    measure_storage,
+    pull_latency,
+    quarantine_bytes,
+)
 from tasks.common import logger, publish_report, reports_of, with_reports
 from tasks.recovery import add_notes, begin_run
 
@@ -197,6 +204,11 @@ def _inventory_figures(
         metrics.set_image_count(tags, None, repos)
         rep.summary["images (tags)"] = tags
         rep.summary["repositories"] = repos
+    if ctx.config.quarantine is not None:  # deleted, undoable: counted apart from the images
+        records, held = quarantine_bytes(ctx, name)
+        metrics.set_quarantine_bytes(held)
+        rep.summary["bytes held in quarantine"] = held
+        rep.summary["quarantine records"] = records
     for s in latencies:
         metrics.observe_pull(s)
     if latencies:

@@ -77,6 +77,12 @@ JOBS: dict[str, Job] = {
             configured=_missing("backup section", lambda c: c.backup),
         ),
         Job("capacity", "flows.capacity", configured=_missing("capacity section", lambda c: c.capacity)),
+        Job(
+            "undo",
+            "flows.undo",
+            dry_run_default=True,
+            configured=_missing("quarantine section", lambda c: c.quarantine),
+        ),
         Job("nightly", "flows.nightly", force=True),
         # reads only (a dry run always): the rules' regret over the pull history
         Job("backtest", "flows.backtest", configured=_missing("pulls section", lambda c: c.pulls)),

@@ -17,6 +17,7 @@ from .oci import RegistryClient
 from .storage import StorageReader, storage_for
 
 if TYPE_CHECKING:
+    from .quarantine import Quarantine
     from .runstate import Owner
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class RunContext:
         self.cache = DigestCache(config.cache_path())
         self._clients: dict[str, RegistryClient] = {}
         self._storages: dict[str, StorageReader | None] = {}
+        self._quarantines: dict[str, Quarantine] = {}
         self._lock = threading.Lock()
         self.owner: Owner | None = None  # this run as owner of durable run state
 
@@ -62,7 +64,9 @@ class RunContext:
         with self._lock:
             if rc.name not in self._clients:
                 check_secrets(self.config, rc.name)
-                self._clients[rc.name] = RegistryClient.from_config(rc, cache=self.cache)
+                client = RegistryClient.from_config(rc, cache=self.cache)
+                client.apart = self.config.quarantine_namespace()
+                self._clients[rc.name] = client
             return self._clients[rc.name]
 
     def storage(self, name: str | None = None) -> StorageReader | None:
@@ -71,6 +75,23 @@ class RunContext:
             if rc.name not in self._storages:
                 self._storages[rc.name] = storage_for(rc)
             return self._storages[rc.name]
+
+    def quarantine(self, name: str | None = None) -> "Quarantine | None":
+        """This run's quarantine of a registry (every delete held, undoable), or None when the
+        config's ``quarantine`` section is off. The run id is this run's owner's."""
+        qc = self.config.quarantine
+        if qc is None or not qc.enabled:
+            return None
+        from .quarantine import Quarantine
+        from .runstate import Owner
+
+        rc = self.config.registry(name)
+        with self._lock:
+            if self.owner is None:
+                self.owner = Owner.current("regkeeper")
+            if rc.name not in self._quarantines:
+                self._quarantines[rc.name] = Quarantine(qc, rc.name, self.owner.run)
+            return self._quarantines[rc.name]
 
     def reports_dir(self) -> Path:
         return self.config.reports_dir()

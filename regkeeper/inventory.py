@@ -117,7 +117,7 @@ def scan(
     exc = list(exclude) if exclude else None
     partial = bool(inc or exc or repositories)
     if repositories is None:
-        repositories = [r for r in client.catalog() if select(r, inc, exc)]
+        repositories = [r for r in client.repositories() if select(r, inc, exc)]
     inv = Inventory(
         registry=client.name, scanned_at=utcnow(), push_time_source=storage.kind if storage else "none"
     )
@@ -350,7 +350,7 @@ class _Scan:
 def count_tags(client: RegistryClient) -> tuple[int, int]:
     """(repositories, tags) from ``_catalog`` + ``tags/list`` only, no manifest request: the
     cheap image count for frequent capacity runs."""
-    repos = client.catalog()
+    repos = client.repositories()
 
     def n_tags(repo: str) -> int:
         try:

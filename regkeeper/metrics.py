@@ -68,6 +68,11 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Linear forecast of days until the storage is full (absent when not growing).",
         ("registry",),
     ),
+    "registry_quarantine_bytes": (
+        "gauge",
+        "Bytes held in the quarantine (deleted, undoable, not yet reclaimed): manifests + blobs.",
+        ("registry",),
+    ),
     "registry_image_count": (
         "gauge",
         "Images in the registry (tags across all repositories).",
@@ -214,6 +219,9 @@ class RunMetrics:
             self.metric("registry_manifest_count").labels(registry=r).set(manifests)
         if repositories is not None:
             self.metric("registry_repository_count").labels(registry=r).set(repositories)
+
+    def set_quarantine_bytes(self, n: int) -> None:
+        self.metric("registry_quarantine_bytes").labels(registry=self.registry).set(n)
 
     def observe_pull(self, seconds: float) -> None:
         self.metric("registry_pull_duration_seconds").labels(registry=self.registry).observe(seconds)

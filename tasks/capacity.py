@@ -70,6 +70,18 @@ def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
     return core_count(ctx.client(registry))
 
 
+@task(name="quarantine-bytes", **RETRY)
+def quarantine_bytes(ctx: RunContext, registry: str) -> tuple[int, int]:
+    """(records, bytes) the quarantine holds (counted apart from the images)."""
+    from regkeeper.quarantine.listing import read_records
+
+    qc = ctx.config.quarantine
+    if qc is None:
+        return 0, 0
+    recs = read_records(ctx.client(registry), qc.namespace)
+    return len(recs), sum(r.bytes_held for r in recs)
+
+
 @task(name="check-writes", retries=0, cache_policy=NO_CACHE)
 def check_read_only(
     ctx: RunContext, registry: str, dry_run: bool

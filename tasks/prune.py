@@ -17,7 +17,7 @@ def list_repositories(
 ) -> list[str]:
     from regkeeper.globs import select
 
-    repos = [r for r in ctx.client(registry).catalog() if select(r, include, exclude)]
+    repos = [r for r in ctx.client(registry).repositories() if select(r, include, exclude)]
     logger().info("%s: %d repositories", registry, len(repos))
     return repos
 
@@ -90,3 +90,31 @@ def verify_kept(
         len(res.moved),
     )
     return res
+
+
+@task(name="plan-quarantine-release", **RETRY)
+def plan_release(ctx: RunContext, registry: str, inv: Inventory, kstate: prune.KubeState):
+    rp = prune.release_plan(ctx, registry, inv, kstate)
+    if rp is not None:
+        logger().info(
+            "quarantine: %d records hold %d bytes; %d past the window (frees %d bytes), %d in use (released back)",
+            len(rp.held),
+            rp.bytes_held,
+            len(rp.due),
+            rp.bytes_freed,
+            len(rp.back),
+        )
+    return rp
+
+
+# final deletes: never retried as a whole (every HTTP call is retried by the transport)
+@task(name="release-quarantine", retries=0, cache_policy=NO_CACHE)
+def release_quarantine(ctx: RunContext, registry: str, rplan):
+    back, res = prune.run_release(ctx, registry, rplan)
+    logger().info(
+        "quarantine release: %d deleted for good, %d failed, %d released back",
+        len(res.deleted),
+        len(res.failed),
+        len(back.restored) if back else 0,
+    )
+    return back, res

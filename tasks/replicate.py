@@ -71,7 +71,9 @@ def copy_batch(
 def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: list, label: str = ""):
     """Delete one batch's extraneous target tags through the one delete path; returns its
     ``DeleteResult`` (the flow records it per tag)."""
-    res = core.delete_extraneous(ctx.client(target), plans, max_workers=rule.concurrency)
+    res = core.delete_extraneous(
+        ctx.client(target), plans, max_workers=rule.concurrency, quarantine=ctx.quarantine(target)
+    )
     logger().info(
         "%s [%s]: %d deleted, %d already gone, %d failed, %d repositories skipped",
         target,
@@ -83,6 +85,17 @@ def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: lis
     )
     for repo, why in res.skipped:
         logger().warning("%s on %s: nothing deleted: %s", repo, target, why)
+    q = ctx.quarantine(target)
+    if q is not None and res.held:
+        logger().info(
+            "%s: %d deleted manifests held in quarantine (%d bytes): undo with "
+            "`regkeeper undo --registry %s --run %s --apply`",
+            target,
+            len(res.held),
+            res.held_bytes,
+            target,
+            q.run,
+        )
     if res.stopped:
         logger().error("%s: deletes stopped: %s", target, res.stopped)
     return res

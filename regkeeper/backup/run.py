@@ -87,7 +87,7 @@ def plan_backup(
     """The repositories a backup covers, sorted."""
     inc = list(include) if include else None
     exc = list(exclude) if exclude else None
-    return sorted(r for r in client.catalog() if select(r, inc, exc))
+    return sorted(r for r in client.repositories() if select(r, inc, exc))
 
 
 def inflight_key(registry: str, run_id: str) -> str:

@@ -34,6 +34,7 @@ from .jobs import (
 )
 from .loader import check_secrets, load_config, parse_config
 from .pulls import PullExclude, PullsConfig
+from .quarantine import QuarantineConfig
 from .reclaim import ReclaimConfig
 from .registries import (
     AuthConfig,
@@ -62,6 +63,7 @@ __all__ = [
     "ProxyCacheConfig",
     "PullExclude",
     "PullsConfig",
+    "QuarantineConfig",
     "ReclaimConfig",
     "RegistryConfig",
     "ReplicationRule",

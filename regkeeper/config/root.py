@@ -22,6 +22,7 @@ from .jobs import (
 )
 from .model import _Model
 from .pulls import PullsConfig
+from .quarantine import QuarantineConfig
 from .registries import RegistryConfig
 from .runner import RunnerConfig
 from .units import Duration
@@ -37,6 +38,8 @@ class Config(_Model):
     capacity: CapacityConfig | None = None
     kubernetes: KubernetesConfig | None = None
     pulls: PullsConfig | None = None  # the pull-event receiver and store (regkeeper/pulls/)
+    # deletes held (undoable) for a window before bytes are reclaimed (regkeeper/quarantine/)
+    quarantine: QuarantineConfig | None = None
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     cache_dir: str | None = Field(None, alias="cacheDir")
     # durable run state (leases, read-only windows): see regkeeper.runstate. Workers on several
@@ -104,6 +107,11 @@ class Config(_Model):
         if url:
             return url
         return f"sqlite:///{self.state_path() / 'pulls.sqlite'}"
+
+    def quarantine_namespace(self) -> str | None:
+        """The quarantine's namespace when a ``quarantine`` section exists (even with the window
+        at 0: what it still holds stays apart from every job); else None."""
+        return self.quarantine.namespace if self.quarantine is not None else None
 
     def registry(self, name: str | None = None) -> RegistryConfig:
         """The named registry, or the first one when name is None."""

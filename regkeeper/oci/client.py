@@ -42,6 +42,9 @@ class RegistryClient(BlobUploads, ReferrersReader):
     """OCI Distribution API client for one registry. Thread-safe; share one per registry."""
 
     _rc = None  # the RegistryConfig of from_config: what a pickle carries (see __reduce__)
+    # the quarantine namespace (set by RunContext when the config has a ``quarantine`` section):
+    # ``repositories`` leaves it out, so every job but the quarantine's own ignores it
+    apart: str | None = None
 
     def __init__(
         self,
@@ -108,7 +111,7 @@ class RegistryClient(BlobUploads, ReferrersReader):
     def __reduce__(self):  # in a process worker (Dask): rebuilt from its config, own sessions
         if self._rc is None:
             raise TypeError(f"{self!r} was not built by from_config and cannot be pickled")
-        return (RegistryClient.from_config, (self._rc, DigestCache(self.cache.root)))
+        return (_rebuild, (self._rc, DigestCache(self.cache.root), self.apart))
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, {self.url!r})"
@@ -140,6 +143,11 @@ class RegistryClient(BlobUploads, ReferrersReader):
     def catalog(self, page_size: int = 1000) -> list[str]:
         """Every repository, following Link-header pagination."""
         return self._pages(f"/v2/_catalog?n={page_size}", "repositories")
+
+    def repositories(self) -> list[str]:
+        """The catalog without the quarantine namespace (``apart``): what every job works on."""
+        ns = self.apart
+        return [r for r in self.catalog() if not ns or not (r == ns or r.startswith(ns + "/"))]
 
     def list_tags(self, repo: str, page_size: int = 1000) -> list[str]:
         """Every tag of a repository; a repository with ``{"tags": null}`` is empty.
@@ -278,3 +286,9 @@ class RegistryClient(BlobUploads, ReferrersReader):
         location must be the latest one the session answered (it carries the upload state)."""
         resp = self.request("DELETE", location, repo=repo, ok=(204, 200, 202), allow_404=True)
         return resp.status_code != 404
+
+
+def _rebuild(rc, cache: DigestCache, apart: str | None) -> RegistryClient:
+    client = RegistryClient.from_config(rc, cache)
+    client.apart = apart
+    return client

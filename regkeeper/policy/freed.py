@@ -77,3 +77,17 @@ def _freed_bytes(
                 n += b.size
         per_manifest[d] = n
     return per_manifest
+
+
+def released_bytes(gone: Mapping[str, tuple[int, Mapping[str, int]]], still_referenced: set[str]) -> int:
+    """The bytes a final delete of quarantined manifests frees: ``gone`` is digest -> (manifest
+    bytes, {blob digest: size}); a manifest or blob counts once, and only if nothing that stays
+    (``still_referenced``: every digest a manifest outside the release is, or references) uses it."""
+    counted: set[str] = set()
+    n = 0
+    for d, (size, blobs) in sorted(gone.items()):
+        for digest, sz in [(d, size), *sorted(blobs.items())]:
+            if digest not in still_referenced and digest not in counted:
+                counted.add(digest)
+                n += sz
+    return n

@@ -1,8 +1,8 @@
 """gc and expire: one pipeline (inventory -> Kubernetes in-use -> plan -> cap -> delete ->
 reclaim -> verify -> report), Prefect-free; flows compose the steps.
 
-- ``pipeline``: the steps (read_kubernetes, gc_plan / expire_plan, delete_batch, run_reclaim,
-  run_verify, refuse).
+- ``pipeline``: the steps (read_kubernetes, gc_plan / expire_plan, release_plan / run_release
+  of the quarantine, delete_batch, run_reclaim, run_verify, refuse).
 - ``delete``: THE one delete path (re-check before deleting, reference-depth order, 404 = gone,
   405 = stop).
 - ``reclaim``: blob reclamation, command mode (readOnly -> garbage-collect -> readWrite always,
@@ -26,7 +26,9 @@ from .pipeline import (
     planned_tag_deletes,
     read_kubernetes,
     refuse,
+    release_plan,
     run_reclaim,
+    run_release,
     run_verify,
 )
 from .reclaim import ReclaimResult, check_gc_argv, storage_bytes
@@ -52,6 +54,8 @@ __all__ = [
     "planned_tag_deletes",
     "read_kubernetes",
     "refuse",
+    "release_plan",
+    "run_release",
     "run_gc_job",
     "run_reclaim",
     "run_verify",

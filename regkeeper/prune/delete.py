@@ -10,6 +10,12 @@ references; replication builds it from its plan). A 405 (deletes disabled) stops
 once and says so: no further DELETE is sent. With ``recheck``, every repository's tags are re-read just
 before deleting (``changed_since_plan``): DELETE by digest removes every tag on the digest, so a
 repository changed since the scan is left alone this run.
+
+With a ``quarantine`` handle (``RunContext.quarantine``: the config's ``quarantine`` section is
+on), every manifest is first held under the quarantine namespace with a record of where it came
+from (``regkeeper.quarantine.hold``); only what was held is deleted, so every delete can be
+undone until the window has passed. Without one (quarantine off, or a final delete inside the
+quarantine itself) nothing changes.
 """
 
 from collections.abc import Iterable, Mapping
@@ -19,6 +25,7 @@ from ..errors import DeletesDisabledError, NotFoundError, RegistryError, Regkeep
 from ..models import Inventory
 from ..oci import RegistryClient
 from ..policy.graph import delete_levels
+from ..quarantine import Quarantine, in_namespace
 
 
 @dataclass
@@ -28,6 +35,8 @@ class DeleteResult:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, digest, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (repo, why nothing deleted)
     stopped: str | None = None  # why the run stopped early
+    held: list[tuple[str, str]] = field(default_factory=list)  # (repo, digest) put in quarantine
+    held_bytes: int = 0  # what the held closures occupy (manifests + blobs, each once per record)
     # (repo, subject, new index digest or None = emptied and deleted): fallback indexes repaired
     fallback_updates: list[tuple[str, str, str | None]] = field(default_factory=list)
 
@@ -37,6 +46,8 @@ class DeleteResult:
         self.already_gone += other.already_gone
         self.failed += other.failed
         self.skipped += other.skipped
+        self.held += other.held
+        self.held_bytes += other.held_bytes
         self.stopped = self.stopped or other.stopped
 
 
@@ -70,23 +81,45 @@ def delete_manifests(
     references: Mapping[tuple[str, str], Iterable[str]] | None = None,
     max_workers: int | None = None,
     recheck: dict[str, set[str]] | None = None,
+    quarantine: Quarantine | None = None,
 ) -> DeleteResult:
     """Delete (repo, digest) pairs. Transient failures are retried by the client; what still
     fails is listed and does not stop the others. 405 stops the whole run. The order comes
     from ``inventory`` and/or ``references`` (see ``policy.graph.delete_levels``); ``recheck``
-    (repo -> the tags the plan deletes there) re-reads each repository's tags first."""
+    (repo -> the tags the plan deletes there) re-reads each repository's tags first;
+    ``quarantine`` holds every manifest before it is deleted (what cannot be held is not)."""
     res = DeleteResult()
     workers = max_workers or client.concurrency
     if recheck is not None:
         res.skipped = _changed_repositories(client, items, recheck, workers)
         skip = {repo for repo, _ in res.skipped}
         items = [it for it in items if it[0] not in skip]
+    if quarantine is not None and items:
+        items = _hold(quarantine, client, items, inventory, workers, res)
     for phase in _phases(inventory, references, items):
         if res.stopped:
             res.failed += [(r, d, f"not attempted: {res.stopped}") for r, d in phase]
             continue
         _delete_phase(client, phase, workers, res)
     return res
+
+
+def _hold(
+    quarantine: Quarantine,
+    client: RegistryClient,
+    items: list[tuple[str, str]],
+    inventory: Inventory | None,
+    workers: int,
+    res: DeleteResult,
+) -> list[tuple[str, str]]:
+    """Hold the items in quarantine; the ones held (or already gone) go on to DELETE."""
+    held = quarantine.hold(client, items, inventory=inventory, workers=workers)
+    res.failed += held.failed
+    if held.superseded:  # an older record of this run, replaced by a merged one: final
+        res.failed += delete_manifests(client, held.superseded, max_workers=workers).failed
+    res.held += sorted(it for it in held.held if not in_namespace(it[0], quarantine.namespace))
+    res.held_bytes += held.bytes_held
+    return [it for it in items if it in held.held or it in held.gone]
 
 
 def _changed_repositories(

@@ -139,12 +139,54 @@ def delete_batch(
     the kept fallback indexes of the batch's repositories are repaired after (no entry for a
     deleted or missing referrer remains: prune/referrers.py)."""
     client = ctx.client(registry)
-    res = delete_manifests(client, items, inventory=inv, recheck=recheck)
+    quarantine = ctx.quarantine(registry)
+    if quarantine is not None and plan is not None:
+        quarantine.explain(delete_reasons(plan))
+    res = delete_manifests(client, items, inventory=inv, recheck=recheck, quarantine=quarantine)
     if plan is not None and inv is not None and not res.stopped:
         skipped = {repo for repo, _ in res.skipped}
         touched = (set(repos or ()) | set(recheck or ()) | {repo for repo, _ in items}) - skipped
         repair_fallback_indexes(client, inv, plan, res, touched)
     return res
+
+
+def delete_reasons(plan: Plan) -> dict[tuple[str, str], tuple[str, str]]:
+    """(repo, digest) -> (rule, why) of every planned delete: the reasons of its deleted tags,
+    else the manifest's own (a child, a referrer, untagged)."""
+    tag_reasons: dict[tuple[str, str], list[str]] = {}
+    for t in plan.deleted_tags():
+        tag_reasons.setdefault((t.repository, t.digest), []).append(t.reason)
+    return {
+        (m.repository, m.digest): (
+            plan.policies.get(m.repository, ""),
+            "; ".join(dict.fromkeys(tag_reasons.get((m.repository, m.digest), [m.reason]))),
+        )
+        for m in plan.deleted_manifests()
+    }
+
+
+def release_plan(
+    ctx: RunContext, registry: str, inv: Inventory, kstate: KubeState, now: datetime | None = None
+):
+    """What the quarantine holds and which entries the window has passed (``quarantine.release``),
+    or None without a ``quarantine`` section. With the window at 0, all of it is due."""
+    qc = ctx.config.quarantine
+    if qc is None:
+        return None
+    from ..quarantine.release import plan_release
+
+    return plan_release(ctx.client(registry), qc, now or utcnow(), inventory=inv, in_use=kstate.usage)
+
+
+def run_release(ctx: RunContext, registry: str, rplan) -> tuple:
+    """Release the due entries: in-use ones back to their repositories, the others deleted for
+    good through the one delete path. (undo result or None, DeleteResult)."""
+    from ..quarantine.release import execute_release
+
+    qc = ctx.config.quarantine
+    if qc is None or rplan is None or not rplan.due:
+        return None, DeleteResult()
+    return execute_release(ctx.client(registry), qc, rplan)
 
 
 def run_reclaim(ctx: RunContext, registry: str, plan: Plan, deleted_any: bool) -> ReclaimResult:

@@ -32,7 +32,9 @@ def build_report(
     refused: str | None = None,
     error: str | None = None,
     started: datetime | None = None,
+    quarantine=None,
 ) -> Report:
+    """``quarantine``: a ``quarantine.report.QuarantineRun`` when the config has the section."""
     rep = Report(flow=flow, registry=registry, title=f"regkeeper {flow}")
     if started:
         rep.started = started
@@ -54,6 +56,10 @@ def build_report(
     rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
     _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error)
     _referrer_headline(rep)
+    if quarantine is not None:
+        from ..quarantine.report import quarantine_section
+
+        quarantine_section(rep, quarantine, dry_run or bool(refused))
     return rep
 
 

@@ -22,6 +22,7 @@ from ..oci import RegistryClient
 from ..policy.cap import check_cap
 from ..policy.graph import manifest_references
 from ..prune.delete import DeleteResult, delete_manifests
+from ..quarantine import Quarantine
 from ..util import succeeded
 from .plan_model import ReplicationPlan, RepoPlan
 from .result import RepoResult
@@ -90,12 +91,17 @@ def deletable_plans(plans: list[RepoPlan]) -> list[RepoPlan]:
 
 
 def delete_extraneous(
-    dst: RegistryClient, plans: list[RepoPlan], *, max_workers: int | None = None
+    dst: RegistryClient,
+    plans: list[RepoPlan],
+    *,
+    max_workers: int | None = None,
+    quarantine: Quarantine | None = None,
 ) -> DeleteResult:
     """Delete the extraneous target digests of ``plans`` through the one delete path (the cap
     is checked by the caller first). Every repository's tags are re-read just before deleting:
     DELETE by digest removes every tag on it, so a repository where a tag now points at a
-    planned digest is skipped (``DeleteResult.skipped``) and nothing is deleted there."""
+    planned digest is skipped (``DeleteResult.skipped``) and nothing is deleted there. With
+    ``quarantine`` (the target's, from the run context) every delete is held first (undoable)."""
     items: list[tuple[str, str]] = []
     references: dict[tuple[str, str], list[str]] = {}
     recheck: dict[str, set[str]] = {}
@@ -110,7 +116,11 @@ def delete_extraneous(
             references.setdefault((p.target_repo, d), []).append(parent)
     if not items:
         return DeleteResult()
-    return delete_manifests(dst, items, references=references, max_workers=max_workers, recheck=recheck)
+    if quarantine is not None:
+        quarantine.explain({it: ("deleteExtraneous", "not in the source") for it in items})
+    return delete_manifests(
+        dst, items, references=references, max_workers=max_workers, recheck=recheck, quarantine=quarantine
+    )
 
 
 def not_attempted(plans: list[RepoPlan], why: str) -> DeleteResult:

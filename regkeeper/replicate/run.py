@@ -32,6 +32,7 @@ def replicate_target(
     hints_path: str | os.PathLike | None = None,
     verify: bool = False,
     plan: ReplicationPlan | None = None,
+    quarantine=None,
     **kw,
 ) -> ReplicationResult:
     """Plan, then (unless dry run) copy and delete, for one target of a rule. Used by the CLI
@@ -39,7 +40,7 @@ def replicate_target(
     ``max_delete_fraction`` overrides the rule's ``maxDeleteFraction`` (default: the rule's);
     ``plan`` executes a plan made earlier instead of planning now. ``attempts``/``backoff`` bound
     the blob transfer's restarts of a broken blob stream; HTTP calls are retried by the clients'
-    transports (their ``retries``), items never."""
+    transports (their ``retries``), items never. ``quarantine``: the target's (deletes held)."""
     t0 = time.perf_counter()
     before = Counter(dst.stats)
     if plan is None:
@@ -65,7 +66,9 @@ def replicate_target(
         if verify:
             verify_copied(dst, plan.repositories, result.repositories, concurrency=rule.concurrency)
         if rule.delete_extraneous and not refused:
-            deleted = delete_extraneous(dst, plan.repositories, max_workers=rule.concurrency)
+            deleted = delete_extraneous(
+                dst, plan.repositories, max_workers=rule.concurrency, quarantine=quarantine
+            )
             record_deletes(plan.repositories, {r.source_repo: r for r in result.repositories}, deleted)
             result.deletes_stopped = deleted.stopped
     result.seconds = round(time.perf_counter() - t0, 3)

@@ -148,14 +148,14 @@ def scope_repositories(
                 f"({src.url}) without a prefix: nothing to replicate"
             ],
         )
-    repos = [r for r in src.catalog() if select(r, rule.include, rule.exclude)]
+    repos = [r for r in src.repositories() if select(r, rule.include, rule.exclude)]
     if same:  # never replicate our own replicas again (eu/eu/...)
         repos = [r for r in repos if source_repository(prefix, r) is None]
     removed: list[str] = []
     if rule.delete_extraneous:
         have = set(repos)
         try:
-            for tr in dst.catalog():
+            for tr in dst.repositories():
                 sr = source_repository(prefix, tr)
                 if sr is None or sr in have or not select(sr, rule.include, rule.exclude):
                     continue

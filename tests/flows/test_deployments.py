@@ -29,6 +29,7 @@ EXPECTED = {  # deployment: (flow, cron, active, concurrency limit) -- the issue
     "replicate-preview": ("replicate", None, None, None),
     "restore-manual": ("restore", None, None, 1),
     "backtest-manual": ("backtest", None, None, None),
+    "undo-manual": ("undo", None, None, 1),
     "capacity-every-5-min": ("capacity", "*/5 * * * *", True, None),
     "nightly-all-jobs": ("nightly", "0 2 * * *", False, 1),
 }
@@ -103,6 +104,8 @@ def test_deployments_register_and_read_back(prefect_harness):
         assert prop(gc, "force")["type"] == "boolean" and gc["properties"]["force"]["default"] is False
         restore = c.read_deployment_by_name("restore/restore-manual").parameter_openapi_schema
         assert restore["properties"]["dry_run"]["default"] is True  # restore is a dry run unless told
+        undo = c.read_deployment_by_name("undo/undo-manual").parameter_openapi_schema
+        assert undo["properties"]["dry_run"]["default"] is True and "run_id" in undo["required"]
         nightly = c.read_deployment_by_name("nightly/nightly-all-jobs").parameter_openapi_schema
         jobs = prop(nightly, "jobs")
         assert jobs["type"] == "array"
