@@ -10,6 +10,7 @@ from pydantic import Field
 
 from flows.params import ConfigPath
 from regkeeper.backtest import build_report
+from regkeeper.backtest.run import job_registry
 from regkeeper.config import parse_duration
 from regkeeper.context import RunContext
 from tasks.backtest import backtest_registry
@@ -39,6 +40,7 @@ def backtest(
     parse_duration(since)  # a bad window fails before any read
     ctx = RunContext.load(config_path)
     notes = begin_run(ctx, "backtest")  # every run of every job recovers first
+    registry = job_registry(ctx, job, registry)  # named in the task run ("backtest gc on <registry>")
     rep = build_report(backtest_registry(ctx, job, registry, since)).finish("dry-run")
     add_notes(rep, notes)
     paths = publish_report(rep, str(ctx.reports_dir()))
