@@ -59,7 +59,9 @@ def build_report(bt: Backtest) -> Report:
         "counted per UTC day; a pull on the day of the deletion does not count as afterwards."
     )
     rows = [r.row() for r in sorted(bt.regrets, key=lambda r: (r.kind, r.day, r.repository, r.digest))]
-    rep.add_table("regret", rows, REGRET_COLUMNS)
+    rep.add_table(
+        "regret", rows, REGRET_COLUMNS, empty="No regret: no image these rules delete was wanted afterwards."
+    )
     return rep
 
 

@@ -110,7 +110,9 @@ def _decisions(rep: Report, inv: CacheInventory, plan: EvictionPlan, done: bool)
         )
         if img.problem:
             rep.note(f"{img.ref()}: {img.problem}")
-    t = rep.add_table("decisions", rows, DECISION_COLUMNS, DECISION_COLUMNS[:5])
+    t = rep.add_table(
+        "decisions", rows, DECISION_COLUMNS, DECISION_COLUMNS[:5], empty="The cache holds no images."
+    )
     rep.tables.remove(t)
     rep.tables.insert(0, t)  # the decisions come first (the CSV is the first table)
 

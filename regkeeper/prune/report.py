@@ -160,7 +160,9 @@ def _referrer_section(rep: Report, plan: Plan, inv: Inventory, preview: bool) ->
     rows = referrer_rows(plan, inv)
     rep.summary["referrers"] = inv.stats.get("referrers_mode", "unknown")
     rep.summary.update(referrer_summary(rows, preview))
-    rep.add_table("referrers", rows, REFERRER_COLUMNS)
+    rep.add_table(
+        "referrers", rows, REFERRER_COLUMNS, empty="No referrers (signatures, SBOMs, attestations) found."
+    )
 
 
 def _scan_section(rep: Report, inv: Inventory) -> None:
@@ -223,7 +225,12 @@ def _verify_section(rep: Report, verified: VerifyResult) -> None:
         rep.note(f"… {len(verified.moved_whole) - 100} more moved tags in the verify table")
     for repo, tag, p in verified.problems[:100]:
         rep.note(f"verify: {repo}:{tag} {p}")
-    rep.add_table("verify", verified.rows(), VerifyResult.COLUMNS)
+    rep.add_table(
+        "verify",
+        verified.rows(),
+        VerifyResult.COLUMNS,
+        empty="No kept tag moved or failed verification.",
+    )
 
 
 def _status(

@@ -120,3 +120,5 @@ def test_report_without_regret_says_so():
         "No regret over 90d: no image these rules delete was pulled afterwards or is run in Kubernetes now."
     )
     assert not any(h.startswith("Regret =") for h in rep.headline)
+    rows, _ = rep.artifact_table()
+    assert rows[0]["kind"] == "No regret: no image these rules delete was wanted afterwards."
