@@ -368,6 +368,6 @@ def _held_back_headline(rep: Report, plan: Plan) -> None:
         why = first.group(0) if first else held[0].reason
         rep.lead(
             f"Held back by the pulledWithin fail-safe: {_n(len(held), 'tag')} the rules would otherwise "
-            f"delete, kept because the {why}. They become eligible once the pull history covers "
-            "the whole window."
+            f"delete {'is' if len(held) == 1 else 'are'} kept: {why}. They become eligible once the pull "
+            "history covers the whole window."
         )

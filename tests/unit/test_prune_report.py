@@ -81,8 +81,8 @@ def test_headline_says_when_the_pull_history_fail_safe_is_why_nothing_is_deleted
     rep = build_report("expire", "local-registry", _pulled_plan(since_days=5), dry_run=True)
     assert rep.headline[0] == "Nothing to delete: all 3 tags kept."
     assert rep.headline[1] == (
-        "Held back by the pulledWithin fail-safe: 1 tag the rules would otherwise delete, kept because "
-        "the pull history shorter than the window (collecting since 2024-05-27T12:00:00Z). They become "
+        "Held back by the pulledWithin fail-safe: 1 tag the rules would otherwise delete is kept: "
+        "pull history shorter than the window (collecting since 2024-05-27T12:00:00Z). They become "
         "eligible once the pull history covers the whole window."
     )
     assert rep.headline[1] in rep.markdown() and "Held back by the pulledWithin fail-safe" in rep.html()
