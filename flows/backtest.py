@@ -14,7 +14,7 @@ from regkeeper.backtest.run import job_registry
 from regkeeper.config import parse_duration
 from regkeeper.context import RunContext
 from tasks.backtest import backtest_registry
-from tasks.common import publish_report
+from tasks.common import logger, publish_report
 from tasks.recovery import add_notes, begin_run
 
 
@@ -43,5 +43,7 @@ def backtest(
     registry = job_registry(ctx, job, registry)  # named in the task run ("backtest gc on <registry>")
     rep = build_report(backtest_registry(ctx, job, registry, since)).finish("dry-run")
     add_notes(rep, notes)
+    for line in rep.headline:  # the flow run's logs say the result, not only "report written"
+        logger().info("backtest: %s", line)
     paths = publish_report(rep, str(ctx.reports_dir()))
     return {"status": rep.status, "summary": rep.summary, "files": paths, "notes": rep.notes}

@@ -54,3 +54,15 @@ def test_backtest_flow_reports_the_regret_as_an_artifact(registry_factory, tmp_p
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
         )
     assert "backtest gc on local-registry" in {r.name for r in runs}
+    # the flow run's logs say the result (a log line per headline line), as the UI shows them
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as c:
+        logs = c.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    assert any(lg.message.startswith("backtest: Regret = an image") for lg in logs), [
+        lg.message for lg in logs
+    ]
