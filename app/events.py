@@ -59,8 +59,12 @@ def check_pulls(config) -> int:
         tol = config.pulls.gap_tolerance.total_seconds()
         for rc in config.mirror_repositories:
             h = store.history(rc.name, tol)
-            since = h.since.strftime("%Y-%m-%dT%H:%M:%SZ") if h.since else "not yet (no event received)"
-            print(f"pulls: {rc.name}: collecting since {since}; {h.status()}")
+            since = (
+                f"collecting since {h.since:%Y-%m-%dT%H:%M:%SZ}"
+                if h.since
+                else "not collecting yet (no event received)"
+            )
+            print(f"pulls: {rc.name}: {since}; {h.status()}")
         alive = h.alive if config.mirror_repositories else None
         if alive is None or utcnow() - alive > config.pulls.gap_tolerance:
             print("pulls: the receiver is not running (no recent heartbeat): pulledWithin keeps everything")

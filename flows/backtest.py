@@ -10,10 +10,11 @@ from pydantic import Field
 
 from flows.params import ConfigPath
 from regkeeper.backtest import build_report
+from regkeeper.backtest.run import job_registry
 from regkeeper.config import parse_duration
 from regkeeper.context import RunContext
 from tasks.backtest import backtest_registry
-from tasks.common import publish_report
+from tasks.common import logger, publish_report
 from tasks.recovery import add_notes, begin_run
 
 
@@ -39,7 +40,10 @@ def backtest(
     parse_duration(since)  # a bad window fails before any read
     ctx = RunContext.load(config_path)
     notes = begin_run(ctx, "backtest")  # every run of every job recovers first
+    registry = job_registry(ctx, job, registry)  # named in the task run ("backtest gc on <registry>")
     rep = build_report(backtest_registry(ctx, job, registry, since)).finish("dry-run")
     add_notes(rep, notes)
+    for line in rep.headline:  # the flow run's logs say the result, not only "report written"
+        logger().info("backtest: %s", line)
     paths = publish_report(rep, str(ctx.reports_dir()))
     return {"status": rep.status, "summary": rep.summary, "files": paths, "notes": rep.notes}

@@ -52,6 +52,7 @@ class Table:
     rows: list[dict]
     columns: list[str] | None = None
     brief: list[str] | None = None  # the columns the markdown shows (the rest: artifact, CSV)
+    empty: str | None = None  # what an empty table means (HTML, markdown, table artifact)
 
     def cols(self) -> list[str]:
         if self.columns:
@@ -88,8 +89,8 @@ class Report:
         """A headline line: shown first, before the figures (markdown, HTML, JSON)."""
         self.headline.append(scrub(str(text)))
 
-    def add_table(self, name: str, rows: list[dict], columns: list[str] | None = None, brief=None) -> Table:
-        t = Table(name, rows, columns, brief)
+    def add_table(self, name: str, rows: list[dict], columns=None, brief=None, empty=None) -> Table:
+        t = Table(name, rows, columns, brief, empty)
         self.tables.append(t)
         return t
 
@@ -134,6 +135,8 @@ class Report:
             lines += ["## Notes", ""] + [f"- {_md(short_digests(n))}" for n in self.notes] + [""]
         for t in self.tables[:2]:
             if not t.rows:
+                if t.empty:
+                    lines += [f"## {_md(t.name)} (0 rows)", "", f"_{_md(t.empty)}_", ""]
                 continue
             cols = t.brief or t.cols()
             lines += [f"## {_md(t.name)} ({len(t.rows)} row{'s' if len(t.rows) != 1 else ''})", ""]
@@ -159,7 +162,7 @@ class Report:
         cols = t.cols() or ["result"]
         rows = [{c: _artifact_cell(c, r.get(c)) for c in cols} for r in t.rows[:max_rows]]
         if not rows:
-            rows = [{c: ("(none)" if i == 0 else "") for i, c in enumerate(cols)}]
+            rows = [{c: ((t.empty or "(none)") if i == 0 else "") for i, c in enumerate(cols)}]
         shown = f"first {max_rows} of {len(t.rows)} rows; all in the CSV report"
         return rows, f"{t.name}: " + (
             shown if len(t.rows) > max_rows else f"{len(t.rows)} row" + "s" * (len(t.rows) != 1)
@@ -193,6 +196,9 @@ class Report:
             parts.append(self.extra_html)
         for t in self.tables:
             cols = t.cols()
+            if not t.rows:  # no header-only table: say what empty means
+                parts.append(f"<h2>{e(t.name)} (0)</h2><p class='empty'>{e(t.empty or 'No rows.')}</p>")
+                continue
             parts.append(
                 f"<h2>{e(t.name)} ({len(t.rows)})</h2><table><tr>"
                 + "".join(f"<th>{e(c)}</th>" for c in cols)

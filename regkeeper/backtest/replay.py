@@ -131,7 +131,8 @@ def run(
     for m in today.deleted_manifests():
         seq = [(d, n) for d, n in days.get((m.repository, m.digest), []) if d >= start]
         if seq:
-            reg = Regret("now", now.date(), m.repository, m.digest, m.tags, m.rule, m.reason, seq[-1][0], 0)
+            why = _why(today, m)
+            reg = Regret("now", now.date(), m.repository, m.digest, m.tags, m.rule, why, seq[-1][0], 0)
             reg.pulls_after = sum(n for _, n in seq)
             out.regrets.append(reg)
     _replay(out, inv, resolve, days, history, in_use, start, plan_kw)
@@ -158,11 +159,25 @@ def _replay(out: Backtest, inv, resolve, days: PullDays, history, in_use, start:
             first, n = pulls_after(days.get(key, []), day)
             running = _running(in_use, inv, m.repository, m.digest)
             if n or running:
+                why = _why(p, m)
                 out.regrets.append(
-                    Regret("replay", day, m.repository, m.digest, m.tags, m.rule, m.reason, first, n, running)
+                    Regret("replay", day, m.repository, m.digest, m.tags, m.rule, why, first, n, running)
                 )
         day += timedelta(days=1)
     out.deleted_replay = len(gone)
+
+
+def _why(p, m) -> str:
+    """Why the rules delete the image, in the rule's words (its tags' delete reasons, e.g.
+    ``week: older than 7d``); the manifest's own reason for an untagged one."""
+    why = sorted(
+        {
+            t.reason
+            for t in p.tags
+            if t.digest == m.digest and t.action == DELETE and t.repository == m.repository
+        }
+    )
+    return "; ".join(why) or m.reason
 
 
 def _running(in_use: InUse | None, inv: Inventory, repo: str, digest: str) -> tuple[str, ...]:

@@ -195,8 +195,8 @@ class InUseScan:
             for ctx, counts in self.objects.items()
         )
         s = (
-            f"{len(self.refs)} image references ({len(self.images())} distinct) from "
-            f"{len(self.contexts_read)} context(s) in {self.duration_seconds:.2f}s"
+            f"{_n(len(self.refs), 'image reference')} ({len(self.images())} distinct) from "
+            f"{_n(len(self.contexts_read), 'context')} in {self.duration_seconds:.2f}s"
         )
         if per:
             s += f" [{per}]"
@@ -263,3 +263,7 @@ class InUseScan:
         if isinstance(data, Mapping):
             return cls.from_dict(data)
         return cls.from_dict(json.loads(data))
+
+
+def _n(n: int, one: str) -> str:
+    return f"{n} {one}{'' if n == 1 else 's'}"

@@ -11,7 +11,8 @@ Each rule selects tags by glob and ``tagStatus`` (tagged / untagged / any, as EC
 2. else the first selecting rule whose delete condition holds (``olderThan``) deletes it, unless
    a selecting rule keeps by ``pulledWithin`` and the pull history does not cover its window (the
    fail-safe: kept, and the reason says why);
-3. else it is kept: no rule selects it, or no delete condition holds (age unknown included).
+3. else it is kept: no rule selects it, or no delete condition holds (age unknown included;
+   the reason names the first olderThan not reached: ``pr: not older than 7d yet``).
 
 Keep wins over delete (Artifact Registry cleanup policies); order only decides which rule is
 named. Every verdict carries the rule's label. The rest of the engine (protect globs, referrers
@@ -167,8 +168,12 @@ def _verdict(
             if safe is not None:
                 return KEEP, f"{safe[0]}: {safe[1]}", safe[0]
             return DELETE, f"{rule.label}: older than {format_duration(rule.delete_older)}", rule.label
+    if deleting:  # say which condition does not hold yet, in the config's words
+        d = deleting[0]
+        assert d.delete_older is not None
+        return KEEP, f"{d.label}: not older than {format_duration(d.delete_older)} yet", d.label
     first = sel[0][0].label
-    return KEEP, f"{first}: selected, no delete condition holds", first
+    return KEEP, f"{first}: no delete condition (keep conditions only)", first
 
 
 def _keeps(

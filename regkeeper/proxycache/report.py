@@ -80,8 +80,9 @@ def _inventory(rep: Report, inv: CacheInventory, plan: EvictionPlan, capacity: i
         s["usage"] = f"{plan.used_bytes / capacity:.1%}"
     s["maxBytes"] = plan.max_bytes
     s["pulledWithin"] = None if plan.pulled_within is None else format_duration(plan.pulled_within)
-    for rule in (RULE_PULLED, RULE_MAX_BYTES):
-        s[f"images to evict by {rule.split()[0]}"] = sum(1 for d in plan.evicted() if d.rule == rule)
+    # counts, not bytes: a figure named "…maxBytes" would be shown as bytes by the writer
+    for rule, key in ((RULE_PULLED, "pulledWithin"), (RULE_MAX_BYTES, "the size cap (LRU)")):
+        s[f"images to evict by {key}"] = sum(1 for d in plan.evicted() if d.rule == rule)
     s["kept (in use)"] = sum(1 for d in plan.decisions if d.rule == RULE_IN_USE)
     s["bytes to free"] = plan.bytes_to_free
     rep.add_table("repositories", inv.per_repository(), ["repository", "images", "tags", "bytes"])
@@ -109,7 +110,9 @@ def _decisions(rep: Report, inv: CacheInventory, plan: EvictionPlan, done: bool)
         )
         if img.problem:
             rep.note(f"{img.ref()}: {img.problem}")
-    t = rep.add_table("decisions", rows, DECISION_COLUMNS, DECISION_COLUMNS[:5])
+    t = rep.add_table(
+        "decisions", rows, DECISION_COLUMNS, DECISION_COLUMNS[:5], empty="The cache holds no images."
+    )
     rep.tables.remove(t)
     rep.tables.insert(0, t)  # the decisions come first (the CSV is the first table)
 
@@ -149,7 +152,7 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
     )
     in_use = sum(1 for d in plan.decisions if d.rule == RULE_IN_USE)
     rules = f" ({by_rule})" if by_rule else ""
-    of = f"of {len(plan.decisions)} cached image(s)"
+    of = f"of {_n(len(plan.decisions), 'cached image')}"
     if unlinked is None and not ev and not dry_run:
         rep.lead(f"Nothing to evict {of}; {in_use} kept because in use.")
     elif unlinked is None:
@@ -161,6 +164,7 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
     else:
         planned = f" (planned {len(ev)})" if len(unlinked.evicted) != len(ev) else ""
         rep.lead(f"Evicted {len(unlinked.evicted)} {of}{planned}{rules}; {in_use} kept because in use.")
+    _cap_and_history_headline(rep, plan, planned=unlinked is None)
     if reclaimed is not None and reclaimed.bytes_freed is not None:
         rep.lead(
             f"Storage {human_bytes(reclaimed.bytes_before)} -> {human_bytes(reclaimed.bytes_after)} "
@@ -169,4 +173,22 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
     if reclaimed is not None and reclaimed.error:
         rep.lead(f"Reclaim window: {reclaimed.error}")
     if verified is not None and verified.problems:
-        rep.lead(f"Verify: {len(verified.problems)} kept image(s) damaged: {verified.problems[0]}")
+        rep.lead(f"Verify: {_n(len(verified.problems), 'kept image')} damaged: {verified.problems[0]}")
+
+
+def _cap_and_history_headline(rep: Report, plan: EvictionPlan, planned: bool) -> None:
+    """Where the plan leaves the cache against ``maxBytes`` (``planned``: before a run measures
+    it), and the pull-history fail-safe when it holds images back (often why nothing is evicted)."""
+    if planned and plan.max_bytes is not None:
+        after, cap = human_bytes(plan.bytes_after), human_bytes(plan.max_bytes)
+        if plan.bytes_after <= plan.max_bytes:
+            rep.lead(f"Storage after eviction: {after}, under maxBytes {cap}.")
+        else:
+            rep.lead(f"Storage after eviction: {after}, still OVER maxBytes {cap} (only in-use images left).")
+    for n in plan.notes:
+        if "nothing is evicted for that reason" in n:
+            rep.lead(f"Held back by the pulledWithin fail-safe: {n}.")
+
+
+def _n(n: int, one: str) -> str:
+    return f"{n} {one}{'' if n == 1 else 's'}"

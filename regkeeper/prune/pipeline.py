@@ -48,7 +48,10 @@ def read_kubernetes(ctx: RunContext, registry: str) -> KubeState:
         )
     hosts = ctx.config.registry_hosts(registry)
     usage = scan.for_registry(hosts)
-    notes.append(f"{len(usage)} references point at this registry ({', '.join(sorted(hosts))})")
+    n = len(usage)
+    notes.append(
+        f"{n} reference{'' if n == 1 else 's'} point{'s' if n == 1 else ''} at this registry ({', '.join(sorted(hosts))})"
+    )
     return KubeState(usage, notes, scan)
 
 

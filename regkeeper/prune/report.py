@@ -3,6 +3,7 @@ from the plan and from what the run did (deletes, reclaim, verify), the run stat
 words for where ages come from (push-source labels).
 """
 
+import re
 from datetime import datetime
 
 from ..models import Inventory
@@ -115,7 +116,10 @@ MANIFEST_COLUMNS = [
 
 
 def _deletes_first(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r["action"] != "delete", r["repository"], str(r.get("tag", ""))))
+    """Deletes first, then by repository and tag (a manifest row by its tags)."""
+    return sorted(
+        rows, key=lambda r: (r["action"] != "delete", r["repository"], str(r.get("tag", r.get("tags", ""))))
+    )
 
 
 def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
@@ -162,7 +166,9 @@ def _referrer_section(rep: Report, plan: Plan, inv: Inventory, preview: bool) ->
     rows = referrer_rows(plan, inv)
     rep.summary["referrers"] = inv.stats.get("referrers_mode", "unknown")
     rep.summary.update(referrer_summary(rows, preview))
-    rep.add_table("referrers", rows, REFERRER_COLUMNS)
+    rep.add_table(
+        "referrers", rows, REFERRER_COLUMNS, empty="No referrers (signatures, SBOMs, attestations) found."
+    )
 
 
 def _scan_section(rep: Report, inv: Inventory) -> None:
@@ -225,7 +231,12 @@ def _verify_section(rep: Report, verified: VerifyResult) -> None:
         rep.note(f"… {len(verified.moved_whole) - 100} more moved tags in the verify table")
     for repo, tag, p in verified.problems[:100]:
         rep.note(f"verify: {repo}:{tag} {p}")
-    rep.add_table("verify", verified.rows(), VerifyResult.COLUMNS)
+    rep.add_table(
+        "verify",
+        verified.rows(),
+        VerifyResult.COLUMNS,
+        empty="No kept tag moved or failed verification.",
+    )
 
 
 def _status(
@@ -336,6 +347,7 @@ def _plan_headline(rep: Report, plan: Plan, deleted: DeleteResult | None) -> Non
     if plan.repositories_to_remove and deleted is None:
         n = _n(len(plan.repositories_to_remove), "repository", "repositories")
         rep.lead(f"Would remove {n} whole: " + ", ".join(plan.repositories_to_remove[:5]))
+    _held_back_headline(rep, plan)
     in_use = sum(1 for t in plan.tags if t.action == "keep" and t.in_use)
     if in_use:
         expired = len(plan.expired_in_use())
@@ -347,3 +359,21 @@ def _plan_headline(rep: Report, plan: Plan, deleted: DeleteResult | None) -> Non
         rep.lead("No Kubernetes in-use protection: images that workloads use are NOT protected.")
     if plan.cap_tripped:
         rep.lead("Blast-radius cap tripped: " + "; ".join(str(c) for c in plan.cap_tripped))
+
+
+# the fail-safe's reasons (policy/pulled.py, pulls/history.py): kept because pull history cannot tell
+_HISTORY_SHORT = re.compile(r"pull history (?:shorter than the window|has a gap in the window|unavailable).*")
+
+
+def _held_back_headline(rep: Report, plan: Plan) -> None:
+    """Tags kept only because the pull history does not cover a ``pulledWithin`` window: said in
+    the headline, as it is often the whole reason nothing was deleted."""
+    held = [t for t in plan.tags if t.action == "keep" and _HISTORY_SHORT.search(t.reason)]
+    if held:
+        first = _HISTORY_SHORT.search(held[0].reason)
+        why = first.group(0) if first else held[0].reason
+        rep.lead(
+            f"Held back by the pulledWithin fail-safe: {_n(len(held), 'tag')} the rules would otherwise "
+            f"delete {'is' if len(held) == 1 else 'are'} kept: {why}. They become eligible once the pull "
+            "history covers the whole window."
+        )

@@ -43,3 +43,26 @@ def test_backtest_flow_reports_the_regret_as_an_artifact(registry_factory, tmp_p
     assert "Nothing was deleted" in md and "gc/week" in md
     rows = arts["backtest-gc-local-registry-table"].data
     assert pushed["a"][:19] in str(rows) and pushed["b"][:19] not in str(rows)
+    assert "Regret = an image the rules delete that someone wanted afterwards" in md
+    assert "Images regretted by rule: gc/week: 1." in md
+    # the task run names the registry (the job's configured one), not "backtest gc on None"
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert "backtest gc on local-registry" in {r.name for r in runs}
+    # the flow run's logs say the result (a log line per headline line), as the UI shows them
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as c:
+        logs = c.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    assert any(lg.message.startswith("backtest: Regret = an image") for lg in logs), [
+        lg.message for lg in logs
+    ]

@@ -40,7 +40,7 @@ def test_gc_on_a_proxy_evicts_by_pulled_within_and_max_bytes_never_what_is_in_us
     s = dry["summary"]
     assert (s["repositories cached"], s["images cached"]) == (2, 5)
     assert 0 <= s["storage bytes (measured)"] - used < 20_000  # + the scheduler's state file
-    assert s["images to evict by pulledWithin"] == 1 and s["images to evict by maxBytes"] == 1
+    assert s["images to evict by pulledWithin"] == 1 and s["images to evict by the size cap (LRU)"] == 1
     d = decisions(stack)
     assert (d["team/app:stale"]["action"], d["team/app:stale"]["rule"]) == ("evict", "pulledWithin")
     assert (d["team/web:a"]["action"], d["team/web:a"]["rule"]) == ("evict", "maxBytes LRU")

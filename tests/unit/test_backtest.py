@@ -68,7 +68,7 @@ def test_aggressive_rule_regrets_exactly_the_images_wanted_afterwards():
     by = {r.digest: r for r in bt.of_kind("replay")}
     hot, late, running = by[dg("hot")], by[dg("late")], by[dg("running")]
     assert hot.day == (NOW - timedelta(days=53)).date()  # pushed 60 days ago + 7 days
-    assert hot.rule == "tier:t/week" and hot.reason == "all tags deleted"
+    assert hot.rule == "tier:t/week" and hot.reason == "week: older than 7d"  # the rule's words
     assert hot.pulled_after == (NOW - timedelta(days=52)).date() and hot.pulls_after == 52 * 3
     assert late.pulled_after == (NOW - timedelta(days=5)).date() and late.pulls_after == 3
     assert running.in_use == ("prod/Deployment/api",) and running.pulls_after == 0
@@ -97,3 +97,28 @@ def test_report_has_the_regret_table():
     assert {r["kind"] for r in rows} == {"now", "replay"} and len(rows) == 6
     assert rep.status == "dry-run" and any("Nothing was deleted" in h for h in rep.headline)
     assert "tier:t/week" in rep.csv_text(rep.table("regret"))
+    assert rep.title == "backtest of the expire rules over 90d"  # the registry: once, after " — "
+
+
+def test_report_says_what_regret_is_and_what_to_do_about_it():
+    rep = build_report(_run(AGGRESSIVE))
+    # hot, early, late (now) and hot, late, running (replay): 4 distinct images, one rule
+    assert rep.headline[2].startswith("Regret = an image the rules delete that someone wanted afterwards")
+    assert rep.headline[2].endswith("Images regretted by rule: tier:t/week: 4.")
+    assert "`keep: {pulledWithin: 90d}` in the ordered rule named" in rep.headline[3]
+    assert rep.headline[-1] == "Nothing was deleted: a backtest only reads."
+    assert any(n.startswith("Reading the regret table: kind `now`") for n in rep.notes)
+    md = rep.markdown()
+    assert md.index("Regret = an image") < md.index("## Figures")
+
+
+def test_report_without_regret_says_so():
+    bt = _run(AGGRESSIVE)
+    bt.regrets.clear()
+    rep = build_report(bt)
+    assert rep.headline[2] == (
+        "No regret over 90d: no image these rules delete was pulled afterwards or is run in Kubernetes now."
+    )
+    assert not any(h.startswith("Regret =") for h in rep.headline)
+    rows, _ = rep.artifact_table()
+    assert rows[0]["kind"] == "No regret: no image these rules delete was wanted afterwards."

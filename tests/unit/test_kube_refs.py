@@ -634,3 +634,15 @@ def test_raise_if_incomplete_names_each_context_and_reason():
     assert "'dr'" in msg and "connection refused" in msg and "failClosed" in msg
     assert ei.value.errors == bad.errors and bad.contexts_failed == ["staging", "dr"]
     assert "2 contexts" in bad.failure_message()
+
+
+def test_in_use_scan_summary_counts_read_as_words():
+    from regkeeper.kube.inuse import InUseScan, InUseSource
+
+    src = InUseSource("prod", "ns", "Deployment", "d", "c", "spec")
+    one = InUseScan(
+        refs=[(parse_image_ref("r.local/a:1"), src)], contexts_read=["prod"], duration_seconds=0.5
+    )
+    assert one.summary().startswith("1 image reference (1 distinct) from 1 context in 0.50s")
+    two = InUseScan(refs=[(parse_image_ref("r.local/a:1"), src)] * 2, contexts_read=["prod", "ci"])
+    assert two.summary().startswith("2 image references (1 distinct) from 2 contexts in")

@@ -49,6 +49,7 @@ def test_pr_deleted_after_7_days_last_10_releases_stay_rule_named():
     assert t["v11"].rule == "tier:apps/releases" and t["v11"].reason == "releases: older than 30d"
     assert t["pr-3"].rule == "tier:apps/pull-requests" and t["pr-3"].reason == "pull-requests: older than 7d"
     assert t["pr-2"].action == "keep" and t["pr-2"].rule == "tier:apps/pull-requests"
+    assert t["pr-2"].reason == "pull-requests: not older than 7d yet"  # which condition, in its words
     # a tag no rule selects is kept, however old
     assert (t["main"].action, t["main"].reason, t["main"].rule) == (
         "keep",
@@ -60,6 +61,14 @@ def test_pr_deleted_after_7_days_last_10_releases_stay_rule_named():
     assert md[dg("pr-4")].rule == "tier:apps/pull-requests" and md[dg("pr-4")].action == "delete"
     assert md[dg("v1")].rule == "tier:apps/releases" and md[dg("v1")].action == "keep"
     assert md[dg("main")].rule == "tier:apps"
+
+
+def test_a_rule_with_keep_conditions_only_says_so():
+    rules = [{"name": "pinned", "tags": ["v*"], "keep": {"last": 1}}]
+    r = repo("a", [image("v1"), image("v2")], {"v1": "v1", "v2": "v2"}, {"v1": 90, "v2": 80})
+    t = by_tag(plan(inv(r), tier_resolver([{"name": "t", "match": ["**"], "rules": rules}]), now=NOW))
+    assert (t["v2"].action, t["v2"].reason) == ("keep", "pinned: among newest 1 of its selection")
+    assert (t["v1"].action, t["v1"].reason) == ("keep", "pinned: no delete condition (keep conditions only)")
 
 
 def test_keep_wins_over_delete_whatever_the_order():

@@ -228,3 +228,33 @@ def test_unlink_leaves_what_a_kept_image_needs_and_what_changed_since_the_plan(t
     assert set(storage.revision_times("m")) == {dg(3), dg(4), dg(5)}
     assert storage.tag_digests("m") == {"moved": dg(4)}
     unlink(storage, plan, UnlinkResult())  # again: nothing left to do, no error
+
+
+def test_report_counts_read_as_counts_and_the_headline_says_where_the_cap_leaves_the_cache():
+    from regkeeper.proxycache.report import build_report
+
+    pulls = PullKeep(history({dg(102): 3, dg(105): 5}), NOW)
+    plan = plan_eviction(
+        "cache", cache(), 7 * MB, max_bytes=4 * MB, pulled_within=None, pulls=pulls, in_use=usage("app:a")
+    )
+    rep = build_report("cache", inv=cache(), plan=plan, dry_run=True)
+    assert rep.summary["images to evict by the size cap (LRU)"] == 2
+    md = rep.markdown()
+    assert "| images to evict by the size cap (LRU) | 2 |" in md  # a count, not "2 (2 B)"
+    assert rep.headline[0].startswith("Would evict 2 of 4 cached images (maxBytes LRU: 2)")
+    assert rep.headline[1] == "Storage after eviction: 3.8 MiB, under maxBytes 3.8 MiB."
+    # the history does not cover the window: nothing evicted, and the headline says why
+    short = plan_eviction(
+        "cache",
+        cache(),
+        7 * MB,
+        max_bytes=None,
+        pulled_within=timedelta(days=30),
+        pulls=PullKeep(history({dg(102): 3}, since_days=10), NOW),
+    )
+    rep = build_report("cache", inv=cache(), plan=short, dry_run=True)
+    assert rep.headline[0].startswith("Would evict 0 of 4 cached images")
+    assert rep.headline[1].startswith(
+        "Held back by the pulledWithin fail-safe: pulledWithin 30d on cache: pull history shorter than "
+        "the window (collecting since 2026-05-22T00:00:00Z)"
+    )

@@ -61,3 +61,38 @@ def test_clean_verify_has_an_empty_table():
     rep = build_report("gc", "local-registry", None, verified=VerifyResult(tags_checked=4, blobs_checked=8))
     assert rep.status == "ok" and rep.summary["kept tags moved during the run"] == 0
     assert rep.table("verify").rows == [] and rep.notes == []
+
+
+def _pulled_plan(since_days: float):
+    from regkeeper.policy import plan, tier_resolver
+    from regkeeper.pulls.history import PullHistory
+    from tests.unit.test_policy import NOW, ago, dg, image, inv, repo
+
+    rules = [{"name": "branches", "keep": {"pulledWithin": "30d"}, "delete": {"olderThan": "30d"}}]
+    res = tier_resolver([{"name": "t", "match": ["**"], "rules": rules}])
+    r = repo(
+        "a", [image("x"), image("y"), image("z")], {"x": "x", "y": "y", "z": "z"}, {"x": 90, "y": 90, "z": 2}
+    )
+    pulls = PullHistory("local-registry", {("a", dg("x")): ago(1)}, since=ago(since_days), alive=NOW)
+    return plan(inv(r), res, now=NOW, pulls=pulls)
+
+
+def test_headline_says_when_the_pull_history_fail_safe_is_why_nothing_is_deleted():
+    rep = build_report("expire", "local-registry", _pulled_plan(since_days=5), dry_run=True)
+    assert rep.headline[0] == "Nothing to delete: all 3 tags kept."
+    assert rep.headline[1] == (
+        "Held back by the pulledWithin fail-safe: 1 tag the rules would otherwise delete is kept: "
+        "pull history shorter than the window (collecting since 2024-05-27T12:00:00Z). They become "
+        "eligible once the pull history covers the whole window."
+    )
+    assert rep.headline[1] in rep.markdown() and "Held back by the pulledWithin fail-safe" in rep.html()
+    # covered: y is deleted, nothing held back, no such line
+    covered = build_report("expire", "local-registry", _pulled_plan(since_days=60), dry_run=True)
+    assert covered.headline[0].startswith("Would delete 1 tag (1 manifest)")
+    assert not any("fail-safe" in h for h in covered.headline)
+
+
+def test_manifests_table_lists_deletes_then_by_tags():
+    rep = build_report("expire", "local-registry", _pulled_plan(since_days=60), dry_run=True)
+    rows = rep.table("manifests").rows
+    assert [(r["action"], r["tags"]) for r in rows] == [("delete", "y"), ("keep", "x"), ("keep", "z")]

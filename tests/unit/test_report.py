@@ -161,3 +161,18 @@ def test_capacity_first_run_report_history_table_and_no_empty_chart(tmp_path):
     assert rows[0]["days to full"] is not None and rows[-1]["days to full"] is None
     assert "<svg" in usage_chart_html(h.load("reg"), chk, 0.8, 0.9, "reg")
     assert isinstance(rows[0]["time (UTC)"], datetime) and pd.Timestamp(rows[0]["time (UTC)"]) > T0
+
+
+def test_an_empty_table_says_what_it_means():
+    r = Report("backtest", "reg")
+    r.add_table("regret", [], ["kind", "digest"], empty="No regret: nothing wanted afterwards.")
+    r.add_table("other", [], ["a"])
+    html = r.html()
+    assert "<h2>regret (0)</h2><p class='empty'>No regret: nothing wanted afterwards.</p>" in html
+    assert "<h2>other (0)</h2><p class='empty'>No rows.</p>" in html
+    assert "<th>kind</th>" not in html  # no header-only table
+    md = r.markdown()
+    assert "## regret (0 rows)\n\n_No regret: nothing wanted afterwards._" in md
+    assert "## other" not in md  # no explanation given: left out of the markdown as before
+    assert r.artifact_table()[0] == [{"kind": "No regret: nothing wanted afterwards.", "digest": ""}]
+    assert r.csv_text() == "kind,digest\r\n"  # the CSV stays a plain empty table
