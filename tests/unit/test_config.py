@@ -131,6 +131,29 @@ def test_unknown_registry_reference():
     assert "did you mean 'local-registry'" in msg
 
 
+@pytest.mark.parametrize(
+    "extra, line_key",
+    [
+        ("gc: {registry: local-registy}\n", "conf.yaml:5: gc.registry: unknown registry"),
+        ("expire: {registry: nope}\n", "conf.yaml:5: expire.registry: unknown registry"),
+        (
+            "replication:\n- from: local-registry\n  to: [elsewhere]\n",
+            "conf.yaml:7: replication[0].to: unknown registry 'elsewhere'",
+        ),
+        (
+            "tiers:\n- name: b\n  match: ['**']\n  rules:\n  - {keep: {pulledWithin: 30d}}\n",
+            "conf.yaml:9: tiers[0].rules[0].keep.pulledWithin: needs a `pulls` section",
+        ),
+    ],
+)
+def test_cross_reference_errors_name_their_line_and_key(extra, line_key):
+    """A check over the whole file names the key it is about and that key's line, not
+    ``conf.yaml:1: (top level)``."""
+    msg = _err(BASE + extra)
+    assert line_key in msg, msg
+    assert "(top level)" not in msg
+
+
 def test_tier_needs_one_policy():
     msg = _err(BASE + "tiers:\n- {name: x, match: ['a/**'], keep: forever, ttl: 1h}\n")
     assert "tiers[0]" in msg and "exactly one policy" in msg
