@@ -63,17 +63,23 @@ class Config(_Model):
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
                 raise ValueError(f"{where}: unknown registry {name!r}{hint}")
 
+        def usable(where: str, name: str | None, job: str):
+            need(where, name)
+            why = self.registry(name).proxy_refusal(job) if name is not None else None
+            if why:
+                raise ValueError(f"{where}: registry {name!r} is type proxy: {why}")
+
         if self.gc:
             need("gc.registry", self.gc.registry)
         if self.expire:
-            need("expire.registry", self.expire.registry)
+            usable("expire.registry", self.expire.registry, "expire")
         for i, r in enumerate(self.replication):
-            need(f"replication[{i}].from", r.from_)
+            usable(f"replication[{i}].from", r.from_, "replicate from")
             for t in r.to:
-                need(f"replication[{i}].to", t)
+                usable(f"replication[{i}].to", t, "replicate to")
         if self.backup:
             for n in self.backup.registries or []:
-                need("backup.registries", n)
+                usable("backup.registries", n, "backup")
             need("backup.blobSource", self.backup.blob_source)
         if self.kubernetes:
             for n in self.kubernetes.registry_aliases:
