@@ -93,7 +93,7 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     ok = False
     try:
         usage = measure_storage(ctx, name)
-        inv = scan_registry(ctx, name) if logical else None
+        inv = scan_registry(ctx, name) if logical and not _proxy(ctx, name, rep) else None
         check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
         ro, ro_deliveries = check_read_only(ctx, name, dry_run)
         samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
@@ -141,6 +141,19 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     if rep.status == "failed":
         raise with_reports(RegkeeperError(f"capacity {name}: " + "; ".join(rep.notes[-2:])), [rep])
     return rep.to_dict()
+
+
+def _proxy(ctx: RunContext, name: str, rep: Report) -> bool:
+    """A proxy (pull-through cache) is measured on its storage but never scanned through its
+    API: its tag lists are the upstream's, and reading each manifest would fill the cache."""
+    if ctx.config.registry(name).type != "proxy":
+        return False
+    rep.note(
+        f"{name}: per-repository usage and pull samples skipped: it is type proxy (a scan "
+        "through its API would fill the cache from its upstream); `regkeeper inventory "
+        f"--registry {name}` lists what the cache holds, from its storage"
+    )
+    return True
 
 
 def _usage_metrics(metrics: RunMetrics, usage, check) -> None:
