@@ -189,8 +189,14 @@ class S3Storage(StorageReader):
         self.prefix = f"{rd}/{V2}" if rd else V2
 
     def _list(self, prefix: str):
-        pag = self.client.get_paginator("list_objects_v2")
-        for page in pag.paginate(Bucket=self.bucket, Prefix=prefix):
+        """Every object under ``prefix``; a failure names the bucket, prefix and code
+        (``_call``), never botocore's bare exception."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        it = iter(pages)
+        while True:
+            page = self._call("list", prefix, lambda: next(it, None))
+            if page is None:
+                return
             yield from page.get("Contents", []) or []
 
     def push_times(self, repo: str) -> dict[str, datetime]:

@@ -283,3 +283,25 @@ def test_an_s3_backed_cache_is_listed_and_evicted_by_max_bytes(tmp_path, moto_se
         assert s.linked("team/app", "old")
     finally:
         s.stop()
+
+
+def test_an_s3_cache_whose_bucket_is_missing_fails_naming_the_bucket(moto_server, s3_bucket):
+    """A listing failure (here: no such bucket) is a RegkeeperError naming bucket, prefix and
+    code, never botocore's bare ClientError, and carries no key."""
+    from regkeeper.errors import RegkeeperError
+    from regkeeper.proxycache import read_cache
+    from regkeeper.storage import S3Storage, s3_client
+
+    client = s3_client(moto_server.endpoint, moto_server.access_key, moto_server.secret_key)
+    gone = S3Storage(client, s3_bucket + "-gone")
+    with pytest.raises(RegkeeperError, match="NoSuchBucket"):
+        read_cache(gone)  # its first check
+    # every listing (what unlink re-reads inside the window, the tags, the repositories)
+    for read in (gone.repositories, lambda: gone.revision_times("team/app"), lambda: gone.tag_digests("a")):
+        with pytest.raises(RegkeeperError) as ei:
+            read()
+        msg = str(ei.value)
+        assert f"s3://{s3_bucket}-gone/docker/registry/v2/repositories/" in msg and "NoSuchBucket" in msg
+        assert moto_server.secret_key not in msg and type(ei.value) is RegkeeperError
+    # the bucket that exists: an empty cache, listed without error
+    assert read_cache(S3Storage(client, s3_bucket)).images == []
