@@ -171,6 +171,17 @@ def test_cli_inventory_of_the_cache(stack):
         ("team/web", "b"),
     }
     assert "2 repositories, 5 images" in out.stderr
+    # --include / --exclude select repositories as for any registry
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "inventory", "--config", str(cfg), "--registry", "cache"]
+        + ["--format", "csv", "--include", "team/**", "--exclude", "team/web"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert {line.split(",")[0] for line in out.stdout.splitlines()[1:]} == {"team/app"}
+    assert "1 repositories, 3 images" in out.stderr
 
 
 def test_pulls_through_the_cache_are_recorded_and_drive_eviction(tmp_path):
