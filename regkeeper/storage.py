@@ -48,9 +48,11 @@ class StorageReader:
 class FilesystemStorage(StorageReader):
     kind = "filesystem"
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, key: str = "storage.path", registry: str | None = None):
         self.root = Path(root)
         self.base = self.root / V2
+        self.key = key  # the config key that names the root, and whose it is (errors name them)
+        self.owner = f"registry {registry}: " if registry else ""
 
     def _repo_dir(self, repo: str) -> Path:
         if ".." in repo.split("/") or repo.startswith("/"):
@@ -60,7 +62,7 @@ class FilesystemStorage(StorageReader):
     def check(self) -> None:
         if not self.base.is_dir():
             raise RegkeeperError(
-                f"storage.path {self.root}: no {V2} directory there; point storage.path "
+                f"{self.owner}{self.key} {self.root}: no {V2} directory there; point {self.key} "
                 "at the registry's rootdirectory"
             )
 
@@ -342,9 +344,9 @@ def storage_for(rc) -> StorageReader | None:
     (a proxy's ``proxyCache.storage`` when it has no ``storage`` section)."""
     st = rc.storage
     if st is None and rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
-        return FilesystemStorage(rc.proxy_cache.storage)
+        return FilesystemStorage(rc.proxy_cache.storage, "proxyCache.storage", rc.name)
     if st is not None and st.type in ("directory", "filesystem"):
-        return FilesystemStorage(st.path)
+        return FilesystemStorage(st.path, registry=rc.name)
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
         bucket = st.bucket if st and st.bucket else rc.bucket
         root = st.root_directory if st else ""

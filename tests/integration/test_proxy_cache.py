@@ -316,3 +316,36 @@ def test_an_s3_cache_whose_bucket_is_missing_fails_naming_the_bucket(moto_server
         assert moto_server.secret_key not in msg and type(ei.value) is RegkeeperError
     # the bucket that exists: an empty cache, listed without error
     assert read_cache(S3Storage(client, s3_bucket)).images == []
+
+
+def test_cli_inventory_of_a_cache_whose_storage_is_wrong_names_the_key(tmp_path):
+    """One last line naming the registry and proxyCache.storage (not storage.path), exit 1."""
+    import subprocess
+    import sys
+
+    from tests.support.rkconfig import write_config
+
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [
+            {
+                "name": "cache",
+                "type": "proxy",
+                "url": "http://127.0.0.1:9",
+                "upstream": "http://127.0.0.1:9",
+                "proxyCache": {"storage": str(tmp_path / "not-the-root")},
+            }
+        ],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "inventory", "--config", str(cfg), "--registry", "cache"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"regkeeper: failed: registry cache: proxyCache.storage {tmp_path / 'not-the-root'}: no "
+        "docker/registry/v2 directory there; point proxyCache.storage at the registry's rootdirectory"
+    ), last
