@@ -71,6 +71,7 @@ class Config(_Model):
 
         if self.gc:
             need("gc.registry", self.gc.registry)
+            self._gc_on_a_proxy()
         if self.expire:
             usable("expire.registry", self.expire.registry, "expire")
         for i, r in enumerate(self.replication):
@@ -91,6 +92,20 @@ class Config(_Model):
         if self.lease_ttl < timedelta(seconds=5):
             raise ValueError("leaseTtl: must be at least 5s (a lease is renewed every quarter of it)")
         return self
+
+    def _gc_on_a_proxy(self) -> None:
+        """gc of a proxy registry is cache eviction: the gc section's tag rules would be ignored."""
+        assert self.gc is not None
+        if self.gc.registry is None or self.registry(self.gc.registry).type != "proxy":
+            return
+        fields = type(self.gc).model_fields
+        ignored = [fields[f].alias or f for f in self.gc.model_fields_set if f != "registry"]
+        if ignored:
+            raise ValueError(
+                f"gc.{sorted(ignored)[0]}: does not apply to registry {self.gc.registry!r}: it is type "
+                "proxy and its gc is cache eviction (mirrorRepositories[].proxyCache.pulledWithin, "
+                "proxyCache.maxBytes)"
+            )
 
     def _pulls_needed(self) -> None:
         """``pulledWithin`` reads the pull history: without a ``pulls`` section there is none."""

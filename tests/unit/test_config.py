@@ -191,9 +191,12 @@ def test_jobs_that_cannot_act_on_a_proxy_refuse_it_at_load(extra, line_key, why)
     assert f"{line_key}: registry 'cache' is type proxy: " in msg and why in msg, msg
 
 
-def test_gc_on_a_proxy_loads():
+def test_gc_on_a_proxy_loads_and_its_tag_rules_are_refused():
     cfg = parse_config(PROXY + "gc: {registry: cache}\n", "conf.yaml")
     assert cfg.gc.registry == "cache"
+    msg = _err(PROXY + "gc:\n  registry: cache\n  keepLast: 3\n")
+    assert "conf.yaml:11: gc.keepLast: does not apply to registry 'cache': it is type proxy" in msg, msg
+    assert "proxyCache.maxBytes" in msg
 
 
 def test_tier_needs_one_policy():
