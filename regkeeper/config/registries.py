@@ -103,6 +103,8 @@ PROXY_REFUSALS = {
     "upstream; replicate from the upstream registry",
     "backup": "a pull-through cache holds copies of its upstream's images, fetched again on the "
     "next pull; back up the upstream registry",
+    "backtest": "a pull-through cache's gc is eviction (proxyCache), which the backtest does not "
+    "replay, and a scan through the cache would fill it from its upstream",
     "restore": "a pull-through cache takes no pushes (it answers 405); restore into a registry of "
     "type local or s3",
 }
