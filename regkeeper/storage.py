@@ -66,21 +66,24 @@ class FilesystemStorage(StorageReader):
                 "at the registry's rootdirectory"
             )
 
-    def push_times(self, repo: str) -> dict[str, datetime]:
+    def _tag_links(self, repo: str, read) -> dict:
+        """tag -> ``read(path of its current/link)``, for every tag whose link exists: the one
+        walk of a repository's tags (push times, and the digests a cache's eviction re-reads)."""
         tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
-        out: dict[str, datetime] = {}
+        out: dict = {}
         try:
             entries = list(os.scandir(tags_dir))
         except (FileNotFoundError, NotADirectoryError):
             return out
         for e in entries:
-            link = os.path.join(e.path, "current", "link")
             try:
-                st = os.stat(link)
+                out[e.name] = read(os.path.join(e.path, "current", "link"))
             except FileNotFoundError:
                 continue
-            out[e.name] = datetime.fromtimestamp(st.st_mtime, UTC)
         return out
+
+    def push_times(self, repo: str) -> dict[str, datetime]:
+        return self._tag_links(repo, lambda p: datetime.fromtimestamp(os.stat(p).st_mtime, UTC))
 
     def revision_times(self, repo: str) -> dict[str, datetime]:
         rev = self._repo_dir(repo) / "_manifests" / "revisions"
@@ -142,18 +145,7 @@ class FilesystemStorage(StorageReader):
 
     def tag_digests(self, repo: str) -> dict[str, str]:
         """tag -> the digest its ``current/link`` names."""
-        tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
-        out: dict[str, str] = {}
-        try:
-            entries = list(os.scandir(tags_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return out
-        for e in entries:
-            try:
-                out[e.name] = Path(e.path, "current", "link").read_text().strip()
-            except FileNotFoundError:
-                continue
-        return out
+        return self._tag_links(repo, lambda p: Path(p).read_text().strip())
 
     def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
         """Remove a manifest's revision link and the tags naming it (their whole tag directory,
