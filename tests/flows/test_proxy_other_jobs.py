@@ -13,16 +13,13 @@ import yaml
 from regkeeper.errors import RefusedError
 from regkeeper.proxycache import read_cache
 from regkeeper.storage import FilesystemStorage
-from tests.support.proxycache import ProxyStack, layer
+from tests.support.proxycache import filled_stack, layer
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = ProxyStack(tmp_path_factory.mktemp("proxy-jobs"))
-    try:
-        yield s.fill()
-    finally:
-        s.stop()
+    with filled_stack(tmp_path_factory.mktemp("proxy-jobs")) as s:
+        yield s
 
 
 def _config(stack, **sections) -> str:

@@ -9,16 +9,13 @@ import requests
 from regkeeper.context import RunContext
 from regkeeper.proxycache import evict, plan_cache, verify_cache
 from regkeeper.prune import read_kubernetes
-from tests.support.proxycache import LAYER, ProxyStack
+from tests.support.proxycache import LAYER, ProxyStack, filled_stack
 
 
 @pytest.fixture
 def stack(tmp_path):
-    s = ProxyStack(tmp_path)
-    try:
-        yield s.fill()
-    finally:
-        s.stop()
+    with filled_stack(tmp_path) as s:
+        yield s
 
 
 def _plan(s, cfg):
