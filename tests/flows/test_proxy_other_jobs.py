@@ -91,7 +91,30 @@ def test_capacity_of_a_proxy_measures_its_storage_and_reads_nothing_through_it(s
     used = stack.storage_bytes()
     res = capacity(registry="cache", config_path=cfg, dry_run=True)
     assert res["status"] == "dry-run"
-    assert any("per-repository usage and pull samples skipped: it is type proxy" in n for n in res["notes"])
+    assert any(
+        "it is type proxy: its images and per-repository usage are read from its storage" in n
+        for n in res["notes"]
+    )
+    # the figures are the cache's (5 images cached), not the upstream's tag lists (6 tags now)
+    s = res["summary"]
+    assert (s["images (tags)"], s["images cached"], s["repositories"]) == (5, 5, 2), s
     # measured on the cache's storage; no manifest was fetched through it (nothing new cached)
     assert _cache_state(stack) == before
     assert 0 <= stack.storage_bytes() - used < 20_000
+
+
+def test_capacity_by_default_measures_a_proxy_known_only_by_its_upstream(stack):
+    """The seed's shape (examples/regkeeper.yaml): a proxy with no url, only ``upstream`` and
+    ``proxyCache.storage``. Every-registry capacity measured the others and left it out silently."""
+    from flows.capacity import capacity
+
+    cfg = _config(stack, capacity={"warn": 0.8, "critical": 0.9})
+    doc = yaml.safe_load(open(cfg).read())
+    del doc["mirrorRepositories"][0]["url"]
+    del doc["mirrorRepositories"][0]["reclaim"]
+    open(cfg, "w").write(yaml.safe_dump(doc, sort_keys=False))
+    res = capacity(config_path=cfg, dry_run=True, logical_usage=False)
+    assert set(res["registries"]) == {"cache", "upstream"}
+    cache = res["registries"]["cache"]
+    assert cache["status"] == "dry-run", cache
+    assert (cache["summary"]["images cached"], cache["summary"]["repositories"]) == (5, 2), cache
