@@ -15,9 +15,9 @@ from regkeeper.util import human_bytes
 COLUMNS = ["repository", "tags", "digest", "kind", "cached", "bytes"]
 
 
-def print_cache(ctx: RunContext, name: str, fmt: str) -> int:
+def print_cache(ctx: RunContext, name: str, fmt: str, include=None, exclude=None) -> int:
     storage = ctx.storage(name)
-    inv = read_cache(storage)
+    inv = read_cache(storage, include, exclude)
     rows: list[dict[str, Any]] = [
         {
             "repository": i.repository,

@@ -14,7 +14,7 @@ def inventory_cmd(args) -> int:
     if ctx.config.registry(name).type == "proxy":  # what the cache holds: from its storage
         from app.cacheinv import print_cache
 
-        return print_cache(ctx, name, args.format)
+        return print_cache(ctx, name, args.format, args.include, args.exclude)
     inv = scan(ctx.client(name), include=args.include, exclude=args.exclude, storage=ctx.storage(name))
     if args.format == "csv":
         sys.stdout.write(inv.to_csv())

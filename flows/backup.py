@@ -169,7 +169,7 @@ def backup(
     ctx = RunContext.load(config_path)
     try:
         notes = begin_run(ctx, "backup")
-        names = core.backup_registries(ctx.config, registry)
+        names = core.backup_registries(ctx.config, registry, notes)
         try:
             bk = core.require_backup_config(ctx.config)
             store = core.open_target(bk.target, bk)
@@ -299,6 +299,7 @@ def _restore_names(
 ) -> tuple[str, str, str | None]:
     """``(registry restored into, whose snapshot, blob source or None)``, names checked."""
     name = ctx.registry_name(registry)
+    ctx.config.registry(name).refuse_proxy("restore")
     source_name = ctx.config.registry(snapshot_registry).name if snapshot_registry else name
     bk = ctx.config.backup
     src_name = blob_source or (bk.blob_source if bk else None)

@@ -22,6 +22,7 @@ from regkeeper.config import CapacityConfig
 from regkeeper.context import RunContext
 from regkeeper.errors import RegkeeperError
 from regkeeper.metrics import RunMetrics
+from regkeeper.proxycache import read_cache
 from regkeeper.report import Report
 from regkeeper.util import human_bytes
 from tasks.capacity import (
@@ -45,7 +46,10 @@ from tasks.recovery import add_notes, begin_run
 def capacity(
     registry: Annotated[
         Optional[str],
-        Field(description="Registry name (default: every registry in mirrorRepositories with a url)"),
+        Field(
+            description="Registry name (default: every registry in mirrorRepositories with a url, "
+            "and every proxy with its cache storage)"
+        ),
     ] = None,
     logical_usage: Annotated[
         bool, Field(description="Also scan the inventory for per-repository logical usage and image counts")
@@ -58,7 +62,7 @@ def capacity(
     """Measure storage, push metrics, alert on threshold crossings, forecast days to full.
 
     Args:
-        registry: one registry, or every registry with a url when empty.
+        registry: one registry, or every registry with a url (and proxy with cache storage) when empty.
         logical_usage: scan the inventory for per-repository unique/shared bytes and image counts.
         dry_run: measure and report only (no alerts, no history row, no state change).
         config_path: the config file.
@@ -66,11 +70,7 @@ def capacity(
     ctx = RunContext.load(config_path)
     if ctx.config.capacity is None:
         ctx.config.capacity = CapacityConfig()
-    names = (
-        [ctx.registry_name(registry)]
-        if registry
-        else [r.name for r in ctx.config.mirror_repositories if r.url]
-    )
+    names = [ctx.registry_name(registry)] if registry else _measurable(ctx)
     results, failures, reports = {}, [], []
     try:
         notes = begin_run(ctx, "capacity")
@@ -100,7 +100,7 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     ok = False
     try:
         usage = measure_storage(ctx, name)
-        inv = scan_registry(ctx, name) if logical else None
+        inv = scan_registry(ctx, name) if logical and not _proxy(ctx, name, rep) else None
         check, deliveries = evaluate_and_alert(ctx, name, usage, dry_run)
         ro, ro_deliveries = check_read_only(ctx, name, dry_run)
         samples = cap.pick_pull_samples(inv, 3) if inv is not None else []
@@ -148,6 +148,28 @@ def _one(ctx: RunContext, name: str, logical: bool, dry_run: bool, notes: list[s
     if rep.status == "failed":
         raise with_reports(RegkeeperError(f"capacity {name}: " + "; ".join(rep.notes[-2:])), [rep])
     return rep.to_dict()
+
+
+def _measurable(ctx: RunContext) -> list[str]:
+    """Every registry with a url, and a proxy known only by its upstream whose cache storage
+    is configured (measured there)."""
+    return [
+        r.name
+        for r in ctx.config.mirror_repositories
+        if r.url or (r.type == "proxy" and (r.storage or (r.proxy_cache and r.proxy_cache.storage)))
+    ]
+
+
+def _proxy(ctx: RunContext, name: str, rep: Report) -> bool:
+    """A proxy (pull-through cache) is measured on its storage but never scanned through its
+    API: its tag lists are the upstream's, and reading each manifest would fill the cache."""
+    if ctx.config.registry(name).type != "proxy":
+        return False
+    rep.note(
+        f"{name}: it is type proxy: its images and per-repository usage are read from its storage, "
+        "never through its API (a scan there would fill the cache from its upstream); no pull samples"
+    )
+    return True
 
 
 def _usage_metrics(metrics: RunMetrics, usage, check) -> None:
@@ -199,12 +221,21 @@ def _inventory_figures(
         rep.summary["logical bytes (deduplicated)"] = cap.deduplicated_bytes(inv)
         df = cap.logical_usage(inv)
         rep.add_table("repositories", df.sort_values("total_bytes", ascending=False).to_dict("records"))
+    elif ctx.config.registry(name).type == "proxy":  # what the cache holds, from its storage
+        cached = read_cache(ctx.storage(name))
+        tags = sum(len(i.tags) for i in cached.images)
+        metrics.set_image_count(tags, len(cached.images), len(cached.repositories))
+        rep.summary["images (tags)"] = tags
+        rep.summary["images cached"] = len(cached.images)
+        rep.summary["repositories"] = len(cached.repositories)
+        rep.add_table("repositories", cached.per_repository())
     else:
         repos, tags = count_tags(ctx, name)
         metrics.set_image_count(tags, None, repos)
         rep.summary["images (tags)"] = tags
         rep.summary["repositories"] = repos
-    if ctx.config.quarantine is not None:  # deleted, undoable: counted apart from the images
+    proxy = ctx.config.registry(name).type == "proxy"  # deletes nothing: holds no quarantine
+    if ctx.config.quarantine is not None and not proxy:  # deleted, undoable: counted apart
         records, held = quarantine_bytes(ctx, name)
         metrics.set_quarantine_bytes(held)
         rep.summary["bytes held in quarantine"] = held

@@ -32,11 +32,9 @@ def expire(
         config_path: the config file.
     """
     ctx = RunContext.load(config_path)
-    default = (ctx.config.expire.registry if ctx.config.expire else None) or (
-        ctx.config.gc.registry if ctx.config.gc else None
-    )
-    name = ctx.registry_name(registry, default)
+    name = ctx.job_registry("expire", registry)
     try:
+        ctx.config.registry(name).refuse_proxy("expire")  # 405 on every DELETE: say why instead
         notes = begin_run(ctx, "expire")
         return run_pipeline(
             "expire",

@@ -40,7 +40,7 @@ def gc(
         config_path: the config file.
     """
     ctx = RunContext.load(config_path)
-    name = ctx.registry_name(registry, ctx.config.gc.registry if ctx.config.gc else None)
+    name = ctx.job_registry("gc", registry)
     try:
         notes = begin_run(ctx, "gc")
         if ctx.config.registry(name).type == "proxy":

@@ -59,6 +59,13 @@ class RunContext:
         """The registry a run acts on: the parameter, else the section's, else the first."""
         return self.config.registry(name or section_default).name
 
+    def job_registry(self, job: str, name: str | None = None) -> str:
+        """The registry a gc or expire run (or its backtest) acts on: the parameter, else
+        ``gc.registry`` (gc) or ``expire.registry``, else ``gc.registry`` (expire), else the first."""
+        gc = self.config.gc.registry if self.config.gc else None
+        own = self.config.expire.registry if job == "expire" and self.config.expire else None
+        return self.registry_name(name, own or gc)
+
     def client(self, name: str | None = None) -> RegistryClient:
         rc = self.config.registry(name)
         with self._lock:

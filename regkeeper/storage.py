@@ -48,9 +48,11 @@ class StorageReader:
 class FilesystemStorage(StorageReader):
     kind = "filesystem"
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, key: str = "storage.path", registry: str | None = None):
         self.root = Path(root)
         self.base = self.root / V2
+        self.key = key  # the config key that names the root, and whose it is (errors name them)
+        self.owner = f"registry {registry}: " if registry else ""
 
     def _repo_dir(self, repo: str) -> Path:
         if ".." in repo.split("/") or repo.startswith("/"):
@@ -60,25 +62,28 @@ class FilesystemStorage(StorageReader):
     def check(self) -> None:
         if not self.base.is_dir():
             raise RegkeeperError(
-                f"storage.path {self.root}: no {V2} directory there; point storage.path "
+                f"{self.owner}{self.key} {self.root}: no {V2} directory there; point {self.key} "
                 "at the registry's rootdirectory"
             )
 
-    def push_times(self, repo: str) -> dict[str, datetime]:
+    def _tag_links(self, repo: str, read) -> dict:
+        """tag -> ``read(path of its current/link)``, for every tag whose link exists: the one
+        walk of a repository's tags (push times, and the digests a cache's eviction re-reads)."""
         tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
-        out: dict[str, datetime] = {}
+        out: dict = {}
         try:
             entries = list(os.scandir(tags_dir))
         except (FileNotFoundError, NotADirectoryError):
             return out
         for e in entries:
-            link = os.path.join(e.path, "current", "link")
             try:
-                st = os.stat(link)
+                out[e.name] = read(os.path.join(e.path, "current", "link"))
             except FileNotFoundError:
                 continue
-            out[e.name] = datetime.fromtimestamp(st.st_mtime, UTC)
         return out
+
+    def push_times(self, repo: str) -> dict[str, datetime]:
+        return self._tag_links(repo, lambda p: datetime.fromtimestamp(os.stat(p).st_mtime, UTC))
 
     def revision_times(self, repo: str) -> dict[str, datetime]:
         rev = self._repo_dir(repo) / "_manifests" / "revisions"
@@ -140,18 +145,7 @@ class FilesystemStorage(StorageReader):
 
     def tag_digests(self, repo: str) -> dict[str, str]:
         """tag -> the digest its ``current/link`` names."""
-        tags_dir = self._repo_dir(repo) / "_manifests" / "tags"
-        out: dict[str, str] = {}
-        try:
-            entries = list(os.scandir(tags_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return out
-        for e in entries:
-            try:
-                out[e.name] = Path(e.path, "current", "link").read_text().strip()
-            except FileNotFoundError:
-                continue
-        return out
+        return self._tag_links(repo, lambda p: Path(p).read_text().strip())
 
     def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
         """Remove a manifest's revision link and the tags naming it (their whole tag directory,
@@ -189,8 +183,14 @@ class S3Storage(StorageReader):
         self.prefix = f"{rd}/{V2}" if rd else V2
 
     def _list(self, prefix: str):
-        pag = self.client.get_paginator("list_objects_v2")
-        for page in pag.paginate(Bucket=self.bucket, Prefix=prefix):
+        """Every object under ``prefix``; a failure names the bucket, prefix and code
+        (``_call``), never botocore's bare exception."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        it = iter(pages)
+        while True:
+            page = self._call("list", prefix, lambda: next(it, None))
+            if page is None:
+                return
             yield from page.get("Contents", []) or []
 
     def push_times(self, repo: str) -> dict[str, datetime]:
@@ -336,9 +336,9 @@ def storage_for(rc) -> StorageReader | None:
     (a proxy's ``proxyCache.storage`` when it has no ``storage`` section)."""
     st = rc.storage
     if st is None and rc.type == "proxy" and rc.proxy_cache is not None and rc.proxy_cache.storage:
-        return FilesystemStorage(rc.proxy_cache.storage)
+        return FilesystemStorage(rc.proxy_cache.storage, "proxyCache.storage", rc.name)
     if st is not None and st.type in ("directory", "filesystem"):
-        return FilesystemStorage(st.path)
+        return FilesystemStorage(st.path, registry=rc.name)
     if (st is not None and st.type == "s3") or (rc.type == "s3" and rc.access_key is not None):
         bucket = st.bucket if st and st.bucket else rc.bucket
         root = st.root_directory if st else ""

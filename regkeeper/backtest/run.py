@@ -20,10 +20,9 @@ JOBS = ("gc", "expire")
 def job_registry(ctx: RunContext, job: str, registry: str | None) -> str:
     if job not in JOBS:
         raise ConfigError(f"backtest --job: expected one of {', '.join(JOBS)}, got {job!r}")
-    if registry:
-        return ctx.config.registry(registry).name
-    section = ctx.config.gc if job == "gc" else ctx.config.expire
-    return ctx.config.registry(section.registry if section else None).name
+    name = ctx.job_registry(job, registry)  # as the job's own run would choose it
+    ctx.config.registry(name).refuse_proxy("backtest")
+    return name
 
 
 def backtest(

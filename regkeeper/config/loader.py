@@ -135,9 +135,27 @@ def _format_error(err: ErrorDetails, source: str, lines: dict[tuple, int]) -> st
         msg = m.group(2)
         if loc + (m.group(1),) in lines:
             where = f"{source}:{lines[loc + (m.group(1),)]}"
+    elif m is None and (k := _KEY_PATH.match(msg)):  # a cross-reference: "gc.registry: ..."
+        sub = _parse_path(k.group(1))
+        path, msg = _fmt_path(loc + sub), k.group(2)
+        line = _nearest_line(loc + sub, lines)
+        where = f"{source}:{line}" if line else source
     if err["type"] in ("literal_error", "enum"):
         msg = f"{msg} (got {err.get('input')!r})"
     return f"{where}: {path}: {msg}"
+
+
+# a key path a model-level check names first: ``replication[0].to``, ``tiers[1].rules[0].keep``
+_KEY_PATH = re.compile(
+    r"^([A-Za-z][A-Za-z0-9]*(?:\[\d+\])*(?:\.[A-Za-z][A-Za-z0-9]*(?:\[\d+\])*)+|"
+    r"[A-Za-z][A-Za-z0-9]*(?:\[\d+\])+): (.*)$",
+    re.S,
+)
+
+
+def _parse_path(text: str) -> tuple:
+    """``replication[0].to`` -> ``('replication', 0, 'to')``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[A-Za-z][A-Za-z0-9]*|\d+", text))
 
 
 def _error_lines(e: ValidationError, source: str, lines: dict[tuple, int]) -> list[str]:

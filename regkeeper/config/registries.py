@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from ..errors import RefusedError
 from .model import _Model
 from .reclaim import ReclaimConfig, _reclaim
 from .secrets import SecretStr
@@ -92,6 +93,23 @@ class ProxyCacheConfig(_Model):
         return bool(self.max_bytes or self.pulled_within)
 
 
+# what the other jobs cannot do on a proxy (pull-through) registry, and what to do instead
+PROXY_REFUSALS = {
+    "expire": "a pull-through cache answers DELETE with 405; its gc is eviction "
+    "(proxyCache.pulledWithin, proxyCache.maxBytes)",
+    "replicate to": "a pull-through cache takes no pushes (it answers 405); replicate to a registry "
+    "of type local or s3",
+    "replicate from": "reading every image through a pull-through cache fills the cache from its "
+    "upstream; replicate from the upstream registry",
+    "backup": "a pull-through cache holds copies of its upstream's images, fetched again on the "
+    "next pull; back up the upstream registry",
+    "backtest": "a pull-through cache's gc is eviction (proxyCache), which the backtest does not "
+    "replay, and a scan through the cache would fill it from its upstream",
+    "restore": "a pull-through cache takes no pushes (it answers 405); restore into a registry of "
+    "type local or s3",
+}
+
+
 class RegistryConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     type: Literal["local", "s3", "proxy"] = "local"
@@ -170,6 +188,17 @@ class RegistryConfig(_Model):
         if self.tls.insecure:
             log.warning("registry %s: TLS verification disabled (tls.insecure: true)", self.name)
         return self
+
+    def proxy_refusal(self, job: str) -> str | None:
+        """Why ``job`` (a key of ``PROXY_REFUSALS``) does not act on this registry: None unless
+        it is a proxy (pull-through cache). The one wording, used at load and at run time."""
+        return PROXY_REFUSALS[job] if self.type == "proxy" else None
+
+    def refuse_proxy(self, job: str) -> None:
+        """Raise ``RefusedError`` naming the registry and why when ``job`` cannot act on it."""
+        why = self.proxy_refusal(job)
+        if why:
+            raise RefusedError(f"registry {self.name} ({job}): it is type proxy: {why}")
 
     @property
     def host(self) -> str:

@@ -66,17 +66,24 @@ class Config(_Model):
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
                 raise ValueError(f"{where}: unknown registry {name!r}{hint}")
 
+        def usable(where: str, name: str | None, job: str):
+            need(where, name)
+            why = self.registry(name).proxy_refusal(job) if name is not None else None
+            if why:
+                raise ValueError(f"{where}: registry {name!r} is type proxy: {why}")
+
         if self.gc:
             need("gc.registry", self.gc.registry)
+            self._gc_on_a_proxy()
         if self.expire:
-            need("expire.registry", self.expire.registry)
+            usable("expire.registry", self.expire.registry, "expire")
         for i, r in enumerate(self.replication):
-            need(f"replication[{i}].from", r.from_)
+            usable(f"replication[{i}].from", r.from_, "replicate from")
             for t in r.to:
-                need(f"replication[{i}].to", t)
+                usable(f"replication[{i}].to", t, "replicate to")
         if self.backup:
             for n in self.backup.registries or []:
-                need("backup.registries", n)
+                usable("backup.registries", n, "backup")
             need("backup.blobSource", self.backup.blob_source)
         if self.kubernetes:
             for n in self.kubernetes.registry_aliases:
@@ -88,6 +95,20 @@ class Config(_Model):
         if self.lease_ttl < timedelta(seconds=5):
             raise ValueError("leaseTtl: must be at least 5s (a lease is renewed every quarter of it)")
         return self
+
+    def _gc_on_a_proxy(self) -> None:
+        """gc of a proxy registry is cache eviction: the gc section's tag rules would be ignored."""
+        assert self.gc is not None
+        if self.gc.registry is None or self.registry(self.gc.registry).type != "proxy":
+            return
+        fields = type(self.gc).model_fields
+        ignored = [fields[f].alias or f for f in self.gc.model_fields_set if f != "registry"]
+        if ignored:
+            raise ValueError(
+                f"gc.{sorted(ignored)[0]}: does not apply to registry {self.gc.registry!r}: it is type "
+                "proxy and its gc is cache eviction (mirrorRepositories[].proxyCache.pulledWithin, "
+                "proxyCache.maxBytes)"
+            )
 
     def _pulls_needed(self) -> None:
         """``pulledWithin`` reads the pull history: without a ``pulls`` section there is none."""

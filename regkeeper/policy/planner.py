@@ -68,10 +68,8 @@ class _RepoPlanner:
         self.ages: dict[str, tuple[float | None, str | None]] = {}
         self.tag_in_use: dict[str, tuple[str, ...]] = {}
         self.dig_in_use: dict[str, tuple[str, ...]] = {}
-        self.rule_of: dict[str, str] = {}
-        self.untagged_reason: dict[
-            str, str
-        ] = {}  # untagged digest an ordered rule deletes -> why  # tag or untagged digest -> the ordered rule that decided it
+        self.rule_of: dict[str, str] = {}  # tag or untagged digest -> the ordered rule that decided it
+        self.untagged_reason: dict[str, str] = {}  # untagged digest an ordered rule deletes -> why
 
     def keep(self, digest: str, reason: str, tag: str | None = None) -> None:
         self.closure.keep(digest, reason, tag)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..errors import RegkeeperError, UnsupportedManifestError
+from ..globs import select
 from ..oci.manifest import parse_manifest
 from ..storage import FilesystemStorage, S3Storage
 
@@ -85,8 +86,9 @@ class CacheInventory:
         ]
 
 
-def read_cache(storage) -> CacheInventory:
-    """The cache's inventory from its filesystem storage."""
+def read_cache(storage, include=None, exclude=None) -> CacheInventory:
+    """The cache's inventory from its storage; ``include`` / ``exclude``: repository globs
+    (the one matcher, ``globs.select``), every repository by default."""
     if not isinstance(storage, FilesystemStorage | S3Storage):
         raise RegkeeperError(
             "proxyCache: inventory and eviction read the cache's storage (proxyCache.storage, a "
@@ -100,6 +102,8 @@ def read_cache(storage) -> CacheInventory:
     )
     inv = CacheInventory(root=root)
     for repo in storage.repositories():
+        if not select(repo, include, exclude):
+            continue
         inv.images.extend(_repository(storage, repo, inv.blob_sizes))
     return inv
 

@@ -334,6 +334,5 @@ def _postgres(url: str):
     try:
         return psycopg.connect(url, autocommit=False, connect_timeout=10)
     except psycopg.Error as e:
-        raise RegkeeperError(
-            f"pull store {redact_url(url)}: cannot connect: {scrub(str(e)).strip()}"
-        ) from None
+        why = " ".join(scrub(str(e)).split())  # libpq's hint lines: one line, the user's last
+        raise RegkeeperError(f"pull store {redact_url(url)}: cannot connect: {why}") from None

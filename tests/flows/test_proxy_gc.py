@@ -9,16 +9,13 @@ import csv
 import pytest
 
 from regkeeper.errors import RegkeeperError
-from tests.support.proxycache import LAYER, ProxyStack
+from tests.support.proxycache import LAYER, filled_stack
 
 
 @pytest.fixture
 def stack(tmp_path):
-    s = ProxyStack(tmp_path)
-    try:
-        yield s.fill()
-    finally:
-        s.stop()
+    with filled_stack(tmp_path) as s:
+        yield s
 
 
 def decisions(stack) -> dict[str, dict]:

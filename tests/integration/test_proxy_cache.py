@@ -9,16 +9,13 @@ import requests
 from regkeeper.context import RunContext
 from regkeeper.proxycache import evict, plan_cache, verify_cache
 from regkeeper.prune import read_kubernetes
-from tests.support.proxycache import LAYER, ProxyStack
+from tests.support.proxycache import LAYER, ProxyStack, filled_stack
 
 
 @pytest.fixture
 def stack(tmp_path):
-    s = ProxyStack(tmp_path)
-    try:
-        yield s.fill()
-    finally:
-        s.stop()
+    with filled_stack(tmp_path) as s:
+        yield s
 
 
 def _plan(s, cfg):
@@ -171,6 +168,17 @@ def test_cli_inventory_of_the_cache(stack):
         ("team/web", "b"),
     }
     assert "2 repositories, 5 images" in out.stderr
+    # --include / --exclude select repositories as for any registry
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "inventory", "--config", str(cfg), "--registry", "cache"]
+        + ["--format", "csv", "--include", "team/**", "--exclude", "team/web"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert {line.split(",")[0] for line in out.stdout.splitlines()[1:]} == {"team/app"}
+    assert "1 repositories, 3 images" in out.stderr
 
 
 def test_pulls_through_the_cache_are_recorded_and_drive_eviction(tmp_path):
@@ -283,3 +291,58 @@ def test_an_s3_backed_cache_is_listed_and_evicted_by_max_bytes(tmp_path, moto_se
         assert s.linked("team/app", "old")
     finally:
         s.stop()
+
+
+def test_an_s3_cache_whose_bucket_is_missing_fails_naming_the_bucket(moto_server, s3_bucket):
+    """A listing failure (here: no such bucket) is a RegkeeperError naming bucket, prefix and
+    code, never botocore's bare ClientError, and carries no key."""
+    from regkeeper.errors import RegkeeperError
+    from regkeeper.proxycache import read_cache
+    from regkeeper.storage import S3Storage, s3_client
+
+    client = s3_client(moto_server.endpoint, moto_server.access_key, moto_server.secret_key)
+    gone = S3Storage(client, s3_bucket + "-gone")
+    with pytest.raises(RegkeeperError, match="NoSuchBucket"):
+        read_cache(gone)  # its first check
+    # every listing (what unlink re-reads inside the window, the tags, the repositories)
+    for read in (gone.repositories, lambda: gone.revision_times("team/app"), lambda: gone.tag_digests("a")):
+        with pytest.raises(RegkeeperError) as ei:
+            read()
+        msg = str(ei.value)
+        assert f"s3://{s3_bucket}-gone/docker/registry/v2/repositories/" in msg and "NoSuchBucket" in msg
+        assert moto_server.secret_key not in msg and type(ei.value) is RegkeeperError
+    # the bucket that exists: an empty cache, listed without error
+    assert read_cache(S3Storage(client, s3_bucket)).images == []
+
+
+def test_cli_inventory_of_a_cache_whose_storage_is_wrong_names_the_key(tmp_path):
+    """One last line naming the registry and proxyCache.storage (not storage.path), exit 1."""
+    import subprocess
+    import sys
+
+    from tests.support.rkconfig import write_config
+
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [
+            {
+                "name": "cache",
+                "type": "proxy",
+                "url": "http://127.0.0.1:9",
+                "upstream": "http://127.0.0.1:9",
+                "proxyCache": {"storage": str(tmp_path / "not-the-root")},
+            }
+        ],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "inventory", "--config", str(cfg), "--registry", "cache"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"regkeeper: failed: registry cache: proxyCache.storage {tmp_path / 'not-the-root'}: no "
+        "docker/registry/v2 directory there; point proxyCache.storage at the registry's rootdirectory"
+    ), last

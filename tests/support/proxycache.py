@@ -12,6 +12,8 @@ import os
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -266,6 +268,17 @@ class ProxyStack:
             pulls=pulls,
             stateDir=str(self.tmp / "state"),
         )
+
+
+@contextmanager
+def filled_stack(tmp: Path) -> Iterator[ProxyStack]:
+    """A ``ProxyStack`` filled with its five images, stopped (every process) afterwards: what
+    the proxy tests' fixtures yield."""
+    s = ProxyStack(tmp)
+    try:
+        yield s.fill()
+    finally:
+        s.stop()
 
 
 def _s3_client(s3: dict):

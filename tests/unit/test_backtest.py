@@ -122,3 +122,33 @@ def test_report_without_regret_says_so():
     assert not any(h.startswith("Regret =") for h in rep.headline)
     rows, _ = rep.artifact_table()
     assert rows[0]["kind"] == "No regret: no image these rules delete was wanted afterwards."
+
+
+def test_the_backtest_picks_the_registry_its_job_would_and_refuses_a_proxy(tmp_path):
+    """``--job expire`` without ``--registry`` replays the registry an expire run acts on
+    (expire.registry, else gc.registry: it took the first registry), and a proxy registry is
+    refused by name before anything is read (a scan through it would fill the cache)."""
+    import pytest
+
+    from regkeeper.backtest.run import job_registry
+    from regkeeper.context import RunContext
+    from regkeeper.errors import RefusedError
+
+    cfg = tmp_path / "regkeeper.yaml"
+    cfg.write_text(
+        "mirrorRepositories:\n"
+        "- {name: first, url: 'http://127.0.0.1:9'}\n"
+        "- {name: second, url: 'http://127.0.0.1:9'}\n"
+        "- {name: cache, type: proxy, url: 'http://127.0.0.1:9', upstream: 'http://127.0.0.1:9'}\n"
+        "gc: {registry: second}\n"
+        "tiers: [{name: all, match: ['**'], keepLast: 3}]\n"
+    )
+    ctx = RunContext.load(str(cfg))
+    try:
+        assert job_registry(ctx, "expire", None) == "second"
+        assert job_registry(ctx, "gc", None) == "second"
+        assert job_registry(ctx, "expire", "first") == "first"
+        with pytest.raises(RefusedError, match=r"registry cache \(backtest\): it is type proxy"):
+            job_registry(ctx, "gc", "cache")
+    finally:
+        ctx.close()

@@ -131,6 +131,74 @@ def test_unknown_registry_reference():
     assert "did you mean 'local-registry'" in msg
 
 
+@pytest.mark.parametrize(
+    "extra, line_key",
+    [
+        ("gc: {registry: local-registy}\n", "conf.yaml:5: gc.registry: unknown registry"),
+        ("expire: {registry: nope}\n", "conf.yaml:5: expire.registry: unknown registry"),
+        (
+            "replication:\n- from: local-registry\n  to: [elsewhere]\n",
+            "conf.yaml:7: replication[0].to: unknown registry 'elsewhere'",
+        ),
+        (
+            "tiers:\n- name: b\n  match: ['**']\n  rules:\n  - {keep: {pulledWithin: 30d}}\n",
+            "conf.yaml:9: tiers[0].rules[0].keep.pulledWithin: needs a `pulls` section",
+        ),
+    ],
+)
+def test_cross_reference_errors_name_their_line_and_key(extra, line_key):
+    """A check over the whole file names the key it is about and that key's line, not
+    ``conf.yaml:1: (top level)``."""
+    msg = _err(BASE + extra)
+    assert line_key in msg, msg
+    assert "(top level)" not in msg
+
+
+PROXY = (
+    BASE
+    + """\
+- name: cache
+  type: proxy
+  url: http://127.0.0.1:5001
+  upstream: http://127.0.0.1:5000
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "extra, line_key, why",
+    [
+        ("expire: {registry: cache}\n", "conf.yaml:9: expire.registry", "DELETE with 405"),
+        (
+            "replication:\n- from: local-registry\n  to: [cache]\n",
+            "conf.yaml:11: replication[0].to",
+            "takes no pushes",
+        ),
+        (
+            "replication:\n- from: cache\n  to: [local-registry]\n",
+            "conf.yaml:10: replication[0].from",
+            "replicate from the upstream",
+        ),
+        (
+            "backup:\n  target: file:///tmp/b\n  registries: [local-registry, cache]\n",
+            "conf.yaml:11: backup.registries",
+            "back up the upstream",
+        ),
+    ],
+)
+def test_jobs_that_cannot_act_on_a_proxy_refuse_it_at_load(extra, line_key, why):
+    msg = _err(PROXY + extra)
+    assert f"{line_key}: registry 'cache' is type proxy: " in msg and why in msg, msg
+
+
+def test_gc_on_a_proxy_loads_and_its_tag_rules_are_refused():
+    cfg = parse_config(PROXY + "gc: {registry: cache}\n", "conf.yaml")
+    assert cfg.gc.registry == "cache"
+    msg = _err(PROXY + "gc:\n  registry: cache\n  keepLast: 3\n")
+    assert "conf.yaml:11: gc.keepLast: does not apply to registry 'cache': it is type proxy" in msg, msg
+    assert "proxyCache.maxBytes" in msg
+
+
 def test_tier_needs_one_policy():
     msg = _err(BASE + "tiers:\n- {name: x, match: ['a/**'], keep: forever, ttl: 1h}\n")
     assert "tiers[0]" in msg and "exactly one policy" in msg

@@ -245,3 +245,54 @@ def test_job_rules_from_config_and_overrides_refused():
     assert [r.label for r in pol.rules] == ["old"] and pol.protect == ("latest",) and frac == 0.5
     with pytest.raises(ConfigError, match="gc.rules: the run's days / keep_last"):
         job_rules(cfg, "gc", days=3)
+
+
+def test_in_use_index_children_and_the_cap_hold_under_ordered_rules():
+    """What ordered rules would delete but must NOT: a tag in use in Kubernetes, an untagged
+    manifest a workload runs by digest, an index's child while the index is kept, a blob of a
+    kept image; and the cap still trips on a rule that deletes too much."""
+    from .test_policy import FakeInUse
+
+    rules = [
+        {"name": "all-tags", "tags": ["*"], "delete": {"olderThan": "7d"}},
+        {"name": "dangling", "tagStatus": "untagged", "delete": {"olderThan": "1d"}},
+        {"name": "pinned", "tags": ["idx"], "keep": {"newerThan": "400d"}},
+    ]
+    ms = [
+        image("used"),
+        image("free"),
+        index("idx", ["amd64"]),
+        image("amd64"),
+        image("run-by-digest"),
+        image("orphan"),
+    ]
+    r = repo(
+        "a",
+        ms,
+        {"used": "used", "free": "free", "idx": "idx"},
+        {"used": 30, "free": 30, "idx": 30},
+        untagged=["amd64", "run-by-digest", "orphan"],
+    )
+    r.untagged_pushed = {dg(n): ago(30) for n in ("amd64", "run-by-digest", "orphan")}
+    kube = FakeInUse(
+        tags=[("a", "used", "prod/Deployment/web")],
+        digests=[("a", dg("run-by-digest"), "prod/Job/batch")],
+    )
+    res = tier_resolver([{"name": "t", "match": ["**"], "rules": rules}])
+    p = plan(inv(r), res, in_use=kube, now=NOW, max_delete_fraction=1.0, untagged_grace=timedelta(0))
+    t = by_tag(p)
+    assert (t["used"].action, t["used"].reason, t["used"].overridden) == (
+        "keep",
+        "in use",
+        "all-tags: older than 7d",
+    )
+    assert (t["idx"].action, t["idx"].rule) == ("keep", "tier:t/pinned")  # keep wins over all-tags
+    assert t["free"].action == "delete"
+    md = {m.digest: m for m in p.manifests}
+    assert md[dg("run-by-digest")].action == "keep" and md[dg("run-by-digest")].in_use == ("prod/Job/batch",)
+    assert md[dg("amd64")].action == "keep"  # the kept index's child, not the untagged rule's
+    assert {d for _, d in p.manifests_to_delete()} == {dg("free"), dg("orphan")}
+    # the same rules under the default cap: 2 of 6 manifests is fine, a cap of 0.2 trips
+    assert plan(inv(r), res, in_use=kube, now=NOW, untagged_grace=timedelta(0)).cap_ok
+    capped = plan(inv(r), res, in_use=kube, now=NOW, max_delete_fraction=0.2, untagged_grace=timedelta(0))
+    assert not capped.cap_ok and "a" in {c.scope for c in capped.cap_tripped}
