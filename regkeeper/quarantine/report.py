@@ -59,6 +59,7 @@ def undo_report(
         for r, what, why in result.failed[:20]:
             rep.note(f"{r} {what}: {why}")
     if error:
+        rep.lead(f"Nothing undone: {error}")  # in the red box, not only among the notes
         rep.note(error)
         return rep.finish("failed")
     if result is not None and result.failed:

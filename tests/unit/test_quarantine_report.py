@@ -114,3 +114,9 @@ def test_quarantine_list_shows_per_run_what_picks_the_run_and_how_to_undo():
         f"e.g. regkeeper undo --run {RUN}"
     )
     assert list_lines("local", []) == ["local: the quarantine holds nothing"]
+
+
+def test_undo_that_could_not_start_says_why_at_the_top():
+    why = f"registry 'local': the quarantine (q) holds nothing of run '{RUN}' (released, undone already...)"
+    rep = undo_report("local", RUN, None, why, NOW)
+    assert rep.status == "failed" and rep.headline == [f"Nothing undone: {why}"]
