@@ -43,12 +43,16 @@ def undo(
     (reported). Undone entries leave the quarantine.
 
     Args:
-        run_id: the run to undo (its id is in the gc / expire report and `regkeeper quarantine list`).
-        registry: the registry (default: the first in mirrorRepositories).
-        repositories: only original repositories matching this glob.
-        tags: only tags matching this glob.
-        dry_run: say what would be restored; change nothing (the default).
-        config_path: the config file.
+        run_id: the run to undo: its id is in the gc / expire report (`undo this run`) and in
+            `regkeeper quarantine list`.
+        registry: the registry name (empty: the first in mirrorRepositories).
+        repositories: only these original repositories, a glob such as `team/**` (** crosses /;
+            empty: every repository of the run).
+        tags: only tags matching this glob, such as `v1.*` (their children and referrers follow;
+            empty: every tag of the run).
+        dry_run: on (the default): only report what would come back and what would not; switch
+            it off to restore.
+        config_path: the config file (empty: $REGKEEPER_CONFIG of the serving process).
     """
     ctx = RunContext.load(config_path)
     name = ctx.registry_name(registry)

@@ -64,7 +64,8 @@ def _ok(q, got, err):
 
 
 def run_rows(records: list[Record], window: timedelta) -> list[dict]:
-    """One row per run: repositories, tags, manifests, bytes held, held since, release time."""
+    """One row per run: repositories, the rules that deleted (gc, expire...), tags, manifests,
+    bytes held, held since, release time."""
     runs: dict[str, dict] = {}
     for r in records:
         row = runs.setdefault(
@@ -72,6 +73,7 @@ def run_rows(records: list[Record], window: timedelta) -> list[dict]:
             {
                 "run": r.run,
                 "repositories": [],
+                "rules": set(),
                 "tags": 0,
                 "manifests": 0,
                 "bytes_held": 0,
@@ -80,6 +82,7 @@ def run_rows(records: list[Record], window: timedelta) -> list[dict]:
             },
         )
         row["repositories"].append(r.repository)
+        row["rules"] |= {e.rule for e in r.entries if e.rule}
         row["tags"] += sum(len(e.tags) for e in r.entries)
         row["manifests"] += len(r.entries)
         row["bytes_held"] += r.bytes_held
@@ -87,4 +90,5 @@ def run_rows(records: list[Record], window: timedelta) -> list[dict]:
         row["release_at"] = min(row["release_at"], r.release_at(window))
     for row in runs.values():
         row["repositories"] = ", ".join(sorted(set(row["repositories"])))
+        row["rules"] = ",".join(sorted(row["rules"]))
     return sorted(runs.values(), key=lambda x: x["held_since"])

@@ -34,10 +34,16 @@ def undo_report(
         verb = "would be restored" if result.dry_run else "restored and verified"
         rep.lead(f"{len(result.restored)} tag(s) and {len(result.untagged)} untagged manifest(s) {verb}")
         if result.moved:
-            r, t, _, now = result.moved[0]
+            r, t, held, now = result.moved[0]
+            back = "would come back" if result.dry_run else "came back"
             rep.lead(
                 f"{len(result.moved)} tag(s) NOT restored: pushed to another image since the delete, "
-                f"e.g. {r}:{t} now points to {now}"
+                f"e.g. {r}:{t} now points to {now}; the held image {back} by digest only "
+                f"({r}@{held}): tag it by hand if you want it"
+            )
+        if result.dry_run:
+            rep.lead(
+                f"Nothing changed: `regkeeper undo --run {run} --apply` restores the above (in the UI: dry_run off)"
             )
         rep.summary.update(
             {
@@ -53,6 +59,7 @@ def undo_report(
         for r, what, why in result.failed[:20]:
             rep.note(f"{r} {what}: {why}")
     if error:
+        rep.lead(f"Nothing undone: {error}")  # in the red box, not only among the notes
         rep.note(error)
         return rep.finish("failed")
     if result is not None and result.failed:
@@ -61,17 +68,24 @@ def undo_report(
 
 
 def list_lines(registry: str, rows: list[dict]) -> list[str]:
-    """``regkeeper quarantine list``: one line per run."""
+    """``regkeeper quarantine list``: one line per run (newest last), then how to undo one."""
     if not rows:
         return [f"{registry}: the quarantine holds nothing"]
     out = [
-        f"{'run':<38} {'held since':<20} {'release at':<20} {'tags':>5} {'manifests':>9} {'bytes':>10}  repositories"
+        f"{registry}: the quarantine holds {len(rows)} run(s); times in UTC",
+        f"{'run':<38} {'deleted by':<10} {'held since':<17} {'undoable until':<17} {'tags':>5} "
+        f"{'manifests':>9} {'bytes':>10}  repositories",
     ]
     for r in rows:
         out.append(
-            f"{r['run']:<38} {r['held_since']:%Y-%m-%d %H:%M}{'':<4} {r['release_at']:%Y-%m-%d %H:%M}{'':<4} "
+            f"{r['run']:<38} {r.get('rules') or '?':<10} {r['held_since']:%Y-%m-%d %H:%M}{'':<1} "
+            f"{r['release_at']:%Y-%m-%d %H:%M}{'':<1} "
             f"{r['tags']:>5} {r['manifests']:>9} {human_bytes(r['bytes_held']):>10}  {r['repositories']}"
         )
+    out.append(
+        f"undo a run: regkeeper undo --run RUN (a dry run: says what would come back) then add --apply; "
+        f"e.g. regkeeper undo --run {rows[-1]['run']}"
+    )
     return out
 
 
@@ -85,12 +99,16 @@ def quarantine_section(rep: Report, q, dry_run: bool) -> None:
         until = rp.now + rp.window if rp is not None else None
         s["deletes held in quarantine (undoable)"] = len(q.held.held)
         s["bytes held by this run"] = q.held.held_bytes
+        if until:
+            s["held until (UTC)"] = f"{until:%Y-%m-%d %H:%M}"
         s["undo this run"] = f"regkeeper undo --run {q.run} --apply"
         rep.lead(
-            f"{len(q.held.held)} deleted manifest(s) held in quarantine"
+            f"{len(q.held.held)} deleted manifest(s) ({human_bytes(q.held.held_bytes)}) held in quarantine"
             + (f" until {until:%Y-%m-%d %H:%M} UTC" if until else "")
-            + f": undo with `regkeeper undo --run {q.run} --apply`; their bytes are reclaimed only after that"
+            + f", undoable until then: `regkeeper undo --run {q.run}` says what would come back, "
+            "add `--apply` to restore. No byte of them is reclaimed before that time"
         )
+        rep.headline.insert(1, rep.headline.pop())  # said right after what was deleted
     if rp is None:
         return
     s["bytes held in quarantine (before this run)"] = rp.bytes_held
@@ -99,19 +117,45 @@ def quarantine_section(rep: Report, q, dry_run: bool) -> None:
     later = [r.release_at(rp.window) for r in rp.held if r not in rp.due]
     if later:
         s["next quarantine release"] = min(later)
+    backs = {(id(r), d) for r, d, _, _ in rp.back}
     if rp.due:
+        gone = [
+            f"{r.repository}:{t}"
+            for r in rp.due
+            for e in r.entries
+            if (id(r), e.digest) not in backs
+            for t in e.tags
+        ]
+        runs = sorted({r.run for r in rp.due})
         rep.lead(
-            f"{len(rp.due)} quarantine record(s) past the {format_window(rp.window)} window "
-            f"{'released' if not dry_run else 'to release'} for good: {human_bytes(rp.bytes_freed)} freed by the reclaim"
+            f"{'Released' if not dry_run else 'To release'} for good (held past the {format_window(rp.window)} "
+            f"window, no longer undoable): {_some(gone) or 'untagged manifests only'} "
+            f"(run {', '.join(runs)}; {human_bytes(rp.bytes_freed)} freed by the reclaim)"
         )
     for r, d, tags, used in rp.back:
-        rep.note(f"released BACK (in use by {used}), not deleted: {r.repository}:{tags or d[:19]}")
+        what = ", ".join(f"{r.repository}:{t}" for t in tags.split(",") if t) or f"{r.repository}@{d}"
+        verb = "put back" if not dry_run else "to put back"
+        rep.lead(
+            f"In use by {used}, so NOT released: {what} {verb} into {r.repository} (left the quarantine)"
+        )
     if q.back is not None:
         s["released back (in use)"] = len(q.back.restored) + len(q.back.untagged)
     if q.released is not None:
         s["quarantine deletes ok"] = len(q.released.deleted)
         s["quarantine deletes failed"] = len(q.released.failed)
-    rep.add_table("quarantine", rp.rows())
+    rows = rp.rows()
+    for row, r in zip(rows, rp.held, strict=True):
+        row["tag_names"] = _some([t for e in r.entries for t in e.tags], 10)
+        if row["action"] == "release now" and any((id(r), e.digest) in backs for e in r.entries):
+            row["action"] = "release now; in-use entries put back"
+    cols = ["run", "repository", "manifests", "tags", "tag_names", "bytes_held", "held_since", "release_at"]
+    rep.add_table(
+        "quarantine", rows, cols + ["action"], empty="The quarantine held nothing when this run started."
+    )
+
+
+def _some(items: list[str], n: int = 6) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def format_window(td) -> str:

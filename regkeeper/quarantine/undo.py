@@ -33,7 +33,14 @@ class UndoResult:
         out = [{"repository": r, "tag": t, "digest": d, "outcome": _done(self)} for r, t, d in self.restored]
         out += [{"repository": r, "tag": "", "digest": d, "outcome": _done(self)} for r, d in self.untagged]
         out += [
-            {"repository": r, "tag": t, "digest": h, "outcome": f"NOT restored: the tag now points to {n}"}
+            {
+                "repository": r,
+                "tag": t,
+                "digest": h,
+                "outcome": f"NOT restored: tag moved to {n}; the held image "
+                + ("would come back" if self.dry_run else "is back")
+                + " by digest only",
+            }
             for r, t, h, n in self.moved
         ]
         out += [
