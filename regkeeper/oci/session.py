@@ -42,7 +42,7 @@ class EnvOnceSession(requests.Session):
         return {**got, "proxies": dict(got["proxies"])}
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        if self.trust_env and not request.auth and not self.auth and request.url:
+        if self.trust_env and not request.auth and not self.auth and isinstance(request.url, str):
             p = urlsplit(request.url)
             origin = f"{p.scheme}://{p.netloc}"
             with self._env_lock:
