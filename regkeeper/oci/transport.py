@@ -39,6 +39,7 @@ from .errormap import (
 from .manifest import ManifestHead
 from .mediatypes import ACCEPT_MANIFESTS
 from .pool import SharedPool
+from .session import EnvOnceSession
 
 log = logging.getLogger("regkeeper.oci")
 T = TypeVar("T")
@@ -126,7 +127,7 @@ class RegistryTransport:
         self.policy = RetryPolicy.from_retries(retries, backoff)
         self.stats: Counter = Counter()
         self._stats_lock = threading.Lock()
-        self.session = requests.Session()
+        self.session = EnvOnceSession()  # the environment read once per origin
         # ``concurrency`` bounds the requests in flight to this registry, however many tasks and
         # thread pools share the client; the connection pool is sized to match. ``pool``: the
         # client's worker threads (as many), shared by every batch that fans out on it.

@@ -62,7 +62,14 @@ def changed_since_plan(
     except NotFoundError:  # the repository is gone: its planned digests are too
         return None
     tags = [t for t in listed if t not in planned_tag_deletes]
-    for tag, head, err in client.map(lambda t: client.head_manifest(repo, t), tags, max_workers):
+    heads = client.map(lambda t: client.head_manifest(repo, t), tags, max_workers)
+    return _first_change(heads, digests)
+
+
+def _first_change(heads, digests: set[str]) -> str | None:
+    """Why a repository is left alone: the first tag (in listed order) that could not be
+    re-read or now points at a planned digest; None when none does."""
+    for tag, head, err in heads:
         if err is not None:
             return f"tag {tag} could not be re-checked ({err})"
         if head is not None and head.digest in digests:
@@ -126,19 +133,33 @@ def _changed_repositories(
     client: RegistryClient, items: list[tuple[str, str]], recheck: dict[str, set[str]], workers: int
 ) -> list[tuple[str, str]]:
     """(repo, why) for every repository changed since the plan (or whose tags cannot be
-    re-read): nothing is deleted there."""
+    re-read): nothing is deleted there. ``changed_since_plan`` for every repository at once:
+    one concurrent round of tag lists, one of HEADs over all of them (not a round per
+    repository: a repository with fewer tags than the pool's workers left it half idle)."""
     by_repo: dict[str, set[str]] = {}
     for repo, d in items:
         by_repo.setdefault(repo, set()).add(d)
-    skipped: list[tuple[str, str]] = []
-    for repo in sorted(by_repo):
-        try:
-            why = changed_since_plan(client, repo, by_repo[repo], recheck.get(repo, set()), workers)
-        except RegistryError as e:
-            why = f"tags could not be re-checked ({e})"
+    skipped: dict[str, str] = {}
+    tags: dict[str, list[str]] = {}
+    for repo, listed, err in client.map(client.list_tags, sorted(by_repo), workers):
+        if isinstance(err, NotFoundError):  # the repository is gone: its planned digests are too
+            continue
+        if isinstance(err, RegistryError):
+            skipped[repo] = f"tags could not be re-checked ({err})"
+        elif err is not None:
+            raise err
+        else:
+            tags[repo] = [t for t in listed or [] if t not in recheck.get(repo, set())]
+    pairs = [(repo, t) for repo in sorted(tags) for t in tags[repo]]
+    heads = client.map(lambda rt: client.head_manifest(*rt), pairs, workers)
+    per_repo: dict[str, list] = {repo: [] for repo in tags}
+    for (repo, tag), head, err in heads:
+        per_repo[repo].append((tag, head, err))
+    for repo, got in per_repo.items():
+        why = _first_change(got, by_repo[repo])
         if why:
-            skipped.append((repo, why))
-    return skipped
+            skipped[repo] = why
+    return sorted(skipped.items())
 
 
 def _phases(

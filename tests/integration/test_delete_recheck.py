@@ -71,3 +71,37 @@ def test_delete_levels_referencing_before_referenced(registry_factory, tmp_path)
     lv = delete_levels(inv, items)
     assert lv[("lv/app", sig.digest)] < lv[("lv/app", outer_digest)] < lv[("lv/app", inner.digest)]
     assert all(lv[("lv/app", c.digest)] > lv[("lv/app", inner.digest)] for c in inner.children)
+
+
+def test_recheck_reads_every_repository_in_one_round(registry_factory, tmp_path):
+    """The re-read before deleting covers all repositories at once (one concurrent round of tag
+    lists, one of HEADs), with the same outcome: only the changed repository is left alone."""
+    from regkeeper.oci import RegistryClient
+    from regkeeper.prune.delete import _changed_repositories
+
+    reg = registry_factory()
+    planned: list[tuple[str, str]] = []
+    for i in range(10):
+        repo = f"rr/r{i}"
+        old = images.push_image(reg.url, repo, "old", seed=f"{repo}-o")
+        images.push_image(reg.url, repo, "new", seed=f"{repo}-n")
+        planned.append((repo, old.digest))
+    images.tag_existing(reg.url, "rr/r4", "new", planned[4][1])  # moved onto it after the plan
+    recheck = {repo: {"old"} for repo, _ in planned}
+    recheck["rr/missing"] = set()
+    planned.append(("rr/missing", "sha256:" + "0" * 64))  # a repository gone since: nothing to keep
+    client = RegistryClient("r", reg.url, concurrency=8)
+    try:
+        reg.clear_access_log()
+        skipped = _changed_repositories(client, planned, recheck, 8)
+        peak = client.inflight_peak
+    finally:
+        client.close()
+    assert [r for r, _ in skipped] == ["rr/r4"] and "tag new now points to" in skipped[0][1]
+    log = reg.access_log()
+    assert sorted(e.path for e in log if e.method == "GET") == sorted(
+        [f"/v2/rr/r{i}/tags/list" for i in range(10)] + ["/v2/rr/missing/tags/list"]
+    )
+    heads = sorted(e.path for e in log if e.method == "HEAD")
+    assert heads == sorted(f"/v2/rr/r{i}/manifests/new" for i in range(10))
+    assert peak > 1  # a round per repository had one request in flight at a time here
