@@ -22,6 +22,26 @@ class QuarantineRun:
     back: UndoResult | None = None  # in-use entries released back
 
 
+# the gc / expire plan's bytes with the quarantine on: held, not freed, until the release (the key
+# is the same whatever the date, for tools; the date is said next to it and in the headline)
+HELD_BYTES = "bytes to hold in quarantine (freed at release)"
+
+
+def hold_phrase(q: QuarantineRun | None) -> str | None:
+    """With the quarantine on, when a gc / expire plan's bytes are freed: ``"freed at release,
+    <date> UTC"`` (the date unknown: ``"freed at release"``); off: None."""
+    if q is None or not q.run:  # no run id: the window is 0, the quarantine is off
+        return None
+    until = release_date(q)
+    return f"freed at release, {until} UTC" if until else "freed at release"
+
+
+def release_date(q: QuarantineRun) -> str | None:
+    """When what this run deletes is released (now + the window), UTC; None when not known."""
+    rp = q.plan
+    return f"{rp.now + rp.window:%Y-%m-%d %H:%M}" if rp is not None else None
+
+
 UNDO_COLUMNS = ["repository", "tag", "digest", "outcome"]
 
 

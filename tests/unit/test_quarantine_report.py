@@ -120,3 +120,33 @@ def test_undo_that_could_not_start_says_why_at_the_top():
     why = f"registry 'local': the quarantine (q) holds nothing of run '{RUN}' (released, undone already...)"
     rep = undo_report("local", RUN, None, why, NOW)
     assert rep.status == "failed" and rep.headline == [f"Nothing undone: {why}"]
+
+
+def test_gc_plan_bytes_with_the_quarantine_on_are_held_until_the_release_not_freed():
+    from regkeeper.policy.decisions import ManifestDecision, Plan, TagDecision
+    from regkeeper.prune import build_report
+
+    plan = Plan("local", NOW, kube_protection=True, untagged_known=True, bytes_freed=3 * 1024 * 1024)
+    plan.policies = {"web/app": "gc"}
+    plan.tags = [TagDecision("web/app", "0.9", D1, "delete", "older than 30 days", "gc", 40.0, None, 900)]
+    plan.manifests = [ManifestDecision("web/app", D1, "delete", "no tag left", ("0.9",), "image", 900)]
+    due = _record()
+    rp = ReleasePlan(window=timedelta(days=7), now=NOW, held=[due], due=[due], bytes_freed=900_000)
+    on = build_report("gc", "local", plan, dry_run=True, quarantine=QuarantineRun(run=RUN, plan=rp))
+    assert "bytes freed (preview)" not in on.summary
+    assert on.summary["bytes to hold in quarantine (freed at release)"] == 3 * 1024 * 1024
+    assert on.summary["held bytes freed at release (UTC)"] == "2026-12-09 12:00"
+    assert on.headline[0] == (
+        "Would delete 1 tag (1 manifest) in 1 repository, holding 3.0 MiB in quarantine "
+        "(freed at release, 2026-12-09 12:00 UTC; exact)."
+    )
+    assert not any("freeing" in h for h in on.headline)
+    # the release's own bytes are freed now, and say so
+    assert on.summary["bytes the release frees (preview)"] == 900_000
+    assert any("878.9 KiB freed by the reclaim" in h for h in on.headline)
+    # the section present with window 0 (no run id), or absent: unchanged
+    for q in (QuarantineRun(run="", plan=ReleasePlan(window=timedelta(0), now=NOW)), None):
+        off = build_report("gc", "local", plan, dry_run=True, quarantine=q)
+        assert off.summary["bytes freed (preview)"] == 3 * 1024 * 1024
+        assert "bytes to hold in quarantine (freed at release)" not in off.summary
+        assert off.headline[0] == "Would delete 1 tag (1 manifest) in 1 repository, freeing 3.0 MiB (exact)."
