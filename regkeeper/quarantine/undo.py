@@ -54,6 +54,18 @@ def _done(res: UndoResult) -> str:
     return "would be restored" if res.dry_run else "restored, verified"
 
 
+def nothing_held(
+    registry: str, namespace: str, run: str, repositories: str | None = None, listing: str | None = None
+) -> str:
+    """The one wording for a run the quarantine holds nothing of (the flow's report and the
+    CLI's last line). ``listing``: the list command to suggest (default: the bare one)."""
+    where = f" for repositories {repositories!r}" if repositories else ""
+    return (
+        f"registry {registry!r}: the quarantine ({namespace}) holds nothing of run {run_tag(run)!r}"
+        f"{where} (released, undone already, or never held: see `{listing or 'regkeeper quarantine list'}`)"
+    )
+
+
 def undo(
     client: RegistryClient,
     cfg: QuarantineConfig,
@@ -68,11 +80,7 @@ def undo(
     workers = workers or client.concurrency
     records = read_records(client, cfg.namespace, run=run, repositories=repositories, workers=workers)
     if not records:
-        where = f" for repositories {repositories!r}" if repositories else ""
-        raise RegkeeperError(
-            f"registry {client.name!r}: the quarantine ({cfg.namespace}) holds nothing of run {run_tag(run)!r}"
-            f"{where} (released, undone already, or never held: see `regkeeper quarantine list`)"
-        )
+        raise RegkeeperError(nothing_held(client.name, cfg.namespace, run, repositories))
     return undo_records(client, cfg, records, apply=apply, tags=tags, workers=workers)
 
 

@@ -357,3 +357,30 @@ def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_
         assert sorted(images.list_tags(src.url, "rep/x")) == ["v0", "v1", "v2"]
     finally:
         ctx.close()
+
+
+def test_undo_of_an_unknown_run_is_one_clear_line_before_prefect_starts(held):
+    """`regkeeper undo --run UNKNOWN`: the run's records are read before the flow (and Prefect)
+    starts: one line naming the run, the registry and the list command, exit 2, no traceback;
+    a run the quarantine holds passes the check; nothing is touched."""
+    from argparse import Namespace
+
+    from app.quarantine import undo_precheck
+    from tests.integration.test_cli import rk
+
+    reg, ctx, _, im = held
+    cfg = str(ctx.config.source)
+    out = rk("undo", "--run", "no-such-run", "--config", cfg, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "prefect" not in out.stderr.lower()
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"regkeeper: undo: registry {REG!r}: the quarantine ({NS}) holds nothing of run 'no-such-run' "
+        f"(released, undone already, or never held: see `regkeeper quarantine list --config {cfg}`)"
+    )
+    scoped = rk("undo", "--run", ctx.quarantine(REG).run, "--repositories", "app/b", "--config", cfg)
+    assert scoped.returncode == 2 and "holds nothing of run" in scoped.stderr
+    assert "for repositories 'app/b'" in scoped.stderr.splitlines()[-1]
+    known = Namespace(config=cfg, registry=None, run=ctx.quarantine(REG).run, repositories=None)
+    assert undo_precheck(known) is None
+    assert sorted(images.list_tags(reg.url, "app/a")) == ["new"]  # nothing came back
+    assert len(read_records(ctx.client(REG), NS)) == 1  # and the record is still held
