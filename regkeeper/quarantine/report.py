@@ -59,8 +59,9 @@ def undo_report(
             rep.lead(
                 f"{len(result.moved)} tag(s) NOT restored: pushed to another image since the delete, "
                 f"e.g. {r}:{t} now points to {now}; the held image {back} by digest only "
-                f"({r}@{held}): tag it by hand if you want it"
+                f"({r}@{held})"
             )
+            rep.lead(_untagged_fate(result))
         if result.dry_run:
             rep.lead(
                 f"Nothing changed: `regkeeper undo --run {run} --apply` restores the above (in the UI: dry_run off)"
@@ -85,6 +86,18 @@ def undo_report(
     if result is not None and result.failed:
         return rep.finish("failed")
     return rep.finish("dry-run" if result is None or result.dry_run else "ok")
+
+
+def _untagged_fate(result: UndoResult) -> str:
+    """What becomes of the held images of moved tags, back untagged: the next gc / expire that
+    deletes untagged manifests deletes them again (and holds them again); a tag keeps them."""
+    r, t, held, _ = result.moved[0]
+    what = "that image" if len(result.moved) == 1 else f"these {len(result.moved)} images"
+    return (
+        f"Untagged, {what} will be deleted again by the next gc / expire that deletes untagged "
+        f"manifests (deleteUntagged, a tagStatus: untagged rule) and held in the quarantine again; "
+        f"to keep one, tag it after the undo, e.g. {r}@{held} as {t}-restored"
+    )
 
 
 def list_lines(registry: str, rows: list[dict]) -> list[str]:

@@ -84,8 +84,14 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     assert rep.headline[0] == "1 tag(s) and 1 untagged manifest(s) would be restored"
     assert "1 tag(s) NOT restored: pushed to another image since the delete" in rep.headline[1]
     assert f"the held image would come back by digest only (web/app@{D2})" in rep.headline[1]
+    # what becomes of it untagged, and how to keep it, said in the next line
+    assert rep.headline[2] == (
+        "Untagged, that image will be deleted again by the next gc / expire that deletes untagged "
+        "manifests (deleteUntagged, a tagStatus: untagged rule) and held in the quarantine again; "
+        f"to keep one, tag it after the undo, e.g. web/app@{D2} as 1.1-restored"
+    )
     assert (
-        rep.headline[2]
+        rep.headline[3]
         == f"Nothing changed: `regkeeper undo --run {RUN} --apply` restores the above (in the UI: dry_run off)"
     )
     moved = [r for r in rep.tables[0].rows if r["tag"] == "1.1"]
@@ -93,6 +99,14 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     done = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)], moved=res.moved)
     rep = undo_report("local", RUN, done, None, NOW)
     assert rep.status == "ok" and "came back by digest only" in rep.headline[1]
+    assert rep.headline[2].startswith("Untagged, that image will be deleted again by the next gc")
+    two = UndoResult(RUN, dry_run=False, moved=[*res.moved, ("api/svc", "2.0", D3, D1)])
+    assert (
+        "Untagged, these 2 images will be deleted again"
+        in undo_report("local", RUN, two, None, NOW).headline[2]
+    )
+    plain = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)])  # nothing moved: not said
+    assert not any("deleted again" in h for h in undo_report("local", RUN, plain, None, NOW).headline)
     assert not any("Nothing changed" in h for h in rep.headline)
 
 
