@@ -61,7 +61,9 @@ def undo_report(
                 f"e.g. {r}:{t} now points to {now}; the held image {back} by digest only "
                 f"({r}@{held})"
             )
-            rep.lead(_untagged_fate(result))
+            fate = _untagged_fate(result)
+            if fate:
+                rep.lead(fate)
         if result.dry_run:
             rep.lead(
                 f"Nothing changed: `regkeeper undo --run {run} --apply` restores the above (in the UI: dry_run off)"
@@ -88,15 +90,23 @@ def undo_report(
     return rep.finish("dry-run" if result is None or result.dry_run else "ok")
 
 
-def _untagged_fate(result: UndoResult) -> str:
-    """What becomes of the held images of moved tags, back untagged: the next gc / expire that
-    deletes untagged manifests deletes them again (and holds them again); a tag keeps them."""
-    r, t, held, _ = result.moved[0]
-    what = "that image" if len(result.moved) == 1 else f"these {len(result.moved)} images"
+def _untagged_fate(result: UndoResult) -> str | None:
+    """What becomes of the held images of moved tags that come back with no tag at all (none of
+    their other tags restored): a later gc / expire that deletes untagged manifests deletes them
+    again and holds them again; a tag keeps them. None when every such image keeps a tag."""
+    tagged = {(r, d) for r, _, d in result.restored}
+    bare: dict[tuple[str, str], str] = {}  # (repository, held digest) -> its first moved tag
+    for r, t, h, _ in result.moved:
+        if (r, h) not in tagged:
+            bare.setdefault((r, h), t)
+    if not bare:
+        return None
+    (r, held), t = next(iter(bare.items()))
+    what = "that image" if len(bare) == 1 else f"these {len(bare)} images"
     return (
-        f"Untagged, {what} will be deleted again by the next gc / expire that deletes untagged "
-        f"manifests (deleteUntagged, a tagStatus: untagged rule) and held in the quarantine again; "
-        f"to keep one, tag it after the undo, e.g. {r}@{held} as {t}-restored"
+        f"Untagged, {what} will be deleted again by a later gc / expire that deletes untagged "
+        f"manifests (deleteUntagged, past untaggedGrace; a tagStatus: untagged rule) and held in the "
+        f"quarantine again; to keep one, tag it after the undo, e.g. {r}@{held} as {t}-restored"
     )
 
 

@@ -86,9 +86,9 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     assert f"the held image would come back by digest only (web/app@{D2})" in rep.headline[1]
     # what becomes of it untagged, and how to keep it, said in the next line
     assert rep.headline[2] == (
-        "Untagged, that image will be deleted again by the next gc / expire that deletes untagged "
-        "manifests (deleteUntagged, a tagStatus: untagged rule) and held in the quarantine again; "
-        f"to keep one, tag it after the undo, e.g. web/app@{D2} as 1.1-restored"
+        "Untagged, that image will be deleted again by a later gc / expire that deletes untagged "
+        "manifests (deleteUntagged, past untaggedGrace; a tagStatus: untagged rule) and held in the "
+        f"quarantine again; to keep one, tag it after the undo, e.g. web/app@{D2} as 1.1-restored"
     )
     assert (
         rep.headline[3]
@@ -99,7 +99,7 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     done = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)], moved=res.moved)
     rep = undo_report("local", RUN, done, None, NOW)
     assert rep.status == "ok" and "came back by digest only" in rep.headline[1]
-    assert rep.headline[2].startswith("Untagged, that image will be deleted again by the next gc")
+    assert rep.headline[2].startswith("Untagged, that image will be deleted again by a later gc")
     two = UndoResult(RUN, dry_run=False, moved=[*res.moved, ("api/svc", "2.0", D3, D1)])
     assert (
         "Untagged, these 2 images will be deleted again"
@@ -107,6 +107,9 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     )
     plain = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)])  # nothing moved: not said
     assert not any("deleted again" in h for h in undo_report("local", RUN, plain, None, NOW).headline)
+    # a moved tag whose image keeps another tag (restored): that image is not untagged, not said
+    kept = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0-old", D2)], moved=res.moved)
+    assert not any("deleted again" in h for h in undo_report("local", RUN, kept, None, NOW).headline)
     assert not any("Nothing changed" in h for h in rep.headline)
 
 
