@@ -56,10 +56,10 @@ def undo_report(
         if result.moved:
             r, t, held, now = result.moved[0]
             back = "would come back" if result.dry_run else "came back"
+            how = "by digest only" if (r, held) in result.untagged_back() else "under its other tag(s)"
             rep.lead(
                 f"{len(result.moved)} tag(s) NOT restored: pushed to another image since the delete, "
-                f"e.g. {r}:{t} now points to {now}; the held image {back} by digest only "
-                f"({r}@{held})"
+                f"e.g. {r}:{t} now points to {now}; the held image {back} {how} ({r}@{held})"
             )
             fate = _untagged_fate(result)
             if fate:
@@ -91,14 +91,10 @@ def undo_report(
 
 
 def _untagged_fate(result: UndoResult) -> str | None:
-    """What becomes of the held images of moved tags that come back with no tag at all (none of
-    their other tags restored): a later gc / expire that deletes untagged manifests deletes them
-    again and holds them again; a tag keeps them. None when every such image keeps a tag."""
-    tagged = {(r, d) for r, _, d in result.restored}
-    bare: dict[tuple[str, str], str] = {}  # (repository, held digest) -> its first moved tag
-    for r, t, h, _ in result.moved:
-        if (r, h) not in tagged:
-            bare.setdefault((r, h), t)
+    """What becomes of the held images of moved tags that come back with no tag at all: a later
+    gc / expire that deletes untagged manifests deletes them again and holds them again; a tag
+    keeps them. None when every such image keeps a tag."""
+    bare = result.untagged_back()
     if not bare:
         return None
     (r, held), t = next(iter(bare.items()))

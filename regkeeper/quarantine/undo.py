@@ -29,7 +29,18 @@ class UndoResult:
     verified: int = 0  # objects that answered 200 after the restore
     left_quarantine: int = 0  # manifests deleted from the quarantine afterwards
 
+    def untagged_back(self) -> dict[tuple[str, str], str]:
+        """The held images of moved tags that come back with no tag (none of their other tags
+        restored): (repository, digest) -> the first moved tag."""
+        tagged = {(r, d) for r, _, d in self.restored}
+        out: dict[tuple[str, str], str] = {}
+        for r, t, h, _ in self.moved:
+            if (r, h) not in tagged:
+                out.setdefault((r, h), t)
+        return out
+
     def rows(self) -> list[dict]:
+        bare = self.untagged_back()
         out = [{"repository": r, "tag": t, "digest": d, "outcome": _done(self)} for r, t, d in self.restored]
         out += [{"repository": r, "tag": "", "digest": d, "outcome": _done(self)} for r, d in self.untagged]
         out += [
@@ -39,7 +50,7 @@ class UndoResult:
                 "digest": h,
                 "outcome": f"NOT restored: tag moved to {n}; the held image "
                 + ("would come back" if self.dry_run else "is back")
-                + " by digest only",
+                + (" by digest only" if (r, h) in bare else " under its other tag(s)"),
             }
             for r, t, h, n in self.moved
         ]

@@ -141,6 +141,12 @@ def test_undo_never_overwrites_a_moved_tag(held):
     assert images.head_manifest(reg.url, "app/a", "old") == moved.digest  # not overwritten
     assert images.head_manifest(reg.url, "app/a", "old-too") == im["old"].digest
     assert images.head_manifest(reg.url, "app/a", "old-index") == im["index"].digest
+    # the held image kept its other tag: the report says so, and not that it is untagged
+    from regkeeper.quarantine.report import undo_report
+
+    said = undo_report(REG, got.run, got, None, dt.datetime.now(dt.UTC)).headline
+    assert f"the held image came back under its other tag(s) (app/a@{im['old'].digest})" in said[1]
+    assert not any("deleted again" in h for h in said) and got.untagged_back() == {}
     # the tag glob chose: the signature's tag was not selected on its own, but follows its subject
     assert images.head_manifest(reg.url, "app/a", im["sig"].tag) == im["sig"].digest
 

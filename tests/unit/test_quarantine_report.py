@@ -109,7 +109,12 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     assert not any("deleted again" in h for h in undo_report("local", RUN, plain, None, NOW).headline)
     # a moved tag whose image keeps another tag (restored): that image is not untagged, not said
     kept = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0-old", D2)], moved=res.moved)
-    assert not any("deleted again" in h for h in undo_report("local", RUN, kept, None, NOW).headline)
+    said = undo_report("local", RUN, kept, None, NOW)
+    assert not any("deleted again" in h for h in said.headline)
+    assert f"the held image came back under its other tag(s) (web/app@{D2})" in said.headline[1]
+    assert [r["outcome"] for r in said.tables[0].rows if r["tag"] == "1.1"] == [
+        "NOT restored: tag moved to sha256:" + "9" * 64 + "; the held image is back under its other tag(s)"
+    ]
     assert not any("Nothing changed" in h for h in rep.headline)
 
 
