@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from app.quarantine import add_quarantine_parsers, as_undo_run, quarantine_list
+from app.quarantine import add_quarantine_parsers, as_undo_run, quarantine_list, undo_precheck
 from flows.jobs import JOBS, flow_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -113,8 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             return inventory_cmd(args)
         if args.cmd == "run":
             return _run(args)
-        if args.cmd in ("undo", "quarantine"):
-            return quarantine_list(args) if args.cmd == "quarantine" else _run(as_undo_run(args))
+        if args.cmd == "quarantine":
+            return quarantine_list(args)
+        if args.cmd == "undo":
+            why = undo_precheck(args)  # before Prefect: an unknown run is one line, not a traceback
+            if why:
+                print(f"regkeeper: undo: {why}", file=sys.stderr)
+                return EXIT_USAGE
+            return _run(as_undo_run(args))
         if args.cmd == "snapshots":
             return _snapshots(args)
         if args.cmd == "check":

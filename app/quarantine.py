@@ -23,6 +23,33 @@ def add_quarantine_parsers(sub) -> None:
     qua.add_argument("--registry", help="registry name (default: the first)")
 
 
+def undo_precheck(args) -> str | None:
+    """Before the undo flow starts (and Prefect with it): does the quarantine hold anything of
+    the run? One read through the listing code; the reason it cannot be undone, in one line
+    naming the run, the registry and the list command, or None. No quarantine section: a
+    ConfigError."""
+    from regkeeper.context import load_context
+    from regkeeper.quarantine.listing import read_records
+    from regkeeper.quarantine.undo import nothing_held
+
+    ctx = load_context(args.config)
+    try:
+        qc = ctx.config.quarantine
+        if qc is None:
+            raise ConfigError(
+                f"{ctx.config.source or 'config'}: quarantine: no such section: nothing is held to undo"
+            )
+        name = ctx.registry_name(args.registry)
+        if read_records(ctx.client(name), qc.namespace, run=args.run, repositories=args.repositories):
+            return None
+    finally:
+        ctx.close()
+    listing = "regkeeper quarantine list" + "".join(
+        f" --{k} {v}" for k, v in (("config", args.config), ("registry", args.registry)) if v
+    )
+    return nothing_held(name, qc.namespace, args.run, args.repositories, listing)
+
+
 def as_undo_run(args):
     """``regkeeper undo`` as ``regkeeper run undo``: the flow's dry run unless --apply."""
     args.flow, args.dry_run, args.force = "undo", not args.apply, False

@@ -41,6 +41,7 @@ PREFERRED = {
         "manifests to delete",
         "bytes freed (measured)",
         "bytes freed (preview)",
+        "bytes to hold in quarantine (freed at release)",
     ),
     "expire": (
         "tags deleted",
@@ -50,6 +51,7 @@ PREFERRED = {
         "repositories to remove",
         "bytes freed (measured)",
         "bytes freed (preview)",
+        "bytes to hold in quarantine (freed at release)",
     ),
     "replicate": ("target", "copied", "to copy (plan)", "in sync (skipped)", "failed", "lag (tags)"),
     "capacity": ("level", "usage ratio", "storage bytes", "days to full"),

@@ -17,10 +17,11 @@ Each rule selects tags by glob and ``tagStatus`` (tagged / untagged / any, as EC
 Keep wins over delete (Artifact Registry cleanup policies); order only decides which rule is
 named. Every verdict carries the rule's label. The rest of the engine (protect globs, referrers
 with their subject, the reference graph, Kubernetes in-use, the cap) applies as for any policy:
-``planner`` calls :func:`decide` where it would call the keepLast / keepDays verdict.
+``planner`` asks :class:`RepoRules` (which calls :func:`decide`) where it would call the
+keepLast / keepDays verdict, and to seed the untagged manifests the rules keep.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -133,6 +134,51 @@ def decide(
         sel = [(rule, rank) for rule, rank in zip(rules, ranks, strict=True) if rule.selects(it.tag)]
         out[it.digest if it.tag is None else it.tag] = _verdict(sel, it, age, repository, pulls)
     return out
+
+
+class RepoRules:
+    """The planner's ordered-rules side for one repository: the verdicts on its tags and its
+    untagged manifests, which rule decided each (``rule``), and why an untagged manifest is
+    deleted (``untagged_reason``). With no ordered rules: no verdicts, ``rule`` is the policy."""
+
+    def __init__(
+        self,
+        rules: tuple[OrderedRule, ...],
+        r: RepoInventory,
+        policy: str,
+        now: datetime,
+        pulls: "PullKeep | None",
+    ):
+        self.rules, self.r, self.policy, self.now, self.pulls = rules, r, policy, now, pulls
+        self.rule_of: dict[str, str] = {}  # tag or untagged digest -> "<policy>/<rule label>"
+        self.untagged_reason: dict[str, str] = {}  # untagged digest the rules delete -> why
+
+    def rule(self, key: str) -> str:
+        """The rule that decided a tag or an untagged digest (else the policy's name)."""
+        return self.rule_of.get(key, self.policy)
+
+    def tag_verdicts(
+        self, times: Mapping[str, datetime | None], referrer_tags: Container[str]
+    ) -> dict[str, tuple[str, str]]:
+        """tag -> (keep | delete, reason) for every tag that is not a referrer's."""
+        if not self.rules:
+            return {}
+        items = [Item(t, d, times[t]) for t, d in self.r.tags.items() if t not in referrer_tags]
+        got = decide(self.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
+        self.rule_of.update({t: f"{self.policy}/{v[2]}" for t, v in got.items() if v[2]})
+        return {t: (v[0], v[1]) for t, v in got.items()}
+
+    def untagged_kept(self, present: set[str], parents: Mapping[str, Iterable[str]]) -> dict[str, str]:
+        """The rules decide the untagged manifests nothing present references (one no rule
+        selects is kept; referenced ones follow what references them): digest -> why kept; the
+        deleted ones' reasons go to ``untagged_reason``."""
+        items = untagged_items(self.r, present, parents)
+        got = decide(self.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
+        kept: dict[str, str] = {}
+        for d, (action, reason, label) in got.items():
+            self.rule_of.update({d: f"{self.policy}/{label}"} if label else {})
+            (kept if action == KEEP else self.untagged_reason)[d] = f"untagged, {reason}"
+        return kept
 
 
 def _ranks(rule: OrderedRule, items: list[Item]) -> dict[str, int]:

@@ -22,7 +22,7 @@ from .cap import RepoCount, tally
 from .decisions import DELETE, KEEP, ManifestDecision, Plan, TagDecision
 from .freed import RepoResult, collect
 from .graph import InUse, InUseProtection, KeptSet, RepoGraph, is_real, short
-from .ordered import Item, decide, rank_images, untagged_items
+from .ordered import RepoRules, rank_images
 from .pulled import PullHistory, PullKeep
 from .rules import (
     FOLLOW,
@@ -68,8 +68,7 @@ class _RepoPlanner:
         self.ages: dict[str, tuple[float | None, str | None]] = {}
         self.tag_in_use: dict[str, tuple[str, ...]] = {}
         self.dig_in_use: dict[str, tuple[str, ...]] = {}
-        self.rule_of: dict[str, str] = {}  # tag or untagged digest -> the ordered rule that decided it
-        self.untagged_reason: dict[str, str] = {}  # untagged digest an ordered rule deletes -> why
+        self.ordered = RepoRules(pol.rules if pol else (), r, self.rule, now, pulls)  # which rule decided
 
     def keep(self, digest: str, reason: str, tag: str | None = None) -> None:
         self.closure.keep(digest, reason, tag)
@@ -104,7 +103,7 @@ class _RepoPlanner:
         pol, r = self.pol, self.r
         times, newest = self._tag_times()
         rank = rank_images(newest) if ranks_images(pol) else {}
-        ordered = self._ordered_verdicts(times)
+        ordered = self.ordered.tag_verdicts(times, self.subject_of)
         for t, d in r.tags.items():
             when = times[t]
             sub = self.subject_of.get(t)
@@ -121,16 +120,6 @@ class _RepoPlanner:
             if self.pulls is not None and pol is not None and sub is None:
                 v = self.pulls.verdict(pol.pulled_within, r.name, d, v)
             self.verdict[t] = v
-
-    def _ordered_verdicts(self, times: Mapping[str, datetime | None]) -> dict[str, tuple[str, str]]:
-        """The ordered rules' verdict on every tag that is not a referrer's (``policy/ordered.py``);
-        records which rule decided in ``rule_of``."""
-        if self.pol is None or not self.pol.rules:
-            return {}
-        items = [Item(t, d, times[t]) for t, d in self.r.tags.items() if t not in self.subject_of]
-        got = decide(self.pol.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
-        self.rule_of.update({t: f"{self.rule}/{v[2]}" for t, v in got.items() if v[2]})
-        return {t: (v[0], v[1]) for t, v in got.items()}
 
     def _tag_times(self) -> tuple[dict[str, datetime | None], dict[str, datetime]]:
         """(tag -> time, digest -> newest tag time for ranking); records ``self.ages``."""
@@ -162,7 +151,8 @@ class _RepoPlanner:
             for d in sorted(self.present):
                 self.keep(d, why)
         elif pol.rules:
-            self._seed_untagged_rules(pol)
+            for d, why in self.ordered.untagged_kept(self.present, self.graph.parents()).items():
+                self.keep(d, why)
         elif not pol.delete_untagged:
             for d in r.untagged:
                 m = r.manifests.get(d)
@@ -172,19 +162,6 @@ class _RepoPlanner:
             self._seed_grace()
         if pol is not None and not pol.keep_forever and self.pulls is not None:
             self._seed_pulled(pol)
-
-    def _seed_untagged_rules(self, pol: RepoPolicy) -> None:
-        """Ordered rules decide the untagged manifests nothing present references (a rule with
-        ``tagStatus: untagged | any``); one no rule selects is kept. Referenced ones (index
-        children, referrers of a present subject) follow what references them."""
-        items = untagged_items(self.r, self.present, self.graph.parents())
-        got = decide(pol.rules, items, repository=self.r.name, now=self.now, pulls=self.pulls)
-        for d, (action, reason, label) in got.items():
-            self.rule_of.update({d: f"{self.rule}/{label}"} if label else {})
-            if action == KEEP:
-                self.keep(d, f"untagged, {reason}")
-            else:
-                self.untagged_reason[d] = f"untagged, {reason}"
 
     def _seed_pulled(self, pol: RepoPolicy) -> None:
         """pulledWithin: an untagged manifest pulled by digest within the window is kept (and
@@ -232,11 +209,11 @@ class _RepoPlanner:
         sub = self.subject_of.get(t)
         if d not in self.kept:
             reason = f"{sub[1]} of deleted {short(sub[0])}" if sub and action == FOLLOW else rule_reason
-            rule = self.rule_of.get(t, self.rule)
+            rule = self.ordered.rule(t)
             return TagDecision(r.name, t, d, DELETE, reason, rule, _round(age_days), age_src)
         reason, in_use = self._keep_reason(t, d, action, rule_reason, sub)
         overridden = rule_reason if action == DELETE else None
-        rule = self.rule_of.get(t, self.rule)
+        rule = self.ordered.rule(t)
         return TagDecision(r.name, t, d, KEEP, reason, rule, _round(age_days), age_src, 0, in_use, overridden)
 
     def _keep_reason(
@@ -268,12 +245,12 @@ class _RepoPlanner:
                 kreason, ktag = self.kept[d]
                 src = self.dig_in_use.get(d) or (self.tag_in_use.get(ktag, ()) if ktag else ())
                 reason = f"tag {ktag}: {kreason}" if ktag else kreason
-                rule = self.rule_of.get(ktag or d, self.rule)
+                rule = self.ordered.rule(ktag or d)
                 out.append(ManifestDecision(r.name, d, KEEP, reason, tags, m.kind, 0, src, rule))
                 continue
             dead_parents = sorted(p for p in parents.get(d, ()) if p in deleted)
             reason = self._delete_reason(d, m, tags, dead_parents, untagged)
-            rule = self.rule_of.get(tags[0] if tags else d, self.rule)
+            rule = self.ordered.rule(tags[0] if tags else d)
             out.append(ManifestDecision(r.name, d, DELETE, reason, tags, m.kind, rule=rule))
         return out
 
@@ -290,8 +267,8 @@ class _RepoPlanner:
             )
         if dead_parents:
             return f"child of deleted index {short(dead_parents[0])}"
-        if d in self.untagged_reason:
-            return self.untagged_reason[d]
+        if d in self.ordered.untagged_reason:
+            return self.ordered.untagged_reason[d]
         if d in untagged:
             return "untagged, unreferenced"
         return "unreferenced"
@@ -362,16 +339,7 @@ def plan(
         push_time_source=inventory.push_time_source,
     )
     pols = {name: resolve(name) for name in sorted(inventory.repositories)}
-    uses_pulls = any(p is not None and p.pull_windows for p in pols.values())
-    pull_keep = PullKeep(pulls, now) if uses_pulls else None
-    results: dict[str, RepoResult] = {}
-    for name, pol in pols.items():
-        out.policies[name] = pol.name if pol else NO_POLICY
-        repo = inventory.repositories[name]
-        src = inventory.push_time_source
-        results[name] = _RepoPlanner(
-            repo, pol, in_use, now, src, untagged_known, untagged_grace, pull_keep
-        ).run()
+    results = _plan_repositories(out, inventory, pols, in_use, untagged_grace, pulls)
     collect(out, inventory, results)
     out.cap_tripped, out.cap_exempt = tally(
         _repo_counts(results, pols),
@@ -380,6 +348,28 @@ def plan(
         exempt_ttl=exempt_ttl_repositories,
     )
     return out
+
+
+def _plan_repositories(
+    out: Plan,
+    inventory: Inventory,
+    pols: Mapping[str, RepoPolicy | None],
+    in_use: InUse | None,
+    untagged_grace: timedelta,
+    pulls: PullHistory | None,
+) -> dict[str, RepoResult]:
+    """Each repository's plan (``_RepoPlanner``), its policy's name recorded in ``out``."""
+    uses_pulls = any(p is not None and p.pull_windows for p in pols.values())
+    pull_keep = PullKeep(pulls, out.now) if uses_pulls else None
+    results: dict[str, RepoResult] = {}
+    for name, pol in pols.items():
+        out.policies[name] = pol.name if pol else NO_POLICY
+        repo = inventory.repositories[name]
+        src = inventory.push_time_source
+        results[name] = _RepoPlanner(
+            repo, pol, in_use, out.now, src, out.untagged_known, untagged_grace, pull_keep
+        ).run()
+    return results
 
 
 def _repo_counts(results: Mapping[str, RepoResult], pols: Mapping[str, RepoPolicy | None]) -> list[RepoCount]:

@@ -35,15 +35,21 @@ def build_report(
     started: datetime | None = None,
     quarantine=None,
 ) -> Report:
-    """``quarantine``: a ``quarantine.report.QuarantineRun`` when the config has the section."""
+    """``quarantine``: a ``quarantine.report.QuarantineRun`` when the config has the section;
+    with the quarantine on, the plan's bytes are held until the release, not freed."""
     rep = Report(flow=flow, registry=registry, title=f"regkeeper {flow}")
     if started:
         rep.started = started
     if kstate is not None:
         for n in kstate.notes:
             rep.note(n)
+    from ..quarantine.report import HELD_BYTES, hold_phrase, release_date
+
+    hold = hold_phrase(quarantine)
     if plan is not None:
-        _plan_section(rep, plan, dry_run or bool(refused))
+        _plan_section(rep, plan, dry_run or bool(refused), HELD_BYTES if hold else "bytes freed (preview)")
+        if hold is not None and release_date(quarantine):
+            rep.summary["held bytes freed at release (UTC)"] = release_date(quarantine)
     if inv is not None:
         if plan is not None:
             _referrer_section(rep, plan, inv, dry_run or bool(refused) or deleted is None)
@@ -51,11 +57,11 @@ def build_report(
     if deleted is not None:
         _delete_section(rep, deleted)
     if reclaimed is not None:
-        _reclaim_section(rep, reclaimed, plan, dry_run)
+        _reclaim_section(rep, reclaimed, plan, dry_run, held=hold is not None)
     if verified is not None:
         _verify_section(rep, verified)
     rep.finish(_status(rep, deleted, reclaimed, verified, dry_run, refused, error))
-    _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error)
+    _headline(rep, plan, kstate, deleted, reclaimed, verified, refused=refused, error=error, hold=hold)
     _referrer_headline(rep)
     if quarantine is not None:
         from ..quarantine.report import quarantine_section
@@ -122,8 +128,9 @@ def _deletes_first(rows: list[dict]) -> list[dict]:
     )
 
 
-def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
-    """The plan's numbers and tables; ``preview``: nothing was deleted (dry run or refused)."""
+def _plan_section(rep: Report, plan: Plan, preview: bool, bytes_key: str) -> None:
+    """The plan's numbers and tables; ``preview``: nothing was deleted (dry run or refused);
+    ``bytes_key``: what the plan's bytes are (freed, or held in the quarantine)."""
     s = plan.summary()
     rep.summary.update(
         {
@@ -133,7 +140,7 @@ def _plan_section(rep: Report, plan: Plan, preview: bool) -> None:
             "in use (kept)": s["tags_in_use"],
             "expired but in use": s["expired_in_use"],
             "manifests to delete" if preview else "manifests deleted": s["manifests_deleted"],
-            "bytes freed (preview)": s["bytes_freed"],
+            bytes_key: s["bytes_freed"],
             "repositories to remove": len(s["repositories_to_remove"]),
             "push time source": _push_source_label(s["push_time_source"]),
             "kubernetes protection": s["kube_protection"],
@@ -195,7 +202,10 @@ def _delete_section(rep: Report, deleted: DeleteResult) -> None:
         rep.note(f"delete failed: {repo}@{dg}: {why}")
 
 
-def _reclaim_section(rep: Report, reclaimed: ReclaimResult, plan: Plan | None, dry_run: bool) -> None:
+def _reclaim_section(
+    rep: Report, reclaimed: ReclaimResult, plan: Plan | None, dry_run: bool, *, held: bool = False
+) -> None:
+    """``held``: the quarantine is on, the plan's bytes are held (not reclaimable) until the release."""
     if reclaimed.mode != "none":
         rep.summary["reclaim"] = reclaimed.mode + (" (ran)" if reclaimed.ran else " (not run)")
         if reclaimed.bytes_freed is not None:
@@ -204,7 +214,7 @@ def _reclaim_section(rep: Report, reclaimed: ReclaimResult, plan: Plan | None, d
             rep.summary["repositories removed"] = reclaimed.repositories_removed
         if reclaimed.error:
             rep.note(f"reclaim: {reclaimed.error}")
-    elif plan is not None and plan.bytes_freed:
+    elif plan is not None and plan.bytes_freed and not held:
         rep.note(
             f"{human_bytes(plan.bytes_freed)} become reclaimable when the registry's "
             "garbage-collect runs (reclaim mode: none)"
@@ -285,7 +295,7 @@ def _n(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refused, error) -> None:
+def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refused, error, hold=None) -> None:
     """What a reader must know first: what was deleted (or would be), refusals and why,
     failures; the figures, notes and tables follow."""
     if error:
@@ -293,7 +303,7 @@ def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refuse
     if refused:
         rep.lead(f"Refused, nothing was deleted: {refused}")
     if plan is not None:
-        _plan_headline(rep, plan, deleted)
+        _plan_headline(rep, plan, deleted, hold)
     if deleted is not None:
         if deleted.failed:
             first = "; ".join(f"{r}@{d}: {why}" for r, d, why in deleted.failed[:3])
@@ -309,7 +319,7 @@ def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refuse
             rep.lead(f"Reclaim failed: {reclaimed.error}")
         elif reclaimed.bytes_freed is not None:
             rep.lead(f"Storage freed by garbage-collect: {human_bytes(reclaimed.bytes_freed)} (measured).")
-    elif deleted is not None and deleted.deleted and plan is not None and plan.bytes_freed:
+    elif deleted is not None and deleted.deleted and plan is not None and plan.bytes_freed and hold is None:
         rep.lead(
             f"{human_bytes(plan.bytes_freed)} become free when the registry's garbage-collect runs "
             "(reclaim mode: none)."
@@ -329,21 +339,25 @@ def _headline(rep: Report, plan, kstate, deleted, reclaimed, verified, *, refuse
         rep.lead(f"Verify: {_n(len(verified.problems), 'problem')} with kept tags, e.g. {r}:{t} {p}")
 
 
-def _plan_headline(rep: Report, plan: Plan, deleted: DeleteResult | None) -> None:
+def _plan_headline(rep: Report, plan: Plan, deleted: DeleteResult | None, hold: str | None = None) -> None:
     tags, mans = plan.deleted_tags(), plan.deleted_manifests()
     repos = len({t.repository for t in tags} | {m.repository for m in mans})
     what = (
         f"{_n(len(tags), 'tag')} ({_n(len(mans), 'manifest')}) in {_n(repos, 'repository', 'repositories')}"
     )
     exact = "exact" if plan.untagged_known else "an upper bound: no storage access"
+    # with the quarantine on nothing is freed now: the bytes are held until the release
+    freeing = f"freeing {human_bytes(plan.bytes_freed)} ({exact})"
+    if hold is not None:
+        freeing = f"holding {human_bytes(plan.bytes_freed)} in quarantine ({hold}; {exact})"
     if not mans:
         rep.lead(f"Nothing to delete: all {_n(len(plan.tags), 'tag')} kept.")
     elif deleted is not None:
         rep.lead(f"Deleted {len(deleted.deleted)} of {len(mans)} planned manifests ({what}).")
     elif rep.status == "dry-run":
-        rep.lead(f"Would delete {what}, freeing {human_bytes(plan.bytes_freed)} ({exact}).")
+        rep.lead(f"Would delete {what}, {freeing}.")
     else:
-        rep.lead(f"The plan (not carried out) deletes {what}, {human_bytes(plan.bytes_freed)} ({exact}).")
+        rep.lead(f"The plan (not carried out) deletes {what}, {freeing.removeprefix('freeing ')}.")
     if plan.repositories_to_remove and deleted is None:
         n = _n(len(plan.repositories_to_remove), "repository", "repositories")
         rep.lead(f"Would remove {n} whole: " + ", ".join(plan.repositories_to_remove[:5]))

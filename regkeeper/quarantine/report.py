@@ -22,6 +22,26 @@ class QuarantineRun:
     back: UndoResult | None = None  # in-use entries released back
 
 
+# the gc / expire plan's bytes with the quarantine on: held, not freed, until the release (the key
+# is the same whatever the date, for tools; the date is said next to it and in the headline)
+HELD_BYTES = "bytes to hold in quarantine (freed at release)"
+
+
+def hold_phrase(q: QuarantineRun | None) -> str | None:
+    """With the quarantine on, when a gc / expire plan's bytes are freed: ``"freed at release,
+    <date> UTC"`` (the date unknown: ``"freed at release"``); off: None."""
+    if q is None or not q.run:  # no run id: the window is 0, the quarantine is off
+        return None
+    until = release_date(q)
+    return f"freed at release, {until} UTC" if until else "freed at release"
+
+
+def release_date(q: QuarantineRun) -> str | None:
+    """When what this run deletes is released (now + the window), UTC; None when not known."""
+    rp = q.plan
+    return f"{rp.now + rp.window:%Y-%m-%d %H:%M}" if rp is not None else None
+
+
 UNDO_COLUMNS = ["repository", "tag", "digest", "outcome"]
 
 
@@ -36,11 +56,14 @@ def undo_report(
         if result.moved:
             r, t, held, now = result.moved[0]
             back = "would come back" if result.dry_run else "came back"
+            how = "by digest only" if (r, held) in result.untagged_back() else "under its other tag(s)"
             rep.lead(
                 f"{len(result.moved)} tag(s) NOT restored: pushed to another image since the delete, "
-                f"e.g. {r}:{t} now points to {now}; the held image {back} by digest only "
-                f"({r}@{held}): tag it by hand if you want it"
+                f"e.g. {r}:{t} now points to {now}; the held image {back} {how} ({r}@{held})"
             )
+            fate = _untagged_fate(result)
+            if fate:
+                rep.lead(fate)
         if result.dry_run:
             rep.lead(
                 f"Nothing changed: `regkeeper undo --run {run} --apply` restores the above (in the UI: dry_run off)"
@@ -65,6 +88,22 @@ def undo_report(
     if result is not None and result.failed:
         return rep.finish("failed")
     return rep.finish("dry-run" if result is None or result.dry_run else "ok")
+
+
+def _untagged_fate(result: UndoResult) -> str | None:
+    """What becomes of the held images of moved tags that come back with no tag at all: a later
+    gc / expire that deletes untagged manifests deletes them again and holds them again; a tag
+    keeps them. None when every such image keeps a tag."""
+    bare = result.untagged_back()
+    if not bare:
+        return None
+    (r, held), t = next(iter(bare.items()))
+    what = "that image" if len(bare) == 1 else f"these {len(bare)} images"
+    return (
+        f"Untagged, {what} will be deleted again by a later gc / expire that deletes untagged "
+        f"manifests (deleteUntagged, past untaggedGrace; a tagStatus: untagged rule) and held in the "
+        f"quarantine again; to keep one, tag it after the undo, e.g. {r}@{held} as {t}-restored"
+    )
 
 
 def list_lines(registry: str, rows: list[dict]) -> list[str]:

@@ -29,7 +29,18 @@ class UndoResult:
     verified: int = 0  # objects that answered 200 after the restore
     left_quarantine: int = 0  # manifests deleted from the quarantine afterwards
 
+    def untagged_back(self) -> dict[tuple[str, str], str]:
+        """The held images of moved tags that come back with no tag (none of their other tags
+        restored): (repository, digest) -> the first moved tag."""
+        tagged = {(r, d) for r, _, d in self.restored}
+        out: dict[tuple[str, str], str] = {}
+        for r, t, h, _ in self.moved:
+            if (r, h) not in tagged:
+                out.setdefault((r, h), t)
+        return out
+
     def rows(self) -> list[dict]:
+        bare = self.untagged_back()
         out = [{"repository": r, "tag": t, "digest": d, "outcome": _done(self)} for r, t, d in self.restored]
         out += [{"repository": r, "tag": "", "digest": d, "outcome": _done(self)} for r, d in self.untagged]
         out += [
@@ -39,7 +50,7 @@ class UndoResult:
                 "digest": h,
                 "outcome": f"NOT restored: tag moved to {n}; the held image "
                 + ("would come back" if self.dry_run else "is back")
-                + " by digest only",
+                + (" by digest only" if (r, h) in bare else " under its other tag(s)"),
             }
             for r, t, h, n in self.moved
         ]
@@ -52,6 +63,18 @@ class UndoResult:
 
 def _done(res: UndoResult) -> str:
     return "would be restored" if res.dry_run else "restored, verified"
+
+
+def nothing_held(
+    registry: str, namespace: str, run: str, repositories: str | None = None, listing: str | None = None
+) -> str:
+    """The one wording for a run the quarantine holds nothing of (the flow's report and the
+    CLI's last line). ``listing``: the list command to suggest (default: the bare one)."""
+    where = f" for repositories {repositories!r}" if repositories else ""
+    return (
+        f"registry {registry!r}: the quarantine ({namespace}) holds nothing of run {run_tag(run)!r}"
+        f"{where} (released, undone already, or never held: see `{listing or 'regkeeper quarantine list'}`)"
+    )
 
 
 def undo(
@@ -68,11 +91,7 @@ def undo(
     workers = workers or client.concurrency
     records = read_records(client, cfg.namespace, run=run, repositories=repositories, workers=workers)
     if not records:
-        where = f" for repositories {repositories!r}" if repositories else ""
-        raise RegkeeperError(
-            f"registry {client.name!r}: the quarantine ({cfg.namespace}) holds nothing of run {run_tag(run)!r}"
-            f"{where} (released, undone already, or never held: see `regkeeper quarantine list`)"
-        )
+        raise RegkeeperError(nothing_held(client.name, cfg.namespace, run, repositories))
     return undo_records(client, cfg, records, apply=apply, tags=tags, workers=workers)
 
 

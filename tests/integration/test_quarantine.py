@@ -141,6 +141,12 @@ def test_undo_never_overwrites_a_moved_tag(held):
     assert images.head_manifest(reg.url, "app/a", "old") == moved.digest  # not overwritten
     assert images.head_manifest(reg.url, "app/a", "old-too") == im["old"].digest
     assert images.head_manifest(reg.url, "app/a", "old-index") == im["index"].digest
+    # the held image kept its other tag: the report says so, and not that it is untagged
+    from regkeeper.quarantine.report import undo_report
+
+    said = undo_report(REG, got.run, got, None, dt.datetime.now(dt.UTC)).headline
+    assert f"the held image came back under its other tag(s) (app/a@{im['old'].digest})" in said[1]
+    assert not any("deleted again" in h for h in said) and got.untagged_back() == {}
     # the tag glob chose: the signature's tag was not selected on its own, but follows its subject
     assert images.head_manifest(reg.url, "app/a", im["sig"].tag) == im["sig"].digest
 
@@ -357,3 +363,71 @@ def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_
         assert sorted(images.list_tags(src.url, "rep/x")) == ["v0", "v1", "v2"]
     finally:
         ctx.close()
+
+
+def test_undo_of_an_unknown_run_is_one_clear_line_before_prefect_starts(held):
+    """`regkeeper undo --run UNKNOWN`: the run's records are read before the flow (and Prefect)
+    starts: one line naming the run, the registry and the list command, exit 2, no traceback;
+    a run the quarantine holds passes the check; nothing is touched."""
+    from argparse import Namespace
+
+    from app.quarantine import undo_precheck
+    from tests.integration.test_cli import rk
+
+    reg, ctx, _, im = held
+    cfg = str(ctx.config.source)
+    out = rk("undo", "--run", "no-such-run", "--config", cfg, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "prefect" not in out.stderr.lower()
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"regkeeper: undo: registry {REG!r}: the quarantine ({NS}) holds nothing of run 'no-such-run' "
+        f"(released, undone already, or never held: see `regkeeper quarantine list --config {cfg}`)"
+    )
+    scoped = rk("undo", "--run", ctx.quarantine(REG).run, "--repositories", "app/b", "--config", cfg)
+    assert scoped.returncode == 2 and "holds nothing of run" in scoped.stderr
+    assert "for repositories 'app/b'" in scoped.stderr.splitlines()[-1]
+    known = Namespace(config=cfg, registry=None, run=ctx.quarantine(REG).run, repositories=None)
+    assert undo_precheck(known) is None
+    assert sorted(images.list_tags(reg.url, "app/a")) == ["new"]  # nothing came back
+    assert len(read_records(ctx.client(REG), NS)) == 1  # and the record is still held
+
+
+def test_a_moved_tags_image_back_untagged_is_deleted_and_held_again_as_the_undo_report_says(held, tmp_path):
+    """Both tags of the old image were pushed again: undo brings the held image back by digest
+    only; the undo report says a later gc deletes it again and holds it again, and how to keep
+    it; the next gc (untaggedGrace 0s) does exactly that, and deletes nothing else."""
+    from regkeeper.quarantine.report import undo_report
+
+    reg, ctx, _, im = held
+    again = {t: images.push_image(reg.url, "app/a", t, seed=f"again-{t}") for t in ("old", "old-too")}
+    got = undo(ctx.client(REG), ctx.config.quarantine, ctx.quarantine(REG).run, tags="old*", apply=True)
+    assert {(t, h) for _, t, h, _ in got.moved} == {("old", im["old"].digest), ("old-too", im["old"].digest)}
+    assert images.head_manifest(reg.url, "app/a", im["old"].digest) == im["old"].digest  # back, untagged
+    said = undo_report(REG, got.run, got, None, dt.datetime.now(dt.UTC)).headline
+    fate = next(h for h in said if h.startswith("Untagged, that image will be deleted again"))
+    assert f"e.g. app/a@{im['old'].digest} as old-restored" in fate
+
+    cfg = write_config(
+        tmp_path / "again.yaml",
+        [registry_entry(reg)],
+        gc={**GC, "untaggedGrace": "0s"},
+        quarantine={"window": "7d"},
+    )
+    later = RunContext.load(cfg)
+    try:
+        plan, res, _ = gc_once(later)
+        assert not res.failed
+        assert ("app/a", im["old"].digest) in res.held  # deleted again, held again
+        assert images.head_manifest(reg.url, "app/a", im["old"].digest) is None
+        for t, img in again.items():  # what is NOT deleted: the tags pushed since, and app/b, new
+            assert images.head_manifest(reg.url, "app/a", t) == img.digest
+        assert images.head_manifest(reg.url, "app/a", "new") == im["new"].digest
+        assert images.list_tags(reg.url, "app/b") == ["v1"]
+        run = later.quarantine(REG).run
+        assert any(
+            e.digest == im["old"].digest
+            for r in read_records(later.client(REG), NS, run=run)
+            for e in r.entries
+        )
+    finally:
+        later.close()

@@ -84,8 +84,14 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     assert rep.headline[0] == "1 tag(s) and 1 untagged manifest(s) would be restored"
     assert "1 tag(s) NOT restored: pushed to another image since the delete" in rep.headline[1]
     assert f"the held image would come back by digest only (web/app@{D2})" in rep.headline[1]
+    # what becomes of it untagged, and how to keep it, said in the next line
+    assert rep.headline[2] == (
+        "Untagged, that image will be deleted again by a later gc / expire that deletes untagged "
+        "manifests (deleteUntagged, past untaggedGrace; a tagStatus: untagged rule) and held in the "
+        f"quarantine again; to keep one, tag it after the undo, e.g. web/app@{D2} as 1.1-restored"
+    )
     assert (
-        rep.headline[2]
+        rep.headline[3]
         == f"Nothing changed: `regkeeper undo --run {RUN} --apply` restores the above (in the UI: dry_run off)"
     )
     moved = [r for r in rep.tables[0].rows if r["tag"] == "1.1"]
@@ -93,6 +99,22 @@ def test_undo_dry_run_says_what_comes_back_what_does_not_and_how_to_apply():
     done = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)], moved=res.moved)
     rep = undo_report("local", RUN, done, None, NOW)
     assert rep.status == "ok" and "came back by digest only" in rep.headline[1]
+    assert rep.headline[2].startswith("Untagged, that image will be deleted again by a later gc")
+    two = UndoResult(RUN, dry_run=False, moved=[*res.moved, ("api/svc", "2.0", D3, D1)])
+    assert (
+        "Untagged, these 2 images will be deleted again"
+        in undo_report("local", RUN, two, None, NOW).headline[2]
+    )
+    plain = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0", D1)])  # nothing moved: not said
+    assert not any("deleted again" in h for h in undo_report("local", RUN, plain, None, NOW).headline)
+    # a moved tag whose image keeps another tag (restored): that image is not untagged, not said
+    kept = UndoResult(RUN, dry_run=False, restored=[("web/app", "1.0-old", D2)], moved=res.moved)
+    said = undo_report("local", RUN, kept, None, NOW)
+    assert not any("deleted again" in h for h in said.headline)
+    assert f"the held image came back under its other tag(s) (web/app@{D2})" in said.headline[1]
+    assert [r["outcome"] for r in said.tables[0].rows if r["tag"] == "1.1"] == [
+        "NOT restored: tag moved to sha256:" + "9" * 64 + "; the held image is back under its other tag(s)"
+    ]
     assert not any("Nothing changed" in h for h in rep.headline)
 
 
@@ -120,3 +142,33 @@ def test_undo_that_could_not_start_says_why_at_the_top():
     why = f"registry 'local': the quarantine (q) holds nothing of run '{RUN}' (released, undone already...)"
     rep = undo_report("local", RUN, None, why, NOW)
     assert rep.status == "failed" and rep.headline == [f"Nothing undone: {why}"]
+
+
+def test_gc_plan_bytes_with_the_quarantine_on_are_held_until_the_release_not_freed():
+    from regkeeper.policy.decisions import ManifestDecision, Plan, TagDecision
+    from regkeeper.prune import build_report
+
+    plan = Plan("local", NOW, kube_protection=True, untagged_known=True, bytes_freed=3 * 1024 * 1024)
+    plan.policies = {"web/app": "gc"}
+    plan.tags = [TagDecision("web/app", "0.9", D1, "delete", "older than 30 days", "gc", 40.0, None, 900)]
+    plan.manifests = [ManifestDecision("web/app", D1, "delete", "no tag left", ("0.9",), "image", 900)]
+    due = _record()
+    rp = ReleasePlan(window=timedelta(days=7), now=NOW, held=[due], due=[due], bytes_freed=900_000)
+    on = build_report("gc", "local", plan, dry_run=True, quarantine=QuarantineRun(run=RUN, plan=rp))
+    assert "bytes freed (preview)" not in on.summary
+    assert on.summary["bytes to hold in quarantine (freed at release)"] == 3 * 1024 * 1024
+    assert on.summary["held bytes freed at release (UTC)"] == "2026-12-09 12:00"
+    assert on.headline[0] == (
+        "Would delete 1 tag (1 manifest) in 1 repository, holding 3.0 MiB in quarantine "
+        "(freed at release, 2026-12-09 12:00 UTC; exact)."
+    )
+    assert not any("freeing" in h for h in on.headline)
+    # the release's own bytes are freed now, and say so
+    assert on.summary["bytes the release frees (preview)"] == 900_000
+    assert any("878.9 KiB freed by the reclaim" in h for h in on.headline)
+    # the section present with window 0 (no run id), or absent: unchanged
+    for q in (QuarantineRun(run="", plan=ReleasePlan(window=timedelta(0), now=NOW)), None):
+        off = build_report("gc", "local", plan, dry_run=True, quarantine=q)
+        assert off.summary["bytes freed (preview)"] == 3 * 1024 * 1024
+        assert "bytes to hold in quarantine (freed at release)" not in off.summary
+        assert off.headline[0] == "Would delete 1 tag (1 manifest) in 1 repository, freeing 3.0 MiB (exact)."
