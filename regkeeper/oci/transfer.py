@@ -217,6 +217,12 @@ class BlobTransfer:
         try:
             source, located = self._pick(digest, sources, dry_run)
             if source is None:
+                if location is not None and not check_present:
+                    # a registry with one global blob store may answer every mount with an
+                    # upload session although the blob is there already: then it is linked
+                    got = self.dst.head_blob(repo, digest)
+                    if got is not None:
+                        return Transferred(PRESENT, got)
                 return Transferred(UNAVAILABLE, size, dry_run=dry_run)
             size = located if located >= 0 else size
             if dry_run:

@@ -15,6 +15,7 @@ from ..oci import RegistryClient
 from ..oci.manifest import Manifest
 from ..oci.mediatypes import FOREIGN_LAYER_TYPES
 from ..oci.transfer import BlobTransfer
+from ..policy.graph import delete_levels
 
 Key = tuple[str, str]  # (repository, digest)
 
@@ -50,25 +51,17 @@ def read_closure(
 
 def put_levels(manifests: dict[Key, Manifest]) -> list[list[Key]]:
     """The keys grouped for PUT: a child before its index, a subject before its referrers (both
-    registries and the record index need what is referenced to exist first)."""
-    level: dict[Key, int] = {}
-
-    def depth(k: Key, seen: frozenset = frozenset()) -> int:
-        if k in level:
-            return level[k]
-        m = manifests[k]
-        below = [(k[0], c) for c in m.referenced_manifests()]
-        if m.subject is not None:
-            below.append((k[0], m.subject.digest))
-        below = [b for b in below if b in manifests and b not in seen]
-        n = 1 + max((depth(b, seen | {k}) for b in below), default=-1)
-        level[k] = n
-        return n
-
+    registries and the record index need what is referenced to exist first): the delete order
+    of the one reference graph (``policy.graph.delete_levels``), reversed."""
+    refs = {
+        k: m.referenced_manifests() + ([m.subject.digest] if m.subject is not None else [])
+        for k, m in manifests.items()
+    }
+    levels = delete_levels(None, list(manifests), refs)
     groups: dict[int, list[Key]] = {}
     for k in manifests:
-        groups.setdefault(depth(k), []).append(k)
-    return [groups[n] for n in sorted(groups)]
+        groups.setdefault(levels[k], []).append(k)
+    return [groups[n] for n in sorted(groups, reverse=True)]
 
 
 def closure_blobs(manifests: Iterable[Manifest]) -> dict[str, int]:
@@ -107,9 +100,7 @@ class Linker:
         def one(w: tuple[str, str, str, int]) -> None:
             repo, from_repo, b, size = w
             got = self.transfer.ensure(repo, b, size, mount_from=[from_repo], check_present=check_present)
-            # a registry with one global blob store may answer every mount with an upload
-            # session (202) although the blob is there already: then it is linked
-            if not got.available and self.client.head_blob(repo, b) is None:
+            if not got.available:
                 raise RegistryError(f"blob {b} could not be mounted into {repo} from {from_repo}")
 
         failed = [
