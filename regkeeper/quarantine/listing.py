@@ -29,16 +29,17 @@ def read_records(
         for q in quarantine_repositories(client, namespace)
         if repositories is None or match_path(repositories, original_repo(namespace, q))
     ]
-    wanted = run_tag(run) if run else None
+    if run:  # one run's record has a known tag in each repository: read it directly (404: none)
+        pairs = [(q, run_tag(run)) for q in qrepos]
+    else:
 
-    def tags(q: str) -> list[tuple[str, str]]:
-        try:
-            listed = client.list_tags(q)
-        except NotFoundError:
-            return []
-        return [(q, t) for t in listed if wanted is None or t == wanted]
+        def tags(q: str) -> list[tuple[str, str]]:
+            try:
+                return [(q, t) for t in client.list_tags(q)]
+            except NotFoundError:
+                return []
 
-    pairs = [p for q, got, err in client.map(tags, qrepos, workers) for p in _ok(q, got, err)]
+        pairs = [p for q, got, err in client.map(tags, qrepos, workers) for p in _ok(q, got, err)]
 
     def read(p: tuple[str, str]) -> Record:
         m = client.get_manifest(p[0], p[1])
