@@ -8,7 +8,6 @@ kept image needs. The registry re-fetches an evicted image from the upstream on 
 """
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -79,7 +78,7 @@ def plan_cache(
 def _history(ctx: RunContext, registry: str) -> tuple[PullHistory | None, str | None]:
     try:
         return read_history(ctx.config, registry), None
-    except (RegkeeperError, OSError, sqlite3.Error) as e:
+    except (RegkeeperError, OSError) as e:  # the store names its database errors
         return None, (
             f"pull history of {registry} unavailable ({e}): pulledWithin evicts nothing, "
             "maxBytes orders by the time each image was cached"
