@@ -59,16 +59,15 @@ def as_undo_run(args):
 def print_apart(ctx, name: str) -> int:
     """``regkeeper inventory``: the quarantine namespace is not listed among the repositories,
     but said apart (what it holds, per run: ``regkeeper quarantine list``). Returns 0."""
-    from regkeeper.quarantine.listing import read_records
+    from regkeeper.quarantine.listing import held
     from regkeeper.util import human_bytes
 
     qc = ctx.config.quarantine
     if qc is not None:
-        recs = read_records(ctx.client(name), qc.namespace)
-        runs = len({r.run for r in recs})
+        h = held(ctx.client(name), qc.namespace)
         print(
-            f"{name}: quarantine {qc.namespace}/ kept apart: {runs} run(s), {len(recs)} record(s), "
-            f"{human_bytes(sum(r.bytes_held for r in recs))} held (see `regkeeper quarantine list`)",
+            f"{name}: quarantine {qc.namespace}/ kept apart: {h.runs} run(s), {h.records} record(s), "
+            f"{human_bytes(h.bytes)} held (see `regkeeper quarantine list`)",
             file=sys.stderr,
         )
     return 0

@@ -73,13 +73,13 @@ def count_tags(ctx: RunContext, registry: str) -> tuple[int, int]:
 @task(name="quarantine-bytes", **RETRY)
 def quarantine_bytes(ctx: RunContext, registry: str) -> tuple[int, int]:
     """(records, bytes) the quarantine holds (counted apart from the images)."""
-    from regkeeper.quarantine.listing import read_records
+    from regkeeper.quarantine.listing import held
 
     qc = ctx.config.quarantine
     if qc is None:
         return 0, 0
-    recs = read_records(ctx.client(registry), qc.namespace)
-    return len(recs), sum(r.bytes_held for r in recs)
+    h = held(ctx.client(registry), qc.namespace)
+    return h.records, h.bytes
 
 
 @task(name="check-writes", retries=0, cache_policy=NO_CACHE)

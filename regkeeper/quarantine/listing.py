@@ -1,6 +1,7 @@
 """What the quarantine of a registry holds, read from the registry itself: every record under
 the namespace, and the rows ``regkeeper quarantine list`` and the reports show per run."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from ..errors import NotFoundError, RegistryError
@@ -56,6 +57,20 @@ def read_records(
         if rec is not None:
             out.append(rec)
     return sorted(out, key=lambda r: (r.time, r.repository))
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the quarantine holds in all: runs, records, bytes (capacity, the inventory's line)."""
+
+    runs: int
+    records: int
+    bytes: int
+
+
+def held(client: RegistryClient, namespace: str) -> Held:
+    recs = read_records(client, namespace)
+    return Held(len({r.run for r in recs}), len(recs), sum(r.bytes_held for r in recs))
 
 
 def _ok(q, got, err):
