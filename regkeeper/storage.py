@@ -93,7 +93,11 @@ class FilesystemStorage(StorageReader):
         except (FileNotFoundError, NotADirectoryError):
             return out
         for a in algos:
-            for h in os.scandir(a.path):
+            try:
+                hashes = list(os.scandir(a.path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for h in hashes:
                 try:
                     st = os.stat(os.path.join(h.path, "link"))
                 except FileNotFoundError:

@@ -180,12 +180,7 @@ class ProxyStack:
         """What the cache stores under ``docker/`` (links and blobs; not the scheduler state file
         the registry rewrites every few seconds on its own): key -> bytes."""
         if self.s3 is None:
-            root = Path(self.cache.root)
-            return {
-                str(p.relative_to(root)): p.stat().st_size
-                for p in (root / "docker").rglob("*")
-                if p.is_file()
-            }
+            return _walk_files(Path(self.cache.root))
         c = _s3_client(self.s3)
         out = {}
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=self.s3["bucket"], Prefix="docker/"):
@@ -293,3 +288,18 @@ def _s3_client(s3: dict):
         region_name=s3.get("region", "us-east-1"),
         config=Config(s3={"addressing_style": "path"}),
     )
+
+
+def _walk_files(root: Path) -> dict[str, int]:
+    """Files under ``root/docker`` -> bytes, while the cache writes: an upload directory or file
+    that vanishes during the walk (the registry moves finished uploads away) is skipped, not an
+    error (``os.walk`` ignores a directory gone before it is listed; ``rglob`` raised)."""
+    out: dict[str, int] = {}
+    for dirpath, _, names in os.walk(root / "docker"):
+        for n in names:
+            full = os.path.join(dirpath, n)
+            try:
+                out[os.path.relpath(full, root)] = os.stat(full).st_size
+            except FileNotFoundError:
+                continue
+    return out
