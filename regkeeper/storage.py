@@ -155,15 +155,26 @@ class FilesystemStorage(StorageReader):
         """Remove a manifest's revision link and the tags naming it (their whole tag directory,
         history included), so garbage-collect no longer marks its blobs. Only inside the
         reclaim window. Links already gone are fine (idempotent)."""
+        algo, hexd = _link_names(repo, digest, tags)
         mdir = self._repo_dir(repo) / "_manifests"
         for tag in tags:
-            if "/" in tag or tag in ("", ".", ".."):
-                raise RegkeeperError(f"tag {tag!r} in {repo} is not valid")
             _remove_tree(mdir / "tags" / tag)
-        algo, _, hexd = digest.partition(":")
-        if not hexd or "/" in digest:
-            raise RegkeeperError(f"digest {digest!r} is not valid")
         _remove_tree(mdir / "revisions" / algo / hexd)
+
+
+def _link_names(repo: str, digest: str, tags: list[str]) -> tuple[str, str]:
+    """(algorithm, hex) of ``digest``, once every name that becomes a storage path is checked:
+    a repository, tag or digest that could reach outside its directory is refused by name,
+    before anything is removed (both storages)."""
+    if not repo or any(p in ("", ".", "..") for p in repo.split("/")):
+        raise RegkeeperError(f"repository {repo!r} is not valid")
+    for tag in tags:
+        if "/" in tag or tag in ("", ".", ".."):
+            raise RegkeeperError(f"tag {tag!r} in {repo} is not valid")
+    algo, _, hexd = digest.partition(":")
+    if not algo or not hexd or "/" in digest or algo in (".", "..") or hexd in (".", ".."):
+        raise RegkeeperError(f"{repo}@{digest}: digest is not valid")
+    return algo, hexd
 
 
 def _remove_tree(path: Path) -> None:
@@ -286,13 +297,9 @@ class S3Storage(StorageReader):
     def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
         """As :meth:`FilesystemStorage.unlink_manifest`: every key under the tags' directories
         and the revision's."""
+        algo, hexd = _link_names(repo, digest, tags)
         base = f"{self.prefix}/repositories/{repo}/_manifests"
-        algo, _, hexd = digest.partition(":")
-        if not hexd or "/" in digest or ".." in repo.split("/"):
-            raise RegkeeperError(f"{repo}@{digest}: not a valid repository and digest")
-        prefixes = [f"{base}/tags/{t}/" for t in tags if t and "/" not in t] + [
-            f"{base}/revisions/{algo}/{hexd}/"
-        ]
+        prefixes = [f"{base}/tags/{t}/" for t in tags] + [f"{base}/revisions/{algo}/{hexd}/"]
         keys = [{"Key": o["Key"]} for p in prefixes for o in self._list(p)]
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
