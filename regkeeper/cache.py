@@ -132,6 +132,12 @@ class DigestCache:
             return  # never cache content under the wrong name
         self._write(self._path(self.root, kind, digest), encode_entry(data, media_type))
 
+    def discard(self, kind: str, digest: str) -> None:
+        """Forget ``digest`` (deleted from a repository: the next read by digest asks the
+        registry, so a scan does not take the cached copy for a manifest that is still there)."""
+        if self.root:
+            self._path(self.root, kind, digest).unlink(missing_ok=True)
+
     def _write(self, p: Path, blob: bytes) -> None:
         parent = p.parent
         if parent in self._dirs:

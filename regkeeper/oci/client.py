@@ -262,6 +262,7 @@ class RegistryClient(BlobUploads, ReferrersReader):
         resp = self.request(
             "DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo, ok=(202, 200, 204), allow_404=True
         )
+        self.cache.discard("manifests", digest)  # a later read by digest must not find it here
         return resp.status_code != 404
 
     # ------------------------------------------------------------------ uploads

@@ -211,6 +211,13 @@ def descriptor_dict(d: Descriptor) -> dict:
     return out
 
 
+def referrer_entry(m: Manifest) -> dict:
+    """The descriptor a referrers list gives for manifest ``m`` (OCI distribution spec): its
+    artifactType, else its config's media type, and its annotations."""
+    atype = m.artifact_type or (m.config.media_type if m.config is not None else None)
+    return descriptor_dict(Descriptor(m.media_type, m.digest, m.size, None, atype, m.annotations or None))
+
+
 def _repository_unknown(body: object) -> bool:
     """A 404 answered with an OCI error body (NAME_UNKNOWN...): the referrers route exists,
     the repository does not (a registry without the API answers a plain 'page not found')."""

@@ -12,6 +12,7 @@ from ..errors import RegkeeperError
 from ..globs import match_tag
 from ..oci import RegistryClient
 from ..oci.manifest import Manifest
+from ..oci.referrers import fallback_tag, referrer_entry
 from ..policy.graph import tag_subject
 from .closure import Linker, closure_blobs, put_by_digest, read_closure
 from .listing import read_records
@@ -188,12 +189,33 @@ def _restore(client, linker, rec, qrepo, mans, sel, apply, workers, res: UndoRes
         else:
             ok_tags.append((e, t))
     problems = _verify(client, repo, closure, blobs, ok_tags, workers)
-    res.failed += [(repo, what, why) for what, why in problems]
+    unlisted = _refer_back(client, repo, closure, set(failed))
+    res.failed += [(repo, what, why) for what, why in problems + unlisted]
     res.verified += len(closure) + len(blobs) + len(ok_tags) - len(problems)
     bad_tags = {w for w, _ in problems}
     res.restored += [(repo, t, e.digest) for e, t in ok_tags if t not in bad_tags]
     res.untagged += [(repo, e.digest) for e in sel if not e.tags and e.digest not in failed]
-    return {e.digest for e in sel if e.digest not in failed} if not problems else set()
+    return {e.digest for e in sel if e.digest not in failed} if not problems and not unlisted else set()
+
+
+def _refer_back(client, repo: str, closure: dict[str, Manifest], failed: set[str]) -> list[tuple[str, str]]:
+    """On a registry without the referrers API, a referrer that was deleted alone (its subject
+    kept, e.g. by ``deleteExtraneous``; gc's repair then took it out of the subject's fallback
+    index) is listed there again. A referrer restored with its subject comes back with the held
+    index as it was (not rewritten here); an index already listing it is not rewritten."""
+    by_subject: dict[str, list[dict]] = {}
+    for d, m in sorted(closure.items()):
+        if m.subject is not None and m.subject.digest not in closure and d not in failed:
+            by_subject.setdefault(m.subject.digest, []).append(referrer_entry(m))
+    out: list[tuple[str, str]] = []
+    for subject, entries in by_subject.items():
+        try:
+            if client.detect_referrers_mode(repo, subject) == "api":
+                return out
+            client.update_fallback_index(repo, subject, add=tuple(entries))
+        except RegkeeperError as e:
+            out.append((fallback_tag(subject), f"fallback index not updated: {e}"))
+    return out
 
 
 def _verify(client, repo, closure, blobs, tags, workers) -> list[tuple[str, str]]:

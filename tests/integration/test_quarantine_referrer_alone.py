@@ -1,0 +1,89 @@
+"""A referrer deleted alone (its subject kept: replication's ``deleteExtraneous`` on the
+replica), its entry then repaired out of the fallback index by the next gc, and undone, is a
+referrer again: on a registry without the referrers API its subject's ``sha256-<hex>`` fallback
+index lists it again (what oras and cosign read); on a registry with the API no fallback tag is
+written. The other referrer of the same subject stays listed once."""
+
+import json
+
+import pytest
+import requests
+
+from regkeeper import prune
+from regkeeper.context import RunContext
+from regkeeper.inventory import scan
+from regkeeper.quarantine.listing import read_records
+from regkeeper.quarantine.undo import undo
+from regkeeper.replicate import replicate_target
+from tests.support import images
+from tests.support.rkconfig import registry_entry, write_config
+
+NS = "regkeeper-quarantine"
+
+
+def _listed(reg, repo: str, subject: str) -> list[str]:
+    """The digests the registry gives as ``subject``'s referrers: the API where it has one,
+    else the fallback index (404: none)."""
+    if reg.name == "referrers-api":
+        r = requests.get(f"{reg.url}/v2/{repo}/referrers/{subject}", timeout=10)
+    else:
+        r = requests.get(
+            f"{reg.url}/v2/{repo}/manifests/{subject.replace(':', '-')}",
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+            timeout=10,
+        )
+    if r.status_code == 404:
+        return []
+    r.raise_for_status()
+    return sorted(m["digest"] for m in json.loads(r.content).get("manifests", []))
+
+
+@pytest.mark.parametrize("registry_matrix", ["dist28-fs", "referrers-api"], indirect=True)
+def test_a_referrer_deleted_alone_is_listed_again_after_undo(registry_factory, registry_matrix, tmp_path):
+    src, dst = registry_factory(), registry_matrix.start()
+    imgs = [images.push_image(src.url, "rep/x", f"v{i}", seed=f"r{i}") for i in range(2)]
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(src, "primary"), registry_entry(dst, "replica", storage=False)],
+        replication=[
+            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
+        ],
+        quarantine={"window": "7d"},
+        gc={"days": 3650, "keepLast": 0, "protect": [], "maxDeleteFraction": 1.0},
+    )
+    ctx = RunContext.load(cfg)
+    try:
+        rule = ctx.config.replication[0]
+        replicate_target(ctx.client("primary"), ctx.client("replica"), rule, "replica")
+        api = registry_matrix.name == "referrers-api"
+        extra = images.push_referrer(dst.url, "rep/x", imgs[0], tag="sbom-extra", fallback_tag=not api)
+        stays = images.push_referrer(dst.url, "rep/x", imgs[0], fallback_tag=not api)
+        before = _listed(registry_matrix, "rep/x", imgs[0].digest)
+        assert before == sorted([extra.digest, stays.digest])
+
+        replicate_target(
+            ctx.client("primary"),
+            ctx.client("replica"),
+            rule,
+            "replica",
+            quarantine=ctx.quarantine("replica"),
+        )
+        [rec] = read_records(ctx.client("replica"), NS)
+        assert [(e.digest, e.tags) for e in rec.entries] == [(extra.digest, ("sbom-extra",))]
+        assert "sbom-extra" not in images.list_tags(dst.url, "rep/x")
+        # the next gc (nothing old to delete) repairs the index's entry for the deleted referrer
+        inv = scan(ctx.client("replica"))
+        plan = prune.gc_plan(ctx, "replica", inv, prune.KubeState(None))
+        assert plan.manifests_to_delete() == []
+        prune.delete_batch(ctx, "replica", [], inv, plan=plan, repos=prune.needs_repair(inv))
+        assert _listed(registry_matrix, "rep/x", imgs[0].digest) == [stays.digest]
+
+        done = undo(ctx.client("replica"), ctx.config.quarantine, ctx.quarantine("replica").run, apply=True)
+        assert not done.failed
+        assert done.restored == [("rep/x", "sbom-extra", extra.digest)]
+        assert _listed(registry_matrix, "rep/x", imgs[0].digest) == before  # listed again, once each
+        tags = images.list_tags(dst.url, "rep/x")
+        assert ("sha256-" + imgs[0].digest.split(":")[1] in tags) is not api  # no fallback tag with the API
+        assert not any(t.startswith("sha256-" + imgs[1].digest.split(":")[1]) for t in tags)  # untouched
+    finally:
+        ctx.close()
