@@ -13,7 +13,9 @@ from tasks.prune import read_kubernetes
 from tasks.recovery import add_notes
 
 
-def run_eviction(ctx: RunContext, registry: str, *, dry_run: bool, notes: list[str] | None = None) -> dict:
+def run_eviction(
+    ctx: RunContext, registry: str, *, dry_run: bool, force: bool = False, notes: list[str] | None = None
+) -> dict:
     started = utcnow()
     inv = plan = unlinked = window = verified = None
     refused = error = None
@@ -21,7 +23,7 @@ def run_eviction(ctx: RunContext, registry: str, *, dry_run: bool, notes: list[s
         kstate = read_kubernetes(ctx, registry)
         inv, plan = plan_cache_eviction(ctx, registry, kstate.usage, kstate.notes)
         if not dry_run and plan.evicted():
-            unlinked, window = evict_cache(ctx, registry, plan)
+            unlinked, window = evict_cache(ctx, registry, plan, force)
             if window.ran:
                 verified = verify_cache(ctx, registry, inv, plan)
     except RefusedError as e:

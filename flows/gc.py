@@ -29,7 +29,8 @@ def gc(
     """Kubernetes-aware garbage collection with an exact reclaim preview. On a proxy
     (pull-through) registry gc is cache eviction (``proxyCache.pulledWithin``, ``maxBytes``):
     a proxy answers DELETE with 405, so images are unlinked in its storage inside the reclaim
-    window (flows/_proxy.py); days, keep_last and force do not apply there.
+    window (flows/_proxy.py); days and keep_last do not apply there, force overrides
+    ``proxyCache.maxEvictFraction``.
 
     Args:
         registry: registry name from mirrorRepositories (default: gc.registry, else the first).
@@ -44,7 +45,7 @@ def gc(
     try:
         notes = begin_run(ctx, "gc")
         if ctx.config.registry(name).type == "proxy":
-            return run_eviction(ctx, name, dry_run=dry_run, notes=notes)
+            return run_eviction(ctx, name, dry_run=dry_run, force=force, notes=notes)
         return run_pipeline(
             "gc",
             ctx,

@@ -31,9 +31,9 @@ def plan_cache_eviction(
 # the window is not retried: reclaim records it, and the next run of any job recovers it
 @task(name="evict-cache", retries=0, cache_policy=NO_CACHE)
 def evict_cache(
-    ctx: RunContext, registry: str, plan: proxycache.EvictionPlan
+    ctx: RunContext, registry: str, plan: proxycache.EvictionPlan, force: bool = False
 ) -> tuple[proxycache.UnlinkResult, ReclaimResult]:
-    unlinked, window = proxycache.evict(ctx, registry, plan)
+    unlinked, window = proxycache.evict(ctx, registry, plan, force=force)
     logger().info(
         "%s: %d images unlinked, %d skipped; reclaim (%s) ran=%s freed=%s bytes%s",
         registry,

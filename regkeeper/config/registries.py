@@ -74,11 +74,15 @@ class ProxyCacheConfig(_Model):
     events for the registry covering the window; otherwise nothing is evicted for that reason).
     ``maxBytes``: evict the least recently used images (the later of the last pull and the time
     it was cached) until the storage holds at most this many file bytes. An image in use in Kubernetes
-    is never evicted. Eviction runs in gc, inside the registry's reclaim window."""
+    is never evicted. Eviction runs in gc, inside the registry's reclaim window.
+    ``maxEvictFraction``: the blast-radius cap of one eviction (the one cap, as
+    ``gc.maxDeleteFraction``): more than this fraction of the cached images is refused unless
+    forced; every evicted image is fetched from the upstream again on its next pull."""
 
     storage: str | None = None
     max_bytes: Size | None = Field(None, alias="maxBytes", gt=0)
     pulled_within: Duration | None = Field(None, alias="pulledWithin")
+    max_evict_fraction: float = Field(0.5, alias="maxEvictFraction", gt=0, le=1)
 
     @model_validator(mode="after")
     def _check(self):

@@ -27,13 +27,14 @@ class CapBreach(NamedTuple):
     scope: str  # repository name or "<registry>"
     deleted: int
     total: int
+    unit: str = "tags"  # what is counted ("cached images" for a cache's eviction)
 
     @property
     def fraction(self) -> float:
         return self.deleted / self.total if self.total else 0.0
 
     def __str__(self) -> str:
-        return f"{self.scope}: {self.deleted}/{self.total} tags ({self.fraction:.0%})"
+        return f"{self.scope}: {self.deleted}/{self.total} {self.unit} ({self.fraction:.0%})"
 
 
 def over_cap(deleted: int, total: int, max_fraction: float) -> bool:
@@ -51,6 +52,7 @@ def check_cap(
     *,
     action: str = "the plan deletes",
     key: str | None = None,
+    unit: str = "tags",
 ) -> str | None:
     """THE blast-radius check: None when ``planned_deletes`` of ``total`` are within
     ``max_fraction`` (or ``force`` overrides, which is logged), else the refusal reason.
@@ -58,7 +60,9 @@ def check_cap(
     target); ``action`` and ``key`` (the config key the fraction comes from) only word the
     reason (see :func:`refuse_tripped`)."""
     tripped = (
-        [CapBreach(what, planned_deletes, total)] if over_cap(planned_deletes, total, max_fraction) else []
+        [CapBreach(what, planned_deletes, total, unit)]
+        if over_cap(planned_deletes, total, max_fraction)
+        else []
     )
     return refuse_tripped(tripped, max_fraction, force, action=action, key=key)
 
@@ -82,7 +86,7 @@ def refuse_tripped(
         return None
     limit = f"{max_fraction:.0%}" + (f" ({key})" if key else "")
     return (
-        f"blast-radius cap: {action} more than {limit} of the tags of {text}; nothing was "
+        f"blast-radius cap: {action} more than {limit} of the {tripped[0].unit} of {text}; nothing was "
         "deleted. Re-run with --force (flow parameter force) to override."
     )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..config.units import format_duration
+from ..policy.cap import check_cap
 from ..policy.pulled import PullKeep
 from ..pulls.history import iso
 from ..util import human_bytes
@@ -43,6 +44,7 @@ class EvictionPlan:
     pulled_within: timedelta | None
     decisions: list[Decision] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cap: str | None = None  # why a run without force would be refused (check_evict_cap), or None
 
     def evicted(self) -> list[Decision]:
         return [d for d in self.decisions if d.action == EVICT]
@@ -108,6 +110,21 @@ def plan_eviction(
         elif d.action == KEEP and d.rule != RULE_IN_USE and max_bytes is not None:
             d.reason += f"; under maxBytes {human_bytes(max_bytes)}"
     return plan
+
+
+def check_evict_cap(plan: EvictionPlan, max_fraction: float, force: bool = False) -> str | None:
+    """The one blast-radius cap over one eviction: more than ``max_fraction``
+    (``proxyCache.maxEvictFraction``) of the cached images is refused unless ``force``."""
+    return check_cap(
+        len(plan.evicted()),
+        len(plan.decisions),
+        max_fraction,
+        force,
+        plan.registry,
+        action="the eviction evicts",
+        key="proxyCache.maxEvictFraction",
+        unit="cached images",
+    )
 
 
 def _last_used(img: CacheImage, pulls: PullKeep) -> tuple[datetime, str]:

@@ -164,6 +164,8 @@ def _headline(rep, plan, unlinked, reclaimed, verified, dry_run, refused, error)
     else:
         planned = f" (planned {len(ev)})" if len(unlinked.evicted) != len(ev) else ""
         rep.lead(f"Evicted {len(unlinked.evicted)} {of}{planned}{rules}; {in_use} kept because in use.")
+    if plan.cap and unlinked is None and not refused:
+        rep.lead(f"A run would be refused: {plan.cap}")
     _cap_and_history_headline(rep, plan, planned=unlinked is None)
     if reclaimed is not None and reclaimed.bytes_freed is not None:
         rep.lead(

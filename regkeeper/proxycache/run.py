@@ -18,7 +18,7 @@ from ..prune.reclaim import ReclaimResult, reclaim, storage_bytes
 from ..pulls.history import PullHistory
 from ..pulls.lookup import read_history
 from ..util import utcnow
-from .evict import EvictionPlan, plan_eviction
+from .evict import EvictionPlan, check_evict_cap, plan_eviction
 from .inventory import CacheInventory, read_cache
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def plan_cache(
         pulls=PullKeep(hist, now),
         in_use=in_use,
     )
+    plan.cap = check_evict_cap(plan, pc.max_evict_fraction)
     if why:
         plan.notes.insert(0, why)
     if hist is not None:
@@ -85,9 +86,16 @@ def _history(ctx: RunContext, registry: str) -> tuple[PullHistory | None, str | 
         )
 
 
-def evict(ctx: RunContext, registry: str, plan: EvictionPlan) -> tuple[UnlinkResult, ReclaimResult]:
-    """Unlink the evicted images and garbage-collect, inside the reclaim window."""
+def evict(
+    ctx: RunContext, registry: str, plan: EvictionPlan, force: bool = False
+) -> tuple[UnlinkResult, ReclaimResult]:
+    """Unlink the evicted images and garbage-collect, inside the reclaim window; refused (nothing
+    unlinked) when the plan is over the blast-radius cap and ``force`` is not given."""
     rc = ctx.config.registry(registry)
+    assert rc.proxy_cache is not None  # plan_cache checked it
+    refusal = check_evict_cap(plan, rc.proxy_cache.max_evict_fraction, force)
+    if refusal:
+        raise RefusedError(refusal)
     if rc.reclaim.mode == "none":
         raise RefusedError(
             f"registry {registry}: eviction needs the reclaim window (mirrorRepositories[].reclaim.mode "

@@ -75,3 +75,27 @@ def test_gc_on_a_proxy_fails_closed_when_kubernetes_cannot_be_read(stack):
         gc(config_path=str(cfg))
     assert stack.storage_bytes() == before and stack.linked("team/app", "stale")
     assert stack.ctl.calls == []
+
+
+def test_gc_on_a_proxy_over_the_cap_is_refused_then_forced(stack):
+    """maxBytes far below what the cache holds: LRU would evict 4 of 5 images (80%), over the
+    default proxyCache.maxEvictFraction (50%). The dry run says a run would be refused; the run
+    is refused naming the key, opens no reclaim window and unlinks nothing; force evicts, and the
+    image in use is still kept."""
+    from flows.gc import gc
+
+    cfg = stack.config(kube=stack.kubernetes("team/app:inuse"), maxBytes=1)
+    before = stack.files()
+    dry = gc(config_path=str(cfg), dry_run=True)
+    assert any("A run would be refused: blast-radius cap" in h for h in dry["headline"]), dry["headline"]
+    with pytest.raises(RegkeeperError, match=r"proxyCache\.maxEvictFraction.*4/5 cached images \(80%\)"):
+        gc(config_path=str(cfg))
+    assert stack.ctl.calls == [] and stack.files() == before
+    for ref in ("team/app:stale", "team/app:hot", "team/web:a", "team/web:b", "team/app:inuse"):
+        assert stack.linked(*ref.split(":")), ref
+
+    res = gc(config_path=str(cfg), force=True)
+    assert res["status"] == "ok", res["headline"] + res["notes"]
+    assert stack.ctl.calls == ["readonly", "readwrite"]
+    assert stack.linked("team/app", "inuse")
+    assert not any(stack.linked(*r.split(":")) for r in ("team/app:stale", "team/app:hot", "team/web:a"))

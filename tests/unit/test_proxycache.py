@@ -10,7 +10,7 @@ from regkeeper.config import ConfigError, parse_config
 from regkeeper.kube.inuse import InUseSource, RegistryUsage
 from regkeeper.kube.refs import parse_image_ref
 from regkeeper.policy.pulled import PullKeep
-from regkeeper.proxycache.evict import plan_eviction
+from regkeeper.proxycache.evict import check_evict_cap, plan_eviction
 from regkeeper.proxycache.inventory import CacheImage, CacheInventory
 from regkeeper.pulls.history import PullHistory
 
@@ -138,6 +138,29 @@ def test_max_bytes_out_of_candidates_says_so_and_keeps_what_is_in_use():
     assert any("still holds" in n and "2 image(s) kept because they are in use" in n for n in plan.notes)
 
 
+def test_the_one_cap_refuses_an_eviction_of_more_than_max_evict_fraction():
+    plan = plan_eviction(
+        "cache",
+        cache(),
+        7 * MB,
+        max_bytes=MB,
+        pulled_within=None,
+        pulls=PullKeep(None, NOW),
+        in_use=usage("web:b"),
+    )
+    assert len(plan.evicted()) == 3 and len(plan.decisions) == 4
+    why = check_evict_cap(plan, 0.5)
+    assert why is not None
+    assert (
+        "more than 50% (proxyCache.maxEvictFraction) of the cached images of cache: 3/4 cached images (75%)"
+        in why
+    )
+    assert "nothing was deleted" in why and "--force" in why
+    assert check_evict_cap(plan, 0.5, force=True) is None  # the override (logged)
+    assert check_evict_cap(plan, 0.75) is None  # exactly at the fraction is allowed
+    assert check_evict_cap(plan, 0.74) is not None
+
+
 BASE = """\
 mirrorRepositories:
 - name: cache
@@ -153,7 +176,7 @@ def test_proxy_cache_keys_load():
     )
     pc = cfg.registry("cache").proxy_cache
     assert (pc.storage, pc.max_bytes, pc.pulled_within) == ("/var/lib/c", 10 * 1024**3, timedelta(days=30))
-    assert pc.evicts
+    assert pc.evicts and pc.max_evict_fraction == 0.5  # the cap's default, as gc.maxDeleteFraction
 
 
 @pytest.mark.parametrize(
@@ -169,6 +192,11 @@ def test_proxy_cache_keys_load():
             "  proxyCache: {storage: /c, pulledWithin: 3x}\n",
             "mirrorRepositories[0].proxyCache.pulledWithin",
             "",
+        ),
+        (
+            "  proxyCache: {storage: /c, maxBytes: 1Gi, maxEvictFraction: 1.5}\n",
+            "mirrorRepositories[0].proxyCache.maxEvictFraction",
+            "less than or equal to 1",
         ),
     ],
 )
