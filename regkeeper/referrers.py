@@ -15,12 +15,11 @@ The policy (regkeeper/policy/graph.py) reads the same edges from the manifests a
 referrer lives and dies with its subject.
 """
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
 
-from .errors import NotFoundError
 from .models import Descriptor, ManifestInfo, Referrer, RepoInventory, signature_subject
-from .oci.referrers import REFERRER_DEPTH
+from .oci import RegistryClient
+from .oci.referrers import Referrers, walk_referrers
 
 # cosign's artifact types (what cosign's OCI 1.1 mode writes as artifactType)
 COSIGN_TYPES = {
@@ -87,22 +86,16 @@ def api_subjects(r: RepoInventory) -> list[str]:
     return sorted(d for d, m in r.manifests.items() if m.media_type and not m.subject and d not in on_tags)
 
 
-class _Client(Protocol):
-    @property
-    def referrers_mode(self) -> str | None: ...
-
-    def probe_referrers(self, repo: str, subject: str) -> Any: ...
-
-    def referrers(self, repo: str, subject: str) -> Any: ...
-
-    def map(self, fn: Callable, items: Iterable, limit: int | None = None) -> list: ...
-
-
 ApiReferrers = dict[str, dict[str, tuple[Descriptor, ...]]]  # repo -> subject -> descriptors
 
 
+def may_have_referrers(_repo: str, _parent: str, desc: Descriptor | None) -> bool:
+    """The scan's ``ask``: a signature (``LEAF_TYPES``) is not asked about its referrers."""
+    return desc is None or desc.artifact_type not in LEAF_TYPES
+
+
 def discover_api(
-    client: _Client,
+    client: RegistryClient,
     repos: Mapping[str, RepoInventory],
     workers: int,
     fetch_missing: Callable[[list[tuple[str, str]]], None],
@@ -110,44 +103,47 @@ def discover_api(
 ) -> tuple[ApiReferrers, int]:
     """API mode: the referrers of every subject the scan holds (``api_subjects``), one request
     per unique (repository, digest), then of the referrers found that may have their own (not
-    signatures: ``LEAF_TYPES``), ``REFERRER_DEPTH`` levels (as replicate and backup follow them). Referrers the scan had not seen (untagged)
-    are fetched into the inventory by ``fetch_missing``. Without the API (tag-schema mode) this
-    costs one request per client, the detection. Returns (repo -> subject -> descriptors, the
-    number of referrers requests). A failed call raises (gc / expire plan nothing on a half-known
-    registry) unless ``read_errors`` collects it (backup, as for the scan's other reads)."""
+    signatures: ``LEAF_TYPES``), ``REFERRER_DEPTH`` levels (the one walk, ``walk_referrers``,
+    as replicate and backup follow them). Referrers the scan had not seen (untagged) are
+    fetched into the inventory by ``fetch_missing``, after the walk. Without the API
+    (tag-schema mode) this costs one request per client, the detection. Returns (repo ->
+    subject -> descriptors, the number of referrers requests). A failed call raises (gc /
+    expire plan nothing on a half-known registry) unless ``read_errors`` collects it (backup,
+    as for the scan's other reads); a 404 is no referrers."""
     todo = [(repo, d) for repo, r in repos.items() for d in api_subjects(r)]
-    out: ApiReferrers = {}
     if not todo:
-        return out, 0
+        return {}, 0
     calls = 0
+    answered: dict[tuple[str, str], Referrers] = {}
     if client.referrers_mode is None:
         calls += 1
         first = client.probe_referrers(*todo[0])
         if first is not None:
-            out.setdefault(todo[0][0], {})[todo[0][1]] = tuple(first.descriptors)
+            answered[todo[0]] = first
     if client.referrers_mode != "api":
-        return out, calls
-    asked = {(repo, s) for repo, subs in out.items() for s in subs}
-    for _level in range(REFERRER_DEPTH):  # as deep as replication and backup carry them
-        level = sorted(set(todo))
-        ask = [it for it in level if it not in asked]
-        if not level:
-            break
-        asked.update(ask)
-        calls += len(ask)
-        for (repo, subject), res, err in client.map(lambda it: client.referrers(*it), ask, workers):
-            if err is not None and not isinstance(err, NotFoundError):
-                if read_errors is None:
-                    raise err
-                read_errors.append((repo, subject, err))  # backup: named, the rest carries on
-            out.setdefault(repo, {})[subject] = tuple(res.descriptors) if res is not None else ()
-        found = [(repo, d) for (repo, s) in level for d in out.get(repo, {}).get(s, ())]
-        fetch_missing(
-            sorted({(repo, d.digest) for repo, d in found if d.digest not in repos[repo].manifests})
+        return {}, calls
+    walk = walk_referrers(
+        client,
+        sorted(set(todo)),
+        workers,
+        ask=may_have_referrers,
+        on_error="raise" if read_errors is None else "collect",
+        missing_ok=True,
+        answered=answered,
+    )
+    if read_errors is not None:
+        read_errors.extend((u.repo, u.parent, u.error) for u in walk.errors)  # named, the rest goes on
+    fetch_missing(
+        sorted(
+            {
+                (repo, d.digest)
+                for (repo, _), descs in walk.listed.items()
+                for d in descs
+                if d.digest not in repos[repo].manifests
+            }
         )
-        todo = [
-            (repo, d.digest)
-            for repo, d in found
-            if d.artifact_type not in LEAF_TYPES and (repo, d.digest) not in asked
-        ]
-    return out, calls
+    )
+    out: ApiReferrers = {}
+    for (repo, subject), descs in walk.listed.items():
+        out.setdefault(repo, {})[subject] = descs
+    return out, calls + walk.requests

@@ -21,7 +21,7 @@ Snapshots of ``regkeeper-backup/1`` have no ``referrers`` field: restore treats 
 from ..models import signature_subject
 from ..oci import RegistryClient
 from ..oci.manifest import Manifest
-from ..oci.referrers import REFERRER_DEPTH, Found, descriptor_dict, fallback_tag, walk_referrers
+from ..oci.referrers import Referrers, Walk, descriptor_dict, fallback_tag, walk_referrers
 
 
 def describe_manifest(m: Manifest) -> dict:
@@ -64,51 +64,36 @@ def record_referrers(
             out.setdefault(sig[0], []).append(_entry(d, sig[0], sig[1], "", "cosign-tag", None))
     if subjects:
         mode = client.detect_referrers_mode(name, subjects[0])
-        problems: list[tuple[str, str]] = []
+        items = [(name, s) for s in subjects]
         if mode == "api":
-            found = walk_referrers(client, name, subjects, workers, errors=problems)
+            walk = walk_referrers(client, items, workers, on_error="collect")
+            errors += [f"{name}: {u.why()}" for u in walk.errors]
         else:
-            found = _fallback_entries(client, name, tags, subjects, workers, problems)
-        errors += [f"{name}: {why}" for _, why in problems]
-        for subject, parent, desc, _level, found_by in found:
-            dd = descriptor_dict(desc)
-            out.setdefault(subject, []).append(
-                _entry(desc.digest, parent, desc.artifact_type or "", desc.media_type, found_by, dd)
-            )
-        api = [f for f in found if f[4] == "api"]
-        _add_manifests(client, name, rec, [f[2].digest for f in api], manifests, need, errors, config_max)
+            walk = _fallback_walk(client, tags, items, workers)
+            errors += [f"{name}: {u.why('referrers index')}" for u in walk.errors]
+        for f in walk.found:
+            desc, dd = f.descriptor, descriptor_dict(f.descriptor)
+            entry = _entry(desc.digest, f.parent, desc.artifact_type or "", desc.media_type, f.found_by, dd)
+            out.setdefault(f.subject, []).append(entry)
+        api = [f.descriptor.digest for f in walk.found if f.found_by == "api"]
+        _add_manifests(client, name, rec, api, manifests, need, errors, config_max)
     rec["referrers"] = {s: out[s] for s in sorted(out)}
 
 
-def _fallback_entries(
-    client: RegistryClient,
-    name: str,
-    tags: dict[str, str],
-    subjects: list[str],
-    workers: int,
-    problems: list[tuple[str, str]],
-) -> list[Found]:
-    """A registry without the API: the entries of each subject's ``sha256-<hex>`` index, read
-    by the digest its tag points at (the scan just read it: the disk cache answers)."""
-    out: list[Found] = []
-    frontier = [(s, s) for s in subjects if fallback_tag(s) in tags]
-    seen = set(subjects)
-    for level in range(1, REFERRER_DEPTH + 1):
-        nxt = []
-        for (subject, parent), m, err in client.map(
-            lambda it: client.get_manifest(name, tags[fallback_tag(it[1])]), frontier, workers
-        ):
-            if err is not None or m is None:
-                problems.append((subject, f"referrers index of {parent[:19]} unreadable: {err}"))
-                continue
-            for d in m.children:
-                if d.digest not in seen:
-                    seen.add(d.digest)
-                    out.append((subject, parent, d, level, "tag-schema"))
-                    if fallback_tag(d.digest) in tags:
-                        nxt.append((subject, d.digest))
-        frontier = nxt
-    return out
+def _fallback_walk(
+    client: RegistryClient, tags: dict[str, str], items: list[tuple[str, str]], workers: int
+) -> Walk:
+    """A registry without the API: the one walk over each subject's ``sha256-<hex>`` index,
+    read by the digest its tag points at (the scan just read it: the disk cache answers);
+    a parent without that tag is not read."""
+
+    def read(repo: str, parent: str) -> Referrers:
+        m = client.get_manifest(repo, tags[fallback_tag(parent)])
+        return Referrers(parent, "tag-schema", tuple(m.children), m)
+
+    return walk_referrers(
+        client, items, workers, ask=lambda _r, p, _d: fallback_tag(p) in tags, on_error="collect", read=read
+    )
 
 
 def _entry(digest, parent, artifact_type, media_type, found_by, descriptor) -> dict:

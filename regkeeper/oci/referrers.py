@@ -15,12 +15,15 @@ API means ``api``; a 404 (the route does not exist), or a 400 / 405 / 406 / 501 
 call, means ``tag-schema``. A manifest PUT
 answered with ``OCI-Subject`` also proves the API (see note_put). Errors go through the one
 transport (its retry decision, errors naming the registry, call and status).
+
+``walk_referrers`` is THE walk over them, level by level (referrers of referrers), for the
+scan (referrers.discover_api), replication and backup.
 """
 
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote
 
@@ -226,45 +229,109 @@ def _repository_unknown(body: object) -> bool:
     return bool(codes & {"NAME_UNKNOWN", "MANIFEST_UNKNOWN"})
 
 
-Found = tuple[str, str, Descriptor, int, str]  # (subject, parent, Descriptor, level, found_by)
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A referrer the walk found in ``repo``: under the walk's starting ``subject``, referring
+    to ``parent`` (the subject at level 1, a referrer of it below), as the read listed it."""
+
+    repo: str
+    subject: str
+    parent: str
+    descriptor: Descriptor
+    level: int
+    found_by: str  # "api" | "tag-schema"
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A referrers read that failed: the parent asked about, under the walk's ``subject``."""
+
+    repo: str
+    subject: str
+    parent: str
+    error: Exception
+
+    def why(self, what: str = "referrers") -> str:
+        return f"{what} of {self.parent[:19]} unreadable: {self.error}"
+
+
+@dataclass(slots=True)
+class Walk:
+    """What a walk found: ``found`` each referrer once per repository (the first parent listing
+    it), level by level; ``listed`` every (repository, parent) read -> all it listed; the
+    failed reads (when collected) and the number of reads made (``answered`` ones excluded)."""
+
+    found: list[Found] = field(default_factory=list)
+    listed: dict[tuple[str, str], tuple[Descriptor, ...]] = field(default_factory=dict)
+    errors: list[Unread] = field(default_factory=list)
+    requests: int = 0
+
+
+# ask(repository, parent digest, its descriptor: None for a starting subject) -> read it?
+Ask = Callable[[str, str, Descriptor | None], bool]
+_Step = tuple[str, str, str, Descriptor | None]  # (repository, subject, parent, its descriptor)
 
 
 def walk_referrers(
     client: "ReferrersReader",
-    repo: str,
-    subjects: list[str],
+    items: Iterable[tuple[str, str]],
     workers: int,
-    ask: Callable[[str], bool] | None = None,
-    errors: list[tuple[str, str]] | None = None,
-) -> list[Found]:
-    """Every referrer of ``subjects`` in ``repo``, ``REFERRER_DEPTH`` levels deep, through
-    ``client.referrers`` (the API, else the fallback index). ``ask(parent)``: False skips the
-    request (e.g. no fallback tag listed). A read failure is appended to ``errors``
-    ((subject, why)) when given, else raised."""
-    out: list[Found] = []
-    seen = set(subjects)
-    frontier = [(s, s) for s in subjects]
+    *,
+    ask: Ask | None = None,
+    on_error: Literal["raise", "collect"] = "raise",
+    missing_ok: bool = False,
+    read: Callable[[str, str], Referrers] | None = None,
+    answered: Mapping[tuple[str, str], Referrers] | None = None,
+) -> Walk:
+    """THE referrer walk: the referrers of every (repository, subject) of ``items``, then theirs,
+    ``REFERRER_DEPTH`` levels, each level one ``client.map`` at ``workers``. ``read(repo,
+    parent)`` (default ``client.referrers``: the API, else the fallback index); ``ask``: False
+    skips the read (no fallback tag listed; a signature has no referrers); ``answered``: reads
+    made already (the scan's mode probe). A referrer is followed once per repository. A failed
+    read raises (``on_error="raise"``) or is kept in ``Walk.errors``; with ``missing_ok`` a 404
+    is an empty answer."""
+    reader = read or (lambda repo, parent: client.referrers(repo, parent))
+    known: dict[tuple[str, str], Referrers | Exception] = dict(answered or {})
+    walk = Walk()
+    seen: set[tuple[str, str]] = set()
+    frontier: list[_Step] = []
+    for repo, digest in items:
+        if (repo, digest) not in seen:
+            seen.add((repo, digest))
+            frontier.append((repo, digest, digest, None))
     for level in range(1, REFERRER_DEPTH + 1):
-        frontier = [f for f in frontier if ask is None or ask(f[1])]
+        frontier = [f for f in frontier if ask is None or ask(f[0], f[2], f[3])]
         if not frontier:
             break
-        nxt = []
-        for (subject, parent), res, err in client.map(
-            lambda it: client.referrers(repo, it[1]), frontier, workers
-        ):
-            if err is not None or res is None:
-                if errors is None:
-                    raise err or RegistryError(f"referrers of {parent}: no answer")
-                errors.append((subject, f"referrers of {parent[:19]} unreadable: {err}"))
+        todo = [f for f in frontier if (f[0], f[2]) not in known]
+        walk.requests += len(todo)
+        for (repo, _, parent, _), got, err in client.map(lambda f: reader(f[0], f[2]), todo, workers):
+            known[(repo, parent)] = got if err is None and got is not None else _failed(parent, err)
+        nxt: list[_Step] = []
+        for repo, subject, parent, _ in frontier:
+            ans = known[(repo, parent)]
+            if isinstance(ans, Exception):
+                if missing_ok and isinstance(ans, NotFoundError):
+                    walk.listed[(repo, parent)] = ()
+                elif on_error == "raise":
+                    raise ans
+                else:
+                    walk.errors.append(Unread(repo, subject, parent, ans))
                 continue
-            for d in res.descriptors:
-                if d.digest in seen:
-                    continue
-                seen.add(d.digest)
-                out.append((subject, parent, d, level, res.found_by))
-                nxt.append((subject, d.digest))
+            walk.listed[(repo, parent)] = ans.descriptors
+            for d in ans.descriptors:
+                if (repo, d.digest) not in seen:
+                    seen.add((repo, d.digest))
+                    walk.found.append(Found(repo, subject, parent, d, level, ans.found_by))
+                    nxt.append((repo, subject, d.digest, d))
         frontier = nxt
-    return out
+    return walk
+
+
+def _failed(parent: str, err: BaseException | None) -> Exception:
+    if isinstance(err, Exception):
+        return err
+    return RegistryError(f"referrers of {parent}: no answer")
 
 
 def _read_page(resp: requests.Response) -> tuple[int, object, dict]:

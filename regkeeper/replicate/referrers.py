@@ -23,13 +23,12 @@ deleted with it, before it, through the one delete path (``extraneous_referrers`
 counted by the cap, their subject is).
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import RegistryError
 from ..models import signature_subject
 from ..oci import RegistryClient
-from ..oci.referrers import descriptor_dict, fallback_tag, walk_referrers
+from ..oci.referrers import Ask, descriptor_dict, fallback_tag, walk_referrers
 
 
 @dataclass(slots=True)
@@ -87,27 +86,28 @@ def plan_referrers(
     subjects = sorted({d for t, d in selected.items() if not signature_subject(t)})
     if src_mode != "api" or not subjects:
         return
-    errors: list[tuple[str, str]] = []
-    found = walk_referrers(src, rp.source_repo, subjects, workers, errors=errors)
-    rp.unresolved += [(f"referrers of {s[:19]}", why) for s, why in errors]
+    walk = walk_referrers(src, [(rp.source_repo, s) for s in subjects], workers, on_error="collect")
+    rp.unresolved += [(f"referrers of {u.subject[:19]}", u.why()) for u in walk.errors]
+    found = walk.found
     if not found:
         return
     listed = set(dst_tags)
     if dst_mode == "tag-schema":
-        ask = [p for p in sorted({f[1] for f in found}) if fallback_tag(p) in listed]
+        ask = [p for p in sorted({f.parent for f in found}) if fallback_tag(p) in listed]
     else:
-        ask = sorted({f[1] for f in found}) if listed else []
+        ask = sorted({f.parent for f in found}) if listed else []
     have: dict[str, set[str]] = {}
     for parent, res, err in dst.map(lambda p: dst.referrers(rp.target_repo, p), ask, workers):
         if err is None and res is not None:  # unreadable: copied again (the index add dedups)
             have[parent] = {d.digest for d in res.descriptors}
-    for subject, parent, d, level, found_by in found:
-        if d.digest in have.get(parent, ()):
+    for f in found:
+        d = f.descriptor
+        if d.digest in have.get(f.parent, ()):
             rp.referrers_in_sync += 1
             continue
         rp.referrers.append(
             ReferrerCopy(
-                subject, parent, d.digest, d.artifact_type or "", found_by, descriptor_dict(d), level
+                f.subject, f.parent, d.digest, d.artifact_type or "", f.found_by, descriptor_dict(d), f.level
             )
         )
     rp.fallback_update = dst_mode == "tag-schema"
@@ -121,13 +121,15 @@ def extraneous_referrers(
     digests = sorted({d for _, d in rp.extraneous})
     listed = set(dst_tags)
     if dst_mode == "tag-schema":
-        ask: Callable[[str], bool] | None = lambda p: fallback_tag(p) in listed  # noqa: E731
+        ask: Ask | None = lambda _r, p, _d: fallback_tag(p) in listed  # noqa: E731
     elif dst_mode == "api":
         ask = None
     else:
         return []
-    found = walk_referrers(dst, rp.target_repo, digests, workers, ask=ask)
-    return [(s, p, d.digest) for s, p, d, _, _ in found if d.digest not in digests]
+    walk = walk_referrers(dst, [(rp.target_repo, d) for d in digests], workers, ask=ask)
+    return [
+        (f.subject, f.parent, f.descriptor.digest) for f in walk.found if f.descriptor.digest not in digests
+    ]
 
 
 def tagged_referrers(tag: str, m) -> list[tuple[str, str, str, str]]:
