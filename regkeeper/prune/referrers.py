@@ -15,6 +15,7 @@ with deletes and every one ``needs_repair`` names.
 
 from ..models import Inventory
 from ..oci import RegistryClient
+from ..oci.referrers import fallback_tag
 from ..policy import DELETE, KEEP, Plan, is_real
 from .delete import DeleteResult, delete_manifests
 
@@ -88,13 +89,29 @@ def repair_fallback_indexes(
                 continue
             entries = [c.digest for c in r.manifests[idx].children]
             drop = frozenset(d for d in entries if (repo, d) in gone or not is_real(r.manifests.get(d)))
-            if not drop:
-                continue
-            try:
-                before, new = client.update_fallback_index(repo, subject, remove=drop)
-            except Exception as e:  # noqa: BLE001 - reported, the run carries on
-                res.failed.append((repo, idx, f"fallback index update failed: {e}"))
-                continue
-            if new is None and before is not None:
-                res.merge(delete_manifests(client, [(repo, before.digest)]))
-            res.fallback_updates.append((repo, subject, new))
+            if drop:
+                drop_fallback_entries(client, repo, subject, drop, res, index=idx)
+
+
+def drop_fallback_entries(
+    client: RegistryClient,
+    repo: str,
+    subject: str,
+    drop: frozenset[str],
+    res: DeleteResult,
+    index: str | None = None,
+) -> None:
+    """Take ``drop`` out of ``subject``'s fallback index (re-PUT under the same tag); an index
+    left empty is deleted through the one delete path. An index that does not exist or lists
+    none of them is left alone. The outcome goes into ``res`` (``fallback_updates``, failures,
+    named by the ``index`` digest when known)."""
+    try:
+        before, new = client.update_fallback_index(repo, subject, remove=drop)
+    except Exception as e:  # noqa: BLE001 - reported, the run carries on
+        res.failed.append((repo, index or fallback_tag(subject), f"fallback index update failed: {e}"))
+        return
+    if before is None or new == before.digest:
+        return
+    if new is None:
+        res.merge(delete_manifests(client, [(repo, before.digest)]))
+    res.fallback_updates.append((repo, subject, new))

@@ -22,6 +22,7 @@ from ..oci import RegistryClient
 from ..policy.cap import check_cap
 from ..policy.graph import manifest_references
 from ..prune.delete import DeleteResult, delete_manifests
+from ..prune.referrers import drop_fallback_entries
 from ..quarantine import Quarantine
 from ..util import succeeded
 from .plan_model import ReplicationPlan, RepoPlan
@@ -57,6 +58,7 @@ def extraneous_references(
     extraneous: list[tuple[str, str]],
     types: Mapping[str, str],
     workers: int = 8,
+    subjects: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """digest -> the digests it references in ``repo`` (target), for every extraneous digest
     that references something: subjects named by its signature tags, and, read by digest (the
@@ -79,6 +81,8 @@ def extraneous_references(
     out: dict[str, list[str]] = {}
     for digest, tags in tags_on.items():
         children, subject = read_back.get(digest, ([], None))
+        if subject is not None and subjects is not None:
+            subjects[digest] = subject
         refs = manifest_references(children, subject, tags) - {digest}
         if refs:
             out[digest] = sorted(refs)
@@ -118,9 +122,24 @@ def delete_extraneous(
         return DeleteResult()
     if quarantine is not None:
         quarantine.explain({it: ("deleteExtraneous", "not in the source") for it in items})
-    return delete_manifests(
+    res = delete_manifests(
         dst, items, references=references, max_workers=max_workers, recheck=recheck, quarantine=quarantine
     )
+    _unlist_deleted(dst, deletable_plans(plans), res)
+    return res
+
+
+def _unlist_deleted(dst: RegistryClient, plans: list[RepoPlan], res: DeleteResult) -> None:
+    """A referrer deleted while its subject stays (a target without the referrers API) leaves
+    the subject's fallback index, as gc's repair does: no entry for a deleted manifest remains."""
+    gone = set(res.deleted) | set(res.already_gone)
+    drops: dict[tuple[str, str], set[str]] = {}
+    for p in plans:
+        for digest, subject in p.fallback_subjects.items():
+            if (p.target_repo, digest) in gone and (p.target_repo, subject) not in gone:
+                drops.setdefault((p.target_repo, subject), set()).add(digest)
+    for (repo, subject), digests in sorted(drops.items()):
+        drop_fallback_entries(dst, repo, subject, frozenset(digests), res)
 
 
 def not_attempted(plans: list[RepoPlan], why: str) -> DeleteResult:

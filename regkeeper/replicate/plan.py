@@ -257,9 +257,12 @@ def _decide(
     plan_referrers(src, dst, rp, selected, listed, scan.modes, rule.concurrency)
     if rp.extraneous:  # what each deleted manifest references: the delete order
         try:
+            subjects: dict[str, str] = {}
             rp.references = extraneous_references(
-                dst, rp.target_repo, rp.extraneous, scan.types, rule.concurrency
+                dst, rp.target_repo, rp.extraneous, scan.types, rule.concurrency, subjects
             )
+            if scan.modes[1] == "tag-schema":
+                rp.fallback_subjects = subjects
             rp.extraneous_referrers = extraneous_referrers(dst, rp, listed, scan.modes[1], rule.concurrency)
         except (RegistryError, ValueError) as e:
             rp.no_deletes = (

@@ -38,6 +38,9 @@ class RepoPlan:
     # extraneous target digest -> the digests it references in the target repository (index
     # children, OCI subject, signature tag subject): the delete order (referencing first)
     references: dict[str, list[str]] = field(default_factory=dict)
+    # extraneous target digest -> its OCI subject, on a target without the referrers API: a
+    # referrer deleted while its subject stays leaves the subject's fallback index
+    fallback_subjects: dict[str, str] = field(default_factory=dict)
     # source manifests fetched while planning (tags the target lacks: the copy needs the bytes
     # anyway, so the plan GETs them instead of a HEAD); digest -> Manifest
     prefetched: dict = field(default_factory=dict, repr=False)

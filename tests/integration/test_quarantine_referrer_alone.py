@@ -1,8 +1,9 @@
 """A referrer deleted alone (its subject kept: replication's ``deleteExtraneous`` on the
-replica), its entry then repaired out of the fallback index by the next gc, and undone, is a
-referrer again: on a registry without the referrers API its subject's ``sha256-<hex>`` fallback
-index lists it again (what oras and cosign read); on a registry with the API no fallback tag is
-written. The other referrer of the same subject stays listed once."""
+replica) leaves its subject's ``sha256-<hex>`` fallback index with it (no dangling entry), and
+undone it is a referrer again: on a registry without the referrers API the index lists it again
+(what oras and cosign read); on a registry with the API no fallback tag is written. The other
+referrer of the same subject stays listed, once. And the one DELETE drops a manifest from the
+digest cache, so a later scan sees a referrer deleted after the cache held it as gone."""
 
 import json
 
@@ -49,7 +50,6 @@ def test_a_referrer_deleted_alone_is_listed_again_after_undo(registry_factory, r
             {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
         ],
         quarantine={"window": "7d"},
-        gc={"days": 3650, "keepLast": 0, "protect": [], "maxDeleteFraction": 1.0},
     )
     ctx = RunContext.load(cfg)
     try:
@@ -71,12 +71,7 @@ def test_a_referrer_deleted_alone_is_listed_again_after_undo(registry_factory, r
         [rec] = read_records(ctx.client("replica"), NS)
         assert [(e.digest, e.tags) for e in rec.entries] == [(extra.digest, ("sbom-extra",))]
         assert "sbom-extra" not in images.list_tags(dst.url, "rep/x")
-        # the next gc (nothing old to delete) repairs the index's entry for the deleted referrer
-        inv = scan(ctx.client("replica"))
-        plan = prune.gc_plan(ctx, "replica", inv, prune.KubeState(None))
-        assert plan.manifests_to_delete() == []
-        prune.delete_batch(ctx, "replica", [], inv, plan=plan, repos=prune.needs_repair(inv))
-        assert _listed(registry_matrix, "rep/x", imgs[0].digest) == [stays.digest]
+        assert _listed(registry_matrix, "rep/x", imgs[0].digest) == [stays.digest]  # no dangling entry
 
         done = undo(ctx.client("replica"), ctx.config.quarantine, ctx.quarantine("replica").run, apply=True)
         assert not done.failed
@@ -85,5 +80,33 @@ def test_a_referrer_deleted_alone_is_listed_again_after_undo(registry_factory, r
         tags = images.list_tags(dst.url, "rep/x")
         assert ("sha256-" + imgs[0].digest.split(":")[1] in tags) is not api  # no fallback tag with the API
         assert not any(t.startswith("sha256-" + imgs[1].digest.split(":")[1]) for t in tags)  # untouched
+    finally:
+        ctx.close()
+
+
+def test_a_manifest_deleted_after_the_cache_held_it_is_seen_as_gone(registry_factory, tmp_path):
+    """gc's fallback repair relies on the scan seeing a deleted referrer as gone: the digest
+    cache (``cacheDir``) answers reads by digest, so the one DELETE drops the digest from it."""
+    reg = registry_factory()
+    img = images.push_image(reg.url, "c/x", "v1", media="oci", seed="cache")
+    lost = images.push_referrer(reg.url, "c/x", img)
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(reg, "local", storage=False)],
+        gc={"days": 3650, "keepLast": 0, "protect": [], "maxDeleteFraction": 1.0},
+    )
+    ctx = RunContext.load(cfg)
+    try:
+        client = ctx.client("local")
+        assert scan(client).repositories["c/x"].referrers  # read (and cached) by digest
+        assert client.cached_manifest(lost.digest) is not None
+        assert client.delete_manifest("c/x", lost.digest)
+        assert client.cached_manifest(lost.digest) is None
+        inv = scan(ctx.client("local"))
+        assert prune.needs_repair(inv) == ["c/x"]  # the index lists a referrer that is gone
+        plan = prune.gc_plan(ctx, "local", inv, prune.KubeState(None))
+        res = prune.delete_batch(ctx, "local", [], inv, plan=plan, repos=prune.needs_repair(inv))
+        assert [(r, s) for r, s, _ in res.fallback_updates] == [("c/x", img.digest)]
+        assert images.list_tags(reg.url, "c/x") == ["v1"]  # the emptied index is deleted, v1 stays
     finally:
         ctx.close()
