@@ -35,7 +35,7 @@ class MotoRequest(NamedTuple):
 
 class MotoServer:
     def __init__(
-        self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 30.0
+        self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 60.0
     ) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"

@@ -101,7 +101,7 @@ class PullStack:
         finally:
             s.close()
 
-    def wait_rows(self, n: int, timeout: float = 20.0) -> list[dict]:
+    def wait_rows(self, n: int, timeout: float = 60.0) -> list[dict]:
         wait_until(lambda: len(self.rows()) >= n, timeout=timeout, what=f"{n} pull rows")
         return self.rows()
 

@@ -18,7 +18,7 @@ PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway"
 class Pushgateway:
     """In-memory pushgateway (``--persistence.file=""``, admin API on for :meth:`wipe`)."""
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 20.0) -> None:
+    def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 60.0) -> None:
         if not os.access(PUSHGATEWAY_BIN, os.X_OK):
             raise RuntimeError(
                 f"{PUSHGATEWAY_BIN} is missing: install the Debian package 'prometheus-pushgateway'"

@@ -27,7 +27,7 @@ class ReferrersRegistryServer:
         spec_fixes: bool = True,
         blobs_dir: str | os.PathLike | None = None,
         start: bool = True,
-        ready_timeout: float = 15.0,
+        ready_timeout: float = 60.0,
     ) -> None:
         path = go_tool_path("referrers-registry")
         if path is None:

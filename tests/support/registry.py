@@ -94,7 +94,7 @@ class RegistryServer:
         debug: bool = False,
         extra_config: dict | None = None,
         start: bool = True,
-        ready_timeout: float = 20.0,
+        ready_timeout: float = 60.0,
     ) -> None:
         self.require_binary()
         if storage not in ("filesystem", "s3"):
