@@ -14,7 +14,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready
+from tests.support.procs import ManagedProcess, free_port, retry_taken_port, wait_http_ready
 
 __all__ = ["MotoServer", "MotoRequest", "ACCESS_KEY", "SECRET_KEY", "REGION"]
 
@@ -37,19 +37,28 @@ class MotoServer:
     def __init__(
         self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 60.0
     ) -> None:
-        self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
         self.region = REGION
         log_dir = Path(log_dir or tempfile.mkdtemp(prefix="moto-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "moto.log"
+        self._offset = 0
+        self._pick_port(port)
+        if port:  # the caller's port: no other to move to
+            self._start(ready_timeout)
+        else:
+            retry_taken_port(lambda: self._start(ready_timeout), self._pick_port)
+
+    def _pick_port(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def _start(self, ready_timeout: float) -> None:
         script = shutil.which("moto_server")
         args = [script] if script else [sys.executable, "-m", "moto.server"]
         args += ["-H", "127.0.0.1", "-p", str(self.port)]
         self._proc = ManagedProcess(args, log_path=self.log_path).start()
-        self._offset = 0
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:

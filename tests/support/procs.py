@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -16,18 +17,103 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["free_port", "wait_port", "wait_until", "ManagedProcess", "LIVE_PROCESSES"]
+__all__ = [
+    "free_port",
+    "wait_port",
+    "wait_until",
+    "listens",
+    "retry_taken_port",
+    "ManagedProcess",
+    "PortInUse",
+    "LIVE_PROCESSES",
+    "PORT_ATTEMPTS",
+]
 
 LIVE_PROCESSES: set[ManagedProcess] = set()
 _LOCK = threading.Lock()
+PORT_ATTEMPTS = 5  # starts on a fresh port when the chosen one was taken meanwhile
+# how a server says its port is taken: Go and postgres ("address already in use"), werkzeug
+# (moto: "Port N is in use by another program"), prefect ("Port N is already in use")
+_PORT_TAKEN = re.compile(r"address already in use|port \d+ is (?:already )?in use", re.IGNORECASE)
+
+
+class PortInUse(RuntimeError):
+    """A process could not bind its port: something took it between free_port() and the bind."""
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
+    """Return a TCP port on 127.0.0.1 that is free right now. Another process may take it before
+    ours binds it: servers started on it retry on a fresh port (:func:`retry_taken_port`) and
+    check that the answer comes from their own process (:func:`listens`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def retry_taken_port(attempt, repick, attempts: int = PORT_ATTEMPTS):
+    """``attempt()``; when it raises :class:`PortInUse`, ``repick()`` new ports and try again
+    (at most ``attempts`` times; the last PortInUse is raised, naming the port)."""
+    for n in range(attempts):
+        try:
+            return attempt()
+        except PortInUse:
+            if n + 1 >= attempts:
+                raise
+            repick()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _listen_inodes(port: int) -> set[str]:
+    """Socket inodes LISTENing on TCP ``port`` (any address), from /proc/net/tcp{,6}."""
+    out: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                out.add(f[9])
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server may listen from a child: uvicorn under prefect)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return out
+
+
+def listens(pid: int | None, port: int) -> bool:
+    """True when process ``pid`` (or a descendant) holds the socket listening on ``port``: the
+    answer on the port is ours, not another process's that took the port first."""
+    if pid is None:
+        return False
+    want = {f"socket:[{i}]" for i in _listen_inodes(port)}
+    if not want:
+        return False
+    for p in _tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{p}/fd/{fd}") in want:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def wait_port(host: str, port: int, timeout: float = 60.0) -> None:
@@ -55,19 +141,29 @@ def wait_http_ready(
     interval: float = 0.05,
     stop=None,
 ) -> None:
-    """Poll ``url`` until ``ok(status)``; the process must stay alive. On timeout call ``stop``
-    (the owner's stop, so nothing is left running) and raise with the process's log tail."""
+    """Poll ``url`` until ``ok(status)`` from a socket ``proc`` listens on (not another process
+    that took the port); the process must stay alive. When it exits (:class:`PortInUse` when
+    its port was taken) or on timeout, call ``stop`` (the owner's stop, so nothing is left
+    running) and raise with the process's log tail."""
     import requests
 
+    port = urlsplit(url).port
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        proc.check_alive()
+        try:
+            proc.check_alive()
+        except RuntimeError:
+            (stop or proc.stop)()
+            raise
         try:
             r = requests.get(url, timeout=5, verify=verify)
             if ok(r.status_code):
-                return
-            last = f"HTTP {r.status_code}"
+                if port is None or listens(proc.pid, port):
+                    return
+                last = f"HTTP {r.status_code} from a process other than pid {proc.pid} on port {port}"
+            else:
+                last = f"HTTP {r.status_code}"
         except requests.RequestException as exc:
             last = exc
         time.sleep(interval)
@@ -109,6 +205,7 @@ class ManagedProcess:
         self.log_path = Path(log_path)
         self._proc: subprocess.Popen | None = None
         self._log_file = None
+        self._log_start = 0
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -128,6 +225,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # append mode: a restarted process keeps adding to the same log
         self._log_file = open(self.log_path, "ab", buffering=0)
+        self._log_start = self._log_file.tell()
         self._proc = subprocess.Popen(
             self.args,
             env=self.env,
@@ -163,11 +261,19 @@ class ManagedProcess:
         return proc.returncode
 
     def check_alive(self) -> None:
-        """Raise with the log tail if the process has exited."""
+        """Raise with the log tail if the process has exited: :class:`PortInUse` when what it
+        logged since this start (a restart appends to the same log) says its port was taken."""
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(
+            msg = (
                 f"{self.args[0]} exited with {self._proc.returncode}; log {self.log_path}:\n{self.log_tail()}"
             )
+            try:
+                since = self.log_path.read_bytes()[self._log_start :]
+            except FileNotFoundError:
+                since = b""
+            if _PORT_TAKEN.search(since.decode(errors="replace")):
+                raise PortInUse(f"port taken by another process since it was chosen: {msg}")
+            raise RuntimeError(msg)
 
     def log_text(self) -> str:
         try:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from tests.support.gotools import go_tool_path, missing_go_tool_message
-from tests.support.procs import ManagedProcess, free_port, wait_until
+from tests.support.procs import ManagedProcess, free_port, listens, retry_taken_port, wait_until
 from tests.support.registry import RegistryServer
 
 __all__ = ["ReferrersRegistryServer"]
@@ -38,9 +38,8 @@ class ReferrersRegistryServer:
         self.spec_fixes = spec_fixes
         self.blobs_dir = Path(blobs_dir) if blobs_dir else None
         self.ready_timeout = ready_timeout
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self._pick_port()
+        self._served = False
         self.root: Path | None = None  # no filesystem layout to inspect
         self.log_path = self.dir / "referrers-registry.log"
         self._log_offset = 0
@@ -59,15 +58,27 @@ class ReferrersRegistryServer:
             args += ["-blobs-dir", str(self.blobs_dir)]
         return args
 
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+
     def start(self) -> ReferrersRegistryServer:
-        """Start on the same port; after a stop the registry is empty (memory only)."""
+        """Start on the same port; after a stop the registry is empty (memory only). The first
+        start moves to a fresh port when the chosen one was taken meanwhile."""
+        if self._served:
+            return self._start_once()
+        return retry_taken_port(self._start_once, self._pick_port)
+
+    def _start_once(self) -> ReferrersRegistryServer:
         self._log_offset = len(self._read_log_bytes())
         self._proc = ManagedProcess(self.args(), log_path=self.log_path).start()
         proc = self._proc
 
         def ready() -> bool:
             proc.check_alive()
-            return "listening on" in self._read_log_bytes()[self._log_offset :].decode(errors="replace")
+            logged = self._read_log_bytes()[self._log_offset :].decode(errors="replace")
+            return "listening on" in logged and listens(proc.pid, self.port)
 
         try:
             wait_until(ready, timeout=self.ready_timeout, what=f"referrers-registry on {self.host}")
@@ -75,6 +86,7 @@ class ReferrersRegistryServer:
             self.stop()
             raise
         self._log_offset = len(self._read_log_bytes())
+        self._served = True
         return self
 
     def stop(self) -> None:

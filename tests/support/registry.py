@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready
+from tests.support.procs import ManagedProcess, free_port, retry_taken_port, wait_http_ready
 
 if TYPE_CHECKING:  # pragma: no cover
     from tests.support.tokenserver import TokenAuthConfig
@@ -116,10 +116,7 @@ class RegistryServer:
         self.extra_config = extra_config or {}
         self.ready_timeout = ready_timeout
 
-        self.port = free_port()
-        self.debug_port = free_port() if debug else None
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self._pick_ports()
         self.config_path = self.dir / "config.yml"
         self.log_path = self.dir / "registry.log"
         self.root: Path | None = None
@@ -133,6 +130,7 @@ class RegistryServer:
         self._secret = secrets.token_hex(16)  # kept across restarts so upload state stays valid
         self._log_offset = 0
         self._proc: ManagedProcess | None = None
+        self._served = False  # once ready, the port is the registry's URL: kept on restarts
 
         if tls:
             self._make_cert()
@@ -261,12 +259,26 @@ class RegistryServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def _pick_ports(self) -> None:
+        self.port = free_port()
+        self.debug_port = free_port() if self.debug else None
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}"
+
     def start(self) -> RegistryServer:
+        """Start and wait until it answers. The first start moves to a fresh port when the
+        chosen one was taken meanwhile; a restart keeps the URL (PortInUse names the port)."""
+        if self._served:
+            return self._start_once()
+        return retry_taken_port(self._start_once, self._pick_ports)
+
+    def _start_once(self) -> RegistryServer:
         self.write_config()
         self._proc = ManagedProcess(
             [self.binary, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
         ).start()
         self._wait_ready()
+        self._served = True
         return self
 
     def _verify(self):

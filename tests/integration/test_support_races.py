@@ -1,0 +1,92 @@
+"""The test stack under races a loaded CI machine produces, made to happen on purpose: a port
+taken between free_port() and the server's bind (by a process that even answers 200 there)."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from tests.support import procs
+from tests.support import registry as registry_mod
+from tests.support.procs import PortInUse, listens
+
+T = 10  # seconds, every raw HTTP call
+
+
+class _Squatter:
+    """Another process's server on a port: it answers 200 to everything (the worst case: a
+    readiness check that only looks at the status would take it for the registry)."""
+
+    def __init__(self, port: int = 0) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def squatter():
+    s = _Squatter()
+    yield s
+    s.stop()
+
+
+def test_registry_moves_off_a_port_taken_meanwhile(tmp_path, monkeypatch, squatter):
+    chosen = iter([squatter.port])
+    real = procs.free_port
+    monkeypatch.setattr(registry_mod, "free_port", lambda: next(chosen, None) or real())
+    srv = registry_mod.RegistryServer(tmp_path / "reg")
+    try:
+        assert srv.port != squatter.port  # the squatter's 200 was not taken for the registry
+        assert listens(srv.pid, srv.port) and not listens(srv.pid, squatter.port)
+        r = requests.get(f"{srv.url}/v2/", timeout=T)
+        assert r.status_code == 200 and r.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+        assert "address already in use" in srv.log_text()  # the first start did fail on the port
+    finally:
+        srv.stop()
+
+
+def test_registry_restart_on_a_taken_port_names_it(tmp_path):
+    srv = registry_mod.RegistryServer(tmp_path / "reg")
+    port = srv.port
+    srv.stop()
+    blocker = _Squatter(port)
+    try:
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port}.*address already in use"):
+            srv.start()  # a restart keeps its URL: no other port to move to
+        assert srv.pid is None  # the failed process was stopped, nothing left running
+    finally:
+        blocker.stop()
+        srv.stop()
+    srv.start()  # the port free again: the same URL serves
+    try:
+        assert srv.port == port and requests.get(f"{srv.url}/v2/", timeout=T).status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_retry_taken_port_gives_up_after_its_attempts():
+    calls = []
+
+    def attempt():
+        calls.append("start")
+        raise PortInUse("port 1 taken")
+
+    with pytest.raises(PortInUse, match="port 1 taken"):
+        procs.retry_taken_port(attempt, lambda: calls.append("repick"), attempts=3)
+    assert calls == ["start", "repick", "start", "repick", "start"]
