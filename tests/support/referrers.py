@@ -39,13 +39,12 @@ class ReferrersRegistryServer:
         self.blobs_dir = Path(blobs_dir) if blobs_dir else None
         self.ready_timeout = ready_timeout
         self._pick_port()
-        self._served = False
         self.root: Path | None = None  # no filesystem layout to inspect
         self.log_path = self.dir / "referrers-registry.log"
         self._log_offset = 0
         self._proc: ManagedProcess | None = None
-        if start:
-            self.start()
+        if start:  # nobody holds the URL yet: a port taken meanwhile is traded for a fresh one
+            retry_taken_port(self.start, self._pick_port)
 
     @property
     def pid(self) -> int | None:
@@ -64,13 +63,7 @@ class ReferrersRegistryServer:
         self.url = f"http://{self.host}"
 
     def start(self) -> ReferrersRegistryServer:
-        """Start on the same port; after a stop the registry is empty (memory only). The first
-        start moves to a fresh port when the chosen one was taken meanwhile."""
-        if self._served:
-            return self._start_once()
-        return retry_taken_port(self._start_once, self._pick_port)
-
-    def _start_once(self) -> ReferrersRegistryServer:
+        """Start on the same port; after a stop the registry is empty (memory only)."""
         self._log_offset = len(self._read_log_bytes())
         self._proc = ManagedProcess(self.args(), log_path=self.log_path).start()
         proc = self._proc
@@ -86,7 +79,6 @@ class ReferrersRegistryServer:
             self.stop()
             raise
         self._log_offset = len(self._read_log_bytes())
-        self._served = True
         return self
 
     def stop(self) -> None:

@@ -130,14 +130,13 @@ class RegistryServer:
         self._secret = secrets.token_hex(16)  # kept across restarts so upload state stays valid
         self._log_offset = 0
         self._proc: ManagedProcess | None = None
-        self._served = False  # once ready, the port is the registry's URL: kept on restarts
 
         if tls:
             self._make_cert()
         if htpasswd:
             self._make_htpasswd(*htpasswd)
-        if start:
-            self.start()
+        if start:  # nobody holds the URL yet: a port taken meanwhile is traded for a fresh one
+            retry_taken_port(self.start, self._pick_ports)
 
     # -- config ----------------------------------------------------------------------
     def _make_cert(self) -> None:
@@ -266,19 +265,14 @@ class RegistryServer:
         self.url = f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self) -> RegistryServer:
-        """Start and wait until it answers. The first start moves to a fresh port when the
-        chosen one was taken meanwhile; a restart keeps the URL (PortInUse names the port)."""
-        if self._served:
-            return self._start_once()
-        return retry_taken_port(self._start_once, self._pick_ports)
-
-    def _start_once(self) -> RegistryServer:
+        """Start on ``self.port`` and wait until it answers; a port taken meanwhile raises
+        PortInUse naming it (the constructor's start moves to a fresh port instead; a later
+        start keeps the URL callers hold)."""
         self.write_config()
         self._proc = ManagedProcess(
             [self.binary, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
         ).start()
         self._wait_ready()
-        self._served = True
         return self
 
     def _verify(self):

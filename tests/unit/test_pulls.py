@@ -223,6 +223,30 @@ def test_a_receiver_without_a_token_listens_on_loopback_only(tmp_path):
         PullReceiver(cfg)
 
 
+def test_a_receiver_whose_port_is_taken_names_the_address(tmp_path):
+    """A port another process holds: a named error (the key and the address), not a bare OSError;
+    the store it opened is closed."""
+    import socket
+
+    from regkeeper.errors import RegkeeperError
+    from regkeeper.pulls.receiver import PullReceiver
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        cfg = parse_config(
+            BASE + f"pulls: {{listen: '127.0.0.1:{port}', store: 'sqlite:///{tmp_path}/p.sqlite'}}\n"
+        )
+        with pytest.raises(
+            RegkeeperError,
+            match=rf"cannot listen on 127.0.0.1:{port} \(pulls.listen\): Address already in use",
+        ):
+            PullReceiver(cfg)
+        with pytest.raises(RegkeeperError, match=rf"cannot listen on 127.0.0.1:{port} \(--listen\)"):
+            PullReceiver(cfg, listen=("127.0.0.1", port))
+
+
 def test_pulls_per_day_for_a_backtest(tmp_path):
     from datetime import date
 
