@@ -102,6 +102,7 @@ class ReferrersRegistryServer:
     _read_log_bytes = RegistryServer._read_log_bytes
     access_log = RegistryServer.access_log
     _access_log = RegistryServer._access_log
+    _log_mark = RegistryServer._log_mark
     clear_access_log = RegistryServer.clear_access_log
 
     def __enter__(self) -> ReferrersRegistryServer:
