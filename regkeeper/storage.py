@@ -11,6 +11,7 @@ The HTTP API cannot say when a tag was pushed, nor list untagged manifests; the 
 import logging
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from .errors import RegkeeperError
 log = logging.getLogger(__name__)
 
 V2 = "docker/registry/v2"
+LINK_READS = 5  # reads of a link found empty (being rewritten) before it counts as empty
+_pause = time.sleep  # between those reads (a test stands in for the registry's writer here)
 
 
 class StorageReader:
@@ -148,8 +151,13 @@ class FilesystemStorage(StorageReader):
             return None
 
     def tag_digests(self, repo: str) -> dict[str, str]:
-        """tag -> the digest its ``current/link`` names."""
-        return self._tag_links(repo, lambda p: Path(p).read_text().strip())
+        """tag -> the digest its ``current/link`` names (a link being rewritten: read again;
+        one that stays empty is left out, with a warning)."""
+        out = self._tag_links(repo, _read_link)
+        for tag in [t for t, dg in out.items() if not dg]:
+            log.warning("storage: %s:%s: the tag's link stays empty; tag left out", repo, tag)
+            del out[tag]
+        return out
 
     def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
         """Remove a manifest's revision link and the tags naming it (their whole tag directory,
@@ -164,6 +172,19 @@ class FilesystemStorage(StorageReader):
         if not hexd or "/" in digest:
             raise RegkeeperError(f"digest {digest!r} is not valid")
         _remove_tree(mdir / "revisions" / algo / hexd)
+
+
+def _read_link(path: str, attempts: int = LINK_READS) -> str:
+    """A link file's digest. A live registry rewrites a link in place (distribution's
+    filesystem driver truncates, then writes: a pull through a cache re-links its tag), so a
+    read can land in between and find it empty: read again, a moment later. "" when it stays
+    empty."""
+    for n in range(attempts):
+        text = Path(path).read_text().strip()
+        if text or n + 1 >= attempts:
+            return text
+        _pause(0.01 * (n + 1))
+    return ""
 
 
 def _remove_tree(path: Path) -> None:

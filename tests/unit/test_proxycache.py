@@ -230,6 +230,32 @@ def test_unlink_leaves_what_a_kept_image_needs_and_what_changed_since_the_plan(t
     unlink(storage, plan, UnlinkResult())  # again: nothing left to do, no error
 
 
+def test_a_tag_link_caught_mid_rewrite_is_read_again(tmp_path, monkeypatch, caplog):
+    """A pull through a live cache re-links its tag: distribution truncates the link file, then
+    writes it. A read in between found it empty, and the tag fell out of the inventory (a tag
+    a workload runs then protected nothing). Read again; one that stays empty is left out."""
+    import regkeeper.storage as st
+
+    link = _link(tmp_path, "m/_manifests/tags/inuse/current/link", "")  # truncated, not yet written
+    _link(tmp_path, "m/_manifests/tags/other/current/link", dg(2))
+    pauses = []
+
+    def writer_finishes(seconds):  # the registry completes its write while we wait
+        pauses.append(seconds)
+        link.write_text(dg(1))
+
+    monkeypatch.setattr(st, "_pause", writer_finishes)
+    storage = st.FilesystemStorage(tmp_path)
+    assert storage.tag_digests("m") == {"inuse": dg(1), "other": dg(2)}
+    assert len(pauses) == 1
+    link.write_text("")
+    monkeypatch.setattr(st, "_pause", pauses.append)  # a link that stays empty (a crashed write)
+    with caplog.at_level("WARNING", logger="regkeeper.storage"):
+        assert storage.tag_digests("m") == {"other": dg(2)}
+    assert len(pauses) == 1 + st.LINK_READS - 1
+    assert "m:inuse: the tag's link stays empty" in caplog.text
+
+
 def test_report_counts_read_as_counts_and_the_headline_says_where_the_cap_leaves_the_cache():
     from regkeeper.proxycache.report import build_report
 
