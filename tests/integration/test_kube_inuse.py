@@ -364,8 +364,8 @@ def test_permanent_status_is_not_retried_nor_logged_as_a_retry(kubeconfig, fresh
     assert _retry_logs(caplog) == []
 
 
-def test_unreachable_server_names_the_context_once(tmp_path, fresh_api):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_server_names_the_context_once(tmp_path, fresh_api, dead_port):
+    dead = f"http://127.0.0.1:{dead_port}"
     kc = write_kubeconfig(tmp_path / "kc", {"prod": fresh_api, "dr": dead})
     t0 = time.monotonic()
     scan = read_in_use(str(kc), ["dr", "prod"], **FAST)
@@ -471,14 +471,14 @@ def test_tls_kubeconfig_and_in_cluster(tmp_path, monkeypatch):
         assert scan.errors[0].context == "prod" and "in-cluster" in scan.errors[0].reason
 
 
-def test_token_never_logged_or_reported(tmp_path, fresh_api, caplog):
+def test_token_never_logged_or_reported(tmp_path, fresh_api, caplog, dead_port):
     caplog.set_level(logging.DEBUG)
     fresh_api.fail("statefulsets", 403)
     wrong = KubeApiServer(FIXTURES, substitutions=SUBS, token="a-different-token")
     try:
         kc = write_kubeconfig(
             tmp_path / "kc",
-            {"prod": fresh_api, "wrongtoken": wrong.url, "dead": f"http://127.0.0.1:{free_port()}"},
+            {"prod": fresh_api, "wrongtoken": wrong.url, "dead": f"http://127.0.0.1:{dead_port}"},
         )
         scan = read_in_use(str(kc), ["prod", "wrongtoken", "dead", "missing"], **FAST)
     finally:

@@ -405,12 +405,11 @@ def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):
     assert "no deletes" in (res.plan.repo("h/app-0001").no_deletes or "")
 
 
-def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
+def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path, dead_port):
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="u/app", verify=False)
     src = client(src_reg.url, "primary")
-    dead = RegistryServer(tmp_path / "dead")
-    dead.stop()  # nothing listens on its port any more
-    dst = RegistryClient("replica", dead.url, verify=False, retries=1, backoff=0.01, connect_timeout=1)
+    dead = f"http://127.0.0.1:{dead_port}"  # nothing listens there (held: nobody else takes it)
+    dst = RegistryClient("replica", dead, verify=False, retries=1, backoff=0.01, connect_timeout=1)
     res = replicate_target(src, dst, rule(), "replica")
     assert res.status == "failed"
     assert res.totals()["copied"] == 0

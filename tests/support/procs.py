@@ -15,12 +15,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = [
     "free_port",
+    "dead_port",
     "wait_port",
     "wait_until",
     "listens",
@@ -50,6 +52,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def dead_port() -> Iterator[int]:
+    """A port on 127.0.0.1 nothing listens on while the block runs: held bound but not
+    listening, so a connect is refused and no other process can take it meanwhile (a port
+    free_port() chose, or a stopped server's, may be bound again by someone else before the
+    test connects, and then answers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def retry_taken_port(attempt, repick, attempts: int = PORT_ATTEMPTS):

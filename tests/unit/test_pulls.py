@@ -197,11 +197,10 @@ def test_store_url_from_a_secret_reference(monkeypatch, tmp_path):
     assert cfg.pulls_store_url() == f"sqlite:///{tmp_path}/x.sqlite"
 
 
-def test_an_unreachable_store_keeps_everything_and_never_shows_the_password():
+def test_an_unreachable_store_keeps_everything_and_never_shows_the_password(dead_port):
     from regkeeper.pulls.lookup import history_for
-    from tests.support.procs import free_port
 
-    port = free_port()
+    port = dead_port
     cfg = parse_config(
         BASE
         + f"gc: {{pulledWithin: 30d}}\npulls: {{store: 'postgresql://rk:hunter2pw@127.0.0.1:{port}/db'}}\n"
