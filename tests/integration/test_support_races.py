@@ -90,3 +90,23 @@ def test_retry_taken_port_gives_up_after_its_attempts():
     with pytest.raises(PortInUse, match="port 1 taken"):
         procs.retry_taken_port(attempt, lambda: calls.append("repick"), attempts=3)
     assert calls == ["start", "repick", "start", "repick", "start"]
+
+
+def test_demo_registry_moves_off_a_port_taken_meanwhile(tmp_path, monkeypatch, squatter):
+    """The demo (app/demo) starts its registries the same way: a squatter's 200 on the chosen
+    port is not its registry; it starts again on a fresh port before anyone has the URL."""
+    import app.demo.registry as demo
+
+    chosen = iter([squatter.port])
+    real = demo.free_port
+    monkeypatch.setattr(demo, "free_port", lambda: next(chosen, None) or real())
+    reg = demo.DemoRegistry(tmp_path / "demo", "demo-registry")
+    assert reg.port == squatter.port
+    try:
+        reg.start()
+        assert reg.port != squatter.port and listens(reg.pid, reg.port)
+        r = requests.get(f"{reg.url}/v2/", timeout=T)
+        assert r.status_code == 200 and r.headers[demo.IDENT_HEADER] == reg.ident
+    finally:
+        reg.stop()
+    assert not reg.pid_path.exists()
