@@ -9,6 +9,7 @@ from regkeeper.errors import RefusedError, RegkeeperError
 from tests.support import images
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RegistryServer
+from tests.support.reports import report_docs
 
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 
@@ -38,7 +39,7 @@ cacheDir: {tmp_path / "cache"}
 
 
 def report_json(tmp_path: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((tmp_path / "reports" / "replicate").glob("*.json"))]
+    return report_docs(tmp_path / "reports" / "replicate")  # in the order the runs started
 
 
 @pytest.fixture(autouse=True)

@@ -110,3 +110,21 @@ def test_demo_registry_moves_off_a_port_taken_meanwhile(tmp_path, monkeypatch, s
     finally:
         reg.stop()
     assert not reg.pid_path.exists()
+
+
+def test_report_docs_orders_runs_of_one_second_by_when_they_started(tmp_path):
+    """Two runs in one second: the second's files are named ``...-2.*`` and sort first by name;
+    report_docs gives them in the order they ran (the product's index goes by ``started`` too)."""
+    from datetime import UTC, datetime
+
+    from regkeeper.report import Report
+    from tests.support.reports import report_docs
+
+    t = datetime(2026, 12, 2, 23, 59, 59, 100_000, tzinfo=UTC)
+    first = Report("gc", "reg", started=t, status="dry-run").write(tmp_path)
+    second = Report("gc", "reg", started=t.replace(microsecond=900_000), status="ok").write(tmp_path)
+    by_name = sorted((tmp_path / "gc").glob("*.json"))
+    assert [str(p) for p in by_name] == [second["json"], first["json"]]  # what the old helpers took
+    docs = report_docs(tmp_path / "gc")
+    assert [d["status"] for d in docs] == ["dry-run", "ok"] and str(docs[-1]["_path"]) == second["json"]
+    assert docs[-1]["files"]["csv"] == second["csv"]
