@@ -9,7 +9,7 @@ import requests
 
 from tests.support import procs
 from tests.support import registry as registry_mod
-from tests.support.procs import PortInUse, listens
+from tests.support.procs import PortInUse, free_port, listens
 
 T = 10  # seconds, every raw HTTP call
 
@@ -128,3 +128,23 @@ def test_report_docs_orders_runs_of_one_second_by_when_they_started(tmp_path):
     docs = report_docs(tmp_path / "gc")
     assert [d["status"] for d in docs] == ["dry-run", "ok"] and str(docs[-1]["_path"]) == second["json"]
     assert docs[-1]["files"]["csv"] == second["csv"]
+
+
+def test_a_free_port_is_held_until_its_server_binds_it():
+    """free_port() keeps the port bound (not listening): another process's plain bind, or its
+    own free_port(), cannot take it before the server binds; a connect is refused meanwhile;
+    a server that sets SO_REUSEADDR (all of the stack's do) binds and serves on it."""
+    import socket
+
+    port = free_port()
+    with socket.socket() as other:
+        with pytest.raises(OSError, match="Address already in use"):
+            other.bind(("127.0.0.1", port))
+    assert port not in {free_port() for _ in range(100)}  # (fewer than HELD_PORTS)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    srv = _Squatter(port)  # socketserver: SO_REUSEADDR
+    try:
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=T).status_code == 200
+    finally:
+        srv.stop()

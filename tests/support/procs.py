@@ -8,6 +8,7 @@ explicitly, by the context manager, or at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import collections
 import os
 import re
 import socket
@@ -45,13 +46,28 @@ class PortInUse(RuntimeError):
     """A process could not bind its port: something took it between free_port() and the bind."""
 
 
+# Ports free_port() handed out stay bound here (SO_REUSEADDR, never listening), the newest
+# HELD_PORTS of them: no other process can bind one (bind(0) skips it, an explicit bind without
+# SO_REUSEADDR fails, an outgoing connect never picks it), yet a server that sets SO_REUSEADDR
+# (Go's net.Listen, Python's socketserver, uvicorn, postgres: every server the tests start)
+# binds and listens on it; a connect while nothing listens is refused.
+HELD_PORTS = 256
+_HELD: collections.deque[socket.socket] = collections.deque()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now. Another process may take it before
-    ours binds it: servers started on it retry on a fresh port (:func:`retry_taken_port`) and
-    check that the answer comes from their own process (:func:`listens`)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 held for the caller's server (see HELD_PORTS): between choosing
+    and binding it, and across the server's restarts, no other process takes it. A server that
+    cannot bind it anyway retries on a fresh port (:func:`retry_taken_port`), and readiness
+    checks that the answer comes from its own process (:func:`listens`)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    with _LOCK:
+        _HELD.append(s)
+        while len(_HELD) > HELD_PORTS:
+            _HELD.popleft().close()
+    return s.getsockname()[1]
 
 
 @contextmanager
