@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from regkeeper.errors import NotFoundError
 from regkeeper.inventory import scan
 from regkeeper.oci import RegistryClient
 from tests.support.images import push_image, push_many
-from tests.support.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MiB = 1024 * 1024
@@ -568,18 +567,10 @@ def alertmanager(tmp_path):
         log_path=tmp_path / "am.log",
     ).start()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            proc.check_alive()
-            try:
-                if requests.get(f"{url}/-/ready", timeout=2, verify=False).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"alertmanager not ready: {proc.log_tail()}")
-            time.sleep(0.1)
+    try:  # ready: 200 from this process's own socket (the shared helper; 60 s on a loaded machine)
+        wait_http_ready(
+            proc, "alertmanager", f"{url}/-/ready", lambda st: st == 200, timeout=60, interval=0.1
+        )
         yield url
     finally:
         proc.stop()
