@@ -16,14 +16,14 @@ def metric(text: str, name: str, registry: str) -> float | None:
     return None
 
 
-def capacity_events(registry: str, timeout: float = 30.0) -> list[str]:
+def capacity_events(registry: str, timeout: float = 90.0) -> list[str]:
     import time
 
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
     from prefect.events.worker import EventsWorker
 
-    EventsWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=60)
     deadline = time.monotonic() + timeout
     names: list[str] = []
     import datetime as dt
