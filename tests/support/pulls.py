@@ -14,7 +14,9 @@ NAME = "local-registry"
 
 
 def notifications(port: int, token: str, registry: str = NAME) -> dict:
-    """The registry-side ``notifications`` section (README's snippet), with a short backoff."""
+    """The registry-side ``notifications`` section (README's snippet), with a short backoff and
+    a long timeout: an envelope the receiver stored but answered after the timeout (a loaded
+    machine: the receiver shares the test process) is sent again, and its pulls count twice."""
     return {
         "notifications": {
             "endpoints": [
@@ -22,7 +24,7 @@ def notifications(port: int, token: str, registry: str = NAME) -> dict:
                     "name": "regkeeper",
                     "url": f"http://127.0.0.1:{port}/events/{registry}",
                     "headers": {"Authorization": [f"Bearer {token}"]},
-                    "timeout": "2s",
+                    "timeout": "30s",
                     "threshold": 1,
                     "backoff": "300ms",
                     "ignoredmediatypes": ["application/octet-stream"],
