@@ -16,12 +16,15 @@ WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 
 @pytest.fixture
 def regs(tmp_path):
-    src, dst = RegistryServer(tmp_path / "src"), RegistryServer(tmp_path / "dst")
+    src = RegistryServer(tmp_path / "src")
     try:
-        yield src, dst
+        dst = RegistryServer(tmp_path / "dst")
+        try:
+            yield src, dst
+        finally:
+            dst.stop()
     finally:
-        src.stop()
-        dst.stop()
+        src.stop()  # also when dst could not start
 
 
 def write_config(tmp_path: Path, src_url: str, dst_url: str, extra: str = "", sections: str = "") -> Path:

@@ -420,15 +420,14 @@ def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path, dead_p
     )
 
 
-def test_authenticated_registries_basic_source_token_target(tmp_path):
+def test_authenticated_registries_basic_source_token_target(registry_factory, token_server_factory):
     """Basic auth on the source, the bearer-token flow on the target: cross-repository mounts
     need a token for both repositories; the warm run's HEADs reuse cached tokens."""
-    from tests.support.tokenserver import TokenServer
-
     user, pw = "replicator", "s3cret-pw"
-    tokens = TokenServer(tmp_path / "tok", users={user: pw})
-    src = RegistryServer(tmp_path / "asrc", htpasswd=(user, pw))
-    dst = RegistryServer(tmp_path / "adst", token=tokens.auth_config())
+    # the factories stop what they started even when a later start fails (and the token server)
+    tokens = token_server_factory(users={user: pw})
+    src = registry_factory(htpasswd=(user, pw))
+    dst = registry_factory(token=tokens.auth_config())
     try:
         images.push_many(
             src.url,
