@@ -8,6 +8,7 @@ The HTTP API cannot say when a tag was pushed, nor list untagged manifests; the 
   reclamation window, with the registry read-only).
 """
 
+import errno
 import logging
 import os
 import shutil
@@ -187,14 +188,20 @@ def _read_link(path: str, attempts: int = LINK_READS) -> str:
     return ""
 
 
-def _remove_tree(path: Path) -> None:
-    """Remove a directory tree; one already gone is fine, any other failure names the path."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
+def _remove_tree(path: Path, attempts: int = 3) -> None:
+    """Remove a directory tree; one already gone is fine, any other failure names the path. A
+    cache still fetching writes a link into it meanwhile (its read-only mode does not stop that)
+    and rmtree finds a directory not empty: removed again (a cache miss later, nothing more)."""
+    for n in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno == errno.ENOTEMPTY and n + 1 < attempts:
+                continue
+            raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
 
 
 class S3Storage(StorageReader):

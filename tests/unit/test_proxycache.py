@@ -256,6 +256,42 @@ def test_a_tag_link_caught_mid_rewrite_is_read_again(tmp_path, monkeypatch, capl
     assert "m:inuse: the tag's link stays empty" in caplog.text
 
 
+def test_unlink_while_the_cache_writes_into_the_tag_directory(tmp_path, monkeypatch):
+    """A cache in its read-only window still stores what it fetches: a pull re-links a tag while
+    eviction removes it, and rmtree finds the directory not empty (ENOTEMPTY). Removed again,
+    not a failed eviction; other errors still name the path; other tags are left alone."""
+    import errno
+    import shutil
+
+    import regkeeper.storage as st
+    from regkeeper.errors import RegkeeperError
+
+    _link(tmp_path, f"m/_manifests/revisions/sha256/{dg(1).split(':')[1]}/link", dg(1))
+    tag = _link(tmp_path, "m/_manifests/tags/x/current/link", dg(1)).parent.parent
+    _link(tmp_path, "m/_manifests/tags/kept/current/link", dg(2))
+    real, calls = shutil.rmtree, []
+
+    def rmtree_racing_a_pull(path, *a, **kw):
+        calls.append(str(path))
+        if len(calls) == 1:  # a link appeared between rmtree's listing and its rmdir
+            (tag / "index").mkdir(exist_ok=True)
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(st.shutil, "rmtree", rmtree_racing_a_pull)
+    storage = st.FilesystemStorage(tmp_path)
+    storage.unlink_manifest("m", dg(1), ["x"])
+    assert calls[:2] == [str(tag), str(tag)] and not tag.exists()
+    assert storage.tag_digests("m") == {"kept": dg(2)} and storage.revision_times("m") == {}
+
+    def rmtree_denied(path, *a, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(st.shutil, "rmtree", rmtree_denied)
+    with pytest.raises(RegkeeperError, match="storage: cannot remove .*/tags/kept: Permission denied"):
+        storage.unlink_manifest("m", dg(2), ["kept"])
+
+
 def test_report_counts_read_as_counts_and_the_headline_says_where_the_cap_leaves_the_cache():
     from regkeeper.proxycache.report import build_report
 
