@@ -8,9 +8,11 @@ The HTTP API cannot say when a tag was pushed, nor list untagged manifests; the 
   reclamation window, with the registry read-only).
 """
 
+import errno
 import logging
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from .errors import RegkeeperError
 log = logging.getLogger(__name__)
 
 V2 = "docker/registry/v2"
+LINK_READS = 5  # reads of a link found empty (being rewritten) before it counts as empty
+_pause = time.sleep  # between those reads (a test stands in for the registry's writer here)
 
 
 class StorageReader:
@@ -148,8 +152,13 @@ class FilesystemStorage(StorageReader):
             return None
 
     def tag_digests(self, repo: str) -> dict[str, str]:
-        """tag -> the digest its ``current/link`` names."""
-        return self._tag_links(repo, lambda p: Path(p).read_text().strip())
+        """tag -> the digest its ``current/link`` names (a link being rewritten: read again;
+        one that stays empty is left out, with a warning)."""
+        out = self._tag_links(repo, _read_link)
+        for tag in [t for t, dg in out.items() if not dg]:
+            log.warning("storage: %s:%s: the tag's link stays empty; tag left out", repo, tag)
+            del out[tag]
+        return out
 
     def unlink_manifest(self, repo: str, digest: str, tags: list[str]) -> None:
         """Remove a manifest's revision link and the tags naming it (their whole tag directory,
@@ -177,14 +186,33 @@ def _link_names(repo: str, digest: str, tags: list[str]) -> tuple[str, str]:
     return algo, hexd
 
 
-def _remove_tree(path: Path) -> None:
-    """Remove a directory tree; one already gone is fine, any other failure names the path."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
+def _read_link(path: str, attempts: int = LINK_READS) -> str:
+    """A link file's digest. A live registry rewrites a link in place (distribution's
+    filesystem driver truncates, then writes: a pull through a cache re-links its tag), so a
+    read can land in between and find it empty: read again, a moment later. "" when it stays
+    empty."""
+    for n in range(attempts):
+        text = Path(path).read_text().strip()
+        if text or n + 1 >= attempts:
+            return text
+        _pause(0.01 * (n + 1))
+    return ""
+
+
+def _remove_tree(path: Path, attempts: int = 3) -> None:
+    """Remove a directory tree; one already gone is fine, any other failure names the path. A
+    cache still fetching writes a link into it meanwhile (its read-only mode does not stop that)
+    and rmtree finds a directory not empty: removed again (a cache miss later, nothing more)."""
+    for n in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno == errno.ENOTEMPTY and n + 1 < attempts:
+                continue
+            raise RegkeeperError(f"storage: cannot remove {path}: {e.strerror}") from None
 
 
 class S3Storage(StorageReader):

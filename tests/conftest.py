@@ -141,6 +141,16 @@ def webhook_receiver():
 
 
 @pytest.fixture
+def dead_port():
+    """A loopback port nothing listens on for the whole test (held bound, not listening: a
+    connect is refused, and no other process can take the port meanwhile)."""
+    from tests.support.procs import dead_port as hold
+
+    with hold() as port:
+        yield port
+
+
+@pytest.fixture
 def unique_repo(request):
     """A repository name unique to this test, e.g. ``t/test-push-roundtrip-1a2b3c``."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")

@@ -13,6 +13,12 @@ import requests
 import yaml
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+PORT_ATTEMPTS = 5
+IDENT_HEADER = "X-Regkeeper-Demo"
+
+
+class PortTakenError(RuntimeError):
+    """The chosen port was bound by another process before the registry could bind it."""
 
 
 def free_port() -> int:
@@ -31,11 +37,15 @@ class DemoRegistry:
         self.config_path = self.dir / "config.yml"
         self.log_path = self.dir / "registry.log"
         self.pid_path = self.dir / "registry.pid"
+        self.ident = os.urandom(8).hex()
+        self._pick_port()
+        self.proc: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+
+    def _pick_port(self) -> None:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
-        self.proc: subprocess.Popen | None = None
-        self._log: IO[bytes] | None = None
 
     def write_config(self) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -50,15 +60,28 @@ class DemoRegistry:
             "http": {
                 "addr": self.host,
                 "secret": hashlib.sha256(os.urandom(16)).hexdigest(),
-                "headers": {"X-Content-Type-Options": ["nosniff"]},
+                # which process answers: ours, not another that took the port first
+                "headers": {"X-Content-Type-Options": ["nosniff"], IDENT_HEADER: [self.ident]},
             },
         }
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    def start(self, timeout: float = 20.0) -> "DemoRegistry":
+    def start(self, timeout: float = 60.0) -> "DemoRegistry":
+        """Start and wait until ``/v2/`` answers. The port was free when chosen; another process
+        may bind it first: then start again on a fresh one (a few times), before anyone has
+        the URL."""
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                return self._start(timeout)
+            except PortTakenError:
+                self._pick_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> "DemoRegistry":
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "AWS_CA_BUNDLE"}
         self._log = open(self.log_path, "ab", buffering=0)
+        log_start = self._log.tell()
         self.proc = subprocess.Popen(
             [REGISTRY_BIN, "serve", str(self.config_path)],
             env=env,
@@ -75,17 +98,18 @@ class DemoRegistry:
                 break
             try:
                 r = requests.get(f"{self.url}/v2/", timeout=2, verify=True)
-                if r.status_code == 200:
+                if r.status_code == 200 and r.headers.get(IDENT_HEADER) == self.ident:
                     return self
-                last = f"HTTP {r.status_code}"
+                last = f"HTTP {r.status_code}" + ("" if IDENT_HEADER in r.headers else " from another server")
             except requests.RequestException as e:
                 last = type(e).__name__
             time.sleep(0.05)
-        tail = self.log_path.read_text(errors="replace")[-2000:]
+        logged = self.log_path.read_bytes()[log_start:].decode(errors="replace")
         self.stop()
-        raise RuntimeError(
-            f"{self.name}: docker-registry at {self.url} did not start ({last}); log {self.log_path}:\n{tail}"
-        )
+        why = f"{self.name}: docker-registry at {self.url} did not start ({last}); log {self.log_path}:\n"
+        if "address already in use" in logged:
+            raise PortTakenError(why + logged[-2000:])
+        raise RuntimeError(why + logged[-2000:])
 
     def stop(self, timeout: float = 5.0) -> None:
         p = self.proc

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, RegkeeperError
 from ..util import utcnow
 from .events import EnvelopeError, parse_envelope
 from .store import PullStore
@@ -103,10 +103,13 @@ class PullReceiver:
         self._own_store = store is None
         try:
             self.httpd = ThreadingHTTPServer((host, port), _handler(self))
-        except OSError:
+        except OSError as e:
             if self._own_store:
                 self.store.close()
-            raise
+            what = "--listen" if listen else "pulls.listen"
+            raise RegkeeperError(
+                f"pull receiver: cannot listen on {host}:{port} ({what}): {e.strerror or e}"
+            ) from None
         self.httpd.daemon_threads = True
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -111,7 +111,7 @@ def test_alerts_install_then_a_threshold_crossing_calls_the_webhook(installed, w
         ReadOnlyAlert(name, "read-only", f"[READ-ONLY] registry {name} refuses writes")
     )
     emit_event(event=event, resource=resource, payload=payload)
-    EventsWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=60)
     posts = wait_for_posts(webhook_receiver, 2)
     assert f"regkeeper.readonly.read-only on registry {name}" in posts[1].json["text"]
     assert f"[READ-ONLY] registry {name} refuses writes" in posts[1].json["text"]

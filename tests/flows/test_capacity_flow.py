@@ -1,6 +1,7 @@
 """capacity flow end to end: real registry storage, real Pushgateway, a local webhook receiver."""
 
 import subprocess
+import uuid
 
 import requests
 
@@ -15,14 +16,14 @@ def metric(text: str, name: str, registry: str) -> float | None:
     return None
 
 
-def capacity_events(timeout: float = 30.0) -> list[str]:
+def capacity_events(registry: str, timeout: float = 90.0) -> list[str]:
     import time
 
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
     from prefect.events.worker import EventsWorker
 
-    EventsWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=60)
     deadline = time.monotonic() + timeout
     names: list[str] = []
     import datetime as dt
@@ -34,8 +35,9 @@ def capacity_events(timeout: float = 30.0) -> list[str]:
                 EventFilter(
                     occurred=EventOccurredFilter(since=since),
                     event=EventNameFilter(prefix=["regkeeper.capacity."]),
-                    # this test's registry (other tests emit events for registries of their own)
-                    resource=EventResourceFilter(id=["regkeeper.registry.local-registry"]),
+                    # this test's registry, named for it alone: the harness's server is shared by
+                    # the session and other tests emit events for "local-registry"
+                    resource=EventResourceFilter(id=[f"regkeeper.registry.{registry}"]),
                 ),
                 limit=50,
             )
@@ -50,6 +52,7 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     from flows.capacity import capacity
 
     reg = registry_factory()
+    name = f"cap-{uuid.uuid4().hex[:8]}"  # its events and metrics apart from other tests' (shared server)
     # realistic sizes: directory entries (which du -sb also counts) stay well under 1%
     images.push_many(
         reg.url,
@@ -69,7 +72,7 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     def configure(capacity_bytes: int):
         return write_config(
             tmp_path / "regkeeper.yaml",
-            [registry_entry(reg, capacityBytes=capacity_bytes)],
+            [registry_entry(reg, name, capacityBytes=capacity_bytes)],
             capacity={
                 "warn": 0.8,
                 "critical": 0.9,
@@ -86,10 +89,10 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     assert webhook_receiver.received == []
 
     text = requests.get(pushgateway.url + "/metrics", timeout=10).text
-    assert metric(text, "registry_storage_bytes_total", "local-registry") == used
-    assert metric(text, "registry_storage_capacity_bytes", "local-registry") == du * 4
-    assert metric(text, "registry_image_count", "local-registry") == 6
-    assert abs(metric(text, "registry_storage_usage_ratio", "local-registry") - used / (du * 4)) < 1e-6
+    assert metric(text, "registry_storage_bytes_total", name) == used
+    assert metric(text, "registry_storage_capacity_bytes", name) == du * 4
+    assert metric(text, "registry_image_count", name) == 6
+    assert abs(metric(text, "registry_storage_usage_ratio", name) - used / (du * 4)) < 1e-6
     assert "registry_pull_duration_seconds_count{" in text
 
     cfg = configure(int(used / 0.85))  # 85%: one warn
@@ -116,7 +119,7 @@ def test_capacity_thresholds_metrics_forecast(registry_factory, pushgateway, web
     html = open(r["files"]["html"]).read()
     assert "<svg" in html and "Usage over time" in html
     # the same transitions went out as Prefect events, for automations
-    assert capacity_events() == [
+    assert capacity_events(name) == [
         "regkeeper.capacity.warn",
         "regkeeper.capacity.critical",
         "regkeeper.capacity.resolved",

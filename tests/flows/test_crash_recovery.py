@@ -9,7 +9,6 @@ comes after a count of requests in its record).
 """
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from regkeeper.config import load_config
 from regkeeper.runstate import read_window
 from tests.support import images
 from tests.support.procs import wait_until
+from tests.support.reports import report_docs
 from tests.support.rkconfig import RegistryControl, registry_entry, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,7 @@ def run(tmp_path: Path, *args: str) -> tuple[int, str]:
 
 
 def reports(tmp_path: Path, flow: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((tmp_path / "reports" / flow).glob("2*-*.json"))]
+    return report_docs(tmp_path / "reports" / flow, "2*-*.json")  # in the order the runs started
 
 
 def age(reg, repo: str, tag: str, days: float) -> None:

@@ -3,18 +3,17 @@ run under Prefect, reports written, and their counts matching the sample (app.de
 The registry state is checked on disk, independently of the reports."""
 
 import csv
-import json
 import re
 from pathlib import Path
 
 import pytest
 
 from app.demo import EXPECTED, SAMPLE, run_demo
+from tests.support.reports import report_docs
 
 
 def latest(reports: Path, flow: str, registry: str | None = None) -> dict:
-    files = sorted((reports / flow).glob("*.json"))
-    docs = [json.loads(f.read_text()) | {"_path": f} for f in files]
+    docs = report_docs(reports / flow)  # in the order the runs started
     docs = [d for d in docs if d.get("flow") == flow and (registry is None or d["registry"] == registry)]
     assert docs, f"no {flow} report for {registry}"
     return docs[-1]

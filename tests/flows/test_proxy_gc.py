@@ -10,6 +10,7 @@ import pytest
 
 from regkeeper.errors import RegkeeperError
 from tests.support.proxycache import LAYER, filled_stack
+from tests.support.reports import report_docs
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def stack(tmp_path):
 
 
 def decisions(stack) -> dict[str, dict]:
-    (path,) = sorted((stack.tmp / "reports" / "gc").glob("*-cache.csv"))[-1:]
+    path = report_docs(stack.tmp / "reports" / "gc", "*-cache*.json")[-1]["files"]["csv"]  # the last run
     with open(path, newline="") as f:
         return {f"{r['repository']}:{r['tags']}": r for r in csv.DictReader(f)}
 

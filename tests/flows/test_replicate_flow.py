@@ -9,18 +9,22 @@ from regkeeper.errors import RefusedError, RegkeeperError
 from tests.support import images
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import RegistryServer
+from tests.support.reports import report_docs
 
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 
 
 @pytest.fixture
 def regs(tmp_path):
-    src, dst = RegistryServer(tmp_path / "src"), RegistryServer(tmp_path / "dst")
+    src = RegistryServer(tmp_path / "src")
     try:
-        yield src, dst
+        dst = RegistryServer(tmp_path / "dst")
+        try:
+            yield src, dst
+        finally:
+            dst.stop()
     finally:
-        src.stop()
-        dst.stop()
+        src.stop()  # also when dst could not start
 
 
 def write_config(tmp_path: Path, src_url: str, dst_url: str, extra: str = "", sections: str = "") -> Path:
@@ -38,7 +42,7 @@ cacheDir: {tmp_path / "cache"}
 
 
 def report_json(tmp_path: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((tmp_path / "reports" / "replicate").glob("*.json"))]
+    return report_docs(tmp_path / "reports" / "replicate")  # in the order the runs started
 
 
 @pytest.fixture(autouse=True)

@@ -189,7 +189,7 @@ def test_sigkilled_run_does_not_keep_the_concurrency_slot(server, api, registry_
             b = schedule(api, dep, 0)  # due now, same deployment: waits for A's slot
             engine = wait_until(
                 lambda: [p for p in descendants(w.pid) if "prefect" in cmdline(p) and p != w.pid],
-                timeout=30,
+                timeout=120,
                 what="run A's process",
             )
             # the worker takes B and the server refuses it A's slot: B goes back to Scheduled,

@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from regkeeper.errors import NotFoundError
 from regkeeper.inventory import scan
 from regkeeper.oci import RegistryClient
 from tests.support.images import push_image, push_many
-from tests.support.procs import ManagedProcess, free_port
+from tests.support.procs import ManagedProcess, free_port, wait_http_ready
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MiB = 1024 * 1024
@@ -132,7 +131,11 @@ def test_filesystem_usage_counts_unreadable_dirs(tmp_path):
     assert (u.bytes_used, u.errors) == (5, 1)
 
 
-def test_filesystem_usage_is_fast(tmp_path):
+def test_filesystem_usage_lists_each_directory_once(tmp_path, monkeypatch):
+    """The walk's cost, counted rather than timed (a wall-clock bound fails on a loaded CI
+    machine; bench/capacity_walk.py measures the time against du): one listing per directory."""
+    import regkeeper.capacity.measure as measure
+
     root = tmp_path / "many"
     for i in range(20):
         d = root / f"{i:02d}"
@@ -140,10 +143,12 @@ def test_filesystem_usage_is_fast(tmp_path):
         for j in range(100):
             with open(d / str(j), "wb") as f:
                 f.write(b"z" * j)
-    t0 = time.perf_counter()
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(measure.os, "scandir", lambda p: listed.append(p) or real(p))
     u = cap.filesystem_usage(root)
-    assert time.perf_counter() - t0 < 1.0
     assert u.files == 2000 and u.bytes_used == 20 * sum(range(100))
+    assert sorted(listed) == sorted([str(root)] + [str(root / f"{i:02d}") for i in range(20)])
 
 
 # =========================================================================== real registry storage
@@ -562,18 +567,10 @@ def alertmanager(tmp_path):
         log_path=tmp_path / "am.log",
     ).start()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            proc.check_alive()
-            try:
-                if requests.get(f"{url}/-/ready", timeout=2, verify=False).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"alertmanager not ready: {proc.log_tail()}")
-            time.sleep(0.1)
+    try:  # ready: 200 from this process's own socket (the shared helper; 60 s on a loaded machine)
+        wait_http_ready(
+            proc, "alertmanager", f"{url}/-/ready", lambda st: st == 200, timeout=60, interval=0.1
+        )
         yield url
     finally:
         proc.stop()

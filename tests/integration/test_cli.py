@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 from tests.support import images
-from tests.support.procs import free_port
 from tests.support.rkconfig import registry_entry, write_config
 
 
@@ -46,8 +45,8 @@ def test_config_error_exit_2(tmp_path):
     assert "mirrorRepositories[0].urll: unknown key (did you mean 'url'?)" in out.stderr
 
 
-def test_unreachable_registry_exit_1(tmp_path):
-    port = free_port()
+def test_unreachable_registry_exit_1(tmp_path, dead_port):
+    port = dead_port
     cfg = write_config(
         tmp_path / "r.yaml", [{"name": "gone", "url": f"http://127.0.0.1:{port}", "retries": 0}]
     )
@@ -56,7 +55,7 @@ def test_unreachable_registry_exit_1(tmp_path):
     assert "registry 'gone'" in out.stderr and "cannot connect" in out.stderr
 
 
-def test_run_gc_dry_run_then_fail_closed_refusal(registry, tmp_path):
+def test_run_gc_dry_run_then_fail_closed_refusal(registry, tmp_path, dead_port):
     images.push_image(registry.url, "cli/gc", "v1")
     cfg = write_config(
         tmp_path / "regkeeper.yaml", [registry_entry(registry)], gc={"days": 30, "include": ["cli/**"]}
@@ -72,7 +71,7 @@ def test_run_gc_dry_run_then_fail_closed_refusal(registry, tmp_path):
                 "apiVersion": "v1",
                 "kind": "Config",
                 "current-context": "prod",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{dead_port}"}}],
                 "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
                 "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
             }

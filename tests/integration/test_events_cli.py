@@ -63,7 +63,7 @@ def test_events_serve_stores_an_envelope_and_stops_on_sigterm(tmp_path, monkeypa
         assert 'regkeeper_pull_events_rejected_total{reason="token",registry="local-registry"} 1.0' in m
         assert proc.pid is not None
         os.kill(proc.pid, 15)
-        assert proc._proc is not None and proc._proc.wait(timeout=20) == 0
+        assert proc._proc is not None and proc._proc.wait(timeout=60) == 0
     finally:
         proc.stop()
     assert "tok-123" not in proc.log_text()

@@ -364,8 +364,8 @@ def test_permanent_status_is_not_retried_nor_logged_as_a_retry(kubeconfig, fresh
     assert _retry_logs(caplog) == []
 
 
-def test_unreachable_server_names_the_context_once(tmp_path, fresh_api):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_server_names_the_context_once(tmp_path, fresh_api, dead_port):
+    dead = f"http://127.0.0.1:{dead_port}"
     kc = write_kubeconfig(tmp_path / "kc", {"prod": fresh_api, "dr": dead})
     t0 = time.monotonic()
     scan = read_in_use(str(kc), ["dr", "prod"], **FAST)
@@ -379,17 +379,19 @@ def test_unreachable_server_names_the_context_once(tmp_path, fresh_api):
 
 def test_dropped_connection_and_read_timeout_name_resource(kubeconfig, fresh_api):
     fresh_api.drop("jobs")
-    fresh_api.stall("cronjobs", 3.0)
+    # a 2 s read timeout (0.5 s timed out healthy resources too on a loaded machine: the
+    # server's threads share this process) against a 30 s stall: cut short, or the run takes 60 s
+    fresh_api.stall("cronjobs", 30.0)
     t0 = time.monotonic()
-    scan = read_in_use(kubeconfig, ["prod"], request_timeout=(2, 0.5), retries=1, backoff=0.01)
-    assert time.monotonic() - t0 < 8
+    scan = read_in_use(kubeconfig, ["prod"], request_timeout=(5, 2), retries=1, backoff=0.01)
+    assert time.monotonic() - t0 < 25
     errs = {e.resource: e for e in scan.errors}
     assert set(errs) == {"jobs.batch", "cronjobs.batch"}
     assert (
         "connection dropped" in errs["jobs.batch"].reason
         and "/apis/batch/v1/jobs" in errs["jobs.batch"].reason
     )
-    assert "read timed out after 0.5s" in errs["cronjobs.batch"].reason
+    assert "read timed out after 2.0s" in errs["cronjobs.batch"].reason
     assert len(fresh_api.requests_for("jobs")) == 2  # retried once
     assert scan.contexts_read == []
 
@@ -471,14 +473,14 @@ def test_tls_kubeconfig_and_in_cluster(tmp_path, monkeypatch):
         assert scan.errors[0].context == "prod" and "in-cluster" in scan.errors[0].reason
 
 
-def test_token_never_logged_or_reported(tmp_path, fresh_api, caplog):
+def test_token_never_logged_or_reported(tmp_path, fresh_api, caplog, dead_port):
     caplog.set_level(logging.DEBUG)
     fresh_api.fail("statefulsets", 403)
     wrong = KubeApiServer(FIXTURES, substitutions=SUBS, token="a-different-token")
     try:
         kc = write_kubeconfig(
             tmp_path / "kc",
-            {"prod": fresh_api, "wrongtoken": wrong.url, "dead": f"http://127.0.0.1:{free_port()}"},
+            {"prod": fresh_api, "wrongtoken": wrong.url, "dead": f"http://127.0.0.1:{dead_port}"},
         )
         scan = read_in_use(str(kc), ["prod", "wrongtoken", "dead", "missing"], **FAST)
     finally:

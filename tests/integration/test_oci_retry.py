@@ -7,10 +7,11 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -142,8 +143,9 @@ def test_429_with_retry_after_and_503_still_retried(proxy, pushed, caplog):
         assert c.get_manifest(REPO, "v1").digest == pushed.digest
         assert c.head_manifest(REPO, "v1").digest == pushed.digest  # the fast HEAD path
         assert sha(c.get_blob(REPO, pushed.layer_digests[0])) == pushed.layer_digests[0]
-        # Retry-After as an HTTP-date
-        when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+        # Retry-After as an HTTP-date: whole seconds (the format drops the fraction), 3 s past
+        # the next one, so a slow path to the 429 (a loaded machine) still leaves a wait to see
+        when = format_datetime(datetime.fromtimestamp(math.ceil(time.time()) + 3, UTC), usegmt=True)
         proxy.add_fault("429", retry_after=when, method="GET", path_regex=r"/tags/list", times=1)
         t0 = time.monotonic()
         assert c.list_tags(REPO) == ["v1"]

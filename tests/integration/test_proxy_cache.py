@@ -203,7 +203,7 @@ def test_pulls_through_the_cache_are_recorded_and_drive_eviction(tmp_path):
         s.pull_manifest("team/app:used")
         store = PullStore(s.store_url)
         try:
-            wait_until(lambda: len(store.rows(NAME)) >= 1, timeout=20, what="the pull event")
+            wait_until(lambda: len(store.rows(NAME)) >= 1, timeout=60, what="the pull event")
             rows = store.rows(NAME)
             store.mark_collection_start(NAME, datetime.now(UTC) - timedelta(days=40))
         finally:

@@ -51,12 +51,10 @@ def test_a_postgres_password_never_shows_in_a_query_error(postgres_server):
     assert "s3cr3t-pw" not in msg
 
 
-def test_a_postgres_that_does_not_answer_is_one_line_without_the_password():
+def test_a_postgres_that_does_not_answer_is_one_line_without_the_password(dead_port):
     """libpq's connection error spans lines ("Is the server running ...?"): the user's last
     line must be the whole story, password redacted."""
-    from tests.support.procs import free_port
-
-    url = f"postgresql://regkeeper:s3cr3t-pw@127.0.0.1:{free_port()}/pulls"
+    url = f"postgresql://regkeeper:s3cr3t-pw@127.0.0.1:{dead_port}/pulls"
     with pytest.raises(RegkeeperError) as err:
         PullStore(url)
     msg = str(err.value)

@@ -200,16 +200,17 @@ def test_job_named_in_the_window_and_a_dead_runs_window_waits_for_its_job(setup)
     def watch():
         from tests.support.procs import wait_until
 
-        w = wait_until(
-            lambda: (
-                (read_window(rs.root, "local-registry") or None)
-                and read_window(rs.root, "local-registry").gc_job
-            ),
-            timeout=30,
-            what="gc_job recorded",
-        )
-        seen["job"] = w
-        go.touch()
+        try:
+            seen["job"] = wait_until(
+                lambda: (
+                    (read_window(rs.root, "local-registry") or None)
+                    and read_window(rs.root, "local-registry").gc_job
+                ),
+                timeout=120,
+                what="gc_job recorded",
+            )
+        finally:
+            go.touch()  # even when the wait failed: the job's process must end, not hang the test
 
     import threading
 

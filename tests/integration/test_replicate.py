@@ -405,12 +405,11 @@ def test_unreadable_tags_while_planning_fail_only_those_tags(src_reg, dst_reg):
     assert "no deletes" in (res.plan.repo("h/app-0001").no_deletes or "")
 
 
-def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
+def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path, dead_port):
     images.push_many(src_reg.url, n_repos=2, tags_per_repo=2, prefix="u/app", verify=False)
     src = client(src_reg.url, "primary")
-    dead = RegistryServer(tmp_path / "dead")
-    dead.stop()  # nothing listens on its port any more
-    dst = RegistryClient("replica", dead.url, verify=False, retries=1, backoff=0.01, connect_timeout=1)
+    dead = f"http://127.0.0.1:{dead_port}"  # nothing listens there (held: nobody else takes it)
+    dst = RegistryClient("replica", dead, verify=False, retries=1, backoff=0.01, connect_timeout=1)
     res = replicate_target(src, dst, rule(), "replica")
     assert res.status == "failed"
     assert res.totals()["copied"] == 0
@@ -421,15 +420,14 @@ def test_unreachable_target_fails_the_run_and_names_it(src_reg, tmp_path):
     )
 
 
-def test_authenticated_registries_basic_source_token_target(tmp_path):
+def test_authenticated_registries_basic_source_token_target(registry_factory, token_server_factory):
     """Basic auth on the source, the bearer-token flow on the target: cross-repository mounts
     need a token for both repositories; the warm run's HEADs reuse cached tokens."""
-    from tests.support.tokenserver import TokenServer
-
     user, pw = "replicator", "s3cret-pw"
-    tokens = TokenServer(tmp_path / "tok", users={user: pw})
-    src = RegistryServer(tmp_path / "asrc", htpasswd=(user, pw))
-    dst = RegistryServer(tmp_path / "adst", token=tokens.auth_config())
+    # the factories stop what they started even when a later start fails (and the token server)
+    tokens = token_server_factory(users={user: pw})
+    src = registry_factory(htpasswd=(user, pw))
+    dst = registry_factory(token=tokens.auth_config())
     try:
         images.push_many(
             src.url,

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from tests.support import images
 from tests.support.images import MANIFEST_ACCEPT, BearerAuth, PushError
-from tests.support.procs import LIVE_PROCESSES, ManagedProcess, free_port, wait_port
+from tests.support.procs import LIVE_PROCESSES, ManagedProcess, free_port, wait_port, wait_until
 from tests.support.tokenserver import parse_scope
 
 T = 10  # seconds, every raw HTTP call
@@ -49,9 +49,8 @@ def test_managed_process_stopped_by_pid(tmp_path):
         ],
         log_path=tmp_path / "s.log",
     ).start()
-    deadline = time.monotonic() + 10
-    while "up" not in stubborn.log_text() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # SIGTERM only once the handler is set (it prints "up" after), however slow the start
+    wait_until(lambda: "up" in stubborn.log_text(), interval=0.02, what="the stubborn child's handler")
     assert stubborn.stop(timeout=0.5) == -9
 
 

@@ -34,12 +34,14 @@ SMALL = dict(chunk_size=64 * KIB, monolithic_max=16 * KIB)  # thresholds scaled 
 @pytest.fixture(scope="module")
 def regs(tmp_path_factory):
     src = RegistryServer(tmp_path_factory.mktemp("xfer-src"))
-    dst = RegistryServer(tmp_path_factory.mktemp("xfer-dst"))
     try:
-        yield src, dst
+        dst = RegistryServer(tmp_path_factory.mktemp("xfer-dst"))
+        try:
+            yield src, dst
+        finally:
+            dst.stop()
     finally:
-        src.stop()
-        dst.stop()
+        src.stop()  # also when dst could not start
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -14,7 +15,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready
+from tests.support.procs import ManagedProcess, free_port, retry_taken_port, wait_http_ready
 
 __all__ = ["MotoServer", "MotoRequest", "ACCESS_KEY", "SECRET_KEY", "REGION"]
 
@@ -23,6 +24,7 @@ SECRET_KEY = "testing-secret-key"
 REGION = "us-east-1"
 
 # werkzeug request lines: 127.0.0.1 - - [25/Nov/2026 20:27:09] "PUT /bbb/a/b.txt HTTP/1.1" 200 -
+_MARK = "rk-log-mark"  # the query of the marker request (see MotoServer._log_mark)
 _LINE_RE = re.compile(r'"(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 
 
@@ -35,21 +37,30 @@ class MotoRequest(NamedTuple):
 
 class MotoServer:
     def __init__(
-        self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 30.0
+        self, port: int | None = None, log_dir: str | None = None, ready_timeout: float = 60.0
     ) -> None:
-        self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
         self.region = REGION
         log_dir = Path(log_dir or tempfile.mkdtemp(prefix="moto-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "moto.log"
+        self._offset = 0
+        self._pick_port(port)
+        if port:  # the caller's port: no other to move to
+            self._start(ready_timeout)
+        else:
+            retry_taken_port(lambda: self._start(ready_timeout), self._pick_port)
+
+    def _pick_port(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def _start(self, ready_timeout: float) -> None:
         script = shutil.which("moto_server")
         args = [script] if script else [sys.executable, "-m", "moto.server"]
         args += ["-H", "127.0.0.1", "-p", str(self.port)]
         self._proc = ManagedProcess(args, log_path=self.log_path).start()
-        self._offset = 0
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -109,20 +120,39 @@ class MotoServer:
         except FileNotFoundError:
             return 0
 
+    def _log_mark(self) -> None:
+        """werkzeug logs a request right after its response is written, so a line may still be
+        missing when the client has its answer (more so on a loaded machine): send a marker
+        request and wait (up to 60 s) for its line; the earlier requests' lines are there then."""
+        mark = f"{_MARK}={secrets.token_hex(8)}"
+        try:
+            requests.get(f"{self.endpoint}/moto-api/?{mark}", timeout=10, verify=False)
+        except requests.RequestException:
+            return  # not answering (stopped): nothing more will be written
+        deadline = time.monotonic() + 60.0
+        while mark.encode() not in self.log_path.read_bytes()[self._offset :]:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
     def request_log(self, settle: float = 0.1) -> list[MotoRequest]:
-        """Requests moto served since the last :meth:`clear_request_log` (werkzeug log lines)."""
-        time.sleep(settle)  # werkzeug logs right after the response is written
+        """Requests moto served since the last :meth:`clear_request_log` (werkzeug log lines;
+        the marker requests left out)."""
+        self._log_mark()
+        time.sleep(settle)
         data = self.log_path.read_bytes()[self._offset :].decode(errors="replace")
         out = []
         for line in data.splitlines():
             m = _LINE_RE.search(line)
             if m:
                 path, _, query = m.group("uri").partition("?")
+                if query.startswith(_MARK + "="):
+                    continue
                 out.append(MotoRequest(m.group("method"), path, int(m.group("status")), query))
         return out
 
     def clear_request_log(self) -> None:
-        time.sleep(0.05)
+        self._log_mark()
         self._offset = self._log_size()
 
     def object_puts(self, bucket: str, prefix: str = "") -> list[MotoRequest]:

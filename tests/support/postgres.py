@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.procs import ManagedProcess, free_port, wait_until
+from tests.support.procs import ManagedProcess, free_port, listens, retry_taken_port, wait_until
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -27,9 +27,8 @@ class PostgresServer:
             raise RuntimeError(f"{BIN}/postgres is missing: install the Debian package 'postgresql'")
         self.base = Path(tempfile.mkdtemp(prefix="rk-pg-"))
         self.data = self.base / "data"
-        self.port = free_port()
         self.user = "regkeeper"
-        self.url = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+        self._pick_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
@@ -55,11 +54,23 @@ class PostgresServer:
             capture_output=True,
             timeout=120,
         )
+        retry_taken_port(self._serve, self._pick_port)
+        return self
+
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.url = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def _serve(self) -> None:
         args = [str(BIN / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port)]
         args += ["-k", str(self.base), "-c", "fsync=off", "-c", "full_page_writes=off"]
         self._proc = ManagedProcess([*self._as, *args], log_path=self.base / "postgres.log").start()
-        wait_until(self._ready, timeout=60, interval=0.2, what="postgres to accept connections")
-        return self
+        try:
+            wait_until(self._ready, timeout=120, interval=0.2, what="postgres to accept connections")
+        except BaseException:
+            self._proc.stop()
+            self._proc = None
+            raise
 
     def _ready(self) -> bool:
         assert self._proc is not None
@@ -69,7 +80,7 @@ class PostgresServer:
             capture_output=True,
             timeout=10,
         )
-        return r.returncode == 0
+        return r.returncode == 0 and listens(self._proc.pid, self.port)  # ours, not another's
 
     def new_database(self) -> str:
         """A new empty database; its URL."""

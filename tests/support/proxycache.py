@@ -165,7 +165,7 @@ class ProxyStack:
         if img is not None:
             blobs = [img.digest, img.config_digest, *img.layer_digests]
             wait_until(
-                lambda: all(self.has_blob(b) for b in blobs), timeout=20, what=f"{ref} stored by the cache"
+                lambda: all(self.has_blob(b) for b in blobs), timeout=60, what=f"{ref} stored by the cache"
             )
 
     def cached_at(self, repo: str, tag: str, when: datetime) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready
+from tests.support.procs import ManagedProcess, free_port, retry_taken_port, wait_http_ready
 
 __all__ = ["PUSHGATEWAY_BIN", "Pushgateway"]
 
@@ -18,17 +18,24 @@ PUSHGATEWAY_BIN = "/usr/bin/prometheus-pushgateway"
 class Pushgateway:
     """In-memory pushgateway (``--persistence.file=""``, admin API on for :meth:`wipe`)."""
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 20.0) -> None:
+    def __init__(self, log_dir: str | os.PathLike | None = None, ready_timeout: float = 60.0) -> None:
         if not os.access(PUSHGATEWAY_BIN, os.X_OK):
             raise RuntimeError(
                 f"{PUSHGATEWAY_BIN} is missing: install the Debian package 'prometheus-pushgateway'"
             )
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
         log_dir = Path(log_dir or tempfile.mkdtemp(prefix="pushgateway-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "pushgateway.log"
+        self.ready_timeout = ready_timeout
+        self._pick_port()
+        retry_taken_port(self._start, self._pick_port)
+
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+
+    def _start(self) -> None:
         self._proc = ManagedProcess(
             [
                 PUSHGATEWAY_BIN,
@@ -43,7 +50,7 @@ class Pushgateway:
             "pushgateway",
             f"{self.url}/-/ready",
             lambda st: st == 200,
-            timeout=ready_timeout,
+            timeout=self.ready_timeout,
             stop=self.stop,
         )
 

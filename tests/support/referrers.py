@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from tests.support.gotools import go_tool_path, missing_go_tool_message
-from tests.support.procs import ManagedProcess, free_port, wait_until
+from tests.support.procs import ManagedProcess, free_port, listens, retry_taken_port, wait_until
 from tests.support.registry import RegistryServer
 
 __all__ = ["ReferrersRegistryServer"]
@@ -27,7 +27,7 @@ class ReferrersRegistryServer:
         spec_fixes: bool = True,
         blobs_dir: str | os.PathLike | None = None,
         start: bool = True,
-        ready_timeout: float = 15.0,
+        ready_timeout: float = 60.0,
     ) -> None:
         path = go_tool_path("referrers-registry")
         if path is None:
@@ -38,15 +38,13 @@ class ReferrersRegistryServer:
         self.spec_fixes = spec_fixes
         self.blobs_dir = Path(blobs_dir) if blobs_dir else None
         self.ready_timeout = ready_timeout
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self._pick_port()
         self.root: Path | None = None  # no filesystem layout to inspect
         self.log_path = self.dir / "referrers-registry.log"
         self._log_offset = 0
         self._proc: ManagedProcess | None = None
-        if start:
-            self.start()
+        if start:  # nobody holds the URL yet: a port taken meanwhile is traded for a fresh one
+            retry_taken_port(self.start, self._pick_port)
 
     @property
     def pid(self) -> int | None:
@@ -59,6 +57,11 @@ class ReferrersRegistryServer:
             args += ["-blobs-dir", str(self.blobs_dir)]
         return args
 
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+
     def start(self) -> ReferrersRegistryServer:
         """Start on the same port; after a stop the registry is empty (memory only)."""
         self._log_offset = len(self._read_log_bytes())
@@ -67,7 +70,8 @@ class ReferrersRegistryServer:
 
         def ready() -> bool:
             proc.check_alive()
-            return "listening on" in self._read_log_bytes()[self._log_offset :].decode(errors="replace")
+            logged = self._read_log_bytes()[self._log_offset :].decode(errors="replace")
+            return "listening on" in logged and listens(proc.pid, self.port)
 
         try:
             wait_until(ready, timeout=self.ready_timeout, what=f"referrers-registry on {self.host}")
@@ -98,6 +102,7 @@ class ReferrersRegistryServer:
     _read_log_bytes = RegistryServer._read_log_bytes
     access_log = RegistryServer.access_log
     _access_log = RegistryServer._access_log
+    _log_mark = RegistryServer._log_mark
     clear_access_log = RegistryServer.clear_access_log
 
     def __enter__(self) -> ReferrersRegistryServer:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
-from tests.support.procs import ManagedProcess, free_port, wait_http_ready
+from tests.support.procs import ManagedProcess, free_port, retry_taken_port, wait_http_ready
 
 if TYPE_CHECKING:  # pragma: no cover
     from tests.support.tokenserver import TokenAuthConfig
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["REGISTRY_BIN", "AccessEntry", "RegistryServer", "require_registry_binary"]
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+LOG_MARK = "rk-log-mark"  # the query of access_log()'s marker request (left out of its entries)
 
 # gorilla/handlers combined log format, as printed by distribution for every request:
 # 127.0.0.1 - - [25/Nov/2026:20:25:34 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
@@ -94,7 +95,7 @@ class RegistryServer:
         debug: bool = False,
         extra_config: dict | None = None,
         start: bool = True,
-        ready_timeout: float = 20.0,
+        ready_timeout: float = 60.0,
     ) -> None:
         self.require_binary()
         if storage not in ("filesystem", "s3"):
@@ -116,10 +117,7 @@ class RegistryServer:
         self.extra_config = extra_config or {}
         self.ready_timeout = ready_timeout
 
-        self.port = free_port()
-        self.debug_port = free_port() if debug else None
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self._pick_ports()
         self.config_path = self.dir / "config.yml"
         self.log_path = self.dir / "registry.log"
         self.root: Path | None = None
@@ -138,8 +136,8 @@ class RegistryServer:
             self._make_cert()
         if htpasswd:
             self._make_htpasswd(*htpasswd)
-        if start:
-            self.start()
+        if start:  # nobody holds the URL yet: a port taken meanwhile is traded for a fresh one
+            retry_taken_port(self.start, self._pick_ports)
 
     # -- config ----------------------------------------------------------------------
     def _make_cert(self) -> None:
@@ -261,7 +259,16 @@ class RegistryServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def _pick_ports(self) -> None:
+        self.port = free_port()
+        self.debug_port = free_port() if self.debug else None
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}"
+
     def start(self) -> RegistryServer:
+        """Start on ``self.port`` and wait until it answers; a port taken meanwhile raises
+        PortInUse naming it (the constructor's start moves to a fresh port instead; a later
+        start keeps the URL callers hold)."""
         self.write_config()
         self._proc = ManagedProcess(
             [self.binary, "serve", str(self.config_path)], env=self.env(), log_path=self.log_path
@@ -323,18 +330,38 @@ class RegistryServer:
     ) -> list[AccessEntry]:
         """Access-log entries since the last :meth:`clear_access_log`.
 
-        distribution writes a request's line just after the response is sent, so this waits
-        until the log has been quiet for ``settle`` seconds (at most ``max_wait``), and, with
-        ``min_entries``, until at least that many entries are there (at most ``max_wait`` more).
+        distribution writes a request's line just after the response is sent: a quiet log is
+        no proof the last line is there (a loaded machine delays the writer). So this sends a
+        marker request of its own (``GET /v2/?rk-log-mark=<id>``, left out of the entries) and
+        waits for its line: the lines of requests answered before it are written by then. Then
+        it waits until the log has been quiet for ``settle`` seconds (at most ``max_wait``), and,
+        with ``min_entries``, until at least that many entries are there (at most 60 s more).
         """
         entries = self._access_log(settle, max_wait)
-        deadline = time.monotonic() + max_wait
+        deadline = time.monotonic() + 60.0
         while len(entries) < min_entries and time.monotonic() < deadline:
             time.sleep(0.05)
             entries = self._access_log(0.05, 1.0)
         return entries
 
+    def _log_mark(self) -> None:
+        """Send a marker request and wait (up to 60 s) for its access-log line; nothing when
+        the server does not answer (stopped)."""
+        import requests
+
+        mark = f"{LOG_MARK}={secrets.token_hex(8)}"
+        verify = self._verify() if hasattr(self, "_verify") else False
+        try:
+            requests.get(f"{self.url}/v2/?{mark}", timeout=10, verify=verify)
+        except requests.RequestException:
+            return
+        want = mark.encode()
+        deadline = time.monotonic() + 60.0
+        while want not in self._read_log_bytes()[self._log_offset :] and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def _access_log(self, settle: float, max_wait: float) -> list[AccessEntry]:
+        self._log_mark()
         deadline = time.monotonic() + max_wait
         size = -1
         quiet_since = time.monotonic()
@@ -354,6 +381,8 @@ class RegistryServer:
                 continue
             uri = m.group("uri")
             path, _, query = uri.partition("?")
+            if query.startswith(LOG_MARK + "="):
+                continue  # our own marker request
             out.append(
                 AccessEntry(m.group("method"), path, int(m.group("status")), query, m.group("agent") or "")
             )

@@ -80,7 +80,7 @@ class WebhookReceiver:
                 return self.status.pop(0) if self.status else 200
             return int(self.status)
 
-    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedRequest]:
+    def wait_for(self, count: int = 1, timeout: float = 60.0) -> list[ReceivedRequest]:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:

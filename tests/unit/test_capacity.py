@@ -3,7 +3,6 @@
 import json
 import logging
 import math
-import socket
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
@@ -307,14 +306,8 @@ def test_redact_url():
     assert redact_url("http://127.0.0.1:9091") == "http://127.0.0.1:9091"
 
 
-def _dead_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_webhook_error_never_shows_url_secret(caplog):
-    url = f"http://user:hunter2@127.0.0.1:{_dead_port()}{SECRET_URL_PATH}"
+def test_webhook_error_never_shows_url_secret(caplog, dead_port):
+    url = f"http://user:hunter2@127.0.0.1:{dead_port}{SECRET_URL_PATH}"
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(cap.NotifyError) as ei:
             cap.send_webhook(url, _alert([0.85]), "slack", timeout=2, retries=0)
@@ -325,11 +318,11 @@ def test_webhook_error_never_shows_url_secret(caplog):
     assert "SECRET" not in caplog.text and "hunter2" not in caplog.text
 
 
-def test_metrics_push_error_never_shows_credentials():
+def test_metrics_push_error_never_shows_credentials(dead_port):
     m = rkm.RunMetrics("gc", "r1")
     m.finish(True)
     with pytest.raises(rkm.MetricsPushError) as ei:
-        m.push(f"http://admin:s3cr3t@127.0.0.1:{_dead_port()}", timeout=2, retries=0)
+        m.push(f"http://admin:s3cr3t@127.0.0.1:{dead_port}", timeout=2, retries=0)
     assert "s3cr3t" not in str(ei.value) and "admin" not in str(ei.value)
     assert "pushgateway http://127.0.0.1:" in str(ei.value)
     with pytest.raises(rkm.MetricsPushError, match="capacity.pushgateway"):

@@ -711,9 +711,9 @@ def test_summary_and_rows():
     assert rows[0]["action"] == "delete" and rows[0]["age_source"] == "created:config"
 
 
-def test_ten_thousand_tags_plan_fast():
-    import time
-
+def test_ten_thousand_tags_plan():
+    """10 000 tags planned whole and right; how fast is bench/gc_plan.py's to say (a wall-clock
+    bound here failed on a loaded CI machine, and proved nothing a benchmark does not)."""
     repos = []
     for ri in range(200):
         ms, tags = [], {}
@@ -722,9 +722,7 @@ def test_ten_thousand_tags_plan_fast():
             ms.append(image(name, created=i * 3, layers={"base": 1000, name: 10}))
             tags[f"t{i}"] = name
         repos.append(repo(f"team-{ri % 7}/app{ri}", ms, tags))
-    t0 = time.perf_counter()
     p = plan(inv(*repos, source="none"), GC, in_use=FakeInUse(), now=NOW, max_delete_fraction=1.0)
-    assert time.perf_counter() - t0 < 5
     assert len(p.tags) == 10_000
     assert len(p.deleted_tags()) == 200 * 39  # ages 33..147 days -> 39 per repo beyond 30d
 

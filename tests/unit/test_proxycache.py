@@ -258,6 +258,68 @@ def test_unlink_leaves_what_a_kept_image_needs_and_what_changed_since_the_plan(t
     unlink(storage, plan, UnlinkResult())  # again: nothing left to do, no error
 
 
+def test_a_tag_link_caught_mid_rewrite_is_read_again(tmp_path, monkeypatch, caplog):
+    """A pull through a live cache re-links its tag: distribution truncates the link file, then
+    writes it. A read in between found it empty, and the tag fell out of the inventory (a tag
+    a workload runs then protected nothing). Read again; one that stays empty is left out."""
+    import regkeeper.storage as st
+
+    link = _link(tmp_path, "m/_manifests/tags/inuse/current/link", "")  # truncated, not yet written
+    _link(tmp_path, "m/_manifests/tags/other/current/link", dg(2))
+    pauses = []
+
+    def writer_finishes(seconds):  # the registry completes its write while we wait
+        pauses.append(seconds)
+        link.write_text(dg(1))
+
+    monkeypatch.setattr(st, "_pause", writer_finishes)
+    storage = st.FilesystemStorage(tmp_path)
+    assert storage.tag_digests("m") == {"inuse": dg(1), "other": dg(2)}
+    assert len(pauses) == 1
+    link.write_text("")
+    monkeypatch.setattr(st, "_pause", pauses.append)  # a link that stays empty (a crashed write)
+    with caplog.at_level("WARNING", logger="regkeeper.storage"):
+        assert storage.tag_digests("m") == {"other": dg(2)}
+    assert len(pauses) == 1 + st.LINK_READS - 1
+    assert "m:inuse: the tag's link stays empty" in caplog.text
+
+
+def test_unlink_while_the_cache_writes_into_the_tag_directory(tmp_path, monkeypatch):
+    """A cache in its read-only window still stores what it fetches: a pull re-links a tag while
+    eviction removes it, and rmtree finds the directory not empty (ENOTEMPTY). Removed again,
+    not a failed eviction; other errors still name the path; other tags are left alone."""
+    import errno
+    import shutil
+
+    import regkeeper.storage as st
+    from regkeeper.errors import RegkeeperError
+
+    _link(tmp_path, f"m/_manifests/revisions/sha256/{dg(1).split(':')[1]}/link", dg(1))
+    tag = _link(tmp_path, "m/_manifests/tags/x/current/link", dg(1)).parent.parent
+    _link(tmp_path, "m/_manifests/tags/kept/current/link", dg(2))
+    real, calls = shutil.rmtree, []
+
+    def rmtree_racing_a_pull(path, *a, **kw):
+        calls.append(str(path))
+        if len(calls) == 1:  # a link appeared between rmtree's listing and its rmdir
+            (tag / "index").mkdir(exist_ok=True)
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", str(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(st.shutil, "rmtree", rmtree_racing_a_pull)
+    storage = st.FilesystemStorage(tmp_path)
+    storage.unlink_manifest("m", dg(1), ["x"])
+    assert calls[:2] == [str(tag), str(tag)] and not tag.exists()
+    assert storage.tag_digests("m") == {"kept": dg(2)} and storage.revision_times("m") == {}
+
+    def rmtree_denied(path, *a, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(st.shutil, "rmtree", rmtree_denied)
+    with pytest.raises(RegkeeperError, match="storage: cannot remove .*/tags/kept: Permission denied"):
+        storage.unlink_manifest("m", dg(2), ["kept"])
+
+
 def test_report_counts_read_as_counts_and_the_headline_says_where_the_cap_leaves_the_cache():
     from regkeeper.proxycache.report import build_report
 

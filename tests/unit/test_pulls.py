@@ -197,11 +197,10 @@ def test_store_url_from_a_secret_reference(monkeypatch, tmp_path):
     assert cfg.pulls_store_url() == f"sqlite:///{tmp_path}/x.sqlite"
 
 
-def test_an_unreachable_store_keeps_everything_and_never_shows_the_password():
+def test_an_unreachable_store_keeps_everything_and_never_shows_the_password(dead_port):
     from regkeeper.pulls.lookup import history_for
-    from tests.support.procs import free_port
 
-    port = free_port()
+    port = dead_port
     cfg = parse_config(
         BASE
         + f"gc: {{pulledWithin: 30d}}\npulls: {{store: 'postgresql://rk:hunter2pw@127.0.0.1:{port}/db'}}\n"
@@ -221,6 +220,30 @@ def test_a_receiver_without_a_token_listens_on_loopback_only(tmp_path):
     cfg = parse_config(BASE + f"pulls: {{listen: '0.0.0.0:5080', store: 'sqlite:///{tmp_path}/p.sqlite'}}\n")
     with pytest.raises(ConfigError, match="pulls.token: required when the receiver listens on 0.0.0.0"):
         PullReceiver(cfg)
+
+
+def test_a_receiver_whose_port_is_taken_names_the_address(tmp_path):
+    """A port another process holds: a named error (the key and the address), not a bare OSError;
+    the store it opened is closed."""
+    import socket
+
+    from regkeeper.errors import RegkeeperError
+    from regkeeper.pulls.receiver import PullReceiver
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        cfg = parse_config(
+            BASE + f"pulls: {{listen: '127.0.0.1:{port}', store: 'sqlite:///{tmp_path}/p.sqlite'}}\n"
+        )
+        with pytest.raises(
+            RegkeeperError,
+            match=rf"cannot listen on 127.0.0.1:{port} \(pulls.listen\): Address already in use",
+        ):
+            PullReceiver(cfg)
+        with pytest.raises(RegkeeperError, match=rf"cannot listen on 127.0.0.1:{port} \(--listen\)"):
+            PullReceiver(cfg, listen=("127.0.0.1", port))
 
 
 def test_pulls_per_day_for_a_backtest(tmp_path):
