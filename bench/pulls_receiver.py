@@ -6,7 +6,9 @@ connection, as the registry's notification sink does. Side by side in the same r
 
 - baseline: the same HTTP server and handler, token check and JSON parse, with a store that
   writes nothing (what HTTP + parsing cost alone);
-- sqlite: the default store (a file, WAL, one transaction per envelope);
+- sqlite, no event ids: the default store without the resend check (events carry no id);
+- sqlite: the default store (a file, WAL, one transaction per envelope; each pull's event id
+  kept, so an envelope sent again is not counted twice);
 - postgresql: Debian's PostgreSQL 15 on 127.0.0.1, when installed (``--no-postgres`` skips it).
 
 Prints per store: envelopes, p50/p95/max answer ms, events/s, CPU seconds of this process per
@@ -31,7 +33,7 @@ import requests  # noqa: E402
 
 from regkeeper.config import parse_config  # noqa: E402
 from regkeeper.pulls.receiver import PullReceiver  # noqa: E402
-from regkeeper.pulls.store import PullStore  # noqa: E402
+from regkeeper.pulls.store import PullStore, Recorded  # noqa: E402
 
 TOKEN = "bench-token"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -41,7 +43,7 @@ class NullStore:
     kind = "none"
 
     def record(self, registry, pulls, now):
-        return len(list(pulls))
+        return Recorded(len(list(pulls)), 0)
 
     def receiver_started(self, now, tolerance_s):
         return []
@@ -53,31 +55,38 @@ class NullStore:
         pass
 
 
-def envelopes(n: int, pulls: int, blobs: int, seed: int = 7) -> list[bytes]:
+def envelopes(n: int, pulls: int, blobs: int, seed: int = 7, ids: bool = True) -> list[bytes]:
+    """``ids``: each event has its own id, as distribution sends (the store keeps the ids of
+    the pulls it stored: one more row per pull); without, the store skips that step."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         evs = []
-        for _ in range(pulls):
+        for j in range(pulls):
             d = rng.randrange(300)
-            evs.append(_event(i, f"team-{d % 30}/app", f"sha256:{d:064x}", MANIFEST, f"v{d}"))
+            eid = f"{i}-{j}" if ids else ""
+            evs.append(_event(eid, f"team-{d % 30}/app", f"sha256:{d:064x}", MANIFEST, f"v{d}"))
         for _ in range(blobs):
             evs.append(
                 _event(
-                    i, "team-0/app", f"sha256:{rng.getrandbits(256):064x}", "application/octet-stream", None
+                    f"{i}-b",
+                    "team-0/app",
+                    f"sha256:{rng.getrandbits(256):064x}",
+                    "application/octet-stream",
+                    None,
                 )
             )
         out.append(json.dumps({"events": evs}).encode())
     return out
 
 
-def _event(i, repo, digest, media, tag):
+def _event(eid, repo, digest, media, tag):
     ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     target = {"mediaType": media, "size": 1234, "digest": digest, "repository": repo, "url": "http://r/v2/x"}
     if tag:
         target["tag"] = tag
     return {
-        "id": f"{i}",
+        "id": eid,
         "timestamp": ts,
         "action": "pull",
         "target": target,
@@ -140,6 +149,8 @@ def main() -> None:
     bodies = envelopes(a.envelopes, a.pulls, a.blobs)
     tmp = Path(tempfile.mkdtemp(prefix="rk-bench-pulls-"))
     results = [run("baseline (no store)", NullStore(), bodies)]
+    no_ids = envelopes(a.envelopes, a.pulls, a.blobs, ids=False)
+    results.append(run("sqlite, no event ids", PullStore(f"sqlite:///{tmp}/noids.sqlite"), no_ids))
     results.append(run("sqlite", PullStore(f"sqlite:///{tmp}/pulls.sqlite"), bodies))
     if not a.no_postgres:
         try:

@@ -42,6 +42,7 @@ class PullEvent:
     tag: str | None
     user_agent: str
     addr: str
+    event_id: str = ""  # the event's ``id``: a resent envelope is not counted twice
 
 
 @dataclass(slots=True)
@@ -113,4 +114,5 @@ def _pull(ev) -> PullEvent | None:
         target.get("tag") or None,
         str(req.get("useragent") or ""),
         str(req.get("addr") or ""),
+        str(ev.get("id") or ""),
     )

@@ -26,7 +26,7 @@ from ..config import Config
 from ..errors import ConfigError, RegkeeperError
 from ..util import utcnow
 from .events import EnvelopeError, parse_envelope
-from .store import PullStore
+from .store import SEEN_RETENTION, PullStore
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
@@ -37,6 +37,7 @@ RECEIVER_METRICS = frozenset(
         "regkeeper_pull_events_rejected_total",
         "regkeeper_pull_events_stored_total",
         "regkeeper_pull_events_excluded_total",
+        "regkeeper_pull_events_duplicate_total",
         "regkeeper_pull_last_event_timestamp_seconds",
         "regkeeper_pull_envelope_seconds",
     }
@@ -58,6 +59,12 @@ class ReceiverMetrics:
         )
         self.excluded = Counter(
             "regkeeper_pull_events_excluded", "Manifest pulls dropped by user agent", ["registry"], registry=r
+        )
+        self.duplicate = Counter(
+            "regkeeper_pull_events_duplicate",
+            "Manifest pulls sent again (an envelope retried after it was stored): not counted twice",
+            ["registry"],
+            registry=r,
         )
         self.last_event = Gauge(
             "regkeeper_pull_last_event_timestamp_seconds",
@@ -149,6 +156,7 @@ class PullReceiver:
         once a day)."""
         self._pruned = self.now()
         try:
+            self.store.prune_seen(self._pruned - SEEN_RETENTION)
             n = self.store.prune_days(self._pruned - self.pc.day_retention)
         except Exception as e:  # noqa: BLE001 - retried tomorrow; the pulls themselves are stored
             log.warning("pull receiver: pruning per-day pulls failed: %s", e)
@@ -207,12 +215,13 @@ class PullReceiver:
         m.received.labels(registry).inc(parsed.events)
         m.excluded.labels(registry).inc(parsed.excluded)
         try:
-            self.store.record(registry, parsed.pulls, self.now())
+            done = self.store.record(registry, parsed.pulls, self.now())
         except Exception as e:  # noqa: BLE001 - answered 503: distribution retries
             m.rejected.labels(registry, "store_error").inc()
             log.error("pull events for %s not stored (the registry will retry): %s", registry, e)
             return 503
-        m.stored.labels(registry).inc(len(parsed.pulls))
+        m.stored.labels(registry).inc(len(parsed.pulls) - done.duplicates)
+        m.duplicate.labels(registry).inc(done.duplicates)
         m.last_event.labels(registry).set(time.time())
         return 200
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigError, RegkeeperError
 from ..util import redact_url, scrub
@@ -41,6 +41,11 @@ SCHEMA = [
         PRIMARY KEY (registry, repository, digest, day))""",
     """CREATE TABLE IF NOT EXISTS heartbeat (
         receiver TEXT PRIMARY KEY, alive DOUBLE PRECISION NOT NULL)""",
+    # the ids of the pull events stored lately: distribution sends an envelope again when its
+    # answer was late or lost, and a pull must not count twice (kept SEEN_RETENTION)
+    """CREATE TABLE IF NOT EXISTS events_seen (
+        registry TEXT NOT NULL, event_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (registry, event_id))""",
 ]
 
 _UPSERT = """INSERT INTO pulls (registry, repository, digest, last_pull, pull_count, last_tag, last_user_agent)
@@ -55,8 +60,34 @@ _COLLECTION = """INSERT INTO collection (registry, started, last_event) VALUES (
 ON CONFLICT (registry) DO UPDATE SET last_event = {greatest}(collection.last_event, excluded.last_event)"""
 _DAYS = """INSERT INTO pull_days (registry, repository, digest, day, pull_count) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (registry, repository, digest, day) DO UPDATE SET pull_count = pull_days.pull_count + excluded.pull_count"""
+_SEEN = "INSERT INTO events_seen (registry, event_id, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 RECEIVER = "receiver"
 DAY = 86400
+SEEN_RETENTION = timedelta(days=2)
+
+
+class Recorded(NamedTuple):
+    rows: int  # (repository, digest) rows written
+    duplicates: int  # pulls whose event id was stored before (a resent envelope): not counted
+
+
+def _aggregate(pulls: Iterable[PullEvent]) -> tuple[dict, dict]:
+    """(repository, digest) -> [last pull, count, its tag, its user agent], and (repository,
+    digest, UTC day) -> count: one envelope's rows."""
+    agg: dict[tuple[str, str], list] = {}
+    days: dict[tuple[str, str, int], int] = {}
+    for p in pulls:
+        row = agg.get((p.repository, p.digest))
+        t = p.at.timestamp()
+        dk = (p.repository, p.digest, int(t // DAY))
+        days[dk] = days.get(dk, 0) + 1
+        if row is None:
+            agg[(p.repository, p.digest)] = [t, 1, p.tag, p.user_agent]
+        else:
+            row[1] += 1
+            if t >= row[0]:
+                row[0], row[2], row[3] = t, p.tag, p.user_agent
+    return agg, days
 
 
 def _ts(t: datetime) -> float:
@@ -148,30 +179,39 @@ class PullStore:
 
     # ------------------------------------------------------------------ writes
 
-    def record(self, registry: str, pulls: Iterable[PullEvent], now: datetime) -> int:
+    def record(self, registry: str, pulls: Iterable[PullEvent], now: datetime) -> Recorded:
         """Store one envelope's pulls in one transaction (aggregated per digest first); the
-        registry's collection starts at its first envelope (``now``, the receive time). Returns
-        the number of (repository, digest) rows written."""
-        agg: dict[tuple[str, str], list] = {}
-        days: dict[tuple[str, str, int], int] = {}
-        for p in pulls:
-            row = agg.get((p.repository, p.digest))
-            t = p.at.timestamp()
-            dk = (p.repository, p.digest, int(t // DAY))
-            days[dk] = days.get(dk, 0) + 1
-            if row is None:
-                agg[(p.repository, p.digest)] = [t, 1, p.tag, p.user_agent]
-            else:
-                row[1] += 1
-                if t >= row[0]:
-                    row[0], row[2], row[3] = t, p.tag, p.user_agent
+        registry's collection starts at its first envelope (``now``, the receive time). A pull
+        whose event id was stored before (the envelope sent again) is not counted again."""
         n = _ts(now)
         with self._tx() as cur:
+            fresh = self._unseen(cur, registry, list(pulls), n)
+            agg, days = _aggregate(fresh[0])
             cur.execute(self._q(_COLLECTION), (registry, n, n))
             if agg:
                 cur.executemany(self._q(_UPSERT), [(registry, r, d, *v) for (r, d), v in agg.items()])
                 cur.executemany(self._q(_DAYS), [(registry, *k, c) for k, c in days.items()])
-        return len(agg)
+        return Recorded(len(agg), fresh[1])
+
+    def _unseen(self, cur, registry: str, pulls: list[PullEvent], now: float) -> tuple[list[PullEvent], int]:
+        """(the pulls not stored before, how many were): each event id is inserted in the same
+        transaction; one already there (or being stored by a concurrent delivery, which the
+        database serializes on the key) inserts no row."""
+        out, dup, sql = [], 0, self._q(_SEEN)
+        for p in pulls:
+            if p.event_id:
+                cur.execute(sql, (registry, p.event_id, now))
+                if cur.rowcount == 0:
+                    dup += 1
+                    continue
+            out.append(p)
+        return out, dup
+
+    def prune_seen(self, before: datetime) -> int:
+        """Forget event ids stored before ``before`` (a resend comes within minutes)."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM events_seen WHERE at < ?"), (_ts(before),))
+            return int(cur.rowcount or 0)
 
     def mark_collection_start(self, registry: str, at: datetime) -> None:
         """Set when collection started for a registry (an operator backfilling history from

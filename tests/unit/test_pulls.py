@@ -74,7 +74,7 @@ def test_store_aggregates_an_envelope_and_keeps_the_latest_pull(tmp_path):
         PullEvent("r", dg("a"), t + timedelta(minutes=1), "v2", "podman", "x"),
         PullEvent("r", dg("b"), t, None, "curl", "x"),
     ]
-    assert s.record("reg", ev, t + timedelta(minutes=2)) == 2
+    assert s.record("reg", ev, t + timedelta(minutes=2)).rows == 2
     s.record(
         "reg", [PullEvent("r", dg("a"), t - timedelta(days=1), "old", "old", "x")], t + timedelta(minutes=3)
     )
@@ -279,6 +279,7 @@ def test_receiver_metrics_names_are_what_metrics_exposes(tmp_path):
     m.rejected.labels("r", "token").inc()
     m.stored.labels("r").inc()
     m.excluded.labels("r").inc()
+    m.duplicate.labels("r").inc()
     m.last_event.labels("r").set(1)
     m.seconds.observe(0.001)
     text = generate_latest(m.registry).decode()
