@@ -289,7 +289,7 @@ def prefect_harness():
     """The session's one Prefect server: Prefect's test harness (a real uvicorn server on
     127.0.0.1, its SQLite database in a temporary directory, stopped by its PID at the end),
     started when a test first needs it: every flow test (tests/flows, autouse there) and every
-    CLI subprocess that runs a flow (``prefect_api``). ~8 s, paid once."""
+    CLI subprocess that runs a flow (``prefect_api``). 8-15 s, paid once."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):
