@@ -1,7 +1,9 @@
 """Shared fixtures: real processes on 127.0.0.1 (registry, moto S3, pushgateway) and
 loopback helpers (token server, fault proxy, webhook receiver).
 
-Session-scoped: ``registry`` (filesystem storage, plain http), ``moto_server``, ``pushgateway``.
+Session-scoped: ``registry`` (filesystem storage, plain http), ``moto_server``, ``pushgateway``,
+``prefect_harness`` (the session's one Prefect server, started when a test first needs it) and
+``prefect_api`` (its URL for a CLI subprocess: ``rk(..., prefect=prefect_api)``).
 Function-scoped: ``registry_factory``, ``fault_proxy_factory``, ``token_server_factory``,
 ``webhook_receiver``, ``s3_bucket``, ``unique_repo``. Everything started is stopped at teardown.
 
@@ -290,3 +292,27 @@ def pull_store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/pulls.sqlite"
     return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """The session's one Prefect server: Prefect's test harness (a real uvicorn server on
+    127.0.0.1, its SQLite database in a temporary directory, stopped by its PID at the end),
+    started when a test first needs it: every flow test (tests/flows, autouse there) and every
+    CLI subprocess that runs a flow (``prefect_api``). 8-15 s, paid once."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness, tmp_path_factory) -> dict[str, str]:
+    """What a CLI subprocess needs to run its flows on the session's server, not on a temporary
+    server of its own (~12-20 s a command): ``PREFECT_API_URL`` and a ``PREFECT_HOME`` of its own
+    (nothing read from or written to ~/.prefect). Pass it as ``rk(..., prefect=prefect_api)``."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url and url.startswith("http://127.0.0.1:"), url
+    return {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home-cli"))}

@@ -7,9 +7,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness():
-    """One temporary Prefect server + database for every flow test (~8 s, paid once)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+def _flows_on_the_session_server(prefect_harness):
+    """Every flow test runs against the session's one Prefect server (tests/conftest.py
+    ``prefect_harness``), the server the CLI subprocesses use too."""
+    yield

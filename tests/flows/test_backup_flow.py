@@ -25,19 +25,16 @@ def truth(reg):
     }
 
 
-async def _artifact(key):
-    async with get_client() as c:
-        return (
-            await c.read_latest_artifacts()
-            if key is None
-            else [a for a in await c.read_latest_artifacts() if a.key == key]
+def artifact_keys(flow_run_id) -> set[str]:
+    """The keys of the artifacts one flow run published (the session's server holds every
+    test's runs: only this run's count)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as c:
+        arts = c.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
-
-
-def artifact_keys():
-    import anyio
-
-    return {a.key for a in anyio.run(_artifact, None)}
+    return {a.key for a in arts}
 
 
 def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_path):
@@ -75,7 +72,8 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
 
     ids = []
     for _ in range(3):
-        res = backup(config_path=str(cfg))
+        state = backup(config_path=str(cfg), return_state=True)
+        res = state.result()
         assert res["status"] == "ok"
         ids.append(res["summary"]["snapshot"])
     assert res["summary"]["tags"] == 4 and res["summary"]["objects written"] == 0
@@ -90,11 +88,15 @@ def test_backup_and_restore_flows(registry_factory, moto_server, s3_bucket, tmp_
     plan = restore(registry="main", config_path=str(cfg))  # dry run by default
     assert plan["status"] == "dry-run" and plan["summary"]["would restore"] == 4
     assert truth(reg) == {}
-    done = restore(registry="main", snapshot=ids[1], dry_run=False, config_path=str(cfg))
+    done_state = restore(
+        registry="main", snapshot=ids[1], dry_run=False, config_path=str(cfg), return_state=True
+    )
+    done = done_state.result()
     assert done["status"] == "ok" and done["summary"]["restored"] == 4
     assert truth(reg) == before
     assert images.head_manifest(reg.url, "svc/multi", "latest", **V) == idx.digest
-    assert {"backup-main", "restore-main", "restore-main-table"} <= artifact_keys()
+    assert "backup-main" in artifact_keys(state.state_details.flow_run_id)
+    assert {"restore-main", "restore-main-table"} <= artifact_keys(done_state.state_details.flow_run_id)
     assert list((tmp_path / "reports" / "restore").glob("*.html"))
 
 

@@ -4,15 +4,13 @@ answers DELETE and pushes with 405), backup leaves it out with the reason in its
 capacity measures its storage without reading anything through it (a scan through the API
 would fill the cache). Nothing in the cache changes in any of them."""
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
 from regkeeper.errors import RefusedError
 from regkeeper.proxycache import read_cache
 from regkeeper.storage import FilesystemStorage
+from tests.integration.test_cli import rk
 from tests.support.proxycache import filled_stack, layer
 
 
@@ -37,7 +35,7 @@ def _cache_state(stack) -> set[tuple[str, str, tuple[str, ...]]]:
     return {(i.repository, i.digest, tuple(sorted(i.tags))) for i in inv.images}
 
 
-def test_expire_on_a_proxy_refuses_naming_the_registry_and_why(stack):
+def test_expire_on_a_proxy_refuses_naming_the_registry_and_why(stack, prefect_api):
     from flows.expire import expire
 
     cfg = _config(stack, tiers=[{"name": "all", "match": ["**"], "keepLast": 1}])
@@ -46,12 +44,7 @@ def test_expire_on_a_proxy_refuses_naming_the_registry_and_why(stack):
         expire(registry="cache", config_path=cfg)
     assert _cache_state(stack) == before and stack.ctl.calls == []
     # the CLI: one last line naming the registry and the reason, exit code 3 (refused)
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "run", "expire", "--config", cfg, "--registry", "cache"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = rk("run", "expire", "--config", cfg, "--registry", "cache", prefect=prefect_api, timeout=300)
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 3, out.stderr
     assert last.startswith("regkeeper: refused: registry cache (expire): it is type proxy"), last

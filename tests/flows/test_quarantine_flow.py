@@ -28,7 +28,7 @@ def age(reg, repo: str, tag: str) -> None:
     os.utime(link, (OLD.timestamp(), OLD.timestamp()))
 
 
-def test_gc_holds_undo_restores_and_release_frees(registry_factory, tmp_path):
+def test_gc_holds_undo_restores_and_release_frees(registry_factory, tmp_path, prefect_api):
     from flows.gc import gc
     from flows.undo import undo
 
@@ -62,7 +62,7 @@ def test_gc_holds_undo_restores_and_release_frees(registry_factory, tmp_path):
         dry = undo(run_id=run, config_path=str(cfg))
         assert dry["status"] == "dry-run" and dry["summary"]["tags to restore"] == 2
         assert images.list_tags(reg.url, "web/app") == ["2.0"]
-        out = rk("undo", "--run", run, "--config", str(cfg), "--apply", timeout=300)
+        out = rk("undo", "--run", run, "--config", str(cfg), "--apply", prefect=prefect_api, timeout=300)
         assert out.returncode == 0, out.stderr
         assert sorted(images.list_tags(reg.url, "web/app")) == sorted(["1.0", "2.0", sig.tag])
         assert images.head_manifest(reg.url, "web/app", "1.0") == old.digest

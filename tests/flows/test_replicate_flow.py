@@ -56,6 +56,7 @@ def keep_harness_server(monkeypatch):
 
 def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from app.cli import main
     from flows.replicate import replicate
@@ -71,17 +72,22 @@ def test_flow_dry_run_then_copy_then_warm(regs, tmp_path, capsys):
     assert out["status"] == "dry-run" and out["summary"]["lag (tags)"] == 8
     assert [e for e in dst.access_log() if e.method in WRITES] == []
 
-    out = replicate(config_path=str(cfg), rule="to-eu")
+    state = replicate(config_path=str(cfg), rule="to-eu", return_state=True)
+    out = state.result()
     assert out["status"] == "ok" and out["summary"]["copied"] == 8 and out["summary"]["lag (tags)"] == 0
     assert images.head_manifest(dst.url, "eu/svc/multi", "v1", verify=False) == idx.digest
     main_csv = Path(out["files"]["csv"]).read_text().splitlines()
     assert main_csv[0].startswith("repository,target_repository,copied,skipped,failed")
     assert any(line.startswith("svc/app-0000,eu/svc/app-0000,3,0,0") for line in main_csv)
-    with get_client(sync_client=True) as client:
-        art = client.read_artifacts()
+    with get_client(sync_client=True) as client:  # this run's artifacts (the server holds every test's)
+        art = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     keys = {a.key for a in art}
     assert {"replication-eu", "replication-eu-table"} <= keys
-    table = max((a for a in art if a.key == "replication-eu-table"), key=lambda a: a.created)  # this run's
+    (table,) = [a for a in art if a.key == "replication-eu-table"]
     assert "svc/app-0001" in str(table.data) and "lag" in str(table.data)
 
     # warm, through the CLI: nothing to copy, no writes, exit 0

@@ -22,6 +22,11 @@ from tests.support.rkconfig import registry_entry, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# Prefect's intervals, shortened (what happens is the same, sooner): a run refused its
+# deployment's slot is rescheduled this far ahead (default 30 s) ...
+SLOT_WAIT = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
+# ... and a worker asks the server for due runs this often (default 10 s)
+WORKER_POLL = {"PREFECT_WORKER_QUERY_SECONDS": "2"}
 
 
 def prefect_env(home: Path, api_url: str | None = None) -> dict:
@@ -43,7 +48,7 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict:
 def server(tmp_path_factory):
     """``prefect server start`` on its own database, stopped by its PID."""
     home = tmp_path_factory.mktemp("prefect-server")
-    proc, url = start_prefect_server(home, prefect_env(home))
+    proc, url = start_prefect_server(home, prefect_env(home) | SLOT_WAIT)
     try:
         yield url
     finally:
@@ -100,7 +105,7 @@ def state_of(api, run_id) -> str:
 def worker(server: str, pool: str, home: Path, *extra: str) -> ManagedProcess:
     return ManagedProcess(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", *extra],
-        env=prefect_env(home, server),
+        env=prefect_env(home, server) | WORKER_POLL,
         log_path=home / f"worker-{pool}.log",
         cwd=ROOT,
     ).start()

@@ -33,14 +33,14 @@ def old_tags(registry_factory):
     return reg
 
 
-def run_gc(reg, proxy, tmp_path, **sections):
+def run_gc(reg, proxy, tmp_path, prefect, **sections):
     cfg = write_config(
         tmp_path / "regkeeper.yaml",
         [registry_entry(reg, url=proxy.url, reclaim="none", retries=2)],
         gc={"registry": "local-registry", "days": 30, "keepLast": 1},
         **sections,
     )
-    return rk("run", "gc", "--config", str(cfg))
+    return rk("run", "gc", "--config", str(cfg), prefect=prefect)
 
 
 def last_line(out) -> str:
@@ -60,25 +60,29 @@ def assert_named_failure(out, *must):
 
 
 @pytest.mark.parametrize("where,path", [("catalog", "GET /v2/_catalog"), ("tags", "GET /v2/cli/b/tags/list")])
-def test_garbage_json_names_registry_call_and_what(old_tags, fault_proxy_factory, tmp_path, where, path):
+def test_garbage_json_names_registry_call_and_what(
+    old_tags, fault_proxy_factory, tmp_path, prefect_api, where, path
+):
     proxy = fault_proxy_factory(old_tags.url)
     rx = r"^/v2/_catalog" if where == "catalog" else r"^/v2/cli/b/tags/list"
     proxy.add_fault("garbage", method="GET", path_regex=rx, times=FOREVER)
     before = truth(old_tags.url)
 
-    out = run_gc(old_tags, proxy, tmp_path)
+    out = run_gc(old_tags, proxy, tmp_path, prefect_api)
 
     last = assert_named_failure(out, "registry 'local-registry'", path, "not valid JSON", "after 3 attempts")
     assert out.returncode == 1, last
     assert truth(old_tags.url) == before  # nothing deleted
 
 
-def test_reset_mid_body_beyond_the_attempts_names_the_manifest_call(old_tags, fault_proxy_factory, tmp_path):
+def test_reset_mid_body_beyond_the_attempts_names_the_manifest_call(
+    old_tags, fault_proxy_factory, tmp_path, prefect_api
+):
     proxy = fault_proxy_factory(old_tags.url)
     proxy.add_fault("reset_body", method="GET", path_regex=r"^/v2/cli/a/manifests/v1$", times=FOREVER)
     before = truth(old_tags.url)
 
-    out = run_gc(old_tags, proxy, tmp_path)
+    out = run_gc(old_tags, proxy, tmp_path, prefect_api)
 
     assert_named_failure(
         out, "registry 'local-registry'", "GET /v2/cli/a/manifests/v1", "connection broke", "after 3 attempts"
@@ -88,7 +92,7 @@ def test_reset_mid_body_beyond_the_attempts_names_the_manifest_call(old_tags, fa
 
 
 def test_malformed_kubernetes_object_fail_closed_refuses_naming_object_and_field(
-    old_tags, fault_proxy_factory, tmp_path
+    old_tags, fault_proxy_factory, tmp_path, prefect_api
 ):
     proxy = fault_proxy_factory(old_tags.url)
     bad = {
@@ -105,6 +109,7 @@ def test_malformed_kubernetes_object_fail_closed_refuses_naming_object_and_field
             old_tags,
             proxy,
             tmp_path,
+            prefect_api,
             kubernetes={"kubeconfig": str(kc), "contexts": ["staging"], "failClosed": True, "timeout": "5s"},
         )
 
@@ -115,7 +120,9 @@ def test_malformed_kubernetes_object_fail_closed_refuses_naming_object_and_field
     assert truth(old_tags.url) == before
 
 
-def test_replicate_last_line_names_the_failed_items(registry_factory, fault_proxy_factory, tmp_path):
+def test_replicate_last_line_names_the_failed_items(
+    registry_factory, fault_proxy_factory, tmp_path, prefect_api
+):
     src, dst = registry_factory(), registry_factory()
     for i in range(3):
         images.push_image(src.url, "cli/r", f"v{i}", seed=f"r{i}", verify=False)
@@ -133,7 +140,7 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
         replication=[{"from": "local-registry", "to": ["replica"]}],
     )
 
-    out = rk("run", "replicate", "--config", str(cfg))
+    out = rk("run", "replicate", "--config", str(cfg), prefect=prefect_api)
 
     last = assert_named_failure(
         out,
@@ -150,7 +157,9 @@ def test_replicate_last_line_names_the_failed_items(registry_factory, fault_prox
     assert images.list_tags(dst.url, "cli/r", verify=False) == ["v0"]  # the rest was copied
 
 
-def test_backup_last_line_names_the_unreadable_tag(registry_factory, fault_proxy_factory, tmp_path):
+def test_backup_last_line_names_the_unreadable_tag(
+    registry_factory, fault_proxy_factory, tmp_path, prefect_api
+):
     reg = registry_factory()
     for i in range(3):
         images.push_image(reg.url, "cli/k", f"v{i}", seed=f"k{i}", verify=False)
@@ -162,7 +171,7 @@ def test_backup_last_line_names_the_unreadable_tag(registry_factory, fault_proxy
         backup={"target": f"file://{tmp_path / 'bk'}"},
     )
 
-    out = rk("run", "backup", "--config", str(cfg))
+    out = rk("run", "backup", "--config", str(cfg), prefect=prefect_api)
 
     last = assert_named_failure(
         out,
