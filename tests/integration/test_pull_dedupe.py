@@ -19,7 +19,9 @@ A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
 def _ev(digest: str, event_id: str, minutes: int = 0) -> PullEvent:
-    return PullEvent("team/app", digest, T + timedelta(minutes=minutes), "v1", "docker/24", "10.0.0.1", event_id)
+    return PullEvent(
+        "team/app", digest, T + timedelta(minutes=minutes), "v1", "docker/24", "10.0.0.1", event_id
+    )
 
 
 def _counts(store: PullStore) -> dict[str, int]:
