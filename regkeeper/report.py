@@ -238,13 +238,14 @@ class Report:
         root = Path(reports_dir)
         d = root / self.flow
         d.mkdir(parents=True, exist_ok=True)
-        stem = f"{self.started:%Y%m%dT%H%M%SZ}-{self.slug}"
+        stamp, tail = f"{self.started:%Y%m%dT%H%M%SZ}", f"-{self.slug}"
         if self.key and self.key != f"{self.flow}-{self.registry}":
-            stem += "-" + re.sub(r"[^a-z0-9-]+", "-", self.key.lower()).strip("-")
-        n = 1
-        while (d / f"{stem}.json").exists() and not self.paths:  # two runs in one second
+            tail += "-" + re.sub(r"[^a-z0-9-]+", "-", self.key.lower()).strip("-")
+        stem, n = stamp + tail, 1
+        while (d / f"{stem}.json").exists() and not self.paths:
+            # another run in the same second: <stamp>.02-<slug> sorts after <stamp>-<slug>
             n += 1
-            stem = f"{self.started:%Y%m%dT%H%M%SZ}-{self.slug}-{n}"
+            stem = f"{stamp}.{n:02d}{tail}"
         paths = {"csv": d / f"{stem}.csv", "html": d / f"{stem}.html", "json": d / f"{stem}.json"}
         # extra tables get their own CSVs
         for t in self.tables[1:]:

@@ -1,9 +1,9 @@
 """The run reports a test reads back, in the order the runs started.
 
-Not by file name: a run's files are ``<started, to the second>-<slug>.*``, and a second run in
-the same second is ``...-<slug>-2.*``, which sorts BEFORE the first (``-`` < ``.``): a test that
-took the last name as the latest run read the previous one whenever two runs shared a second.
-The JSON's ``started`` (to the microsecond) orders them, as ``reports/index.html`` does.
+A run's files are ``<started, to the second>-<slug>.*`` and a second run in the same second is
+``<stamp>.02-<slug>.*``, so names sort in run order per slug; across slugs, and for the reader
+of any directory, the JSON's ``started`` (to the microsecond) is the order, as
+``reports/index.html`` uses.
 """
 
 import json

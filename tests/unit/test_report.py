@@ -3,7 +3,9 @@ table artifact; the gc / expire, backup and capacity headlines built on it."""
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 
@@ -176,3 +178,25 @@ def test_an_empty_table_says_what_it_means():
     assert "## other" not in md  # no explanation given: left out of the markdown as before
     assert r.artifact_table()[0] == [{"kind": "No regret: nothing wanted afterwards.", "digest": ""}]
     assert r.csv_text() == "kind,digest\r\n"  # the CSV stays a plain empty table
+
+
+def test_runs_in_the_same_second_get_names_that_sort_in_run_order(tmp_path):
+    """A second (and third) run in the same second: ``<stamp>.02-<slug>``, after ``<stamp>-<slug>``
+    by name as by start; an artifact key suffix survives the collision; nothing is overwritten."""
+    t = datetime(2026, 12, 2, 14, 59, 25, tzinfo=UTC)
+    runs = [Report("gc", "reg", started=t + timedelta(microseconds=i)) for i in range(3)]
+    names = [Path(r.write(tmp_path)["json"]).name for r in runs]
+    assert names == [
+        "20261202T145925Z-reg.json",
+        "20261202T145925Z.02-reg.json",
+        "20261202T145925Z.03-reg.json",
+    ]
+    assert sorted(names) == names
+    assert [json.loads((tmp_path / "gc" / n).read_text())["started"] for n in names] == [
+        r.started.isoformat() for r in runs
+    ]
+    keyed = [Report("replicate", "a", started=t, key="replication-Replica B") for _ in range(2)]
+    assert [Path(r.write(tmp_path)["json"]).name for r in keyed] == [
+        "20261202T145925Z-a-replication-replica-b.json",
+        "20261202T145925Z.02-a-replication-replica-b.json",
+    ]
