@@ -113,8 +113,9 @@ def test_demo_registry_moves_off_a_port_taken_meanwhile(tmp_path, monkeypatch, s
 
 
 def test_report_docs_orders_runs_of_one_second_by_when_they_started(tmp_path):
-    """Two runs in one second: the second's files are named ``...-2.*`` and sort first by name;
-    report_docs gives them in the order they ran (the product's index goes by ``started`` too)."""
+    """Runs in one second: a second run of the same registry is ``<stamp>.02-<slug>.*`` and sorts
+    after the first by name, but across registries names are not the run order; report_docs
+    gives the order they ran (the product's index goes by ``started`` too)."""
     from datetime import UTC, datetime
 
     from regkeeper.report import Report
@@ -123,11 +124,12 @@ def test_report_docs_orders_runs_of_one_second_by_when_they_started(tmp_path):
     t = datetime(2026, 12, 2, 23, 59, 59, 100_000, tzinfo=UTC)
     first = Report("gc", "reg", started=t, status="dry-run").write(tmp_path)
     second = Report("gc", "reg", started=t.replace(microsecond=900_000), status="ok").write(tmp_path)
+    other = Report("gc", "zeta", started=t.replace(microsecond=950_000), status="failed").write(tmp_path)
     by_name = sorted((tmp_path / "gc").glob("*.json"))
-    assert [str(p) for p in by_name] == [second["json"], first["json"]]  # what the old helpers took
+    assert [str(p) for p in by_name] == [first["json"], other["json"], second["json"]]
     docs = report_docs(tmp_path / "gc")
-    assert [d["status"] for d in docs] == ["dry-run", "ok"] and str(docs[-1]["_path"]) == second["json"]
-    assert docs[-1]["files"]["csv"] == second["csv"]
+    assert [d["status"] for d in docs] == ["dry-run", "ok", "failed"]
+    assert str(docs[1]["_path"]) == second["json"] and docs[1]["files"]["csv"] == second["csv"]
 
 
 def test_a_free_port_is_held_until_its_server_binds_it():
