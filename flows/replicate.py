@@ -61,13 +61,14 @@ def _rule_lock(stack: ExitStack, ctx: RunContext, rule_name: str) -> tuple[str |
 
 
 def _delete_extraneous(
-    ctx: RunContext, rule, target: str, plan: core.ReplicationPlan, results: dict
+    ctx: RunContext, rule, target: str, result: core.ReplicationResult, results: dict
 ) -> str | None:
     """deleteExtraneous through the one delete path, one task per batch of repositories; the
     outcome is recorded per tag in ``results``. The first batch runs alone: on a target with
     deletes disabled (405) it stops there and no other batch sends a DELETE. Returns why deletes
     stopped early, or None."""
-    dbatches = batches(core.deletable_plans(plan.repositories), COPY_BATCH)
+    dbatches = batches(core.deletable_plans(result.plan.repositories), COPY_BATCH)
+    q = ctx.quarantine(target)
     stopped = None
     for group in (dbatches[:1], dbatches[1:]):
         if stopped:
@@ -84,6 +85,7 @@ def _delete_extraneous(
                     results[p.source_repo].errors.append(f"delete task failed: {err}")
                 continue
             core.record_deletes(b, results, res)
+            result.note_held(res, q.run if q is not None else None)
             stopped = stopped or res.stopped
     return stopped
 
@@ -129,7 +131,7 @@ def _replicate_target(
                 results[p.source_repo].failed += [(c.tag, f"copy task failed: {err}") for c in p.to_copy]
         rep.save_hints()
         if rule.delete_extraneous and not result.deletes_refused:
-            result.deletes_stopped = _delete_extraneous(ctx, rule, target, plan, results)
+            result.deletes_stopped = _delete_extraneous(ctx, rule, target, result, results)
         # read back only tags whose PUT the target did not answer with their digest
         copied = [
             p

@@ -109,6 +109,13 @@ def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str
             )
         if rule.delete_extraneous and (t["deleted"] or plan.extraneous):
             rep.lead(f"Deleted {t['deleted']} of {plan.extraneous} extraneous tag(s) on {target}.")
+        if result.held:
+            undo = f"regkeeper undo --registry {target} --run {result.undo_run}"
+            rep.lead(
+                f"{result.held} deleted manifest(s) ({human_bytes(result.held_bytes)}) held in {target}'s "
+                f"quarantine, undoable until its window ends: `{undo}` says what would come back, "
+                "add `--apply` to restore."
+            )
     failed = result.failed_items
     if failed:
         first = "; ".join(f"{a}:{b}: {c}" for a, b, c in failed[:3])
@@ -137,6 +144,12 @@ def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:
         rep.summary["deleted"] = t["deleted"]
         rep.summary["already gone"] = t["already_gone"]
         rep.summary["delete skipped (changed since plan)"] = t["delete_skipped"]
+        if result.held:
+            rep.summary["deletes held in quarantine (undoable)"] = result.held
+            rep.summary["bytes held by this run"] = result.held_bytes
+            rep.summary["undo this run"] = (
+                f"regkeeper undo --registry {rep.summary['target']} --run {result.undo_run} --apply"
+            )
     rep.summary["referrers mode (source)"] = _mode(plan.source_referrers_mode)
     rep.summary["referrers mode (target)"] = _mode(plan.target_referrers_mode)
     rep.summary["referrers to copy (plan, untagged)"] = plan.referrers

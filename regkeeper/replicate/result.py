@@ -96,6 +96,18 @@ class ReplicationResult:
     dry_run: bool = False
     seconds: float = 0.0
     target_requests: dict = field(default_factory=dict)
+    # deleteExtraneous with the target's quarantine on: manifests held (undoable), their bytes,
+    # and the run id `regkeeper undo --run` takes
+    held: int = 0
+    held_bytes: int = 0
+    undo_run: str | None = None
+
+    def note_held(self, res, run: str | None) -> None:
+        """Add what a delete batch held in the quarantine (a ``prune.delete.DeleteResult``)."""
+        if res.held:
+            self.held += len(res.held)
+            self.held_bytes += res.held_bytes
+            self.undo_run = run
 
     @property
     def failed_items(self) -> list[tuple[str, str, str]]:

@@ -71,6 +71,7 @@ def replicate_target(
             )
             record_deletes(plan.repositories, {r.source_repo: r for r in result.repositories}, deleted)
             result.deletes_stopped = deleted.stopped
+            result.note_held(deleted, quarantine.run if quarantine is not None else None)
     result.seconds = round(time.perf_counter() - t0, 3)
     result.target_requests = dict(Counter(dst.stats) - before)
     return result

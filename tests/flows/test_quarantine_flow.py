@@ -92,3 +92,41 @@ def test_gc_holds_undo_restores_and_release_frees(registry_factory, tmp_path, pr
         ctx.close()
     finally:
         ctl.stop()
+
+
+def test_replicate_flow_holds_delete_extraneous_and_its_report_says_how_to_undo(registry_factory, tmp_path):
+    """deleteExtraneous through the replicate flow (one task per batch) with the target's
+    quarantine on: the report counts what was held and gives the undo command, whose run id
+    brings the deleted tag back on the target; the source is never touched."""
+    from flows.replicate import replicate
+    from regkeeper.quarantine.undo import undo
+
+    src, dst = registry_factory(), registry_factory()
+    images.push_image(src.url, "rep/y", "v1", seed="f1")
+    cfg = write_config(
+        tmp_path / "regkeeper.yaml",
+        [registry_entry(src, "primary"), registry_entry(dst, "replica")],
+        replication=[
+            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
+        ],
+        quarantine={"window": "7d"},
+    )
+    assert replicate(config_path=str(cfg))["status"] == "ok"
+    extra = images.push_image(dst.url, "rep/y", "only-here", seed="f2")
+    out = replicate(config_path=str(cfg))
+    assert out["status"] == "ok"
+    [rep] = out["reports"]
+    assert rep["summary"]["deletes held in quarantine (undoable)"] == 1
+    undo_cmd = rep["summary"]["undo this run"]
+    assert undo_cmd.startswith("regkeeper undo --registry replica --run ") and undo_cmd.endswith(" --apply")
+    assert any("held in replica's quarantine" in h for h in rep["headline"])
+    assert images.list_tags(dst.url, "rep/y") == ["v1"]
+    ctx = RunContext.load(cfg)
+    try:
+        run = undo_cmd.split("--run ")[1].split()[0]
+        done = undo(ctx.client("replica"), ctx.config.quarantine, run, apply=True)
+        assert done.restored == [("rep/y", "only-here", extra.digest)] and not done.failed
+    finally:
+        ctx.close()
+    assert sorted(images.list_tags(dst.url, "rep/y")) == ["only-here", "v1"]
+    assert images.list_tags(src.url, "rep/y") == ["v1"]

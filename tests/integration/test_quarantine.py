@@ -325,7 +325,7 @@ def test_one_run_holding_a_repository_twice_keeps_one_record(registry_factory, t
 def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_path):
     """deleteExtraneous holds in the TARGET's quarantine through the same delete path; undo on
     the target puts the tag back; the source is never touched."""
-    from regkeeper.replicate import replicate_target
+    from regkeeper.replicate import build_report, replicate_target
 
     src, dst = registry_factory(), registry_factory()
     for i in range(3):
@@ -352,6 +352,12 @@ def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_
         )
         assert got.deletes_stopped is None
         assert sorted(images.list_tags(dst.url, "rep/x")) == ["v0", "v1", "v2"]
+        run = ctx.quarantine("replica").run
+        rep = build_report(got, rule=rule, source="primary", target="replica")
+        assert rep.summary["deletes held in quarantine (undoable)"] == 1 == got.held
+        assert rep.summary["bytes held by this run"] == got.held_bytes > 0
+        assert rep.summary["undo this run"] == f"regkeeper undo --registry replica --run {run} --apply"
+        assert any("held in replica's quarantine" in h for h in rep.headline)
         [rec] = read_records(ctx.client("replica"), NS)
         assert [(e.digest, e.tags, e.rule) for e in rec.entries] == [
             (extra.digest, ("only-on-replica",), "deleteExtraneous")
