@@ -6,6 +6,7 @@ from prefect import task
 from regkeeper import replicate as core
 from regkeeper.config import ReplicationRule
 from regkeeper.context import RunContext
+from regkeeper.quarantine.report import undo_command
 from tasks.common import RETRY, logger
 
 
@@ -88,13 +89,11 @@ def delete_batch(ctx: RunContext, rule: ReplicationRule, target: str, plans: lis
     q = ctx.quarantine(target)
     if q is not None and res.held:
         logger().info(
-            "%s: %d deleted manifests held in quarantine (%d bytes): undo with "
-            "`regkeeper undo --registry %s --run %s --apply`",
+            "%s: %d deleted manifests held in quarantine (%d bytes): undo with `%s`",
             target,
             len(res.held),
             res.held_bytes,
-            target,
-            q.run,
+            undo_command(q.run, target),
         )
     if res.stopped:
         logger().error("%s: deletes stopped: %s", target, res.stopped)

@@ -22,6 +22,13 @@ class QuarantineRun:
     back: UndoResult | None = None  # in-use entries released back
 
 
+def undo_command(run: str, registry: str | None = None, apply: bool = True) -> str:
+    """The one wording of the command that undoes ``run`` (``registry``: named when it is not
+    the run's default, e.g. a replication target); ``apply``: the command that restores."""
+    where = f" --registry {registry}" if registry else ""
+    return f"regkeeper undo{where} --run {run}" + (" --apply" if apply else "")
+
+
 # the gc / expire plan's bytes with the quarantine on: held, not freed, until the release (the key
 # is the same whatever the date, for tools; the date is said next to it and in the headline)
 HELD_BYTES = "bytes to hold in quarantine (freed at release)"
@@ -65,9 +72,7 @@ def undo_report(
             if fate:
                 rep.lead(fate)
         if result.dry_run:
-            rep.lead(
-                f"Nothing changed: `regkeeper undo --run {run} --apply` restores the above (in the UI: dry_run off)"
-            )
+            rep.lead(f"Nothing changed: `{undo_command(run)}` restores the above (in the UI: dry_run off)")
         rep.summary.update(
             {
                 "tags restored" if not result.dry_run else "tags to restore": len(result.restored),
@@ -140,11 +145,11 @@ def quarantine_section(rep: Report, q, dry_run: bool) -> None:
         s["bytes held by this run"] = q.held.held_bytes
         if until:
             s["held until (UTC)"] = f"{until:%Y-%m-%d %H:%M}"
-        s["undo this run"] = f"regkeeper undo --run {q.run} --apply"
+        s["undo this run"] = undo_command(q.run)
         rep.lead(
             f"{len(q.held.held)} deleted manifest(s) ({human_bytes(q.held.held_bytes)}) held in quarantine"
             + (f" until {until:%Y-%m-%d %H:%M} UTC" if until else "")
-            + f", undoable until then: `regkeeper undo --run {q.run}` says what would come back, "
+            + f", undoable until then: `{undo_command(q.run, apply=False)}` says what would come back, "
             "add `--apply` to restore. No byte of them is reclaimed before that time"
         )
         rep.headline.insert(1, rep.headline.pop())  # said right after what was deleted

@@ -4,6 +4,7 @@ the plan's decisions, notes such as refused deletes or tags that vanished mid-ru
 """
 
 from ..config import ReplicationRule
+from ..quarantine.report import undo_command
 from ..util import human_bytes
 from .result import ReplicationResult
 
@@ -110,7 +111,7 @@ def _headline(rep, result: ReplicationResult, rule: ReplicationRule, target: str
         if rule.delete_extraneous and (t["deleted"] or plan.extraneous):
             rep.lead(f"Deleted {t['deleted']} of {plan.extraneous} extraneous tag(s) on {target}.")
         if result.held:
-            undo = f"regkeeper undo --registry {target} --run {result.undo_run}"
+            undo = undo_command(result.undo_run or "", target, apply=False)
             rep.lead(
                 f"{result.held} deleted manifest(s) ({human_bytes(result.held_bytes)}) held in {target}'s "
                 f"quarantine, undoable until its window ends: `{undo}` says what would come back, "
@@ -147,9 +148,7 @@ def _summarize(rep, result: ReplicationResult, rule: ReplicationRule) -> None:
         if result.held:
             rep.summary["deletes held in quarantine (undoable)"] = result.held
             rep.summary["bytes held by this run"] = result.held_bytes
-            rep.summary["undo this run"] = (
-                f"regkeeper undo --registry {rep.summary['target']} --run {result.undo_run} --apply"
-            )
+            rep.summary["undo this run"] = undo_command(result.undo_run or "", rep.summary["target"])
     rep.summary["referrers mode (source)"] = _mode(plan.source_referrers_mode)
     rep.summary["referrers mode (target)"] = _mode(plan.target_referrers_mode)
     rep.summary["referrers to copy (plan, untagged)"] = plan.referrers
