@@ -15,7 +15,7 @@ from regkeeper.quarantine.listing import read_records
 from tests.integration.test_cli import rk
 from tests.support import images
 from tests.support.matrixcfg import layer
-from tests.support.rkconfig import RegistryControl, registry_entry, write_config
+from tests.support.rkconfig import RegistryControl, held_mirror_config, registry_entry, write_config
 
 OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 NS = "regkeeper-quarantine"
@@ -103,14 +103,7 @@ def test_replicate_flow_holds_delete_extraneous_and_its_report_says_how_to_undo(
 
     src, dst = registry_factory(), registry_factory()
     images.push_image(src.url, "rep/y", "v1", seed="f1")
-    cfg = write_config(
-        tmp_path / "regkeeper.yaml",
-        [registry_entry(src, "primary"), registry_entry(dst, "replica")],
-        replication=[
-            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
-        ],
-        quarantine={"window": "7d"},
-    )
+    cfg = held_mirror_config(tmp_path / "regkeeper.yaml", src, dst)
     assert replicate(config_path=str(cfg))["status"] == "ok"
     extra = images.push_image(dst.url, "rep/y", "only-here", seed="f2")
     out = replicate(config_path=str(cfg))

@@ -23,7 +23,7 @@ from regkeeper.quarantine.listing import read_records, run_rows
 from regkeeper.quarantine.undo import undo
 from tests.support import images
 from tests.support.matrixcfg import layer
-from tests.support.rkconfig import RegistryControl, registry_entry, write_config
+from tests.support.rkconfig import RegistryControl, held_mirror_config, registry_entry, write_config
 
 OLD = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
 REG = "local-registry"
@@ -330,14 +330,7 @@ def test_replication_delete_extraneous_is_held_and_undone(registry_factory, tmp_
     src, dst = registry_factory(), registry_factory()
     for i in range(3):
         images.push_image(src.url, "rep/x", f"v{i}", seed=f"r{i}")
-    cfg = write_config(
-        tmp_path / "regkeeper.yaml",
-        [registry_entry(src, "primary"), registry_entry(dst, "replica")],
-        replication=[
-            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
-        ],
-        quarantine={"window": "7d"},
-    )
+    cfg = held_mirror_config(tmp_path / "regkeeper.yaml", src, dst)
     ctx = RunContext.load(cfg)
     try:
         rule = ctx.config.replication[0]

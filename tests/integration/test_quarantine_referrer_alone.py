@@ -17,7 +17,7 @@ from regkeeper.quarantine.listing import read_records
 from regkeeper.quarantine.undo import undo
 from regkeeper.replicate import replicate_target
 from tests.support import images
-from tests.support.rkconfig import registry_entry, write_config
+from tests.support.rkconfig import held_mirror_config, registry_entry, write_config
 
 NS = "regkeeper-quarantine"
 
@@ -43,14 +43,7 @@ def _listed(reg, repo: str, subject: str) -> list[str]:
 def test_a_referrer_deleted_alone_is_listed_again_after_undo(registry_factory, registry_matrix, tmp_path):
     src, dst = registry_factory(), registry_matrix.start()
     imgs = [images.push_image(src.url, "rep/x", f"v{i}", seed=f"r{i}") for i in range(2)]
-    cfg = write_config(
-        tmp_path / "regkeeper.yaml",
-        [registry_entry(src, "primary"), registry_entry(dst, "replica", storage=False)],
-        replication=[
-            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
-        ],
-        quarantine={"window": "7d"},
-    )
+    cfg = held_mirror_config(tmp_path / "regkeeper.yaml", src, dst, dst_storage=False)
     ctx = RunContext.load(cfg)
     try:
         rule = ctx.config.replication[0]

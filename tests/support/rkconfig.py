@@ -30,6 +30,19 @@ def write_config(path: Path, registries: list[dict], **sections) -> Path:
     return Path(path)
 
 
+def held_mirror_config(path: Path, src, dst, *, dst_storage: bool = True) -> Path:
+    """primary -> replica with ``deleteExtraneous`` (no cap) and the quarantine on (7d): what
+    the tests of held extraneous deletes share."""
+    return write_config(
+        path,
+        [registry_entry(src, "primary"), registry_entry(dst, "replica", storage=dst_storage)],
+        replication=[
+            {"from": "primary", "to": ["replica"], "deleteExtraneous": True, "maxDeleteFraction": 1.0}
+        ],
+        quarantine={"window": "7d"},
+    )
+
+
 class RegistryControl:
     """POST /readonly and /readwrite restart the registry in that mode; ``on_readonly`` runs
     while it is read-only (e.g. a push that must be refused)."""
