@@ -185,13 +185,13 @@ class PullStore:
         whose event id was stored before (the envelope sent again) is not counted again."""
         n = _ts(now)
         with self._tx() as cur:
-            fresh = self._unseen(cur, registry, list(pulls), n)
-            agg, days = _aggregate(fresh[0])
+            fresh, dup = self._unseen(cur, registry, list(pulls), n)
+            agg, days = _aggregate(fresh)
             cur.execute(self._q(_COLLECTION), (registry, n, n))
             if agg:
                 cur.executemany(self._q(_UPSERT), [(registry, r, d, *v) for (r, d), v in agg.items()])
                 cur.executemany(self._q(_DAYS), [(registry, *k, c) for k, c in days.items()])
-        return Recorded(len(agg), fresh[1])
+        return Recorded(len(agg), dup)
 
     def _unseen(self, cur, registry: str, pulls: list[PullEvent], now: float) -> tuple[list[PullEvent], int]:
         """(the pulls not stored before, how many were): each event id is inserted in the same
